@@ -1,0 +1,68 @@
+use std::path::PathBuf;
+
+use crate::LockOwner;
+
+/// Everything that can go wrong with the state directory. Each variant names the directory,
+/// tree or key involved, because the person reading it has to find and fix that thing.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("state path {} is not a directory; point --state at a directory", path.display())]
+    NotADirectory { path: PathBuf },
+
+    #[error("{}", locked_message(dir, owner.as_ref()))]
+    Locked { dir: PathBuf, owner: Option<LockOwner> },
+
+    #[error(
+        "state directory {} was written by a newer whittle (format {found}; this build reads up to {supported}); upgrade whittle or use another --state",
+        dir.display()
+    )]
+    NewerFormat { dir: PathBuf, found: u32, supported: u32 },
+
+    #[error("state database at {}: {source}", path.display())]
+    Sled {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+
+    #[error("corrupted record in tree `{tree}` at key `{key}`: {reason}")]
+    Corrupt { tree: String, key: String, reason: String },
+
+    #[error("record in tree `{tree}` at key `{key}` has version {found}, newer than this build's {supported}; upgrade whittle")]
+    NewerRecord { tree: String, key: String, found: u16, supported: u16 },
+
+    #[error("cannot encode a record for tree `{tree}`: {source}")]
+    Encode {
+        tree: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("journal {id} does not exist")]
+    UnknownJournal { id: crate::JournalId },
+
+    #[error("journal {id} is already finished; it cannot take step `{step}`")]
+    JournalFinished { id: crate::JournalId, step: String },
+}
+
+fn locked_message(dir: &std::path::Path, owner: Option<&LockOwner>) -> String {
+    match owner {
+        Some(owner) => format!(
+            "whittle is already running (pid {}) on state directory {}; stop it first or use another --state",
+            owner.pid,
+            dir.display()
+        ),
+        None => format!(
+            "state directory {} is locked by another process; stop it first or use another --state",
+            dir.display()
+        ),
+    }
+}

@@ -1,0 +1,266 @@
+//! whittle's state: a typed embedded store on sled, with crash-safe journals.
+//!
+//! This is the only crate that knows sled. Everything above it sees typed trees
+//! ([`Tree`] over a [`Record`]) and the [`journal`] primitive. The rules it keeps:
+//!
+//! - one process per state directory: [`State::open`] takes an exclusive lock on
+//!   `whittle.lock` and records the owner's pid there, so a second opener is told who holds it;
+//! - every file is private to its owner: the directory is 0700 and files are created 0600;
+//! - records are versioned: the database stores a format version (a newer one is refused with
+//!   a clear message) and each record carries its own version, which [`Record::upgrade`]
+//!   migrates, so a newer whittle reads an older state directory;
+//! - a journal write is durable (flushed to disk) before the call returns.
+
+mod error;
+pub mod journal;
+mod lock;
+mod tree;
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+pub use error::StateError;
+pub use journal::{JournalEntry, JournalFinish, JournalId, JournalStep};
+pub use lock::LockOwner;
+pub use tree::{Record, RecordKey, Tree};
+
+use lock::DirLock;
+
+/// The on-disk format this build writes. Bump it only for a change that older builds cannot
+/// read at all; shape changes of single records are handled by [`Record::VERSION`].
+pub const FORMAT_VERSION: u32 = 1;
+
+const META_TREE: &str = "meta";
+const FORMAT_KEY: &[u8] = b"format_version";
+
+/// Milliseconds since the Unix epoch. The clock lives in the daemon; this crate only stores
+/// the instants it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub u64);
+
+/// An open, locked state directory.
+#[derive(Debug)]
+pub struct State {
+    db: sled::Db,
+    dir: PathBuf,
+    // Held for the lifetime of the store; the OS releases it when the process dies, even on
+    // SIGKILL, so a crash never leaves a stale lock behind.
+    _lock: DirLock,
+}
+
+impl State {
+    /// Opens (creating if needed) the state directory `dir` for exclusive use by this
+    /// process. `owner` is written into the lock file so that another whittle that finds the
+    /// directory busy can say who holds it and where its status endpoint listens.
+    pub fn open(dir: &Path, owner: &LockOwner) -> Result<State, StateError> {
+        // Files sled creates later (segments, snapshots) must be private too, and sled offers
+        // no mode option, so the process umask is tightened before anything is created.
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+        if !dir.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| StateError::Io {
+                    path: dir.to_path_buf(),
+                    action: "create the state directory",
+                    source,
+                })?;
+        }
+        if !dir.is_dir() {
+            return Err(StateError::NotADirectory { path: dir.to_path_buf() });
+        }
+        let lock = DirLock::acquire(dir, owner)?;
+        restrict_permissions(dir)?;
+
+        let db_path = dir.join("db");
+        let db = sled::Config::new()
+            .path(&db_path)
+            .open()
+            .map_err(|source| StateError::Sled { path: db_path.clone(), source })?;
+        let state = State { db, dir: dir.to_path_buf(), _lock: lock };
+        state.check_format()?;
+        // sled created its files just now; make sure even ones it opened from an older
+        // directory (created before this rule) are private.
+        restrict_permissions(dir)?;
+        Ok(state)
+    }
+
+    /// The directory this state lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The typed tree that holds records of type `R`.
+    pub fn tree<R: Record>(&self) -> Result<Tree<R>, StateError> {
+        let tree = self
+            .db
+            .open_tree(R::TREE)
+            .map_err(|source| StateError::Sled { path: self.dir.clone(), source })?;
+        Ok(Tree::new(tree))
+    }
+
+    /// Forces every write so far to disk.
+    pub fn flush(&self) -> Result<(), StateError> {
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|source| StateError::Sled { path: self.dir.clone(), source })
+    }
+
+    fn check_format(&self) -> Result<(), StateError> {
+        let meta = self
+            .db
+            .open_tree(META_TREE)
+            .map_err(|source| StateError::Sled { path: self.dir.clone(), source })?;
+        let sled_err = |source| StateError::Sled { path: self.dir.clone(), source };
+        match meta.get(FORMAT_KEY).map_err(sled_err)? {
+            None => {
+                meta.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes()).map_err(sled_err)?;
+                self.flush()
+            }
+            Some(raw) => {
+                let found = <[u8; 4]>::try_from(raw.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StateError::Corrupt {
+                        tree: META_TREE.to_owned(),
+                        key: "format_version".to_owned(),
+                        reason: format!("expected 4 bytes, found {}", raw.len()),
+                    })?;
+                if found > FORMAT_VERSION {
+                    Err(StateError::NewerFormat { dir: self.dir.clone(), found, supported: FORMAT_VERSION })
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// Makes the state directory 0700 and every file in it 0600.
+fn restrict_permissions(dir: &Path) -> Result<(), StateError> {
+    let io_err = |path: &Path, source| StateError::Io {
+        path: path.to_path_buf(),
+        action: "restrict permissions of",
+        source,
+    };
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| io_err(dir, e))?;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in fs::read_dir(&current).map_err(|e| io_err(&current, e))? {
+            let entry = entry.map_err(|e| io_err(&current, e))?;
+            let path = entry.path();
+            let file_type = entry.file_type().map_err(|e| io_err(&path, e))?;
+            if file_type.is_dir() {
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).map_err(|e| io_err(&path, e))?;
+                pending.push(path);
+            } else if file_type.is_file() {
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(|e| io_err(&path, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    pub fn owner() -> LockOwner {
+        LockOwner { pid: std::process::id(), status_address: None }
+    }
+
+    pub fn open(dir: &Path) -> State {
+        State::open(dir, &owner()).expect("test state opens")
+    }
+
+    /// Copies a state directory file by file: the image a crash leaves on disk.
+    pub fn copy_dir(from: &Path, to: &Path) {
+        for entry in fs::read_dir(from).expect("read_dir") {
+            let entry = entry.expect("entry");
+            let target = to.join(entry.file_name());
+            if entry.file_type().expect("type").is_dir() {
+                fs::create_dir_all(&target).expect("mkdir");
+                copy_dir(&entry.path(), &target);
+            } else {
+                fs::copy(entry.path(), &target).expect("copy");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn creates_private_directory_and_files() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("state");
+        let state = test_support::open(&dir);
+        state.flush().expect("flush");
+        assert_eq!(fs::metadata(&dir).expect("dir").mode() & 0o777, 0o700);
+        let mut files = 0;
+        let mut pending = vec![dir.clone()];
+        while let Some(current) = pending.pop() {
+            for entry in fs::read_dir(&current).expect("read_dir") {
+                let entry = entry.expect("entry");
+                let meta = entry.metadata().expect("metadata");
+                if meta.is_dir() {
+                    pending.push(entry.path());
+                } else {
+                    files += 1;
+                    assert_eq!(meta.mode() & 0o077, 0, "{} is readable by others", entry.path().display());
+                }
+            }
+        }
+        assert!(files >= 2, "expected the lock file and sled's files, found {files}");
+    }
+
+    #[test]
+    fn refuses_a_newer_format() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        {
+            let state = test_support::open(tmp.path());
+            let meta = state.db.open_tree(META_TREE).expect("meta");
+            meta.insert(FORMAT_KEY, &(FORMAT_VERSION + 1).to_be_bytes()).expect("insert");
+            state.flush().expect("flush");
+        }
+        let err = State::open(tmp.path(), &test_support::owner()).expect_err("newer format must be refused");
+        let message = err.to_string();
+        assert!(matches!(err, StateError::NewerFormat { found, .. } if found == FORMAT_VERSION + 1));
+        assert!(message.contains("newer whittle"), "{message}");
+    }
+
+    #[test]
+    fn second_open_of_the_same_directory_names_the_owner() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let owner = LockOwner { pid: 4242, status_address: Some("127.0.0.1:9187".to_owned()) };
+        let _first = State::open(tmp.path(), &owner).expect("first open");
+        let err = State::open(tmp.path(), &test_support::owner()).expect_err("second open must fail");
+        match &err {
+            StateError::Locked { owner: Some(found), .. } => assert_eq!(found, &owner),
+            other => panic!("expected Locked with owner, got {other:?}"),
+        }
+        assert!(err.to_string().contains("already running (pid 4242)"), "{err}");
+    }
+
+    #[test]
+    fn lock_is_released_when_the_state_is_dropped() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        drop(test_support::open(tmp.path()));
+        drop(test_support::open(tmp.path()));
+    }
+
+    #[test]
+    fn a_file_where_the_directory_should_be_is_a_clear_error() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("not-a-dir");
+        fs::write(&path, b"x").expect("write");
+        let err = State::open(&path, &test_support::owner()).expect_err("must fail");
+        assert!(matches!(err, StateError::NotADirectory { .. }), "{err:?}");
+    }
+}

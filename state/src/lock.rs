@@ -1,0 +1,90 @@
+//! The per-directory exclusive lock.
+//!
+//! An OS file lock (flock) on `whittle.lock`, which the kernel drops when the process dies in
+//! any way, so there is never a stale lock to clean by hand. The file's content says who holds
+//! it: a JSON [`LockOwner`], written after the lock is taken.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::StateError;
+
+const LOCK_FILE: &str = "whittle.lock";
+
+/// Who holds a state directory: written into the lock file for whoever finds it busy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockOwner {
+    /// The holder's process id.
+    pub pid: u32,
+    /// Where the holder serves its status endpoint, if it does (a daemon), so that
+    /// `whittle status` can ask it instead of opening the busy state.
+    pub status_address: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct DirLock {
+    file: File,
+}
+
+impl DirLock {
+    pub(crate) fn acquire(dir: &Path, owner: &LockOwner) -> Result<DirLock, StateError> {
+        let path = dir.join(LOCK_FILE);
+        let io_err = |action, source| StateError::Io { path: path.clone(), action, source };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| io_err("open the lock file", e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(StateError::Locked { dir: dir.to_path_buf(), owner: read_owner(&mut file) });
+            }
+            Err(TryLockError::Error(e)) => return Err(io_err("lock", e)),
+        }
+        let body = serde_json::to_vec(owner).map_err(|source| StateError::Encode { tree: LOCK_FILE, source })?;
+        file.set_len(0).map_err(|e| io_err("truncate the lock file", e))?;
+        file.seek(SeekFrom::Start(0)).map_err(|e| io_err("rewind the lock file", e))?;
+        file.write_all(&body).map_err(|e| io_err("write the lock file", e))?;
+        file.sync_all().map_err(|e| io_err("sync the lock file", e))?;
+        Ok(DirLock { file })
+    }
+
+    /// Reads the owner of a directory without taking the lock; `None` if it is free or says
+    /// nothing readable.
+    pub(crate) fn peek(dir: &Path) -> Option<LockOwner> {
+        let mut file = File::open(dir.join(LOCK_FILE)).ok()?;
+        match file.try_lock_shared() {
+            // Nobody holds it: whatever the file says is history.
+            Ok(()) => None,
+            Err(_) => read_owner(&mut file),
+        }
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Best effort: closing the file releases the lock anyway.
+        let _ = self.file.unlock();
+    }
+}
+
+fn read_owner(file: &mut File) -> Option<LockOwner> {
+    let mut body = String::new();
+    file.read_to_string(&mut body).ok()?;
+    serde_json::from_str(&body).ok()
+}
+
+impl crate::State {
+    /// Who holds `dir`, if a live process does. Lets `whittle status` reach a running daemon.
+    pub fn lock_owner(dir: &Path) -> Option<LockOwner> {
+        DirLock::peek(dir)
+    }
+}
