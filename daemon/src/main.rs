@@ -1,1 +1,121 @@
-fn main() {}
+//! `whittle`: a thin binary over the library crates. Parses the command line, loads the
+//! configuration, and dispatches; errors become one message on stderr and exit code 1.
+
+mod aws;
+mod cli;
+mod clock;
+mod config;
+mod daemon;
+mod http;
+mod jobs;
+mod logging;
+mod metrics;
+mod reconcile;
+mod records;
+mod scheduler;
+mod status;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use whittle_state::{LockOwner, State};
+
+use crate::cli::{Cli, Command, OutputFormat, StatusArgs};
+use crate::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Version => {
+            println!("whittle {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate => {
+            let mut config = config::load(&cli.global.config)?;
+            cli.global.apply(&mut config)?;
+            println!(
+                "{}: valid ({} account(s), {} job(s))",
+                cli.global.config.display(),
+                config.aws.accounts.len(),
+                config.jobs.iter().count()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Daemon(args) => {
+            let mut config = load(&cli)?;
+            args.apply(&mut config)?;
+            runtime()?.block_on(daemon::run(config, reconcile::Registry::standard(), daemon::signals()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => {
+            let config = load(&cli)?;
+            runtime()?.block_on(status_command(config, args))
+        }
+    }
+}
+
+/// Loads the configuration with the flags and environment laid over it, and starts logging.
+fn load(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = config::load(&cli.global.config)?;
+    cli.global.apply(&mut config)?;
+    let verbosity = i8::try_from(cli.global.verbose).unwrap_or(i8::MAX) - i8::try_from(cli.global.quiet).unwrap_or(i8::MAX);
+    logging::init(config.log.format, &config.log.level, verbosity)?;
+    Ok(config)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+async fn status_command(config: Config, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let dir = &config.state.dir;
+    let mut report = match State::lock_owner(dir) {
+        Some(LockOwner { status_address: Some(address), .. }) => status::fetch(&address).await?,
+        Some(owner) => anyhow::bail!(
+            "state directory {} is held by pid {} which serves no status endpoint; try again when it is done",
+            dir.display(),
+            owner.pid
+        ),
+        None => {
+            if !dir.exists() {
+                anyhow::bail!(
+                    "state directory {} does not exist: whittle has not run with this configuration yet (or pass --state DIR)",
+                    dir.display()
+                );
+            }
+            let state = State::open(dir, &LockOwner { pid: std::process::id(), status_address: None })?;
+            status::build(&config, &state, None)?
+        }
+    };
+    let mut failed = false;
+    if args.check_aws {
+        let aws = aws::Aws::new(&config).await?;
+        let mut checks = Vec::new();
+        for account in aws.account_names() {
+            let check = match aws.caller_identity(account).await {
+                Ok(identity) => status::AwsCheck { account: account.to_owned(), identity: Some(identity), error: None },
+                Err(e) => {
+                    failed = true;
+                    status::AwsCheck { account: account.to_owned(), identity: None, error: Some(format!("{e:#}")) }
+                }
+            };
+            checks.push(check);
+        }
+        report.aws = Some(checks);
+    }
+    match args.format {
+        OutputFormat::Text => print!("{}", status::render_text(&report)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}

@@ -1,0 +1,155 @@
+//! The AWS adapters: the only code that knows the AWS SDK.
+//!
+//! [`Aws::new`] is the one place SDK configuration is built: region, endpoint override,
+//! credentials chain or profile, per-account assume-role, retry and timeout settings. Nothing
+//! here talks to the network until a call is made, so building it is cheap and offline.
+
+mod errors;
+
+use std::collections::BTreeMap;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sts::config::SharedCredentialsProvider;
+use serde::{Deserialize, Serialize};
+
+use whittle_planner::targets::RoleSummary;
+
+use crate::config::{AccountConfig, AwsConfig, Config};
+pub use errors::describe;
+
+/// SDK configurations, one per configured account.
+#[derive(Debug, Clone)]
+pub struct Aws {
+    accounts: BTreeMap<String, AccountHandle>,
+    endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct AccountHandle {
+    sdk: SdkConfig,
+    expected_id: Option<String>,
+}
+
+/// Who the credentials of an account are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub account: String,
+    pub arn: String,
+    pub user_id: String,
+}
+
+impl Aws {
+    pub async fn new(config: &Config) -> anyhow::Result<Aws> {
+        let base = loader(&config.aws, config.aws.profile.as_deref()).load().await;
+        let mut accounts = BTreeMap::new();
+        for account in &config.aws.accounts {
+            let sdk = account_config(&config.aws, &base, account).await?;
+            let expected_id = account.id.as_ref().map(|id| id.0.clone());
+            accounts.insert(account.name.clone(), AccountHandle { sdk, expected_id });
+        }
+        Ok(Aws { accounts, endpoint: config.aws.endpoint_url.as_ref().map(|u| u.0.clone()) })
+    }
+
+    /// Account names in configuration order is not kept; names are sorted.
+    pub fn account_names(&self) -> impl Iterator<Item = &str> {
+        self.accounts.keys().map(String::as_str)
+    }
+
+    fn handle(&self, account: &str) -> anyhow::Result<&AccountHandle> {
+        self.accounts
+            .get(account)
+            .ok_or_else(|| anyhow::anyhow!("account `{account}` is not configured in [[aws.accounts]]"))
+    }
+
+    /// sts:GetCallerIdentity for one account, checked against the configured account id.
+    pub async fn caller_identity(&self, account: &str) -> anyhow::Result<Identity> {
+        let handle = self.handle(account)?;
+        let sts = aws_sdk_sts::Client::new(&handle.sdk);
+        let out = sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("sts:GetCallerIdentity failed: {}", describe(&e, self.endpoint.as_deref())))?;
+        let identity = Identity {
+            account: out.account().unwrap_or_default().to_owned(),
+            arn: out.arn().unwrap_or_default().to_owned(),
+            user_id: out.user_id().unwrap_or_default().to_owned(),
+        };
+        if let Some(expected) = &handle.expected_id
+            && expected != &identity.account
+        {
+            anyhow::bail!(
+                "the credentials are for account {} ({}), but [[aws.accounts]] `{account}` says id {expected}; fix the id or the credentials",
+                identity.account,
+                identity.arn
+            );
+        }
+        Ok(identity)
+    }
+
+    /// Every IAM role of the account, with its tags.
+    pub async fn list_roles(&self, account: &str) -> anyhow::Result<Vec<RoleSummary>> {
+        let handle = self.handle(account)?;
+        let iam = aws_sdk_iam::Client::new(&handle.sdk);
+        let endpoint = self.endpoint.as_deref();
+        let mut roles = Vec::new();
+        let mut pages = iam.list_roles().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| anyhow::anyhow!("iam:ListRoles failed: {}", describe(&e, endpoint)))?;
+            for role in page.roles() {
+                roles.push(RoleSummary { arn: role.arn().to_owned(), path: role.path().to_owned(), tags: BTreeMap::new() });
+            }
+        }
+        // ListRoles does not return tags (AWS documents that only GetRole and ListRoleTags
+        // do), so each role's tags take one more paginated call.
+        for role in &mut roles {
+            let name = role.arn.rsplit('/').next().unwrap_or_default().to_owned();
+            let mut pages = iam.list_role_tags().role_name(&name).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let page =
+                    page.map_err(|e| anyhow::anyhow!("iam:ListRoleTags {name} failed: {}", describe(&e, endpoint)))?;
+                for tag in page.tags() {
+                    role.tags.insert(tag.key().to_owned(), tag.value().to_owned());
+                }
+            }
+        }
+        Ok(roles)
+    }
+}
+
+fn loader(aws: &AwsConfig, profile: Option<&str>) -> aws_config::ConfigLoader {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(aws.region.clone()))
+        .retry_config(RetryConfig::standard().with_max_attempts(aws.max_attempts))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(aws.connect_timeout.0)
+                .operation_timeout(aws.operation_timeout.0)
+                .build(),
+        );
+    if let Some(url) = &aws.endpoint_url {
+        loader = loader.endpoint_url(url.0.clone());
+    }
+    if let Some(profile) = profile {
+        loader = loader.profile_name(profile);
+    }
+    loader
+}
+
+async fn account_config(aws: &AwsConfig, base: &SdkConfig, account: &AccountConfig) -> anyhow::Result<SdkConfig> {
+    let source = match &account.profile {
+        Some(profile) => loader(aws, Some(profile)).load().await,
+        None => base.clone(),
+    };
+    let Some(role_arn) = &account.role_arn else {
+        return Ok(source);
+    };
+    let mut provider = aws_config::sts::AssumeRoleProvider::builder(role_arn).session_name(&account.session_name);
+    if let Some(external_id) = &account.external_id {
+        provider = provider.external_id(external_id);
+    }
+    let provider = provider.configure(&source).build().await;
+    Ok(source.to_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build())
+}

@@ -1,0 +1,143 @@
+//! The command line. Every setting that also lives in the file is an argument with a
+//! `WHITTLE_*` environment variable, and [`GlobalArgs::apply`] lays them over the file: that
+//! one place gives the precedence flag > environment > file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, EndpointUrl, LogFormat, LoopbackAddr};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  error: invalid configuration, state directory locked or unreadable, AWS unreachable or
+     refusing, a failed check
+  2  (whittle plan) changes are proposed
+
+Files and environment:
+  --config defaults to ./config.toml; every WHITTLE_* variable shown above overrides the file,
+  and a flag overrides the variable. AWS credentials come from the standard chain
+  (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, container or instance role), or from
+  [aws] profile and [[aws.accounts]] role_arn.
+
+Data goes to stdout, logs and errors to stderr.";
+
+/// Keeps AWS IAM roles at least privilege and credentials fresh, unattended.
+#[derive(Debug, Parser)]
+#[command(name = "whittle", version, about, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The configuration file.
+    #[arg(long, global = true, env = "WHITTLE_CONFIG", default_value = "config.toml", value_name = "PATH")]
+    pub config: PathBuf,
+
+    /// The state directory (overrides [state] dir).
+    #[arg(long = "state", global = true, env = "WHITTLE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less log output (-q warnings and errors only, -qq errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+
+    /// Log format (overrides [log] format).
+    #[arg(long, global = true, env = "WHITTLE_LOG_FORMAT", value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Log filter such as `info` or `whittle=debug` (overrides [log] level).
+    #[arg(long = "log-level", global = true, env = "WHITTLE_LOG", value_name = "FILTER", hide_short_help = true)]
+    pub log_level: Option<String>,
+
+    /// AWS region (overrides [aws] region).
+    #[arg(long, global = true, env = "WHITTLE_AWS_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Send AWS calls to this endpoint, e.g. a local emulator (overrides [aws] endpoint_url).
+    #[arg(long, global = true, env = "WHITTLE_AWS_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+impl GlobalArgs {
+    /// Lays the flags and environment over the file's values.
+    pub fn apply(&self, config: &mut Config) -> anyhow::Result<()> {
+        if let Some(dir) = &self.state_dir {
+            config.state.dir.clone_from(dir);
+        }
+        if let Some(format) = self.log_format {
+            config.log.format = format;
+        }
+        if let Some(level) = &self.log_level {
+            config.log.level.clone_from(level);
+        }
+        if let Some(region) = &self.region {
+            config.aws.region.clone_from(region);
+        }
+        if let Some(url) = &self.endpoint_url {
+            let url: EndpointUrl = url
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--endpoint-url / WHITTLE_AWS_ENDPOINT_URL: {e}"))?;
+            config.aws.endpoint_url = Some(url);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the configuration file and report every problem as PATH:LINE:COLUMN: message.
+    Validate,
+    /// Run the scheduler: reconcile unfinished work, then run the configured jobs until
+    /// SIGTERM or SIGINT (which let the running step finish, then exit 0).
+    Daemon(DaemonArgs),
+    /// Show jobs, their last and next runs, unfinished journals and discovered targets. Asks
+    /// the running daemon when there is one, otherwise reads the state directory.
+    Status(StatusArgs),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Loopback address of the status endpoint (overrides [status] listen).
+    #[arg(long, env = "WHITTLE_STATUS_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+impl DaemonArgs {
+    pub fn apply(&self, config: &mut Config) -> anyhow::Result<()> {
+        if let Some(listen) = &self.listen {
+            config.status.listen = listen
+                .parse::<LoopbackAddr>()
+                .map_err(|e| anyhow::anyhow!("--listen / WHITTLE_STATUS_LISTEN: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+    /// Also call sts:GetCallerIdentity for each configured account and show the identity or
+    /// the exact error; exits 1 if any account fails.
+    #[arg(long)]
+    pub check_aws: bool,
+}

@@ -1,0 +1,332 @@
+//! The configuration file: its types, one doc comment per field, and its validation.
+//!
+//! Every struct denies unknown keys, and nearly every field has a default, so that
+//! [`load`] can keep going after an error and report every mistake at once (see
+//! [`validate`]). Values that have a syntax of their own (cron expressions, durations, ARN
+//! patterns, account ids, addresses) are parsed into types while deserializing, so an error
+//! points at the exact value.
+
+mod types;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use types::{AccountId, CronSchedule, EndpointUrl, HumanDuration, LoopbackAddr};
+pub use validate::{ConfigError, load};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How whittle reaches AWS.
+    #[serde(default)]
+    pub aws: AwsConfig,
+    /// Where whittle keeps its state.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// The daemon's loopback HTTP endpoint (`/healthz`, `/metrics`, `/status`).
+    #[serde(default)]
+    pub status: StatusConfig,
+    /// Logging defaults (overridden by `--log-format`, `-v`, `-q`).
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Which roles whittle may touch.
+    #[serde(default)]
+    pub targets: TargetsConfig,
+    /// The daemon's scheduled jobs, by name.
+    #[serde(default)]
+    pub jobs: JobsConfig,
+    /// CloudTrail mining.
+    #[serde(default)]
+    pub mining: MiningConfig,
+    /// Policy proposals.
+    #[serde(default)]
+    pub planner: PlannerConfig,
+    /// Permission trials.
+    #[serde(default)]
+    pub trial: TrialConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    /// The region whittle's API calls go to (IAM and STS are global but still signed for one).
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Send every API call to this endpoint instead of AWS: for a local emulator.
+    #[serde(default)]
+    pub endpoint_url: Option<EndpointUrl>,
+    /// A named profile from `~/.aws/config` for the base credentials; default: the standard
+    /// chain (environment, profile, container, instance).
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Attempts per API call, including the first (standard retry mode with back-off).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// How long to wait for a TCP/TLS connection.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// How long one API call may take in all, retries included.
+    #[serde(default = "default_operation_timeout")]
+    pub operation_timeout: HumanDuration,
+    /// The accounts whittle works in.
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        AwsConfig {
+            region: default_region(),
+            endpoint_url: None,
+            profile: None,
+            max_attempts: default_max_attempts(),
+            connect_timeout: default_connect_timeout(),
+            operation_timeout: default_operation_timeout(),
+            accounts: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// A short name used everywhere else in this file and in output.
+    #[serde(default)]
+    pub name: String,
+    /// The 12-digit account id; whittle checks the credentials really are in this account.
+    #[serde(default)]
+    pub id: Option<AccountId>,
+    /// A named profile for this account instead of the base credentials.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// A role to assume in this account (from the base or profile credentials).
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// The external id the role's trust policy requires, if any.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// The session name for the assumed role; it appears in CloudTrail.
+    #[serde(default = "default_session_name")]
+    pub session_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// The state directory (created 0700 if missing; one whittle per directory).
+    #[serde(default = "default_state_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig { dir: default_state_dir() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusConfig {
+    /// Loopback address and port of the status endpoint; port 0 picks a free one.
+    #[serde(default = "default_listen")]
+    pub listen: LoopbackAddr,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        StatusConfig { listen: default_listen() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines, coloured on a terminal.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    #[serde(default = "default_log_format")]
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `whittle=debug,aws=warn`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: default_log_format(), level: default_log_level() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetsConfig {
+    /// Roles whose ARN matches any of these globs (`*`, `?`) may be managed.
+    #[serde(default)]
+    pub arn_patterns: Vec<types::Pattern>,
+    /// Roles must also carry every one of these tags (value `*`: any value).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Roles matching any of these are never touched (service-linked roles and whittle's own
+    /// role are always protected).
+    #[serde(default)]
+    pub protected_patterns: Vec<types::Pattern>,
+    /// The most roles one run may change.
+    #[serde(default = "default_max_roles_per_run")]
+    pub max_roles_per_run: u32,
+}
+
+impl Default for TargetsConfig {
+    fn default() -> Self {
+        TargetsConfig {
+            arn_patterns: Vec::new(),
+            tags: BTreeMap::new(),
+            protected_patterns: Vec::new(),
+            max_roles_per_run: default_max_roles_per_run(),
+        }
+    }
+}
+
+/// One scheduled job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSchedule {
+    /// When to run: a cron expression with seconds, `sec min hour day-of-month month
+    /// day-of-week`, in UTC.
+    pub cron: CronSchedule,
+    /// Wait a random time up to this long before each run, to spread load.
+    #[serde(default)]
+    pub jitter: Option<HumanDuration>,
+    /// Set to false to keep the schedule in the file without running it.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+/// The jobs the daemon knows; each is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Checks the credentials of every account (sts:GetCallerIdentity).
+    #[serde(default, rename = "check-aws")]
+    pub check_aws: Option<JobSchedule>,
+    /// Lists the IAM roles of every account and records which are targets.
+    #[serde(default)]
+    pub discover: Option<JobSchedule>,
+}
+
+impl JobsConfig {
+    /// The configured jobs in a stable order, with their names.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &JobSchedule)> {
+        [("check-aws", &self.check_aws), ("discover", &self.discover)]
+            .into_iter()
+            .filter_map(|(name, schedule)| schedule.as_ref().map(|s| (name, s)))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MiningConfig {
+    /// How far back usage evidence counts; older usage ages out.
+    #[serde(default = "default_lookback_days")]
+    pub lookback_days: u32,
+}
+
+impl Default for MiningConfig {
+    fn default() -> Self {
+        MiningConfig { lookback_days: default_lookback_days() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlannerConfig {
+    /// A role observed for fewer days than this is reported, never shrunk.
+    #[serde(default = "default_min_observation_days")]
+    pub min_observation_days: u32,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        PlannerConfig { min_observation_days: default_min_observation_days() }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialConfig {
+    /// Names of accounts (from `[[aws.accounts]]`) where trials may change roles. Any other
+    /// account is refused before a change.
+    #[serde(default)]
+    pub staging_accounts: Vec<String>,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+fn default_max_attempts() -> u32 {
+    3
+}
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(3))
+}
+fn default_operation_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(60))
+}
+fn default_session_name() -> String {
+    "whittle".to_owned()
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/whittle")
+}
+fn default_listen() -> LoopbackAddr {
+    LoopbackAddr(std::net::SocketAddr::from(([127, 0, 0, 1], 9187)))
+}
+fn default_log_format() -> LogFormat {
+    LogFormat::Human
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+fn default_max_roles_per_run() -> u32 {
+    5
+}
+fn default_true() -> bool {
+    true
+}
+fn default_lookback_days() -> u32 {
+    90
+}
+fn default_min_observation_days() -> u32 {
+    14
+}
+
+impl Config {
+    /// The account with this name.
+    pub fn account(&self, name: &str) -> Option<&AccountConfig> {
+        self.aws.accounts.iter().find(|a| a.name == name)
+    }
+
+    /// The target selector the planner uses.
+    pub fn target_selector(&self) -> whittle_planner::targets::TargetSelector {
+        whittle_planner::targets::TargetSelector {
+            arn_patterns: self.targets.arn_patterns.iter().map(|p| p.0.clone()).collect(),
+            tags: self.targets.tags.clone(),
+            protected_patterns: self.targets.protected_patterns.iter().map(|p| p.0.clone()).collect(),
+        }
+    }
+}
+
+/// Reads the file at `path`, or says exactly why not.
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })
+}

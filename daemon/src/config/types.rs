@@ -1,0 +1,170 @@
+//! Value types that check their own syntax while the file is deserialized, so that an error
+//! carries the exact span of the value.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, de};
+
+use whittle_planner::targets::ArnPattern;
+
+/// Implements `Deserialize` through `FromStr`, reporting the parse error as a custom error so
+/// toml attaches the value's span to it.
+macro_rules! deserialize_from_str {
+    ($ty:ty) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                text.parse().map_err(de::Error::custom)
+            }
+        }
+    };
+}
+
+/// A cron expression with a seconds field, as the scheduler reads it.
+#[derive(Debug, Clone)]
+pub struct CronSchedule {
+    text: String,
+    cron: croner::Cron,
+}
+
+impl CronSchedule {
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The first occurrence strictly after `after`.
+    pub fn next_after(&self, after: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.cron.find_next_occurrence(&after, false).ok()
+    }
+}
+
+/// The parser tokio-cron-scheduler uses (see its `Job::new_async_tz`): seconds required, and
+/// day-of-month and day-of-week both required to match. Using the same settings here means an
+/// expression `validate` accepts is one the scheduler accepts, with croner's own error message
+/// instead of the scheduler's bare "ParseSchedule".
+fn cron_parser() -> croner::parser::CronParser {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+}
+
+impl FromStr for CronSchedule {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        cron_parser()
+            .parse(text)
+            .map(|cron| CronSchedule { text: text.to_owned(), cron })
+            .map_err(|e| {
+                format!(
+                    "invalid cron expression `{text}`: {e}; expected 6 fields `sec min hour day-of-month month day-of-week`, e.g. `0 */15 * * * *`"
+                )
+            })
+    }
+}
+deserialize_from_str!(CronSchedule);
+
+/// A duration written the human way: `30s`, `5m`, `1h 30m`, `7days`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(text)
+            .map(HumanDuration)
+            .map_err(|e| format!("invalid duration `{text}`: {e}; write it like `30s`, `5m` or `1h 30m`"))
+    }
+}
+deserialize_from_str!(HumanDuration);
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// A 12-digit AWS account id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountId(pub String);
+
+impl FromStr for AccountId {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(AccountId(text.to_owned()))
+        } else {
+            Err(format!("invalid account id `{text}`: an AWS account id is exactly 12 digits, written as a string"))
+        }
+    }
+}
+deserialize_from_str!(AccountId);
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An http(s) URL for an endpoint override.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointUrl(pub String);
+
+impl FromStr for EndpointUrl {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let uri: hyper::Uri = text.parse().map_err(|e| format!("invalid endpoint URL `{text}`: {e}"))?;
+        match (uri.scheme_str(), uri.host()) {
+            (Some("http" | "https"), Some(_)) => Ok(EndpointUrl(text.trim_end_matches('/').to_owned())),
+            _ => Err(format!("invalid endpoint URL `{text}`: write it as http://HOST:PORT or https://HOST")),
+        }
+    }
+}
+deserialize_from_str!(EndpointUrl);
+
+impl fmt::Display for EndpointUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A socket address on a loopback interface. The status endpoint has no authentication, so
+/// it is never exposed beyond the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopbackAddr(pub SocketAddr);
+
+impl FromStr for LoopbackAddr {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let addr: SocketAddr = text
+            .parse()
+            .map_err(|_| format!("invalid address `{text}`: write it as IP:PORT, e.g. `127.0.0.1:9187`"))?;
+        if addr.ip().is_loopback() {
+            Ok(LoopbackAddr(addr))
+        } else {
+            Err(format!("address `{text}` is not a loopback address: the status endpoint has no authentication, so it listens on 127.0.0.1 or [::1] only"))
+        }
+    }
+}
+deserialize_from_str!(LoopbackAddr);
+
+impl fmt::Display for LoopbackAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An ARN glob, checked while reading.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub ArnPattern);
+
+impl FromStr for Pattern {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        ArnPattern::new(text).map(Pattern).map_err(|e| e.to_string())
+    }
+}
+deserialize_from_str!(Pattern);

@@ -1,0 +1,449 @@
+//! Loading with every error at once.
+//!
+//! serde stops at the first error, so [`parse`] works in rounds over toml's spanned document
+//! tree: deserialize; on an error, record it with its span, remove the offending item from the
+//! tree, and deserialize again. Spans always refer to the original text because the tree keeps
+//! them, so every diagnostic is located in the file as the user wrote it. When deserializing
+//! succeeds (possibly with defaults in place of removed items), the cross-field checks run
+//! and locate their findings by key path in the same tree.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::Config;
+
+/// One located problem in the configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read the configuration: {source}; pass --config PATH or set WHITTLE_CONFIG", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render(path, diagnostics))]
+    Invalid { path: PathBuf, diagnostics: Vec<Diagnostic> },
+}
+
+fn render(path: &Path, diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(|d| format!("{}:{}:{}: {}", path.display(), d.line, d.column, d.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Reads and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = super::read(path)?;
+    parse(&text).map_err(|diagnostics| ConfigError::Invalid { path: path.to_path_buf(), diagnostics })
+}
+
+/// Parses and validates configuration text, returning every problem found.
+pub fn parse(text: &str) -> Result<Config, Vec<Diagnostic>> {
+    let (mut root, syntax_errors) = DeTable::parse_recoverable(text);
+    let locate = |span: Option<Range<usize>>| position(text, span.map_or(0, |s| s.start));
+    if !syntax_errors.is_empty() {
+        // A syntax error leaves the tree unreliable; report the syntax alone.
+        return Err(syntax_errors
+            .iter()
+            .map(|e| diagnostic(locate(e.span()), e.message()))
+            .collect());
+    }
+
+    let mut diagnostics = Vec::new();
+    // Key paths removed so far: a finding caused by a removal is not a mistake of its own.
+    let mut removed: Vec<Vec<String>> = Vec::new();
+    let config = loop {
+        match Config::deserialize(toml::de::Deserializer::from(root.clone())) {
+            Ok(config) => break Some(config),
+            Err(error) => {
+                let Some(span) = error.span() else {
+                    // Nothing to trace it to: report it and stop with what is known.
+                    diagnostics.push(diagnostic(locate(None), error.message()));
+                    break None;
+                };
+                // A table that lost a required key to an earlier removal now reports that key
+                // missing; that is the same mistake again, so only the first is reported.
+                let missing = error.message().strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
+                let caused_by_removal = missing.is_some_and(|field| removed.iter().any(|path| path.last().is_some_and(|last| last == field)));
+                if !caused_by_removal {
+                    diagnostics.push(diagnostic(locate(Some(span.clone())), error.message()));
+                }
+                // Remove the offending item (for a missing key: its table) and try again.
+                match remove_at(root.get_mut(), &span) {
+                    Some(path) => removed.push(path),
+                    None => break None,
+                }
+            }
+        }
+    };
+    if let Some(config) = &config {
+        for (path, message) in cross_checks(config) {
+            let path_names: Vec<String> = path.iter().map(Seg::name).collect();
+            let follows_a_removal = removed.iter().any(|r| r.starts_with(&path_names) || path_names.starts_with(r));
+            if !follows_a_removal {
+                diagnostics.push(diagnostic(locate(span_of(&root, &path)), &message));
+            }
+        }
+    }
+    diagnostics.sort_by_key(|d| (d.line, d.column));
+    diagnostics.dedup();
+    match config {
+        Some(config) if diagnostics.is_empty() => Ok(config),
+        _ => Err(diagnostics),
+    }
+}
+
+fn diagnostic((line, column): (usize, usize), message: &str) -> Diagnostic {
+    // toml messages sometimes end with a newline; one diagnostic is one line.
+    let message = message.trim().replace('\n', "; ");
+    Diagnostic { line, column, message }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// Removes the item the error span points at: a key whose key or value span matches, or an
+/// array element. Returns the removed item's key path, or None when nothing matched (the
+/// caller then stops instead of looping).
+fn remove_at(table: &mut DeTable<'_>, span: &Range<usize>) -> Option<Vec<String>> {
+    let hit = table.iter().find(|(key, value)| key.span() == *span || value.span() == *span).map(|(key, _)| key.clone());
+    if let Some(key) = hit {
+        table.remove(&key);
+        return Some(vec![key.get_ref().to_string()]);
+    }
+    // Search every child: a table's span covers only its own header and keys, not the
+    // sub-tables defined later in the file (`[aws]` does not contain `[[aws.accounts]]`).
+    table.iter_mut().find_map(|(key, value)| {
+        let mut path = remove_in_value(value.get_mut(), span)?;
+        path.insert(0, key.get_ref().to_string());
+        Some(path)
+    })
+}
+
+fn remove_in_value(value: &mut DeValue<'_>, span: &Range<usize>) -> Option<Vec<String>> {
+    match value {
+        DeValue::Table(table) => remove_at(table, span),
+        DeValue::Array(array) => {
+            if let Some(index) = array.iter().position(|item| item.span() == *span) {
+                let mut kept = toml::de::DeArray::new();
+                for (i, item) in array.iter().enumerate() {
+                    if i != index {
+                        kept.push(item.clone());
+                    }
+                }
+                *array = kept;
+                return Some(vec![index.to_string()]);
+            }
+            array.iter_mut().enumerate().find_map(|(i, item)| {
+                let mut path = remove_in_value(item.get_mut(), span)?;
+                path.insert(0, i.to_string());
+                Some(path)
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A step in a key path: a table key or an array index.
+#[derive(Debug, Clone)]
+pub(super) enum Seg {
+    Key(&'static str),
+    Name(String),
+    Index(usize),
+}
+
+impl Seg {
+    fn name(&self) -> String {
+        match self {
+            Seg::Key(name) => (*name).to_owned(),
+            Seg::Name(name) => name.clone(),
+            Seg::Index(i) => i.to_string(),
+        }
+    }
+}
+
+/// The span of the deepest existing item along `path`.
+fn span_of(root: &Spanned<DeTable<'_>>, path: &[Seg]) -> Option<Range<usize>> {
+    let mut span = None;
+    let mut current: Option<&DeValue<'_>> = None;
+    let mut table = Some(root.get_ref());
+    for seg in path {
+        let next = match (seg, table, current) {
+            (Seg::Key(name), Some(t), _) => lookup(t, name),
+            (Seg::Name(name), Some(t), _) => lookup(t, name),
+            (Seg::Index(i), _, Some(DeValue::Array(array))) => array.get(*i),
+            _ => None,
+        };
+        let Some(next) = next else { break };
+        span = Some(next.span());
+        current = Some(next.get_ref());
+        table = next.get_ref().as_table();
+    }
+    span
+}
+
+fn lookup<'a, 'i>(table: &'a DeTable<'i>, name: &str) -> Option<&'a Spanned<DeValue<'i>>> {
+    table.iter().find(|(key, _)| key.get_ref() == name).map(|(_, value)| value)
+}
+
+/// Checks that involve more than one value. Each finding carries the key path it is about.
+fn cross_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
+    use Seg::{Index, Key};
+    let mut found = Vec::new();
+    let accounts = &config.aws.accounts;
+    if accounts.is_empty() {
+        found.push((
+            vec![Key("aws")],
+            "no account configured: add at least one [[aws.accounts]] with a `name`".to_owned(),
+        ));
+    }
+    for (i, account) in accounts.iter().enumerate() {
+        if account.name.trim().is_empty() {
+            found.push((vec![Key("aws"), Key("accounts"), Index(i)], "account without a `name`".to_owned()));
+        } else if accounts[..i].iter().any(|a| a.name == account.name) {
+            found.push((
+                vec![Key("aws"), Key("accounts"), Index(i), Key("name")],
+                format!("account name `{}` is used twice; names must be unique", account.name),
+            ));
+        }
+        if account.external_id.is_some() && account.role_arn.is_none() {
+            found.push((
+                vec![Key("aws"), Key("accounts"), Index(i), Key("external_id")],
+                "`external_id` needs a `role_arn` to assume".to_owned(),
+            ));
+        }
+        if let Some(role) = &account.role_arn
+            && !(role.starts_with("arn:") && role.contains(":role/"))
+        {
+            found.push((
+                vec![Key("aws"), Key("accounts"), Index(i), Key("role_arn")],
+                format!("`{role}` is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
+            ));
+        }
+    }
+    if config.aws.max_attempts == 0 {
+        found.push((vec![Key("aws"), Key("max_attempts")], "max_attempts must be at least 1".to_owned()));
+    }
+    if config.target_selector().is_empty() {
+        found.push((
+            vec![Key("targets")],
+            "no target selector: set [targets] arn_patterns and/or tags; whittle never manages every role by default"
+                .to_owned(),
+        ));
+    }
+    if config.targets.max_roles_per_run == 0 {
+        found.push((
+            vec![Key("targets"), Key("max_roles_per_run")],
+            "max_roles_per_run must be at least 1 (it caps how many roles one run changes)".to_owned(),
+        ));
+    }
+    let lookback = config.mining.lookback_days;
+    if !(1..=400).contains(&lookback) {
+        found.push((
+            vec![Key("mining"), Key("lookback_days")],
+            format!("lookback_days = {lookback}: use 1 to 400 days (IAM keeps last-accessed data for 400 days)"),
+        ));
+    } else if config.planner.min_observation_days > lookback {
+        found.push((
+            vec![Key("planner"), Key("min_observation_days")],
+            format!(
+                "min_observation_days ({}) exceeds [mining] lookback_days ({lookback}): evidence would age out before any role could be planned",
+                config.planner.min_observation_days
+            ),
+        ));
+    }
+    for (i, name) in config.trial.staging_accounts.iter().enumerate() {
+        if config.account(name).is_none() {
+            found.push((
+                vec![Key("trial"), Key("staging_accounts"), Index(i)],
+                format!("staging account `{name}` is not one of the [[aws.accounts]] names"),
+            ));
+        }
+    }
+    for (name, job) in config.jobs.iter() {
+        if let Some(jitter) = job.jitter
+            && jitter.0.is_zero()
+        {
+            found.push((
+                vec![Key("jobs"), Seg::Name(name.to_owned()), Key("jitter")],
+                "jitter of zero: remove the key instead".to_owned(),
+            ));
+        }
+    }
+    found
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.column, self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[aws]
+region = "us-east-1"
+
+[[aws.accounts]]
+name = "staging"
+id = "123456789012"
+
+[targets]
+arn_patterns = ["arn:aws:iam::*:role/app-*"]
+"#;
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse(text) {
+            Ok(_) => Vec::new(),
+            Err(diagnostics) => diagnostics.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn minimal_config_is_valid_with_defaults() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.aws.max_attempts, 3);
+        assert_eq!(config.status.listen.to_string(), "127.0.0.1:9187");
+        assert_eq!(config.mining.lookback_days, 90);
+        assert!(config.jobs.iter().next().is_none());
+    }
+
+    #[test]
+    fn reports_three_separate_mistakes_at_once() {
+        let text = r#"
+[aws]
+region = "us-east-1"
+colour = "blue"
+
+[[aws.accounts]]
+name = "staging"
+id = "1234"
+
+[targets]
+arn_patterns = ["arn:aws:iam::*:role/app-*"]
+
+[jobs.discover]
+cron = "every five minutes"
+"#;
+        let found = errors(text);
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(found[0].starts_with("4:1: unknown field `colour`"), "{}", found[0]);
+        assert!(found[1].starts_with("8:6: invalid account id `1234`"), "{}", found[1]);
+        assert!(found[2].starts_with("14:8: invalid cron expression `every five minutes`"), "{}", found[2]);
+    }
+
+    #[test]
+    fn wrong_types_unknown_tables_and_bad_values_are_each_located() {
+        let text = r#"[aws]
+max_attempts = "three"
+endpoint_url = "ftp://x"
+
+[[aws.accounts]]
+name = "staging"
+
+[status]
+listen = "0.0.0.0:9187"
+
+[targets]
+arn_patterns = ["role/app-*", "arn:aws:iam::*:role/ok-*"]
+
+[jobs.mine]
+cron = "0 * * * * *"
+
+[jobs.discover]
+cron = "0 * * * * *"
+jitter = "5 parsecs"
+
+[bogus]
+x = 1
+"#;
+        let found = errors(text);
+        let lines: Vec<&str> = found.iter().map(|f| f.split(": ").next().unwrap_or_default()).collect();
+        // toml locates an error inside an array at the array itself.
+        assert_eq!(lines, ["2:16", "3:16", "9:10", "12:16", "14:7", "19:10", "21:2"], "{found:#?}");
+        assert!(found[0].contains("invalid type"), "{}", found[0]);
+        assert!(found[2].contains("not a loopback address"), "{}", found[2]);
+        assert!(found[3].contains("ARN pattern `role/app-*` must start with `arn:`"), "{}", found[3]);
+        assert!(found[4].contains("unknown field `mine`"), "{}", found[4]);
+        assert!(found[5].contains("invalid duration"), "{}", found[5]);
+        assert!(found[6].contains("unknown field `bogus`"), "{}", found[6]);
+    }
+
+    #[test]
+    fn cross_field_checks_are_located_by_key_path() {
+        let text = r#"[aws]
+
+[[aws.accounts]]
+name = "staging"
+external_id = "x"
+
+[[aws.accounts]]
+name = "staging"
+
+[trial]
+staging_accounts = ["staging", "prod"]
+"#;
+        let found = errors(text);
+        assert_eq!(
+            found,
+            [
+                "1:1: no target selector: set [targets] arn_patterns and/or tags; whittle never manages every role by default",
+                "5:15: `external_id` needs a `role_arn` to assume",
+                "8:8: account name `staging` is used twice; names must be unique",
+                "11:32: staging account `prod` is not one of the [[aws.accounts]] names",
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_accounts_is_reported() {
+        let found = errors("[targets]\ntags = { team = \"*\" }\n");
+        assert_eq!(found, ["1:1: no account configured: add at least one [[aws.accounts]] with a `name`"]);
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let found = errors("[aws]\nregion = \"us-east-1\nfoo = 1\n");
+        assert!(!found.is_empty());
+        assert!(found[0].starts_with("2:"), "{found:?}");
+    }
+
+    #[test]
+    fn missing_required_cron_is_reported_not_looped() {
+        let found = errors(&format!("{MINIMAL}\n[jobs.discover]\njitter = \"5s\"\n"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("missing field `cron`"), "{found:?}");
+    }
+
+    #[test]
+    fn shipped_example_is_valid() {
+        let text = include_str!("../../../config.toml");
+        if let Err(found) = parse(text) {
+            panic!("config.toml is invalid: {found:#?}");
+        }
+    }
+}

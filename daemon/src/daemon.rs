@@ -1,0 +1,90 @@
+//! `whittle daemon`: lock, reconcile, listen, schedule, and stop cleanly.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tracing::info;
+use whittle_state::{LockOwner, State};
+
+use crate::aws::Aws;
+use crate::clock;
+use crate::config::Config;
+use crate::http;
+use crate::jobs::JobContext;
+use crate::metrics::Metrics;
+use crate::reconcile::Registry;
+use crate::scheduler::Scheduler;
+
+/// Runs the daemon until `shutdown` resolves. Everything that can be refused (the lock, the
+/// listen address, the credentials) is checked before anything runs.
+pub async fn run(config: Config, registry: Registry, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let dir = &config.state.dir;
+    // Ask first, open second: a busy directory is reported without touching it or AWS.
+    if let Some(owner) = State::lock_owner(dir) {
+        anyhow::bail!(
+            "whittle is already running (pid {}) on state directory {}; stop it first or use another --state",
+            owner.pid,
+            dir.display()
+        );
+    }
+    let aws = Aws::new(&config).await?;
+    for account in aws.account_names() {
+        let identity = aws.caller_identity(account).await.with_context(|| format!("account `{account}`"))?;
+        info!(account, arn = %identity.arn, account_id = %identity.account, "AWS credentials verified");
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.status.listen.0)
+        .await
+        .with_context(|| format!("cannot listen on {} ([status] listen / --listen); pick a free port", config.status.listen))?;
+    let address = listener.local_addr()?;
+    let owner = LockOwner { pid: std::process::id(), status_address: Some(address.to_string()) };
+    let state = Arc::new(State::open(dir, &owner)?);
+    info!(state = %dir.display(), pid = owner.pid, "State opened and locked");
+
+    let summary = registry.reconcile(&state).await?;
+    info!(recovered = summary.recovered, "Reconcile pass done");
+
+    let metrics = Arc::new(Metrics::new(i64::try_from(clock::now().0 / 1000).unwrap_or_default()));
+    let ctx = Arc::new(JobContext { config: Arc::clone(&config), aws, state: Arc::clone(&state) });
+    let app = http::AppState {
+        started: Instant::now(),
+        started_at: clock::now(),
+        config: Arc::clone(&config),
+        state: Arc::clone(&state),
+        metrics: Arc::clone(&metrics),
+        listen: address.to_string(),
+    };
+    let http_stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(http::serve(listener, app, http_stop.clone()));
+    info!(%address, "Status endpoint listening (/healthz, /metrics, /status)");
+
+    let jobs = config.jobs.iter().map(|(name, schedule)| (name, schedule.clone())).collect();
+    let scheduler = Scheduler::start(jobs, Arc::clone(&ctx), metrics).await?;
+    info!("Daemon started");
+
+    shutdown.await;
+    info!("Shutdown requested: no new runs; letting running steps finish");
+    scheduler.shutdown().await;
+    http_stop.cancel();
+    server.await.context("status endpoint task")??;
+    state.flush()?;
+    info!("Daemon stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn signals() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the daemon could never stop cleanly; fall back to Ctrl-C.
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!(signal = "SIGTERM", "Signal received"),
+        _ = int.recv() => info!(signal = "SIGINT", "Signal received"),
+    }
+}

@@ -1,0 +1,107 @@
+//! The jobs the scheduler runs. A job is an async function of the shared context that
+//! returns a one-line summary; it checks `cancel` between steps so that a shutdown lets the
+//! current step finish and skips the rest.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use whittle_planner::targets::{Selection, role_arn_of_caller};
+use whittle_state::State;
+
+use crate::aws::Aws;
+use crate::clock;
+use crate::config::Config;
+use crate::records::{ProtectedRole, RoleInventory};
+
+/// What every job may use.
+#[derive(Debug)]
+pub struct JobContext {
+    pub config: Arc<Config>,
+    pub aws: Aws,
+    pub state: Arc<State>,
+}
+
+/// Runs the job called `name`. The names are those of [`crate::config::JobsConfig`].
+pub async fn run(name: &str, ctx: &JobContext, cancel: &CancellationToken) -> anyhow::Result<String> {
+    match name {
+        "check-aws" => check_aws(ctx, cancel).await,
+        "discover" => discover(ctx, cancel).await,
+        other => anyhow::bail!("unknown job `{other}`"),
+    }
+}
+
+/// Fails when any account's credentials do not work, naming each failing account.
+async fn check_aws(ctx: &JobContext, cancel: &CancellationToken) -> anyhow::Result<String> {
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for account in ctx.aws.account_names() {
+        if cancel.is_cancelled() {
+            break;
+        }
+        match ctx.aws.caller_identity(account).await {
+            Ok(identity) => {
+                info!(account, arn = %identity.arn, "Credentials work");
+                ok.push(format!("{account}={}", identity.account));
+            }
+            Err(error) => {
+                warn!(account, error = %format!("{error:#}"), "Credentials check failed");
+                failed.push(format!("{account}: {error:#}"));
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(format!("{} account(s) ok: {}", ok.len(), ok.join(", ")))
+    } else {
+        anyhow::bail!("{}", failed.join("; "))
+    }
+}
+
+/// Lists each account's roles, classifies them with the target selector and stores the
+/// inventory. Read-only on AWS.
+async fn discover(ctx: &JobContext, cancel: &CancellationToken) -> anyhow::Result<String> {
+    let selector = ctx.config.target_selector();
+    let inventories = ctx.state.tree::<RoleInventory>()?;
+    let mut summaries = Vec::new();
+    for account in ctx.aws.account_names() {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let identity = ctx.aws.caller_identity(account).await?;
+        let own_role = role_arn_of_caller(&identity.arn);
+        let roles = ctx.aws.list_roles(account).await?;
+        let mut inventory = RoleInventory {
+            account: account.to_owned(),
+            account_id: identity.account.clone(),
+            refreshed_at: clock::now(),
+            targets: Vec::new(),
+            protected: Vec::new(),
+            not_selected: 0,
+        };
+        for role in &roles {
+            match selector.classify(role, own_role.as_deref()) {
+                Selection::Target => inventory.targets.push(role.arn.clone()),
+                Selection::Protected(reason) => inventory.protected.push(ProtectedRole { arn: role.arn.clone(), reason }),
+                Selection::NotSelected => inventory.not_selected += 1,
+            }
+        }
+        inventory.targets.sort();
+        inventory.protected.sort_by(|a, b| a.arn.cmp(&b.arn));
+        info!(
+            account,
+            targets = inventory.targets.len(),
+            protected = inventory.protected.len(),
+            not_selected = inventory.not_selected,
+            "Discovered roles"
+        );
+        summaries.push(format!(
+            "{account}: {} target(s), {} protected, {} not selected",
+            inventory.targets.len(),
+            inventory.protected.len(),
+            inventory.not_selected
+        ));
+        inventories.put(&account.to_owned(), &inventory)?;
+        ctx.state.flush()?;
+    }
+    Ok(summaries.join("; "))
+}

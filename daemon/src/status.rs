@@ -1,0 +1,249 @@
+//! The status report: built from the state, served by the daemon at `/status`, printed by
+//! `whittle status` (which asks the daemon when one holds the state).
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use whittle_state::State;
+
+use crate::aws::Identity;
+use crate::clock;
+use crate::config::Config;
+use crate::records::{JobHistory, JobRun, RoleInventory};
+
+/// Version of the JSON shape of [`StatusReport`].
+pub const SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub schema: u32,
+    pub version: String,
+    pub state_dir: String,
+    /// The daemon that holds the state, when one runs.
+    pub daemon: Option<DaemonInfo>,
+    pub jobs: Vec<JobStatus>,
+    pub unfinished_journals: Vec<JournalView>,
+    pub accounts: Vec<RoleInventory>,
+    /// Present with `--check-aws`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<Vec<AwsCheck>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub started_at: String,
+    pub uptime_seconds: u64,
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub name: String,
+    pub cron: String,
+    pub enabled: bool,
+    pub last_run: Option<RunView>,
+    pub next_run: Option<String>,
+    /// Kept runs per outcome (the history keeps the last 100 of each job).
+    pub runs: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunView {
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub outcome: String,
+    pub duration_ms: Option<u64>,
+    pub detail: String,
+}
+
+impl From<&JobRun> for RunView {
+    fn from(run: &JobRun) -> Self {
+        RunView {
+            started_at: clock::format(run.started_at),
+            ended_at: run.ended_at.map(clock::format),
+            outcome: run.outcome.to_string(),
+            duration_ms: run.ended_at.map(|end| end.0.saturating_sub(run.started_at.0)),
+            detail: run.detail.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalView {
+    pub id: String,
+    pub kind: String,
+    pub subject: String,
+    pub created_at: String,
+    pub last_step: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AwsCheck {
+    pub account: String,
+    pub identity: Option<Identity>,
+    pub error: Option<String>,
+}
+
+/// Builds the report from the state.
+pub fn build(config: &Config, state: &State, daemon: Option<DaemonInfo>) -> anyhow::Result<StatusReport> {
+    let history = JobHistory::new(state);
+    let now = clock::to_chrono(clock::now());
+    let mut jobs = Vec::new();
+    for (name, schedule) in config.jobs.iter() {
+        let last_run = history.last(name)?;
+        let runs = history
+            .outcome_counts(name)?
+            .into_iter()
+            .map(|(outcome, n)| (outcome.to_string(), n))
+            .collect();
+        jobs.push(JobStatus {
+            name: name.to_owned(),
+            cron: schedule.cron.as_str().to_owned(),
+            enabled: schedule.enabled,
+            last_run: last_run.as_ref().map(RunView::from),
+            next_run: schedule
+                .enabled
+                .then(|| schedule.cron.next_after(now))
+                .flatten()
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            runs,
+        });
+    }
+    let unfinished_journals = state
+        .journal_unfinished()?
+        .into_iter()
+        .map(|entry| JournalView {
+            id: entry.id.to_string(),
+            last_step: entry.last_step().map(str::to_owned),
+            kind: entry.kind,
+            subject: entry.subject,
+            created_at: clock::format(entry.created_at),
+        })
+        .collect();
+    let accounts = state
+        .tree::<RoleInventory>()?
+        .iter()
+        .map(|item| item.map(|(_, inventory)| inventory))
+        .collect::<Result<_, _>>()?;
+    Ok(StatusReport {
+        schema: SCHEMA,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        state_dir: state.dir().display().to_string(),
+        daemon,
+        jobs,
+        unfinished_journals,
+        accounts,
+        aws: None,
+    })
+}
+
+/// The report as text for a terminal.
+pub fn render_text(report: &StatusReport) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail; the results of writeln! are ignored below.
+    let _ = match &report.daemon {
+        Some(d) => writeln!(
+            out,
+            "whittle {}: daemon running (pid {}, up {}, status on {})",
+            report.version,
+            d.pid,
+            humantime::format_duration(std::time::Duration::from_secs(d.uptime_seconds)),
+            d.listen
+        ),
+        None => writeln!(out, "whittle {}: no daemon running", report.version),
+    };
+    let _ = writeln!(out, "state: {}", report.state_dir);
+
+    let _ = writeln!(out, "\njobs:");
+    if report.jobs.is_empty() {
+        let _ = writeln!(out, "  none configured ([jobs.NAME] in the configuration)");
+    }
+    for job in &report.jobs {
+        let last = match &job.last_run {
+            Some(run) => format!(
+                "{} at {}{}{}",
+                run.outcome,
+                run.started_at,
+                run.duration_ms.map(|ms| format!(" ({ms} ms)")).unwrap_or_default(),
+                if run.detail.is_empty() { String::new() } else { format!(": {}", run.detail) }
+            ),
+            None => "never run".to_owned(),
+        };
+        let next = if job.enabled { job.next_run.clone().unwrap_or_else(|| "-".to_owned()) } else { "disabled".to_owned() };
+        let runs = job.runs.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ");
+        let _ = writeln!(out, "  {:<10} cron `{}`  next {}", job.name, job.cron, next);
+        let _ = writeln!(out, "  {:<10} last {}", "", last);
+        if !runs.is_empty() {
+            let _ = writeln!(out, "  {:<10} history {}", "", runs);
+        }
+    }
+
+    let _ = writeln!(out, "\nunfinished journals: {}", report.unfinished_journals.len());
+    for j in &report.unfinished_journals {
+        let _ = writeln!(
+            out,
+            "  {} {} {} (since {}, last step {})",
+            j.id,
+            j.kind,
+            j.subject,
+            j.created_at,
+            j.last_step.as_deref().unwrap_or("none")
+        );
+    }
+
+    let _ = writeln!(out, "\ntargets:");
+    if report.accounts.is_empty() {
+        let _ = writeln!(out, "  not discovered yet (the `discover` job lists each account's roles)");
+    }
+    for a in &report.accounts {
+        let _ = writeln!(
+            out,
+            "  {} ({}): {} target(s), {} protected, {} not selected, as of {}",
+            a.account,
+            a.account_id,
+            a.targets.len(),
+            a.protected.len(),
+            a.not_selected,
+            clock::format(a.refreshed_at)
+        );
+        for arn in &a.targets {
+            let _ = writeln!(out, "    target     {arn}");
+        }
+        for p in &a.protected {
+            let _ = writeln!(out, "    protected  {} ({})", p.arn, p.reason);
+        }
+    }
+
+    if let Some(checks) = &report.aws {
+        let _ = writeln!(out, "\naws:");
+        for check in checks {
+            let _ = match (&check.identity, &check.error) {
+                (Some(id), _) => writeln!(out, "  {:<10} ok     {} (account {})", check.account, id.arn, id.account),
+                (None, Some(error)) => writeln!(out, "  {:<10} FAILED {}", check.account, error),
+                (None, None) => Ok(()),
+            };
+        }
+    }
+    out
+}
+
+/// Asks a running daemon for its report.
+pub async fn fetch(address: &str) -> anyhow::Result<StatusReport> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<hyper::body::Bytes>>();
+    let uri: hyper::Uri = format!("http://{address}/status").parse()?;
+    let response = tokio::time::timeout(std::time::Duration::from_secs(10), client.get(uri))
+        .await
+        .map_err(|_| anyhow::anyhow!("the daemon at {address} did not answer within 10 s"))?
+        .map_err(|e| anyhow::anyhow!("cannot reach the daemon's status endpoint at {address}: {e}"))?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        anyhow::bail!("the daemon at {address} answered {status}: {}", String::from_utf8_lossy(&body));
+    }
+    Ok(serde_json::from_slice(&body)?)
+}
