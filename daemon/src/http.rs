@@ -62,7 +62,7 @@ async fn healthz(Extract(app): Extract<AppState>) -> Response {
             .into_response()
         }
         // The state cannot be read: the daemon is not healthy, and says why.
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "error", "error": format!("{e:#}") })))
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "error", "error": crate::one_line(&e) })))
             .into_response(),
     }
 }
@@ -78,6 +78,6 @@ async fn metrics(Extract(app): Extract<AppState>) -> Response {
 async fn status_report(Extract(app): Extract<AppState>) -> Response {
     match status::build(&app.config, &app.state, Some(app.daemon_info())) {
         Ok(report) => Json(report).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, crate::one_line(&e)).into_response(),
     }
 }

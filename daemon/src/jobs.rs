@@ -45,8 +45,8 @@ async fn check_aws(ctx: &JobContext, cancel: &CancellationToken) -> anyhow::Resu
                 ok.push(format!("{account}={}", identity.account));
             }
             Err(error) => {
-                warn!(account, error = %format!("{error:#}"), "Credentials check failed");
-                failed.push(format!("{account}: {error:#}"));
+                warn!(account, error = %crate::one_line(&error), "Credentials check failed");
+                failed.push(format!("{account}: {}", crate::one_line(&error)));
             }
         }
     }

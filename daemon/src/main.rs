@@ -28,7 +28,14 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            match error.downcast_ref::<config::ConfigError>() {
+                // One located diagnostic per line, as compilers print them, then a count.
+                Some(invalid @ config::ConfigError::Invalid { path, diagnostics }) => {
+                    eprintln!("{invalid}");
+                    eprintln!("error: {} problem(s) in {}", diagnostics.len(), path.display());
+                }
+                _ => eprintln!("error: {}", one_line(&error)),
+            }
             ExitCode::FAILURE
         }
     }
@@ -73,6 +80,20 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// An error and its causes as one message, skipping a cause whose text the message already
+/// carries (error types that print their source would otherwise say it twice).
+pub(crate) fn one_line(error: &anyhow::Error) -> String {
+    let mut out = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
@@ -106,7 +127,7 @@ async fn status_command(config: Config, args: &StatusArgs) -> anyhow::Result<Exi
                 Ok(identity) => status::AwsCheck { account: account.to_owned(), identity: Some(identity), error: None },
                 Err(e) => {
                     failed = true;
-                    status::AwsCheck { account: account.to_owned(), identity: None, error: Some(format!("{e:#}")) }
+                    status::AwsCheck { account: account.to_owned(), identity: None, error: Some(one_line(&e)) }
                 }
             };
             checks.push(check);

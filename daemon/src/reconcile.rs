@@ -69,7 +69,7 @@ impl Registry {
             let outcome = recovery
                 .recover(state, entry)
                 .await
-                .map_err(|e| anyhow::anyhow!("recovering journal {} ({} {}): {e:#}", entry.id, entry.kind, entry.subject))?;
+                .map_err(|e| anyhow::anyhow!("recovering journal {} ({} {}): {}", entry.id, entry.kind, entry.subject, crate::one_line(&e)))?;
             info!(journal = %entry.id, kind = %entry.kind, subject = %entry.subject, %outcome, "Reconciled unfinished journal");
             recovered += 1;
         }

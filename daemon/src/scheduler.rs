@@ -80,7 +80,7 @@ impl Runner {
                 run.detail = summary;
             }
             Err(e) => {
-                let message = format!("{e:#}");
+                let message = crate::one_line(&e);
                 error!(job = self.name, seconds, error = %message, "Job failed");
                 run.outcome = RunOutcome::Failed;
                 run.detail = message;

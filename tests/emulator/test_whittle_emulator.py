@@ -1,0 +1,182 @@
+"""The emulator extension's own test: each added behaviour through boto3, as a client sees it.
+
+Run: .venv-moto/bin/python -m unittest discover -s tests/emulator -v
+"""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import unittest
+import urllib.request
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Emulator:
+    def __init__(self, **env):
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "whittle_emulator.py"), "--port", "0"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env={**os.environ, **env}, text=True,
+        )
+        line = self.proc.stdout.readline()
+        self.url = line.strip().split("Running on ")[1]
+
+    def client(self, service, key="testing", secret="testing", token=None):
+        return boto3.client(
+            service, endpoint_url=self.url, region_name="us-east-1",
+            aws_access_key_id=key, aws_secret_access_key=secret, aws_session_token=token,
+            config=Config(retries={"total_max_attempts": 1}),
+        )
+
+    def post(self, path, doc=None, content_type="application/json"):
+        data = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+        req = urllib.request.Request(self.url + path, data=data, method="POST", headers={"Content-Type": content_type})
+        with urllib.request.urlopen(req) as resp:
+            body = resp.read()
+        try:
+            return json.loads(body)
+        except ValueError:
+            return body
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+class ExtensionTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.emu = Emulator()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.emu.close()
+
+    def setUp(self):
+        self.emu.post("/moto-api/reset")
+
+    def test_calls_are_recorded_and_looked_up_without_secret_values(self):
+        sm = self.emu.client("secretsmanager")
+        sm.create_secret(Name="api/key", SecretString="s3cr3t-value")
+        sm.get_secret_value(SecretId="api/key")
+        ct = self.emu.client("cloudtrail")
+        events = ct.lookup_events(LookupAttributes=[{"AttributeKey": "EventSource", "AttributeValue": "secretsmanager.amazonaws.com"}])["Events"]
+        self.assertEqual([e["EventName"] for e in events], ["GetSecretValue", "CreateSecret"])
+        record = json.loads(events[1]["CloudTrailEvent"])
+        self.assertEqual(record["userIdentity"]["type"], "Root")
+        self.assertEqual(record["requestParameters"]["SecretString"], "HIDDEN_DUE_TO_SECURITY_REASONS")
+        with urllib.request.urlopen(self.emu.url + "/whittle-emulator/events") as resp:
+            recorded = resp.read().decode()
+        self.assertIn("CreateSecret", recorded)
+        self.assertNotIn("s3cr3t-value", recorded + json.dumps(events, default=str))
+
+    def test_lookup_pages_fifty_at_most(self):
+        sts = self.emu.client("sts")
+        for _ in range(55):
+            sts.get_caller_identity()
+        ct = self.emu.client("cloudtrail")
+        first = ct.lookup_events(LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "GetCallerIdentity"}])
+        self.assertEqual(len(first["Events"]), 50)
+        second = ct.lookup_events(LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "GetCallerIdentity"}], NextToken=first["NextToken"])
+        self.assertEqual(len(second["Events"]), 5)
+        self.assertNotIn("NextToken", second)
+
+    def test_log_files_are_delivered_in_the_real_layout(self):
+        s3 = self.emu.client("s3")
+        s3.create_bucket(Bucket="trail-bucket")
+        ct = self.emu.client("cloudtrail")
+        ct.create_trail(Name="main", S3BucketName="trail-bucket", S3KeyPrefix="org")
+        ct.start_logging(Name="main")
+        self.emu.client("sts").get_caller_identity()
+        keys = self.emu.post("/whittle-emulator/deliver")["delivered"]
+        self.assertTrue(keys)
+        key = keys[0].split("/", 3)[3]
+        self.assertRegex(key, r"^org/AWSLogs/123456789012/CloudTrail/us-east-1/\d{4}/\d{2}/\d{2}/123456789012_CloudTrail_us-east-1_\d{8}T\d{4}Z_\w{16}\.json\.gz$")
+        records = json.loads(gzip.decompress(s3.get_object(Bucket="trail-bucket", Key=key)["Body"].read()))["Records"]
+        self.assertIn("GetCallerIdentity", [r["eventName"] for r in records])
+        # Delivered events are not delivered twice.
+        self.assertEqual(self.emu.post("/whittle-emulator/deliver")["delivered"][:0], [])
+
+    def test_simulate_principal_policy(self):
+        iam = self.emu.client("iam")
+        iam.create_role(RoleName="app", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+        iam.put_role_policy(RoleName="app", PolicyName="p", PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:Get*", "Resource": "*"},
+                          {"Effect": "Deny", "Action": "s3:GetBucketPolicy", "Resource": "*"}],
+        }))
+        out = iam.simulate_principal_policy(
+            PolicySourceArn="arn:aws:iam::123456789012:role/app",
+            ActionNames=["s3:GetObject", "s3:PutObject", "s3:GetBucketPolicy"])
+        self.assertEqual([r["EvalDecision"] for r in out["EvaluationResults"]], ["allowed", "implicitDeny", "explicitDeny"])
+
+    def test_secret_default_version_follows_awscurrent(self):
+        sm = self.emu.client("secretsmanager")
+        v1 = sm.create_secret(Name="db", SecretString="one")["VersionId"]
+        v2 = sm.put_secret_value(SecretId="db", SecretString="two", VersionStages=["AWSPENDING"])["VersionId"]
+        sm.update_secret_version_stage(SecretId="db", VersionStage="AWSCURRENT", MoveToVersionId=v2, RemoveFromVersionId=v1)
+        self.assertEqual(sm.get_secret_value(SecretId="db")["SecretString"], "two")
+        sm.put_secret_value(SecretId="db", SecretString="three")
+        stages = sm.describe_secret(SecretId="db")["VersionIdsToStages"]
+        self.assertEqual(sum("AWSCURRENT" in s for s in stages.values()), 1)
+
+    def test_faults_fail_the_next_matching_calls(self):
+        self.emu.post("/whittle-emulator/faults", {"service": "cloudtrail", "action": "LookupEvents", "code": "ThrottlingException", "count": 1})
+        ct = self.emu.client("cloudtrail")
+        with self.assertRaises(ClientError) as caught:
+            ct.lookup_events()
+        self.assertEqual(caught.exception.response["Error"]["Code"], "ThrottlingException")
+        ct.lookup_events()
+
+
+class AuthModeTest(unittest.TestCase):
+    """A denied call by an assumed role is recorded as AccessDenied for that role, and the JSON
+    service's error is readable by the client."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.emu = Emulator()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.emu.close()
+
+    def test_denial_is_recorded_and_readable(self):
+        iam = self.emu.client("iam")
+        admin_policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        iam.create_user(UserName="admin")
+        iam.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=json.dumps(admin_policy))
+        key = iam.create_access_key(UserName="admin")["AccessKey"]
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
+        iam.create_role(RoleName="fn", AssumeRolePolicyDocument=json.dumps(trust))
+        iam.put_role_policy(RoleName="fn", PolicyName="p", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]}))
+        # From here on every call is checked against the caller's policies.
+        self.emu.post("/moto-api/reset-auth", b"0", content_type="text/plain")
+        admin = dict(key=key["AccessKeyId"], secret=key["SecretAccessKey"])
+        creds = self.emu.client("sts", **admin).assume_role(
+            RoleArn="arn:aws:iam::123456789012:role/fn", RoleSessionName="orders-fn")["Credentials"]
+        sm = self.emu.client("secretsmanager", creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
+        with self.assertRaises(ClientError) as caught:
+            sm.list_secrets()
+        self.assertEqual(caught.exception.response["Error"]["Code"], "AccessDeniedException")
+        events = self.emu.client("cloudtrail", **admin).lookup_events(
+            LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "ListSecrets"}])["Events"]
+        record = json.loads(events[0]["CloudTrailEvent"])
+        self.assertEqual(record["errorCode"], "AccessDenied")
+        self.assertEqual(record["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"], "arn:aws:iam::123456789012:role/fn")
+        self.assertEqual(events[0]["Username"], "orders-fn")
+        admin_event = json.loads(self.emu.client("cloudtrail", **admin).lookup_events(
+            LookupAttributes=[{"AttributeKey": "Username", "AttributeValue": "admin"}])["Events"][0]["CloudTrailEvent"])
+        self.assertEqual(admin_event["userIdentity"]["type"], "IAMUser")
+
+
+if __name__ == "__main__":
+    unittest.main()

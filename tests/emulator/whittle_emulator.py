@@ -1,0 +1,783 @@
+"""whittle's local AWS emulator: moto in server mode, plus what moto lacks.
+
+Started as `python whittle_emulator.py --port 0`; prints ` * Running on http://127.0.0.1:PORT`
+once it answers, and exits when its stdin closes (so a test process that dies never leaves an
+emulator behind) or on SIGTERM.
+
+What it adds to moto 5.2.5 (see ../../../shared/EMULATOR.md for the measured gaps):
+- CloudTrail recording of every signed API call the server handles: caller identity from the
+  access key (assumed-role session, IAM user, or the account root), eventSource, eventName,
+  readOnly, errorCode/errorMessage (denials as `AccessDenied`), requestParameters with secret
+  values replaced by HIDDEN_DUE_TO_SECURITY_REASONS. Response bodies are never recorded.
+- CloudTrail LookupEvents over the recording: one lookup attribute, time range, newest first,
+  at most 50 a page, NextToken paging. Management events only, as in AWS.
+- Delivery of gzip log files `{"Records":[...]}` to each logging trail's S3 bucket in the real
+  layout, every WHITTLE_EMULATOR_DELIVERY_SECONDS (default 5) and on demand.
+- IAM SimulatePrincipalPolicy / SimulateCustomPolicy on moto's own policy evaluator.
+- IAM GenerateServiceLastAccessedDetails / GetServiceLastAccessedDetails from the recording.
+- Auth-mode errors reshaped to the JSON protocol's format, so the SDK reads their code.
+- Secrets Manager: moving AWSCURRENT with UpdateSecretVersionStage also moves the default
+  version, so GetSecretValue without a stage and a later PutSecretValue behave as in AWS.
+- Control endpoints under /whittle-emulator/: POST events (inject records), GET events,
+  POST deliver (deliver log files now), POST faults (fail the next N matching calls), and
+  POST reset (clear the recording; moto's own /moto-api/reset clears it too).
+"""
+
+import argparse
+import datetime
+import gzip
+import io
+import json
+import os
+import random
+import re
+import signal
+import string
+import sys
+import threading
+import uuid
+import xml.sax.saxutils
+from urllib.parse import parse_qs, unquote, urlparse
+
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import make_server
+
+HIDDEN = "HIDDEN_DUE_TO_SECURITY_REASONS"
+# Request fields that carry secret material; CloudTrail hides these, and so does the recording.
+SECRET_FIELDS = {
+    "secretstring", "secretbinary", "value", "plaintext", "ciphertextblob", "password",
+    "newpassword", "oldpassword", "secretaccesskey", "privatekey", "generatesecretstring",
+}
+READ_PREFIXES = ("Get", "List", "Describe", "Head", "Lookup", "Simulate", "BatchGet", "Select")
+# Data events (not management events): object-level S3 and Lambda Invoke.
+DATA_EVENTS = {
+    "s3": {"GetObject", "PutObject", "HeadObject", "DeleteObject", "DeleteObjects", "CopyObject"},
+    "lambda": {"Invoke"},
+}
+JSON_ERROR_CODES = {
+    "AccessDenied": "AccessDeniedException",
+    "InvalidClientTokenId": "UnrecognizedClientException",
+    "SignatureDoesNotMatch": "InvalidSignatureException",
+}
+SERVICE_NAMES = {
+    "s3": "Amazon S3", "iam": "AWS Identity and Access Management", "sts": "AWS Security Token Service",
+    "secretsmanager": "AWS Secrets Manager", "ssm": "AWS Systems Manager", "kms": "AWS Key Management Service",
+    "lambda": "AWS Lambda", "cloudtrail": "AWS CloudTrail", "cloudwatch": "Amazon CloudWatch",
+    "athena": "Amazon Athena", "dynamodb": "Amazon DynamoDB", "sqs": "Amazon SQS", "sns": "Amazon SNS",
+}
+
+
+def now_utc():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def iso(ts):
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value):
+    """CloudTrail times: ISO strings in records, epoch seconds in LookupEvents requests."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
+    return datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+
+
+# --- who is calling -------------------------------------------------------------------------
+
+def backends(backend_dict):
+    """(account_id, backend) for every instantiated account of a global moto service."""
+    for account_id, per_partition in list(backend_dict.items()):
+        for _partition, backend in list(per_partition.items()):
+            yield account_id, backend
+
+
+def identity_for(access_key_id):
+    from moto.iam.models import iam_backends
+    from moto.sts.models import sts_backends
+
+    for account_id, sts in backends(sts_backends):
+        role = sts.get_assumed_role_from_access_key(access_key_id)
+        if role is not None:
+            role_name = role.role_arn.split("/")[-1]
+            try:
+                role_id = role.user_id.split(":")[0]
+            except Exception:  # the role may have been deleted since
+                role_id = "AROA" + "0" * 17
+            return {
+                "type": "AssumedRole",
+                "principalId": f"{role_id}:{role.session_name}",
+                "arn": f"arn:aws:sts::{role.account_id}:assumed-role/{role_name}/{role.session_name}",
+                "accountId": role.account_id,
+                "accessKeyId": access_key_id,
+                "sessionContext": {
+                    "sessionIssuer": {
+                        "type": "Role",
+                        "principalId": role_id,
+                        "arn": role.role_arn,
+                        "accountId": role.account_id,
+                        "userName": role_name,
+                    },
+                    "attributes": {"creationDate": iso(now_utc()), "mfaAuthenticated": "false"},
+                },
+            }
+    for account_id, iam in backends(iam_backends):
+        for user in list(iam.users.values()):
+            if any(key.access_key_id == access_key_id for key in user.access_keys):
+                return {
+                    "type": "IAMUser",
+                    "principalId": user.id,
+                    "arn": user.arn,
+                    "accountId": account_id,
+                    "accessKeyId": access_key_id,
+                    "userName": user.name,
+                }
+    account_id = os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
+    return {
+        "type": "Root",
+        "principalId": account_id,
+        "arn": f"arn:aws:iam::{account_id}:root",
+        "accountId": account_id,
+        "accessKeyId": access_key_id,
+    }
+
+
+def username_of(identity):
+    kind = identity.get("type")
+    if kind == "AssumedRole":
+        return identity["arn"].split("/")[-1]
+    if kind == "IAMUser":
+        return identity.get("userName")
+    if kind == "Root":
+        return "root"
+    return None
+
+
+# --- what is being called ---------------------------------------------------------------------
+
+AUTH_RE = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
+
+
+def hide_secrets(value):
+    if isinstance(value, dict):
+        return {k: (HIDDEN if k.lower() in SECRET_FIELDS else hide_secrets(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [hide_secrets(v) for v in value]
+    return value
+
+
+def s3_operation(method, path, query, headers):
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        return "ListBuckets", {}
+    params = {"bucketName": parts[0]}
+    if len(parts) == 1:
+        sub = next((k for k in ("policy", "tagging", "acl", "versioning", "lifecycle", "encryption", "location") if k in query), None)
+        if sub:
+            verb = {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}.get(method, "Get")
+            name = {"acl": "Acl", "location": "Location"}.get(sub, sub.capitalize())
+            return f"{verb}Bucket{name}", params
+        if method == "POST" and "delete" in query:
+            return "DeleteObjects", params
+        return {"PUT": "CreateBucket", "DELETE": "DeleteBucket", "HEAD": "HeadBucket"}.get(
+            method, "ListObjectsV2" if query.get("list-type") == ["2"] else "ListObjects"), params
+    params["key"] = unquote("/".join(parts[1:]))
+    if method == "PUT" and "x-amz-copy-source" in headers:
+        return "CopyObject", params
+    return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(method, method), params
+
+
+def lambda_operation(method, path):
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and parts[1] == "functions":
+        if len(parts) == 2:
+            return ("CreateFunction20150331" if method == "POST" else "ListFunctions20150331"), {}
+        params = {"functionName": unquote(parts[2])}
+        if len(parts) >= 4 and parts[3] == "invocations":
+            return "Invoke", params
+        if len(parts) == 3:
+            return {"GET": "GetFunction20150331v2", "DELETE": "DeleteFunction20150331"}.get(method, method), params
+        return f"{method.capitalize()}Function{parts[3].capitalize()}20150331", params
+    return f"{method}{path}", {}
+
+
+def describe_request(environ, body):
+    """(access_key, region, service, action, params) of a signed request, else None."""
+    match = AUTH_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if not match:
+        return None
+    access_key, region, service = match.groups()
+    method = environ["REQUEST_METHOD"]
+    path = environ.get("PATH_INFO", "/")
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    headers = {k[5:].lower().replace("_", "-"): v for k, v in environ.items() if k.startswith("HTTP_")}
+    params = {}
+    if target:
+        action = target.split(".")[-1]
+        try:
+            params = json.loads(body or b"{}")
+        except ValueError:
+            params = {}
+    elif "/operation/" in path:  # smithy rpc-v2 (e.g. CloudWatch): body is CBOR, not recorded
+        action = path.rsplit("/", 1)[-1]
+    elif service == "s3":
+        action, params = s3_operation(method, path, query, headers)
+    elif service == "lambda":
+        action, params = lambda_operation(method, path)
+    else:
+        form = parse_qs(body.decode("utf-8", "replace")) if body else {}
+        form.update(query)
+        action = (form.pop("Action", [None]) or [None])[0] or f"{method}{path}"
+        form.pop("Version", None)
+        params = {k: v[0] if len(v) == 1 else v for k, v in form.items()}
+    return access_key, region, service, action, hide_secrets(params)
+
+
+def error_of(status, body):
+    """(errorCode, errorMessage) of an error response, in CloudTrail's spelling."""
+    if status < 400:
+        return None, None
+    text = body.decode("utf-8", "replace")
+    code = message = None
+    try:
+        doc = json.loads(text)
+        code = (doc.get("__type") or doc.get("code") or "").split("#")[-1] or None
+        message = doc.get("message") or doc.get("Message")
+    except ValueError:
+        found = re.search(r"<Code>([^<]+)</Code>", text)
+        code = found.group(1) if found else None
+        found = re.search(r"<Message>([^<]*)</Message>", text)
+        message = xml.sax.saxutils.unescape(found.group(1)) if found else None
+    if code in ("AccessDeniedException",):
+        code = "AccessDenied"
+    return code or f"HTTP{status}", message
+
+
+# --- the recording ----------------------------------------------------------------------------
+
+class Recorder:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.events = []
+        self.delivered = {}  # trail ARN -> number of events already delivered
+        self.faults = []
+        self.jobs = {}
+
+    def add(self, event):
+        with self.lock:
+            self.events.append(event)
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.events)
+
+    def reset(self):
+        with self.lock:
+            self.events.clear()
+            self.delivered.clear()
+            self.faults.clear()
+            self.jobs.clear()
+
+    def take_fault(self, service, action):
+        with self.lock:
+            for fault in self.faults:
+                if fault["service"] in (service, "*") and fault["action"] in (action, "*") and fault["count"] > 0:
+                    fault["count"] -= 1
+                    return fault
+        return None
+
+
+def make_event(identity, region, service, action, params, status, code, message, source_ip, user_agent):
+    read_only = action.startswith(READ_PREFIXES)
+    data = action in DATA_EVENTS.get(service, ())
+    event = {
+        "eventVersion": "1.08",
+        "userIdentity": identity,
+        "eventTime": iso(now_utc()),
+        "eventSource": f"{service}.amazonaws.com",
+        "eventName": action,
+        "awsRegion": region,
+        "sourceIPAddress": source_ip,
+        "userAgent": user_agent,
+        "requestParameters": params or None,
+        "responseElements": None,
+        "requestID": str(uuid.uuid4()),
+        "eventID": str(uuid.uuid4()),
+        "readOnly": read_only,
+        "eventType": "AwsApiCall",
+        "managementEvent": not data,
+        "recipientAccountId": identity.get("accountId"),
+        "eventCategory": "Data" if data else "Management",
+    }
+    if code:
+        event["errorCode"] = code
+        if message:
+            event["errorMessage"] = message
+    return event
+
+
+# --- CloudTrail LookupEvents --------------------------------------------------------------------
+
+LOOKUP_KEYS = {
+    "EventId": lambda e: e.get("eventID"),
+    "EventName": lambda e: e.get("eventName"),
+    "ReadOnly": lambda e: str(e.get("readOnly")).lower(),
+    "Username": lambda e: username_of(e.get("userIdentity") or {}),
+    "EventSource": lambda e: e.get("eventSource"),
+    "AccessKeyId": lambda e: (e.get("userIdentity") or {}).get("accessKeyId"),
+    "ResourceName": lambda e: [r.get("ARN") for r in e.get("resources") or []],
+    "ResourceType": lambda e: [r.get("type") for r in e.get("resources") or []],
+}
+
+
+def lookup_events(recorder, request, account_id, region):
+    attrs = request.get("LookupAttributes") or []
+    if len(attrs) > 1:
+        return 400, {"__type": "InvalidLookupAttributesException", "message": "You cannot specify more than one lookup attribute."}
+    start = parse_time(request.get("StartTime"))
+    end = parse_time(request.get("EndTime"))
+    if start and end and start > end:
+        return 400, {"__type": "InvalidTimeRangeException", "message": "StartTime must be before EndTime."}
+    limit = int(request.get("MaxResults") or 50)
+    if not 1 <= limit <= 50:
+        return 400, {"__type": "InvalidMaxResultsException", "message": "MaxResults must be between 1 and 50."}
+    events = [
+        e for e in recorder.snapshot()
+        if e.get("managementEvent", True) and e.get("recipientAccountId") == account_id and e.get("awsRegion") == region
+    ]
+    for attr in attrs:
+        key, wanted = attr.get("AttributeKey"), attr.get("AttributeValue")
+        getter = LOOKUP_KEYS.get(key)
+        if getter is None:
+            return 400, {"__type": "InvalidLookupAttributesException", "message": f"Unknown attribute key {key}"}
+        events = [e for e in events if wanted == getter(e) or (isinstance(getter(e), list) and wanted in getter(e))]
+    if start:
+        events = [e for e in events if parse_time(e["eventTime"]) >= start]
+    if end:
+        events = [e for e in events if parse_time(e["eventTime"]) <= end]
+    events.reverse()  # newest first, as LookupEvents returns them
+    offset = int(request.get("NextToken") or 0)
+    page = events[offset:offset + limit]
+    body = {
+        "Events": [
+            {
+                "EventId": e.get("eventID"),
+                "EventName": e.get("eventName"),
+                "ReadOnly": str(e.get("readOnly")).lower(),
+                "AccessKeyId": (e.get("userIdentity") or {}).get("accessKeyId"),
+                "EventTime": parse_time(e["eventTime"]).timestamp(),
+                "EventSource": e.get("eventSource"),
+                "Username": username_of(e.get("userIdentity") or {}),
+                "Resources": [{"ResourceType": r.get("type"), "ResourceName": r.get("ARN")} for r in e.get("resources") or []],
+                "CloudTrailEvent": json.dumps(e),
+            }
+            for e in page
+        ]
+    }
+    if offset + limit < len(events):
+        body["NextToken"] = str(offset + limit)
+    return 200, body
+
+
+# --- log file delivery ------------------------------------------------------------------------
+
+def deliver(recorder):
+    """Writes each logging trail's new events to its bucket. Returns the keys written."""
+    from moto.cloudtrail.models import cloudtrail_backends
+    from moto.s3.models import s3_backends
+
+    written = []
+    events = recorder.snapshot()
+    for account_id, per_region in list(cloudtrail_backends.items()):
+        for trail_region, backend in list(per_region.items()):
+            for trail in list(backend.trails.values()):
+                if not trail.status.is_logging:
+                    continue
+                arn = trail.arn
+                with recorder.lock:
+                    start = recorder.delivered.get(arn, 0)
+                    recorder.delivered[arn] = len(events)
+                wants_data = bool(trail.advanced_event_selectors) or any(
+                    s.get("DataResources") for s in trail.event_selectors or []
+                )
+                fresh = [
+                    e for e in events[start:]
+                    if e.get("recipientAccountId") == account_id
+                    and (trail.is_multi_region or e.get("awsRegion") == trail_region)
+                    and (e.get("managementEvent", True) or wants_data)
+                ]
+                by_region = {}
+                for e in fresh:
+                    by_region.setdefault(e.get("awsRegion"), []).append(e)
+                stamp = now_utc()
+                for region, records in sorted(by_region.items()):
+                    suffix = "".join(random.choices(string.ascii_letters + string.digits, k=16))
+                    name = f"{account_id}_CloudTrail_{region}_{stamp:%Y%m%dT%H%MZ}_{suffix}.json.gz"
+                    prefix = f"{trail.s3_key_prefix.rstrip('/')}/" if trail.s3_key_prefix else ""
+                    key = f"{prefix}AWSLogs/{account_id}/CloudTrail/{region}/{stamp:%Y/%m/%d}/{name}"
+                    body = gzip.compress(json.dumps({"Records": records}).encode())
+                    s3 = s3_backends[account_id]["aws"]
+                    s3.put_object(trail.bucket_name, key, body)
+                    written.append(f"s3://{trail.bucket_name}/{key}")
+    return written
+
+
+# --- IAM simulation and last-accessed ---------------------------------------------------------
+
+def query_list(params, name):
+    """Values of a query-protocol list `Name.member.N`, in order."""
+    found = []
+    for key, value in params.items():
+        m = re.fullmatch(re.escape(name) + r"\.member\.(\d+)", key)
+        if m:
+            found.append((int(m.group(1)), value[0] if isinstance(value, list) else value))
+    return [v for _, v in sorted(found)]
+
+
+def principal_policies(arn):
+    """(identity policy documents, boundary documents) of a user or role, from moto's IAM."""
+    from moto.iam.models import iam_backends
+
+    account_id = arn.split(":")[4]
+    iam = iam_backends[account_id]["aws"]
+    name = arn.split("/")[-1]
+    docs, boundary_arn = [], None
+    if ":role/" in arn:
+        entity = iam.get_role(name)
+        boundary_arn = entity.permissions_boundary_arn
+        holders = [entity]
+    elif ":user/" in arn:
+        entity = iam.get_user(name)
+        boundary_arn = getattr(entity, "permissions_boundary_arn", None)
+        holders = [entity] + list(iam.get_groups_for_user(name))
+    else:
+        raise ValueError(f"PolicySourceArn {arn} is not a user or role")
+    for holder in holders:
+        docs.extend(unquote(doc) if isinstance(doc, str) else json.dumps(doc) for doc in holder.policies.values())
+        for policy in holder.managed_policies.values():
+            docs.append(default_document(policy))
+    boundary = [default_document(iam.get_policy(boundary_arn))] if boundary_arn else []
+    return docs, boundary
+
+
+def default_document(policy):
+    version = next(v for v in policy.versions if v.is_default)
+    doc = version.document
+    return doc if isinstance(doc, str) else json.dumps(doc)
+
+
+def decide(docs, action, resource):
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    allowed = False
+    for doc in docs:
+        result = IAMPolicy(doc).is_action_permitted(action, resource)
+        if result == PermissionResult.DENIED:
+            return "explicitDeny"
+        if result == PermissionResult.PERMITTED:
+            allowed = True
+    return "allowed" if allowed else "implicitDeny"
+
+
+def simulate(params, custom):
+    actions = query_list(params, "ActionNames")
+    resources = query_list(params, "ResourceArns") or ["*"]
+    extra = query_list(params, "PolicyInputList")
+    boundary_override = query_list(params, "PermissionsBoundaryPolicyInputList")
+    if custom:
+        docs, boundary = extra, boundary_override
+    else:
+        docs, boundary = principal_policies(params["PolicySourceArn"])
+        docs += extra
+        boundary = boundary_override or boundary
+    members = []
+    for action in actions:
+        for resource in resources:
+            decision = decide(docs, action, resource)
+            if decision == "allowed" and boundary:
+                bound = decide(boundary, action, resource)
+                decision = "allowed" if bound == "allowed" else bound
+            members.append(
+                "<member>"
+                f"<EvalActionName>{xml.sax.saxutils.escape(action)}</EvalActionName>"
+                f"<EvalResourceName>{xml.sax.saxutils.escape(resource)}</EvalResourceName>"
+                f"<EvalDecision>{decision}</EvalDecision>"
+                "<MatchedStatements/><MissingContextValues/>"
+                "</member>"
+            )
+    op = "SimulateCustomPolicy" if custom else "SimulatePrincipalPolicy"
+    return query_response(op, f"<IsTruncated>false</IsTruncated><EvaluationResults>{''.join(members)}</EvaluationResults>")
+
+
+def generate_last_accessed(recorder, params):
+    arn = params["Arn"]
+    job_id = str(uuid.uuid4())
+    with recorder.lock:
+        recorder.jobs[job_id] = {
+            "arn": arn,
+            "granularity": params.get("Granularity", "SERVICE_LEVEL"),
+            "created": now_utc(),
+        }
+    return query_response("GenerateServiceLastAccessedDetails", f"<JobId>{job_id}</JobId>")
+
+
+def get_last_accessed(recorder, params):
+    job = recorder.jobs.get(params.get("JobId"))
+    if job is None:
+        return query_error("NoSuchEntity", f"Job {params.get('JobId')} not found", 404)
+    arn = job["arn"]
+    docs, _ = principal_policies(arn)
+    namespaces = set()
+    for doc in docs:
+        statements = json.loads(doc).get("Statement", [])
+        for st in statements if isinstance(statements, list) else [statements]:
+            acts = st.get("Action", [])
+            for act in [acts] if isinstance(acts, str) else acts:
+                namespaces.add(act.split(":")[0].lower() if act != "*" else "*")
+    used = {}
+    for e in recorder.snapshot():
+        ident = e.get("userIdentity") or {}
+        caller = (ident.get("sessionContext") or {}).get("sessionIssuer", {}).get("arn") or ident.get("arn")
+        if caller != arn or e.get("errorCode"):
+            continue
+        ns = e["eventSource"].split(".")[0]
+        entry = used.setdefault(ns, {"last": None, "region": None, "actions": {}})
+        t = e["eventTime"]
+        if entry["last"] is None or t > entry["last"]:
+            entry["last"], entry["region"] = t, e.get("awsRegion")
+        action = f"{ns}:{e['eventName']}"
+        if action not in entry["actions"] or t > entry["actions"][action][0]:
+            entry["actions"][action] = (t, e.get("awsRegion"))
+    if "*" in namespaces:
+        namespaces.discard("*")
+        namespaces |= set(used)
+    members = []
+    for ns in sorted(namespaces):
+        u = used.get(ns)
+        parts = [f"<ServiceName>{SERVICE_NAMES.get(ns, ns)}</ServiceName>", f"<ServiceNamespace>{ns}</ServiceNamespace>"]
+        if u:
+            parts += [
+                f"<LastAuthenticated>{u['last']}</LastAuthenticated>",
+                f"<LastAuthenticatedEntity>{arn}</LastAuthenticatedEntity>",
+                f"<LastAuthenticatedRegion>{u['region']}</LastAuthenticatedRegion>",
+                "<TotalAuthenticatedEntities>1</TotalAuthenticatedEntities>",
+            ]
+        else:
+            parts.append("<TotalAuthenticatedEntities>0</TotalAuthenticatedEntities>")
+        if job["granularity"] == "ACTION_LEVEL" and u:
+            tracked = "".join(
+                f"<member><ActionName>{a.split(':')[1]}</ActionName><LastAccessedTime>{t}</LastAccessedTime>"
+                f"<LastAccessedEntity>{arn}</LastAccessedEntity><LastAccessedRegion>{r}</LastAccessedRegion></member>"
+                for a, (t, r) in sorted(u["actions"].items())
+            )
+            parts.append(f"<TrackedActionsLastAccessed>{tracked}</TrackedActionsLastAccessed>")
+        members.append(f"<member>{''.join(parts)}</member>")
+    created = iso(job["created"])
+    return query_response(
+        "GetServiceLastAccessedDetails",
+        f"<JobStatus>COMPLETED</JobStatus><JobType>{job['granularity']}</JobType>"
+        f"<JobCreationDate>{created}</JobCreationDate><JobCompletionDate>{created}</JobCompletionDate>"
+        f"<ServicesLastAccessed>{''.join(members)}</ServicesLastAccessed><IsTruncated>false</IsTruncated>",
+    )
+
+
+def query_response(operation, inner):
+    body = (
+        f'<{operation}Response xmlns="https://iam.amazonaws.com/doc/2010-05-08/">'
+        f"<{operation}Result>{inner}</{operation}Result>"
+        f"<ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>"
+        f"</{operation}Response>"
+    )
+    return 200, [("Content-Type", "text/xml")], body.encode()
+
+
+def query_error(code, message, status=400):
+    body = (
+        f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>"
+        f"<Message>{xml.sax.saxutils.escape(message)}</Message></Error>"
+        f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+    )
+    return status, [("Content-Type", "text/xml")], body.encode()
+
+
+def json_response(status, doc, error_code=None):
+    headers = [("Content-Type", "application/x-amz-json-1.1")]
+    if error_code:
+        headers.append(("x-amzn-ErrorType", error_code))
+    return status, headers, json.dumps(doc).encode()
+
+
+# --- the middleware ---------------------------------------------------------------------------
+
+STATUS_TEXT = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+class Extension:
+    def __init__(self, app, recorder):
+        self.app = app
+        self.recorder = recorder
+
+    def __call__(self, environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/whittle-emulator/"):
+            status, headers, out = self.control(environ["REQUEST_METHOD"], path, body)
+        else:
+            if path == "/moto-api/reset":
+                self.recorder.reset()
+            described = describe_request(environ, body)
+            status, headers, out = self.handle(environ, body, described)
+            if described:
+                access_key, region, service, action, params = described
+                code, message = error_of(status, out)
+                self.recorder.add(make_event(
+                    identity_for(access_key), region, service, action, params, status, code, message,
+                    environ.get("REMOTE_ADDR", "127.0.0.1"), environ.get("HTTP_USER_AGENT", ""),
+                ))
+        start_response(f"{status} {STATUS_TEXT.get(status, 'Status')}", headers + [("Content-Length", str(len(out)))])
+        return [out]
+
+    def handle(self, environ, body, described):
+        if described:
+            access_key, region, service, action, params = described
+            fault = self.recorder.take_fault(service, action)
+            if fault:
+                if environ.get("HTTP_X_AMZ_TARGET"):
+                    return json_response(fault["status"], {"__type": fault["code"], "message": fault["message"]}, fault["code"])
+                return query_error(fault["code"], fault["message"], fault["status"])
+            if service == "cloudtrail" and action == "LookupEvents":
+                account_id = identity_for(access_key)["accountId"]
+                status, doc = lookup_events(self.recorder, params, account_id, region)
+                return json_response(status, doc, doc.get("__type"))
+            if service == "iam" and action in ("SimulatePrincipalPolicy", "SimulateCustomPolicy",
+                                               "GenerateServiceLastAccessedDetails", "GetServiceLastAccessedDetails"):
+                raw = parse_qs(body.decode("utf-8", "replace"))
+                try:
+                    if action == "SimulatePrincipalPolicy":
+                        return simulate(raw | {"PolicySourceArn": raw.get("PolicySourceArn", [""])[0]}, custom=False)
+                    if action == "SimulateCustomPolicy":
+                        return simulate(raw, custom=True)
+                    flat = {k: v[0] for k, v in raw.items()}
+                    if action == "GenerateServiceLastAccessedDetails":
+                        return generate_last_accessed(self.recorder, flat)
+                    return get_last_accessed(self.recorder, flat)
+                except Exception as error:  # an unknown entity, a malformed document
+                    code = "NoSuchEntity" if "not found" in str(error).lower() or "cannot be found" in str(error).lower() else "InvalidInput"
+                    return query_error(code, str(error), 404 if code == "NoSuchEntity" else 400)
+        status, headers, out = self.call_moto(environ)
+        if described and status in (401, 403) and environ.get("HTTP_X_AMZ_TARGET") and out.lstrip().startswith(b"<"):
+            # moto answers auth failures as query-protocol XML even for JSON services; the SDK
+            # cannot read a code from that, so reshape it as the JSON protocol does.
+            code, message = error_of(status, out)
+            code = JSON_ERROR_CODES.get(code, code)
+            return json_response(status, {"__type": code, "message": message or code}, code)
+        return status, headers, out
+
+    def call_moto(self, environ):
+        captured = {}
+
+        def start_response(status, headers, exc_info=None):
+            captured["status"] = int(status.split(" ", 1)[0])
+            captured["headers"] = [(k, v) for k, v in headers if k.lower() != "content-length"]
+
+        chunks = self.app(environ, start_response)
+        try:
+            out = b"".join(chunks)
+        finally:
+            if hasattr(chunks, "close"):
+                chunks.close()
+        return captured["status"], captured["headers"], out
+
+    def control(self, method, path, body):
+        action = path[len("/whittle-emulator/"):].strip("/")
+        doc = json.loads(body or b"null")
+        if action == "events" and method == "GET":
+            return json_response(200, {"Records": self.recorder.snapshot()})
+        if action == "events" and method == "POST":
+            records = doc.get("Records", []) if isinstance(doc, dict) else doc
+            for record in records:
+                record.setdefault("eventID", str(uuid.uuid4()))
+                record.setdefault("eventTime", iso(now_utc()))
+                record.setdefault("eventVersion", "1.08")
+                record.setdefault("managementEvent", record.get("eventCategory", "Management") == "Management")
+                record.setdefault("recipientAccountId", (record.get("userIdentity") or {}).get("accountId", DEFAULT_ACCOUNT_ID))
+                self.recorder.add(record)
+            return json_response(200, {"injected": len(records)})
+        if action == "deliver" and method == "POST":
+            return json_response(200, {"delivered": deliver(self.recorder)})
+        if action == "faults" and method == "POST":
+            fault = {
+                "service": doc.get("service", "*"),
+                "action": doc.get("action", "*"),
+                "status": int(doc.get("status", 400)),
+                "code": doc.get("code", "ThrottlingException"),
+                "message": doc.get("message", "Rate exceeded"),
+                "count": int(doc.get("count", 1)),
+            }
+            with self.recorder.lock:
+                self.recorder.faults.append(fault)
+            return json_response(200, {"fault": fault})
+        if action == "reset" and method == "POST":
+            self.recorder.reset()
+            return json_response(200, {"reset": True})
+        return json_response(404, {"error": f"unknown control {method} {path}"})
+
+
+def patch_secretsmanager():
+    """Moving AWSCURRENT must also move moto's default version (GetSecretValue without a stage
+    and the AWSPREVIOUS bookkeeping of a later PutSecretValue both follow it)."""
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    original = SecretsManagerBackend.update_secret_version_stage
+
+    def update_secret_version_stage(self, secret_id, version_stage, remove_from_version_id, move_to_version_id):
+        result = original(self, secret_id, version_stage, remove_from_version_id, move_to_version_id)
+        if version_stage == "AWSCURRENT" and move_to_version_id:
+            self.secrets[secret_id].set_default_version_id(move_to_version_id)
+        return result
+
+    SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    args = parser.parse_args()
+
+    patch_secretsmanager()
+    recorder = Recorder()
+    app = Extension(DomainDispatcherApplication(create_backend_app), recorder)
+    server = make_server(args.host, args.port, app, threaded=True)
+
+    interval = float(os.environ.get("WHITTLE_EMULATOR_DELIVERY_SECONDS", "5"))
+
+    def deliver_forever():
+        while True:
+            threading.Event().wait(interval)
+            try:
+                deliver(recorder)
+            except Exception as error:  # never let delivery kill the emulator
+                print(f"delivery failed: {error}", file=sys.stderr, flush=True)
+
+    def exit_when_stdin_closes():
+        # The parent holds our stdin; when it dies, for any reason, we go too.
+        while sys.stdin.buffer.read(4096):
+            pass
+        os._exit(0)
+
+    threading.Thread(target=deliver_forever, daemon=True).start()
+    if not os.environ.get("WHITTLE_EMULATOR_DETACHED"):
+        threading.Thread(target=exit_when_stdin_closes, daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    print(f" * Running on http://{args.host}:{server.server_port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
