@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tracing::info;
@@ -22,13 +22,12 @@ use crate::scheduler::Scheduler;
 pub async fn run(config: Config, registry: Registry, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let dir = &config.state.dir;
-    // Ask first, open second: a busy directory is reported without touching it or AWS.
-    if let Some(owner) = State::lock_owner(dir) {
-        anyhow::bail!(
-            "whittle is already running (pid {}) on state directory {}; stop it first or use another --state",
-            owner.pid,
-            dir.display()
-        );
+    // Ask first, open second: a directory held by another daemon is reported without
+    // touching it or AWS.
+    if let Some(owner) = State::lock_owner(dir)
+        && owner.status_address.is_some()
+    {
+        return Err(whittle_state::StateError::Locked { dir: dir.clone(), owner: Some(owner) }.into());
     }
     let aws = Aws::new(&config).await?;
     for account in aws.account_names() {
@@ -41,7 +40,7 @@ pub async fn run(config: Config, registry: Registry, shutdown: impl Future<Outpu
         .with_context(|| format!("cannot listen on {} ([status] listen / --listen); pick a free port", config.status.listen))?;
     let address = listener.local_addr()?;
     let owner = LockOwner { pid: std::process::id(), status_address: Some(address.to_string()) };
-    let state = Arc::new(State::open(dir, &owner)?);
+    let state = Arc::new(open_waiting_for_commands(dir, &owner).await?);
     info!(state = %dir.display(), pid = owner.pid, "State opened and locked");
 
     let summary = registry.reconcile(&state).await?;
@@ -73,6 +72,26 @@ pub async fn run(config: Config, registry: Registry, shutdown: impl Future<Outpu
     state.flush()?;
     info!("Daemon stopped");
     Ok(())
+}
+
+/// How long the daemon waits for a short-lived command (`whittle status`) to release the state.
+const COMMAND_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Opens the state, waiting while a short-lived command holds it: a `whittle status` run by a
+/// monitoring script must never make a daemon (re)start fail. Another daemon, recognised by its
+/// status endpoint in the lock file, is refused at once.
+async fn open_waiting_for_commands(dir: &std::path::Path, owner: &LockOwner) -> anyhow::Result<State> {
+    let deadline = Instant::now() + COMMAND_LOCK_WAIT;
+    loop {
+        match State::open(dir, owner) {
+            Err(whittle_state::StateError::Locked { owner: Some(holder), .. })
+                if holder.status_address.is_none() && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

@@ -1,1 +1,7 @@
-fn main(){}
+//! whittle's integration tests: the real binary and the AWS SDK against the local emulator.
+//! One test binary (ripgrep style); each module covers one capability.
+
+mod cli;
+mod daemon;
+mod emulator;
+mod support;

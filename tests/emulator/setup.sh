@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the local AWS emulator (moto, pinned) into .venv-moto at the repository root.
+# Idempotent: a venv that already has the pinned version is left as it is.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+venv="$root/.venv-moto"
+pin="moto[server]==5.2.5"
+marker="$venv/.whittle-pin"
+
+if [ -x "$venv/bin/python" ] && [ "$(cat "$marker" 2>/dev/null)" = "$pin" ]; then
+  exit 0
+fi
+python="$(command -v python3 || true)"
+if [ -z "$python" ]; then
+  echo "setup: python3 is missing; install it (Debian: apt-get install python3 python3-venv)" >&2
+  exit 1
+fi
+echo "setup: installing $pin into $venv (about a minute, once)" >&2
+if ! "$python" -m venv "$venv" 2>/dev/null; then
+  # Debian's python3 ships venv separately.
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+  else
+    echo "setup: python3 cannot create a venv; install python3-venv" >&2
+    exit 1
+  fi
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check "$pin"
+echo "$pin" > "$marker"

@@ -1,0 +1,146 @@
+//! Helpers shared by the integration tests: configs, running the binary, waiting.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub use whittle_tests::{Emulator, whittle_binary};
+
+/// A scratch directory with a config file in it.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        Workspace { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.path("state")
+    }
+
+    pub fn write_config(&self, text: &str) -> PathBuf {
+        let path = self.path("config.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// A config for the emulator with fast schedules and roles matching `prefix`.
+    pub fn emulator_config(&self, endpoint: &str, prefix: &str) -> PathBuf {
+        self.write_config(&format!(
+            r#"
+[aws]
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+max_attempts = 1
+connect_timeout = "2s"
+operation_timeout = "20s"
+
+[[aws.accounts]]
+name = "staging"
+id = "123456789012"
+
+[state]
+dir = "{state}"
+
+[status]
+listen = "127.0.0.1:0"
+
+[targets]
+arn_patterns = ["arn:aws:iam::*:role/{prefix}-*"]
+tags = {{ "whittle:managed" = "true" }}
+protected_patterns = ["arn:aws:iam::*:role/{prefix}-break-glass"]
+
+[jobs.check-aws]
+cron = "* * * * * *"
+
+[jobs.discover]
+cron = "*/2 * * * * *"
+jitter = "500ms"
+
+[trial]
+staging_accounts = ["staging"]
+"#,
+            state = self.state_dir().display()
+        ))
+    }
+}
+
+/// `whittle ARGS` with the emulator's test credentials, waiting for it to finish.
+pub fn whittle(args: &[&str]) -> Output {
+    command(args).output().expect("run whittle")
+}
+
+pub fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(whittle_binary());
+    command
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("WHITTLE_CONFIG")
+        .env_remove("WHITTLE_STATE_DIR")
+        .env_remove("WHITTLE_AWS_ENDPOINT_URL")
+        .env_remove("WHITTLE_LOG_FORMAT")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Starts `whittle daemon --config CONFIG`, logging to `log`.
+pub fn spawn_daemon(config: &Path, log: &Path) -> Child {
+    let log_file = std::fs::File::create(log).expect("log file");
+    command(&["daemon", "--config", config.to_str().expect("utf-8 path")])
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn daemon")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Polls `check` until it returns Some, or panics after `timeout` with `what`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `whittle status --format json` parsed, if it succeeds.
+pub fn status_json(config: &Path) -> Option<serde_json::Value> {
+    let out = whittle(&["status", "--format", "json", "--config", config.to_str()?]);
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+}
+
+/// Sends a signal to a process.
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+}
+
+/// Waits for a child to exit, up to `timeout`.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    wait_for(timeout, "the process to exit", || child.try_wait().expect("try_wait"))
+}
+
+/// Creates a role (and optional tags) in the emulator through the SDK.
+pub async fn create_role(iam: &aws_sdk_iam::Client, name: &str, tags: &[(&str, &str)]) {
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"sts:AssumeRole"}]}"#;
+    let mut request = iam.create_role().role_name(name).assume_role_policy_document(trust);
+    for (key, value) in tags {
+        request = request.tags(aws_sdk_iam::types::Tag::builder().key(*key).value(*value).build().expect("tag"));
+    }
+    request.send().await.expect("create role");
+}
