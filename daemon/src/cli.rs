@@ -36,11 +36,22 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// The configuration file.
-    #[arg(long, global = true, env = "WHITTLE_CONFIG", default_value = "config.toml", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "WHITTLE_CONFIG",
+        default_value = "config.toml",
+        value_name = "PATH"
+    )]
     pub config: PathBuf,
 
     /// The state directory (overrides [state] dir).
-    #[arg(long = "state", global = true, env = "WHITTLE_STATE_DIR", value_name = "DIR")]
+    #[arg(
+        long = "state",
+        global = true,
+        env = "WHITTLE_STATE_DIR",
+        value_name = "DIR"
+    )]
     pub state_dir: Option<PathBuf>,
 
     /// More log output (-v debug, -vv trace).
@@ -52,11 +63,23 @@ pub struct GlobalArgs {
     pub quiet: u8,
 
     /// Log format (overrides [log] format).
-    #[arg(long, global = true, env = "WHITTLE_LOG_FORMAT", value_enum, value_name = "FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        env = "WHITTLE_LOG_FORMAT",
+        value_enum,
+        value_name = "FORMAT"
+    )]
     pub log_format: Option<LogFormat>,
 
     /// Log filter such as `info` or `whittle=debug` (overrides [log] level).
-    #[arg(long = "log-level", global = true, env = "WHITTLE_LOG", value_name = "FILTER", hide_short_help = true)]
+    #[arg(
+        long = "log-level",
+        global = true,
+        env = "WHITTLE_LOG",
+        value_name = "FILTER",
+        hide_short_help = true
+    )]
     pub log_level: Option<String>,
 
     /// AWS region (overrides [aws] region).
@@ -64,7 +87,12 @@ pub struct GlobalArgs {
     pub region: Option<String>,
 
     /// Send AWS calls to this endpoint, e.g. a local emulator (overrides [aws] endpoint_url).
-    #[arg(long, global = true, env = "WHITTLE_AWS_ENDPOINT_URL", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "WHITTLE_AWS_ENDPOINT_URL",
+        value_name = "URL"
+    )]
     pub endpoint_url: Option<String>,
 }
 
@@ -84,9 +112,9 @@ impl GlobalArgs {
             config.aws.region.clone_from(region);
         }
         if let Some(url) = &self.endpoint_url {
-            let url: EndpointUrl = url
-                .parse()
-                .map_err(|e: String| anyhow::anyhow!("--endpoint-url / WHITTLE_AWS_ENDPOINT_URL: {e}"))?;
+            let url: EndpointUrl = url.parse().map_err(|e: String| {
+                anyhow::anyhow!("--endpoint-url / WHITTLE_AWS_ENDPOINT_URL: {e}")
+            })?;
             config.aws.endpoint_url = Some(url);
         }
         Ok(())

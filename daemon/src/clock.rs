@@ -6,7 +6,10 @@ use whittle_state::Timestamp;
 
 pub fn now() -> Timestamp {
     // A clock before 1970 is a broken host; treat it as the epoch rather than panic.
-    let millis = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
     Timestamp(u64::try_from(millis).unwrap_or(u64::MAX))
 }
 
@@ -16,5 +19,6 @@ pub fn format(at: Timestamp) -> String {
 }
 
 pub fn to_chrono(at: Timestamp) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp_millis(i64::try_from(at.0).unwrap_or(i64::MAX)).unwrap_or_default()
+    chrono::DateTime::from_timestamp_millis(i64::try_from(at.0).unwrap_or(i64::MAX))
+        .unwrap_or_default()
 }

@@ -19,7 +19,11 @@ use crate::scheduler::Scheduler;
 
 /// Runs the daemon until `shutdown` resolves. Everything that can be refused (the lock, the
 /// listen address, the credentials) is checked before anything runs.
-pub async fn run(config: Config, registry: Registry, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    registry: Registry,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let dir = &config.state.dir;
     // Ask first, open second: a directory held by another daemon is reported without
@@ -27,27 +31,48 @@ pub async fn run(config: Config, registry: Registry, shutdown: impl Future<Outpu
     if let Some(owner) = State::lock_owner(dir)
         && owner.status_address.is_some()
     {
-        return Err(whittle_state::StateError::Locked { dir: dir.clone(), owner: Some(owner) }.into());
+        return Err(whittle_state::StateError::Locked {
+            dir: dir.clone(),
+            owner: Some(owner),
+        }
+        .into());
     }
     let aws = Aws::new(&config).await?;
     for account in aws.account_names() {
-        let identity = aws.caller_identity(account).await.with_context(|| format!("account `{account}`"))?;
+        let identity = aws
+            .caller_identity(account)
+            .await
+            .with_context(|| format!("account `{account}`"))?;
         info!(account, arn = %identity.arn, account_id = %identity.account, "AWS credentials verified");
     }
 
     let listener = tokio::net::TcpListener::bind(config.status.listen.0)
         .await
-        .with_context(|| format!("cannot listen on {} ([status] listen / --listen); pick a free port", config.status.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} ([status] listen / --listen); pick a free port",
+                config.status.listen
+            )
+        })?;
     let address = listener.local_addr()?;
-    let owner = LockOwner { pid: std::process::id(), status_address: Some(address.to_string()) };
+    let owner = LockOwner {
+        pid: std::process::id(),
+        status_address: Some(address.to_string()),
+    };
     let state = Arc::new(open_waiting_for_commands(dir, &owner).await?);
     info!(state = %dir.display(), pid = owner.pid, "State opened and locked");
 
     let summary = registry.reconcile(&state).await?;
     info!(recovered = summary.recovered, "Reconcile pass done");
 
-    let metrics = Arc::new(Metrics::new(i64::try_from(clock::now().0 / 1000).unwrap_or_default()));
-    let ctx = Arc::new(JobContext { config: Arc::clone(&config), aws, state: Arc::clone(&state) });
+    let metrics = Arc::new(Metrics::new(
+        i64::try_from(clock::now().0 / 1000).unwrap_or_default(),
+    ));
+    let ctx = Arc::new(JobContext {
+        config: Arc::clone(&config),
+        aws,
+        state: Arc::clone(&state),
+    });
     let app = http::AppState {
         started: Instant::now(),
         started_at: clock::now(),
@@ -60,7 +85,11 @@ pub async fn run(config: Config, registry: Registry, shutdown: impl Future<Outpu
     let server = tokio::spawn(http::serve(listener, app, http_stop.clone()));
     info!(%address, "Status endpoint listening (/healthz, /metrics, /status)");
 
-    let jobs = config.jobs.iter().map(|(name, schedule)| (name, schedule.clone())).collect();
+    let jobs = config
+        .jobs
+        .iter()
+        .map(|(name, schedule)| (name, schedule.clone()))
+        .collect();
     let scheduler = Scheduler::start(jobs, Arc::clone(&ctx), metrics).await?;
     info!("Daemon started");
 
@@ -80,13 +109,17 @@ const COMMAND_LOCK_WAIT: Duration = Duration::from_secs(10);
 /// Opens the state, waiting while a short-lived command holds it: a `whittle status` run by a
 /// monitoring script must never make a daemon (re)start fail. Another daemon, recognised by its
 /// status endpoint in the lock file, is refused at once.
-async fn open_waiting_for_commands(dir: &std::path::Path, owner: &LockOwner) -> anyhow::Result<State> {
+async fn open_waiting_for_commands(
+    dir: &std::path::Path,
+    owner: &LockOwner,
+) -> anyhow::Result<State> {
     let deadline = Instant::now() + COMMAND_LOCK_WAIT;
     loop {
         match State::open(dir, owner) {
-            Err(whittle_state::StateError::Locked { owner: Some(holder), .. })
-                if holder.status_address.is_none() && Instant::now() < deadline =>
-            {
+            Err(whittle_state::StateError::Locked {
+                owner: Some(holder),
+                ..
+            }) if holder.status_address.is_none() && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             other => return Ok(other?),
@@ -97,7 +130,10 @@ async fn open_waiting_for_commands(dir: &std::path::Path, owner: &LockOwner) -> 
 /// Resolves on the first SIGTERM or SIGINT.
 pub async fn signals() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the daemon could never stop cleanly; fall back to Ctrl-C.
         let _ = tokio::signal::ctrl_c().await;
         return;

@@ -39,20 +39,30 @@ impl AppState {
     }
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, app: AppState, stop: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: AppState,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/status", get(status_report))
         .with_state(app);
-    axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
     Ok(())
 }
 
 async fn healthz(Extract(app): Extract<AppState>) -> Response {
     match status::build(&app.config, &app.state, Some(app.daemon_info())) {
         Ok(report) => {
-            let jobs: Vec<_> = report.jobs.iter().map(|j| json!({ "name": j.name, "last_run": j.last_run })).collect();
+            let jobs: Vec<_> = report
+                .jobs
+                .iter()
+                .map(|j| json!({ "name": j.name, "last_run": j.last_run }))
+                .collect();
             Json(json!({
                 "status": "ok",
                 "version": report.version,
@@ -62,14 +72,20 @@ async fn healthz(Extract(app): Extract<AppState>) -> Response {
             .into_response()
         }
         // The state cannot be read: the daemon is not healthy, and says why.
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "error", "error": crate::one_line(&e) })))
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "error", "error": crate::one_line(&e) })),
+        )
             .into_response(),
     }
 }
 
 async fn metrics(Extract(app): Extract<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         app.metrics.encode(),
     )
         .into_response()

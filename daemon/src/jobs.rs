@@ -23,7 +23,11 @@ pub struct JobContext {
 }
 
 /// Runs the job called `name`. The names are those of [`crate::config::JobsConfig`].
-pub async fn run(name: &str, ctx: &JobContext, cancel: &CancellationToken) -> anyhow::Result<String> {
+pub async fn run(
+    name: &str,
+    ctx: &JobContext,
+    cancel: &CancellationToken,
+) -> anyhow::Result<String> {
     match name {
         "check-aws" => check_aws(ctx, cancel).await,
         "discover" => discover(ctx, cancel).await,
@@ -81,7 +85,10 @@ async fn discover(ctx: &JobContext, cancel: &CancellationToken) -> anyhow::Resul
         for role in &roles {
             match selector.classify(role, own_role.as_deref()) {
                 Selection::Target => inventory.targets.push(role.arn.clone()),
-                Selection::Protected(reason) => inventory.protected.push(ProtectedRole { arn: role.arn.clone(), reason }),
+                Selection::Protected(reason) => inventory.protected.push(ProtectedRole {
+                    arn: role.arn.clone(),
+                    reason,
+                }),
                 Selection::NotSelected => inventory.not_selected += 1,
             }
         }

@@ -7,7 +7,8 @@ use crate::config::LogFormat;
 /// Installs the global subscriber. `verbosity` is -v count minus -q count: it moves the
 /// configured level up or down for whittle's own modules without touching the rest.
 pub fn init(format: LogFormat, level: &str, verbosity: i8) -> anyhow::Result<()> {
-    let mut filter = EnvFilter::try_new(level).map_err(|e| anyhow::anyhow!("invalid log filter `{level}`: {e}"))?;
+    let mut filter = EnvFilter::try_new(level)
+        .map_err(|e| anyhow::anyhow!("invalid log filter `{level}`: {e}"))?;
     let shifted = match verbosity {
         v if v >= 2 => Some("whittle=trace"),
         1 => Some("whittle=debug"),
@@ -18,9 +19,13 @@ pub fn init(format: LogFormat, level: &str, verbosity: i8) -> anyhow::Result<()>
     if let Some(directive) = shifted {
         filter = filter.add_directive(directive.parse()?);
     }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = match format {
-        LogFormat::Human => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+        LogFormat::Human => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))

@@ -32,7 +32,11 @@ fn main() -> ExitCode {
                 // One located diagnostic per line, as compilers print them, then a count.
                 Some(invalid @ config::ConfigError::Invalid { path, diagnostics }) => {
                     eprintln!("{invalid}");
-                    eprintln!("error: {} problem(s) in {}", diagnostics.len(), path.display());
+                    eprintln!(
+                        "error: {} problem(s) in {}",
+                        diagnostics.len(),
+                        path.display()
+                    );
                 }
                 _ => eprintln!("error: {}", one_line(&error)),
             }
@@ -61,7 +65,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => {
             let mut config = load(&cli)?;
             args.apply(&mut config)?;
-            runtime()?.block_on(daemon::run(config, reconcile::Registry::standard(), daemon::signals()))?;
+            runtime()?.block_on(daemon::run(
+                config,
+                reconcile::Registry::standard(),
+                daemon::signals(),
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(args) => {
@@ -75,7 +83,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn load(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = config::load(&cli.global.config)?;
     cli.global.apply(&mut config)?;
-    let verbosity = i8::try_from(cli.global.verbose).unwrap_or(i8::MAX) - i8::try_from(cli.global.quiet).unwrap_or(i8::MAX);
+    let verbosity = i8::try_from(cli.global.verbose).unwrap_or(i8::MAX)
+        - i8::try_from(cli.global.quiet).unwrap_or(i8::MAX);
     logging::init(config.log.format, &config.log.level, verbosity)?;
     Ok(config)
 }
@@ -95,13 +104,18 @@ pub(crate) fn one_line(error: &anyhow::Error) -> String {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 async fn status_command(config: Config, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let dir = &config.state.dir;
     let mut report = match State::lock_owner(dir) {
-        Some(LockOwner { status_address: Some(address), .. }) => status::fetch(&address).await?,
+        Some(LockOwner {
+            status_address: Some(address),
+            ..
+        }) => status::fetch(&address).await?,
         Some(owner) => anyhow::bail!(
             "state directory {} is held by pid {} which serves no status endpoint; try again when it is done",
             dir.display(),
@@ -114,7 +128,13 @@ async fn status_command(config: Config, args: &StatusArgs) -> anyhow::Result<Exi
                     dir.display()
                 );
             }
-            let state = State::open(dir, &LockOwner { pid: std::process::id(), status_address: None })?;
+            let state = State::open(
+                dir,
+                &LockOwner {
+                    pid: std::process::id(),
+                    status_address: None,
+                },
+            )?;
             status::build(&config, &state, None)?
         }
     };
@@ -124,10 +144,18 @@ async fn status_command(config: Config, args: &StatusArgs) -> anyhow::Result<Exi
         let mut checks = Vec::new();
         for account in aws.account_names() {
             let check = match aws.caller_identity(account).await {
-                Ok(identity) => status::AwsCheck { account: account.to_owned(), identity: Some(identity), error: None },
+                Ok(identity) => status::AwsCheck {
+                    account: account.to_owned(),
+                    identity: Some(identity),
+                    error: None,
+                },
                 Err(e) => {
                     failed = true;
-                    status::AwsCheck { account: account.to_owned(), identity: None, error: Some(one_line(&e)) }
+                    status::AwsCheck {
+                        account: account.to_owned(),
+                        identity: None,
+                        error: Some(one_line(&e)),
+                    }
                 }
             };
             checks.push(check);
@@ -138,5 +166,9 @@ async fn status_command(config: Config, args: &StatusArgs) -> anyhow::Result<Exi
         OutputFormat::Text => print!("{}", status::render_text(&report)),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

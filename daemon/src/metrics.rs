@@ -39,32 +39,70 @@ impl Metrics {
     pub fn new(started_at_seconds: i64) -> Metrics {
         let mut registry = Registry::with_prefix("whittle");
         let runs = Family::<RunLabels, Counter>::default();
-        let durations = Family::<JobLabels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
+        let durations = Family::<JobLabels, Histogram>::new_with_constructor(
+            duration_histogram as fn() -> Histogram,
+        );
         let start = Gauge::<i64>::default();
         start.set(started_at_seconds);
         let info = Family::<BuildLabels, Gauge>::default();
-        info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_owned() }).set(1);
-        registry.register("job_runs", "Job runs by job and outcome (skipped: the previous run was still busy)", runs.clone());
-        registry.register("job_run_duration_seconds", "Duration of finished job runs", durations.clone());
-        registry.register("start_time_seconds", "When the daemon started, in Unix seconds", start);
+        info.get_or_create(&BuildLabels {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        })
+        .set(1);
+        registry.register(
+            "job_runs",
+            "Job runs by job and outcome (skipped: the previous run was still busy)",
+            runs.clone(),
+        );
+        registry.register(
+            "job_run_duration_seconds",
+            "Duration of finished job runs",
+            durations.clone(),
+        );
+        registry.register(
+            "start_time_seconds",
+            "When the daemon started, in Unix seconds",
+            start,
+        );
         registry.register("build_info", "The running whittle version", info);
-        Metrics { registry, runs, durations }
+        Metrics {
+            registry,
+            runs,
+            durations,
+        }
     }
 
     /// Makes every configured job appear in /metrics from the start, at zero.
     pub fn declare_job(&self, job: &str) {
         for outcome in ["succeeded", "failed", "skipped"] {
-            drop(self.runs.get_or_create(&RunLabels { job: job.to_owned(), outcome: outcome.to_owned() }));
+            drop(self.runs.get_or_create(&RunLabels {
+                job: job.to_owned(),
+                outcome: outcome.to_owned(),
+            }));
         }
     }
 
     pub fn run_finished(&self, job: &str, outcome: &str, seconds: f64) {
-        self.runs.get_or_create(&RunLabels { job: job.to_owned(), outcome: outcome.to_owned() }).inc();
-        self.durations.get_or_create(&JobLabels { job: job.to_owned() }).observe(seconds);
+        self.runs
+            .get_or_create(&RunLabels {
+                job: job.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.durations
+            .get_or_create(&JobLabels {
+                job: job.to_owned(),
+            })
+            .observe(seconds);
     }
 
     pub fn run_skipped(&self, job: &str) {
-        self.runs.get_or_create(&RunLabels { job: job.to_owned(), outcome: "skipped".to_owned() }).inc();
+        self.runs
+            .get_or_create(&RunLabels {
+                job: job.to_owned(),
+                outcome: "skipped".to_owned(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

@@ -33,7 +33,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("kinds", &self.handlers.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Registry")
+            .field("kinds", &self.handlers.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -43,7 +45,13 @@ impl Registry {
         Registry::default()
     }
 
-    #[cfg_attr(not(test), expect(dead_code, reason = "trials and rotations register their recovery here"))]
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "trials and rotations register their recovery here"
+        )
+    )]
     pub fn register(&mut self, kind: &'static str, recovery: Box<dyn Recovery>) {
         self.handlers.insert(kind, recovery);
     }
@@ -53,7 +61,10 @@ impl Registry {
     pub async fn reconcile(&self, state: &State) -> anyhow::Result<ReconcileSummary> {
         let interrupted_runs = JobHistory::new(state).mark_interrupted(clock::now())?;
         if interrupted_runs > 0 {
-            warn!(runs = interrupted_runs, "Marked job runs of a previous process as interrupted");
+            warn!(
+                runs = interrupted_runs,
+                "Marked job runs of a previous process as interrupted"
+            );
         }
         let unfinished = state.journal_unfinished()?;
         let mut recovered = 0;
@@ -66,14 +77,22 @@ impl Registry {
                     entry.subject
                 );
             };
-            let outcome = recovery
-                .recover(state, entry)
-                .await
-                .map_err(|e| anyhow::anyhow!("recovering journal {} ({} {}): {}", entry.id, entry.kind, entry.subject, crate::one_line(&e)))?;
+            let outcome = recovery.recover(state, entry).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "recovering journal {} ({} {}): {}",
+                    entry.id,
+                    entry.kind,
+                    entry.subject,
+                    crate::one_line(&e)
+                )
+            })?;
             info!(journal = %entry.id, kind = %entry.kind, subject = %entry.subject, %outcome, "Reconciled unfinished journal");
             recovered += 1;
         }
-        Ok(ReconcileSummary { recovered, interrupted_runs })
+        Ok(ReconcileSummary {
+            recovered,
+            interrupted_runs,
+        })
     }
 }
 
@@ -105,29 +124,59 @@ mod tests {
     }
 
     fn open(dir: &std::path::Path) -> State {
-        State::open(dir, &LockOwner { pid: 1, status_address: None }).expect("open")
+        State::open(
+            dir,
+            &LockOwner {
+                pid: 1,
+                status_address: None,
+            },
+        )
+        .expect("open")
     }
 
     #[tokio::test]
     async fn hands_each_unfinished_journal_to_its_kind() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let state = open(tmp.path());
-        let id = state.journal_begin("test-kind", "arn:aws:iam::1:role/a", json!({}), Timestamp(1)).expect("begin");
+        let id = state
+            .journal_begin(
+                "test-kind",
+                "arn:aws:iam::1:role/a",
+                json!({}),
+                Timestamp(1),
+            )
+            .expect("begin");
         let mut registry = Registry::standard();
         registry.register("test-kind", Box::new(FinishIt));
         let summary = registry.reconcile(&state).await.expect("reconcile");
         assert_eq!(summary.recovered, 1);
         assert!(state.journal_unfinished().expect("list").is_empty());
-        assert_eq!(state.journal_get(id).expect("get").and_then(|e| e.finished).map(|f| f.outcome), Some("rolled-back".into()));
+        assert_eq!(
+            state
+                .journal_get(id)
+                .expect("get")
+                .and_then(|e| e.finished)
+                .map(|f| f.outcome),
+            Some("rolled-back".into())
+        );
     }
 
     #[tokio::test]
     async fn unknown_kind_stops_the_start_up() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let state = open(tmp.path());
-        state.journal_begin("from-the-future", "secret/x", json!({}), Timestamp(1)).expect("begin");
-        let err = Registry::standard().reconcile(&state).await.expect_err("must refuse");
+        state
+            .journal_begin("from-the-future", "secret/x", json!({}), Timestamp(1))
+            .expect("begin");
+        let err = Registry::standard()
+            .reconcile(&state)
+            .await
+            .expect_err("must refuse");
         assert!(err.to_string().contains("kind `from-the-future`"), "{err}");
-        assert_eq!(state.journal_unfinished().expect("list").len(), 1, "left for the right build");
+        assert_eq!(
+            state.journal_unfinished().expect("list").len(),
+            1,
+            "left for the right build"
+        );
     }
 }

@@ -78,7 +78,10 @@ impl RecordKey for JobRunKey {
         let split = bytes.iter().position(|&b| b == 0)?;
         let job = String::from_utf8(bytes[..split].to_vec()).ok()?;
         let millis = <[u8; 8]>::try_from(&bytes[split + 1..]).ok()?;
-        Some(JobRunKey { job, started_at: Timestamp(u64::from_be_bytes(millis)) })
+        Some(JobRunKey {
+            job,
+            started_at: Timestamp(u64::from_be_bytes(millis)),
+        })
     }
 }
 
@@ -90,7 +93,10 @@ impl Record for JobRun {
 
 impl JobRun {
     pub fn key(&self) -> JobRunKey {
-        JobRunKey { job: self.job.clone(), started_at: self.started_at }
+        JobRunKey {
+            job: self.job.clone(),
+            started_at: self.started_at,
+        }
     }
 }
 
@@ -123,7 +129,10 @@ impl<'a> JobHistory<'a> {
     /// The most recent run of `job`.
     pub fn last(&self, job: &str) -> Result<Option<JobRun>, StateError> {
         let tree = self.state.tree::<JobRun>()?;
-        tree.scan_prefix(&JobRunKey::prefix(job)).next_back().transpose().map(|found| found.map(|(_, run)| run))
+        tree.scan_prefix(&JobRunKey::prefix(job))
+            .next_back()
+            .transpose()
+            .map(|found| found.map(|(_, run)| run))
     }
 
     /// Counts of `job`'s kept runs per outcome.
@@ -132,7 +141,10 @@ impl<'a> JobHistory<'a> {
         let mut counts: Vec<(RunOutcome, u64)> = Vec::new();
         for item in tree.scan_prefix(&JobRunKey::prefix(job)) {
             let (_, run) = item?;
-            match counts.iter_mut().find(|(outcome, _)| *outcome == run.outcome) {
+            match counts
+                .iter_mut()
+                .find(|(outcome, _)| *outcome == run.outcome)
+            {
                 Some((_, n)) => *n += 1,
                 None => counts.push((run.outcome, 1)),
             }
@@ -193,37 +205,72 @@ mod tests {
     use super::*;
 
     fn run(job: &str, at: u64, outcome: RunOutcome) -> JobRun {
-        JobRun { job: job.to_owned(), started_at: Timestamp(at), ended_at: None, outcome, detail: String::new() }
+        JobRun {
+            job: job.to_owned(),
+            started_at: Timestamp(at),
+            ended_at: None,
+            outcome,
+            detail: String::new(),
+        }
     }
 
     #[test]
     fn history_keeps_jobs_apart_and_trims() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let owner = whittle_state::LockOwner { pid: 1, status_address: None };
+        let owner = whittle_state::LockOwner {
+            pid: 1,
+            status_address: None,
+        };
         let state = State::open(tmp.path(), &owner).expect("open");
         let history = JobHistory::new(&state);
         // "disc" is a prefix of "discover": the key separator keeps them apart.
-        history.record(&run("disc", 5, RunOutcome::Failed)).expect("record");
+        history
+            .record(&run("disc", 5, RunOutcome::Failed))
+            .expect("record");
         for at in 0..(RUNS_KEPT_PER_JOB as u64 + 5) {
-            history.record(&run("discover", 1000 + at, RunOutcome::Succeeded)).expect("record");
+            history
+                .record(&run("discover", 1000 + at, RunOutcome::Succeeded))
+                .expect("record");
         }
         let last = history.last("discover").expect("last").expect("some");
-        assert_eq!(last.started_at, Timestamp(1000 + RUNS_KEPT_PER_JOB as u64 + 4));
-        assert_eq!(history.outcome_counts("discover").expect("counts"), [(RunOutcome::Succeeded, RUNS_KEPT_PER_JOB as u64)]);
-        assert_eq!(history.last("disc").expect("last").map(|r| r.outcome), Some(RunOutcome::Failed));
+        assert_eq!(
+            last.started_at,
+            Timestamp(1000 + RUNS_KEPT_PER_JOB as u64 + 4)
+        );
+        assert_eq!(
+            history.outcome_counts("discover").expect("counts"),
+            [(RunOutcome::Succeeded, RUNS_KEPT_PER_JOB as u64)]
+        );
+        assert_eq!(
+            history.last("disc").expect("last").map(|r| r.outcome),
+            Some(RunOutcome::Failed)
+        );
     }
 
     #[test]
     fn stale_running_runs_become_interrupted() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let owner = whittle_state::LockOwner { pid: 1, status_address: None };
+        let owner = whittle_state::LockOwner {
+            pid: 1,
+            status_address: None,
+        };
         let state = State::open(tmp.path(), &owner).expect("open");
         let history = JobHistory::new(&state);
-        history.record(&run("discover", 1, RunOutcome::Running)).expect("record");
-        history.record(&run("check-aws", 2, RunOutcome::Succeeded)).expect("record");
+        history
+            .record(&run("discover", 1, RunOutcome::Running))
+            .expect("record");
+        history
+            .record(&run("check-aws", 2, RunOutcome::Succeeded))
+            .expect("record");
         assert_eq!(history.mark_interrupted(Timestamp(9)).expect("mark"), 1);
         let run = history.last("discover").expect("last").expect("some");
-        assert_eq!((run.outcome, run.ended_at), (RunOutcome::Interrupted, Some(Timestamp(9))));
-        assert_eq!(history.last("check-aws").expect("last").map(|r| r.outcome), Some(RunOutcome::Succeeded));
+        assert_eq!(
+            (run.outcome, run.ended_at),
+            (RunOutcome::Interrupted, Some(Timestamp(9)))
+        );
+        assert_eq!(
+            history.last("check-aws").expect("last").map(|r| r.outcome),
+            Some(RunOutcome::Succeeded)
+        );
     }
 }

@@ -36,7 +36,10 @@ impl Runner {
             return;
         }
         let Ok(guard) = self.busy.clone().try_lock_owned() else {
-            warn!(job = self.name, "Skipped a tick: the previous run is still busy");
+            warn!(
+                job = self.name,
+                "Skipped a tick: the previous run is still busy"
+            );
             self.metrics.run_skipped(self.name);
             return;
         };
@@ -86,7 +89,8 @@ impl Runner {
                 run.detail = message;
             }
         }
-        self.metrics.run_finished(self.name, run.outcome.as_str(), seconds);
+        self.metrics
+            .run_finished(self.name, run.outcome.as_str(), seconds);
         if let Err(e) = history.record(&run) {
             error!(job = self.name, error = %e, "Cannot record the end of a run");
         }
@@ -129,12 +133,21 @@ impl Scheduler {
                 runner.tick();
                 Box::pin(async {})
             })
-            .map_err(|e| anyhow::anyhow!("job `{name}`: the scheduler refused cron `{}`: {e}", schedule.cron.as_str()))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "job `{name}`: the scheduler refused cron `{}`: {e}",
+                    schedule.cron.as_str()
+                )
+            })?;
             inner.add(job).await?;
             info!(job = name, cron = schedule.cron.as_str(), "Job scheduled");
         }
         inner.start().await?;
-        Ok(Scheduler { inner, cancel, tracker })
+        Ok(Scheduler {
+            inner,
+            cancel,
+            tracker,
+        })
     }
 
     /// Stops ticking, tells running jobs to stop after their current step, and waits for them.
@@ -145,7 +158,10 @@ impl Scheduler {
         self.cancel.cancel();
         self.tracker.close();
         if !self.tracker.is_empty() {
-            info!(running = self.tracker.len(), "Waiting for running jobs to finish their current step");
+            info!(
+                running = self.tracker.len(),
+                "Waiting for running jobs to finish their current step"
+            );
         }
         self.tracker.wait().await;
     }

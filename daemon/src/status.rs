@@ -63,7 +63,9 @@ impl From<&JobRun> for RunView {
             started_at: clock::format(run.started_at),
             ended_at: run.ended_at.map(clock::format),
             outcome: run.outcome.to_string(),
-            duration_ms: run.ended_at.map(|end| end.0.saturating_sub(run.started_at.0)),
+            duration_ms: run
+                .ended_at
+                .map(|end| end.0.saturating_sub(run.started_at.0)),
             detail: run.detail.clone(),
         }
     }
@@ -86,7 +88,11 @@ pub struct AwsCheck {
 }
 
 /// Builds the report from the state.
-pub fn build(config: &Config, state: &State, daemon: Option<DaemonInfo>) -> anyhow::Result<StatusReport> {
+pub fn build(
+    config: &Config,
+    state: &State,
+    daemon: Option<DaemonInfo>,
+) -> anyhow::Result<StatusReport> {
     let history = JobHistory::new(state);
     let now = clock::to_chrono(clock::now());
     let mut jobs = Vec::new();
@@ -165,13 +171,28 @@ pub fn render_text(report: &StatusReport) -> String {
                 "{} at {}{}{}",
                 run.outcome,
                 run.started_at,
-                run.duration_ms.map(|ms| format!(" ({ms} ms)")).unwrap_or_default(),
-                if run.detail.is_empty() { String::new() } else { format!(": {}", run.detail) }
+                run.duration_ms
+                    .map(|ms| format!(" ({ms} ms)"))
+                    .unwrap_or_default(),
+                if run.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", run.detail)
+                }
             ),
             None => "never run".to_owned(),
         };
-        let next = if job.enabled { job.next_run.clone().unwrap_or_else(|| "-".to_owned()) } else { "disabled".to_owned() };
-        let runs = job.runs.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ");
+        let next = if job.enabled {
+            job.next_run.clone().unwrap_or_else(|| "-".to_owned())
+        } else {
+            "disabled".to_owned()
+        };
+        let runs = job
+            .runs
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let _ = writeln!(out, "  {:<10} cron `{}`  next {}", job.name, job.cron, next);
         let _ = writeln!(out, "  {:<10} last {}", "", last);
         if !runs.is_empty() {
@@ -179,7 +200,11 @@ pub fn render_text(report: &StatusReport) -> String {
         }
     }
 
-    let _ = writeln!(out, "\nunfinished journals: {}", report.unfinished_journals.len());
+    let _ = writeln!(
+        out,
+        "\nunfinished journals: {}",
+        report.unfinished_journals.len()
+    );
     for j in &report.unfinished_journals {
         let _ = writeln!(
             out,
@@ -194,7 +219,10 @@ pub fn render_text(report: &StatusReport) -> String {
 
     let _ = writeln!(out, "\ntargets:");
     if report.accounts.is_empty() {
-        let _ = writeln!(out, "  not discovered yet (the `discover` job lists each account's roles)");
+        let _ = writeln!(
+            out,
+            "  not discovered yet (the `discover` job lists each account's roles)"
+        );
     }
     for a in &report.accounts {
         let _ = writeln!(
@@ -219,7 +247,11 @@ pub fn render_text(report: &StatusReport) -> String {
         let _ = writeln!(out, "\naws:");
         for check in checks {
             let _ = match (&check.identity, &check.error) {
-                (Some(id), _) => writeln!(out, "  {:<10} ok     {} (account {})", check.account, id.arn, id.account),
+                (Some(id), _) => writeln!(
+                    out,
+                    "  {:<10} ok     {} (account {})",
+                    check.account, id.arn, id.account
+                ),
                 (None, Some(error)) => writeln!(out, "  {:<10} FAILED {}", check.account, error),
                 (None, None) => Ok(()),
             };
@@ -239,11 +271,16 @@ pub async fn fetch(address: &str) -> anyhow::Result<StatusReport> {
     let response = tokio::time::timeout(std::time::Duration::from_secs(10), client.get(uri))
         .await
         .map_err(|_| anyhow::anyhow!("the daemon at {address} did not answer within 10 s"))?
-        .map_err(|e| anyhow::anyhow!("cannot reach the daemon's status endpoint at {address}: {e}"))?;
+        .map_err(|e| {
+            anyhow::anyhow!("cannot reach the daemon's status endpoint at {address}: {e}")
+        })?;
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     if !status.is_success() {
-        anyhow::bail!("the daemon at {address} answered {status}: {}", String::from_utf8_lossy(&body));
+        anyhow::bail!(
+            "the daemon at {address} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
     }
     Ok(serde_json::from_slice(&body)?)
 }

@@ -23,7 +23,9 @@ pub struct ArnPattern {
 pub enum ArnPatternError {
     #[error("ARN pattern `{0}` must start with `arn:` (for example `arn:aws:iam::*:role/app-*`)")]
     NotAnArn(String),
-    #[error("ARN pattern `{0}` must have at least 6 `:`-separated parts (arn:partition:service:region:account:resource)")]
+    #[error(
+        "ARN pattern `{0}` must have at least 6 `:`-separated parts (arn:partition:service:region:account:resource)"
+    )]
     TooFewParts(String),
 }
 
@@ -35,7 +37,9 @@ impl ArnPattern {
         if pattern.splitn(6, ':').count() < 6 {
             return Err(ArnPatternError::TooFewParts(pattern.to_owned()));
         }
-        Ok(ArnPattern { pattern: pattern.to_owned() })
+        Ok(ArnPattern {
+            pattern: pattern.to_owned(),
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -123,20 +127,29 @@ impl TargetSelector {
         if self.is_empty() {
             return Selection::NotSelected;
         }
-        let by_arn = self.arn_patterns.is_empty() || self.arn_patterns.iter().any(|p| p.matches(&role.arn));
+        let by_arn =
+            self.arn_patterns.is_empty() || self.arn_patterns.iter().any(|p| p.matches(&role.arn));
         let by_tags = self.tags.iter().all(|(key, wanted)| {
-            role.tags.get(key).is_some_and(|value| wanted == "*" || value == wanted)
+            role.tags
+                .get(key)
+                .is_some_and(|value| wanted == "*" || value == wanted)
         });
         if !(by_arn && by_tags) {
             return Selection::NotSelected;
         }
-        if role.path.starts_with("/aws-service-role/") || role.arn.contains(":role/aws-service-role/") {
+        if role.path.starts_with("/aws-service-role/")
+            || role.arn.contains(":role/aws-service-role/")
+        {
             return Selection::Protected("service-linked role (owned by AWS)".to_owned());
         }
         if own_role_arn.is_some_and(|own| own == role.arn) {
             return Selection::Protected("whittle's own role".to_owned());
         }
-        if let Some(pattern) = self.protected_patterns.iter().find(|p| p.matches(&role.arn)) {
+        if let Some(pattern) = self
+            .protected_patterns
+            .iter()
+            .find(|p| p.matches(&role.arn))
+        {
             return Selection::Protected(format!("matches protected pattern `{pattern}`"));
         }
         Selection::Target
@@ -148,8 +161,14 @@ impl TargetSelector {
 /// so the result is matched by name, not by path.
 pub fn role_arn_of_caller(caller_arn: &str) -> Option<String> {
     let mut parts = caller_arn.splitn(6, ':');
-    let (arn, partition, service, _region, account, resource) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (arn, partition, service, _region, account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
     if arn != "arn" || service != "sts" {
         return None;
     }
@@ -165,7 +184,10 @@ mod tests {
         RoleSummary {
             arn: arn.to_owned(),
             path: "/".to_owned(),
-            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -176,15 +198,47 @@ mod tests {
     #[test]
     fn glob_cases() {
         let cases: &[(&str, &str, bool)] = &[
-            ("arn:aws:iam::*:role/app-*", "arn:aws:iam::123456789012:role/app-orders", true),
-            ("arn:aws:iam::*:role/app-*", "arn:aws:iam::123456789012:role/web-orders", false),
-            ("arn:aws:iam::*:role/*", "arn:aws:iam::123456789012:role/team/app", true),
-            ("arn:aws:iam::12345678901?:role/x", "arn:aws:iam::123456789012:role/x", true),
-            ("arn:aws:iam::12345678901?:role/x", "arn:aws:iam::1234567890123:role/x", false),
-            ("arn:aws:iam::*:role/a*b*c", "arn:aws:iam::1:role/aXbYbZc", true),
-            ("arn:aws:iam::*:role/a*b*c", "arn:aws:iam::1:role/aXbYbZ", false),
+            (
+                "arn:aws:iam::*:role/app-*",
+                "arn:aws:iam::123456789012:role/app-orders",
+                true,
+            ),
+            (
+                "arn:aws:iam::*:role/app-*",
+                "arn:aws:iam::123456789012:role/web-orders",
+                false,
+            ),
+            (
+                "arn:aws:iam::*:role/*",
+                "arn:aws:iam::123456789012:role/team/app",
+                true,
+            ),
+            (
+                "arn:aws:iam::12345678901?:role/x",
+                "arn:aws:iam::123456789012:role/x",
+                true,
+            ),
+            (
+                "arn:aws:iam::12345678901?:role/x",
+                "arn:aws:iam::1234567890123:role/x",
+                false,
+            ),
+            (
+                "arn:aws:iam::*:role/a*b*c",
+                "arn:aws:iam::1:role/aXbYbZc",
+                true,
+            ),
+            (
+                "arn:aws:iam::*:role/a*b*c",
+                "arn:aws:iam::1:role/aXbYbZ",
+                false,
+            ),
             ("arn:aws:iam::*:role/App", "arn:aws:iam::1:role/app", false),
-            ("arn:aws:iam::*:role/app", "arn:aws:iam::1:role/app-x", false),
+            (
+                "arn:aws:iam::*:role/app",
+                "arn:aws:iam::1:role/app-x",
+                false,
+            ),
             ("arn:aws:iam::*:role/**", "arn:aws:iam::1:role/", true),
         ];
         for (p, arn, want) in cases {
@@ -194,24 +248,49 @@ mod tests {
 
     #[test]
     fn rejects_non_arn_patterns() {
-        assert!(matches!(ArnPattern::new("role/app-*"), Err(ArnPatternError::NotAnArn(_))));
-        assert!(matches!(ArnPattern::new("arn:aws:iam"), Err(ArnPatternError::TooFewParts(_))));
+        assert!(matches!(
+            ArnPattern::new("role/app-*"),
+            Err(ArnPatternError::NotAnArn(_))
+        ));
+        assert!(matches!(
+            ArnPattern::new("arn:aws:iam"),
+            Err(ArnPatternError::TooFewParts(_))
+        ));
     }
 
     #[test]
     fn selects_by_arn_and_tags_together() {
         let selector = TargetSelector {
             arn_patterns: vec![pattern("arn:aws:iam::*:role/app-*")],
-            tags: [("whittle:managed".to_owned(), "true".to_owned()), ("team".to_owned(), "*".to_owned())].into(),
+            tags: [
+                ("whittle:managed".to_owned(), "true".to_owned()),
+                ("team".to_owned(), "*".to_owned()),
+            ]
+            .into(),
             protected_patterns: vec![],
         };
-        let both = role("arn:aws:iam::1:role/app-a", &[("whittle:managed", "true"), ("team", "pay")]);
-        let wrong_value = role("arn:aws:iam::1:role/app-a", &[("whittle:managed", "false"), ("team", "pay")]);
+        let both = role(
+            "arn:aws:iam::1:role/app-a",
+            &[("whittle:managed", "true"), ("team", "pay")],
+        );
+        let wrong_value = role(
+            "arn:aws:iam::1:role/app-a",
+            &[("whittle:managed", "false"), ("team", "pay")],
+        );
         let missing_tag = role("arn:aws:iam::1:role/app-a", &[("whittle:managed", "true")]);
-        let wrong_arn = role("arn:aws:iam::1:role/web-a", &[("whittle:managed", "true"), ("team", "pay")]);
+        let wrong_arn = role(
+            "arn:aws:iam::1:role/web-a",
+            &[("whittle:managed", "true"), ("team", "pay")],
+        );
         assert_eq!(selector.classify(&both, None), Selection::Target);
-        assert_eq!(selector.classify(&wrong_value, None), Selection::NotSelected);
-        assert_eq!(selector.classify(&missing_tag, None), Selection::NotSelected);
+        assert_eq!(
+            selector.classify(&wrong_value, None),
+            Selection::NotSelected
+        );
+        assert_eq!(
+            selector.classify(&missing_tag, None),
+            Selection::NotSelected
+        );
         assert_eq!(selector.classify(&wrong_arn, None), Selection::NotSelected);
     }
 
@@ -222,34 +301,53 @@ mod tests {
             tags: BTreeMap::new(),
             protected_patterns: vec![pattern("arn:aws:iam::*:role/break-glass*")],
         };
-        let mut service_linked = role("arn:aws:iam::1:role/aws-service-role/lambda.amazonaws.com/AWSServiceRoleForLambda", &[]);
+        let mut service_linked = role(
+            "arn:aws:iam::1:role/aws-service-role/lambda.amazonaws.com/AWSServiceRoleForLambda",
+            &[],
+        );
         service_linked.path = "/aws-service-role/lambda.amazonaws.com/".to_owned();
-        assert!(matches!(selector.classify(&service_linked, None), Selection::Protected(r) if r.contains("service-linked")));
+        assert!(
+            matches!(selector.classify(&service_linked, None), Selection::Protected(r) if r.contains("service-linked"))
+        );
         let own = role("arn:aws:iam::1:role/whittle", &[]);
-        assert!(matches!(selector.classify(&own, Some("arn:aws:iam::1:role/whittle")), Selection::Protected(r) if r.contains("own role")));
+        assert!(
+            matches!(selector.classify(&own, Some("arn:aws:iam::1:role/whittle")), Selection::Protected(r) if r.contains("own role"))
+        );
         let glass = role("arn:aws:iam::1:role/break-glass-admin", &[]);
-        assert!(matches!(selector.classify(&glass, None), Selection::Protected(r) if r.contains("break-glass*")));
-        assert_eq!(selector.classify(&role("arn:aws:iam::1:role/app", &[]), None), Selection::Target);
+        assert!(
+            matches!(selector.classify(&glass, None), Selection::Protected(r) if r.contains("break-glass*"))
+        );
+        assert_eq!(
+            selector.classify(&role("arn:aws:iam::1:role/app", &[]), None),
+            Selection::Target
+        );
     }
 
     #[test]
     fn empty_selector_selects_nothing() {
         let selector = TargetSelector::default();
         assert!(selector.is_empty());
-        assert_eq!(selector.classify(&role("arn:aws:iam::1:role/app", &[]), None), Selection::NotSelected);
+        assert_eq!(
+            selector.classify(&role("arn:aws:iam::1:role/app", &[]), None),
+            Selection::NotSelected
+        );
     }
 
     #[test]
     fn role_arn_from_assumed_role_caller() {
         assert_eq!(
-            role_arn_of_caller("arn:aws:sts::123456789012:assumed-role/whittle/session-1").as_deref(),
+            role_arn_of_caller("arn:aws:sts::123456789012:assumed-role/whittle/session-1")
+                .as_deref(),
             Some("arn:aws:iam::123456789012:role/whittle")
         );
         assert_eq!(
             role_arn_of_caller("arn:aws-cn:sts::1:assumed-role/r/s").as_deref(),
             Some("arn:aws-cn:iam::1:role/r")
         );
-        assert_eq!(role_arn_of_caller("arn:aws:iam::123456789012:user/alice"), None);
+        assert_eq!(
+            role_arn_of_caller("arn:aws:iam::123456789012:user/alice"),
+            None
+        );
         assert_eq!(role_arn_of_caller("arn:aws:iam::123456789012:root"), None);
     }
 }

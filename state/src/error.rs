@@ -18,13 +18,20 @@ pub enum StateError {
     NotADirectory { path: PathBuf },
 
     #[error("{}", locked_message(dir, owner.as_ref()))]
-    Locked { dir: PathBuf, owner: Option<LockOwner> },
+    Locked {
+        dir: PathBuf,
+        owner: Option<LockOwner>,
+    },
 
     #[error(
         "state directory {} was written by a newer whittle (format {found}; this build reads up to {supported}); upgrade whittle or use another --state",
         dir.display()
     )]
-    NewerFormat { dir: PathBuf, found: u32, supported: u32 },
+    NewerFormat {
+        dir: PathBuf,
+        found: u32,
+        supported: u32,
+    },
 
     #[error("state database at {}: {source}", path.display())]
     Sled {
@@ -34,10 +41,21 @@ pub enum StateError {
     },
 
     #[error("corrupted record in tree `{tree}` at key `{key}`: {reason}")]
-    Corrupt { tree: String, key: String, reason: String },
+    Corrupt {
+        tree: String,
+        key: String,
+        reason: String,
+    },
 
-    #[error("record in tree `{tree}` at key `{key}` has version {found}, newer than this build's {supported}; upgrade whittle")]
-    NewerRecord { tree: String, key: String, found: u16, supported: u16 },
+    #[error(
+        "record in tree `{tree}` at key `{key}` has version {found}, newer than this build's {supported}; upgrade whittle"
+    )]
+    NewerRecord {
+        tree: String,
+        key: String,
+        found: u16,
+        supported: u16,
+    },
 
     #[error("cannot encode a record for tree `{tree}`: {source}")]
     Encode {

@@ -105,7 +105,11 @@ impl State {
         intent: serde_json::Value,
         at: Timestamp,
     ) -> Result<JournalId, StateError> {
-        let id = JournalId(self.db.generate_id().map_err(|source| self.sled_error(source))?);
+        let id = JournalId(
+            self.db
+                .generate_id()
+                .map_err(|source| self.sled_error(source))?,
+        );
         let entry = JournalEntry {
             id,
             kind: kind.to_owned(),
@@ -120,16 +124,36 @@ impl State {
     }
 
     /// Appends a step to an unfinished journal, durably.
-    pub fn journal_step(&self, id: JournalId, name: &str, detail: serde_json::Value, at: Timestamp) -> Result<(), StateError> {
+    pub fn journal_step(
+        &self,
+        id: JournalId,
+        name: &str,
+        detail: serde_json::Value,
+        at: Timestamp,
+    ) -> Result<(), StateError> {
         let mut entry = self.journal_open_entry(id, name)?;
-        entry.steps.push(JournalStep { name: name.to_owned(), at, detail });
+        entry.steps.push(JournalStep {
+            name: name.to_owned(),
+            at,
+            detail,
+        });
         self.journal_write(&entry)
     }
 
     /// Closes a journal with its outcome, durably. It no longer appears among the unfinished.
-    pub fn journal_finish(&self, id: JournalId, outcome: &str, detail: serde_json::Value, at: Timestamp) -> Result<(), StateError> {
+    pub fn journal_finish(
+        &self,
+        id: JournalId,
+        outcome: &str,
+        detail: serde_json::Value,
+        at: Timestamp,
+    ) -> Result<(), StateError> {
         let mut entry = self.journal_open_entry(id, outcome)?;
-        entry.finished = Some(JournalFinish { at, outcome: outcome.to_owned(), detail });
+        entry.finished = Some(JournalFinish {
+            at,
+            outcome: outcome.to_owned(),
+            detail,
+        });
         self.journal_write(&entry)
     }
 
@@ -140,7 +164,10 @@ impl State {
 
     /// Every unfinished journal, oldest first.
     pub fn journal_unfinished(&self) -> Result<Vec<JournalEntry>, StateError> {
-        let open = self.db.open_tree(OPEN_TREE).map_err(|source| self.sled_error(source))?;
+        let open = self
+            .db
+            .open_tree(OPEN_TREE)
+            .map_err(|source| self.sled_error(source))?;
         let journal = self.tree::<JournalEntry>()?;
         let mut entries = Vec::new();
         for item in open.iter() {
@@ -161,9 +188,14 @@ impl State {
     }
 
     fn journal_open_entry(&self, id: JournalId, step: &str) -> Result<JournalEntry, StateError> {
-        let entry = self.journal_get(id)?.ok_or(StateError::UnknownJournal { id })?;
+        let entry = self
+            .journal_get(id)?
+            .ok_or(StateError::UnknownJournal { id })?;
         if entry.finished.is_some() {
-            return Err(StateError::JournalFinished { id, step: step.to_owned() });
+            return Err(StateError::JournalFinished {
+                id,
+                step: step.to_owned(),
+            });
         }
         Ok(entry)
     }
@@ -171,7 +203,10 @@ impl State {
     /// Writes the entry and its open-index membership in one transaction, then flushes.
     fn journal_write(&self, entry: &JournalEntry) -> Result<(), StateError> {
         let journal = self.tree::<JournalEntry>()?;
-        let open = self.db.open_tree(OPEN_TREE).map_err(|source| self.sled_error(source))?;
+        let open = self
+            .db
+            .open_tree(OPEN_TREE)
+            .map_err(|source| self.sled_error(source))?;
         let key = entry.id.encode();
         let value = encode(entry)?;
         let finished = entry.finished.is_some();
@@ -188,12 +223,17 @@ impl State {
             .map_err(|e| match e {
                 TransactionError::Storage(source) => self.sled_error(source),
                 // The closure never aborts.
-                TransactionError::Abort(()) => self.sled_error(sled::Error::Unsupported("transaction aborted".into())),
+                TransactionError::Abort(()) => {
+                    self.sled_error(sled::Error::Unsupported("transaction aborted".into()))
+                }
             })?;
         self.flush()?;
         // Read back what was written: a journal that cannot be decoded must fail here, at the
         // step that wrote it, not at the next start-up.
-        let stored = journal.raw().get(&key).map_err(|source| self.sled_error(source))?;
+        let stored = journal
+            .raw()
+            .get(&key)
+            .map_err(|source| self.sled_error(source))?;
         match stored {
             Some(bytes) => decode::<JournalEntry>(&entry.id.to_string(), &bytes).map(|_| ()),
             None => Err(StateError::UnknownJournal { id: entry.id }),
@@ -201,7 +241,10 @@ impl State {
     }
 
     pub(crate) fn sled_error(&self, source: sled::Error) -> StateError {
-        StateError::Sled { path: self.dir.clone(), source }
+        StateError::Sled {
+            path: self.dir.clone(),
+            source,
+        }
     }
 }
 
@@ -215,32 +258,56 @@ mod tests {
     fn begin_step_finish_and_list_unfinished() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let state = test_support::open(tmp.path());
-        let a = state.journal_begin("trial", "arn:aws:iam::1:role/a", json!({"plan": "p1"}), Timestamp(10)).expect("begin a");
-        let b = state.journal_begin("rotation", "db/password", json!({}), Timestamp(11)).expect("begin b");
+        let a = state
+            .journal_begin(
+                "trial",
+                "arn:aws:iam::1:role/a",
+                json!({"plan": "p1"}),
+                Timestamp(10),
+            )
+            .expect("begin a");
+        let b = state
+            .journal_begin("rotation", "db/password", json!({}), Timestamp(11))
+            .expect("begin b");
         assert!(b > a, "ids increase");
-        state.journal_step(a, "applied", json!({"boundary": "x"}), Timestamp(12)).expect("step");
+        state
+            .journal_step(a, "applied", json!({"boundary": "x"}), Timestamp(12))
+            .expect("step");
 
         let open = state.journal_unfinished().expect("unfinished");
         assert_eq!(open.iter().map(|e| e.id).collect::<Vec<_>>(), [a, b]);
         assert_eq!(open[0].last_step(), Some("applied"));
         assert_eq!(open[0].intent, json!({"plan": "p1"}));
 
-        state.journal_finish(a, "completed", json!(null), Timestamp(13)).expect("finish");
+        state
+            .journal_finish(a, "completed", json!(null), Timestamp(13))
+            .expect("finish");
         let open = state.journal_unfinished().expect("unfinished");
         assert_eq!(open.iter().map(|e| e.id).collect::<Vec<_>>(), [b]);
         let done = state.journal_get(a).expect("get").expect("exists");
-        assert_eq!(done.finished.as_ref().map(|f| f.outcome.as_str()), Some("completed"));
+        assert_eq!(
+            done.finished.as_ref().map(|f| f.outcome.as_str()),
+            Some("completed")
+        );
     }
 
     #[test]
     fn finished_journal_takes_no_more_steps() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let state = test_support::open(tmp.path());
-        let id = state.journal_begin("trial", "r", json!({}), Timestamp(1)).expect("begin");
-        state.journal_finish(id, "completed", json!(null), Timestamp(2)).expect("finish");
-        let err = state.journal_step(id, "late", json!(null), Timestamp(3)).expect_err("must fail");
+        let id = state
+            .journal_begin("trial", "r", json!({}), Timestamp(1))
+            .expect("begin");
+        state
+            .journal_finish(id, "completed", json!(null), Timestamp(2))
+            .expect("finish");
+        let err = state
+            .journal_step(id, "late", json!(null), Timestamp(3))
+            .expect_err("must fail");
         assert!(matches!(err, StateError::JournalFinished { .. }), "{err:?}");
-        let err = state.journal_step(JournalId(999_999), "x", json!(null), Timestamp(3)).expect_err("must fail");
+        let err = state
+            .journal_step(JournalId(999_999), "x", json!(null), Timestamp(3))
+            .expect_err("must fail");
         assert!(matches!(err, StateError::UnknownJournal { .. }), "{err:?}");
     }
 
@@ -248,8 +315,22 @@ mod tests {
     fn unfinished_journal_survives_a_crash() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let state = test_support::open(tmp.path());
-        let id = state.journal_begin("rotation", "api/key", json!({"step": "pending"}), Timestamp(5)).expect("begin");
-        state.journal_step(id, "created-pending", json!({"version": "v2"}), Timestamp(6)).expect("step");
+        let id = state
+            .journal_begin(
+                "rotation",
+                "api/key",
+                json!({"step": "pending"}),
+                Timestamp(5),
+            )
+            .expect("begin");
+        state
+            .journal_step(
+                id,
+                "created-pending",
+                json!({"version": "v2"}),
+                Timestamp(6),
+            )
+            .expect("step");
         // A crash image: the files exactly as they are on disk now, with the process that
         // wrote them never closing the database. The journal calls flushed before returning,
         // so nothing else is needed for the entry to be there.
@@ -263,7 +344,9 @@ mod tests {
         assert_eq!(open[0].id, id);
         assert_eq!(open[0].last_step(), Some("created-pending"));
         // Ids keep increasing after a restart.
-        let next = reopened.journal_begin("rotation", "other", json!({}), Timestamp(7)).expect("begin");
+        let next = reopened
+            .journal_begin("rotation", "other", json!({}), Timestamp(7))
+            .expect("begin");
         assert!(next > id);
     }
 
@@ -271,8 +354,15 @@ mod tests {
     fn corrupted_journal_names_its_key() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let state = test_support::open(tmp.path());
-        let id = state.journal_begin("trial", "r", json!({}), Timestamp(1)).expect("begin");
-        state.tree::<JournalEntry>().expect("tree").raw().insert(id.encode(), b"{garbage".to_vec()).expect("insert");
+        let id = state
+            .journal_begin("trial", "r", json!({}), Timestamp(1))
+            .expect("begin");
+        state
+            .tree::<JournalEntry>()
+            .expect("tree")
+            .raw()
+            .insert(id.encode(), b"{garbage".to_vec())
+            .expect("insert");
         let err = state.journal_unfinished().expect_err("must fail");
         assert!(err.to_string().contains(&format!("key `{id}`")), "{err}");
     }

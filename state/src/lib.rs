@@ -36,7 +36,9 @@ const FORMAT_KEY: &[u8] = b"format_version";
 
 /// Milliseconds since the Unix epoch. The clock lives in the daemon; this crate only stores
 /// the instants it is given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub u64);
 
@@ -70,7 +72,9 @@ impl State {
                 })?;
         }
         if !dir.is_dir() {
-            return Err(StateError::NotADirectory { path: dir.to_path_buf() });
+            return Err(StateError::NotADirectory {
+                path: dir.to_path_buf(),
+            });
         }
         let lock = DirLock::acquire(dir, owner)?;
         restrict_permissions(dir)?;
@@ -79,8 +83,15 @@ impl State {
         let db = sled::Config::new()
             .path(&db_path)
             .open()
-            .map_err(|source| StateError::Sled { path: db_path.clone(), source })?;
-        let state = State { db, dir: dir.to_path_buf(), _lock: lock };
+            .map_err(|source| StateError::Sled {
+                path: db_path.clone(),
+                source,
+            })?;
+        let state = State {
+            db,
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        };
         state.check_format()?;
         // sled created its files just now; make sure even ones it opened from an older
         // directory (created before this rule) are private.
@@ -98,7 +109,10 @@ impl State {
         let tree = self
             .db
             .open_tree(R::TREE)
-            .map_err(|source| StateError::Sled { path: self.dir.clone(), source })?;
+            .map_err(|source| StateError::Sled {
+                path: self.dir.clone(),
+                source,
+            })?;
         Ok(Tree::new(tree))
     }
 
@@ -107,18 +121,28 @@ impl State {
         self.db
             .flush()
             .map(|_| ())
-            .map_err(|source| StateError::Sled { path: self.dir.clone(), source })
+            .map_err(|source| StateError::Sled {
+                path: self.dir.clone(),
+                source,
+            })
     }
 
     fn check_format(&self) -> Result<(), StateError> {
         let meta = self
             .db
             .open_tree(META_TREE)
-            .map_err(|source| StateError::Sled { path: self.dir.clone(), source })?;
-        let sled_err = |source| StateError::Sled { path: self.dir.clone(), source };
+            .map_err(|source| StateError::Sled {
+                path: self.dir.clone(),
+                source,
+            })?;
+        let sled_err = |source| StateError::Sled {
+            path: self.dir.clone(),
+            source,
+        };
         match meta.get(FORMAT_KEY).map_err(sled_err)? {
             None => {
-                meta.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes()).map_err(sled_err)?;
+                meta.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes())
+                    .map_err(sled_err)?;
                 self.flush()
             }
             Some(raw) => {
@@ -130,7 +154,11 @@ impl State {
                         reason: format!("expected 4 bytes, found {}", raw.len()),
                     })?;
                 if found > FORMAT_VERSION {
-                    Err(StateError::NewerFormat { dir: self.dir.clone(), found, supported: FORMAT_VERSION })
+                    Err(StateError::NewerFormat {
+                        dir: self.dir.clone(),
+                        found,
+                        supported: FORMAT_VERSION,
+                    })
                 } else {
                     Ok(())
                 }
@@ -154,10 +182,12 @@ fn restrict_permissions(dir: &Path) -> Result<(), StateError> {
             let path = entry.path();
             let file_type = entry.file_type().map_err(|e| io_err(&path, e))?;
             if file_type.is_dir() {
-                fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).map_err(|e| io_err(&path, e))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o700))
+                    .map_err(|e| io_err(&path, e))?;
                 pending.push(path);
             } else if file_type.is_file() {
-                fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(|e| io_err(&path, e))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                    .map_err(|e| io_err(&path, e))?;
             }
         }
     }
@@ -169,7 +199,10 @@ pub(crate) mod test_support {
     use super::*;
 
     pub fn owner() -> LockOwner {
-        LockOwner { pid: std::process::id(), status_address: None }
+        LockOwner {
+            pid: std::process::id(),
+            status_address: None,
+        }
     }
 
     pub fn open(dir: &Path) -> State {
@@ -213,11 +246,19 @@ mod tests {
                     pending.push(entry.path());
                 } else {
                     files += 1;
-                    assert_eq!(meta.mode() & 0o077, 0, "{} is readable by others", entry.path().display());
+                    assert_eq!(
+                        meta.mode() & 0o077,
+                        0,
+                        "{} is readable by others",
+                        entry.path().display()
+                    );
                 }
             }
         }
-        assert!(files >= 2, "expected the lock file and sled's files, found {files}");
+        assert!(
+            files >= 2,
+            "expected the lock file and sled's files, found {files}"
+        );
     }
 
     #[test]
@@ -226,26 +267,39 @@ mod tests {
         {
             let state = test_support::open(tmp.path());
             let meta = state.db.open_tree(META_TREE).expect("meta");
-            meta.insert(FORMAT_KEY, &(FORMAT_VERSION + 1).to_be_bytes()).expect("insert");
+            meta.insert(FORMAT_KEY, &(FORMAT_VERSION + 1).to_be_bytes())
+                .expect("insert");
             state.flush().expect("flush");
         }
-        let err = State::open(tmp.path(), &test_support::owner()).expect_err("newer format must be refused");
+        let err = State::open(tmp.path(), &test_support::owner())
+            .expect_err("newer format must be refused");
         let message = err.to_string();
-        assert!(matches!(err, StateError::NewerFormat { found, .. } if found == FORMAT_VERSION + 1));
+        assert!(
+            matches!(err, StateError::NewerFormat { found, .. } if found == FORMAT_VERSION + 1)
+        );
         assert!(message.contains("newer whittle"), "{message}");
     }
 
     #[test]
     fn second_open_of_the_same_directory_names_the_owner() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let owner = LockOwner { pid: 4242, status_address: Some("127.0.0.1:9187".to_owned()) };
+        let owner = LockOwner {
+            pid: 4242,
+            status_address: Some("127.0.0.1:9187".to_owned()),
+        };
         let _first = State::open(tmp.path(), &owner).expect("first open");
-        let err = State::open(tmp.path(), &test_support::owner()).expect_err("second open must fail");
+        let err =
+            State::open(tmp.path(), &test_support::owner()).expect_err("second open must fail");
         match &err {
-            StateError::Locked { owner: Some(found), .. } => assert_eq!(found, &owner),
+            StateError::Locked {
+                owner: Some(found), ..
+            } => assert_eq!(found, &owner),
             other => panic!("expected Locked with owner, got {other:?}"),
         }
-        assert!(err.to_string().contains("already running (pid 4242)"), "{err}");
+        assert!(
+            err.to_string().contains("already running (pid 4242)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -33,7 +33,11 @@ pub(crate) struct DirLock {
 impl DirLock {
     pub(crate) fn acquire(dir: &Path, owner: &LockOwner) -> Result<DirLock, StateError> {
         let path = dir.join(LOCK_FILE);
-        let io_err = |action, source| StateError::Io { path: path.clone(), action, source };
+        let io_err = |action, source| StateError::Io {
+            path: path.clone(),
+            action,
+            source,
+        };
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -45,15 +49,25 @@ impl DirLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                return Err(StateError::Locked { dir: dir.to_path_buf(), owner: read_owner(&mut file) });
+                return Err(StateError::Locked {
+                    dir: dir.to_path_buf(),
+                    owner: read_owner(&mut file),
+                });
             }
             Err(TryLockError::Error(e)) => return Err(io_err("lock", e)),
         }
-        let body = serde_json::to_vec(owner).map_err(|source| StateError::Encode { tree: LOCK_FILE, source })?;
-        file.set_len(0).map_err(|e| io_err("truncate the lock file", e))?;
-        file.seek(SeekFrom::Start(0)).map_err(|e| io_err("rewind the lock file", e))?;
-        file.write_all(&body).map_err(|e| io_err("write the lock file", e))?;
-        file.sync_all().map_err(|e| io_err("sync the lock file", e))?;
+        let body = serde_json::to_vec(owner).map_err(|source| StateError::Encode {
+            tree: LOCK_FILE,
+            source,
+        })?;
+        file.set_len(0)
+            .map_err(|e| io_err("truncate the lock file", e))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| io_err("rewind the lock file", e))?;
+        file.write_all(&body)
+            .map_err(|e| io_err("write the lock file", e))?;
+        file.sync_all()
+            .map_err(|e| io_err("sync the lock file", e))?;
         Ok(DirLock { file })
     }
 

@@ -26,7 +26,10 @@ pub trait Record: Serialize + DeserializeOwned {
     /// The default refuses, which is right until the first shape change.
     fn upgrade(version: u16, data: serde_json::Value) -> Result<serde_json::Value, String> {
         let _ = data;
-        Err(format!("no upgrade path from record version {version} to {}", Self::VERSION))
+        Err(format!(
+            "no upgrade path from record version {version} to {}",
+            Self::VERSION
+        ))
     }
 }
 
@@ -75,7 +78,10 @@ pub struct Tree<R> {
 
 impl<R: Record> Tree<R> {
     pub(crate) fn new(tree: sled::Tree) -> Tree<R> {
-        Tree { tree, _record: PhantomData }
+        Tree {
+            tree,
+            _record: PhantomData,
+        }
     }
 
     pub(crate) fn raw(&self) -> &sled::Tree {
@@ -85,20 +91,25 @@ impl<R: Record> Tree<R> {
     /// Reads the record at `key`.
     pub fn get(&self, key: &R::Key) -> Result<Option<R>, StateError> {
         let raw = self.tree.get(key.encode()).map_err(|e| self.sled_err(e))?;
-        raw.map(|bytes| decode::<R>(&key.to_string(), &bytes)).transpose()
+        raw.map(|bytes| decode::<R>(&key.to_string(), &bytes))
+            .transpose()
     }
 
     /// Writes the record at `key`. Not flushed: call [`crate::State::flush`] when the write
     /// must survive a crash.
     pub fn put(&self, key: &R::Key, record: &R) -> Result<(), StateError> {
         let bytes = encode(record)?;
-        self.tree.insert(key.encode(), bytes).map_err(|e| self.sled_err(e))?;
+        self.tree
+            .insert(key.encode(), bytes)
+            .map_err(|e| self.sled_err(e))?;
         Ok(())
     }
 
     /// Removes the record at `key`.
     pub fn remove(&self, key: &R::Key) -> Result<(), StateError> {
-        self.tree.remove(key.encode()).map_err(|e| self.sled_err(e))?;
+        self.tree
+            .remove(key.encode())
+            .map_err(|e| self.sled_err(e))?;
         Ok(())
     }
 
@@ -108,11 +119,19 @@ impl<R: Record> Tree<R> {
     }
 
     /// Records whose encoded key starts with the encoding of `prefix`, in key order.
-    pub fn scan_prefix(&self, prefix: &[u8]) -> impl DoubleEndedIterator<Item = Result<(R::Key, R), StateError>> + '_ {
-        self.tree.scan_prefix(prefix).map(|item| self.decode_item(item))
+    pub fn scan_prefix(
+        &self,
+        prefix: &[u8],
+    ) -> impl DoubleEndedIterator<Item = Result<(R::Key, R), StateError>> + '_ {
+        self.tree
+            .scan_prefix(prefix)
+            .map(|item| self.decode_item(item))
     }
 
-    fn decode_item(&self, item: sled::Result<(sled::IVec, sled::IVec)>) -> Result<(R::Key, R), StateError> {
+    fn decode_item(
+        &self,
+        item: sled::Result<(sled::IVec, sled::IVec)>,
+    ) -> Result<(R::Key, R), StateError> {
         let (key_bytes, value) = item.map_err(|e| self.sled_err(e))?;
         let key = R::Key::decode(&key_bytes).ok_or_else(|| StateError::Corrupt {
             tree: R::TREE.to_owned(),
@@ -124,17 +143,30 @@ impl<R: Record> Tree<R> {
     }
 
     fn sled_err(&self, source: sled::Error) -> StateError {
-        StateError::Sled { path: R::TREE.into(), source }
+        StateError::Sled {
+            path: R::TREE.into(),
+            source,
+        }
     }
 }
 
 pub(crate) fn encode<R: Record>(record: &R) -> Result<Vec<u8>, StateError> {
-    serde_json::to_vec(&EnvelopeOut { v: R::VERSION, data: record })
-        .map_err(|source| StateError::Encode { tree: R::TREE, source })
+    serde_json::to_vec(&EnvelopeOut {
+        v: R::VERSION,
+        data: record,
+    })
+    .map_err(|source| StateError::Encode {
+        tree: R::TREE,
+        source,
+    })
 }
 
 pub(crate) fn decode<R: Record>(key: &str, bytes: &[u8]) -> Result<R, StateError> {
-    let corrupt = |reason: String| StateError::Corrupt { tree: R::TREE.to_owned(), key: key.to_owned(), reason };
+    let corrupt = |reason: String| StateError::Corrupt {
+        tree: R::TREE.to_owned(),
+        key: key.to_owned(),
+        reason,
+    };
     let envelope: EnvelopeIn = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
     let data = match envelope.v {
         v if v == R::VERSION => envelope.data,
@@ -171,7 +203,10 @@ mod tests {
         fn upgrade(version: u16, mut data: serde_json::Value) -> Result<serde_json::Value, String> {
             match version {
                 1 => {
-                    let body = data.get("body").cloned().ok_or("version 1 note without body")?;
+                    let body = data
+                        .get("body")
+                        .cloned()
+                        .ok_or("version 1 note without body")?;
                     data = serde_json::json!({ "text": body, "count": 0 });
                     Ok(data)
                 }
@@ -186,11 +221,25 @@ mod tests {
         let state = test_support::open(tmp.path());
         let notes = state.tree::<Note>().expect("tree");
         for (k, n) in [("b", 2), ("a", 1), ("c", 3)] {
-            notes.put(&k.to_owned(), &Note { text: k.to_owned(), count: n }).expect("put");
+            notes
+                .put(
+                    &k.to_owned(),
+                    &Note {
+                        text: k.to_owned(),
+                        count: n,
+                    },
+                )
+                .expect("put");
         }
         let keys: Vec<String> = notes.iter().map(|r| r.expect("item").0).collect();
         assert_eq!(keys, ["a", "b", "c"]);
-        assert_eq!(notes.get(&"b".to_owned()).expect("get"), Some(Note { text: "b".into(), count: 2 }));
+        assert_eq!(
+            notes.get(&"b".to_owned()).expect("get"),
+            Some(Note {
+                text: "b".into(),
+                count: 2
+            })
+        );
         notes.remove(&"b".to_owned()).expect("remove");
         assert_eq!(notes.get(&"b".to_owned()).expect("get"), None);
     }
@@ -201,7 +250,15 @@ mod tests {
         {
             let state = test_support::open(tmp.path());
             let notes = state.tree::<Note>().expect("tree");
-            notes.put(&"kept".to_owned(), &Note { text: "x".into(), count: 7 }).expect("put");
+            notes
+                .put(
+                    &"kept".to_owned(),
+                    &Note {
+                        text: "x".into(),
+                        count: 7,
+                    },
+                )
+                .expect("put");
             state.flush().expect("flush");
             // Simulated crash: no orderly close, no destructor, no further flush.
             std::mem::forget(notes);
@@ -213,7 +270,13 @@ mod tests {
         test_support::copy_dir(tmp.path(), copy.path());
         let state = test_support::open(copy.path());
         let notes = state.tree::<Note>().expect("tree");
-        assert_eq!(notes.get(&"kept".to_owned()).expect("get"), Some(Note { text: "x".into(), count: 7 }));
+        assert_eq!(
+            notes.get(&"kept".to_owned()).expect("get"),
+            Some(Note {
+                text: "x".into(),
+                count: 7
+            })
+        );
     }
 
     #[test]
@@ -221,8 +284,17 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let state = test_support::open(tmp.path());
         let notes = state.tree::<Note>().expect("tree");
-        notes.raw().insert(b"old", br#"{"v":1,"data":{"body":"hello"}}"#.to_vec()).expect("insert");
-        assert_eq!(notes.get(&"old".to_owned()).expect("get"), Some(Note { text: "hello".into(), count: 0 }));
+        notes
+            .raw()
+            .insert(b"old", br#"{"v":1,"data":{"body":"hello"}}"#.to_vec())
+            .expect("insert");
+        assert_eq!(
+            notes.get(&"old".to_owned()).expect("get"),
+            Some(Note {
+                text: "hello".into(),
+                count: 0
+            })
+        );
     }
 
     #[test]
@@ -230,10 +302,16 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let state = test_support::open(tmp.path());
         let notes = state.tree::<Note>().expect("tree");
-        notes.raw().insert(b"broken", b"\x00\x01not json".to_vec()).expect("insert");
+        notes
+            .raw()
+            .insert(b"broken", b"\x00\x01not json".to_vec())
+            .expect("insert");
         let err = notes.get(&"broken".to_owned()).expect_err("must fail");
         let message = err.to_string();
-        assert!(message.contains("tree `test_notes`") && message.contains("key `broken`"), "{message}");
+        assert!(
+            message.contains("tree `test_notes`") && message.contains("key `broken`"),
+            "{message}"
+        );
         // Iteration reports the same error instead of skipping silently.
         assert!(notes.iter().any(|item| item.is_err()));
     }
@@ -243,8 +321,21 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let state = test_support::open(tmp.path());
         let notes = state.tree::<Note>().expect("tree");
-        notes.raw().insert(b"future", br#"{"v":9,"data":{}}"#.to_vec()).expect("insert");
+        notes
+            .raw()
+            .insert(b"future", br#"{"v":9,"data":{}}"#.to_vec())
+            .expect("insert");
         let err = notes.get(&"future".to_owned()).expect_err("must fail");
-        assert!(matches!(err, StateError::NewerRecord { found: 9, supported: 2, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                StateError::NewerRecord {
+                    found: 9,
+                    supported: 2,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 }

@@ -15,7 +15,10 @@ use std::time::Duration;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// The emulator's Python: `WHITTLE_EMULATOR_PYTHON`, or the repository's venv.
@@ -64,14 +67,20 @@ impl Emulator {
         let stdout = child.stdout.take().expect("piped stdout");
         let stdin = child.stdin.take().expect("piped stdin");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the emulator's first line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the emulator's first line");
         let url = line
             .trim()
             .split("Running on ")
             .nth(1)
             .unwrap_or_else(|| panic!("unexpected emulator output: {line:?}"))
             .to_owned();
-        let emulator = Emulator { url, child: Mutex::new(child), _stdin: stdin };
+        let emulator = Emulator {
+            url,
+            child: Mutex::new(child),
+            _stdin: stdin,
+        };
         emulator.wait_until_ready();
         emulator
     }
@@ -88,11 +97,21 @@ impl Emulator {
 
     /// The port, for composing addresses.
     pub fn port(&self) -> u16 {
-        self.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port in url")
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in url")
     }
 
     /// A plain HTTP request to the emulator's control endpoints.
-    pub fn request(&self, method: &str, path: &str, body: &[u8], content_type: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        content_type: &str,
+    ) -> std::io::Result<(u16, Vec<u8>)> {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port()))?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -104,34 +123,60 @@ impl Emulator {
         stream.write_all(body)?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response)?;
-        let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(response.len());
+        let split = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(response.len());
         let head = String::from_utf8_lossy(&response[..split]);
-        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let body = response.get(split + 4..).unwrap_or_default().to_vec();
         Ok((status, body))
     }
 
     pub fn get(&self, path: &str) -> std::io::Result<Vec<u8>> {
-        self.request("GET", path, b"", "application/json").map(|(_, body)| body)
+        self.request("GET", path, b"", "application/json")
+            .map(|(_, body)| body)
     }
 
     /// POSTs JSON to a control endpoint and returns the JSON answer.
     pub fn post_json(&self, path: &str, doc: &serde_json::Value) -> serde_json::Value {
-        let (status, body) =
-            self.request("POST", path, doc.to_string().as_bytes(), "application/json").expect("control request");
-        assert!(status < 300, "{path} answered {status}: {}", String::from_utf8_lossy(&body));
+        let (status, body) = self
+            .request("POST", path, doc.to_string().as_bytes(), "application/json")
+            .expect("control request");
+        assert!(
+            status < 300,
+            "{path} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
         serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)
     }
 
     /// Turns permission checking on for every later call (moto's auth mode).
     pub fn enable_auth(&self) {
-        let (status, _) = self.request("POST", "/moto-api/reset-auth", b"0", "text/plain").expect("reset-auth");
+        let (status, _) = self
+            .request("POST", "/moto-api/reset-auth", b"0", "text/plain")
+            .expect("reset-auth");
         assert_eq!(status, 200);
     }
 
     /// SDK configuration for this emulator with the given static credentials.
-    pub async fn sdk_config_with(&self, key: &str, secret: &str, token: Option<&str>) -> aws_config::SdkConfig {
-        let credentials = aws_sdk_sts::config::Credentials::new(key, secret, token.map(str::to_owned), None, "whittle-tests");
+    pub async fn sdk_config_with(
+        &self,
+        key: &str,
+        secret: &str,
+        token: Option<&str>,
+    ) -> aws_config::SdkConfig {
+        let credentials = aws_sdk_sts::config::Credentials::new(
+            key,
+            secret,
+            token.map(str::to_owned),
+            None,
+            "whittle-tests",
+        );
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url(&self.url)
@@ -162,7 +207,10 @@ pub fn whittle_binary() -> PathBuf {
     // Integration tests of another package do not get CARGO_BIN_EXE_whittle; the binary sits
     // beside this test binary's directory in the same target profile.
     let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
     let binary = profile_dir.join("whittle");
     assert!(
         binary.exists(),

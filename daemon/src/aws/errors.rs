@@ -16,10 +16,14 @@ where
             "no usable AWS credentials ({chain}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or [aws] profile"
         ),
         SdkError::DispatchFailure(_) => {
-            format!("cannot reach {target} ({chain}); check [aws] endpoint_url / --endpoint-url and the network")
+            format!(
+                "cannot reach {target} ({chain}); check [aws] endpoint_url / --endpoint-url and the network"
+            )
         }
         SdkError::TimeoutError(_) => {
-            format!("timed out talking to {target}; raise [aws] operation_timeout or check the network")
+            format!(
+                "timed out talking to {target}; raise [aws] operation_timeout or check the network"
+            )
         }
         SdkError::ServiceError(service) => match (error.code(), error.message()) {
             (Some(code), Some(message)) => format!("{code}: {message}"),

@@ -42,14 +42,19 @@ pub struct Identity {
 
 impl Aws {
     pub async fn new(config: &Config) -> anyhow::Result<Aws> {
-        let base = loader(&config.aws, config.aws.profile.as_deref()).load().await;
+        let base = loader(&config.aws, config.aws.profile.as_deref())
+            .load()
+            .await;
         let mut accounts = BTreeMap::new();
         for account in &config.aws.accounts {
             let sdk = account_config(&config.aws, &base, account).await?;
             let expected_id = account.id.as_ref().map(|id| id.0.clone());
             accounts.insert(account.name.clone(), AccountHandle { sdk, expected_id });
         }
-        Ok(Aws { accounts, endpoint: config.aws.endpoint_url.as_ref().map(|u| u.0.clone()) })
+        Ok(Aws {
+            accounts,
+            endpoint: config.aws.endpoint_url.as_ref().map(|u| u.0.clone()),
+        })
     }
 
     /// Account names in configuration order is not kept; names are sorted.
@@ -58,20 +63,21 @@ impl Aws {
     }
 
     fn handle(&self, account: &str) -> anyhow::Result<&AccountHandle> {
-        self.accounts
-            .get(account)
-            .ok_or_else(|| anyhow::anyhow!("account `{account}` is not configured in [[aws.accounts]]"))
+        self.accounts.get(account).ok_or_else(|| {
+            anyhow::anyhow!("account `{account}` is not configured in [[aws.accounts]]")
+        })
     }
 
     /// sts:GetCallerIdentity for one account, checked against the configured account id.
     pub async fn caller_identity(&self, account: &str) -> anyhow::Result<Identity> {
         let handle = self.handle(account)?;
         let sts = aws_sdk_sts::Client::new(&handle.sdk);
-        let out = sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("sts:GetCallerIdentity failed: {}", describe(&e, self.endpoint.as_deref())))?;
+        let out = sts.get_caller_identity().send().await.map_err(|e| {
+            anyhow::anyhow!(
+                "sts:GetCallerIdentity failed: {}",
+                describe(&e, self.endpoint.as_deref())
+            )
+        })?;
         let identity = Identity {
             account: out.account().unwrap_or_default().to_owned(),
             arn: out.arn().unwrap_or_default().to_owned(),
@@ -97,21 +103,32 @@ impl Aws {
         let mut roles = Vec::new();
         let mut pages = iam.list_roles().into_paginator().send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| anyhow::anyhow!("iam:ListRoles failed: {}", describe(&e, endpoint)))?;
+            let page = page
+                .map_err(|e| anyhow::anyhow!("iam:ListRoles failed: {}", describe(&e, endpoint)))?;
             for role in page.roles() {
-                roles.push(RoleSummary { arn: role.arn().to_owned(), path: role.path().to_owned(), tags: BTreeMap::new() });
+                roles.push(RoleSummary {
+                    arn: role.arn().to_owned(),
+                    path: role.path().to_owned(),
+                    tags: BTreeMap::new(),
+                });
             }
         }
         // ListRoles does not return tags (AWS documents that only GetRole and ListRoleTags
         // do), so each role's tags take one more paginated call.
         for role in &mut roles {
             let name = role.arn.rsplit('/').next().unwrap_or_default().to_owned();
-            let mut pages = iam.list_role_tags().role_name(&name).into_paginator().send();
+            let mut pages = iam
+                .list_role_tags()
+                .role_name(&name)
+                .into_paginator()
+                .send();
             while let Some(page) = pages.next().await {
-                let page =
-                    page.map_err(|e| anyhow::anyhow!("iam:ListRoleTags {name} failed: {}", describe(&e, endpoint)))?;
+                let page = page.map_err(|e| {
+                    anyhow::anyhow!("iam:ListRoleTags {name} failed: {}", describe(&e, endpoint))
+                })?;
                 for tag in page.tags() {
-                    role.tags.insert(tag.key().to_owned(), tag.value().to_owned());
+                    role.tags
+                        .insert(tag.key().to_owned(), tag.value().to_owned());
                 }
             }
         }
@@ -138,7 +155,11 @@ fn loader(aws: &AwsConfig, profile: Option<&str>) -> aws_config::ConfigLoader {
     loader
 }
 
-async fn account_config(aws: &AwsConfig, base: &SdkConfig, account: &AccountConfig) -> anyhow::Result<SdkConfig> {
+async fn account_config(
+    aws: &AwsConfig,
+    base: &SdkConfig,
+    account: &AccountConfig,
+) -> anyhow::Result<SdkConfig> {
     let source = match &account.profile {
         Some(profile) => loader(aws, Some(profile)).load().await,
         None => base.clone(),
@@ -146,10 +167,14 @@ async fn account_config(aws: &AwsConfig, base: &SdkConfig, account: &AccountConf
     let Some(role_arn) = &account.role_arn else {
         return Ok(source);
     };
-    let mut provider = aws_config::sts::AssumeRoleProvider::builder(role_arn).session_name(&account.session_name);
+    let mut provider =
+        aws_config::sts::AssumeRoleProvider::builder(role_arn).session_name(&account.session_name);
     if let Some(external_id) = &account.external_id {
         provider = provider.external_id(external_id);
     }
     let provider = provider.configure(&source).build().await;
-    Ok(source.to_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build())
+    Ok(source
+        .to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(provider))
+        .build())
 }

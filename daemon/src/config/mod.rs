@@ -124,7 +124,9 @@ pub struct StateConfig {
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig { dir: default_state_dir() }
+        StateConfig {
+            dir: default_state_dir(),
+        }
     }
 }
 
@@ -138,7 +140,9 @@ pub struct StatusConfig {
 
 impl Default for StatusConfig {
     fn default() -> Self {
-        StatusConfig { listen: default_listen() }
+        StatusConfig {
+            listen: default_listen(),
+        }
     }
 }
 
@@ -164,7 +168,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: default_log_format(), level: default_log_level() }
+        LogConfig {
+            format: default_log_format(),
+            level: default_log_level(),
+        }
     }
 }
 
@@ -243,7 +250,9 @@ pub struct MiningConfig {
 
 impl Default for MiningConfig {
     fn default() -> Self {
-        MiningConfig { lookback_days: default_lookback_days() }
+        MiningConfig {
+            lookback_days: default_lookback_days(),
+        }
     }
 }
 
@@ -257,7 +266,9 @@ pub struct PlannerConfig {
 
 impl Default for PlannerConfig {
     fn default() -> Self {
-        PlannerConfig { min_observation_days: default_min_observation_days() }
+        PlannerConfig {
+            min_observation_days: default_min_observation_days(),
+        }
     }
 }
 
@@ -319,14 +330,27 @@ impl Config {
     /// The target selector the planner uses.
     pub fn target_selector(&self) -> whittle_planner::targets::TargetSelector {
         whittle_planner::targets::TargetSelector {
-            arn_patterns: self.targets.arn_patterns.iter().map(|p| p.0.clone()).collect(),
+            arn_patterns: self
+                .targets
+                .arn_patterns
+                .iter()
+                .map(|p| p.0.clone())
+                .collect(),
             tags: self.targets.tags.clone(),
-            protected_patterns: self.targets.protected_patterns.iter().map(|p| p.0.clone()).collect(),
+            protected_patterns: self
+                .targets
+                .protected_patterns
+                .iter()
+                .map(|p| p.0.clone())
+                .collect(),
         }
     }
 }
 
 /// Reads the file at `path`, or says exactly why not.
 pub fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }

@@ -36,7 +36,10 @@ impl CronSchedule {
     }
 
     /// The first occurrence strictly after `after`.
-    pub fn next_after(&self, after: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+    pub fn next_after(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
         self.cron.find_next_occurrence(&after, false).ok()
     }
 }
@@ -76,7 +79,9 @@ impl FromStr for HumanDuration {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         humantime::parse_duration(text)
             .map(HumanDuration)
-            .map_err(|e| format!("invalid duration `{text}`: {e}; write it like `30s`, `5m` or `1h 30m`"))
+            .map_err(|e| {
+                format!("invalid duration `{text}`: {e}; write it like `30s`, `5m` or `1h 30m`")
+            })
     }
 }
 deserialize_from_str!(HumanDuration);
@@ -97,7 +102,9 @@ impl FromStr for AccountId {
         if text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit()) {
             Ok(AccountId(text.to_owned()))
         } else {
-            Err(format!("invalid account id `{text}`: an AWS account id is exactly 12 digits, written as a string"))
+            Err(format!(
+                "invalid account id `{text}`: an AWS account id is exactly 12 digits, written as a string"
+            ))
         }
     }
 }
@@ -116,10 +123,16 @@ pub struct EndpointUrl(pub String);
 impl FromStr for EndpointUrl {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let uri: hyper::Uri = text.parse().map_err(|e| format!("invalid endpoint URL `{text}`: {e}"))?;
+        let uri: hyper::Uri = text
+            .parse()
+            .map_err(|e| format!("invalid endpoint URL `{text}`: {e}"))?;
         match (uri.scheme_str(), uri.host()) {
-            (Some("http" | "https"), Some(_)) => Ok(EndpointUrl(text.trim_end_matches('/').to_owned())),
-            _ => Err(format!("invalid endpoint URL `{text}`: write it as http://HOST:PORT or https://HOST")),
+            (Some("http" | "https"), Some(_)) => {
+                Ok(EndpointUrl(text.trim_end_matches('/').to_owned()))
+            }
+            _ => Err(format!(
+                "invalid endpoint URL `{text}`: write it as http://HOST:PORT or https://HOST"
+            )),
         }
     }
 }
@@ -139,13 +152,15 @@ pub struct LoopbackAddr(pub SocketAddr);
 impl FromStr for LoopbackAddr {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let addr: SocketAddr = text
-            .parse()
-            .map_err(|_| format!("invalid address `{text}`: write it as IP:PORT, e.g. `127.0.0.1:9187`"))?;
+        let addr: SocketAddr = text.parse().map_err(|_| {
+            format!("invalid address `{text}`: write it as IP:PORT, e.g. `127.0.0.1:9187`")
+        })?;
         if addr.ip().is_loopback() {
             Ok(LoopbackAddr(addr))
         } else {
-            Err(format!("address `{text}` is not a loopback address: the status endpoint has no authentication, so it listens on 127.0.0.1 or [::1] only"))
+            Err(format!(
+                "address `{text}` is not a loopback address: the status endpoint has no authentication, so it listens on 127.0.0.1 or [::1] only"
+            ))
         }
     }
 }
@@ -164,7 +179,9 @@ pub struct Pattern(pub ArnPattern);
 impl FromStr for Pattern {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        ArnPattern::new(text).map(Pattern).map_err(|e| e.to_string())
+        ArnPattern::new(text)
+            .map(Pattern)
+            .map_err(|e| e.to_string())
     }
 }
 deserialize_from_str!(Pattern);

@@ -35,7 +35,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{}", render(path, diagnostics))]
-    Invalid { path: PathBuf, diagnostics: Vec<Diagnostic> },
+    Invalid {
+        path: PathBuf,
+        diagnostics: Vec<Diagnostic>,
+    },
 }
 
 fn render(path: &Path, diagnostics: &[Diagnostic]) -> String {
@@ -49,7 +52,10 @@ fn render(path: &Path, diagnostics: &[Diagnostic]) -> String {
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = super::read(path)?;
-    parse(&text).map_err(|diagnostics| ConfigError::Invalid { path: path.to_path_buf(), diagnostics })
+    parse(&text).map_err(|diagnostics| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        diagnostics,
+    })
 }
 
 /// Parses and validates configuration text, returning every problem found.
@@ -78,8 +84,15 @@ pub fn parse(text: &str) -> Result<Config, Vec<Diagnostic>> {
                 };
                 // A table that lost a required key to an earlier removal now reports that key
                 // missing; that is the same mistake again, so only the first is reported.
-                let missing = error.message().strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
-                let caused_by_removal = missing.is_some_and(|field| removed.iter().any(|path| path.last().is_some_and(|last| last == field)));
+                let missing = error
+                    .message()
+                    .strip_prefix("missing field `")
+                    .and_then(|rest| rest.split('`').next());
+                let caused_by_removal = missing.is_some_and(|field| {
+                    removed
+                        .iter()
+                        .any(|path| path.last().is_some_and(|last| last == field))
+                });
                 if !caused_by_removal {
                     diagnostics.push(diagnostic(locate(Some(span.clone())), error.message()));
                 }
@@ -94,7 +107,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<Diagnostic>> {
     if let Some(config) = &config {
         for (path, message) in cross_checks(config) {
             let path_names: Vec<String> = path.iter().map(Seg::name).collect();
-            let follows_a_removal = removed.iter().any(|r| r.starts_with(&path_names) || path_names.starts_with(r));
+            let follows_a_removal = removed
+                .iter()
+                .any(|r| r.starts_with(&path_names) || path_names.starts_with(r));
             if !follows_a_removal {
                 diagnostics.push(diagnostic(locate(span_of(&root, &path)), &message));
             }
@@ -111,7 +126,11 @@ pub fn parse(text: &str) -> Result<Config, Vec<Diagnostic>> {
 fn diagnostic((line, column): (usize, usize), message: &str) -> Diagnostic {
     // toml messages sometimes end with a newline; one diagnostic is one line.
     let message = message.trim().replace('\n', "; ");
-    Diagnostic { line, column, message }
+    Diagnostic {
+        line,
+        column,
+        message,
+    }
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -127,7 +146,10 @@ fn position(text: &str, offset: usize) -> (usize, usize) {
 /// array element. Returns the removed item's key path, or None when nothing matched (the
 /// caller then stops instead of looping).
 fn remove_at(table: &mut DeTable<'_>, span: &Range<usize>) -> Option<Vec<String>> {
-    let hit = table.iter().find(|(key, value)| key.span() == *span || value.span() == *span).map(|(key, _)| key.clone());
+    let hit = table
+        .iter()
+        .find(|(key, value)| key.span() == *span || value.span() == *span)
+        .map(|(key, _)| key.clone());
     if let Some(key) = hit {
         table.remove(&key);
         return Some(vec![key.get_ref().to_string()]);
@@ -204,7 +226,10 @@ fn span_of(root: &Spanned<DeTable<'_>>, path: &[Seg]) -> Option<Range<usize>> {
 }
 
 fn lookup<'a, 'i>(table: &'a DeTable<'i>, name: &str) -> Option<&'a Spanned<DeValue<'i>>> {
-    table.iter().find(|(key, _)| key.get_ref() == name).map(|(_, value)| value)
+    table
+        .iter()
+        .find(|(key, _)| key.get_ref() == name)
+        .map(|(_, value)| value)
 }
 
 /// Checks that involve more than one value. Each finding carries the key path it is about.
@@ -220,11 +245,17 @@ fn cross_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
     }
     for (i, account) in accounts.iter().enumerate() {
         if account.name.trim().is_empty() {
-            found.push((vec![Key("aws"), Key("accounts"), Index(i)], "account without a `name`".to_owned()));
+            found.push((
+                vec![Key("aws"), Key("accounts"), Index(i)],
+                "account without a `name`".to_owned(),
+            ));
         } else if accounts[..i].iter().any(|a| a.name == account.name) {
             found.push((
                 vec![Key("aws"), Key("accounts"), Index(i), Key("name")],
-                format!("account name `{}` is used twice; names must be unique", account.name),
+                format!(
+                    "account name `{}` is used twice; names must be unique",
+                    account.name
+                ),
             ));
         }
         if account.external_id.is_some() && account.role_arn.is_none() {
@@ -243,7 +274,10 @@ fn cross_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
         }
     }
     if config.aws.max_attempts == 0 {
-        found.push((vec![Key("aws"), Key("max_attempts")], "max_attempts must be at least 1".to_owned()));
+        found.push((
+            vec![Key("aws"), Key("max_attempts")],
+            "max_attempts must be at least 1".to_owned(),
+        ));
     }
     if config.target_selector().is_empty() {
         found.push((
@@ -255,7 +289,8 @@ fn cross_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
     if config.targets.max_roles_per_run == 0 {
         found.push((
             vec![Key("targets"), Key("max_roles_per_run")],
-            "max_roles_per_run must be at least 1 (it caps how many roles one run changes)".to_owned(),
+            "max_roles_per_run must be at least 1 (it caps how many roles one run changes)"
+                .to_owned(),
         ));
     }
     let lookback = config.mining.lookback_days;
@@ -351,9 +386,21 @@ cron = "every five minutes"
 "#;
         let found = errors(text);
         assert_eq!(found.len(), 3, "{found:#?}");
-        assert!(found[0].starts_with("4:1: unknown field `colour`"), "{}", found[0]);
-        assert!(found[1].starts_with("8:6: invalid account id `1234`"), "{}", found[1]);
-        assert!(found[2].starts_with("14:8: invalid cron expression `every five minutes`"), "{}", found[2]);
+        assert!(
+            found[0].starts_with("4:1: unknown field `colour`"),
+            "{}",
+            found[0]
+        );
+        assert!(
+            found[1].starts_with("8:6: invalid account id `1234`"),
+            "{}",
+            found[1]
+        );
+        assert!(
+            found[2].starts_with("14:8: invalid cron expression `every five minutes`"),
+            "{}",
+            found[2]
+        );
     }
 
     #[test]
@@ -382,12 +429,23 @@ jitter = "5 parsecs"
 x = 1
 "#;
         let found = errors(text);
-        let lines: Vec<&str> = found.iter().map(|f| f.split(": ").next().unwrap_or_default()).collect();
+        let lines: Vec<&str> = found
+            .iter()
+            .map(|f| f.split(": ").next().unwrap_or_default())
+            .collect();
         // toml locates an error inside an array at the array itself.
-        assert_eq!(lines, ["2:16", "3:16", "9:10", "12:16", "14:7", "19:10", "21:2"], "{found:#?}");
+        assert_eq!(
+            lines,
+            ["2:16", "3:16", "9:10", "12:16", "14:7", "19:10", "21:2"],
+            "{found:#?}"
+        );
         assert!(found[0].contains("invalid type"), "{}", found[0]);
         assert!(found[2].contains("not a loopback address"), "{}", found[2]);
-        assert!(found[3].contains("ARN pattern `role/app-*` must start with `arn:`"), "{}", found[3]);
+        assert!(
+            found[3].contains("ARN pattern `role/app-*` must start with `arn:`"),
+            "{}",
+            found[3]
+        );
         assert!(found[4].contains("unknown field `mine`"), "{}", found[4]);
         assert!(found[5].contains("invalid duration"), "{}", found[5]);
         assert!(found[6].contains("unknown field `bogus`"), "{}", found[6]);
@@ -422,7 +480,10 @@ staging_accounts = ["staging", "prod"]
     #[test]
     fn missing_accounts_is_reported() {
         let found = errors("[targets]\ntags = { team = \"*\" }\n");
-        assert_eq!(found, ["1:1: no account configured: add at least one [[aws.accounts]] with a `name`"]);
+        assert_eq!(
+            found,
+            ["1:1: no account configured: add at least one [[aws.accounts]] with a `name`"]
+        );
     }
 
     #[test]

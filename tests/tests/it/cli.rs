@@ -7,7 +7,11 @@ fn validate_accepts_the_shipped_example() {
     let example = whittle_tests::repo_root().join("config.toml");
     let out = whittle(&["validate", "--config", example.to_str().expect("path")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("valid (1 account(s), 2 job(s))"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("valid (1 account(s), 2 job(s))"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -35,9 +39,20 @@ cron = "0 61 * * * *"
     let path = config.display().to_string();
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 4, "{stderr}");
-    assert!(lines[0].starts_with(&format!("{path}:3:1: unknown field `retries`")), "{stderr}");
-    assert!(lines[1].starts_with(&format!("{path}:7:6: invalid type: integer")), "{stderr}");
-    assert!(lines[2].starts_with(&format!("{path}:13:8: invalid cron expression `0 61 * * * *`")), "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!("{path}:3:1: unknown field `retries`")),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{path}:7:6: invalid type: integer")),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].starts_with(&format!(
+            "{path}:13:8: invalid cron expression `0 61 * * * *`"
+        )),
+        "{stderr}"
+    );
     assert_eq!(lines[3], format!("error: 3 problem(s) in {path}"));
     assert!(out.stdout.is_empty(), "diagnostics go to stderr");
 }
@@ -48,7 +63,10 @@ fn missing_config_is_one_line_naming_the_file() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("/nonexistent/whittle.toml: cannot read the configuration"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/whittle.toml: cannot read the configuration"),
+        "{stderr}"
+    );
     assert!(stderr.contains("--config"), "says what to do: {stderr}");
 }
 
@@ -68,20 +86,38 @@ fn state_dir_precedence_is_flag_then_environment_then_file() {
         stderr
     };
     let file_only = named(whittle(&["status", "--config", config]));
-    assert!(file_only.contains(&from_file.display().to_string()), "{file_only}");
+    assert!(
+        file_only.contains(&from_file.display().to_string()),
+        "{file_only}"
+    );
 
     let env_dir = ws.path("from-env");
-    let out = crate::support::command(&["status", "--config", config]).env("WHITTLE_STATE_DIR", &env_dir).output().expect("run");
-    let env_wins = named(out);
-    assert!(env_wins.contains(&env_dir.display().to_string()), "{env_wins}");
-
-    let flag_dir = ws.path("from-flag");
-    let out = crate::support::command(&["status", "--config", config, "--state", flag_dir.to_str().expect("path")])
+    let out = crate::support::command(&["status", "--config", config])
         .env("WHITTLE_STATE_DIR", &env_dir)
         .output()
         .expect("run");
+    let env_wins = named(out);
+    assert!(
+        env_wins.contains(&env_dir.display().to_string()),
+        "{env_wins}"
+    );
+
+    let flag_dir = ws.path("from-flag");
+    let out = crate::support::command(&[
+        "status",
+        "--config",
+        config,
+        "--state",
+        flag_dir.to_str().expect("path"),
+    ])
+    .env("WHITTLE_STATE_DIR", &env_dir)
+    .output()
+    .expect("run");
     let flag_wins = named(out);
-    assert!(flag_wins.contains(&flag_dir.display().to_string()), "{flag_wins}");
+    assert!(
+        flag_wins.contains(&flag_dir.display().to_string()),
+        "{flag_wins}"
+    );
 }
 
 #[test]
@@ -89,7 +125,10 @@ fn help_documents_exit_codes() {
     let out = whittle(&["--help"]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    assert!(help.contains("Exit codes:") && help.contains("2  (whittle plan) changes are proposed"), "{help}");
+    assert!(
+        help.contains("Exit codes:") && help.contains("2  (whittle plan) changes are proposed"),
+        "{help}"
+    );
     for command in ["validate", "daemon", "status", "version"] {
         assert!(help.contains(command), "{command} missing from --help");
     }
@@ -99,7 +138,10 @@ fn help_documents_exit_codes() {
 fn version_prints_the_crate_version() {
     let out = whittle(&["version"]);
     assert!(out.status.success());
-    assert_eq!(text(&out.stdout).trim(), format!("whittle {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("whittle {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -110,12 +152,26 @@ fn unreachable_endpoint_is_one_line_and_writes_no_state() {
     let out = whittle(&["daemon", "--config", config.to_str().expect("path")]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    let error = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line: {stderr}"));
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
     assert!(error.contains("cannot reach http://127.0.0.1:1"), "{error}");
-    assert!(error.contains("endpoint_url"), "says what to check: {error}");
-    assert!(!ws.state_dir().exists(), "nothing may be written to the state on a refused start");
+    assert!(
+        error.contains("endpoint_url"),
+        "says what to check: {error}"
+    );
+    assert!(
+        !ws.state_dir().exists(),
+        "nothing may be written to the state on a refused start"
+    );
 
-    let out = whittle(&["status", "--check-aws", "--config", config.to_str().expect("path")]);
+    let out = whittle(&[
+        "status",
+        "--check-aws",
+        "--config",
+        config.to_str().expect("path"),
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
 }
 

@@ -6,17 +6,27 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::{
-    Emulator, Workspace, create_role, signal, spawn_daemon, status_json, text, wait_exit, wait_for, whittle,
+    Emulator, Workspace, create_role, signal, spawn_daemon, status_json, text, wait_exit, wait_for,
+    whittle,
 };
 
 fn last_outcome(report: &Value, job: &str) -> Option<String> {
-    report["jobs"].as_array()?.iter().find(|j| j["name"] == job)?["last_run"]["outcome"].as_str().map(str::to_owned)
+    report["jobs"]
+        .as_array()?
+        .iter()
+        .find(|j| j["name"] == job)?["last_run"]["outcome"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 fn http_get(address: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).expect("connect to the status endpoint");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").expect("write");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read");
     response
@@ -42,50 +52,108 @@ async fn daemon_runs_scheduled_jobs_serves_status_and_stops_on_sigterm() {
             && last_outcome(&report, "discover").as_deref() == Some("succeeded");
         done.then_some(report)
     });
-    assert_eq!(report["daemon"]["pid"], daemon.id(), "status asked the running daemon");
+    assert_eq!(
+        report["daemon"]["pid"],
+        daemon.id(),
+        "status asked the running daemon"
+    );
     let staging = &report["accounts"][0];
     assert_eq!(staging["account_id"], "123456789012");
-    let targets: Vec<&str> = staging["targets"].as_array().expect("targets").iter().filter_map(Value::as_str).collect();
-    assert_eq!(targets, ["arn:aws:iam::123456789012:role/itd-app-billing", "arn:aws:iam::123456789012:role/itd-app-orders"]);
-    assert_eq!(staging["protected"][0]["arn"], "arn:aws:iam::123456789012:role/itd-break-glass");
-    assert!(staging["protected"][0]["reason"].as_str().expect("reason").contains("protected pattern"));
+    let targets: Vec<&str> = staging["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            "arn:aws:iam::123456789012:role/itd-app-billing",
+            "arn:aws:iam::123456789012:role/itd-app-orders"
+        ]
+    );
+    assert_eq!(
+        staging["protected"][0]["arn"],
+        "arn:aws:iam::123456789012:role/itd-break-glass"
+    );
+    assert!(
+        staging["protected"][0]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("protected pattern")
+    );
 
     // The status endpoint.
-    let address = report["daemon"]["listen"].as_str().expect("listen address").to_owned();
+    let address = report["daemon"]["listen"]
+        .as_str()
+        .expect("listen address")
+        .to_owned();
     let health = http_get(&address, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    let body: Value = serde_json::from_str(health.split("\r\n\r\n").nth(1).expect("body")).expect("healthz JSON");
+    let body: Value =
+        serde_json::from_str(health.split("\r\n\r\n").nth(1).expect("body")).expect("healthz JSON");
     assert_eq!(body["status"], "ok");
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
-    assert!(body["jobs"].as_array().expect("jobs").iter().any(|j| j["name"] == "discover" && j["last_run"]["outcome"] == "succeeded"));
+    assert!(
+        body["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .any(|j| j["name"] == "discover" && j["last_run"]["outcome"] == "succeeded")
+    );
     let metrics = http_get(&address, "/metrics");
-    assert!(metrics.contains(r#"whittle_job_runs_total{job="check-aws",outcome="succeeded"}"#), "{metrics}");
-    assert!(metrics.contains("whittle_job_run_duration_seconds_bucket"), "{metrics}");
+    assert!(
+        metrics.contains(r#"whittle_job_runs_total{job="check-aws",outcome="succeeded"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("whittle_job_run_duration_seconds_bucket"),
+        "{metrics}"
+    );
 
     // A second daemon on the same state is refused and names the first.
     let second = whittle(&["daemon", "--config", config.to_str().expect("path")]);
     assert_eq!(second.status.code(), Some(1));
     let refusal = text(&second.stderr);
-    assert!(refusal.contains(&format!("already running (pid {})", daemon.id())), "{refusal}");
+    assert!(
+        refusal.contains(&format!("already running (pid {})", daemon.id())),
+        "{refusal}"
+    );
 
     // Text status through the daemon.
     let out = whittle(&["status", "--config", config.to_str().expect("path")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let shown = text(&out.stdout);
-    assert!(shown.contains("daemon running") && shown.contains("2 target(s), 1 protected"), "{shown}");
+    assert!(
+        shown.contains("daemon running") && shown.contains("2 target(s), 1 protected"),
+        "{shown}"
+    );
 
     signal(&daemon, "TERM");
     let exit = wait_exit(&mut daemon, Duration::from_secs(30));
-    assert_eq!(exit.code(), Some(0), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     let logged = std::fs::read_to_string(&log).expect("log");
     assert!(logged.contains("Daemon stopped"), "{logged}");
 
     // After the stop, status reads the state itself: the history is there.
     let after = status_json(&config).expect("status after stop");
     assert!(after["daemon"].is_null());
-    let runs = &after["jobs"].as_array().expect("jobs").iter().find(|j| j["name"] == "check-aws").expect("check-aws")["runs"];
+    let runs = &after["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .find(|j| j["name"] == "check-aws")
+        .expect("check-aws")["runs"];
     assert!(runs["succeeded"].as_u64().expect("count") >= 1, "{runs}");
-    assert!(runs.get("running").is_none(), "a clean stop leaves no run in progress: {runs}");
+    assert!(
+        runs.get("running").is_none(),
+        "a clean stop leaves no run in progress: {runs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -105,15 +173,25 @@ async fn daemon_restarts_after_sigkill() {
     // and whatever the killed one left `running` is recorded as interrupted, not running.
     let log2 = ws.path("daemon2.log");
     let mut again = spawn_daemon(&config, &log2);
-    wait_for(Duration::from_secs(30), "the restarted daemon to answer", || {
-        if let Some(exit) = again.try_wait().expect("try_wait") {
-            panic!("the restarted daemon exited with {exit}: {}", std::fs::read_to_string(&log2).unwrap_or_default());
-        }
-        let report = status_json(&config)?;
-        (report["daemon"]["pid"] == again.id()).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "the restarted daemon to answer",
+        || {
+            if let Some(exit) = again.try_wait().expect("try_wait") {
+                panic!(
+                    "the restarted daemon exited with {exit}: {}",
+                    std::fs::read_to_string(&log2).unwrap_or_default()
+                );
+            }
+            let report = status_json(&config)?;
+            (report["daemon"]["pid"] == again.id()).then_some(())
+        },
+    );
     signal(&again, "INT");
-    assert_eq!(wait_exit(&mut again, Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(
+        wait_exit(&mut again, Duration::from_secs(30)).code(),
+        Some(0)
+    );
     // Every run is closed: the new daemon's by finishing, the killed one's by the reconcile
     // pass (as `interrupted`). None may still claim to be running.
     let report = status_json(&config).expect("status after stop");
@@ -128,17 +206,31 @@ async fn unfinished_journal_without_recovery_stops_the_start() {
     let ws = Workspace::new();
     let config = ws.emulator_config(&emulator.url, "itj");
     {
-        let owner = whittle_state::LockOwner { pid: std::process::id(), status_address: None };
+        let owner = whittle_state::LockOwner {
+            pid: std::process::id(),
+            status_address: None,
+        };
         let state = whittle_state::State::open(&ws.state_dir(), &owner).expect("open state");
         state
-            .journal_begin("trial", "arn:aws:iam::123456789012:role/itj-app", serde_json::json!({}), whittle_state::Timestamp(1))
+            .journal_begin(
+                "trial",
+                "arn:aws:iam::123456789012:role/itj-app",
+                serde_json::json!({}),
+                whittle_state::Timestamp(1),
+            )
             .expect("journal");
     }
     let out = whittle(&["daemon", "--config", config.to_str().expect("path")]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("unfinished journal j-") && stderr.contains("kind `trial`"), "{stderr}");
-    assert!(!stderr.contains("Job started"), "nothing may be scheduled before reconciling: {stderr}");
+    assert!(
+        stderr.contains("unfinished journal j-") && stderr.contains("kind `trial`"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("Job started"),
+        "nothing may be scheduled before reconciling: {stderr}"
+    );
 
     // status shows the journal that blocks the start.
     let report = status_json(&config).expect("status");

@@ -13,7 +13,9 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn new() -> Workspace {
-        Workspace { dir: tempfile::tempdir().expect("tempdir") }
+        Workspace {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -113,7 +115,10 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
         if let Some(found) = check() {
             return found;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -121,26 +126,43 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
 /// `whittle status --format json` parsed, if it succeeds.
 pub fn status_json(config: &Path) -> Option<serde_json::Value> {
     let out = whittle(&["status", "--format", "json", "--config", config.to_str()?]);
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
 }
 
 /// Sends a signal to a process.
 pub fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
 }
 
 /// Waits for a child to exit, up to `timeout`.
 pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
-    wait_for(timeout, "the process to exit", || child.try_wait().expect("try_wait"))
+    wait_for(timeout, "the process to exit", || {
+        child.try_wait().expect("try_wait")
+    })
 }
 
 /// Creates a role (and optional tags) in the emulator through the SDK.
 pub async fn create_role(iam: &aws_sdk_iam::Client, name: &str, tags: &[(&str, &str)]) {
     let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"sts:AssumeRole"}]}"#;
-    let mut request = iam.create_role().role_name(name).assume_role_policy_document(trust);
+    let mut request = iam
+        .create_role()
+        .role_name(name)
+        .assume_role_policy_document(trust);
     for (key, value) in tags {
-        request = request.tags(aws_sdk_iam::types::Tag::builder().key(*key).value(*value).build().expect("tag"));
+        request = request.tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key(*key)
+                .value(*value)
+                .build()
+                .expect("tag"),
+        );
     }
     request.send().await.expect("create role");
 }

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The quick-start demo: sets up the local AWS emulator, seeds it with a realistic staging
+# account, runs `whittle daemon` against it on a fast schedule, and shows `whittle status`.
+# Needs no AWS account. Run from anywhere; DEMO_SECONDS (default 60) sets how long the daemon runs.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+seconds="${DEMO_SECONDS:-60}"
+work="$root/demo-state"
+
+"$root/tests/emulator/setup.sh"
+echo "==> building whittle" >&2
+cargo build --quiet -p whittle
+whittle="$root/target/debug/whittle"
+
+rm -rf "$work" && mkdir -p "$work"
+echo "==> starting the emulator (moto + whittle's extension)" >&2
+# The emulator exits when this script's pipe to it closes, however the script ends.
+coproc EMULATOR { WHITTLE_EMULATOR_DELIVERY_SECONDS=5 "$root/.venv-moto/bin/python" "$root/tests/emulator/whittle_emulator.py" --port 0 2>"$work/emulator.log"; }
+read -r line <&"${EMULATOR[0]}"
+endpoint="${line##* on }"
+daemon_pid=""
+cleanup() {
+  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
+  kill "$EMULATOR_PID" 2>/dev/null || true
+}
+trap cleanup EXIT
+echo "    emulator at $endpoint" >&2
+
+echo "==> seeding a staging account" >&2
+"$root/.venv-moto/bin/python" "$root/tests/emulator/seed_demo.py" "$endpoint" >&2
+
+# The demo's configuration: the shipped example, pointed at the emulator, on a fast schedule.
+config="$work/config.toml"
+sed -e "s|^dir = .*|dir = \"$work/state\"|" \
+    -e "s|^# endpoint_url = .*|endpoint_url = \"$endpoint\"|" \
+    -e "s|^listen = .*|listen = \"127.0.0.1:0\"|" \
+    -e 's|^cron = "0 \*/5 \* \* \* \*"|cron = "*/5 * * * * *"|' \
+    -e 's|^cron = "0 0 \* \* \* \*"|cron = "*/10 * * * * *"|' \
+    -e 's|^jitter = "2m"|jitter = "2s"|' \
+    -e 's|^arn_patterns = .*|arn_patterns = ["arn:aws:iam::*:role/app-*", "arn:aws:iam::*:role/aws-service-role/*"]|' \
+    "$root/config.toml" > "$config"
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+
+echo "==> whittle validate" >&2
+"$whittle" validate --config "$config"
+
+echo "==> whittle daemon for ${seconds}s (check-aws every 5s, discover every 10s); log: $work/daemon.log" >&2
+"$whittle" daemon --config "$config" 2>"$work/daemon.log" &
+daemon_pid=$!
+sleep "$((seconds / 2))"
+echo "==> whittle status (asked of the running daemon)" >&2
+"$whittle" status --config "$config" --check-aws
+sleep "$((seconds - seconds / 2))"
+echo "==> SIGTERM: the daemon finishes its running step and exits 0" >&2
+kill -TERM "$daemon_pid"
+wait "$daemon_pid"
+daemon_pid=""
+tail -n 3 "$work/daemon.log" >&2
+
+echo "==> whittle status (read from the state directory)" >&2
+"$whittle" status --config "$config"

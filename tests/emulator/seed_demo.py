@@ -1,0 +1,76 @@
+"""Seeds the emulator with a small, realistic staging account for the quick-start demo.
+
+Usage: seed_demo.py ENDPOINT_URL
+
+- app-orders, app-billing: Lambda execution roles tagged whittle:managed=true, with the
+  over-broad policies teams really write (s3:*, dynamodb:*, a Secrets Manager read);
+- app-reports: an app role without the tag (not a target);
+- app-break-glass: tagged, but matched by [targets] protected_patterns;
+- AWSServiceRoleForLambdaReplicator under /aws-service-role/: service-linked, always protected;
+- demo/payments-api-key: a secret in Secrets Manager;
+- a trail logging to an S3 bucket, and a little workload traffic under the orders role, so
+  the trail has real events to deliver.
+"""
+
+import json
+import sys
+
+import boto3
+
+endpoint = sys.argv[1]
+session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+
+
+def client(name, **creds):
+    if creds:
+        return boto3.client(name, endpoint_url=endpoint, region_name="us-east-1", **creds)
+    return session.client(name, endpoint_url=endpoint)
+
+
+iam = client("iam")
+lambda_trust = json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com", "AWS": "*"}, "Action": "sts:AssumeRole"}],
+})
+managed = [{"Key": "whittle:managed", "Value": "true"}, {"Key": "team", "Value": "payments"}]
+roles = {
+    "app-orders": (managed, {"Statement": [
+        {"Effect": "Allow", "Action": ["s3:*", "dynamodb:*"], "Resource": "*"},
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"},
+        {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Resource": "*"},
+    ]}),
+    "app-billing": (managed, {"Statement": [
+        {"Effect": "Allow", "Action": ["sqs:*", "sns:Publish", "kms:*"], "Resource": "*"},
+    ]}),
+    "app-reports": ([{"Key": "team", "Value": "analytics"}], {"Statement": [
+        {"Effect": "Allow", "Action": "athena:*", "Resource": "*"},
+    ]}),
+    "app-break-glass": (managed, {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
+}
+for name, (tags, policy) in roles.items():
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=lambda_trust, Tags=tags)
+    iam.put_role_policy(RoleName=name, PolicyName=f"{name}-policy",
+                        PolicyDocument=json.dumps({"Version": "2012-10-17", **policy}))
+iam.create_role(RoleName="AWSServiceRoleForLambdaReplicator", Path="/aws-service-role/replicator.lambda.amazonaws.com/",
+                AssumeRolePolicyDocument=lambda_trust, Tags=managed)
+
+client("secretsmanager").create_secret(Name="demo/payments-api-key", SecretString=json.dumps({"api_key": "demo-not-a-real-key"}))
+
+s3 = client("s3")
+s3.create_bucket(Bucket="staging-cloudtrail")
+s3.create_bucket(Bucket="orders-data")
+trail = client("cloudtrail")
+trail.create_trail(Name="staging-trail", S3BucketName="staging-cloudtrail", IsMultiRegionTrail=True)
+trail.start_logging(Name="staging-trail")
+
+# Workload traffic: the orders function at work, under its own role.
+creds = client("sts").assume_role(RoleArn="arn:aws:iam::123456789012:role/app-orders", RoleSessionName="orders-fn")["Credentials"]
+as_orders = dict(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                 aws_session_token=creds["SessionToken"])
+orders_s3 = client("s3", **as_orders)
+for i in range(3):
+    orders_s3.put_object(Bucket="orders-data", Key=f"orders/{i}.json", Body=b"{}")
+    orders_s3.get_object(Bucket="orders-data", Key=f"orders/{i}.json")
+client("secretsmanager", **as_orders).get_secret_value(SecretId="demo/payments-api-key")
+
+print("seeded: 5 roles (2 targets, 2 protected, 1 not selected), 1 secret, 1 trail, workload traffic")

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: sets up the emulator venv (once), builds whittle, runs every Rust test
+# (unit tests and the integration tests against the emulator) and the emulator's own tests.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+"$root/tests/emulator/setup.sh"
+# The integration tests run the real binary, which `cargo test` does not build for another
+# package's tests.
+cargo build -p whittle
+cargo test --workspace
+"$root/.venv-moto/bin/python" -m unittest discover -s "$root/tests/emulator"
