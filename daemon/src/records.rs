@@ -204,6 +204,17 @@ impl Record for RoleInventory {
 mod tests {
     use super::*;
 
+    fn open(dir: &std::path::Path) -> State {
+        State::open(
+            dir,
+            &whittle_state::LockOwner {
+                pid: 1,
+                status_address: None,
+            },
+        )
+        .expect("open")
+    }
+
     fn run(job: &str, at: u64, outcome: RunOutcome) -> JobRun {
         JobRun {
             job: job.to_owned(),

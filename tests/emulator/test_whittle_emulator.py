@@ -50,7 +50,9 @@ class Emulator:
         self.proc.wait(timeout=10)
 
 
-class ExtensionTest(unittest.TestCase):
+class WithEmulator(unittest.TestCase):
+    """One emulator per test class."""
+
     @classmethod
     def setUpClass(cls):
         cls.emu = Emulator()
@@ -59,6 +61,8 @@ class ExtensionTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.emu.close()
 
+
+class ExtensionTest(WithEmulator):
     def setUp(self):
         self.emu.post("/moto-api/reset")
 
@@ -136,17 +140,9 @@ class ExtensionTest(unittest.TestCase):
         ct.lookup_events()
 
 
-class AuthModeTest(unittest.TestCase):
+class AuthModeTest(WithEmulator):
     """A denied call by an assumed role is recorded as AccessDenied for that role, and the JSON
-    service's error is readable by the client."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.emu = Emulator()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.emu.close()
+    service's error is readable by the client. Its own emulator: auth mode is server-wide."""
 
     def test_denial_is_recorded_and_readable(self):
         iam = self.emu.client("iam")

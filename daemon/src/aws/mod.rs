@@ -57,7 +57,7 @@ impl Aws {
         })
     }
 
-    /// Account names in configuration order is not kept; names are sorted.
+    /// The configured account names, sorted.
     pub fn account_names(&self) -> impl Iterator<Item = &str> {
         self.accounts.keys().map(String::as_str)
     }
