@@ -5,8 +5,9 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 "$root/tests/emulator/setup.sh"
+# The emulator's own tests first: the Rust integration tests stand on it.
+"$root/.venv-moto/bin/python" -m unittest discover -s "$root/tests/emulator"
 # The integration tests run the real binary, which `cargo test` does not build for another
 # package's tests.
 cargo build -p whittle
 cargo test --workspace
-"$root/.venv-moto/bin/python" -m unittest discover -s "$root/tests/emulator"
