@@ -228,11 +228,7 @@ mod tests {
     #[test]
     fn history_keeps_jobs_apart_and_trims() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let owner = whittle_state::LockOwner {
-            pid: 1,
-            status_address: None,
-        };
-        let state = State::open(tmp.path(), &owner).expect("open");
+        let state = open(tmp.path());
         let history = JobHistory::new(&state);
         // "disc" is a prefix of "discover": the key separator keeps them apart.
         history
@@ -261,11 +257,7 @@ mod tests {
     #[test]
     fn stale_running_runs_become_interrupted() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let owner = whittle_state::LockOwner {
-            pid: 1,
-            status_address: None,
-        };
-        let state = State::open(tmp.path(), &owner).expect("open");
+        let state = open(tmp.path());
         let history = JobHistory::new(&state);
         history
             .record(&run("discover", 1, RunOutcome::Running))

@@ -303,6 +303,32 @@ mod tests {
     }
 
     #[test]
+    fn a_momentary_peek_does_not_make_open_fail() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // A previous owner's record stays in the file after it exits.
+        drop(
+            State::open(
+                tmp.path(),
+                &LockOwner {
+                    pid: 1,
+                    status_address: Some("127.0.0.1:1".to_owned()),
+                },
+            )
+            .expect("first open"),
+        );
+        // Someone peeks (a shared lock for an instant) exactly while a new owner opens.
+        let peeker = fs::File::open(tmp.path().join("whittle.lock")).expect("lock file");
+        peeker.try_lock_shared().expect("shared lock");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            drop(peeker);
+        });
+        let opened = State::open(tmp.path(), &test_support::owner());
+        release.join().expect("peeker thread");
+        opened.expect("the open waits out the peek instead of reporting the stale owner");
+    }
+
+    #[test]
     fn lock_is_released_when_the_state_is_dropped() {
         let tmp = tempfile::tempdir().expect("tempdir");
         drop(test_support::open(tmp.path()));

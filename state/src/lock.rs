@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::StateError;
 
 const LOCK_FILE: &str = "whittle.lock";
+/// Retries of a busy lock before reporting its owner: 5 x 20 ms outlasts any `peek`.
+const MOMENTARY_HOLD_RETRIES: u32 = 5;
+const MOMENTARY_HOLD_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Who holds a state directory: written into the lock file for whoever finds it busy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,15 +49,26 @@ impl DirLock {
             .mode(0o600)
             .open(&path)
             .map_err(|e| io_err("open the lock file", e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(StateError::Locked {
-                    dir: dir.to_path_buf(),
-                    owner: read_owner(&mut file),
-                });
+        // `peek` (how `whittle status` finds a running daemon) holds a shared lock for an
+        // instant. A holder seen once may be only that: try again a few times before
+        // concluding the directory is owned, or a starting daemon could read the previous
+        // owner's stale record and refuse for nothing.
+        let mut attempts = 0;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if attempts < MOMENTARY_HOLD_RETRIES => {
+                    attempts += 1;
+                    std::thread::sleep(MOMENTARY_HOLD_PAUSE);
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(StateError::Locked {
+                        dir: dir.to_path_buf(),
+                        owner: read_owner(&mut file),
+                    });
+                }
+                Err(TryLockError::Error(e)) => return Err(io_err("lock", e)),
             }
-            Err(TryLockError::Error(e)) => return Err(io_err("lock", e)),
         }
         let body = serde_json::to_vec(owner).map_err(|source| StateError::Encode {
             tree: LOCK_FILE,

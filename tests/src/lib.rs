@@ -112,29 +112,13 @@ impl Emulator {
         body: &[u8],
         content_type: &str,
     ) -> std::io::Result<(u16, Vec<u8>)> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port()))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        )?;
-        stream.write_all(body)?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response)?;
-        let split = response
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or(response.len());
-        let head = String::from_utf8_lossy(&response[..split]);
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = response.get(split + 4..).unwrap_or_default().to_vec();
-        Ok((status, body))
+        http_request(
+            &format!("127.0.0.1:{}", self.port()),
+            method,
+            path,
+            body,
+            content_type,
+        )
     }
 
     pub fn get(&self, path: &str) -> std::io::Result<Vec<u8>> {
@@ -200,6 +184,40 @@ impl Drop for Emulator {
             let _ = child.wait();
         }
     }
+}
+
+/// One HTTP/1.1 request to a loopback server (the emulator's control API, the daemon's status
+/// endpoint): the status code and the body.
+pub fn http_request(
+    address: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    content_type: &str,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(response.len());
+    let head = String::from_utf8_lossy(&response[..split]);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.get(split + 4..).unwrap_or_default().to_vec();
+    Ok((status, body))
 }
 
 /// The `whittle` binary built for this test run.

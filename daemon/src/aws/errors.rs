@@ -1,13 +1,16 @@
 //! One-line descriptions of SDK errors that tell the reader what to check.
 
+use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 /// Describes an SDK error in one line: the service's code and message, or what failed on the
 /// way (no connection, timeout, no credentials) with what to do about it.
-pub fn describe<E, R>(error: &SdkError<E, R>, endpoint: Option<&str>) -> String
+///
+/// Every SDK crate's raw response is the same smithy `HttpResponse`, so one signature serves
+/// all services.
+pub fn describe<E>(error: &SdkError<E, HttpResponse>, endpoint: Option<&str>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + HasStatus,
 {
     let chain = DisplayErrorContext(error).to_string().replace('\n', " ");
     let target = endpoint.unwrap_or("AWS");
@@ -30,20 +33,11 @@ where
             (Some(code), None) => code.to_owned(),
             // Some endpoints answer a denial with a body the SDK cannot parse; a 403 is
             // still a denial and must read like one.
-            (None, _) if service.raw().status() == 403 => "access denied (HTTP 403)".to_owned(),
+            (None, _) if service.raw().status().as_u16() == 403 => {
+                "access denied (HTTP 403)".to_owned()
+            }
             (None, _) => format!("HTTP {} from {target}: {chain}", service.raw().status()),
         },
         _ => chain,
-    }
-}
-
-/// The HTTP status of a raw response, so `describe` works for every service's error type.
-pub trait HasStatus {
-    fn status(&self) -> u16;
-}
-
-impl HasStatus for aws_sdk_sts::config::http::HttpResponse {
-    fn status(&self) -> u16 {
-        self.status().as_u16()
     }
 }

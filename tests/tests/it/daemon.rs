@@ -19,17 +19,11 @@ fn last_outcome(report: &Value, job: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn http_get(address: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).expect("connect to the status endpoint");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    response
+/// GET from the daemon's status endpoint: status code and body text.
+fn http_get(address: &str, path: &str) -> (u16, String) {
+    let (status, body) = whittle_tests::http_request(address, "GET", path, b"", "text/plain")
+        .expect("status endpoint");
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,10 +82,9 @@ async fn daemon_runs_scheduled_jobs_serves_status_and_stops_on_sigterm() {
         .as_str()
         .expect("listen address")
         .to_owned();
-    let health = http_get(&address, "/healthz");
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    let body: Value =
-        serde_json::from_str(health.split("\r\n\r\n").nth(1).expect("body")).expect("healthz JSON");
+    let (status, health) = http_get(&address, "/healthz");
+    assert_eq!(status, 200, "{health}");
+    let body: Value = serde_json::from_str(&health).expect("healthz JSON");
     assert_eq!(body["status"], "ok");
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert!(
@@ -101,7 +94,8 @@ async fn daemon_runs_scheduled_jobs_serves_status_and_stops_on_sigterm() {
             .iter()
             .any(|j| j["name"] == "discover" && j["last_run"]["outcome"] == "succeeded")
     );
-    let metrics = http_get(&address, "/metrics");
+    let (status, metrics) = http_get(&address, "/metrics");
+    assert_eq!(status, 200, "{metrics}");
     assert!(
         metrics.contains(r#"whittle_job_runs_total{job="check-aws",outcome="succeeded"}"#),
         "{metrics}"
