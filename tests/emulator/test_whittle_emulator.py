@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import unittest
 import urllib.request
 
@@ -138,6 +139,12 @@ class ExtensionTest(WithEmulator):
             ct.lookup_events()
         self.assertEqual(caught.exception.response["Error"]["Code"], "ThrottlingException")
         ct.lookup_events()
+
+    def test_a_delay_fault_holds_then_answers(self):
+        self.emu.post("/whittle-emulator/faults", {"service": "sts", "action": "GetCallerIdentity", "delay_seconds": 1})
+        started = time.monotonic()
+        self.emu.client("sts").get_caller_identity()
+        self.assertGreaterEqual(time.monotonic() - started, 1.0)
 
 
 class AuthModeTest(WithEmulator):

@@ -19,7 +19,7 @@ What it adds to moto 5.2.5 (see ../../../shared/EMULATOR.md for the measured gap
 - Secrets Manager: moving AWSCURRENT with UpdateSecretVersionStage also moves the default
   version, so GetSecretValue without a stage and a later PutSecretValue behave as in AWS.
 - Control endpoints under /whittle-emulator/: POST events (inject records), GET events,
-  POST deliver (deliver log files now), POST faults (fail the next N matching calls), and
+  POST deliver (deliver log files now), POST faults (fail or delay the next N matching calls), and
   POST reset (clear the recording; moto's own /moto-api/reset clears it too).
 """
 
@@ -35,6 +35,7 @@ import signal
 import string
 import sys
 import threading
+import time
 import uuid
 import xml.sax.saxutils
 from urllib.parse import parse_qs, unquote, urlparse
@@ -646,7 +647,9 @@ class Extension:
         if described:
             access_key, region, service, action, params = described
             fault = self.recorder.take_fault(service, action)
-            if fault:
+            if fault and fault["delay_seconds"]:
+                time.sleep(fault["delay_seconds"])
+            if fault and fault["code"]:
                 if environ.get("HTTP_X_AMZ_TARGET"):
                     return json_response(fault["status"], {"__type": fault["code"], "message": fault["message"]}, fault["code"])
                 return query_error(fault["code"], fault["message"], fault["status"])
@@ -711,11 +714,14 @@ class Extension:
         if action == "deliver" and method == "POST":
             return json_response(200, {"delivered": deliver(self.recorder)})
         if action == "faults" and method == "POST":
+            delay = float(doc.get("delay_seconds", 0))
             fault = {
                 "service": doc.get("service", "*"),
                 "action": doc.get("action", "*"),
                 "status": int(doc.get("status", 400)),
-                "code": doc.get("code", "ThrottlingException"),
+                # A delay alone holds the call, then answers it normally.
+                "code": doc.get("code", None if delay else "ThrottlingException"),
+                "delay_seconds": delay,
                 "message": doc.get("message", "Rate exceeded"),
                 "count": int(doc.get("count", 1)),
             }

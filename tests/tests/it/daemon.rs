@@ -151,8 +151,9 @@ async fn daemon_runs_scheduled_jobs_serves_status_and_stops_on_sigterm() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn daemon_restarts_after_sigkill() {
-    let emulator = Emulator::shared();
+async fn sigkill_mid_run_then_restart_records_the_run_as_interrupted() {
+    // A private emulator: the delay fault below must not hold another test's calls.
+    let emulator = Emulator::start(&[]);
     let ws = Workspace::new();
     let config = ws.emulator_config(&emulator.url, "itk");
     let log = ws.path("daemon.log");
@@ -160,11 +161,26 @@ async fn daemon_restarts_after_sigkill() {
     wait_for(Duration::from_secs(30), "a check-aws run", || {
         (last_outcome(&status_json(&config)?, "check-aws")? == "succeeded").then_some(())
     });
+
+    // Hold the next identity call so that a run is in progress when the daemon dies.
+    emulator.post_json(
+        "/whittle-emulator/faults",
+        &serde_json::json!({"service": "sts", "action": "GetCallerIdentity", "delay_seconds": 15, "count": 1}),
+    );
+    let held_job = wait_for(Duration::from_secs(30), "a run to be in progress", || {
+        let report = status_json(&config)?;
+        report["jobs"].as_array()?.iter().find_map(|j| {
+            (j["last_run"]["outcome"] == "running").then(|| j["name"].as_str().map(str::to_owned))
+        })?
+    });
     signal(&daemon, "KILL");
     wait_exit(&mut daemon, Duration::from_secs(10));
+    // The run is recorded `running` before its first call, so the kill may come before the
+    // held call was made: clear the fault so it cannot hold the restarted daemon instead.
+    emulator.post_json("/whittle-emulator/reset", &serde_json::json!({}));
 
     // The kernel released the lock with the process: a new daemon starts on the same state,
-    // and whatever the killed one left `running` is recorded as interrupted, not running.
+    // and its reconcile pass records the run the killed one left `running` as interrupted.
     let log2 = ws.path("daemon2.log");
     let mut again = spawn_daemon(&config, &log2);
     wait_for(
@@ -186,12 +202,25 @@ async fn daemon_restarts_after_sigkill() {
         wait_exit(&mut again, Duration::from_secs(30)).code(),
         Some(0)
     );
-    // Every run is closed: the new daemon's by finishing, the killed one's by the reconcile
-    // pass (as `interrupted`). None may still claim to be running.
+
     let report = status_json(&config).expect("status after stop");
-    for job in report["jobs"].as_array().expect("jobs") {
-        assert!(job["runs"].get("running").is_none(), "{job}");
+    let jobs = report["jobs"].as_array().expect("jobs");
+    let held = jobs
+        .iter()
+        .find(|j| j["name"] == held_job.as_str())
+        .expect("the held job");
+    assert_eq!(held["runs"]["interrupted"], 1, "{held}");
+    for job in jobs {
+        assert!(
+            job["runs"].get("running").is_none(),
+            "no run may still claim to be running: {job}"
+        );
     }
+    let logged = std::fs::read_to_string(&log2).expect("log");
+    assert!(
+        logged.contains("Marked job runs of a previous process as interrupted"),
+        "{logged}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
