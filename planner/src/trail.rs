@@ -1,0 +1,794 @@
+//! CloudTrail records: the parts whittle reads, parsed tolerantly and fast.
+//!
+//! A log file is `{"Records":[...]}` as CloudTrail delivers it (some exports are a bare
+//! array). Records are decoded one at a time straight from the file's bytes, borrowing
+//! strings where they have no escapes; fields whittle does not read are skipped unparsed.
+//! A record that does not fit (a missing `eventTime`, a field of the wrong type) is skipped
+//! with its index and reason while the rest of the file is still read. Real data has
+//! `readOnly` as a bool or a string, and some pipelines write `@timestamp` for `eventTime`;
+//! both are accepted.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+/// A string field that is kept only when it is a string; any other JSON value is skipped
+/// instead of failing the record (`requestParameters.name` is an object in some services).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Lenient<'a>(pub Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Lenient<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<Lenient<'a>>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Lenient<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(Cow::Owned(v))))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(V(std::marker::PhantomData))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+        }
+        deserializer.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<'a> Lenient<'a> {
+    pub fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+/// A list of strings where anything else is skipped (`requestParameters.names`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LenientList<'a>(pub Vec<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for LenientList<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<LenientList<'a>>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = LenientList<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element::<Lenient<'a>>()? {
+                    out.extend(item.0);
+                }
+                Ok(LenientList(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(LenientList::default())
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(LenientList(vec![Cow::Borrowed(v)]))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(LenientList(vec![Cow::Owned(v.to_owned())]))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(LenientList::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(LenientList::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(LenientList::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(LenientList::default())
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(LenientList::default())
+            }
+        }
+        deserializer.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// The record fields whittle reads. Every field is optional here; [`Record::event`] decides
+/// what a usable record needs.
+#[derive(Debug, Default, Deserialize)]
+pub struct Record<'a> {
+    #[serde(rename = "eventTime", alias = "@timestamp", borrow, default)]
+    pub event_time: Lenient<'a>,
+    #[serde(rename = "eventSource", borrow, default)]
+    pub event_source: Lenient<'a>,
+    #[serde(rename = "eventName", borrow, default)]
+    pub event_name: Lenient<'a>,
+    #[serde(rename = "awsRegion", borrow, default)]
+    pub aws_region: Lenient<'a>,
+    #[serde(rename = "eventID", borrow, default)]
+    pub event_id: Lenient<'a>,
+    #[serde(rename = "recipientAccountId", borrow, default)]
+    pub recipient_account_id: Lenient<'a>,
+    #[serde(rename = "errorCode", borrow, default)]
+    pub error_code: Lenient<'a>,
+    #[serde(rename = "errorMessage", borrow, default)]
+    pub error_message: Lenient<'a>,
+    #[serde(rename = "userIdentity", borrow, default)]
+    pub user_identity: Option<UserIdentity<'a>>,
+    #[serde(rename = "requestParameters", borrow, default)]
+    pub request_parameters: Option<RequestParameters<'a>>,
+    #[serde(borrow, default)]
+    pub resources: Option<Vec<ResourceRef<'a>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct UserIdentity<'a> {
+    #[serde(rename = "type", borrow, default)]
+    pub kind: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub arn: Lenient<'a>,
+    #[serde(rename = "accountId", borrow, default)]
+    pub account_id: Lenient<'a>,
+    #[serde(rename = "sessionContext", borrow, default)]
+    pub session_context: Option<SessionContext<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SessionContext<'a> {
+    #[serde(rename = "sessionIssuer", borrow, default)]
+    pub session_issuer: Option<SessionIssuer<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SessionIssuer<'a> {
+    #[serde(rename = "type", borrow, default)]
+    pub kind: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub arn: Lenient<'a>,
+}
+
+/// The well-known request parameters that name a resource.
+#[derive(Debug, Default, Deserialize)]
+pub struct RequestParameters<'a> {
+    #[serde(rename = "bucketName", borrow, default)]
+    pub bucket_name: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub key: Lenient<'a>,
+    #[serde(rename = "tableName", borrow, default)]
+    pub table_name: Lenient<'a>,
+    #[serde(rename = "secretId", borrow, default)]
+    pub secret_id: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub name: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub names: LenientList<'a>,
+    #[serde(rename = "keyId", borrow, default)]
+    pub key_id: Lenient<'a>,
+    #[serde(rename = "functionName", borrow, default)]
+    pub function_name: Lenient<'a>,
+    #[serde(rename = "queueUrl", borrow, default)]
+    pub queue_url: Lenient<'a>,
+    #[serde(rename = "topicArn", borrow, default)]
+    pub topic_arn: Lenient<'a>,
+    #[serde(rename = "roleArn", borrow, default)]
+    pub role_arn: Lenient<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ResourceRef<'a> {
+    #[serde(rename = "ARN", alias = "arn", borrow, default)]
+    pub arn: Lenient<'a>,
+    #[serde(rename = "ARNPrefix", borrow, default)]
+    pub arn_prefix: Lenient<'a>,
+}
+
+/// Who made a call.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrincipalKind {
+    /// A role session (`AssumedRole`): the role is the principal.
+    Role,
+    /// An IAM user, or a federated session of one.
+    User,
+    /// The account's root user.
+    Root,
+    /// An AWS service acting on its own (`AWSService`, `AWSAccount`): no principal of the
+    /// account to tighten.
+    Service,
+    /// No or an unknown `userIdentity.type`.
+    Unknown,
+}
+
+impl PrincipalKind {
+    pub const ALL: [PrincipalKind; 5] = [
+        PrincipalKind::Role,
+        PrincipalKind::User,
+        PrincipalKind::Root,
+        PrincipalKind::Service,
+        PrincipalKind::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::Role => "role",
+            PrincipalKind::User => "user",
+            PrincipalKind::Root => "root",
+            PrincipalKind::Service => "service",
+            PrincipalKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// A record reduced to what mining needs, borrowing from the file's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event<'a> {
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    pub source: Cow<'a, str>,
+    pub name: Cow<'a, str>,
+    pub region: Option<Cow<'a, str>>,
+    pub account: Option<Cow<'a, str>>,
+    pub kind: PrincipalKind,
+    /// The role ARN (for sessions, the role that issued them), user or root ARN; `None` for
+    /// services.
+    pub principal: Option<Cow<'a, str>>,
+    /// The role session name (often the Lambda function's name).
+    pub session: Option<Cow<'a, str>>,
+    pub event_id: Option<Cow<'a, str>>,
+    pub error_code: Option<Cow<'a, str>>,
+    pub error_message: Option<Cow<'a, str>>,
+}
+
+impl<'a> Record<'a> {
+    /// The usable core of a record, or why it is not usable.
+    pub fn event(&self) -> Result<Event<'_>, &'static str> {
+        let time = self
+            .event_time
+            .as_deref()
+            .ok_or("no eventTime (field names are case-sensitive)")?;
+        let time_ms = parse_time(time).ok_or("eventTime is not an ISO 8601 UTC time")?;
+        let source = self
+            .event_source
+            .0
+            .as_ref()
+            .ok_or("no eventSource")?;
+        let name = self.event_name.0.as_ref().ok_or("no eventName")?;
+        let identity = self.user_identity.as_ref().ok_or("no userIdentity")?;
+        let (kind, principal, session) = principal_of(identity);
+        Ok(Event {
+            time_ms,
+            source: Cow::Borrowed(source.as_ref()),
+            name: Cow::Borrowed(name.as_ref()),
+            region: self.aws_region.as_deref().map(Cow::Borrowed),
+            account: self
+                .recipient_account_id
+                .as_deref()
+                .or(identity.account_id.as_deref())
+                .map(Cow::Borrowed),
+            kind,
+            principal,
+            session,
+            event_id: self.event_id.as_deref().map(Cow::Borrowed),
+            error_code: self.error_code.as_deref().map(Cow::Borrowed),
+            error_message: self.error_message.as_deref().map(Cow::Borrowed),
+        })
+    }
+}
+
+/// The principal of a record: for an assumed-role session the role that issued it (from
+/// `sessionContext.sessionIssuer.arn`, which keeps the role's path), else derived from the
+/// session ARN `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`.
+fn principal_of<'r>(
+    identity: &'r UserIdentity<'_>,
+) -> (PrincipalKind, Option<Cow<'r, str>>, Option<Cow<'r, str>>) {
+    let kind = identity.kind.as_deref().unwrap_or("");
+    let arn = identity.arn.as_deref();
+    let issuer = identity
+        .session_context
+        .as_ref()
+        .and_then(|c| c.session_issuer.as_ref())
+        .and_then(|i| i.arn.as_deref());
+    match kind {
+        "AssumedRole" => {
+            let session = arn
+                .and_then(|a| a.rsplit_once('/'))
+                .map(|(_, s)| Cow::Borrowed(s));
+            let role = match issuer {
+                Some(role) => Some(Cow::Borrowed(role)),
+                None => arn.and_then(role_of_session_arn).map(Cow::Owned),
+            };
+            (PrincipalKind::Role, role, session)
+        }
+        "IAMUser" => (PrincipalKind::User, arn.map(Cow::Borrowed), None),
+        "FederatedUser" => (
+            PrincipalKind::User,
+            issuer.or(arn).map(Cow::Borrowed),
+            arn.and_then(|a| a.rsplit_once('/'))
+                .map(|(_, s)| Cow::Borrowed(s)),
+        ),
+        "Root" => (PrincipalKind::Root, arn.map(Cow::Borrowed), None),
+        "AWSService" | "AWSAccount" => (PrincipalKind::Service, None, None),
+        _ => (PrincipalKind::Unknown, None, None),
+    }
+}
+
+/// `arn:aws:sts::123:assumed-role/Role/session` -> `arn:aws:iam::123:role/Role`.
+pub fn role_of_session_arn(arn: &str) -> Option<String> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("sts"), Some(_), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let rest = resource.strip_prefix("assumed-role/")?;
+    let (role, _session) = rest.rsplit_once('/')?;
+    Some(format!("arn:{partition}:iam::{account}:role/{role}"))
+}
+
+/// Parses `2026-11-24T10:15:30Z`, with optional fractional seconds and a `Z` or `+00:00`
+/// offset, into milliseconds since the Unix epoch. Other offsets are applied.
+pub fn parse_time(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b' ') {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let mut n = 0i64;
+        for &c in &b[range] {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + i64::from(c - b'0');
+        }
+        Some(n)
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60
+    {
+        return None;
+    }
+    let mut rest = &b[19..];
+    let mut millis = 0i64;
+    if let Some((b'.', frac)) = rest.split_first() {
+        let digits = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        for (i, &c) in frac[..digits].iter().take(3).enumerate() {
+            millis += i64::from(c - b'0') * [100, 10, 1][i];
+        }
+        rest = &frac[digits..];
+    }
+    let offset_minutes = match rest {
+        b"" | b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] | [sign @ (b'+' | b'-'), h1, h2, m1, m2] => {
+            let digits = [*h1, *h2, *m1, *m2];
+            if !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let h = i64::from(digits[0] - b'0') * 10 + i64::from(digits[1] - b'0');
+            let m = i64::from(digits[2] - b'0') * 10 + i64::from(digits[3] - b'0');
+            if *sign == b'+' { h * 60 + m } else { -(h * 60 + m) }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    Some(((days * 86_400 + hour * 3600 + minute * 60 + second) - offset_minutes * 60) * 1000 + millis)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The day number (days since the Unix epoch) of a millisecond time.
+pub fn day_of(time_ms: i64) -> u32 {
+    u32::try_from(time_ms.div_euclid(86_400_000)).unwrap_or(0)
+}
+
+/// Formats milliseconds since the epoch as `2026-11-24T10:15:30Z` (whole seconds).
+pub fn format_time(time_ms: i64) -> String {
+    let secs = time_ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// What reading a log file gave, besides its records.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FileOutcome {
+    /// Records handed to the sink (good or skipped).
+    pub records: u64,
+    /// Set when the file could not be read to its end: the position and reason. Records
+    /// before that point were still delivered.
+    pub error: Option<String>,
+}
+
+/// One record of a file: decoded, or skipped with its index and reason.
+#[derive(Debug)]
+pub enum Item<'a> {
+    Record(Record<'a>),
+    Skipped { index: u64, reason: String },
+}
+
+/// Reads a whole log file held in memory, calling `sink` for every record in order.
+///
+/// The fast path decodes records straight from `bytes`. If a record does not fit the
+/// expected shape, the file is read again from that record on, one raw value at a time, so
+/// that only the bad record is skipped; the records before it are not delivered twice.
+pub fn read_log<'a>(bytes: &'a [u8], sink: &mut dyn FnMut(Item<'a>)) -> FileOutcome {
+    let mut delivered = 0u64;
+    let first = {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let result = de
+            .deserialize_any(FileVisitor::<Record<'a>, _> {
+                sink: &mut |item: Record<'a>| {
+                    delivered += 1;
+                    sink(Item::Record(item));
+                },
+                skip: 0,
+                marker: std::marker::PhantomData,
+            })
+            .and_then(|()| de.end());
+        result
+    };
+    match first {
+        Ok(()) => FileOutcome {
+            records: delivered,
+            error: None,
+        },
+        Err(error) if error.is_data() => {
+            // A record of the wrong shape: read the rest one raw value at a time.
+            let skip = delivered;
+            let mut index = skip;
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let result = de
+                .deserialize_any(FileVisitor::<&'a serde_json::value::RawValue, _> {
+                    sink: &mut |raw: &'a serde_json::value::RawValue| {
+                        match serde_json::from_str::<Record<'a>>(raw.get()) {
+                            Ok(record) => sink(Item::Record(record)),
+                            Err(e) => sink(Item::Skipped {
+                                index,
+                                reason: format!("record does not fit the CloudTrail shape: {e}"),
+                            }),
+                        }
+                        index += 1;
+                    },
+                    skip,
+                    marker: std::marker::PhantomData,
+                })
+                .and_then(|()| de.end());
+            FileOutcome {
+                records: index,
+                error: result
+                    .err()
+                    .map(|e| format!("after record {index}: invalid JSON: {e}")),
+            }
+        }
+        Err(error) => FileOutcome {
+            records: delivered,
+            error: Some(format!("after record {delivered}: invalid JSON: {error}")),
+        },
+    }
+}
+
+/// Reads a log file from a stream (for files too large to hold in memory): records are
+/// decoded one at a time, so memory stays bounded by the largest record.
+pub fn read_log_stream<R: std::io::Read>(
+    reader: R,
+    sink: &mut dyn for<'r> FnMut(Item<'r>),
+) -> FileOutcome {
+    let mut index = 0u64;
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let result = de
+        .deserialize_any(FileVisitor::<Box<serde_json::value::RawValue>, _> {
+            sink: &mut |raw: Box<serde_json::value::RawValue>| {
+                match serde_json::from_str::<Record<'_>>(raw.get()) {
+                    Ok(record) => sink(Item::Record(record)),
+                    Err(e) => sink(Item::Skipped {
+                        index,
+                        reason: format!("record does not fit the CloudTrail shape: {e}"),
+                    }),
+                }
+                index += 1;
+            },
+            skip: 0,
+            marker: std::marker::PhantomData,
+        })
+        .and_then(|()| de.end());
+    FileOutcome {
+        records: index,
+        error: result
+            .err()
+            .map(|e| format!("after record {index}: invalid JSON: {e}")),
+    }
+}
+
+/// Visits the top level of a log file: `{"Records": [...]}` (other keys ignored) or a bare
+/// array, handing each element (after the first `skip`) to `sink`.
+struct FileVisitor<'s, T, F: FnMut(T)> {
+    sink: &'s mut F,
+    skip: u64,
+    marker: std::marker::PhantomData<fn(T)>,
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for FileVisitor<'_, T, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(r#"a CloudTrail log file: {"Records":[...]} or an array of records"#)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut found = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "Records" {
+                map.next_value_seed(RecordsSeed {
+                    sink: &mut *self.sink,
+                    skip: self.skip,
+                    marker: std::marker::PhantomData,
+                })?;
+                found = true;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(de::Error::custom("no `Records` array: not a CloudTrail log file"))
+        }
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        RecordsSeed {
+            sink: self.sink,
+            skip: self.skip,
+            marker: std::marker::PhantomData,
+        }
+        .visit_seq(seq)
+    }
+}
+
+struct RecordsSeed<'s, T, F: FnMut(T)> {
+    sink: &'s mut F,
+    skip: u64,
+    marker: std::marker::PhantomData<fn(T)>,
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T)> DeserializeSeed<'de> for RecordsSeed<'_, T, F> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for RecordsSeed<'_, T, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of CloudTrail records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0u64;
+        loop {
+            if index < self.skip {
+                if seq.next_element::<IgnoredAny>()?.is_none() {
+                    return Ok(());
+                }
+            } else {
+                match seq.next_element::<T>()? {
+                    Some(item) => (self.sink)(item),
+                    None => return Ok(()),
+                }
+            }
+            index += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(bytes: &[u8]) -> (Vec<String>, Vec<(u64, String)>, FileOutcome) {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        let outcome = read_log(bytes, &mut |item| match item {
+            Item::Record(r) => good.push(
+                r.event()
+                    .map(|e| format!("{}:{}", e.source, e.name))
+                    .unwrap_or_else(|reason| format!("unusable: {reason}")),
+            ),
+            Item::Skipped { index, reason } => bad.push((index, reason)),
+        });
+        (good, bad, outcome)
+    }
+
+    const ROLE_RECORD: &str = r#"{"eventVersion":"1.08","userIdentity":{"type":"AssumedRole",
+        "principalId":"AROA:fn","arn":"arn:aws:sts::111122223333:assumed-role/app-orders/orders-fn",
+        "accountId":"111122223333","sessionContext":{"sessionIssuer":{"type":"Role",
+        "arn":"arn:aws:iam::111122223333:role/service/app-orders","userName":"app-orders"}}},
+        "eventTime":"2026-11-20T10:00:00Z","eventSource":"s3.amazonaws.com","eventName":"GetObject",
+        "awsRegion":"us-east-1","requestParameters":{"bucketName":"orders","key":"a/b.json"},
+        "eventID":"e-1","readOnly":true,"recipientAccountId":"111122223333","unknownField":[1,{"x":2}]}"#;
+
+    #[test]
+    fn reads_records_object_and_bare_array() {
+        let file = format!(r#"{{"Records":[{ROLE_RECORD},{ROLE_RECORD}]}}"#);
+        let (good, bad, outcome) = collect(file.as_bytes());
+        assert_eq!(good, vec!["s3.amazonaws.com:GetObject"; 2]);
+        assert!(bad.is_empty());
+        assert_eq!(outcome, FileOutcome { records: 2, error: None });
+
+        let array = format!("[{ROLE_RECORD}]");
+        let (good, _, outcome) = collect(array.as_bytes());
+        assert_eq!(good.len(), 1);
+        assert!(outcome.error.is_none());
+    }
+
+    #[test]
+    fn principal_is_the_issuing_role_with_its_path_and_the_session_is_kept() {
+        let record: Record = serde_json::from_str(ROLE_RECORD).expect("parses");
+        let event = record.event().expect("usable");
+        assert_eq!(event.kind, PrincipalKind::Role);
+        assert_eq!(
+            event.principal.as_deref(),
+            Some("arn:aws:iam::111122223333:role/service/app-orders")
+        );
+        assert_eq!(event.session.as_deref(), Some("orders-fn"));
+        assert_eq!(event.account.as_deref(), Some("111122223333"));
+        let params = record.request_parameters.as_ref().expect("params");
+        assert_eq!(params.bucket_name.as_deref(), Some("orders"));
+        assert_eq!(params.key.as_deref(), Some("a/b.json"));
+    }
+
+    #[test]
+    fn role_is_derived_from_the_session_arn_without_an_issuer() {
+        assert_eq!(
+            role_of_session_arn("arn:aws:sts::123456789012:assumed-role/app-x/sess").as_deref(),
+            Some("arn:aws:iam::123456789012:role/app-x")
+        );
+        assert_eq!(role_of_session_arn("arn:aws:iam::123456789012:user/bob"), None);
+    }
+
+    #[test]
+    fn a_bad_record_is_skipped_and_the_rest_of_the_file_is_read() {
+        // The second record has userIdentity as a string: the wrong shape.
+        let file = format!(
+            r#"{{"Records":[{ROLE_RECORD},{{"eventTime":"2026-11-20T10:00:00Z","userIdentity":"oops"}},{ROLE_RECORD}]}}"#
+        );
+        let (good, bad, outcome) = collect(file.as_bytes());
+        assert_eq!(good.len(), 2, "{good:?}");
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].0, 1);
+        assert!(bad[0].1.contains("CloudTrail shape"), "{}", bad[0].1);
+        assert_eq!(outcome.records, 3);
+        assert!(outcome.error.is_none());
+    }
+
+    #[test]
+    fn truncated_json_keeps_the_records_before_the_cut() {
+        let file = format!(r#"{{"Records":[{ROLE_RECORD},{ROLE_RECORD}"#);
+        let (good, _, outcome) = collect(&file.as_bytes()[..file.len() - 40]);
+        assert_eq!(good.len(), 1);
+        let error = outcome.error.expect("an error");
+        assert!(error.contains("after record 1"), "{error}");
+    }
+
+    #[test]
+    fn a_file_without_records_is_reported() {
+        let (_, _, outcome) = collect(br#"{"Something":"else"}"#);
+        assert!(outcome.error.expect("error").contains("no `Records`"));
+    }
+
+    #[test]
+    fn tolerant_fields() {
+        let text = r#"{"@timestamp":"2026-11-20T10:00:00.250+00:00","eventSource":"ssm.amazonaws.com",
+            "eventName":"GetParameter","readOnly":"true","userIdentity":{"type":"IAMUser",
+            "arn":"arn:aws:iam::1:user/bob"},"requestParameters":{"name":{"nested":true},"names":["/a",3,"/b"]}}"#;
+        let record: Record = serde_json::from_str(text).expect("parses");
+        let event = record.event().expect("usable");
+        assert_eq!(event.time_ms % 1000, 250);
+        assert_eq!(event.kind, PrincipalKind::User);
+        let params = record.request_parameters.as_ref().expect("params");
+        assert_eq!(params.name.as_deref(), None);
+        assert_eq!(params.names.0, vec!["/a", "/b"]);
+    }
+
+    #[test]
+    fn unusable_records_say_why() {
+        let lower: Record = serde_json::from_str(
+            r#"{"eventtime":"2026-11-20T10:00:00Z","eventsource":"s3.amazonaws.com"}"#,
+        )
+        .expect("parses");
+        assert!(lower.event().expect_err("no time").contains("case-sensitive"));
+        let no_identity: Record = serde_json::from_str(
+            r#"{"eventTime":"2026-11-20T10:00:00Z","eventSource":"s3.amazonaws.com","eventName":"X"}"#,
+        )
+        .expect("parses");
+        assert_eq!(no_identity.event().expect_err("no identity"), "no userIdentity");
+    }
+
+    #[test]
+    fn times_parse_and_format() {
+        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_time("2026-11-24T10:15:30Z"), Some(1_795_515_330_000));
+        assert_eq!(parse_time("2026-11-24T12:15:30+02:00"), parse_time("2026-11-24T10:15:30Z"));
+        assert_eq!(parse_time("2026-11-24"), None);
+        assert_eq!(parse_time("2026-13-24T10:15:30Z"), None);
+        assert_eq!(parse_time("2026-11-24T10:15:30Q"), None);
+        let t = parse_time("2024-02-29T23:59:59Z").expect("leap day");
+        assert_eq!(format_time(t), "2024-02-29T23:59:59Z");
+        assert_eq!(day_of(parse_time("1970-01-02T00:00:00Z").expect("t")), 1);
+    }
+}
