@@ -131,8 +131,73 @@ pub enum Command {
     /// Show jobs, their last and next runs, unfinished journals and discovered targets. Asks
     /// the running daemon when there is one, otherwise reads the state directory.
     Status(StatusArgs),
+    /// Mine CloudTrail into the usage store: the [mining] sources, or one local directory.
+    ///
+    /// Incremental: a file, S3 object or time window read by an earlier run is not read again.
+    /// Exits 0 when anything could be read (malformed records and files are skipped with a
+    /// located warning and counted), 1 when nothing could.
+    Mine(MineArgs),
+    /// Show which IAM actions each principal used, on which resources, and what was denied
+    /// or could not be mapped (from the usage store; run `whittle mine` first).
+    Usage(UsageArgs),
+    /// The IAM action catalog: show its version, or refresh it from AWS's Service Reference.
+    #[command(name = "iam-data", subcommand)]
+    IamData(IamDataCommand),
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Args)]
+pub struct MineArgs {
+    /// Read only this local copy of a trail (any depth of AWSLogs/... folders, or loose
+    /// .json.gz / .json files) instead of the configured sources.
+    #[arg(long, value_name = "PATH")]
+    pub from_dir: Option<PathBuf>,
+    /// Mine only the configured source with this name (repeatable).
+    #[arg(long = "source", value_name = "NAME", conflicts_with = "from_dir")]
+    pub sources: Vec<String>,
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+    /// Never draw a progress bar (it is drawn only on a terminal anyway).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Only this principal (a role, user or root ARN; repeatable).
+    #[arg(long = "role", value_name = "ARN")]
+    pub roles: Vec<String>,
+    /// Only usage on or after this day (YYYY-MM-DD) or time (RFC 3339).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Output format; JSON follows docs/usage-schema.md.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IamDataCommand {
+    /// Show the catalog in use: its source, version, and size.
+    Info {
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Fetch AWS's Service Reference and install it as the catalog (kept in the state
+    /// directory; delete iam-catalog.txt there to go back to the shipped snapshot).
+    Refresh {
+        /// The Service Reference index.
+        #[arg(
+            long,
+            env = "WHITTLE_SERVICE_REFERENCE_URL",
+            default_value = crate::iam_data::SERVICE_REFERENCE_URL,
+            value_name = "URL"
+        )]
+        url: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
 }
 
 #[derive(Debug, Args)]

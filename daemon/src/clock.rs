@@ -13,6 +13,11 @@ pub fn now() -> Timestamp {
     Timestamp(u64::try_from(millis).unwrap_or(u64::MAX))
 }
 
+/// Milliseconds since the Unix epoch, signed, as the planner's times are.
+pub fn now_ms() -> i64 {
+    i64::try_from(now().0).unwrap_or(i64::MAX)
+}
+
 /// RFC 3339 in UTC, to the second: `2026-11-24T10:00:00Z`.
 pub fn format(at: Timestamp) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(at.0)).to_string()

@@ -31,6 +31,24 @@ pub async fn run(
     match name {
         "check-aws" => check_aws(ctx, cancel).await,
         "discover" => discover(ctx, cancel).await,
+        "mine" => {
+            let report = crate::mine::mine(ctx, &crate::mine::MineRequest::default(), cancel).await?;
+            let s = &report.stats;
+            if report.nothing_read() {
+                anyhow::bail!(
+                    "nothing could be read: {}",
+                    report.sources.iter().filter_map(|s| s.error.clone()).collect::<Vec<_>>().join("; ")
+                );
+            }
+            Ok(format!(
+                "{} file(s), {} event(s), {} denial(s), {} unmapped, {} skipped malformed",
+                s.files,
+                s.events(),
+                s.denials,
+                s.unmapped,
+                s.skipped_total()
+            ))
+        }
         other => anyhow::bail!("unknown job `{other}`"),
     }
 }

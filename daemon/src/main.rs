@@ -7,20 +7,28 @@ mod clock;
 mod config;
 mod daemon;
 mod http;
+mod iam_data;
 mod jobs;
 mod logging;
 mod metrics;
+mod mine;
 mod reconcile;
 mod records;
 mod scheduler;
 mod status;
+mod usage;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use whittle_state::{LockOwner, State};
 
-use crate::cli::{Cli, Command, OutputFormat, StatusArgs};
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command, IamDataCommand, MineArgs, OutputFormat, StatusArgs, UsageArgs};
 use crate::config::Config;
 
 fn main() -> ExitCode {
@@ -76,7 +84,120 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(&cli)?;
             runtime()?.block_on(status_command(config, args))
         }
+        Command::Mine(args) => {
+            let config = load(&cli)?;
+            runtime()?.block_on(mine_command(config, args))
+        }
+        Command::Usage(args) => {
+            let config = load(&cli)?;
+            usage_command(&config, args)
+        }
+        Command::IamData(command) => {
+            let config = load(&cli)?;
+            iam_data_command(&config, command)
+        }
     }
+}
+
+/// Opens the state directory for a command that runs to completion.
+fn open_state(config: &Config) -> anyhow::Result<State> {
+    Ok(State::open(
+        &config.state.dir,
+        &LockOwner {
+            pid: std::process::id(),
+            status_address: None,
+        },
+    )?)
+}
+
+async fn mine_command(config: Config, args: &MineArgs) -> anyhow::Result<ExitCode> {
+    let state = open_state(&config)?;
+    let aws = aws::Aws::new(&config).await?;
+    let ctx = jobs::JobContext {
+        config: Arc::new(config),
+        aws,
+        state: Arc::new(state),
+    };
+    // Ctrl-C stops after the chunk being decoded is committed: what was mined is kept, and
+    // the next run reads the rest.
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    let request = mine::MineRequest {
+        from_dir: args.from_dir.clone(),
+        only: args.sources.clone(),
+        progress: !args.no_progress
+            && args.format == OutputFormat::Text
+            && std::io::stderr().is_terminal(),
+    };
+    let report = mine::mine(&ctx, &request, &cancel).await?;
+    match args.format {
+        OutputFormat::Text => print!("{}", mine::render_text(&report)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(if report.nothing_read() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn usage_command(config: &Config, args: &UsageArgs) -> anyhow::Result<ExitCode> {
+    let since = args.since.as_deref().map(usage::parse_since).transpose()?.unwrap_or(0);
+    let state = open_state(config)?;
+    let catalog = mine::catalog(state.dir())?;
+    let report = usage::build(&state, &catalog, config.mining.lookback_days, &args.roles, since)?;
+    match args.format {
+        OutputFormat::Text => print!("{}", usage::render_text(&report)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn iam_data_command(config: &Config, command: &IamDataCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        IamDataCommand::Info { format } => {
+            let info = iam_data::info(&config.state.dir)?;
+            match format {
+                OutputFormat::Text => println!(
+                    "IAM action catalog: {} {} (updated {}), {} actions in {} services, {}",
+                    info.source,
+                    info.version,
+                    info.updated_at,
+                    info.actions,
+                    info.services,
+                    info.file.as_ref().map_or_else(
+                        || "built into this binary".to_owned(),
+                        |p| format!("from {}", p.display())
+                    )
+                ),
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&info)?),
+            }
+        }
+        IamDataCommand::Refresh { url, format } => {
+            let state = open_state(config)?;
+            let report = runtime()?.block_on(iam_data::refresh(&state, url))?;
+            match format {
+                OutputFormat::Text => println!(
+                    "installed {} {}: {} actions in {} services ({} added, {} removed{}{})",
+                    report.info.source,
+                    report.info.version,
+                    report.info.actions,
+                    report.info.services,
+                    report.added,
+                    report.removed,
+                    if report.examples_added.is_empty() { String::new() } else { format!("; added e.g. {}", report.examples_added.join(", ")) },
+                    if report.examples_removed.is_empty() { String::new() } else { format!("; removed e.g. {}", report.examples_removed.join(", ")) },
+                ),
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Loads the configuration with the flags and environment laid over it, and starts logging.

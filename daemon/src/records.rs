@@ -277,3 +277,78 @@ mod tests {
         );
     }
 }
+
+/// One principal's mined usage (see [`whittle_planner::usage`]), keyed by its ARN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StoredUsage(pub whittle_planner::usage::PrincipalUsage);
+
+impl Record for StoredUsage {
+    const TREE: &'static str = "usage";
+    const VERSION: u16 = 1;
+    type Key = String;
+}
+
+/// A trail log file (local or S3) already mined, keyed `SOURCE\u{0}LOCATION`. It is written
+/// in the same transaction as the usage it produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinedFile {
+    pub size: u64,
+    pub mined_at: Timestamp,
+}
+
+impl Record for MinedFile {
+    const TREE: &'static str = "mined_files";
+    const VERSION: u16 = 1;
+    type Key = String;
+}
+
+impl MinedFile {
+    pub fn key(source: &str, location: &str) -> String {
+        format!("{source}\u{0}{location}")
+    }
+}
+
+/// How far a time-windowed source (LookupEvents per account and region, Athena) has read,
+/// keyed `SOURCE/ACCOUNT/REGION` or `SOURCE`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeCheckpoint {
+    /// Events up to this time (ms) are mined.
+    pub until_ms: i64,
+    /// Event ids seen in the overlap before `until_ms`, re-read next time to catch late
+    /// deliveries without counting an event twice.
+    #[serde(default)]
+    pub recent_ids: Vec<String>,
+}
+
+impl Record for TimeCheckpoint {
+    const TREE: &'static str = "mining_checkpoints";
+    const VERSION: u16 = 1;
+    type Key = String;
+}
+
+/// IAM's last-accessed data for one role, keyed by role ARN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastAccessed {
+    pub fetched_at: Timestamp,
+    pub services: Vec<whittle_planner::usage::ServiceLastAccessed>,
+}
+
+impl Record for LastAccessed {
+    const TREE: &'static str = "last_accessed";
+    const VERSION: u16 = 1;
+    type Key = String;
+}
+
+/// Bookkeeping of the usage store: when it was last aged out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageMeta {
+    /// The UTC day (days since the epoch) of the last full age-out pass.
+    pub aged_out_day: u32,
+}
+
+impl Record for UsageMeta {
+    const TREE: &'static str = "usage_meta";
+    const VERSION: u16 = 1;
+    type Key = String;
+}

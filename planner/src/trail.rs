@@ -242,6 +242,17 @@ impl PrincipalKind {
         PrincipalKind::Unknown,
     ];
 
+    /// The kind of a `userIdentity.type`.
+    pub fn of_identity_type(kind: &str) -> PrincipalKind {
+        match kind {
+            "AssumedRole" => PrincipalKind::Role,
+            "IAMUser" | "FederatedUser" => PrincipalKind::User,
+            "Root" => PrincipalKind::Root,
+            "AWSService" | "AWSAccount" => PrincipalKind::Service,
+            _ => PrincipalKind::Unknown,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             PrincipalKind::Role => "role",

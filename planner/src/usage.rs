@@ -629,7 +629,7 @@ fn collect_resources(
         .unwrap_or("aws");
     let region = event.region.as_deref().unwrap_or("*");
     let account = event.account.as_deref().unwrap_or("*");
-    let mut push = |out: &mut Vec<String>, text: &str| {
+    let push = |out: &mut Vec<String>, text: &str| {
         if !out.iter().any(|o| o == text) {
             out.push(text.to_owned());
         }
@@ -640,9 +640,7 @@ fn collect_resources(
         } else {
             scratch.clear();
             build(scratch, id);
-            let built = std::mem::take(scratch);
-            push(out, &built);
-            *scratch = built;
+            push(out, scratch);
         }
     };
     let prefix = crate::mapping::prefix_of_source(&event.source);
@@ -724,6 +722,17 @@ fn collect_resources(
     }
 }
 
+/// IAM's last-accessed data for one service of one role (GetServiceLastAccessedDetails).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceLastAccessed {
+    pub namespace: String,
+    /// When any action of the service was last used (ms), if within IAM's tracking period.
+    pub last_authenticated_ms: Option<i64>,
+    /// Action-level data where AWS tracks it: (action, last used ms).
+    #[serde(default)]
+    pub actions: Vec<(String, i64)>,
+}
+
 /// The documented JSON of `whittle usage` (schema 1, see docs/usage-schema.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UsageReport {
@@ -745,6 +754,52 @@ pub struct RoleReport {
     pub denied: Vec<DeniedReport>,
     pub unmapped: Vec<UnmappedReport>,
     pub secrets_read: Vec<SecretReadReport>,
+    /// IAM's last-accessed data, when mining fetched it for this role.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_accessed: Option<LastAccessedReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastAccessedReport {
+    pub fetched_at: String,
+    pub services: Vec<ServiceAccessReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceAccessReport {
+    pub namespace: String,
+    /// `null`: not used within IAM's tracking period.
+    pub last_authenticated: Option<String>,
+    pub actions: Vec<ActionAccessReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionAccessReport {
+    pub action: String,
+    pub last_accessed: String,
+}
+
+impl LastAccessedReport {
+    pub fn build(fetched_at_ms: i64, services: &[ServiceLastAccessed]) -> LastAccessedReport {
+        LastAccessedReport {
+            fetched_at: format_time(fetched_at_ms),
+            services: services
+                .iter()
+                .map(|s| ServiceAccessReport {
+                    namespace: s.namespace.clone(),
+                    last_authenticated: s.last_authenticated_ms.map(format_time),
+                    actions: s
+                        .actions
+                        .iter()
+                        .map(|(a, t)| ActionAccessReport {
+                            action: a.clone(),
+                            last_accessed: format_time(*t),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -864,6 +919,7 @@ impl RoleReport {
                     last_read: format_time(*t),
                 })
                 .collect(),
+            last_accessed: None,
         })
     }
 }

@@ -11,6 +11,7 @@
 //!   migrates, so a newer whittle reads an older state directory;
 //! - a journal write is durable (flushed to disk) before the call returns.
 
+mod batch;
 mod error;
 pub mod journal;
 mod lock;
@@ -20,6 +21,7 @@ use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+pub use batch::WriteBatch;
 pub use error::StateError;
 pub use journal::{JournalEntry, JournalFinish, JournalId, JournalStep};
 pub use lock::LockOwner;
@@ -114,6 +116,13 @@ impl State {
                 source,
             })?;
         Ok(Tree::new(tree))
+    }
+
+    /// The sled tree named `name`, for the crate's own multi-tree transactions.
+    pub(crate) fn raw_tree(&self, name: &str) -> Result<sled::Tree, StateError> {
+        self.db
+            .open_tree(name)
+            .map_err(|source| self.sled_error(source))
     }
 
     /// Forces every write so far to disk.

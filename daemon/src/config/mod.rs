@@ -229,12 +229,19 @@ pub struct JobsConfig {
     /// Lists the IAM roles of every account and records which are targets.
     #[serde(default)]
     pub discover: Option<JobSchedule>,
+    /// Mines the configured CloudTrail sources into the usage store.
+    #[serde(default)]
+    pub mine: Option<JobSchedule>,
 }
 
 impl JobsConfig {
     /// The configured jobs in a stable order, with their names.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &JobSchedule)> {
-        [("check-aws", &self.check_aws), ("discover", &self.discover)]
+        [
+            ("check-aws", &self.check_aws),
+            ("discover", &self.discover),
+            ("mine", &self.mine),
+        ]
             .into_iter()
             .filter_map(|(name, schedule)| schedule.as_ref().map(|s| (name, s)))
     }
@@ -246,14 +253,119 @@ pub struct MiningConfig {
     /// How far back usage evidence counts; older usage ages out.
     #[serde(default = "default_lookback_days")]
     pub lookback_days: u32,
+    /// Threads that decompress and parse trail files; 0 means one per core.
+    #[serde(default)]
+    pub workers: usize,
+    /// Log files larger than this many MiB (uncompressed) are streamed record by record
+    /// instead of read whole, so memory stays bounded for any file size.
+    #[serde(default = "default_stream_above_mib")]
+    pub stream_above_mib: u64,
+    /// Also ask IAM for each target role's last-accessed data (action level where AWS has
+    /// it), a second signal: an action AWS saw used is never removed.
+    #[serde(default = "default_true")]
+    pub last_accessed: bool,
+    /// Where the events come from; several may be listed.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
 }
 
 impl Default for MiningConfig {
     fn default() -> Self {
         MiningConfig {
             lookback_days: default_lookback_days(),
+            workers: 0,
+            stream_above_mib: default_stream_above_mib(),
+            last_accessed: true,
+            sources: Vec::new(),
         }
     }
+}
+
+/// The kinds of CloudTrail source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// Trail log files in a local directory (any depth of `AWSLogs/...`, or loose files).
+    Directory,
+    /// Trail log files in an S3 bucket, as CloudTrail delivers them.
+    S3,
+    /// The CloudTrail LookupEvents API (management events, last 90 days).
+    LookupEvents,
+    /// One aggregating Athena query over a CloudTrail table.
+    Athena,
+}
+
+impl SourceConfig {
+    /// A directory source that is not in the file (`whittle mine --from-dir`).
+    pub fn directory(name: String, path: PathBuf) -> SourceConfig {
+        SourceConfig {
+            name,
+            kind: SourceKind::Directory,
+            path: Some(path),
+            account: None,
+            bucket: None,
+            prefix: None,
+            regions: Vec::new(),
+            database: None,
+            table: None,
+            workgroup: None,
+            output_location: None,
+            date_partition: None,
+        }
+    }
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Directory => "directory",
+            SourceKind::S3 => "s3",
+            SourceKind::LookupEvents => "lookup-events",
+            SourceKind::Athena => "athena",
+        }
+    }
+}
+
+/// One CloudTrail source. Which keys apply depends on `kind`; `whittle validate` says which
+/// are missing or do not apply.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// A unique name; the source's checkpoint is kept under it.
+    #[serde(default)]
+    pub name: String,
+    /// `directory`, `s3`, `lookup-events` or `athena`.
+    pub kind: SourceKind,
+    /// directory: the folder to read.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// s3, lookup-events, athena: the account (by name) whose credentials are used.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// s3: the trail's bucket.
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// s3: the key prefix the trail writes under (before `AWSLogs/`), if any.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// lookup-events: the regions to query (default: the `[aws]` region).
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// athena: the database and table of the CloudTrail table.
+    #[serde(default)]
+    pub database: Option<String>,
+    #[serde(default)]
+    pub table: Option<String>,
+    /// athena: the workgroup to run the query in.
+    #[serde(default)]
+    pub workgroup: Option<String>,
+    /// athena: where Athena writes results (`s3://bucket/prefix/`).
+    #[serde(default)]
+    pub output_location: Option<String>,
+    /// athena: the partition-projection column holding the date as `yyyy/MM/dd`, if the
+    /// table has one; the query then reads only the look-back window's partitions.
+    #[serde(default)]
+    pub date_partition: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -316,6 +428,9 @@ fn default_true() -> bool {
 }
 fn default_lookback_days() -> u32 {
     90
+}
+fn default_stream_above_mib() -> u64 {
+    64
 }
 fn default_min_observation_days() -> u32 {
     14

@@ -233,6 +233,91 @@ fn lookup<'a, 'i>(table: &'a DeTable<'i>, name: &str) -> Option<&'a Spanned<DeVa
 }
 
 /// Checks that involve more than one value. Each finding carries the key path it is about.
+/// Each source has the keys its kind needs, and none that belong to another kind.
+fn source_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
+    use Seg::{Index, Key};
+    use crate::config::SourceKind::{Athena, Directory, LookupEvents, S3};
+    let mut found = Vec::new();
+    let sources = &config.mining.sources;
+    for (i, source) in sources.iter().enumerate() {
+        let at = |key: &'static str| vec![Key("mining"), Key("sources"), Index(i), Key(key)];
+        let kind = source.kind;
+        if source.name.trim().is_empty() {
+            found.push((
+                vec![Key("mining"), Key("sources"), Index(i)],
+                "source without a `name` (its checkpoint is kept under it)".to_owned(),
+            ));
+        } else if sources[..i].iter().any(|s| s.name == source.name) {
+            found.push((
+                at("name"),
+                format!("source name `{}` is used twice; names must be unique", source.name),
+            ));
+        }
+        let present: [(&'static str, bool, &[crate::config::SourceKind]); 10] = [
+            ("path", source.path.is_some(), &[Directory]),
+            ("account", source.account.is_some(), &[S3, LookupEvents, Athena]),
+            ("bucket", source.bucket.is_some(), &[S3]),
+            ("prefix", source.prefix.is_some(), &[S3]),
+            ("regions", !source.regions.is_empty(), &[LookupEvents]),
+            ("database", source.database.is_some(), &[Athena]),
+            ("table", source.table.is_some(), &[Athena]),
+            ("workgroup", source.workgroup.is_some(), &[Athena]),
+            ("output_location", source.output_location.is_some(), &[Athena]),
+            ("date_partition", source.date_partition.is_some(), &[Athena]),
+        ];
+        for (key, set, kinds) in present {
+            if set && !kinds.contains(&kind) {
+                found.push((
+                    at(key),
+                    format!("`{key}` does not apply to kind = \"{}\"", kind.as_str()),
+                ));
+            }
+        }
+        let required: &[(&str, bool)] = match kind {
+            Directory => &[("path", source.path.is_some())],
+            S3 => &[("account", source.account.is_some()), ("bucket", source.bucket.is_some())],
+            LookupEvents => &[("account", source.account.is_some())],
+            Athena => &[
+                ("account", source.account.is_some()),
+                ("database", source.database.is_some()),
+                ("table", source.table.is_some()),
+                ("output_location", source.output_location.is_some()),
+            ],
+        };
+        for (key, set) in required {
+            if !set {
+                found.push((
+                    vec![Key("mining"), Key("sources"), Index(i)],
+                    format!("kind = \"{}\" needs `{key}`", kind.as_str()),
+                ));
+            }
+        }
+        if let Some(account) = &source.account
+            && config.account(account).is_none()
+        {
+            found.push((
+                at("account"),
+                format!("account `{account}` is not one of the [[aws.accounts]] names"),
+            ));
+        }
+        if let Some(location) = &source.output_location
+            && !location.starts_with("s3://")
+        {
+            found.push((
+                at("output_location"),
+                format!("`{location}` is not an S3 URL: write it as s3://BUCKET/PREFIX/"),
+            ));
+        }
+    }
+    if config.mining.stream_above_mib == 0 {
+        found.push((
+            vec![Key("mining"), Key("stream_above_mib")],
+            "stream_above_mib must be at least 1".to_owned(),
+        ));
+    }
+    found
+}
+
 fn cross_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
     use Seg::{Index, Key};
     let mut found = Vec::new();
@@ -316,6 +401,7 @@ fn cross_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
             ));
         }
     }
+    found.extend(source_checks(config));
     for (name, job) in config.jobs.iter() {
         if let Some(jitter) = job.jitter
             && jitter.0.is_zero()

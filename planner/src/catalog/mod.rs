@@ -10,6 +10,8 @@
 //! `version SOURCE VERSION UPDATED_AT`, `action PREFIX:Name LEVEL TYPE[*],...` and
 //! `resource PREFIX TYPE ARN_TEMPLATE`; `#` starts a comment.
 
+pub mod service_reference;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::OnceLock;
@@ -17,7 +19,7 @@ use std::sync::OnceLock;
 use serde::Serialize;
 
 /// The snapshot compiled into the binary.
-pub const EMBEDDED: &str = include_str!("../data/iam-catalog.txt");
+pub const EMBEDDED: &str = include_str!("../../data/iam-catalog.txt");
 
 /// An action's access level, as the Service Authorization Reference classifies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

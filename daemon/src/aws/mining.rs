@@ -1,0 +1,307 @@
+//! The AWS calls mining makes: S3 listing and reads, CloudTrail LookupEvents, Athena, and
+//! IAM last-accessed data. Each returns whittle's own types; SDK types stay here.
+
+use std::time::Duration;
+
+use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultConfiguration};
+use aws_sdk_iam::types::{AccessAdvisorUsageGranularityType, JobStatusType};
+use aws_sdk_sts::error::ProvideErrorMetadata;
+
+use super::{Aws, describe};
+use whittle_planner::usage::ServiceLastAccessed;
+
+/// One page of LookupEvents.
+#[derive(Debug, Default)]
+pub struct LookupPage {
+    /// Each event's `CloudTrailEvent`: the record as a JSON string.
+    pub events: Vec<String>,
+    pub next_token: Option<String>,
+}
+
+/// A LookupEvents failure: throttled (try again after a pause) or anything else.
+#[derive(Debug)]
+pub enum LookupError {
+    Throttled(String),
+    Other(anyhow::Error),
+}
+
+impl Aws {
+    fn s3(&self, account: &str) -> anyhow::Result<aws_sdk_s3::Client> {
+        let sdk = &self.handle(account)?.sdk;
+        // Emulators and S3-compatible endpoints serve buckets by path, not by host name.
+        let config = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(self.endpoint.is_some())
+            .build();
+        Ok(aws_sdk_s3::Client::from_conf(config))
+    }
+
+    /// The key of every object under `prefix` in `bucket`.
+    pub async fn list_objects(
+        &self,
+        account: &str,
+        bucket: &str,
+        prefix: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        let s3 = self.s3(account)?;
+        let mut out = Vec::new();
+        let mut pages = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                anyhow::anyhow!(
+                    "s3:ListBucket s3://{bucket}/{prefix} failed: {}",
+                    describe(&e, self.endpoint.as_deref())
+                )
+            })?;
+            for object in page.contents() {
+                if let Some(key) = object.key() {
+                    out.push(key.to_owned());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The bytes of one object.
+    pub async fn get_object(&self, account: &str, bucket: &str, key: &str) -> anyhow::Result<Vec<u8>> {
+        let s3 = self.s3(account)?;
+        let out = s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
+            anyhow::anyhow!(
+                "s3:GetObject s3://{bucket}/{key} failed: {}",
+                describe(&e, self.endpoint.as_deref())
+            )
+        })?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading s3://{bucket}/{key}: {e}"))?;
+        Ok(body.into_bytes().to_vec())
+    }
+
+    /// One LookupEvents page between two times (ms), in `region`.
+    pub async fn lookup_events(
+        &self,
+        account: &str,
+        region: &str,
+        start_ms: i64,
+        end_ms: i64,
+        next_token: Option<String>,
+    ) -> Result<LookupPage, LookupError> {
+        let sdk = &self.handle(account).map_err(LookupError::Other)?.sdk;
+        let config = aws_sdk_cloudtrail::config::Builder::from(sdk)
+            .region(aws_config::Region::new(region.to_owned()))
+            .build();
+        let client = aws_sdk_cloudtrail::Client::from_conf(config);
+        use aws_sdk_cloudtrail::primitives::DateTime;
+        let result = client
+            .lookup_events()
+            .start_time(DateTime::from_millis(start_ms))
+            .end_time(DateTime::from_millis(end_ms))
+            .max_results(50)
+            .set_next_token(next_token)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(LookupPage {
+                events: out
+                    .events()
+                    .iter()
+                    .filter_map(|e| e.cloud_trail_event().map(str::to_owned))
+                    .collect(),
+                next_token: out.next_token().map(str::to_owned),
+            }),
+            Err(e) if e.code() == Some("ThrottlingException") => Err(LookupError::Throttled(
+                describe(&e, self.endpoint.as_deref()),
+            )),
+            Err(e) => Err(LookupError::Other(anyhow::anyhow!(
+                "cloudtrail:LookupEvents in {region} failed: {}",
+                describe(&e, self.endpoint.as_deref())
+            ))),
+        }
+    }
+
+    /// Runs one Athena query to completion and returns its rows (header row removed),
+    /// each a list of nullable strings. `cancelled` is polled between status checks.
+    pub async fn athena_query(
+        &self,
+        account: &str,
+        query: &AthenaQuery<'_>,
+        cancelled: &(dyn Fn() -> bool + Sync),
+    ) -> anyhow::Result<Vec<Vec<Option<String>>>> {
+        let sdk = &self.handle(account)?.sdk;
+        let athena = aws_sdk_athena::Client::new(sdk);
+        let endpoint = self.endpoint.as_deref();
+        let mut start = athena
+            .start_query_execution()
+            .query_string(query.sql)
+            .query_execution_context(QueryExecutionContext::builder().database(query.database).build())
+            .result_configuration(
+                ResultConfiguration::builder()
+                    .output_location(query.output_location)
+                    .build(),
+            );
+        if let Some(workgroup) = query.workgroup {
+            start = start.work_group(workgroup);
+        }
+        let started = start.send().await.map_err(|e| {
+            anyhow::anyhow!("athena:StartQueryExecution failed: {}", describe(&e, endpoint))
+        })?;
+        let id = started
+            .query_execution_id()
+            .ok_or_else(|| anyhow::anyhow!("athena:StartQueryExecution returned no query id"))?
+            .to_owned();
+        // Poll with a growing pause: a small query ends in seconds, an organization-wide one
+        // in minutes.
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let out = athena
+                .get_query_execution()
+                .query_execution_id(&id)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("athena:GetQueryExecution {id} failed: {}", describe(&e, endpoint))
+                })?;
+            let status = out.query_execution().and_then(|q| q.status());
+            match status.and_then(|s| s.state()) {
+                Some(QueryExecutionState::Succeeded) => break,
+                Some(state @ (QueryExecutionState::Failed | QueryExecutionState::Cancelled)) => {
+                    anyhow::bail!(
+                        "Athena query {id} {}: {}",
+                        state.as_str().to_lowercase(),
+                        status
+                            .and_then(|s| s.state_change_reason())
+                            .unwrap_or("no reason given")
+                    );
+                }
+                _ => {}
+            }
+            if cancelled() {
+                let _ = athena.stop_query_execution().query_execution_id(&id).send().await;
+                anyhow::bail!("stopped: Athena query {id} cancelled on shutdown");
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+        let mut rows = Vec::new();
+        let mut pages = athena
+            .get_query_results()
+            .query_execution_id(&id)
+            .into_paginator()
+            .send();
+        let mut first = true;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                anyhow::anyhow!("athena:GetQueryResults {id} failed: {}", describe(&e, endpoint))
+            })?;
+            for row in page.result_set().map(|s| s.rows()).unwrap_or_default() {
+                let values: Vec<Option<String>> = row
+                    .data()
+                    .iter()
+                    .map(|d| d.var_char_value().map(str::to_owned))
+                    .collect();
+                // The first row of a SELECT's results repeats the column names.
+                let is_header = first
+                    && values.len() == query.columns.len()
+                    && values.iter().zip(query.columns).all(|(v, name)| {
+                        v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(name))
+                    });
+                first = false;
+                if !is_header {
+                    rows.push(values);
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    /// IAM's last-accessed data for one role, at action level where AWS tracks it.
+    pub async fn last_accessed(
+        &self,
+        account: &str,
+        role_arn: &str,
+    ) -> anyhow::Result<Vec<ServiceLastAccessed>> {
+        let sdk = &self.handle(account)?.sdk;
+        let iam = aws_sdk_iam::Client::new(sdk);
+        let endpoint = self.endpoint.as_deref();
+        let job = iam
+            .generate_service_last_accessed_details()
+            .arn(role_arn)
+            .granularity(AccessAdvisorUsageGranularityType::ActionLevel)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "iam:GenerateServiceLastAccessedDetails {role_arn} failed: {}",
+                    describe(&e, endpoint)
+                )
+            })?;
+        let job_id = job.job_id().unwrap_or_default().to_owned();
+        let mut pause = Duration::from_millis(200);
+        for _ in 0..40 {
+            let mut services = Vec::new();
+            let mut marker = None;
+            loop {
+                let out = iam
+                    .get_service_last_accessed_details()
+                    .job_id(&job_id)
+                    .set_marker(marker.take())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "iam:GetServiceLastAccessedDetails {role_arn} failed: {}",
+                            describe(&e, endpoint)
+                        )
+                    })?;
+                match out.job_status() {
+                    JobStatusType::Completed => {}
+                    JobStatusType::Failed => anyhow::bail!(
+                        "IAM could not produce last-accessed data for {role_arn}: {}",
+                        out.error().map(|e| e.message()).unwrap_or("no reason given")
+                    ),
+                    _ => break,
+                }
+                for s in out.services_last_accessed() {
+                    services.push(ServiceLastAccessed {
+                        namespace: s.service_namespace().to_owned(),
+                        last_authenticated_ms: s.last_authenticated().and_then(|t| t.to_millis().ok()),
+                        actions: s
+                            .tracked_actions_last_accessed()
+                            .iter()
+                            .filter_map(|a| {
+                                let name = a.action_name()?;
+                                let at = a.last_accessed_time()?.to_millis().ok()?;
+                                Some((format!("{}:{name}", s.service_namespace()), at))
+                            })
+                            .collect(),
+                    });
+                }
+                if out.is_truncated() {
+                    marker = out.marker().map(str::to_owned);
+                } else {
+                    return Ok(services);
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(3));
+        }
+        anyhow::bail!("IAM's last-accessed job for {role_arn} did not complete in time")
+    }
+}
+
+/// An Athena query and where to run it.
+#[derive(Debug)]
+pub struct AthenaQuery<'a> {
+    pub sql: &'a str,
+    pub database: &'a str,
+    pub workgroup: Option<&'a str>,
+    pub output_location: &'a str,
+    /// The expected column names, to recognise the header row.
+    pub columns: &'a [&'a str],
+}

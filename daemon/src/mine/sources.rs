@@ -1,0 +1,637 @@
+//! The sources: local trail directories, S3 trail buckets, LookupEvents, Athena, and IAM
+//! last-accessed data.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+use whittle_planner::mapping::Mapper;
+use whittle_planner::targets::{Selection, role_arn_of_caller};
+use whittle_planner::trail::{Event, PrincipalKind, Record, format_time, parse_time};
+use whittle_planner::usage::Aggregate;
+use whittle_state::WriteBatch;
+
+use super::{Blob, Progress, Run, SourceReport, decode_parallel};
+use crate::aws::mining::{AthenaQuery, LookupError};
+use crate::config::SourceConfig;
+use crate::records::{LastAccessed, MinedFile, TimeCheckpoint};
+
+/// Files decoded between two commits. A chunk's aggregate is what memory holds, and what a
+/// crash can lose (to be read again on the next run).
+const CHUNK_FILES: usize = 1000;
+
+/// How far back LookupEvents re-reads past its checkpoint: CloudTrail delivers an event to
+/// LookupEvents up to about 15 minutes after it happened (AWS: "typically within 15
+/// minutes"), so a window ending now may still gain events. Ids seen in the overlap are
+/// remembered, so an event is never counted twice.
+const LOOKUP_OVERLAP_MS: i64 = 15 * 60 * 1000;
+/// LookupEvents allows 2 requests per second per account and region (AWS CloudTrail quotas).
+const LOOKUP_INTERVAL: Duration = Duration::from_millis(500);
+/// Pauses after a ThrottlingException before the region is left for the next run.
+const LOOKUP_BACKOFF: [Duration; 5] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(16),
+];
+/// LookupEvents only holds the last 90 days.
+const LOOKUP_HORIZON_MS: i64 = 90 * 86_400_000;
+
+/// Whether a path or key is a CloudTrail log file. Digest and Insights files live beside
+/// the logs under their own folders and are not API records.
+fn is_log_file(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !lower.contains("cloudtrail-digest")
+        && !lower.contains("cloudtrail-insight")
+        && (lower.ends_with(".json.gz") || lower.ends_with(".json") || lower.ends_with(".gz"))
+}
+
+/// Every log file under `root` (or `root` itself), as (location relative to root, path),
+/// sorted so runs are deterministic. Hidden entries are skipped.
+fn list_dir(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let meta = std::fs::metadata(root).map_err(|e| anyhow::anyhow!("{}: {e}", root.display()))?;
+    if meta.is_file() {
+        let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        return Ok(vec![(name, root.to_path_buf())]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            let kind = entry
+                .file_type()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            if kind.is_dir() {
+                stack.push(path);
+            } else if is_log_file(&path.to_string_lossy()) {
+                let location = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((location, path));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub(super) async fn directory(
+    run: &Run<'_>,
+    source: &SourceConfig,
+    report: &mut SourceReport,
+) -> anyhow::Result<()> {
+    let root = source
+        .path
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("source `{}` has no `path`", source.name))?;
+    let mined = run.ctx.state.tree::<MinedFile>()?;
+    let files = tokio::task::block_in_place(|| list_dir(&root))?;
+    let mut new = Vec::new();
+    for (location, path) in files {
+        if mined.get(&MinedFile::key(&source.name, &location))?.is_some() {
+            report.already_mined += 1;
+        } else {
+            new.push((location, path));
+        }
+    }
+    info!(source = %source.name, new = new.len(), already_mined = report.already_mined, "Listed trail files");
+    let progress = Progress {
+        bar: run.progress_bar(new.len() as u64, &source.name),
+        ..Progress::default()
+    };
+    for chunk in new.chunks(CHUNK_FILES) {
+        if run.cancel.is_cancelled() {
+            break;
+        }
+        let next_index = AtomicUsize::new(0);
+        let next = || {
+            let i = next_index.fetch_add(1, Ordering::Relaxed);
+            chunk.get(i).map(|(location, path)| Blob::Path {
+                location: location.clone(),
+                path: path.clone(),
+            })
+        };
+        let decoded = tokio::task::block_in_place(|| {
+            decode_parallel(run.workers, &next, &run.decode, run.catalog, &progress)
+        });
+        commit_files(run, &source.name, decoded, report)?;
+        update_bar(&progress);
+    }
+    if let Some(bar) = &progress.bar {
+        bar.finish_and_clear();
+    }
+    Ok(())
+}
+
+fn update_bar(progress: &Progress) {
+    if let Some(bar) = &progress.bar {
+        let secs = bar.elapsed().as_secs_f64().max(0.001);
+        let events = progress.events.load(Ordering::Relaxed);
+        let bytes = progress.bytes.load(Ordering::Relaxed);
+        bar.set_message(format!(
+            "{events} events  {:.0} MB/s",
+            bytes as f64 / 1e6 / secs
+        ));
+    }
+}
+
+/// Commits a chunk's usage with the checkpoint of every file it read.
+fn commit_files(
+    run: &Run<'_>,
+    source: &str,
+    decoded: super::files::Decoded,
+    report: &mut SourceReport,
+) -> anyhow::Result<()> {
+    let mut batch = WriteBatch::new();
+    let mined_at = crate::clock::now();
+    for (location, size) in &decoded.done {
+        batch.put::<MinedFile>(&MinedFile::key(source, location), &MinedFile { size: *size, mined_at })?;
+    }
+    report.new_inputs += decoded.done.len() as u64;
+    let stats = run.commit(decoded.aggregate, batch)?;
+    report.stats.merge(&stats);
+    Ok(())
+}
+
+pub(super) async fn s3(
+    run: &Run<'_>,
+    source: &SourceConfig,
+    report: &mut SourceReport,
+) -> anyhow::Result<()> {
+    let (Some(account), Some(bucket)) = (&source.account, &source.bucket) else {
+        anyhow::bail!("source `{}` needs `account` and `bucket`", source.name);
+    };
+    // CloudTrail writes under `[prefix/]AWSLogs/[o-org/]ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/`.
+    let list_prefix = match source.prefix.as_deref().map(|p| p.trim_matches('/')) {
+        Some(p) if !p.is_empty() => format!("{p}/AWSLogs/"),
+        _ => "AWSLogs/".to_owned(),
+    };
+    let aws = &run.ctx.aws;
+    let objects = aws.list_objects(account, bucket, &list_prefix).await?;
+    let mined = run.ctx.state.tree::<MinedFile>()?;
+    let mut new = Vec::new();
+    for key in objects {
+        if !key.contains("/CloudTrail/") || !is_log_file(&key) {
+            continue;
+        }
+        let location = format!("s3://{bucket}/{key}");
+        if mined.get(&MinedFile::key(&source.name, &location))?.is_some() {
+            report.already_mined += 1;
+        } else {
+            new.push(key);
+        }
+    }
+    info!(source = %source.name, new = new.len(), already_mined = report.already_mined, "Listed trail objects");
+    let progress = Progress {
+        bar: run.progress_bar(new.len() as u64, &source.name),
+        ..Progress::default()
+    };
+    for chunk in new.chunks(CHUNK_FILES) {
+        if run.cancel.is_cancelled() {
+            break;
+        }
+        // Downloads run as async tasks, at most `FETCHERS` at once, and hand the bytes to
+        // the decode threads through a bounded channel: memory holds a few objects, not
+        // the chunk.
+        const FETCHERS: usize = 8;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Blob>(run.workers * 2);
+        let queue = std::sync::Arc::new(Mutex::new(chunk.to_vec()));
+        let failures = std::sync::Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut fetchers = tokio::task::JoinSet::new();
+        for _ in 0..FETCHERS {
+            let (tx, queue, failures) = (tx.clone(), queue.clone(), failures.clone());
+            let (aws, account, bucket) = (aws.clone(), account.clone(), bucket.clone());
+            fetchers.spawn(async move {
+                loop {
+                    let key = match queue.lock() {
+                        Ok(mut q) => q.pop(),
+                        Err(_) => None,
+                    };
+                    let Some(key) = key else { break };
+                    match aws.get_object(&account, &bucket, &key).await {
+                        Ok(bytes) => {
+                            let location = format!("s3://{bucket}/{key}");
+                            if tx.send(Blob::Bytes { location, bytes }).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(error) => {
+                            if let Ok(mut f) = failures.lock() {
+                                f.push(crate::one_line(&error));
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let rx = Mutex::new(rx);
+        let next = || rx.lock().ok().and_then(|mut rx| rx.blocking_recv());
+        let decoded = tokio::task::block_in_place(|| {
+            decode_parallel(run.workers, &next, &run.decode, run.catalog, &progress)
+        });
+        while fetchers.join_next().await.is_some() {}
+        // A download that failed is not checkpointed: the next run tries it again.
+        for failure in failures.lock().map(|f| f.clone()).unwrap_or_default() {
+            report.stats.bad_files += 1;
+            report.stats.warn(failure);
+        }
+        commit_files(run, &source.name, decoded, report)?;
+        update_bar(&progress);
+    }
+    if let Some(bar) = &progress.bar {
+        bar.finish_and_clear();
+    }
+    Ok(())
+}
+
+pub(super) async fn lookup_events(
+    run: &Run<'_>,
+    source: &SourceConfig,
+    report: &mut SourceReport,
+) -> anyhow::Result<()> {
+    let Some(account) = &source.account else {
+        anyhow::bail!("source `{}` needs `account`", source.name);
+    };
+    let regions = if source.regions.is_empty() {
+        vec![run.ctx.config.aws.region.clone()]
+    } else {
+        source.regions.clone()
+    };
+    let checkpoints = run.ctx.state.tree::<TimeCheckpoint>()?;
+    let mut failures = Vec::new();
+    for region in &regions {
+        if run.cancel.is_cancelled() {
+            break;
+        }
+        let key = format!("{}/{account}/{region}", source.name);
+        let checkpoint = checkpoints.get(&key)?;
+        let floor = run.cutoff_ms.max(run.now_ms - LOOKUP_HORIZON_MS);
+        let start = checkpoint
+            .as_ref()
+            .map_or(floor, |c| (c.until_ms - LOOKUP_OVERLAP_MS).max(floor));
+        let end = run.now_ms;
+        let seen: HashSet<String> = checkpoint
+            .map(|c| c.recent_ids.into_iter().collect())
+            .unwrap_or_default();
+        let mut aggregate = Aggregate::new();
+        let mut mapper = Mapper::new(run.catalog);
+        let mut recent = Vec::new();
+        let mut token = None;
+        let mut last_request: Option<Instant> = None;
+        let location = format!("lookup-events {account}/{region}");
+        let mut index = 0u64;
+        let finished = 'pages: loop {
+            let mut attempt = 0;
+            let page = loop {
+                if let Some(at) = last_request {
+                    tokio::time::sleep_until((at + LOOKUP_INTERVAL).into()).await;
+                }
+                last_request = Some(Instant::now());
+                match run.ctx.aws.lookup_events(account, region, start, end, token.clone()).await {
+                    Ok(page) => break page,
+                    Err(LookupError::Throttled(message)) => {
+                        let Some(pause) = LOOKUP_BACKOFF.get(attempt) else {
+                            failures.push(format!(
+                                "{region}: throttled {} times ({message}); the next run resumes from the checkpoint",
+                                attempt + 1
+                            ));
+                            break 'pages false;
+                        };
+                        warn!(account = %account, region = %region, pause = ?pause, "LookupEvents throttled; backing off");
+                        tokio::time::sleep(*pause).await;
+                        attempt += 1;
+                    }
+                    Err(LookupError::Other(error)) => return Err(error),
+                }
+                if run.cancel.is_cancelled() {
+                    break 'pages false;
+                }
+            };
+            report.new_inputs += 1;
+            for text in &page.events {
+                let record: Record<'_> = match serde_json::from_str(text) {
+                    Ok(record) => record,
+                    Err(e) => {
+                        aggregate.stats.records += 1;
+                        aggregate.stats.skip(&location, index, &format!("record does not fit the CloudTrail shape: {e}"));
+                        index += 1;
+                        continue;
+                    }
+                };
+                if let Ok(event) = record.event() {
+                    if let Some(id) = event.event_id.as_deref() {
+                        if seen.contains(id) {
+                            index += 1;
+                            continue;
+                        }
+                        if event.time_ms >= end - LOOKUP_OVERLAP_MS {
+                            recent.push(id.to_owned());
+                        }
+                    }
+                }
+                aggregate.add_record(&record, &mut mapper, run.cutoff_ms, &location, index);
+                index += 1;
+            }
+            match page.next_token {
+                Some(next) if !run.cancel.is_cancelled() => token = Some(next),
+                Some(_) => break false,
+                None => break true,
+            }
+        };
+        if !finished {
+            continue;
+        }
+        let mut batch = WriteBatch::new();
+        batch.put::<TimeCheckpoint>(&key, &TimeCheckpoint { until_ms: end, recent_ids: recent })?;
+        let stats = run.commit(aggregate, batch)?;
+        report.stats.merge(&stats);
+    }
+    if !failures.is_empty() {
+        for failure in &failures {
+            report.stats.warn(failure.clone());
+        }
+        if failures.len() == regions.len() {
+            anyhow::bail!("LookupEvents read no region: {}", failures.join("; "));
+        }
+    }
+    Ok(())
+}
+
+/// The columns of the Athena query, in order.
+const ATHENA_COLUMNS: [&str; 13] = [
+    "principal_type",
+    "principal",
+    "session",
+    "event_source",
+    "event_name",
+    "error_code",
+    "denied_action",
+    "day",
+    "calls",
+    "first_seen",
+    "last_seen",
+    "region",
+    "account",
+];
+
+/// The aggregating query: one row per principal, session, operation, outcome and day. The
+/// aggregation runs in Athena; whittle reads a few thousand rows, not the trail. `eventtime`
+/// is ISO 8601 text in the CloudTrail table, so string comparison orders it.
+fn athena_sql(source: &SourceConfig, start_ms: i64, end_ms: i64) -> anyhow::Result<String> {
+    let quote = |what: &str, name: &str| -> anyhow::Result<String> {
+        if name.is_empty() || name.contains('"') {
+            anyhow::bail!("source `{}`: {what} `{name}` is not a valid Athena identifier", source.name);
+        }
+        Ok(format!("\"{name}\""))
+    };
+    let database = quote("database", source.database.as_deref().unwrap_or_default())?;
+    let table = quote("table", source.table.as_deref().unwrap_or_default())?;
+    let (start, end) = (format_time(start_ms), format_time(end_ms));
+    let partition = match &source.date_partition {
+        Some(column) => format!(
+            " AND {} >= '{}'",
+            quote("date_partition", column)?,
+            start[..10].replace('-', "/")
+        ),
+        None => String::new(),
+    };
+    Ok(format!(
+        "SELECT useridentity.type AS principal_type, \
+COALESCE(useridentity.sessioncontext.sessionissuer.arn, useridentity.arn) AS principal, \
+CASE WHEN useridentity.type = 'AssumedRole' THEN element_at(split(useridentity.arn, '/'), -1) END AS session, \
+eventsource AS event_source, eventname AS event_name, errorcode AS error_code, \
+regexp_extract(errormessage, 'perform: ([A-Za-z0-9-]+:[A-Za-z0-9*]+)', 1) AS denied_action, \
+substr(eventtime, 1, 10) AS day, count(*) AS calls, min(eventtime) AS first_seen, max(eventtime) AS last_seen, \
+awsregion AS region, recipientaccountid AS account \
+FROM {database}.{table} \
+WHERE eventtime >= '{start}' AND eventtime < '{end}'{partition} \
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 12, 13"
+    ))
+}
+
+pub(super) async fn athena(
+    run: &Run<'_>,
+    source: &SourceConfig,
+    report: &mut SourceReport,
+) -> anyhow::Result<()> {
+    let (Some(account), Some(database), Some(output)) =
+        (&source.account, &source.database, &source.output_location)
+    else {
+        anyhow::bail!("source `{}` needs `account`, `database`, `table` and `output_location`", source.name);
+    };
+    let checkpoints = run.ctx.state.tree::<TimeCheckpoint>()?;
+    let key = source.name.clone();
+    let start = checkpoints
+        .get(&key)?
+        .map_or(run.cutoff_ms, |c| c.until_ms.max(run.cutoff_ms));
+    let end = run.now_ms;
+    let sql = athena_sql(source, start, end)?;
+    let cancel = run.cancel.clone();
+    let rows = run
+        .ctx
+        .aws
+        .athena_query(
+            account,
+            &AthenaQuery {
+                sql: &sql,
+                database,
+                workgroup: source.workgroup.as_deref(),
+                output_location: output,
+                columns: &ATHENA_COLUMNS,
+            },
+            &move || cancel.is_cancelled(),
+        )
+        .await?;
+    let mut aggregate = Aggregate::new();
+    let mut mapper = Mapper::new(run.catalog);
+    let location = format!("athena {}", source.name);
+    for (index, row) in rows.iter().enumerate() {
+        report.new_inputs += 1;
+        match athena_row(row) {
+            Ok((event, count, last_ms)) => {
+                aggregate.add_aggregated(event, count, last_ms, &mut mapper, run.cutoff_ms);
+            }
+            Err(reason) => {
+                aggregate.stats.records += 1;
+                aggregate.stats.skip(&location, index as u64, &reason);
+            }
+        }
+    }
+    let mut batch = WriteBatch::new();
+    batch.put::<TimeCheckpoint>(&key, &TimeCheckpoint { until_ms: end, recent_ids: Vec::new() })?;
+    let stats = run.commit(aggregate, batch)?;
+    report.stats.merge(&stats);
+    Ok(())
+}
+
+/// One result row as an event standing for `calls` calls.
+fn athena_row(row: &[Option<String>]) -> Result<(Event<'_>, u64, i64), String> {
+    let col = |i: usize| row.get(i).and_then(|v| v.as_deref()).filter(|v| !v.is_empty());
+    if row.len() != ATHENA_COLUMNS.len() {
+        return Err(format!(
+            "row has {} columns, expected {} ({})",
+            row.len(),
+            ATHENA_COLUMNS.len(),
+            ATHENA_COLUMNS.join(", ")
+        ));
+    }
+    let time = |i: usize| {
+        col(i)
+            .and_then(parse_time)
+            .ok_or_else(|| format!("{} is not an ISO 8601 time", ATHENA_COLUMNS[i]))
+    };
+    let kind = PrincipalKind::of_identity_type(col(0).unwrap_or(""));
+    let count = col(8)
+        .and_then(|c| c.parse::<u64>().ok())
+        .ok_or("calls is not a number")?;
+    let event = Event {
+        time_ms: time(9)?,
+        source: Cow::Borrowed(col(3).ok_or("no event_source")?),
+        name: Cow::Borrowed(col(4).ok_or("no event_name")?),
+        region: col(11).map(Cow::Borrowed),
+        account: col(12).map(Cow::Borrowed),
+        kind,
+        principal: col(1)
+            .filter(|_| !matches!(kind, PrincipalKind::Service | PrincipalKind::Unknown))
+            .map(Cow::Borrowed),
+        session: col(2).map(Cow::Borrowed),
+        event_id: None,
+        error_code: col(5).map(Cow::Borrowed),
+        // The query extracts the denied action; the aggregate reads it from a message.
+        error_message: col(6).map(|a| Cow::Owned(format!("not authorized to perform: {a}"))),
+    };
+    Ok((event, count, time(10)?))
+}
+
+/// Refreshes IAM's last-accessed data for every target role of every account (from the
+/// `discover` inventory, or listed now when there is none). Returns the roles refreshed and
+/// the failures; a failure never fails the run.
+pub(super) async fn last_accessed(run: &Run<'_>) -> (usize, Vec<String>) {
+    let mut done = 0;
+    let mut errors = Vec::new();
+    let aws = &run.ctx.aws;
+    let tree = match run.ctx.state.tree::<LastAccessed>() {
+        Ok(tree) => tree,
+        Err(e) => return (0, vec![e.to_string()]),
+    };
+    for account in aws.account_names() {
+        let targets = match target_roles(run, account).await {
+            Ok(targets) => targets,
+            Err(error) => {
+                errors.push(format!("{account}: {}", crate::one_line(&error)));
+                continue;
+            }
+        };
+        for role in targets {
+            if run.cancel.is_cancelled() {
+                return (done, errors);
+            }
+            match aws.last_accessed(account, &role).await {
+                Ok(services) => {
+                    let record = LastAccessed {
+                        fetched_at: crate::clock::now(),
+                        services,
+                    };
+                    if let Err(e) = tree.put(&role, &record).and_then(|()| run.ctx.state.flush()) {
+                        errors.push(format!("{role}: {e}"));
+                    } else {
+                        done += 1;
+                    }
+                }
+                Err(error) => errors.push(format!("{role}: {}", crate::one_line(&error))),
+            }
+        }
+    }
+    (done, errors)
+}
+
+async fn target_roles(run: &Run<'_>, account: &str) -> anyhow::Result<Vec<String>> {
+    if let Some(inventory) = run
+        .ctx
+        .state
+        .tree::<crate::records::RoleInventory>()?
+        .get(&account.to_owned())?
+    {
+        return Ok(inventory.targets);
+    }
+    let selector = run.ctx.config.target_selector();
+    let identity = run.ctx.aws.caller_identity(account).await?;
+    let own = role_arn_of_caller(&identity.arn);
+    let roles = run.ctx.aws.list_roles(account).await?;
+    Ok(roles
+        .iter()
+        .filter(|r| selector.classify(r, own.as_deref()) == Selection::Target)
+        .map(|r| r.arn.clone())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_files_are_recognised_and_digests_skipped() {
+        assert!(is_log_file("AWSLogs/1/CloudTrail/us-east-1/2026/11/24/1_CloudTrail_us-east-1_20261124T1000Z_x.json.gz"));
+        assert!(is_log_file("loose.json"));
+        assert!(!is_log_file("AWSLogs/1/CloudTrail-Digest/us-east-1/2026/11/24/1_CloudTrail-Digest_x.json.gz"));
+        assert!(!is_log_file("notes.txt"));
+    }
+
+    #[test]
+    fn athena_rows_become_events() {
+        let row: Vec<Option<String>> = [
+            "AssumedRole",
+            "arn:aws:iam::1:role/app",
+            "fn",
+            "s3.amazonaws.com",
+            "GetObject",
+            "",
+            "",
+            "2026-11-20",
+            "42",
+            "2026-11-20T01:00:00Z",
+            "2026-11-20T23:00:00Z",
+            "us-east-1",
+            "1",
+        ]
+        .iter()
+        .map(|s| Some((*s).to_owned()))
+        .collect();
+        let (event, count, last) = athena_row(&row).expect("row");
+        assert_eq!(count, 42);
+        assert_eq!(event.principal.as_deref(), Some("arn:aws:iam::1:role/app"));
+        assert_eq!(event.error_code, None);
+        assert_eq!(last, parse_time("2026-11-20T23:00:00Z").expect("time"));
+        assert!(athena_row(&row[..5]).is_err());
+    }
+
+    #[test]
+    fn athena_sql_quotes_identifiers_and_bounds_time() {
+        let mut source = SourceConfig::directory("a".to_owned(), PathBuf::new());
+        source.database = Some("db".to_owned());
+        source.table = Some("trail".to_owned());
+        source.date_partition = Some("timestamp".to_owned());
+        let sql = athena_sql(&source, 0, 86_400_000).expect("sql");
+        assert!(sql.contains("FROM \"db\".\"trail\""), "{sql}");
+        assert!(sql.contains("eventtime >= '1970-01-01T00:00:00Z' AND eventtime < '1970-01-02T00:00:00Z'"), "{sql}");
+        assert!(sql.contains("\"timestamp\" >= '1970/01/01'"), "{sql}");
+        source.table = Some("x\" OR 1=1 --".to_owned());
+        assert!(athena_sql(&source, 0, 1).is_err());
+    }
+}

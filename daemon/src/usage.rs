@@ -1,0 +1,151 @@
+//! `whittle usage`: the usage store as a report (JSON schema 1, docs/usage-schema.md) or as
+//! text for people.
+
+use std::fmt::Write as _;
+
+use whittle_planner::catalog::Catalog;
+use whittle_planner::trail::parse_time;
+use whittle_planner::usage::{LastAccessedReport, RoleReport, UsageReport};
+use whittle_state::State;
+
+use crate::records::{LastAccessed, StoredUsage};
+
+/// Reads `--since`: a day (`2026-11-01`, midnight UTC) or an RFC 3339 time.
+pub fn parse_since(text: &str) -> anyhow::Result<i64> {
+    let candidate = if text.len() == 10 {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_owned()
+    };
+    parse_time(&candidate).ok_or_else(|| {
+        anyhow::anyhow!("--since `{text}`: write a day as YYYY-MM-DD or a time as 2026-11-01T12:00:00Z")
+    })
+}
+
+/// The report over every principal (or the `only` ones), usage since `since_ms`.
+pub fn build(
+    state: &State,
+    catalog: &Catalog,
+    lookback_days: u32,
+    only: &[String],
+    since_ms: i64,
+) -> anyhow::Result<UsageReport> {
+    let usage = state.tree::<StoredUsage>()?;
+    let last_accessed = state.tree::<LastAccessed>()?;
+    let mut roles = Vec::new();
+    let wanted = |arn: &str| only.is_empty() || only.iter().any(|o| o == arn);
+    for item in usage.iter() {
+        let (arn, StoredUsage(stored)) = item?;
+        if !wanted(&arn) {
+            continue;
+        }
+        if let Some(mut report) = RoleReport::build(&arn, &stored, since_ms, catalog) {
+            report.last_accessed = last_accessed
+                .get(&arn)?
+                .map(|l| LastAccessedReport::build(i64::try_from(l.fetched_at.0).unwrap_or(0), &l.services));
+            roles.push(report);
+        }
+    }
+    for name in only {
+        if !roles.iter().any(|r| &r.arn == name) && usage.get(name)?.is_none() {
+            tracing::warn!(arn = %name, "No usage recorded for this principal");
+        }
+    }
+    Ok(UsageReport {
+        schema: 1,
+        generated_at: crate::clock::format(crate::clock::now()),
+        lookback_days,
+        catalog: catalog.version.to_string(),
+        roles,
+    })
+}
+
+/// Up to `n` items joined, with a count of the rest.
+fn some<T: AsRef<str>>(items: &[T], n: usize) -> String {
+    let mut out: Vec<&str> = items.iter().take(n).map(AsRef::as_ref).collect();
+    let more = items.len().saturating_sub(n);
+    let tail = format!("+{more} more");
+    if more > 0 {
+        out.push(&tail);
+    }
+    out.join(", ")
+}
+
+pub fn render_text(report: &UsageReport) -> String {
+    let mut out = String::new();
+    if report.roles.is_empty() {
+        out.push_str("no usage recorded: run `whittle mine` first (or widen --since / --role)\n");
+        return out;
+    }
+    for role in &report.roles {
+        let _ = writeln!(
+            out,
+            "{}  ({}; seen {} .. {}{})",
+            role.arn,
+            role.kind.as_str(),
+            role.first_seen.as_deref().unwrap_or("?"),
+            role.last_seen.as_deref().unwrap_or("?"),
+            if role.sessions.is_empty() {
+                String::new()
+            } else {
+                format!("; sessions: {}", some(&role.sessions, 5))
+            }
+        );
+        let width = role
+            .actions
+            .iter()
+            .map(|a| a.action.len())
+            .chain(role.denied.iter().map(|d| d.action.len()))
+            .max()
+            .unwrap_or(0);
+        if !role.actions.is_empty() {
+            let _ = writeln!(out, "  actions ({}):", role.actions.len());
+            for a in &role.actions {
+                let _ = writeln!(
+                    out,
+                    "    {:width$}  {:<11} {:>8}  last {}{}",
+                    a.action,
+                    a.access_level.as_deref().unwrap_or("?"),
+                    a.count,
+                    a.last_seen,
+                    if a.resources.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  on {}", some(&a.resources, 2))
+                    }
+                );
+            }
+        }
+        if !role.denied.is_empty() {
+            let _ = writeln!(out, "  denied ({}):", role.denied.len());
+            for d in &role.denied {
+                let _ = writeln!(out, "    {:width$}  {:>8}  last {}", d.action, d.count, d.last_seen);
+            }
+        }
+        if !role.unmapped.is_empty() {
+            let _ = writeln!(out, "  unmapped ({}):", role.unmapped.len());
+            for u in &role.unmapped {
+                let _ = writeln!(
+                    out,
+                    "    {} {}  {}  ({})",
+                    u.event_source, u.event_name, u.count, u.reason
+                );
+            }
+        }
+        if let Some(last) = &role.last_accessed {
+            let services: Vec<String> = last
+                .services
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {}",
+                        s.namespace,
+                        s.last_authenticated.as_deref().map_or("never", |t| &t[..10])
+                    )
+                })
+                .collect();
+            let _ = writeln!(out, "  IAM last accessed: {}", some(&services, 8));
+        }
+    }
+    out
+}
