@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The quick-start demo: sets up the local AWS emulator, seeds it with a realistic staging
-# account, runs `whittle daemon` against it on a fast schedule, and shows `whittle status`.
+# account, runs `whittle daemon` against it on a fast schedule (discover the roles, mine the
+# trail the emulator delivers to S3), shows `whittle status`, then what each role really used
+# (`whittle usage`).
 # Needs no AWS account. Run from anywhere; DEMO_SECONDS (default 60) sets how long the daemon runs.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,6 +40,8 @@ sed -e "s|^dir = .*|dir = \"$work/state\"|" \
     -e 's|^cron = "0 \*/5 \* \* \* \*"|cron = "*/5 * * * * *"|' \
     -e 's|^cron = "0 0 \* \* \* \*"|cron = "*/10 * * * * *"|' \
     -e 's|^jitter = "2m"|jitter = "2s"|' \
+    -e 's|^cron = "0 15 \* \* \* \*"|cron = "*/15 * * * * *"|' \
+    -e 's|^jitter = "5m"|jitter = "1s"|' \
     -e 's|^arn_patterns = .*|arn_patterns = ["arn:aws:iam::*:role/app-*", "arn:aws:iam::*:role/aws-service-role/*"]|' \
     "$root/config.toml" > "$config"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
@@ -45,7 +49,7 @@ export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-eas
 echo "==> whittle validate" >&2
 "$whittle" validate --config "$config"
 
-echo "==> whittle daemon for ${seconds}s (check-aws every 5s, discover every 10s); log: $work/daemon.log" >&2
+echo "==> whittle daemon for ${seconds}s (check-aws every 5s, discover every 10s, mine every 15s); log: $work/daemon.log" >&2
 "$whittle" daemon --config "$config" 2>"$work/daemon.log" &
 daemon_pid=$!
 sleep "$((seconds / 2))"
@@ -60,3 +64,8 @@ tail -n 3 "$work/daemon.log" >&2
 
 echo "==> whittle status (read from the state directory)" >&2
 "$whittle" status --config "$config"
+
+echo "==> whittle usage: what each role really did, mined from the trail files in S3" >&2
+"$whittle" usage --config "$config"
+echo "==> whittle mine again: incremental, only files delivered since the last run are read" >&2
+"$whittle" mine --config "$config" --no-progress

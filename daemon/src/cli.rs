@@ -153,6 +153,10 @@ pub struct MineArgs {
     /// .json.gz / .json files) instead of the configured sources.
     #[arg(long, value_name = "PATH")]
     pub from_dir: Option<PathBuf>,
+    /// Count usage this many days back instead of [mining] lookback_days, e.g. to study an
+    /// old copy of a trail (stored usage older than that ages out as usual).
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub lookback_days: Option<u32>,
     /// Mine only the configured source with this name (repeatable).
     #[arg(long = "source", value_name = "NAME", conflicts_with = "from_dir")]
     pub sources: Vec<String>,

@@ -78,8 +78,13 @@ fn client() -> anyhow::Result<HttpsClient> {
     Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(client: &HttpsClient, url: &str) -> anyhow::Result<T> {
-    let uri: hyper::Uri = url.parse().map_err(|e| anyhow::anyhow!("`{url}` is not a URL: {e}"))?;
+async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &HttpsClient,
+    url: &str,
+) -> anyhow::Result<T> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("`{url}` is not a URL: {e}"))?;
     let response = tokio::time::timeout(Duration::from_secs(30), client.get(uri))
         .await
         .map_err(|_| anyhow::anyhow!("GET {url}: no answer within 30 s"))?
@@ -94,7 +99,8 @@ async fn get_json<T: serde::de::DeserializeOwned>(client: &HttpsClient, url: &st
     if !status.is_success() {
         anyhow::bail!("GET {url}: HTTP {status}");
     }
-    serde_json::from_slice(&body).map_err(|e| anyhow::anyhow!("GET {url}: not the expected JSON: {e}"))
+    serde_json::from_slice(&body)
+        .map_err(|e| anyhow::anyhow!("GET {url}: not the expected JSON: {e}"))
 }
 
 /// Fetches the index at `url` and every service document it lists, builds a catalog, and
@@ -123,10 +129,12 @@ pub async fn refresh(state: &State, url: &str) -> anyhow::Result<RefreshReport> 
         version: now[..10].to_owned(),
         updated_at: now.clone(),
     };
-    let catalog = catalog_from(&docs, &version)
-        .map_err(|e| anyhow::anyhow!("the Service Reference documents do not make a catalog: {e}"))?;
+    let catalog = catalog_from(&docs, &version).map_err(|e| {
+        anyhow::anyhow!("the Service Reference documents do not make a catalog: {e}")
+    })?;
     let before = crate::mine::catalog(state.dir())?;
-    let names = |c: &Catalog| -> BTreeSet<String> { c.actions().iter().map(|a| a.name.clone()).collect() };
+    let names =
+        |c: &Catalog| -> BTreeSet<String> { c.actions().iter().map(|a| a.name.clone()).collect() };
     let (old, new) = (names(&before), names(&catalog));
     let added: Vec<String> = new.difference(&old).cloned().collect();
     let removed: Vec<String> = old.difference(&new).cloned().collect();

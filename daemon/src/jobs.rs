@@ -32,12 +32,18 @@ pub async fn run(
         "check-aws" => check_aws(ctx, cancel).await,
         "discover" => discover(ctx, cancel).await,
         "mine" => {
-            let report = crate::mine::mine(ctx, &crate::mine::MineRequest::default(), cancel).await?;
+            let report =
+                crate::mine::mine(ctx, &crate::mine::MineRequest::default(), cancel).await?;
             let s = &report.stats;
             if report.nothing_read() {
                 anyhow::bail!(
                     "nothing could be read: {}",
-                    report.sources.iter().filter_map(|s| s.error.clone()).collect::<Vec<_>>().join("; ")
+                    report
+                        .sources
+                        .iter()
+                        .filter_map(|s| s.error.clone())
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 );
             }
             Ok(format!(

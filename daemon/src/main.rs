@@ -110,7 +110,10 @@ fn open_state(config: &Config) -> anyhow::Result<State> {
     )?)
 }
 
-async fn mine_command(config: Config, args: &MineArgs) -> anyhow::Result<ExitCode> {
+async fn mine_command(mut config: Config, args: &MineArgs) -> anyhow::Result<ExitCode> {
+    if let Some(days) = args.lookback_days {
+        config.mining.lookback_days = days;
+    }
     let state = open_state(&config)?;
     let aws = aws::Aws::new(&config).await?;
     let ctx = jobs::JobContext {
@@ -147,10 +150,21 @@ async fn mine_command(config: Config, args: &MineArgs) -> anyhow::Result<ExitCod
 }
 
 fn usage_command(config: &Config, args: &UsageArgs) -> anyhow::Result<ExitCode> {
-    let since = args.since.as_deref().map(usage::parse_since).transpose()?.unwrap_or(0);
+    let since = args
+        .since
+        .as_deref()
+        .map(usage::parse_since)
+        .transpose()?
+        .unwrap_or(0);
     let state = open_state(config)?;
     let catalog = mine::catalog(state.dir())?;
-    let report = usage::build(&state, &catalog, config.mining.lookback_days, &args.roles, since)?;
+    let report = usage::build(
+        &state,
+        &catalog,
+        config.mining.lookback_days,
+        &args.roles,
+        since,
+    )?;
     match args.format {
         OutputFormat::Text => print!("{}", usage::render_text(&report)),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -190,8 +204,16 @@ fn iam_data_command(config: &Config, command: &IamDataCommand) -> anyhow::Result
                     report.info.services,
                     report.added,
                     report.removed,
-                    if report.examples_added.is_empty() { String::new() } else { format!("; added e.g. {}", report.examples_added.join(", ")) },
-                    if report.examples_removed.is_empty() { String::new() } else { format!("; removed e.g. {}", report.examples_removed.join(", ")) },
+                    if report.examples_added.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; added e.g. {}", report.examples_added.join(", "))
+                    },
+                    if report.examples_removed.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; removed e.g. {}", report.examples_removed.join(", "))
+                    },
                 ),
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
             }

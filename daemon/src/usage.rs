@@ -18,7 +18,9 @@ pub fn parse_since(text: &str) -> anyhow::Result<i64> {
         text.to_owned()
     };
     parse_time(&candidate).ok_or_else(|| {
-        anyhow::anyhow!("--since `{text}`: write a day as YYYY-MM-DD or a time as 2026-11-01T12:00:00Z")
+        anyhow::anyhow!(
+            "--since `{text}`: write a day as YYYY-MM-DD or a time as 2026-11-01T12:00:00Z"
+        )
     })
 }
 
@@ -40,9 +42,9 @@ pub fn build(
             continue;
         }
         if let Some(mut report) = RoleReport::build(&arn, &stored, since_ms, catalog) {
-            report.last_accessed = last_accessed
-                .get(&arn)?
-                .map(|l| LastAccessedReport::build(i64::try_from(l.fetched_at.0).unwrap_or(0), &l.services));
+            report.last_accessed = last_accessed.get(&arn)?.map(|l| {
+                LastAccessedReport::build(i64::try_from(l.fetched_at.0).unwrap_or(0), &l.services)
+            });
             roles.push(report);
         }
     }
@@ -119,7 +121,11 @@ pub fn render_text(report: &UsageReport) -> String {
         if !role.denied.is_empty() {
             let _ = writeln!(out, "  denied ({}):", role.denied.len());
             for d in &role.denied {
-                let _ = writeln!(out, "    {:width$}  {:>8}  last {}", d.action, d.count, d.last_seen);
+                let _ = writeln!(
+                    out,
+                    "    {:width$}  {:>8}  last {}",
+                    d.action, d.count, d.last_seen
+                );
             }
         }
         if !role.unmapped.is_empty() {
@@ -140,7 +146,9 @@ pub fn render_text(report: &UsageReport) -> String {
                     format!(
                         "{} {}",
                         s.namespace,
-                        s.last_authenticated.as_deref().map_or("never", |t| &t[..10])
+                        s.last_authenticated
+                            .as_deref()
+                            .map_or("never", |t| &t[..10])
                     )
                 })
                 .collect();

@@ -11,8 +11,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// A string field that is kept only when it is a string; any other JSON value is skipped
 /// instead of failing the record (`requestParameters.name` is an object in some services).
@@ -292,11 +292,7 @@ impl<'a> Record<'a> {
             .as_deref()
             .ok_or("no eventTime (field names are case-sensitive)")?;
         let time_ms = parse_time(time).ok_or("eventTime is not an ISO 8601 UTC time")?;
-        let source = self
-            .event_source
-            .0
-            .as_ref()
-            .ok_or("no eventSource")?;
+        let source = self.event_source.0.as_ref().ok_or("no eventSource")?;
         let name = self.event_name.0.as_ref().ok_or("no eventName")?;
         let identity = self.user_identity.as_ref().ok_or("no userIdentity")?;
         let (kind, principal, session) = principal_of(identity);
@@ -397,7 +393,11 @@ pub fn parse_time(text: &str) -> Option<i64> {
         return None;
     }
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
     {
         return None;
     }
@@ -422,12 +422,19 @@ pub fn parse_time(text: &str) -> Option<i64> {
             }
             let h = i64::from(digits[0] - b'0') * 10 + i64::from(digits[1] - b'0');
             let m = i64::from(digits[2] - b'0') * 10 + i64::from(digits[3] - b'0');
-            if *sign == b'+' { h * 60 + m } else { -(h * 60 + m) }
+            if *sign == b'+' {
+                h * 60 + m
+            } else {
+                -(h * 60 + m)
+            }
         }
         _ => return None,
     };
     let days = days_from_civil(year, month, day);
-    Some(((days * 86_400 + hour * 3600 + minute * 60 + second) - offset_minutes * 60) * 1000 + millis)
+    Some(
+        ((days * 86_400 + hour * 3600 + minute * 60 + second) - offset_minutes * 60) * 1000
+            + millis,
+    )
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -484,6 +491,9 @@ pub struct FileOutcome {
 }
 
 /// One record of a file: decoded, or skipped with its index and reason.
+// Items are handed to a sink by value and never stored; boxing the record would cost an
+// allocation per record in the hot loop.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Item<'a> {
     Record(Record<'a>),
@@ -499,17 +509,15 @@ pub fn read_log<'a>(bytes: &'a [u8], sink: &mut dyn FnMut(Item<'a>)) -> FileOutc
     let mut delivered = 0u64;
     let first = {
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let result = de
-            .deserialize_any(FileVisitor::<Record<'a>, _> {
-                sink: &mut |item: Record<'a>| {
-                    delivered += 1;
-                    sink(Item::Record(item));
-                },
-                skip: 0,
-                marker: std::marker::PhantomData,
-            })
-            .and_then(|()| de.end());
-        result
+        de.deserialize_any(FileVisitor::<Record<'a>, _> {
+            sink: &mut |item: Record<'a>| {
+                delivered += 1;
+                sink(Item::Record(item));
+            },
+            skip: 0,
+            marker: std::marker::PhantomData,
+        })
+        .and_then(|()| de.end())
     };
     match first {
         Ok(()) => FileOutcome {
@@ -615,7 +623,9 @@ impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for FileVisitor<'_, T, 
         if found {
             Ok(())
         } else {
-            Err(de::Error::custom("no `Records` array: not a CloudTrail log file"))
+            Err(de::Error::custom(
+                "no `Records` array: not a CloudTrail log file",
+            ))
         }
     }
 
@@ -699,7 +709,13 @@ mod tests {
         let (good, bad, outcome) = collect(file.as_bytes());
         assert_eq!(good, vec!["s3.amazonaws.com:GetObject"; 2]);
         assert!(bad.is_empty());
-        assert_eq!(outcome, FileOutcome { records: 2, error: None });
+        assert_eq!(
+            outcome,
+            FileOutcome {
+                records: 2,
+                error: None
+            }
+        );
 
         let array = format!("[{ROLE_RECORD}]");
         let (good, _, outcome) = collect(array.as_bytes());
@@ -729,7 +745,10 @@ mod tests {
             role_of_session_arn("arn:aws:sts::123456789012:assumed-role/app-x/sess").as_deref(),
             Some("arn:aws:iam::123456789012:role/app-x")
         );
-        assert_eq!(role_of_session_arn("arn:aws:iam::123456789012:user/bob"), None);
+        assert_eq!(
+            role_of_session_arn("arn:aws:iam::123456789012:user/bob"),
+            None
+        );
     }
 
     #[test]
@@ -782,19 +801,30 @@ mod tests {
             r#"{"eventtime":"2026-11-20T10:00:00Z","eventsource":"s3.amazonaws.com"}"#,
         )
         .expect("parses");
-        assert!(lower.event().expect_err("no time").contains("case-sensitive"));
+        assert!(
+            lower
+                .event()
+                .expect_err("no time")
+                .contains("case-sensitive")
+        );
         let no_identity: Record = serde_json::from_str(
             r#"{"eventTime":"2026-11-20T10:00:00Z","eventSource":"s3.amazonaws.com","eventName":"X"}"#,
         )
         .expect("parses");
-        assert_eq!(no_identity.event().expect_err("no identity"), "no userIdentity");
+        assert_eq!(
+            no_identity.event().expect_err("no identity"),
+            "no userIdentity"
+        );
     }
 
     #[test]
     fn times_parse_and_format() {
         assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_time("2026-11-24T10:15:30Z"), Some(1_795_515_330_000));
-        assert_eq!(parse_time("2026-11-24T12:15:30+02:00"), parse_time("2026-11-24T10:15:30Z"));
+        assert_eq!(
+            parse_time("2026-11-24T12:15:30+02:00"),
+            parse_time("2026-11-24T10:15:30Z")
+        );
         assert_eq!(parse_time("2026-11-24"), None);
         assert_eq!(parse_time("2026-13-24T10:15:30Z"), None);
         assert_eq!(parse_time("2026-11-24T10:15:30Q"), None);

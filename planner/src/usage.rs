@@ -44,7 +44,9 @@ impl Counted {
                 d.2 = d.2.min(first_ms);
                 d.3 = d.3.max(last_ms);
             }
-            Some(i) => self.0.insert(i + 1, DayCount(day, count, first_ms, last_ms)),
+            Some(i) => self
+                .0
+                .insert(i + 1, DayCount(day, count, first_ms, last_ms)),
             None => self.0.insert(0, DayCount(day, count, first_ms, last_ms)),
         }
     }
@@ -422,7 +424,13 @@ impl Aggregate {
 
         self.resources.clear();
         if let Mapping::Actions { .. } = &*mapping {
-            collect_resources(&event, params, resources, &mut self.scratch, &mut self.resources);
+            collect_resources(
+                &event,
+                params,
+                resources,
+                &mut self.scratch,
+                &mut self.resources,
+            );
         }
 
         if !self.principals.contains_key(principal) {
@@ -485,16 +493,16 @@ impl Aggregate {
                 self.stats.unmapped += count;
                 self.scratch.clear();
                 let _ = write!(self.scratch, "{}\t{}", event.source, event.name);
-                let usage = match agg.unmapped.get_mut(self.scratch.as_str()) {
-                    Some(u) => u,
-                    None => agg
-                        .unmapped
-                        .entry(self.scratch.clone())
-                        .or_insert_with(|| UnmappedUsage {
-                            counts: Counted::default(),
-                            reason: reason.clone(),
+                let usage =
+                    match agg.unmapped.get_mut(self.scratch.as_str()) {
+                        Some(u) => u,
+                        None => agg.unmapped.entry(self.scratch.clone()).or_insert_with(|| {
+                            UnmappedUsage {
+                                counts: Counted::default(),
+                                reason: reason.clone(),
+                            }
                         }),
-                };
+                    };
                 usage.counts.add(first_ms, last_ms, count);
             }
         }
@@ -675,7 +683,11 @@ fn collect_resources(
             }
         }
         "ssm" => {
-            let names = p.name.as_deref().into_iter().chain(p.names.0.iter().map(Cow::as_ref));
+            let names = p
+                .name
+                .as_deref()
+                .into_iter()
+                .chain(p.names.0.iter().map(Cow::as_ref));
             for name in names {
                 arn_or(out, name, &|s, n| {
                     let _ = write!(
@@ -963,23 +975,50 @@ mod tests {
     #[test]
     fn counts_actions_per_role_with_resources_and_sessions() {
         let records = vec![
-            record("app-orders", "2026-11-20T10:00:00Z", "s3.amazonaws.com", "GetObject",
-                r#","requestParameters":{"bucketName":"orders","key":"in/1.json"}"#),
-            record("app-orders", "2026-11-21T10:00:00Z", "s3.amazonaws.com", "HeadObject",
-                r#","requestParameters":{"bucketName":"orders","key":"in/2.json"}"#),
-            record("app-orders", "2026-11-21T11:00:00Z", "secretsmanager.amazonaws.com", "GetSecretValue",
-                r#","requestParameters":{"secretId":"orders/api-key"}"#),
-            record("app-orders", "2026-11-21T12:00:00Z", "sts.amazonaws.com", "GetCallerIdentity", ""),
+            record(
+                "app-orders",
+                "2026-11-20T10:00:00Z",
+                "s3.amazonaws.com",
+                "GetObject",
+                r#","requestParameters":{"bucketName":"orders","key":"in/1.json"}"#,
+            ),
+            record(
+                "app-orders",
+                "2026-11-21T10:00:00Z",
+                "s3.amazonaws.com",
+                "HeadObject",
+                r#","requestParameters":{"bucketName":"orders","key":"in/2.json"}"#,
+            ),
+            record(
+                "app-orders",
+                "2026-11-21T11:00:00Z",
+                "secretsmanager.amazonaws.com",
+                "GetSecretValue",
+                r#","requestParameters":{"secretId":"orders/api-key"}"#,
+            ),
+            record(
+                "app-orders",
+                "2026-11-21T12:00:00Z",
+                "sts.amazonaws.com",
+                "GetCallerIdentity",
+                "",
+            ),
         ];
         let (usage, stats) = aggregate(&records, 0);
         let role = &usage[ROLE];
         assert_eq!(role.kind, PrincipalKind::Role);
-        assert_eq!(role.sessions.keys().collect::<Vec<_>>(), ["sess-app-orders"]);
+        assert_eq!(
+            role.sessions.keys().collect::<Vec<_>>(),
+            ["sess-app-orders"]
+        );
         let get = &role.actions["s3:GetObject"];
         assert_eq!(get.counts.since(0).map(|c| c.0), Some(2));
         assert_eq!(
             get.resources.keys().collect::<Vec<_>>(),
-            ["arn:aws:s3:::orders/in/1.json", "arn:aws:s3:::orders/in/2.json"]
+            [
+                "arn:aws:s3:::orders/in/1.json",
+                "arn:aws:s3:::orders/in/2.json"
+            ]
         );
         let secret = &role.actions["secretsmanager:GetSecretValue"];
         assert_eq!(
@@ -1026,7 +1065,13 @@ mod tests {
     #[test]
     fn old_events_and_malformed_records_are_counted_not_used() {
         let records = vec![
-            record("app-orders", "2026-01-01T00:00:00Z", "s3.amazonaws.com", "GetObject", ""),
+            record(
+                "app-orders",
+                "2026-01-01T00:00:00Z",
+                "s3.amazonaws.com",
+                "GetObject",
+                "",
+            ),
             r#"{"eventSource":"s3.amazonaws.com"}"#.to_owned(),
             r#"{"eventTime":"2026-11-20T10:00:00Z","userIdentity":"a string"}"#.to_owned(),
         ];
@@ -1035,28 +1080,60 @@ mod tests {
         assert_eq!(stats.too_old, 1);
         assert_eq!(stats.skipped_total(), 2);
         assert_eq!(stats.warnings.len(), 2);
-        assert!(stats.warnings[0].starts_with("f.json: record 1: no eventTime"), "{:?}", stats.warnings);
-        assert!(stats.warnings[1].starts_with("f.json: record 2:"), "{:?}", stats.warnings);
+        assert!(
+            stats.warnings[0].starts_with("f.json: record 1: no eventTime"),
+            "{:?}",
+            stats.warnings
+        );
+        assert!(
+            stats.warnings[1].starts_with("f.json: record 2:"),
+            "{:?}",
+            stats.warnings
+        );
     }
 
     #[test]
     fn merge_then_age_out_keeps_only_the_window() {
         let (a, _) = aggregate(
-            &[record("app-orders", "2026-09-01T10:00:00Z", "s3.amazonaws.com", "GetObject", "")],
+            &[record(
+                "app-orders",
+                "2026-09-01T10:00:00Z",
+                "s3.amazonaws.com",
+                "GetObject",
+                "",
+            )],
             0,
         );
         let (b, _) = aggregate(
             &[
-                record("app-orders", "2026-11-20T10:00:00Z", "s3.amazonaws.com", "GetObject", ""),
-                record("app-orders", "2026-11-20T11:00:00Z", "s3.amazonaws.com", "PutObject", ""),
+                record(
+                    "app-orders",
+                    "2026-11-20T10:00:00Z",
+                    "s3.amazonaws.com",
+                    "GetObject",
+                    "",
+                ),
+                record(
+                    "app-orders",
+                    "2026-11-20T11:00:00Z",
+                    "s3.amazonaws.com",
+                    "PutObject",
+                    "",
+                ),
             ],
             0,
         );
         let mut stored = a[ROLE].clone();
         stored.merge(&b[ROLE]);
-        assert_eq!(stored.actions["s3:GetObject"].counts.since(0).map(|c| c.0), Some(2));
+        assert_eq!(
+            stored.actions["s3:GetObject"].counts.since(0).map(|c| c.0),
+            Some(2)
+        );
         assert!(stored.age_out(t("2026-10-01T00:00:00Z")));
-        let (count, first, _) = stored.actions["s3:GetObject"].counts.since(0).expect("left");
+        let (count, first, _) = stored.actions["s3:GetObject"]
+            .counts
+            .since(0)
+            .expect("left");
         assert_eq!(count, 1);
         assert_eq!(first, t("2026-11-20T10:00:00Z"));
         assert!(!stored.age_out(t("2026-12-01T00:00:00Z")));
@@ -1064,8 +1141,20 @@ mod tests {
 
     #[test]
     fn aggregates_merge_like_one() {
-        let r1 = record("app-orders", "2026-11-20T10:00:00Z", "s3.amazonaws.com", "GetObject", "");
-        let r2 = record("app-orders", "2026-11-21T10:00:00Z", "s3.amazonaws.com", "GetObject", "");
+        let r1 = record(
+            "app-orders",
+            "2026-11-20T10:00:00Z",
+            "s3.amazonaws.com",
+            "GetObject",
+            "",
+        );
+        let r2 = record(
+            "app-orders",
+            "2026-11-21T10:00:00Z",
+            "s3.amazonaws.com",
+            "GetObject",
+            "",
+        );
         let (together, _) = aggregate(&[r1.clone(), r2.clone()], 0);
         let (one, _) = aggregate(&[r1], 0);
         let (two, _) = aggregate(&[r2], 0);
@@ -1077,9 +1166,20 @@ mod tests {
     #[test]
     fn report_has_canonical_names_and_respects_since() {
         let records = vec![
-            record("app-orders", "2026-11-01T10:00:00Z", "s3.amazonaws.com", "ListObjectsV2",
-                r#","requestParameters":{"bucketName":"orders"}"#),
-            record("app-orders", "2026-11-20T10:00:00Z", "s3.amazonaws.com", "GetObject", ""),
+            record(
+                "app-orders",
+                "2026-11-01T10:00:00Z",
+                "s3.amazonaws.com",
+                "ListObjectsV2",
+                r#","requestParameters":{"bucketName":"orders"}"#,
+            ),
+            record(
+                "app-orders",
+                "2026-11-20T10:00:00Z",
+                "s3.amazonaws.com",
+                "GetObject",
+                "",
+            ),
         ];
         let (usage, _) = aggregate(&records, 0);
         let catalog = Catalog::embedded();
@@ -1088,9 +1188,11 @@ mod tests {
         assert_eq!(names, ["s3:GetObject", "s3:ListBucket"]);
         assert_eq!(report.actions[1].access_level.as_deref(), Some("List"));
         assert_eq!(report.actions[1].resources, ["arn:aws:s3:::orders"]);
-        let recent =
-            RoleReport::build(ROLE, &usage[ROLE], t("2026-11-10T00:00:00Z"), catalog).expect("report");
+        let recent = RoleReport::build(ROLE, &usage[ROLE], t("2026-11-10T00:00:00Z"), catalog)
+            .expect("report");
         assert_eq!(recent.actions.len(), 1);
-        assert!(RoleReport::build(ROLE, &usage[ROLE], t("2026-11-30T00:00:00Z"), catalog).is_none());
+        assert!(
+            RoleReport::build(ROLE, &usage[ROLE], t("2026-11-30T00:00:00Z"), catalog).is_none()
+        );
     }
 }

@@ -11,7 +11,15 @@ use crate::{Record, RecordKey, State, StateError};
 /// Writes to apply together.
 #[derive(Debug, Default)]
 pub struct WriteBatch {
-    ops: Vec<(&'static str, Vec<u8>, Option<Vec<u8>>)>,
+    ops: Vec<Op>,
+}
+
+/// One write: a put (`value` set) or a remove, of an encoded key in a tree.
+#[derive(Debug)]
+struct Op {
+    tree: &'static str,
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
 }
 
 impl WriteBatch {
@@ -20,12 +28,20 @@ impl WriteBatch {
     }
 
     pub fn put<R: Record>(&mut self, key: &R::Key, record: &R) -> Result<(), StateError> {
-        self.ops.push((R::TREE, key.encode(), Some(encode(record)?)));
+        self.ops.push(Op {
+            tree: R::TREE,
+            key: key.encode(),
+            value: Some(encode(record)?),
+        });
         Ok(())
     }
 
     pub fn remove<R: Record>(&mut self, key: &R::Key) {
-        self.ops.push((R::TREE, key.encode(), None));
+        self.ops.push(Op {
+            tree: R::TREE,
+            key: key.encode(),
+            value: None,
+        });
     }
 
     pub fn len(&self) -> usize {
@@ -43,7 +59,7 @@ impl State {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut names: Vec<&'static str> = batch.ops.iter().map(|(t, _, _)| *t).collect();
+        let mut names: Vec<&'static str> = batch.ops.iter().map(|op| op.tree).collect();
         names.sort_unstable();
         names.dedup();
         let trees = names
@@ -53,7 +69,7 @@ impl State {
         trees
             .as_slice()
             .transaction(|views| {
-                for (tree, key, value) in &batch.ops {
+                for Op { tree, key, value } in &batch.ops {
                     // `names` holds every tree of the batch, sorted.
                     let Ok(i) = names.binary_search(tree) else {
                         continue;
@@ -107,7 +123,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let state = test_support::open(dir.path());
-            state.tree::<A>().expect("tree").put(&"gone".to_owned(), &A(0)).expect("put");
+            state
+                .tree::<A>()
+                .expect("tree")
+                .put(&"gone".to_owned(), &A(0))
+                .expect("put");
             let mut batch = WriteBatch::new();
             batch.put::<A>(&"x".to_owned(), &A(1)).expect("put");
             batch.put::<B>(&7, &B("seven".to_owned())).expect("put");
@@ -120,8 +140,22 @@ mod tests {
         let copy = tempfile::tempdir().expect("tempdir");
         test_support::copy_dir(dir.path(), copy.path());
         let state = test_support::open(copy.path());
-        assert_eq!(state.tree::<A>().expect("tree").get(&"x".to_owned()).expect("get"), Some(A(1)));
-        assert_eq!(state.tree::<A>().expect("tree").get(&"gone".to_owned()).expect("get"), None);
+        assert_eq!(
+            state
+                .tree::<A>()
+                .expect("tree")
+                .get(&"x".to_owned())
+                .expect("get"),
+            Some(A(1))
+        );
+        assert_eq!(
+            state
+                .tree::<A>()
+                .expect("tree")
+                .get(&"gone".to_owned())
+                .expect("get"),
+            None
+        );
         assert_eq!(
             state.tree::<B>().expect("tree").get(&7).expect("get"),
             Some(B("seven".to_owned()))

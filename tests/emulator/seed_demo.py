@@ -8,8 +8,9 @@ Usage: seed_demo.py ENDPOINT_URL
 - app-break-glass: tagged, but matched by [targets] protected_patterns;
 - AWSServiceRoleForLambdaReplicator under /aws-service-role/: service-linked, always protected;
 - demo/payments-api-key: a secret in Secrets Manager;
-- a trail logging to an S3 bucket, and a little workload traffic under the orders role, so
-  the trail has real events to deliver.
+- a trail logging management and S3 data events to staging-cloudtrail-logs (the bucket the
+  example config.toml mines), and workload traffic under the orders and billing roles, so
+  the trail has real events to deliver; the billing function is denied one call.
 """
 
 import json
@@ -57,10 +58,14 @@ iam.create_role(RoleName="AWSServiceRoleForLambdaReplicator", Path="/aws-service
 client("secretsmanager").create_secret(Name="demo/payments-api-key", SecretString=json.dumps({"api_key": "demo-not-a-real-key"}))
 
 s3 = client("s3")
-s3.create_bucket(Bucket="staging-cloudtrail")
+s3.create_bucket(Bucket="staging-cloudtrail-logs")
 s3.create_bucket(Bucket="orders-data")
 trail = client("cloudtrail")
-trail.create_trail(Name="staging-trail", S3BucketName="staging-cloudtrail", IsMultiRegionTrail=True)
+trail.create_trail(Name="staging-trail", S3BucketName="staging-cloudtrail-logs", IsMultiRegionTrail=True)
+trail.put_event_selectors(TrailName="staging-trail", EventSelectors=[{
+    "ReadWriteType": "All", "IncludeManagementEvents": True,
+    "DataResources": [{"Type": "AWS::S3::Object", "Values": ["arn:aws:s3"]}],
+}])
 trail.start_logging(Name="staging-trail")
 
 # Workload traffic: the orders function at work, under its own role.
@@ -72,5 +77,28 @@ for i in range(3):
     orders_s3.put_object(Bucket="orders-data", Key=f"orders/{i}.json", Body=b"{}")
     orders_s3.get_object(Bucket="orders-data", Key=f"orders/{i}.json")
 client("secretsmanager", **as_orders).get_secret_value(SecretId="demo/payments-api-key")
+client("s3", **as_orders).list_objects_v2(Bucket="orders-data", Prefix="orders/")
+
+creds = client("sts").assume_role(RoleArn="arn:aws:iam::123456789012:role/app-billing", RoleSessionName="billing-fn")["Credentials"]
+as_billing = dict(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                  aws_session_token=creds["SessionToken"])
+queue = client("sqs").create_queue(QueueName="invoices")["QueueUrl"]
+client("sqs", **as_billing).send_message(QueueUrl=queue, MessageBody="{}")
+client("sqs", **as_billing).receive_message(QueueUrl=queue)
+key = client("kms").create_key()["KeyMetadata"]["KeyId"]
+client("kms", **as_billing).encrypt(KeyId=key, Plaintext=b"invoice")
+# The billing function tries an action its policy does not grant; CloudTrail records the
+# denial (injected here as AWS would log it: the emulator does not enforce policies by default).
+import urllib.request
+denial = {"Records": [{
+    "userIdentity": {"type": "AssumedRole", "accountId": "123456789012",
+                     "arn": "arn:aws:sts::123456789012:assumed-role/app-billing/billing-fn",
+                     "sessionContext": {"sessionIssuer": {"type": "Role", "arn": "arn:aws:iam::123456789012:role/app-billing"}}},
+    "eventSource": "dynamodb.amazonaws.com", "eventName": "PutItem", "awsRegion": "us-east-1",
+    "errorCode": "AccessDenied",
+    "errorMessage": "User: arn:aws:sts::123456789012:assumed-role/app-billing/billing-fn is not authorized to perform: dynamodb:PutItem on resource: arn:aws:dynamodb:us-east-1:123456789012:table/invoices",
+}]}
+urllib.request.urlopen(urllib.request.Request(endpoint + "/whittle-emulator/events", data=json.dumps(denial).encode(),
+                                              headers={"Content-Type": "application/json"}))
 
 print("seeded: 5 roles (2 targets, 2 protected, 1 not selected), 1 secret, 1 trail, workload traffic")

@@ -76,7 +76,7 @@ class ExtensionTest(WithEmulator):
         self.assertEqual([e["EventName"] for e in events], ["GetSecretValue", "CreateSecret"])
         record = json.loads(events[1]["CloudTrailEvent"])
         self.assertEqual(record["userIdentity"]["type"], "Root")
-        self.assertEqual(record["requestParameters"]["SecretString"], "HIDDEN_DUE_TO_SECURITY_REASONS")
+        self.assertEqual(record["requestParameters"]["secretString"], "HIDDEN_DUE_TO_SECURITY_REASONS")
         with urllib.request.urlopen(self.emu.url + "/whittle-emulator/events") as resp:
             recorded = resp.read().decode()
         self.assertIn("CreateSecret", recorded)

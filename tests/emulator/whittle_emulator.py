@@ -161,9 +161,15 @@ def username_of(identity):
 AUTH_RE = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
 
+def camel(key):
+    """CloudTrail writes request parameter names in camelCase (`SecretId` -> `secretId`)."""
+    return key[:1].lower() + key[1:] if isinstance(key, str) else key
+
+
 def hide_secrets(value):
+    """Request parameters as CloudTrail records them: camelCase names, secret values hidden."""
     if isinstance(value, dict):
-        return {k: (HIDDEN if k.lower() in SECRET_FIELDS else hide_secrets(v)) for k, v in value.items()}
+        return {camel(k): (HIDDEN if k.lower() in SECRET_FIELDS else hide_secrets(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [hide_secrets(v) for v in value]
     return value
@@ -655,7 +661,9 @@ class Extension:
                 return query_error(fault["code"], fault["message"], fault["status"])
             if service == "cloudtrail" and action == "LookupEvents":
                 account_id = identity_for(access_key)["accountId"]
-                status, doc = lookup_events(self.recorder, params, account_id, region)
+                # The request as sent (the recorded parameters are camelCased for CloudTrail).
+                request = json.loads(body or b"{}")
+                status, doc = lookup_events(self.recorder, request, account_id, region)
                 return json_response(status, doc, doc.get("__type"))
             if service == "iam" and action in ("SimulatePrincipalPolicy", "SimulateCustomPolicy",
                                                "GenerateServiceLastAccessedDetails", "GetServiceLastAccessedDetails"):

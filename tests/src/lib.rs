@@ -7,6 +7,8 @@
 //! by pid on drop; the shared one is never dropped (it is a static), so the emulator also
 //! exits by itself when its stdin, held by this process, closes.
 
+pub mod trailgen;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};

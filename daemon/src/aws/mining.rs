@@ -67,14 +67,25 @@ impl Aws {
     }
 
     /// The bytes of one object.
-    pub async fn get_object(&self, account: &str, bucket: &str, key: &str) -> anyhow::Result<Vec<u8>> {
+    pub async fn get_object(
+        &self,
+        account: &str,
+        bucket: &str,
+        key: &str,
+    ) -> anyhow::Result<Vec<u8>> {
         let s3 = self.s3(account)?;
-        let out = s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
-            anyhow::anyhow!(
-                "s3:GetObject s3://{bucket}/{key} failed: {}",
-                describe(&e, self.endpoint.as_deref())
-            )
-        })?;
+        let out = s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "s3:GetObject s3://{bucket}/{key} failed: {}",
+                    describe(&e, self.endpoint.as_deref())
+                )
+            })?;
         let body = out
             .body
             .collect()
@@ -139,7 +150,11 @@ impl Aws {
         let mut start = athena
             .start_query_execution()
             .query_string(query.sql)
-            .query_execution_context(QueryExecutionContext::builder().database(query.database).build())
+            .query_execution_context(
+                QueryExecutionContext::builder()
+                    .database(query.database)
+                    .build(),
+            )
             .result_configuration(
                 ResultConfiguration::builder()
                     .output_location(query.output_location)
@@ -149,7 +164,10 @@ impl Aws {
             start = start.work_group(workgroup);
         }
         let started = start.send().await.map_err(|e| {
-            anyhow::anyhow!("athena:StartQueryExecution failed: {}", describe(&e, endpoint))
+            anyhow::anyhow!(
+                "athena:StartQueryExecution failed: {}",
+                describe(&e, endpoint)
+            )
         })?;
         let id = started
             .query_execution_id()
@@ -165,7 +183,10 @@ impl Aws {
                 .send()
                 .await
                 .map_err(|e| {
-                    anyhow::anyhow!("athena:GetQueryExecution {id} failed: {}", describe(&e, endpoint))
+                    anyhow::anyhow!(
+                        "athena:GetQueryExecution {id} failed: {}",
+                        describe(&e, endpoint)
+                    )
                 })?;
             let status = out.query_execution().and_then(|q| q.status());
             match status.and_then(|s| s.state()) {
@@ -182,7 +203,11 @@ impl Aws {
                 _ => {}
             }
             if cancelled() {
-                let _ = athena.stop_query_execution().query_execution_id(&id).send().await;
+                let _ = athena
+                    .stop_query_execution()
+                    .query_execution_id(&id)
+                    .send()
+                    .await;
                 anyhow::bail!("stopped: Athena query {id} cancelled on shutdown");
             }
             tokio::time::sleep(pause).await;
@@ -197,7 +222,10 @@ impl Aws {
         let mut first = true;
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| {
-                anyhow::anyhow!("athena:GetQueryResults {id} failed: {}", describe(&e, endpoint))
+                anyhow::anyhow!(
+                    "athena:GetQueryResults {id} failed: {}",
+                    describe(&e, endpoint)
+                )
             })?;
             for row in page.result_set().map(|s| s.rows()).unwrap_or_default() {
                 let values: Vec<Option<String>> = row
@@ -263,14 +291,18 @@ impl Aws {
                     JobStatusType::Completed => {}
                     JobStatusType::Failed => anyhow::bail!(
                         "IAM could not produce last-accessed data for {role_arn}: {}",
-                        out.error().map(|e| e.message()).unwrap_or("no reason given")
+                        out.error()
+                            .map(|e| e.message())
+                            .unwrap_or("no reason given")
                     ),
                     _ => break,
                 }
                 for s in out.services_last_accessed() {
                     services.push(ServiceLastAccessed {
                         namespace: s.service_namespace().to_owned(),
-                        last_authenticated_ms: s.last_authenticated().and_then(|t| t.to_millis().ok()),
+                        last_authenticated_ms: s
+                            .last_authenticated()
+                            .and_then(|t| t.to_millis().ok()),
                         actions: s
                             .tracked_actions_last_accessed()
                             .iter()

@@ -242,8 +242,8 @@ impl JobsConfig {
             ("discover", &self.discover),
             ("mine", &self.mine),
         ]
-            .into_iter()
-            .filter_map(|(name, schedule)| schedule.as_ref().map(|s| (name, s)))
+        .into_iter()
+        .filter_map(|(name, schedule)| schedule.as_ref().map(|s| (name, s)))
     }
 }
 

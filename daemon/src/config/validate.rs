@@ -235,8 +235,8 @@ fn lookup<'a, 'i>(table: &'a DeTable<'i>, name: &str) -> Option<&'a Spanned<DeVa
 /// Checks that involve more than one value. Each finding carries the key path it is about.
 /// Each source has the keys its kind needs, and none that belong to another kind.
 fn source_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
-    use Seg::{Index, Key};
     use crate::config::SourceKind::{Athena, Directory, LookupEvents, S3};
+    use Seg::{Index, Key};
     let mut found = Vec::new();
     let sources = &config.mining.sources;
     for (i, source) in sources.iter().enumerate() {
@@ -250,19 +250,30 @@ fn source_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
         } else if sources[..i].iter().any(|s| s.name == source.name) {
             found.push((
                 at("name"),
-                format!("source name `{}` is used twice; names must be unique", source.name),
+                format!(
+                    "source name `{}` is used twice; names must be unique",
+                    source.name
+                ),
             ));
         }
         let present: [(&'static str, bool, &[crate::config::SourceKind]); 10] = [
             ("path", source.path.is_some(), &[Directory]),
-            ("account", source.account.is_some(), &[S3, LookupEvents, Athena]),
+            (
+                "account",
+                source.account.is_some(),
+                &[S3, LookupEvents, Athena],
+            ),
             ("bucket", source.bucket.is_some(), &[S3]),
             ("prefix", source.prefix.is_some(), &[S3]),
             ("regions", !source.regions.is_empty(), &[LookupEvents]),
             ("database", source.database.is_some(), &[Athena]),
             ("table", source.table.is_some(), &[Athena]),
             ("workgroup", source.workgroup.is_some(), &[Athena]),
-            ("output_location", source.output_location.is_some(), &[Athena]),
+            (
+                "output_location",
+                source.output_location.is_some(),
+                &[Athena],
+            ),
             ("date_partition", source.date_partition.is_some(), &[Athena]),
         ];
         for (key, set, kinds) in present {
@@ -275,7 +286,10 @@ fn source_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
         }
         let required: &[(&str, bool)] = match kind {
             Directory => &[("path", source.path.is_some())],
-            S3 => &[("account", source.account.is_some()), ("bucket", source.bucket.is_some())],
+            S3 => &[
+                ("account", source.account.is_some()),
+                ("bucket", source.bucket.is_some()),
+            ],
             LookupEvents => &[("account", source.account.is_some())],
             Athena => &[
                 ("account", source.account.is_some()),
@@ -490,6 +504,53 @@ cron = "every five minutes"
     }
 
     #[test]
+    fn mining_sources_need_their_keys_and_refuse_others() {
+        let text = format!(
+            r#"{MINIMAL}
+[mining]
+[[mining.sources]]
+name = "trail"
+kind = "s3"
+account = "staging"
+
+[[mining.sources]]
+name = "trail"
+kind = "directory"
+path = "/var/log/trail"
+bucket = "b"
+
+[[mining.sources]]
+name = "org"
+kind = "athena"
+account = "prod"
+database = "d"
+table = "t"
+output_location = "athena-results"
+
+[[mining.sources]]
+name = "recent"
+kind = "lookup-everything"
+"#
+        );
+        let found = errors(&text);
+        let expect = [
+            "13:1: kind = \"s3\" needs `bucket`",
+            "19:8: source name `trail` is used twice",
+            "22:10: `bucket` does not apply to kind = \"directory\"",
+            "27:11: account `prod` is not one of the [[aws.accounts]] names",
+            "30:19: `athena-results` is not an S3 URL",
+            "34:8: unknown variant `lookup-everything`",
+        ];
+        assert_eq!(found.len(), expect.len(), "{found:#?}");
+        for (found, expected) in found.iter().zip(expect) {
+            assert!(
+                found.starts_with(expected),
+                "{found} should start with {expected}"
+            );
+        }
+    }
+
+    #[test]
     fn wrong_types_unknown_tables_and_bad_values_are_each_located() {
         let text = r#"[aws]
 max_attempts = "three"
@@ -504,7 +565,7 @@ listen = "0.0.0.0:9187"
 [targets]
 arn_patterns = ["role/app-*", "arn:aws:iam::*:role/ok-*"]
 
-[jobs.mine]
+[jobs.mystery]
 cron = "0 * * * * *"
 
 [jobs.discover]
@@ -532,7 +593,7 @@ x = 1
             "{}",
             found[3]
         );
-        assert!(found[4].contains("unknown field `mine`"), "{}", found[4]);
+        assert!(found[4].contains("unknown field `mystery`"), "{}", found[4]);
         assert!(found[5].contains("invalid duration"), "{}", found[5]);
         assert!(found[6].contains("unknown field `bogus`"), "{}", found[6]);
     }

@@ -138,7 +138,9 @@ impl<'c> Worker<'c> {
             Blob::Bytes { location, bytes } => {
                 let size = bytes.len() as u64;
                 self.compressed = bytes;
-                let result = self.decode_buffer(&location).map(|(events, plain)| (events, plain, size));
+                let result = self
+                    .decode_buffer(&location)
+                    .map(|(events, plain)| (events, plain, size));
                 (location, result)
             }
         };
@@ -205,7 +207,9 @@ impl<'c> Worker<'c> {
             let isize = bytes
                 .len()
                 .checked_sub(4)
-                .map(|at| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]))
+                .map(|at| {
+                    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+                })
                 .unwrap_or(0) as usize;
             if (isize as u64) <= self.options.stream_above {
                 let mut plain = std::mem::take(&mut self.plain);
@@ -213,24 +217,21 @@ impl<'c> Worker<'c> {
                 let inflated = self.inflater.gzip_decompress(bytes, &mut plain);
                 let result = match inflated {
                     // A size equal to ISIZE means one complete member: the common case.
-                    Ok(n) if n == isize => Some(self.parse(location, &plain[..n])),
+                    Ok(n) if n == isize && !looks_like_json(&plain[..n]) => Some(Err(not_a_log())),
+                    Ok(n) if n == isize => Some(Ok(self.parse(location, &plain[..n]))),
                     // Truncated, corrupt or multi-member: the streaming path reads what it
                     // can and reports where it stopped.
                     _ => None,
                 };
                 self.plain = plain;
                 if let Some(result) = result {
-                    return Ok(result);
+                    return result;
                 }
             }
             return Ok(self.stream(location, flate2::read::MultiGzDecoder::new(bytes)));
         }
-        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-        if !matches!(first, Some(b'{' | b'[')) {
-            return Err(FileError {
-                reason: "not a CloudTrail log file (neither gzip nor JSON)".to_owned(),
-                transient: false,
-            });
+        if !looks_like_json(bytes) {
+            return Err(not_a_log());
         }
         Ok(self.parse(location, bytes))
     }
@@ -262,7 +263,10 @@ impl<'c> Worker<'c> {
             ..
         } = self;
         let aggregate = &mut decoded.aggregate;
-        let mut counting = CountingReader { inner: reader, count: 0 };
+        let mut counting = CountingReader {
+            inner: reader,
+            count: 0,
+        };
         let mut index = 0u64;
         let outcome = read_log_stream(&mut counting, &mut |item| {
             take_item(aggregate, mapper, options.cutoff_ms, location, index, item);
@@ -274,6 +278,21 @@ impl<'c> Worker<'c> {
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Whether the bytes start (after white space) like a JSON object or array.
+fn looks_like_json(bytes: &[u8]) -> bool {
+    matches!(
+        bytes.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    )
+}
+
+fn not_a_log() -> FileError {
+    FileError {
+        reason: "not a CloudTrail log file (not JSON, plain or gzip)".to_owned(),
+        transient: false,
+    }
+}
 
 fn take_item(
     aggregate: &mut Aggregate,

@@ -76,10 +76,15 @@ impl MineReport {
 pub fn catalog(state_dir: &std::path::Path) -> anyhow::Result<Cow<'static, Catalog>> {
     let path = crate::iam_data::refreshed_path(state_dir);
     match std::fs::read_to_string(&path) {
-        Ok(text) => Catalog::parse(&text)
-            .map(Cow::Owned)
-            .map_err(|e| anyhow::anyhow!("{}: {e}; delete it to use the shipped catalog", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Cow::Borrowed(Catalog::embedded())),
+        Ok(text) => Catalog::parse(&text).map(Cow::Owned).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}; delete it to use the shipped catalog",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Cow::Borrowed(Catalog::embedded()))
+        }
         Err(e) => Err(anyhow::anyhow!("reading {}: {e}", path.display())),
     }
 }
@@ -91,12 +96,11 @@ pub async fn mine(
     cancel: &CancellationToken,
 ) -> anyhow::Result<MineReport> {
     let started = Instant::now();
-    let catalog = catalog(ctx.state.dir())?;
     let now_ms = crate::clock::now_ms();
     let cutoff_ms = now_ms - i64::from(ctx.config.mining.lookback_days) * 86_400_000;
     let run = Run {
         ctx,
-        catalog: &catalog,
+        catalog: std::sync::OnceLock::new(),
         cutoff_ms,
         now_ms,
         workers: match ctx.config.mining.workers {
@@ -114,7 +118,10 @@ pub async fn mine(
         Some(dir) => {
             let dir = std::fs::canonicalize(dir)
                 .map_err(|e| anyhow::anyhow!("--from-dir {}: {e}", dir.display()))?;
-            vec![SourceConfig::directory(format!("dir:{}", dir.display()), dir)]
+            vec![SourceConfig::directory(
+                format!("dir:{}", dir.display()),
+                dir,
+            )]
         }
         None => {
             for name in &request.only {
@@ -149,7 +156,9 @@ pub async fn mine(
         let result = match source.kind {
             SourceKind::Directory => sources::directory(&run, source, &mut source_report).await,
             SourceKind::S3 => sources::s3(&run, source, &mut source_report).await,
-            SourceKind::LookupEvents => sources::lookup_events(&run, source, &mut source_report).await,
+            SourceKind::LookupEvents => {
+                sources::lookup_events(&run, source, &mut source_report).await
+            }
             SourceKind::Athena => sources::athena(&run, source, &mut source_report).await,
         };
         if let Err(error) = result {
@@ -185,7 +194,8 @@ pub async fn mine(
 /// What every source needs.
 pub(crate) struct Run<'a> {
     pub ctx: &'a JobContext,
-    pub catalog: &'a Catalog,
+    /// Loaded on first use: a re-run with nothing new never parses it.
+    catalog: std::sync::OnceLock<Cow<'static, Catalog>>,
     pub cutoff_ms: i64,
     pub now_ms: i64,
     pub workers: usize,
@@ -195,10 +205,18 @@ pub(crate) struct Run<'a> {
 }
 
 impl Run<'_> {
+    pub fn catalog(&self) -> anyhow::Result<&Catalog> {
+        if let Some(catalog) = self.catalog.get() {
+            return Ok(catalog);
+        }
+        let loaded = catalog(self.ctx.state.dir())?;
+        Ok(self.catalog.get_or_init(|| loaded))
+    }
+
     /// Merges an aggregate into the stored usage and applies `batch` (the checkpoint of the
     /// input it came from) in the same transaction.
     pub fn commit(&self, aggregate: Aggregate, mut batch: WriteBatch) -> anyhow::Result<Stats> {
-        let (usage, stats) = aggregate.into_usage(self.catalog);
+        let (usage, stats) = aggregate.into_usage(self.catalog()?);
         let tree = self.ctx.state.tree::<StoredUsage>()?;
         for (arn, new) in usage {
             let mut current = tree
@@ -255,7 +273,12 @@ fn age_out(state: &State, cutoff_ms: i64) -> anyhow::Result<()> {
             batch.put::<StoredUsage>(&arn, &StoredUsage(usage))?;
         }
     }
-    batch.put::<UsageMeta>(&key, &UsageMeta { aged_out_day: today })?;
+    batch.put::<UsageMeta>(
+        &key,
+        &UsageMeta {
+            aged_out_day: today,
+        },
+    )?;
     state.commit(batch)?;
     Ok(())
 }
@@ -263,7 +286,9 @@ fn age_out(state: &State, cutoff_ms: i64) -> anyhow::Result<()> {
 /// A summary of a run for people: what was read and what was found.
 pub fn render_text(report: &MineReport) -> String {
     let s = &report.stats;
-    let secs = Duration::from_millis(report.elapsed_ms).as_secs_f64().max(0.001);
+    let secs = Duration::from_millis(report.elapsed_ms)
+        .as_secs_f64()
+        .max(0.001);
     let mut out = String::new();
     for source in &report.sources {
         let status = match &source.error {
@@ -308,7 +333,11 @@ pub fn render_text(report: &MineReport) -> String {
             if report.last_accessed_errors.is_empty() {
                 String::new()
             } else {
-                format!("; {} failed: {}", report.last_accessed_errors.len(), report.last_accessed_errors.join("; "))
+                format!(
+                    "; {} failed: {}",
+                    report.last_accessed_errors.len(),
+                    report.last_accessed_errors.join("; ")
+                )
             }
         ));
     }

@@ -56,7 +56,10 @@ fn is_log_file(name: &str) -> bool {
 fn list_dir(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let meta = std::fs::metadata(root).map_err(|e| anyhow::anyhow!("{}: {e}", root.display()))?;
     if meta.is_file() {
-        let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         return Ok(vec![(name, root.to_path_buf())]);
     }
     let mut out = Vec::new();
@@ -103,7 +106,10 @@ pub(super) async fn directory(
     let files = tokio::task::block_in_place(|| list_dir(&root))?;
     let mut new = Vec::new();
     for (location, path) in files {
-        if mined.get(&MinedFile::key(&source.name, &location))?.is_some() {
+        if mined
+            .get(&MinedFile::key(&source.name, &location))?
+            .is_some()
+        {
             report.already_mined += 1;
         } else {
             new.push((location, path));
@@ -126,8 +132,9 @@ pub(super) async fn directory(
                 path: path.clone(),
             })
         };
+        let catalog = run.catalog()?;
         let decoded = tokio::task::block_in_place(|| {
-            decode_parallel(run.workers, &next, &run.decode, run.catalog, &progress)
+            decode_parallel(run.workers, &next, &run.decode, catalog, &progress)
         });
         commit_files(run, &source.name, decoded, report)?;
         update_bar(&progress);
@@ -160,7 +167,13 @@ fn commit_files(
     let mut batch = WriteBatch::new();
     let mined_at = crate::clock::now();
     for (location, size) in &decoded.done {
-        batch.put::<MinedFile>(&MinedFile::key(source, location), &MinedFile { size: *size, mined_at })?;
+        batch.put::<MinedFile>(
+            &MinedFile::key(source, location),
+            &MinedFile {
+                size: *size,
+                mined_at,
+            },
+        )?;
     }
     report.new_inputs += decoded.done.len() as u64;
     let stats = run.commit(decoded.aggregate, batch)?;
@@ -190,7 +203,10 @@ pub(super) async fn s3(
             continue;
         }
         let location = format!("s3://{bucket}/{key}");
-        if mined.get(&MinedFile::key(&source.name, &location))?.is_some() {
+        if mined
+            .get(&MinedFile::key(&source.name, &location))?
+            .is_some()
+        {
             report.already_mined += 1;
         } else {
             new.push(key);
@@ -242,8 +258,9 @@ pub(super) async fn s3(
         drop(tx);
         let rx = Mutex::new(rx);
         let next = || rx.lock().ok().and_then(|mut rx| rx.blocking_recv());
+        let catalog = run.catalog()?;
         let decoded = tokio::task::block_in_place(|| {
-            decode_parallel(run.workers, &next, &run.decode, run.catalog, &progress)
+            decode_parallel(run.workers, &next, &run.decode, catalog, &progress)
         });
         while fetchers.join_next().await.is_some() {}
         // A download that failed is not checkpointed: the next run tries it again.
@@ -290,7 +307,7 @@ pub(super) async fn lookup_events(
             .map(|c| c.recent_ids.into_iter().collect())
             .unwrap_or_default();
         let mut aggregate = Aggregate::new();
-        let mut mapper = Mapper::new(run.catalog);
+        let mut mapper = Mapper::new(run.catalog()?);
         let mut recent = Vec::new();
         let mut token = None;
         let mut last_request: Option<Instant> = None;
@@ -303,7 +320,12 @@ pub(super) async fn lookup_events(
                     tokio::time::sleep_until((at + LOOKUP_INTERVAL).into()).await;
                 }
                 last_request = Some(Instant::now());
-                match run.ctx.aws.lookup_events(account, region, start, end, token.clone()).await {
+                match run
+                    .ctx
+                    .aws
+                    .lookup_events(account, region, start, end, token.clone())
+                    .await
+                {
                     Ok(page) => break page,
                     Err(LookupError::Throttled(message)) => {
                         let Some(pause) = LOOKUP_BACKOFF.get(attempt) else {
@@ -329,20 +351,24 @@ pub(super) async fn lookup_events(
                     Ok(record) => record,
                     Err(e) => {
                         aggregate.stats.records += 1;
-                        aggregate.stats.skip(&location, index, &format!("record does not fit the CloudTrail shape: {e}"));
+                        aggregate.stats.skip(
+                            &location,
+                            index,
+                            &format!("record does not fit the CloudTrail shape: {e}"),
+                        );
                         index += 1;
                         continue;
                     }
                 };
-                if let Ok(event) = record.event() {
-                    if let Some(id) = event.event_id.as_deref() {
-                        if seen.contains(id) {
-                            index += 1;
-                            continue;
-                        }
-                        if event.time_ms >= end - LOOKUP_OVERLAP_MS {
-                            recent.push(id.to_owned());
-                        }
+                if let Ok(event) = record.event()
+                    && let Some(id) = event.event_id.as_deref()
+                {
+                    if seen.contains(id) {
+                        index += 1;
+                        continue;
+                    }
+                    if event.time_ms >= end - LOOKUP_OVERLAP_MS {
+                        recent.push(id.to_owned());
                     }
                 }
                 aggregate.add_record(&record, &mut mapper, run.cutoff_ms, &location, index);
@@ -358,7 +384,13 @@ pub(super) async fn lookup_events(
             continue;
         }
         let mut batch = WriteBatch::new();
-        batch.put::<TimeCheckpoint>(&key, &TimeCheckpoint { until_ms: end, recent_ids: recent })?;
+        batch.put::<TimeCheckpoint>(
+            &key,
+            &TimeCheckpoint {
+                until_ms: end,
+                recent_ids: recent,
+            },
+        )?;
         let stats = run.commit(aggregate, batch)?;
         report.stats.merge(&stats);
     }
@@ -396,7 +428,10 @@ const ATHENA_COLUMNS: [&str; 13] = [
 fn athena_sql(source: &SourceConfig, start_ms: i64, end_ms: i64) -> anyhow::Result<String> {
     let quote = |what: &str, name: &str| -> anyhow::Result<String> {
         if name.is_empty() || name.contains('"') {
-            anyhow::bail!("source `{}`: {what} `{name}` is not a valid Athena identifier", source.name);
+            anyhow::bail!(
+                "source `{}`: {what} `{name}` is not a valid Athena identifier",
+                source.name
+            );
         }
         Ok(format!("\"{name}\""))
     };
@@ -433,7 +468,10 @@ pub(super) async fn athena(
     let (Some(account), Some(database), Some(output)) =
         (&source.account, &source.database, &source.output_location)
     else {
-        anyhow::bail!("source `{}` needs `account`, `database`, `table` and `output_location`", source.name);
+        anyhow::bail!(
+            "source `{}` needs `account`, `database`, `table` and `output_location`",
+            source.name
+        );
     };
     let checkpoints = run.ctx.state.tree::<TimeCheckpoint>()?;
     let key = source.name.clone();
@@ -459,7 +497,7 @@ pub(super) async fn athena(
         )
         .await?;
     let mut aggregate = Aggregate::new();
-    let mut mapper = Mapper::new(run.catalog);
+    let mut mapper = Mapper::new(run.catalog()?);
     let location = format!("athena {}", source.name);
     for (index, row) in rows.iter().enumerate() {
         report.new_inputs += 1;
@@ -474,7 +512,13 @@ pub(super) async fn athena(
         }
     }
     let mut batch = WriteBatch::new();
-    batch.put::<TimeCheckpoint>(&key, &TimeCheckpoint { until_ms: end, recent_ids: Vec::new() })?;
+    batch.put::<TimeCheckpoint>(
+        &key,
+        &TimeCheckpoint {
+            until_ms: end,
+            recent_ids: Vec::new(),
+        },
+    )?;
     let stats = run.commit(aggregate, batch)?;
     report.stats.merge(&stats);
     Ok(())
@@ -482,7 +526,11 @@ pub(super) async fn athena(
 
 /// One result row as an event standing for `calls` calls.
 fn athena_row(row: &[Option<String>]) -> Result<(Event<'_>, u64, i64), String> {
-    let col = |i: usize| row.get(i).and_then(|v| v.as_deref()).filter(|v| !v.is_empty());
+    let col = |i: usize| {
+        row.get(i)
+            .and_then(|v| v.as_deref())
+            .filter(|v| !v.is_empty())
+    };
     if row.len() != ATHENA_COLUMNS.len() {
         return Err(format!(
             "row has {} columns, expected {} ({})",
@@ -548,7 +596,10 @@ pub(super) async fn last_accessed(run: &Run<'_>) -> (usize, Vec<String>) {
                         fetched_at: crate::clock::now(),
                         services,
                     };
-                    if let Err(e) = tree.put(&role, &record).and_then(|()| run.ctx.state.flush()) {
+                    if let Err(e) = tree
+                        .put(&role, &record)
+                        .and_then(|()| run.ctx.state.flush())
+                    {
                         errors.push(format!("{role}: {e}"));
                     } else {
                         done += 1;
@@ -587,9 +638,13 @@ mod tests {
 
     #[test]
     fn log_files_are_recognised_and_digests_skipped() {
-        assert!(is_log_file("AWSLogs/1/CloudTrail/us-east-1/2026/11/24/1_CloudTrail_us-east-1_20261124T1000Z_x.json.gz"));
+        assert!(is_log_file(
+            "AWSLogs/1/CloudTrail/us-east-1/2026/11/24/1_CloudTrail_us-east-1_20261124T1000Z_x.json.gz"
+        ));
         assert!(is_log_file("loose.json"));
-        assert!(!is_log_file("AWSLogs/1/CloudTrail-Digest/us-east-1/2026/11/24/1_CloudTrail-Digest_x.json.gz"));
+        assert!(!is_log_file(
+            "AWSLogs/1/CloudTrail-Digest/us-east-1/2026/11/24/1_CloudTrail-Digest_x.json.gz"
+        ));
         assert!(!is_log_file("notes.txt"));
     }
 
@@ -629,7 +684,12 @@ mod tests {
         source.date_partition = Some("timestamp".to_owned());
         let sql = athena_sql(&source, 0, 86_400_000).expect("sql");
         assert!(sql.contains("FROM \"db\".\"trail\""), "{sql}");
-        assert!(sql.contains("eventtime >= '1970-01-01T00:00:00Z' AND eventtime < '1970-01-02T00:00:00Z'"), "{sql}");
+        assert!(
+            sql.contains(
+                "eventtime >= '1970-01-01T00:00:00Z' AND eventtime < '1970-01-02T00:00:00Z'"
+            ),
+            "{sql}"
+        );
         assert!(sql.contains("\"timestamp\" >= '1970/01/01'"), "{sql}");
         source.table = Some("x\" OR 1=1 --".to_owned());
         assert!(athena_sql(&source, 0, 1).is_err());

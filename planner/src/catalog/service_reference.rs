@@ -98,7 +98,11 @@ pub fn catalog_from(docs: &[ServiceDoc], version: &DataVersion) -> Result<Catalo
                     .annotations
                     .as_ref()
                     .map_or(AccessLevel::Read, |a| level(&a.properties)),
-                resource_types: action.resources.iter().map(|r| (r.name.clone(), false)).collect(),
+                resource_types: action
+                    .resources
+                    .iter()
+                    .map(|r| (r.name.clone(), false))
+                    .collect(),
             });
         }
         for resource in &doc.resources {
@@ -138,7 +142,10 @@ mod tests {
         assert_eq!(get.resource_types, vec![("object".to_owned(), false)]);
         let policy = catalog.action(catalog.lookup("s3:PutBucketPolicy").expect("found"));
         assert_eq!(policy.level, AccessLevel::Permissions);
-        assert_eq!(catalog.resource_arn("s3", "object"), Some("arn:${Partition}:s3:::${BucketName}/${ObjectName}"));
+        assert_eq!(
+            catalog.resource_arn("s3", "object"),
+            Some("arn:${Partition}:s3:::${BucketName}/${ObjectName}")
+        );
         assert_eq!(catalog.version, version);
     }
 }

@@ -4,4 +4,5 @@
 mod cli;
 mod daemon;
 mod emulator;
+mod mining;
 mod support;
