@@ -1,5 +1,6 @@
 //! The daemon's loopback HTTP endpoint: `/healthz` (JSON), `/metrics` (Prometheus text) and
-//! `/status` (the full status report, which `whittle status` reads).
+//! `/status` (the full status report, which `whittle status` reads), and `POST /usage` (the
+//! usage report, which `whittle usage` reads while the daemon holds the state).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,6 +49,7 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/status", get(status_report))
+        .route("/usage", axum::routing::post(usage_report))
         .with_state(app);
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -95,5 +97,34 @@ async fn status_report(Extract(app): Extract<AppState>) -> Response {
     match status::build(&app.config, &app.state, Some(app.daemon_info())) {
         Ok(report) => Json(report).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, crate::one_line(&e)).into_response(),
+    }
+}
+
+/// What `whittle usage` asks for.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+pub struct UsageQuery {
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub since_ms: i64,
+}
+
+async fn usage_report(Extract(app): Extract<AppState>, Json(query): Json<UsageQuery>) -> Response {
+    let report = crate::mine::catalog(app.state.dir()).and_then(|catalog| {
+        crate::usage::build(
+            &app.state,
+            &catalog,
+            app.config.mining.lookback_days,
+            &query.roles,
+            query.since_ms,
+        )
+    });
+    match report {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": crate::one_line(&e) })),
+        )
+            .into_response(),
     }
 }

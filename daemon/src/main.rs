@@ -156,15 +156,30 @@ fn usage_command(config: &Config, args: &UsageArgs) -> anyhow::Result<ExitCode> 
         .map(usage::parse_since)
         .transpose()?
         .unwrap_or(0);
-    let state = open_state(config)?;
-    let catalog = mine::catalog(state.dir())?;
-    let report = usage::build(
-        &state,
-        &catalog,
-        config.mining.lookback_days,
-        &args.roles,
-        since,
-    )?;
+    // While a daemon holds the state, it answers; otherwise the state is read directly.
+    let report = match State::lock_owner(&config.state.dir) {
+        Some(LockOwner {
+            status_address: Some(address),
+            ..
+        }) => {
+            let query = serde_json::to_value(http::UsageQuery {
+                roles: args.roles.clone(),
+                since_ms: since,
+            })?;
+            runtime()?.block_on(status::ask_daemon(&address, "/usage", Some(query)))?
+        }
+        _ => {
+            let state = open_state(config)?;
+            let catalog = mine::catalog(state.dir())?;
+            usage::build(
+                &state,
+                &catalog,
+                config.mining.lookback_days,
+                &args.roles,
+                since,
+            )?
+        }
+    };
     match args.format {
         OutputFormat::Text => print!("{}", usage::render_text(&report)),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),

@@ -9,7 +9,7 @@ use whittle_state::State;
 use crate::aws::Identity;
 use crate::clock;
 use crate::config::Config;
-use crate::records::{JobHistory, JobRun, RoleInventory};
+use crate::records::{JobHistory, JobRun, MinedFile, RoleInventory, StoredUsage};
 
 /// Version of the JSON shape of [`StatusReport`].
 pub const SCHEMA: u32 = 1;
@@ -24,9 +24,20 @@ pub struct StatusReport {
     pub jobs: Vec<JobStatus>,
     pub unfinished_journals: Vec<JournalView>,
     pub accounts: Vec<RoleInventory>,
+    /// What the usage store holds (`whittle usage` shows it).
+    #[serde(default)]
+    pub usage: UsageSummary,
     /// Present with `--check-aws`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<Vec<AwsCheck>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UsageSummary {
+    /// Principals (roles, users, root) with mined usage.
+    pub principals: usize,
+    /// Trail log files (local or S3) mined so far.
+    pub mined_files: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,6 +151,10 @@ pub fn build(
         jobs,
         unfinished_journals,
         accounts,
+        usage: UsageSummary {
+            principals: state.tree::<StoredUsage>()?.len(),
+            mined_files: state.tree::<MinedFile>()?.len(),
+        },
         aws: None,
     })
 }
@@ -202,6 +217,11 @@ pub fn render_text(report: &StatusReport) -> String {
 
     let _ = writeln!(
         out,
+        "\nusage: {} principal(s) from {} mined trail file(s); `whittle usage` shows them",
+        report.usage.principals, report.usage.mined_files
+    );
+    let _ = writeln!(
+        out,
         "\nunfinished journals: {}",
         report.unfinished_journals.len()
     );
@@ -262,18 +282,34 @@ pub fn render_text(report: &StatusReport) -> String {
 
 /// Asks a running daemon for its report.
 pub async fn fetch(address: &str) -> anyhow::Result<StatusReport> {
-    use http_body_util::{BodyExt, Empty};
+    ask_daemon(address, "/status", None).await
+}
+
+/// Asks the running daemon's loopback endpoint: GET `path`, or POST `body` as JSON.
+pub async fn ask_daemon<T: serde::de::DeserializeOwned>(
+    address: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<T> {
+    use http_body_util::{BodyExt, Full};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
 
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<hyper::body::Bytes>>();
-    let uri: hyper::Uri = format!("http://{address}/status").parse()?;
-    let response = tokio::time::timeout(std::time::Duration::from_secs(10), client.get(uri))
-        .await
-        .map_err(|_| anyhow::anyhow!("the daemon at {address} did not answer within 10 s"))?
-        .map_err(|e| {
-            anyhow::anyhow!("cannot reach the daemon's status endpoint at {address}: {e}")
-        })?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<hyper::body::Bytes>>();
+    let uri: hyper::Uri = format!("http://{address}{path}").parse()?;
+    let request = match body {
+        Some(body) => hyper::Request::post(uri)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(hyper::body::Bytes::from(body.to_string())))?,
+        None => hyper::Request::get(uri).body(Full::new(hyper::body::Bytes::new()))?,
+    };
+    let response =
+        tokio::time::timeout(std::time::Duration::from_secs(10), client.request(request))
+            .await
+            .map_err(|_| anyhow::anyhow!("the daemon at {address} did not answer within 10 s"))?
+            .map_err(|e| {
+                anyhow::anyhow!("cannot reach the daemon's status endpoint at {address}: {e}")
+            })?;
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     if !status.is_success() {

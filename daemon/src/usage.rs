@@ -100,12 +100,18 @@ pub fn render_text(report: &UsageReport) -> String {
             .chain(role.denied.iter().map(|d| d.action.len()))
             .max()
             .unwrap_or(0);
+        let level_width = role
+            .actions
+            .iter()
+            .filter_map(|a| a.access_level.as_deref().map(str::len))
+            .max()
+            .unwrap_or(1);
         if !role.actions.is_empty() {
             let _ = writeln!(out, "  actions ({}):", role.actions.len());
             for a in &role.actions {
                 let _ = writeln!(
                     out,
-                    "    {:width$}  {:<11} {:>8}  last {}{}",
+                    "    {:width$}  {:<level_width$} {:>8}  last {}{}",
                     a.action,
                     a.access_level.as_deref().unwrap_or("?"),
                     a.count,

@@ -34,6 +34,8 @@ use lock::DirLock;
 pub const FORMAT_VERSION: u32 = 1;
 
 const META_TREE: &str = "meta";
+/// sled's page cache, in bytes.
+const CACHE_BYTES: u64 = 16 << 20;
 const FORMAT_KEY: &[u8] = b"format_version";
 
 /// Milliseconds since the Unix epoch. The clock lives in the daemon; this crate only stores
@@ -82,8 +84,12 @@ impl State {
         restrict_permissions(dir)?;
 
         let db_path = dir.join("db");
+        // sled's page cache defaults to 1 GiB and fills with every page written; whittle's
+        // state is small and written in batches, so a small cache keeps the daemon's (and a
+        // long mining run's) memory bounded.
         let db = sled::Config::new()
             .path(&db_path)
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|source| StateError::Sled {
                 path: db_path.clone(),

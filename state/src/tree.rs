@@ -113,6 +113,15 @@ impl<R: Record> Tree<R> {
         Ok(())
     }
 
+    /// How many records the tree holds (counts keys, decodes nothing).
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
     /// All records, in key order.
     pub fn iter(&self) -> impl Iterator<Item = Result<(R::Key, R), StateError>> + '_ {
         self.tree.iter().map(|item| self.decode_item(item))

@@ -983,3 +983,60 @@ fn mine_and_usage_explain_bad_requests() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_mines_on_schedule_and_answers_usage_while_it_runs() {
+    let emulator = Emulator::shared();
+    let work = run_workload(emulator, "itdm").await;
+    emulator.post_json("/whittle-emulator/deliver", &json!({}));
+    let ws = Workspace::new();
+    let config = config_with(
+        &ws,
+        emulator,
+        "itdm",
+        r#"[jobs.mine]
+cron = "*/2 * * * * *"
+
+[mining]
+last_accessed = false
+[[mining.sources]]
+name = "trail"
+kind = "s3"
+account = "staging"
+bucket = "itdm-trail""#,
+    );
+    let log = ws.path("daemon.log");
+    let mut daemon = spawn_daemon(&config, &log);
+    let report = wait_for(
+        std::time::Duration::from_secs(40),
+        "a mine run to succeed",
+        || {
+            let report = status_json(&config)?;
+            let mine = report["jobs"]
+                .as_array()?
+                .iter()
+                .find(|j| j["name"] == "mine")?
+                .clone();
+            (mine["last_run"]["outcome"] == "succeeded").then_some(report)
+        },
+    );
+    assert!(
+        report["usage"]["mined_files"].as_u64() >= Some(1),
+        "{report:#}"
+    );
+    // The daemon holds the state; `whittle usage` asks it instead of failing on the lock.
+    let role = usage(&config, &work.role_arn);
+    assert!(
+        names(&role["actions"], "action").contains("s3:GetObject"),
+        "{role:#}"
+    );
+    let out = whittle(&["--config", config.to_str().expect("utf-8"), "mine"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("already running"),
+        "{}",
+        text(&out.stderr)
+    );
+    signal(&daemon, "TERM");
+    assert!(wait_exit(&mut daemon, std::time::Duration::from_secs(20)).success());
+}
