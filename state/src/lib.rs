@@ -36,8 +36,6 @@ pub const FORMAT_VERSION: u32 = 1;
 const META_TREE: &str = "meta";
 /// sled's page cache, in bytes.
 const CACHE_BYTES: u64 = 16 << 20;
-/// Operations between two sled snapshots.
-const SNAPSHOT_AFTER_OPS: u64 = 10_000;
 const FORMAT_KEY: &[u8] = b"format_version";
 
 /// Milliseconds since the Unix epoch. The clock lives in the daemon; this crate only stores
@@ -92,10 +90,6 @@ impl State {
         let db = sled::Config::new()
             .path(&db_path)
             .cache_capacity(CACHE_BYTES)
-            // sled replays its log since the last snapshot on every open; snapshotting after
-            // fewer operations than its default (1M) keeps opening fast after a large write,
-            // such as a mining run: a command that finds nothing new stays cheap.
-            .snapshot_after_ops(SNAPSHOT_AFTER_OPS)
             .open()
             .map_err(|source| StateError::Sled {
                 path: db_path.clone(),

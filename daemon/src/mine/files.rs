@@ -53,6 +53,12 @@ impl Progress {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         if let Some(bar) = &self.bar {
             bar.inc(1);
+            let secs = bar.elapsed().as_secs_f64().max(0.001);
+            bar.set_message(format!(
+                "{} events  {:.0} MB/s",
+                self.events.load(Ordering::Relaxed),
+                self.bytes.load(Ordering::Relaxed) as f64 / 1e6 / secs
+            ));
         }
     }
 }

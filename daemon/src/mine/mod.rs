@@ -248,7 +248,17 @@ impl Run<'_> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        bar.set_prefix(label.to_owned());
+        // A `--from-dir` source is named after its full path; the tail is what tells sources
+        // apart on one line.
+        let chars: Vec<char> = label.chars().collect();
+        let short: String = if chars.len() > 32 {
+            std::iter::once('…')
+                .chain(chars[chars.len() - 31..].iter().copied())
+                .collect()
+        } else {
+            label.to_owned()
+        };
+        bar.set_prefix(short);
         Some(bar)
     }
 }

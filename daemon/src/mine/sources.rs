@@ -137,24 +137,11 @@ pub(super) async fn directory(
             decode_parallel(run.workers, &next, &run.decode, catalog, &progress)
         });
         commit_files(run, &source.name, decoded, report)?;
-        update_bar(&progress);
     }
     if let Some(bar) = &progress.bar {
         bar.finish_and_clear();
     }
     Ok(())
-}
-
-fn update_bar(progress: &Progress) {
-    if let Some(bar) = &progress.bar {
-        let secs = bar.elapsed().as_secs_f64().max(0.001);
-        let events = progress.events.load(Ordering::Relaxed);
-        let bytes = progress.bytes.load(Ordering::Relaxed);
-        bar.set_message(format!(
-            "{events} events  {:.0} MB/s",
-            bytes as f64 / 1e6 / secs
-        ));
-    }
 }
 
 /// Commits a chunk's usage with the checkpoint of every file it read.
@@ -269,7 +256,6 @@ pub(super) async fn s3(
             report.stats.warn(failure);
         }
         commit_files(run, &source.name, decoded, report)?;
-        update_bar(&progress);
     }
     if let Some(bar) = &progress.bar {
         bar.finish_and_clear();

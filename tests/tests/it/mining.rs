@@ -1040,3 +1040,54 @@ bucket = "itdm-trail""#,
     signal(&daemon, "TERM");
     assert!(wait_exit(&mut daemon, std::time::Duration::from_secs(20)).success());
 }
+
+/// Files larger than `stream_above_mib` are read record by record instead of whole; both
+/// paths must give the same usage.
+#[test]
+fn streamed_large_files_give_the_same_usage_as_whole_files() {
+    let ws = Workspace::new();
+    let trail = ws.path("trail");
+    let spec = whittle_tests::trailgen::CorpusSpec {
+        events_per_file: 1500,
+        roles: 20,
+        ..whittle_tests::trailgen::CorpusSpec::new(3000, chrono::Utc::now().timestamp_millis())
+    };
+    let corpus = whittle_tests::trailgen::generate(&trail, &spec).expect("generate");
+    assert!(
+        corpus.uncompressed_bytes / 2 > 1 << 20,
+        "each file exceeds 1 MiB"
+    );
+    let mut reports = Vec::new();
+    for (name, stream_above) in [("whole", 64), ("streamed", 1)] {
+        let state = ws.path(name);
+        let config = ws.path(&format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[[aws.accounts]]\nname = \"local\"\n[state]\ndir = \"{}\"\n[targets]\narn_patterns = [\"arn:aws:iam::*:role/*\"]\n[mining]\nstream_above_mib = {stream_above}\n",
+                state.display()
+            ),
+        )
+        .expect("config");
+        let cfg = config.to_str().expect("utf-8");
+        let out = whittle(&[
+            "--config",
+            cfg,
+            "-q",
+            "mine",
+            "--from-dir",
+            trail.to_str().expect("utf-8"),
+            "--format",
+            "json",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("report");
+        assert_eq!(report["stats"]["records"], 3000, "{name}: {report:#}");
+        assert_eq!(report["stats"]["bad_files"], 0, "{name}: {report:#}");
+        let out = whittle(&["--config", cfg, "usage", "--format", "json"]);
+        let mut usage: Value = serde_json::from_slice(&out.stdout).expect("usage");
+        usage["generated_at"] = Value::Null;
+        reports.push(usage);
+    }
+    assert_eq!(reports[0], reports[1]);
+}
