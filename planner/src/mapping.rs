@@ -571,8 +571,9 @@ pub fn map_event(catalog: &Catalog, source: &str, name: &str) -> Mapping {
             }
             None => vec![format!("apigateway:{stripped}")],
         },
-        None if prefix == "budgets" => {
-            // AWS Budgets has two permissions: one to read budgets, one to change them.
+        None if prefix == "budgets" && catalog.lookup(&format!("budgets:{stripped}")).is_none() => {
+            // AWS Budgets authorises budgets themselves with two permissions, one to read and
+            // one to change (budget *actions* have their own, found above by name).
             confidence = Confidence::Rule;
             let read = ["Describe", "Get", "List", "View"]
                 .iter()
@@ -620,6 +621,9 @@ pub fn map_event(catalog: &Catalog, source: &str, name: &str) -> Mapping {
 /// The HTTP verb behind an API Gateway management operation (`GetRestApis` -> GET).
 fn http_verb(name: &str) -> Option<&'static str> {
     const VERBS: &[(&str, &str)] = &[
+        // Imports that create resources are POSTs; the other imports overwrite (PUT).
+        ("ImportApiKeys", "POST"),
+        ("ImportRestApi", "POST"),
         ("Get", "GET"),
         ("Export", "GET"),
         ("Create", "POST"),
