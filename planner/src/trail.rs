@@ -234,14 +234,6 @@ pub enum PrincipalKind {
 }
 
 impl PrincipalKind {
-    pub const ALL: [PrincipalKind; 5] = [
-        PrincipalKind::Role,
-        PrincipalKind::User,
-        PrincipalKind::Root,
-        PrincipalKind::Service,
-        PrincipalKind::Unknown,
-    ];
-
     /// The kind of a `userIdentity.type`.
     pub fn of_identity_type(kind: &str) -> PrincipalKind {
         match kind {

@@ -74,10 +74,6 @@ impl Counted {
             Some((n, f, l)) => Some((n + d.1, f.min(d.2), l.max(d.3))),
         })
     }
-
-    pub fn last_ms(&self) -> Option<i64> {
-        self.0.iter().map(|d| d.3).max()
-    }
 }
 
 /// The use of one action by one principal.
@@ -535,10 +531,6 @@ impl Aggregate {
                 *m = (*m).max(t);
             }
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.principals.is_empty()
     }
 
     /// The per-principal usage, keyed by principal ARN, with action names from `catalog`.

@@ -79,12 +79,6 @@ pub struct Action {
     pub resource_types: Vec<(String, bool)>,
 }
 
-impl Action {
-    pub fn prefix(&self) -> &str {
-        self.name.split_once(':').map_or("", |(p, _)| p)
-    }
-}
-
 /// Where a catalog came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DataVersion {
