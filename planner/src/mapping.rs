@@ -91,6 +91,14 @@ pub const SOURCE_PREFIXES: &[(&str, &str)] = &[
     ("management-marketplace", "aws-marketplace-management"),
 ];
 
+/// Every PartiQL permission: a statement's event does not say which kind it ran.
+const PARTIQL: &[&str] = &[
+    "dynamodb:PartiQLDelete",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:PartiQLSelect",
+    "dynamodb:PartiQLUpdate",
+];
+
 /// Targets of the exception table.
 enum Target {
     Actions(&'static [&'static str]),
@@ -348,36 +356,9 @@ const EXCEPTIONS: &[(&str, &str, Target)] = {
                 "dynamodb:UpdateItem",
             ]),
         ),
-        (
-            "dynamodb",
-            "ExecuteStatement",
-            A(&[
-                "dynamodb:PartiQLDelete",
-                "dynamodb:PartiQLInsert",
-                "dynamodb:PartiQLSelect",
-                "dynamodb:PartiQLUpdate",
-            ]),
-        ),
-        (
-            "dynamodb",
-            "BatchExecuteStatement",
-            A(&[
-                "dynamodb:PartiQLDelete",
-                "dynamodb:PartiQLInsert",
-                "dynamodb:PartiQLSelect",
-                "dynamodb:PartiQLUpdate",
-            ]),
-        ),
-        (
-            "dynamodb",
-            "ExecuteTransaction",
-            A(&[
-                "dynamodb:PartiQLDelete",
-                "dynamodb:PartiQLInsert",
-                "dynamodb:PartiQLSelect",
-                "dynamodb:PartiQLUpdate",
-            ]),
-        ),
+        ("dynamodb", "ExecuteStatement", A(PARTIQL)),
+        ("dynamodb", "BatchExecuteStatement", A(PARTIQL)),
+        ("dynamodb", "ExecuteTransaction", A(PARTIQL)),
         // Batch operations authorised by the single-item permission.
         ("sqs", "SendMessageBatch", A(&["sqs:SendMessage"])),
         ("sqs", "DeleteMessageBatch", A(&["sqs:DeleteMessage"])),

@@ -193,6 +193,14 @@ fn config_with(ws: &Workspace, emulator: &Emulator, prefix: &str, mining: &str) 
     config
 }
 
+/// A config for mining local files only (no AWS calls are made).
+fn local_config(ws: &Workspace) -> PathBuf {
+    ws.write_config(&format!(
+        "[[aws.accounts]]\nname = \"local\"\n[state]\ndir = \"{}\"\n[targets]\narn_patterns = [\"arn:aws:iam::*:role/*\"]\n",
+        ws.state_dir().display()
+    ))
+}
+
 fn mine(config: &Path, extra: &[&str]) -> Value {
     let mut args = vec![
         "--config",
@@ -562,10 +570,7 @@ fn a_local_directory_with_bad_input_is_mined_with_located_warnings() {
     let ws = Workspace::new();
     let trail = ws.path("trail");
     dated_fixtures(&trail);
-    let config = ws.write_config(&format!(
-        "[[aws.accounts]]\nname = \"local\"\n[state]\ndir = \"{}\"\n[targets]\narn_patterns = [\"arn:aws:iam::*:role/*\"]\n",
-        ws.state_dir().display()
-    ));
+    let config = local_config(&ws);
     let out = whittle(&[
         "--config",
         config.to_str().expect("utf-8"),
@@ -672,10 +677,7 @@ fn shared_real_world_records_are_ingested_or_skipped_with_a_reason() {
         return;
     }
     let ws = Workspace::new();
-    let config = ws.write_config(&format!(
-        "[[aws.accounts]]\nname = \"local\"\n[state]\ndir = \"{}\"\n[targets]\narn_patterns = [\"arn:aws:iam::*:role/*\"]\n",
-        ws.state_dir().display()
-    ));
+    let config = local_config(&ws);
     let out = whittle(&[
         "--config",
         config.to_str().expect("utf-8"),
@@ -787,10 +789,7 @@ fn mapping_agrees_with_iamlive_on_the_operations_both_cover() {
         json!({"Records": records}).to_string(),
     )
     .expect("write");
-    let config = ws.write_config(&format!(
-        "[[aws.accounts]]\nname = \"local\"\n[state]\ndir = \"{}\"\n[targets]\narn_patterns = [\"arn:aws:iam::*:role/*\"]\n",
-        ws.state_dir().display()
-    ));
+    let config = local_config(&ws);
     let out = whittle(&[
         "--config",
         config.to_str().expect("utf-8"),
@@ -889,10 +888,7 @@ fn iam_data_refresh_installs_a_catalog_from_a_service_reference() {
         }
     });
     let ws = Workspace::new();
-    let config = ws.write_config(&format!(
-        "[[aws.accounts]]\nname = \"local\"\n[state]\ndir = \"{}\"\n[targets]\narn_patterns = [\"arn:aws:iam::*:role/*\"]\n",
-        ws.state_dir().display()
-    ));
+    let config = local_config(&ws);
     let cfg = config.to_str().expect("utf-8");
     let before = whittle(&["--config", cfg, "iam-data", "info", "--format", "json"]);
     let before: Value = serde_json::from_slice(&before.stdout).expect("info");
@@ -949,10 +945,7 @@ fn iam_data_refresh_installs_a_catalog_from_a_service_reference() {
 #[test]
 fn mine_and_usage_explain_bad_requests() {
     let ws = Workspace::new();
-    let config = ws.write_config(&format!(
-        "[[aws.accounts]]\nname = \"local\"\n[state]\ndir = \"{}\"\n[targets]\narn_patterns = [\"arn:aws:iam::*:role/*\"]\n",
-        ws.state_dir().display()
-    ));
+    let config = local_config(&ws);
     let cfg = config.to_str().expect("utf-8");
     let out = whittle(&["--config", cfg, "mine"]);
     assert_eq!(out.status.code(), Some(1));
