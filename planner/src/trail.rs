@@ -82,46 +82,18 @@ pub struct LenientList<'a>(pub Vec<Cow<'a, str>>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for LenientList<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<LenientList<'a>>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = LenientList<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
-                while let Some(item) = seq.next_element::<Lenient<'a>>()? {
-                    out.extend(item.0);
-                }
-                Ok(LenientList(out))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(LenientList::default())
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(LenientList(vec![Cow::Borrowed(v)]))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(LenientList(vec![Cow::Owned(v.to_owned())]))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(LenientList::default())
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(LenientList::default())
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(LenientList::default())
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(LenientList::default())
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(LenientList::default())
-            }
+        /// An array of (lenient) strings, or any single value. The field is rare, so the
+        /// buffering of an untagged enum costs nothing that matters.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum ListOrOne<'a> {
+            List(#[serde(borrow)] Vec<Lenient<'a>>),
+            One(#[serde(borrow)] Lenient<'a>),
         }
-        deserializer.deserialize_any(V(std::marker::PhantomData))
+        Ok(LenientList(match ListOrOne::deserialize(deserializer)? {
+            ListOrOne::List(items) => items.into_iter().filter_map(|item| item.0).collect(),
+            ListOrOne::One(item) => item.0.into_iter().collect(),
+        }))
     }
 }
 

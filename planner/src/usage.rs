@@ -92,6 +92,18 @@ pub struct ActionUsage {
 }
 
 impl ActionUsage {
+    /// Keeps the smallest event id seen as the sample: the same events give the same sample
+    /// whatever the order the workers met them in, so reports and plans are reproducible.
+    fn offer_sample(&mut self, id: &str) {
+        if self
+            .sample_event_id
+            .as_deref()
+            .is_none_or(|current| id < current)
+        {
+            self.sample_event_id = Some(id.to_owned());
+        }
+    }
+
     fn add_resource(&mut self, arn: &str, time_ms: i64) {
         if let Some(last) = self.resources.get_mut(arn) {
             *last = (*last).max(time_ms);
@@ -117,8 +129,8 @@ impl ActionUsage {
             self.add_resource(arn, *t);
         }
         self.resources_truncated |= other.resources_truncated;
-        if self.sample_event_id.is_none() {
-            self.sample_event_id.clone_from(&other.sample_event_id);
+        if let Some(id) = &other.sample_event_id {
+            self.offer_sample(id);
         }
     }
 }
@@ -403,11 +415,14 @@ impl Aggregate {
             count,
             last_ms,
         } = input;
-        *self
-            .stats
-            .events_by_kind
-            .entry(event.kind.as_str().to_owned())
-            .or_default() += count;
+        // Counted per event: look up by &str, allocate the key only the first time.
+        let kind = event.kind.as_str();
+        match self.stats.events_by_kind.get_mut(kind) {
+            Some(n) => *n += count,
+            None => {
+                self.stats.events_by_kind.insert(kind.to_owned(), count);
+            }
+        }
         if last_ms < cutoff_ms {
             self.stats.too_old += count;
             return;
@@ -562,8 +577,8 @@ fn record_use(
     resources: &[String],
 ) {
     usage.counts.add(first_ms, last_ms, count);
-    if usage.sample_event_id.is_none() {
-        usage.sample_event_id = event.event_id.as_deref().map(str::to_owned);
+    if let Some(id) = event.event_id.as_deref() {
+        usage.offer_sample(id);
     }
     for arn in resources {
         usage.add_resource(arn, last_ms);
@@ -1153,6 +1168,10 @@ mod tests {
         let mut merged = one[ROLE].clone();
         merged.merge(&two[ROLE]);
         assert_eq!(merged.actions, together[ROLE].actions);
+        // In either order: the sample event is the same whichever worker met it first.
+        let mut reversed = two[ROLE].clone();
+        reversed.merge(&one[ROLE]);
+        assert_eq!(reversed.actions, together[ROLE].actions);
     }
 
     #[test]

@@ -36,29 +36,45 @@ pub struct DecodeOptions {
     pub stream_above: u64,
 }
 
-/// Counters the progress bar shows, shared by the workers.
-#[derive(Debug, Default)]
+/// Counters the progress bar shows, shared by the workers; dropping it clears the bar.
+#[derive(Debug)]
 pub struct Progress {
-    pub files: AtomicU64,
-    pub events: AtomicU64,
+    events: AtomicU64,
     /// Uncompressed bytes parsed.
-    pub bytes: AtomicU64,
-    pub bar: Option<ProgressBar>,
+    bytes: AtomicU64,
+    bar: Option<ProgressBar>,
 }
 
 impl Progress {
+    pub fn new(bar: Option<ProgressBar>) -> Progress {
+        Progress {
+            events: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            bar,
+        }
+    }
+
     fn file_done(&self, events: u64, bytes: u64) {
-        self.files.fetch_add(1, Ordering::Relaxed);
+        // Only a drawn bar reads the counters.
+        let Some(bar) = &self.bar else {
+            return;
+        };
         self.events.fetch_add(events, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        bar.inc(1);
+        let secs = bar.elapsed().as_secs_f64().max(0.001);
+        bar.set_message(format!(
+            "{} events  {:.0} MB/s",
+            self.events.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed) as f64 / 1e6 / secs
+        ));
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
         if let Some(bar) = &self.bar {
-            bar.inc(1);
-            let secs = bar.elapsed().as_secs_f64().max(0.001);
-            bar.set_message(format!(
-                "{} events  {:.0} MB/s",
-                self.events.load(Ordering::Relaxed),
-                self.bytes.load(Ordering::Relaxed) as f64 / 1e6 / secs
-            ));
+            bar.finish_and_clear();
         }
     }
 }

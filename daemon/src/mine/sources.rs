@@ -102,24 +102,8 @@ pub(super) async fn directory(
         .path
         .clone()
         .ok_or_else(|| anyhow::anyhow!("source `{}` has no `path`", source.name))?;
-    let mined = run.ctx.state.tree::<MinedFile>()?;
     let files = tokio::task::block_in_place(|| list_dir(&root))?;
-    let mut new = Vec::new();
-    for (location, path) in files {
-        if mined
-            .get(&MinedFile::key(&source.name, &location))?
-            .is_some()
-        {
-            report.already_mined += 1;
-        } else {
-            new.push((location, path));
-        }
-    }
-    info!(source = %source.name, new = new.len(), already_mined = report.already_mined, "Listed trail files");
-    let progress = Progress {
-        bar: run.progress_bar(new.len() as u64, &source.name),
-        ..Progress::default()
-    };
+    let (new, progress) = unmined(run, &source.name, files, report)?;
     for chunk in new.chunks(CHUNK_FILES) {
         if run.cancel.is_cancelled() {
             break;
@@ -138,10 +122,34 @@ pub(super) async fn directory(
         });
         commit_files(run, &source.name, decoded, report)?;
     }
-    if let Some(bar) = &progress.bar {
-        bar.finish_and_clear();
-    }
     Ok(())
+}
+
+/// The candidates `(location, item)` that `source` has not mined yet, counting the others in
+/// `report`, and a progress display sized for them.
+fn unmined<T>(
+    run: &Run<'_>,
+    source: &str,
+    candidates: impl IntoIterator<Item = (String, T)>,
+    report: &mut SourceReport,
+) -> anyhow::Result<(Vec<(String, T)>, Progress)> {
+    let mined = run.ctx.state.tree::<MinedFile>()?;
+    let mut new = Vec::new();
+    for (location, item) in candidates {
+        if mined.get(&MinedFile::key(source, &location))?.is_some() {
+            report.already_mined += 1;
+        } else {
+            new.push((location, item));
+        }
+    }
+    info!(
+        source,
+        new = new.len(),
+        already_mined = report.already_mined,
+        "Listed trail files"
+    );
+    let progress = Progress::new(run.progress_bar(new.len() as u64, source));
+    Ok((new, progress))
 }
 
 /// Commits a chunk's usage with the checkpoint of every file it read.
@@ -183,27 +191,11 @@ pub(super) async fn s3(
     };
     let aws = &run.ctx.aws;
     let objects = aws.list_objects(account, bucket, &list_prefix).await?;
-    let mined = run.ctx.state.tree::<MinedFile>()?;
-    let mut new = Vec::new();
-    for key in objects {
-        if !key.contains("/CloudTrail/") || !is_log_file(&key) {
-            continue;
-        }
-        let location = format!("s3://{bucket}/{key}");
-        if mined
-            .get(&MinedFile::key(&source.name, &location))?
-            .is_some()
-        {
-            report.already_mined += 1;
-        } else {
-            new.push(key);
-        }
-    }
-    info!(source = %source.name, new = new.len(), already_mined = report.already_mined, "Listed trail objects");
-    let progress = Progress {
-        bar: run.progress_bar(new.len() as u64, &source.name),
-        ..Progress::default()
-    };
+    let logs = objects
+        .into_iter()
+        .filter(|key| key.contains("/CloudTrail/") && is_log_file(key))
+        .map(|key| (format!("s3://{bucket}/{key}"), key));
+    let (new, progress) = unmined(run, &source.name, logs, report)?;
     for chunk in new.chunks(CHUNK_FILES) {
         if run.cancel.is_cancelled() {
             break;
@@ -225,10 +217,9 @@ pub(super) async fn s3(
                         Ok(mut q) => q.pop(),
                         Err(_) => None,
                     };
-                    let Some(key) = key else { break };
+                    let Some((location, key)) = key else { break };
                     match aws.get_object(&account, &bucket, &key).await {
                         Ok(bytes) => {
-                            let location = format!("s3://{bucket}/{key}");
                             if tx.send(Blob::Bytes { location, bytes }).await.is_err() {
                                 break;
                             }
@@ -256,9 +247,6 @@ pub(super) async fn s3(
             report.stats.warn(failure);
         }
         commit_files(run, &source.name, decoded, report)?;
-    }
-    if let Some(bar) = &progress.bar {
-        bar.finish_and_clear();
     }
     Ok(())
 }
