@@ -5,10 +5,12 @@
 //! - [`trail`]: CloudTrail records, parsed tolerantly from a log file's bytes.
 //! - [`mapping`]: CloudTrail event -> IAM action(s), checked against the catalog.
 //! - [`usage`]: what each principal used, aggregated, merged, aged out and reported.
+//! - [`policy`]: IAM policy documents and the evaluator.
 //!
 //! The AWS-facing parts (listing S3, LookupEvents, Athena) stay in the daemon.
 
 pub mod catalog;
+pub mod policy;
 pub mod mapping;
 pub mod targets;
 pub mod trail;
