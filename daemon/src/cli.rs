@@ -140,6 +140,9 @@ pub enum Command {
     /// Show which IAM actions each principal used, on which resources, and what was denied
     /// or could not be mapped (from the usage store; run `whittle mine` first).
     Usage(UsageArgs),
+    /// IAM policies offline (no configuration or AWS needed).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// The IAM action catalog: show its version, or refresh it from AWS's Service Reference.
     #[command(name = "iam-data", subcommand)]
     IamData(IamDataCommand),
@@ -177,6 +180,50 @@ pub struct UsageArgs {
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
     /// Output format; JSON follows docs/usage-schema.md.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Decide one request against policy files with IAM's evaluation logic, like a local
+    /// `aws iam simulate-custom-policy`: prints Allowed, ImplicitlyDenied or ExplicitlyDenied
+    /// and the deciding statement (or DependsOnCondition with --partial-context).
+    ///
+    /// A condition key not given with --context is absent from the request, and IAM's rules
+    /// for a missing key apply (StringEquals false, StringNotEquals true, ...IfExists true).
+    /// Exits 0 whatever the decision, 1 when a file cannot be read or is not a valid policy.
+    #[command(
+        after_help = "Example:\n  whittle policy eval --identity app.json --boundary boundary.json \\\n    --action s3:GetObject --resource arn:aws:s3:::bucket/key \\\n    --context aws:SourceIp=10.1.2.3 --context aws:TagKeys=env --context aws:TagKeys=team"
+    )]
+    Eval(PolicyEvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyEvalArgs {
+    /// An identity-based policy document (JSON; URL-encoded as IAM returns it is accepted).
+    #[arg(long = "identity", value_name = "FILE", required = true, num_args = 1..)]
+    pub identity: Vec<PathBuf>,
+    /// A permissions boundary document; the request must be allowed by it too.
+    #[arg(long = "boundary", value_name = "FILE", num_args = 1..)]
+    pub boundary: Vec<PathBuf>,
+    /// The action, `service:Action` (any case).
+    #[arg(long, value_name = "ACTION")]
+    pub action: String,
+    /// The resource ARN; `*` for actions without resource-level permissions.
+    #[arg(long, value_name = "ARN", default_value = "*")]
+    pub resource: String,
+    /// The calling principal's ARN; also sets aws:PrincipalArn, aws:PrincipalAccount and,
+    /// for an IAM user, aws:username (unless given with --context).
+    #[arg(long, value_name = "ARN")]
+    pub principal: Option<String>,
+    /// A condition key's value in the request; repeat a key for a multivalued key.
+    #[arg(long = "context", value_name = "KEY=VALUE")]
+    pub context: Vec<String>,
+    /// Treat condition keys not given as unknown rather than absent: a decision that turns
+    /// on them is DependsOnCondition (the view whittle's planner takes).
+    #[arg(long)]
+    pub partial_context: bool,
     #[arg(long, value_enum, default_value = "text")]
     pub format: OutputFormat,
 }

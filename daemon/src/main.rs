@@ -12,6 +12,7 @@ mod jobs;
 mod logging;
 mod metrics;
 mod mine;
+mod policy;
 mod reconcile;
 mod records;
 mod scheduler;
@@ -28,7 +29,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, IamDataCommand, MineArgs, OutputFormat, StatusArgs, UsageArgs};
+use crate::cli::{
+    Cli, Command, IamDataCommand, MineArgs, OutputFormat, PolicyCommand, StatusArgs, UsageArgs,
+};
 use crate::config::Config;
 
 fn main() -> ExitCode {
@@ -91,6 +94,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Usage(args) => {
             let config = load(&cli)?;
             usage_command(&config, args)
+        }
+        Command::Policy(PolicyCommand::Eval(args)) => {
+            // Offline: needs neither the configuration nor AWS.
+            policy::eval_command(args)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::IamData(command) => {
             let config = load(&cli)?;

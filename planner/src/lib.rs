@@ -10,8 +10,8 @@
 //! The AWS-facing parts (listing S3, LookupEvents, Athena) stay in the daemon.
 
 pub mod catalog;
-pub mod policy;
 pub mod mapping;
+pub mod policy;
 pub mod targets;
 pub mod trail;
 pub mod usage;

@@ -236,6 +236,31 @@ impl Catalog {
         &self.actions
     }
 
+    /// The actions an action pattern (`s3:Get*`, `*`, `iam:?assRole`) grants, matched as IAM
+    /// matches them: case-insensitively, `*` any run, `?` one character.
+    pub fn expand(&self, pattern: &str) -> Vec<ActionId> {
+        // A literal service prefix narrows the scan to that service's actions.
+        let service = pattern
+            .split_once(':')
+            .map(|(service, _)| service)
+            .filter(|s| !s.contains(['*', '?']))
+            .map(|s| format!("{}:", s.to_ascii_lowercase()));
+        self.actions
+            .iter()
+            .enumerate()
+            .filter(|(_, action)| {
+                service.as_ref().is_none_or(|prefix| {
+                    action
+                        .name
+                        .get(..prefix.len())
+                        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+                })
+            })
+            .filter(|(_, action)| crate::policy::pattern::action_matches(pattern, &action.name))
+            .map(|(index, _)| ActionId(index as u32))
+            .collect()
+    }
+
     /// Whether the service prefix (`s3`, `dynamodb`) exists.
     pub fn has_service(&self, prefix: &str) -> bool {
         self.services.contains(prefix)
@@ -315,6 +340,29 @@ fn catalog_text(version: &DataVersion, mut lines: Vec<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wildcards_expand_against_the_catalog() {
+        let catalog = Catalog::embedded();
+        let names = |pattern: &str| -> Vec<String> {
+            let mut names: Vec<String> = catalog
+                .expand(pattern)
+                .into_iter()
+                .map(|id| catalog.action(id).name.clone())
+                .collect();
+            names.sort();
+            names
+        };
+        let gets = names("S3:GetObject*");
+        assert!(gets.contains(&"s3:GetObject".to_owned()));
+        assert!(gets.contains(&"s3:GetObjectAcl".to_owned()));
+        assert!(gets.iter().all(|n| n.starts_with("s3:GetObject")));
+        assert_eq!(names("iam:?assRole"), ["iam:PassRole"]);
+        assert_eq!(names("sqs:NoSuchThing*"), Vec::<String>::new());
+        assert_eq!(catalog.expand("*").len(), catalog.actions().len());
+        let any_service_get = names("*:GetSecretValue");
+        assert_eq!(any_service_get, ["secretsmanager:GetSecretValue"]);
+    }
 
     #[test]
     fn embedded_catalog_parses_and_knows_common_actions() {

@@ -185,8 +185,5 @@ fn the_deciding_statement_is_named() {
     );
     let allowed = ask("arn:aws:s3:::public/k");
     assert_eq!(allowed.deciding[0].sid.as_deref(), Some("Read"));
-    assert_eq!(
-        allowed.reason,
-        "allowed by app.json statement 0 (Sid Read)"
-    );
+    assert_eq!(allowed.reason, "allowed by app.json statement 0 (Sid Read)");
 }

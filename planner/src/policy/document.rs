@@ -415,7 +415,9 @@ fn parse_actions(value: &Value, path: &str) -> Result<OneOrMany<String>, PolicyE
         if !well_formed {
             return Err(invalid(
                 path,
-                format!("`{action}` is not an action (write `service:Action`, e.g. `s3:GetObject`)"),
+                format!(
+                    "`{action}` is not an action (write `service:Action`, e.g. `s3:GetObject`)"
+                ),
             ));
         }
     }
@@ -493,7 +495,10 @@ fn parse_condition(value: &Value, path: &str) -> Result<ConditionBlock, PolicyEr
                 Value::String(_) | Value::Bool(_) | Value::Number(_) => {
                     Ok(ConditionValue(v.clone()))
                 }
-                _ => Err(invalid(at, "a condition value is a string, number or boolean")),
+                _ => Err(invalid(
+                    at,
+                    "a condition value is a string, number or boolean",
+                )),
             };
             let values = match values {
                 Value::Array(items) => OneOrMany::Many(
@@ -557,7 +562,10 @@ mod tests {
             ("{", "not JSON"),
             ("[]", "(document): a policy must be a JSON object"),
             (r#"{"Statement":[],"Foo":1}"#, "Foo: unknown element"),
-            (r#"{"Version":"2020-01-01","Statement":[]}"#, "Version: `2020-01-01`"),
+            (
+                r#"{"Version":"2020-01-01","Statement":[]}"#,
+                "Version: `2020-01-01`",
+            ),
             (r#"{"Version":"2012-10-17"}"#, "Statement: missing"),
             (
                 r#"{"Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resorce":"*"}]}"#,

@@ -18,7 +18,9 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::document::{ConditionBlock, ConditionValue, Effect, PolicyDocument, Principal, Statement, split_operator};
+use super::document::{
+    ConditionBlock, ConditionValue, Effect, PolicyDocument, Principal, Statement, split_operator,
+};
 use super::pattern::{action_matches, arn_matches, expand_matches};
 
 /// A three-valued truth, for conditions whose keys the caller may not know.
@@ -52,7 +54,7 @@ impl Truth {
         }
     }
 
-    pub fn not(self) -> Truth {
+    pub fn negate(self) -> Truth {
         match self {
             Truth::True => Truth::False,
             Truth::False => Truth::True,
@@ -310,7 +312,7 @@ pub fn evaluate(
     } else {
         Truth::Unknown
     };
-    if by_identity.and(by_boundary).and(denied.not()) == Truth::True {
+    if by_identity.and(by_boundary).and(denied.negate()) == Truth::True {
         let mut deciding = identity_allow.0;
         deciding.extend(boundary_allow.0);
         let reason = format!(
@@ -385,7 +387,7 @@ pub fn statement_applies(
             list.iter()
                 .map(|p| arn_matches(p, request.resource, request.context, variables)),
         )
-        .not(),
+        .negate(),
         // Resource-less statements (trust policies) apply to the resource they sit on.
         (None, None) => Truth::True,
     };
@@ -408,7 +410,7 @@ fn principal_matches(principal: &Principal, caller: Option<&str>) -> bool {
     let Some(caller) = caller else {
         return false;
     };
-    let caller_account = caller.splitn(6, ':').nth(4).unwrap_or_default();
+    let caller_account = caller.split(':').nth(4).unwrap_or_default();
     ids.iter().any(|(kind, values)| {
         values.iter().any(|value| {
             value == "*"
@@ -506,15 +508,15 @@ pub fn condition_entry(
     match qualifier {
         Some("ForAllValues") => Truth::all(values.iter().map(|v| {
             let m = one(v);
-            if negated { m.not() } else { m }
+            if negated { m.negate() } else { m }
         })),
         Some(_) => Truth::any(values.iter().map(|v| {
             let m = one(v);
-            if negated { m.not() } else { m }
+            if negated { m.negate() } else { m }
         })),
         None => {
             let m = Truth::any(values.iter().map(one));
-            if negated { m.not() } else { m }
+            if negated { m.negate() } else { m }
         }
     }
 }
@@ -528,7 +530,14 @@ fn compare(
 ) -> Truth {
     let policy_text = policy_value.text();
     let string = |wildcards: bool, fold: bool| {
-        expand_matches(&policy_text, context_value, context, variables, wildcards, fold)
+        expand_matches(
+            &policy_text,
+            context_value,
+            context,
+            variables,
+            wildcards,
+            fold,
+        )
     };
     match operator {
         // Without wildcards, a pattern of literals matches exactly its own text.
@@ -536,7 +545,10 @@ fn compare(
         "StringEqualsIgnoreCase" => string(false, true),
         "StringLike" => string(true, false),
         "ArnEquals" | "ArnLike" => arn_matches(&policy_text, context_value, context, variables),
-        "NumericEquals" | "NumericLessThan" | "NumericLessThanEquals" | "NumericGreaterThan"
+        "NumericEquals"
+        | "NumericLessThan"
+        | "NumericLessThanEquals"
+        | "NumericGreaterThan"
         | "NumericGreaterThanEquals" => {
             match (
                 context_value.trim().parse::<f64>(),
@@ -546,7 +558,10 @@ fn compare(
                 _ => Truth::False,
             }
         }
-        "DateEquals" | "DateLessThan" | "DateLessThanEquals" | "DateGreaterThan"
+        "DateEquals"
+        | "DateLessThan"
+        | "DateLessThanEquals"
+        | "DateGreaterThan"
         | "DateGreaterThanEquals" => match (parse_date(context_value), parse_date(&policy_text)) {
             (Some(c), Some(p)) => Truth::from(ordered(operator, Some(c.cmp(&p)))),
             _ => Truth::False,

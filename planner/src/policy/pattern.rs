@@ -31,45 +31,46 @@ pub(crate) fn expand(
     let mut unresolved = false;
     let mut rest = pattern;
     while !rest.is_empty() {
-        if variables && let Some(after) = rest.strip_prefix("${") {
-            if let Some(end) = after.find('}') {
-                let inner = &after[..end];
-                rest = &after[end + 1..];
-                match inner {
-                    "*" => out.push(Tok::Lit('*')),
-                    "?" => out.push(Tok::Lit('?')),
-                    "$" => out.push(Tok::Lit('$')),
-                    _ => {
-                        let (key, default) = match inner.split_once(',') {
-                            Some((key, default)) => {
-                                let default = default.trim();
-                                let default = default
-                                    .strip_prefix('\'')
-                                    .and_then(|d| d.strip_suffix('\''))
-                                    .unwrap_or(default);
-                                (key.trim(), Some(default))
-                            }
-                            None => (inner.trim(), None),
-                        };
-                        // A multi-valued key cannot be a variable; IAM leaves it unresolved.
-                        let value = match context.get(key) {
-                            Some([one]) => Some(one.as_str()),
-                            Some(_) => None,
-                            None if !context.complete && default.is_none() => {
-                                unresolved = true;
-                                out.push(Tok::Any);
-                                continue;
-                            }
-                            None => default,
-                        };
-                        match value {
-                            Some(value) => out.extend(value.chars().map(Tok::Lit)),
-                            None => return Err(()),
+        if variables
+            && let Some(after) = rest.strip_prefix("${")
+            && let Some(end) = after.find('}')
+        {
+            let inner = &after[..end];
+            rest = &after[end + 1..];
+            match inner {
+                "*" => out.push(Tok::Lit('*')),
+                "?" => out.push(Tok::Lit('?')),
+                "$" => out.push(Tok::Lit('$')),
+                _ => {
+                    let (key, default) = match inner.split_once(',') {
+                        Some((key, default)) => {
+                            let default = default.trim();
+                            let default = default
+                                .strip_prefix('\'')
+                                .and_then(|d| d.strip_suffix('\''))
+                                .unwrap_or(default);
+                            (key.trim(), Some(default))
                         }
+                        None => (inner.trim(), None),
+                    };
+                    // A multi-valued key cannot be a variable; IAM leaves it unresolved.
+                    let value = match context.get(key) {
+                        Some([one]) => Some(one.as_str()),
+                        Some(_) => None,
+                        None if !context.complete && default.is_none() => {
+                            unresolved = true;
+                            out.push(Tok::Any);
+                            continue;
+                        }
+                        None => default,
+                    };
+                    match value {
+                        Some(value) => out.extend(value.chars().map(Tok::Lit)),
+                        None => return Err(()),
                     }
                 }
-                continue;
             }
+            continue;
         }
         let mut chars = rest.chars();
         let Some(c) = chars.next() else { break };
@@ -176,12 +177,7 @@ pub fn action_matches(pattern: &str, action: &str) -> bool {
 /// Matches an ARN pattern against an ARN the way IAM does for `Resource` and the `Arn*`
 /// operators: `*` alone matches anything; otherwise the six `:`-separated parts are matched
 /// one by one (the last, the resource, may itself contain `:`), each with its own wildcards.
-pub(crate) fn arn_matches(
-    pattern: &str,
-    arn: &str,
-    context: &Context,
-    variables: bool,
-) -> Truth {
+pub(crate) fn arn_matches(pattern: &str, arn: &str, context: &Context, variables: bool) -> Truth {
     if pattern == "*" {
         return Truth::True;
     }
@@ -253,7 +249,10 @@ mod tests {
             Truth::True
         );
         assert_eq!(
-            m("arn:aws:s3:::home/${aws:username}/*", "arn:aws:s3:::home/bob/f"),
+            m(
+                "arn:aws:s3:::home/${aws:username}/*",
+                "arn:aws:s3:::home/bob/f"
+            ),
             Truth::False
         );
         // A variable's value is literal, and ${*} is a literal star.
