@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::Serialize;
 use whittle_planner::catalog::Catalog;
-use whittle_planner::policy::{
-    Context, Evaluation, NamedPolicy, PolicyDocument, Request, evaluate,
-};
+use whittle_planner::policy::{Context, Evaluation, PolicyDocument, Request, evaluate, named};
 
 use crate::cli::{OutputFormat, PolicyEvalArgs};
 
@@ -101,10 +99,4 @@ pub fn eval_command(args: &PolicyEvalArgs) -> anyhow::Result<()> {
         ),
     }
     Ok(())
-}
-
-fn named(docs: &[(String, PolicyDocument)]) -> Vec<NamedPolicy<'_>> {
-    docs.iter()
-        .map(|(name, document)| NamedPolicy { name, document })
-        .collect()
 }

@@ -11,6 +11,7 @@
 
 pub mod catalog;
 pub mod mapping;
+pub mod plan;
 pub mod policy;
 pub mod targets;
 pub mod trail;

@@ -204,6 +204,14 @@ pub fn split_operator(operator: &str) -> Option<(Option<&str>, &str, bool)> {
         .then_some((qualifier, base, if_exists))
 }
 
+/// Stored plans hold documents as JSON; reading one back applies the same checks.
+impl<'de> serde::Deserialize<'de> for PolicyDocument {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        PolicyDocument::from_value(&value).map_err(serde::de::Error::custom)
+    }
+}
+
 impl PolicyDocument {
     /// Parses a document as written in a file or sent to IAM.
     pub fn parse(text: &str) -> Result<PolicyDocument, PolicyError> {

@@ -210,6 +210,13 @@ impl fmt::Display for StatementRef {
     }
 }
 
+/// Names documents held as `(name, document)` pairs for [`evaluate`].
+pub fn named(docs: &[(String, PolicyDocument)]) -> Vec<NamedPolicy<'_>> {
+    docs.iter()
+        .map(|(name, document)| NamedPolicy { name, document })
+        .collect()
+}
+
 /// The answer and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Evaluation {

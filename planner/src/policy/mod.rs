@@ -17,4 +17,4 @@ pub use document::{
     ConditionBlock, ConditionValue, Effect, OneOrMany, PolicyDocument, PolicyError, Principal,
     Statement,
 };
-pub use eval::{Context, Decision, Evaluation, NamedPolicy, Request, Truth, evaluate};
+pub use eval::{Context, Decision, Evaluation, NamedPolicy, Request, Truth, evaluate, named};

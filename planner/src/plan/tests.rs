@@ -1,0 +1,425 @@
+use super::*;
+use crate::trail::PrincipalKind;
+use crate::usage::ActionUsage;
+
+const NOW: i64 = 1_795_000_000_000; // 2026-11-18
+const ROLE: &str = "arn:aws:iam::123456789012:role/app-orders";
+
+fn settings() -> Settings {
+    Settings {
+        lookback_days: 90,
+        min_observation_days: 14,
+        scope_resources: false,
+        keep: Vec::new(),
+        keep_unobservable: true,
+        now_ms: NOW,
+    }
+}
+
+/// Usage with each action used `days_ago` days before NOW on the given resources.
+fn usage(actions: &[(&str, i64, &[&str])]) -> PrincipalUsage {
+    let mut usage = PrincipalUsage::new(PrincipalKind::Role);
+    for (action, days_ago, resources) in actions {
+        let t = NOW - days_ago * DAY_MS;
+        let mut u = ActionUsage::default();
+        u.counts.add(t, t, 3);
+        for r in *resources {
+            u.resources.insert((*r).to_owned(), t);
+        }
+        u.sample_event_id = Some(format!("evt-{action}"));
+        usage.actions.insert((*action).to_owned(), u);
+    }
+    usage
+}
+
+fn role(inline: &[(&str, &str)], managed: &[(&str, bool, &str)]) -> RolePolicies {
+    RolePolicies {
+        role_arn: ROLE.to_owned(),
+        role_name: "app-orders".to_owned(),
+        inline: inline
+            .iter()
+            .map(|(name, doc)| InlinePolicy {
+                name: (*name).to_owned(),
+                document: (*doc).to_owned(),
+            })
+            .collect(),
+        managed: managed
+            .iter()
+            .map(|(arn, aws, doc)| ManagedPolicy {
+                arn: (*arn).to_owned(),
+                name: arn.rsplit('/').next().unwrap_or_default().to_owned(),
+                aws_managed: *aws,
+                version: "v1".to_owned(),
+                document: (*doc).to_owned(),
+            })
+            .collect(),
+        boundary: None,
+    }
+}
+
+fn plan_for(current: &RolePolicies, usage: &PrincipalUsage, settings: &Settings) -> RolePlan {
+    propose(
+        current,
+        &Evidence {
+            usage: Some(usage),
+            last_accessed: &[],
+            needed: &[],
+        },
+        settings,
+        Catalog::embedded(),
+    )
+}
+
+fn decide(plan: &RolePlan, action: &str, resource: &str) -> Decision {
+    let docs = plan.proposed_documents().expect("documents parse");
+    let context = Context::partial();
+    evaluate(
+        &named(&docs),
+        &[],
+        &Request {
+            action,
+            resource,
+            principal: None,
+            context: &context,
+        },
+    )
+    .decision
+}
+
+const BROAD: &str = r#"{"Version":"2012-10-17","Statement":[
+  {"Effect":"Allow","Action":["s3:*","sqs:*"],"Resource":"*"},
+  {"Effect":"Allow","Action":"dynamodb:*","Resource":"arn:aws:dynamodb:us-east-1:123456789012:table/orders",
+   "Condition":{"StringEquals":{"aws:RequestedRegion":"us-east-1"}}},
+  {"Sid":"Guard","Effect":"Deny","Action":"s3:DeleteBucket","Resource":"*"}]}"#;
+
+#[test]
+fn keeps_exactly_the_used_actions_and_every_deny_and_condition() {
+    let current = role(&[("app", BROAD)], &[]);
+    let used = usage(&[
+        ("s3:GetObject", 3, &["arn:aws:s3:::orders/a.json"]),
+        ("s3:PutObject", 20, &["arn:aws:s3:::orders/b.json"]),
+        (
+            "dynamodb:GetItem",
+            1,
+            &["arn:aws:dynamodb:us-east-1:123456789012:table/orders"],
+        ),
+        ("sqs:SendMessage", 200, &[]), // outside the 90-day look-back
+    ]);
+    let plan = plan_for(&current, &used, &settings());
+    assert_eq!(plan.status, RoleStatus::Changes, "{:?}", plan.error);
+    assert_eq!(plan.proposal.put_inline.len(), 1);
+    let doc = &plan.proposal.put_inline[0].document;
+    let expected: serde_json::Value = serde_json::from_str(
+        r#"{"Version":"2012-10-17","Statement":[
+          {"Effect":"Allow","Action":["s3:GetObject","s3:PutObject"],"Resource":"*"},
+          {"Effect":"Allow","Action":"dynamodb:GetItem","Resource":"arn:aws:dynamodb:us-east-1:123456789012:table/orders",
+           "Condition":{"StringEquals":{"aws:RequestedRegion":"us-east-1"}}},
+          {"Sid":"Guard","Effect":"Deny","Action":"s3:DeleteBucket","Resource":"*"}]}"#,
+    )
+    .expect("json");
+    assert_eq!(doc.to_value(), expected, "{}", doc.to_pretty());
+    let kept: Vec<&str> = plan.kept.iter().map(|k| k.action.as_str()).collect();
+    assert_eq!(kept, ["dynamodb:GetItem", "s3:GetObject", "s3:PutObject"]);
+    let get = &plan.kept[1];
+    assert_eq!(get.count, Some(3));
+    assert_eq!(get.sample_event_id.as_deref(), Some("evt-s3:GetObject"));
+    // Whole services that go are one entry each; evidence says why.
+    let sqs = plan
+        .removed
+        .iter()
+        .find(|r| r.action == "sqs:*")
+        .expect("sqs:* removed as a whole");
+    assert!(sqs.actions > 10);
+    assert!(sqs.evidence.starts_with("not seen in 90 days of trail"));
+    assert!(plan.risks.iter().any(|r| r.contains("Write action")));
+    assert!(plan.risks.iter().any(|r| r.contains("wildcard `s3:*`")));
+    assert_eq!(decide(&plan, "sqs:SendMessage", "*"), Decision::ImplicitlyDenied);
+    assert_eq!(
+        decide(&plan, "s3:GetObject", "arn:aws:s3:::orders/a.json"),
+        Decision::Allowed
+    );
+}
+
+#[test]
+fn the_same_inputs_give_the_same_plan() {
+    let current = role(&[("app", BROAD)], &[]);
+    let used = usage(&[("s3:PutObject", 2, &[]), ("s3:GetObject", 3, &[])]);
+    let a = serde_json::to_string(&plan_for(&current, &used, &settings())).expect("json");
+    let b = serde_json::to_string(&plan_for(&current, &used, &settings())).expect("json");
+    assert_eq!(a, b);
+}
+
+#[test]
+fn aws_managed_policies_become_a_smaller_inline_policy() {
+    let read_only = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:Get*","s3:List*","ec2:Describe*"],"Resource":"*"}]}"#;
+    let current = role(
+        &[],
+        &[(
+            "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
+            true,
+            read_only,
+        )],
+    );
+    let used = usage(&[("s3:GetObject", 1, &[]), ("s3:ListBucket", 30, &[])]);
+    let plan = plan_for(&current, &used, &settings());
+    assert_eq!(plan.status, RoleStatus::Changes);
+    assert_eq!(
+        plan.proposal.detach,
+        ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"]
+    );
+    assert_eq!(
+        plan.proposal.put_inline[0].name,
+        "whittle-AmazonS3ReadOnlyAccess"
+    );
+    assert_eq!(
+        plan.proposal.put_inline[0].document.statements()[0].action,
+        Some(OneOrMany::Many(vec![
+            "s3:GetObject".to_owned(),
+            "s3:ListBucket".to_owned()
+        ]))
+    );
+}
+
+#[test]
+fn a_fully_used_policy_is_left_alone() {
+    let exact = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:PutObject"],"Resource":"*"}]}"#;
+    let current = role(&[("app", exact)], &[]);
+    let used = usage(&[("s3:GetObject", 20, &[]), ("s3:PutObject", 2, &[])]);
+    let plan = plan_for(&current, &used, &settings());
+    assert_eq!(plan.status, RoleStatus::NoChange);
+    assert!(plan.proposal.is_empty());
+    assert!(plan.removed.is_empty());
+}
+
+#[test]
+fn briefly_observed_roles_are_reported_not_shrunk() {
+    let current = role(&[("app", BROAD)], &[]);
+    let used = usage(&[("s3:GetObject", 3, &[])]);
+    let plan = plan_for(&current, &used, &settings());
+    assert_eq!(plan.status, RoleStatus::NotShrunk);
+    assert_eq!(plan.observed_days, 3);
+    assert!(plan.proposal.is_empty());
+    assert!(!plan.removed.is_empty(), "what would go is still reported");
+    assert!(plan.risks.iter().any(|r| r.contains("min_observation_days")));
+
+    let unseen = propose(
+        &current,
+        &Evidence::default(),
+        &settings(),
+        Catalog::embedded(),
+    );
+    assert_eq!(unseen.status, RoleStatus::NotShrunk);
+    assert!(unseen.risks.iter().any(|r| r.contains("no CloudTrail usage")));
+}
+
+#[test]
+fn unobservable_keep_list_needed_and_last_accessed_actions_stay_with_their_reason() {
+    let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["iam:PassRole","kms:Decrypt","sns:Publish","sns:Subscribe","ses:SendEmail","s3:GetObject","logs:PutLogEvents"],"Resource":"*"}]}"#;
+    let current = role(&[("app", doc)], &[]);
+    let used = usage(&[("s3:GetObject", 30, &[])]);
+    let mut settings = settings();
+    settings.keep = vec!["sns:Pub*".to_owned()];
+    let last_accessed = [ServiceLastAccessed {
+        namespace: "ses".to_owned(),
+        last_authenticated_ms: Some(NOW - 5 * DAY_MS),
+        actions: vec![("ses:SendEmail".to_owned(), NOW - 5 * DAY_MS)],
+    }];
+    let needed = ["SNS:subscribe".to_owned()];
+    let plan = propose(
+        &current,
+        &Evidence {
+            usage: Some(&used),
+            last_accessed: &last_accessed,
+            needed: &needed,
+        },
+        &settings,
+        Catalog::embedded(),
+    );
+    let reason = |action: &str| {
+        plan.kept
+            .iter()
+            .find(|k| k.action == action)
+            .map(|k| k.reason)
+    };
+    assert_eq!(reason("s3:GetObject"), Some(KeepReason::Used));
+    assert_eq!(reason("iam:PassRole"), Some(KeepReason::Unobservable));
+    assert_eq!(reason("kms:Decrypt"), Some(KeepReason::Unobservable));
+    assert_eq!(reason("logs:PutLogEvents"), Some(KeepReason::Unobservable));
+    assert_eq!(reason("sns:Publish"), Some(KeepReason::KeepList));
+    assert_eq!(reason("sns:Subscribe"), Some(KeepReason::Needed));
+    assert_eq!(reason("ses:SendEmail"), Some(KeepReason::LastAccessed));
+    assert_eq!(plan.status, RoleStatus::NoChange);
+
+    settings.keep_unobservable = false;
+    settings.keep.clear();
+    let plan = plan_for(&current, &used, &settings);
+    let removed: Vec<&str> = plan.removed.iter().map(|r| r.action.as_str()).collect();
+    assert!(removed.contains(&"iam:PassRole"), "{removed:?}");
+}
+
+#[test]
+fn service_level_last_accessed_keeps_the_service_unless_the_trail_explains_it() {
+    let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["sqs:SendMessage","sqs:DeleteMessage","s3:GetObject","s3:PutObject"],"Resource":"*"}]}"#;
+    let current = role(&[("app", doc)], &[]);
+    let used = usage(&[("s3:GetObject", 30, &[])]);
+    let last_accessed = [
+        ServiceLastAccessed {
+            namespace: "sqs".to_owned(),
+            last_authenticated_ms: Some(NOW - DAY_MS),
+            actions: Vec::new(),
+        },
+        ServiceLastAccessed {
+            namespace: "s3".to_owned(),
+            last_authenticated_ms: Some(NOW - DAY_MS),
+            actions: Vec::new(),
+        },
+    ];
+    let plan = propose(
+        &current,
+        &Evidence {
+            usage: Some(&used),
+            last_accessed: &last_accessed,
+            needed: &[],
+        },
+        &settings(),
+        Catalog::embedded(),
+    );
+    let kept: Vec<&str> = plan.kept.iter().map(|k| k.action.as_str()).collect();
+    assert_eq!(
+        kept,
+        ["s3:GetObject", "sqs:DeleteMessage", "sqs:SendMessage"]
+    );
+}
+
+#[test]
+fn scope_resources_narrows_star_to_observed_arns() {
+    let current = role(&[("app", BROAD)], &[]);
+    let used = usage(&[
+        (
+            "s3:GetObject",
+            30,
+            &["arn:aws:s3:::orders/a.json", "arn:aws:s3:::orders/b.json"],
+        ),
+        ("s3:ListAllMyBuckets", 30, &[]),
+    ]);
+    let mut settings = settings();
+    settings.scope_resources = true;
+    let plan = plan_for(&current, &used, &settings);
+    // Statements are sorted by resource set: `*` first.
+    let statements = plan.proposal.put_inline[0].document.statements().to_vec();
+    assert_eq!(
+        statements[1].resource,
+        Some(OneOrMany::Many(vec![
+            "arn:aws:s3:::orders/a.json".to_owned(),
+            "arn:aws:s3:::orders/b.json".to_owned()
+        ]))
+    );
+    // No resource seen: the action stays on `*`.
+    assert_eq!(
+        statements[0].action,
+        Some(OneOrMany::One("s3:ListAllMyBuckets".to_owned()))
+    );
+    assert_eq!(statements[0].resource, Some(OneOrMany::One("*".to_owned())));
+    assert_eq!(
+        decide(&plan, "s3:GetObject", "arn:aws:s3:::orders/c.json"),
+        Decision::ImplicitlyDenied
+    );
+}
+
+#[test]
+fn oversized_proposals_are_compacted_with_proven_wildcards() {
+    let catalog = Catalog::embedded();
+    let ec2: Vec<String> = catalog
+        .expand("ec2:*")
+        .into_iter()
+        .map(|id| catalog.action(id).name.clone())
+        .collect();
+    // Used: every ec2 action but one Describe and one Create (so neither `ec2:*` nor those
+    // verbs may become wildcards).
+    let unused = ["ec2:DescribeInstances", "ec2:CreateVpc"];
+    let used_names: Vec<&str> = ec2
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !unused.contains(a))
+        .collect();
+    let used = usage(
+        &used_names
+            .iter()
+            .map(|a| (*a, 20_i64, &[][..]))
+            .collect::<Vec<_>>(),
+    );
+    let current = role(
+        &[(
+            "app",
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"ec2:*","Resource":"*"}}"#,
+        )],
+        &[],
+    );
+    let plan = plan_for(&current, &used, &settings());
+    assert_eq!(plan.status, RoleStatus::Changes, "{:?}", plan.error);
+    assert!(plan.inline_size <= INLINE_ROLE_POLICY_LIMIT);
+    assert!(plan.notes.iter().any(|n| n.contains("compacted")));
+    for action in &used_names {
+        assert_eq!(decide(&plan, action, "*"), Decision::Allowed, "{action}");
+    }
+    for action in unused {
+        assert_eq!(decide(&plan, action, "*"), Decision::ImplicitlyDenied, "{action}");
+    }
+}
+
+#[test]
+fn a_bad_policy_is_an_error_naming_the_role_and_policy() {
+    let current = role(
+        &[(
+            "broken",
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:*","Resource":"bucket"}}"#,
+        )],
+        &[],
+    );
+    let plan = plan_for(&current, &usage(&[("s3:GetObject", 30, &[])]), &settings());
+    assert_eq!(plan.status, RoleStatus::Error);
+    let error = plan.error.expect("error");
+    assert!(error.contains("inline broken"), "{error}");
+    assert!(error.contains("`bucket` is not an ARN"), "{error}");
+}
+
+#[test]
+fn deny_only_policies_and_boundaries_stay() {
+    let current = RolePolicies {
+        boundary: Some(ManagedPolicy {
+            arn: "arn:aws:iam::123456789012:policy/boundary".to_owned(),
+            name: "boundary".to_owned(),
+            aws_managed: false,
+            version: "v1".to_owned(),
+            document: r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#.to_owned(),
+        }),
+        ..role(
+            &[
+                ("app", BROAD),
+                (
+                    "guard",
+                    r#"{"Version":"2012-10-17","Statement":{"Effect":"Deny","Action":"s3:PutObject","Resource":"arn:aws:s3:::prod/*"}}"#,
+                ),
+            ],
+            &[],
+        )
+    };
+    let plan = plan_for(&current, &usage(&[("s3:PutObject", 30, &[])]), &settings());
+    assert_eq!(plan.status, RoleStatus::Changes);
+    assert!(plan.proposal.delete_inline.is_empty());
+    assert_eq!(plan.proposal.put_inline.len(), 1, "guard is unchanged");
+    assert_eq!(
+        decide(&plan, "s3:PutObject", "arn:aws:s3:::prod/k"),
+        Decision::ExplicitlyDenied
+    );
+}
+
+#[test]
+fn same_as_compares_parsed_documents() {
+    let a = role(&[("app", BROAD)], &[]);
+    let mut b = a.clone();
+    b.inline[0].document = PolicyDocument::parse(BROAD).expect("parses").to_pretty();
+    assert!(a.same_as(&b));
+    b.inline[0].document = BROAD.replace("sqs:*", "sns:*");
+    assert!(!a.same_as(&b));
+}
