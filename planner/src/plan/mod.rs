@@ -236,6 +236,38 @@ pub enum RoleStatus {
     Error,
 }
 
+/// Where a plan is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanStatus {
+    /// Made, not applied anywhere.
+    Proposed,
+    /// A trial in staging passed; `whittle apply` needs no `--force`.
+    Trialled,
+    /// Applied (see the apply records for which roles).
+    Applied,
+}
+
+/// A stored plan: what `whittle plan` proposed, for every role it looked at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub schema: u32,
+    pub id: String,
+    pub created_at: String,
+    /// The IAM action catalog the plan was made with.
+    pub catalog: String,
+    pub lookback_days: u32,
+    pub status: PlanStatus,
+    pub roles: Vec<RolePlan>,
+}
+
+impl Plan {
+    /// Whether any role would change.
+    pub fn has_changes(&self) -> bool {
+        self.roles.iter().any(|r| r.status == RoleStatus::Changes)
+    }
+}
+
 /// The plan for one role.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolePlan {
@@ -380,7 +412,7 @@ pub fn propose(
                 for action in statement.action.iter().flat_map(OneOrMany::iter) {
                     if !action.contains(['*', '?']) && catalog.lookup(action).is_none() {
                         notes.push(format!(
-                            "{name} grants `{action}`, which is not in the IAM action catalog ({}): it is treated as unused",
+                            "{name} grants `{action}`, which is not in the IAM action catalog ({}): whittle cannot see it used, so it stays only where {name} is left as written",
                             catalog.version
                         ));
                     }

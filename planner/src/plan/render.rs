@@ -1,1 +1,532 @@
+//! Plans rendered for people and for infrastructure as code: a (coloured) text diff, Markdown
+//! for a pull-request comment, and Terraform, CloudFormation and serverless.yml snippets.
 
+use std::fmt::Write as _;
+
+use super::{Plan, PolicyDocument, RolePlan, RoleStatus};
+
+/// Beyond this many removed actions of one service, the text form shows a summary line.
+const SUMMARISE_ABOVE: usize = 8;
+
+/// One policy's change, as the renderers show it.
+struct Change {
+    /// `inline NAME` or a managed policy ARN.
+    title: String,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+fn pretty_text(text: &str) -> String {
+    PolicyDocument::from_iam(text).map_or_else(|_| text.to_owned(), |d| d.to_pretty())
+}
+
+fn changes(role: &RolePlan) -> Vec<Change> {
+    let mut out = Vec::new();
+    for name in &role.proposal.delete_inline {
+        let before = role
+            .current
+            .inline
+            .iter()
+            .find(|i| &i.name == name)
+            .map(|i| pretty_text(&i.document));
+        out.push(Change {
+            title: format!("inline {name} (deleted)"),
+            before,
+            after: None,
+        });
+    }
+    for arn in &role.proposal.detach {
+        let before = role
+            .current
+            .managed
+            .iter()
+            .find(|m| &m.arn == arn)
+            .map(|m| pretty_text(&m.document));
+        out.push(Change {
+            title: format!("{arn} (detached)"),
+            before,
+            after: None,
+        });
+    }
+    for put in &role.proposal.put_inline {
+        let before = role
+            .current
+            .inline
+            .iter()
+            .find(|i| i.name == put.name)
+            .map(|i| pretty_text(&i.document));
+        let title = if before.is_some() {
+            format!("inline {}", put.name)
+        } else {
+            format!("inline {} (new)", put.name)
+        };
+        out.push(Change {
+            title,
+            before,
+            after: Some(put.document.to_pretty()),
+        });
+    }
+    out
+}
+
+/// A line diff (longest common subsequence): `' '`, `'-'` or `'+'` with each line.
+fn diff_lines<'a>(before: &'a str, after: &'a str) -> Vec<(char, &'a str)> {
+    let a: Vec<&str> = before.lines().collect();
+    let b: Vec<&str> = after.lines().collect();
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out.push((' ', a[i]));
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // Deletions before insertions, as diff(1) shows a replaced run.
+            out.push(('-', a[i]));
+            i += 1;
+        } else {
+            out.push(('+', b[j]));
+            j += 1;
+        }
+    }
+    out
+}
+
+fn diff(change: &Change) -> Vec<(char, String)> {
+    let before = change.before.as_deref().unwrap_or("");
+    let after = change.after.as_deref().unwrap_or("");
+    diff_lines(before, after)
+        .into_iter()
+        .map(|(c, l)| (c, l.to_owned()))
+        .collect()
+}
+
+fn status_line(role: &RolePlan) -> String {
+    let kept = role.kept.len();
+    let removed: usize = role.removed.iter().map(|r| r.actions).sum();
+    match role.status {
+        RoleStatus::Changes => {
+            format!("{kept} action(s) kept, {removed} removed")
+        }
+        RoleStatus::NoChange => format!("no change: all {kept} granted action(s) are kept"),
+        RoleStatus::NotShrunk => format!(
+            "not shrunk (would keep {kept}, remove {removed}; observed {} day(s))",
+            role.observed_days
+        ),
+        RoleStatus::Error => format!("error: {}", role.error.as_deref().unwrap_or("unknown")),
+    }
+}
+
+/// The text form: a summary per role and a diff of every changed policy; `colour` adds
+/// ANSI colours for a terminal.
+pub fn text(plan: &Plan, colour: bool) -> String {
+    let paint = |code: &str, s: &str| {
+        if colour {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_owned()
+        }
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} {} ({}, {} role(s), catalog {})",
+        paint("1", "plan"),
+        plan.id,
+        plan.created_at,
+        plan.roles.len(),
+        plan.catalog
+    );
+    for role in &plan.roles {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{} {}: {}",
+            paint("1", "role"),
+            role.role_arn,
+            status_line(role)
+        );
+        for risk in &role.risks {
+            let _ = writeln!(out, "  {} {risk}", paint("33", "risk:"));
+        }
+        for note in &role.notes {
+            let _ = writeln!(out, "  note: {note}");
+        }
+        if role.status == RoleStatus::Error {
+            continue;
+        }
+        // Long lists are summarised per service here; JSON and Markdown list every action.
+        let mut by_service: Vec<(&str, Vec<&super::RemovedAction>)> = Vec::new();
+        for removed in &role.removed {
+            let service = removed.action.split(':').next().unwrap_or_default();
+            match by_service.last_mut() {
+                Some((s, list)) if *s == service => list.push(removed),
+                _ => by_service.push((service, vec![removed])),
+            }
+        }
+        for (service, list) in by_service {
+            if list.len() <= SUMMARISE_ABOVE {
+                for removed in list {
+                    let _ = writeln!(
+                        out,
+                        "  {} {} [{}] — {}",
+                        paint("31", "-"),
+                        removed.action,
+                        removed.access_level,
+                        removed.evidence
+                    );
+                }
+                continue;
+            }
+            let mut levels: std::collections::BTreeMap<&str, usize> = Default::default();
+            for removed in &list {
+                *levels.entry(removed.access_level.as_str()).or_default() += removed.actions;
+            }
+            let _ = writeln!(
+                out,
+                "  {} {service}: {} actions [{}], e.g. {} — {}",
+                paint("31", "-"),
+                list.iter().map(|r| r.actions).sum::<usize>(),
+                levels
+                    .iter()
+                    .map(|(level, n)| format!("{level} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                list.iter()
+                    .take(3)
+                    .map(|r| r.action.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                list[0].evidence
+            );
+        }
+        for kept in &role.kept {
+            let detail = match (&kept.count, &kept.last_seen) {
+                (Some(count), Some(last)) => format!(
+                    "{count} call(s), last {last}{}",
+                    kept.sample_event_id
+                        .as_ref()
+                        .map(|id| format!(", e.g. event {id}"))
+                        .unwrap_or_default()
+                ),
+                _ => kept.note.clone(),
+            };
+            let _ = writeln!(
+                out,
+                "  {} {} ({}: {detail})",
+                paint("32", "="),
+                kept.action,
+                serde_json::to_value(kept.reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            );
+        }
+        if role.status != RoleStatus::Changes {
+            continue;
+        }
+        for change in changes(role) {
+            let _ = writeln!(out, "  {}", paint("1", &format!("--- {}", change.title)));
+            for (sign, line) in diff(&change) {
+                let text = format!("  {sign} {line}");
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    match sign {
+                        '-' => paint("31", &text),
+                        '+' => paint("32", &text),
+                        _ => text,
+                    }
+                );
+            }
+        }
+    }
+    let changed = plan
+        .roles
+        .iter()
+        .filter(|r| r.status == RoleStatus::Changes)
+        .count();
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{changed} of {} role(s) would change. Apply with `whittle apply {}` (after a trial, or with --force).",
+        plan.roles.len(),
+        plan.id
+    );
+    out
+}
+
+/// Markdown for a pull-request comment.
+pub fn markdown(plan: &Plan) -> String {
+    let mut out = String::new();
+    let changed = plan
+        .roles
+        .iter()
+        .filter(|r| r.status == RoleStatus::Changes)
+        .count();
+    let _ = writeln!(out, "## whittle plan `{}`\n", plan.id);
+    let _ = writeln!(
+        out,
+        "{changed} of {} role(s) would change · {} · catalog {} · look-back {} days\n",
+        plan.roles.len(),
+        plan.created_at,
+        plan.catalog,
+        plan.lookback_days
+    );
+    for role in &plan.roles {
+        let _ = writeln!(out, "### `{}`\n", role.role_arn);
+        let _ = writeln!(out, "**{}**\n", status_line(role));
+        for risk in &role.risks {
+            let _ = writeln!(out, "- ⚠️ {risk}");
+        }
+        for note in &role.notes {
+            let _ = writeln!(out, "- {note}");
+        }
+        if !role.risks.is_empty() || !role.notes.is_empty() {
+            let _ = writeln!(out);
+        }
+        if role.status == RoleStatus::Error {
+            continue;
+        }
+        if !role.removed.is_empty() {
+            let _ = writeln!(out, "| removed | access level | evidence |\n|---|---|---|");
+            for r in &role.removed {
+                let _ = writeln!(
+                    out,
+                    "| `{}`{} | {} | {} |",
+                    r.action,
+                    if r.actions > 1 {
+                        format!(" ({} actions)", r.actions)
+                    } else {
+                        String::new()
+                    },
+                    r.access_level,
+                    r.evidence
+                );
+            }
+            let _ = writeln!(out);
+        }
+        if !role.kept.is_empty() {
+            let _ = writeln!(
+                out,
+                "| kept | why | calls | last seen | sample event |\n|---|---|---|---|---|"
+            );
+            for k in &role.kept {
+                let why = serde_json::to_value(k.reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let why = if k.note.is_empty() {
+                    why
+                } else {
+                    format!("{why}: {}", k.note)
+                };
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {why} | {} | {} | {} |",
+                    k.action,
+                    k.count.map(|c| c.to_string()).unwrap_or_default(),
+                    k.last_seen.as_deref().unwrap_or(""),
+                    k.sample_event_id
+                        .as_deref()
+                        .map(|id| format!("`{id}`"))
+                        .unwrap_or_default()
+                );
+            }
+            let _ = writeln!(out);
+        }
+        if role.status == RoleStatus::Changes {
+            let _ = writeln!(out, "<details><summary>policy diff</summary>\n\n```diff");
+            for change in changes(role) {
+                let _ = writeln!(out, "--- {}", change.title);
+                for (sign, line) in diff(&change) {
+                    let _ = writeln!(out, "{sign}{line}");
+                }
+            }
+            let _ = writeln!(out, "```\n\n</details>\n");
+        }
+    }
+    out
+}
+
+/// The role's name from its ARN (`arn:aws:iam::1:role/path/name` -> `name`).
+fn role_name(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// An identifier for IaC: letters, digits and `_` (Terraform) or alphanumerics (CFN).
+fn identifier(parts: &[&str], separator: &str) -> String {
+    parts
+        .iter()
+        .map(|p| {
+            p.chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
+fn camel(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .flat_map(|p| p.split(|c: char| !c.is_ascii_alphanumeric()))
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut chars = w.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect()
+}
+
+fn changed_roles(plan: &Plan) -> impl Iterator<Item = &RolePlan> {
+    plan.roles
+        .iter()
+        .filter(|r| r.status == RoleStatus::Changes)
+}
+
+/// Terraform: one `aws_iam_role_policy` per proposed inline policy, with what to delete or
+/// detach as comments (those are resources elsewhere in the configuration).
+pub fn terraform(plan: &Plan) -> String {
+    let mut out = format!("# whittle plan {} ({})\n", plan.id, plan.created_at);
+    for role in changed_roles(plan) {
+        let name = role_name(&role.role_arn);
+        let _ = writeln!(out, "\n# {}", role.role_arn);
+        for deleted in &role.proposal.delete_inline {
+            let _ = writeln!(
+                out,
+                "# remove the aws_iam_role_policy \"{deleted}\" of this role"
+            );
+        }
+        for arn in &role.proposal.detach {
+            let _ = writeln!(
+                out,
+                "# remove the aws_iam_role_policy_attachment of {arn} to this role"
+            );
+        }
+        for put in &role.proposal.put_inline {
+            // `${` starts an interpolation in HCL strings; policy variables need `$${`.
+            let json = put.document.to_pretty().replace("${", "$${");
+            let _ = writeln!(
+                out,
+                "resource \"aws_iam_role_policy\" \"{}\" {{\n  name   = \"{}\"\n  role   = \"{}\"\n  policy = <<-EOT\n{}\n  EOT\n}}",
+                identifier(&[name, &put.name], "__"),
+                put.name,
+                name,
+                indent(&json, "    ")
+            );
+        }
+    }
+    out
+}
+
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines()
+        .map(|l| format!("{prefix}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// CloudFormation (YAML): one `AWS::IAM::RolePolicy` per proposed inline policy.
+pub fn cloudformation(plan: &Plan) -> String {
+    let mut out = format!(
+        "# whittle plan {} ({})\n# Add these to the template's Resources; remove what the comments name.\nResources:\n",
+        plan.id, plan.created_at
+    );
+    for role in changed_roles(plan) {
+        let name = role_name(&role.role_arn);
+        let _ = writeln!(out, "  # {}", role.role_arn);
+        for deleted in &role.proposal.delete_inline {
+            let _ = writeln!(out, "  # remove the inline policy {deleted} of this role");
+        }
+        for arn in &role.proposal.detach {
+            let _ = writeln!(out, "  # remove {arn} from the role's ManagedPolicyArns");
+        }
+        for put in &role.proposal.put_inline {
+            let _ = writeln!(
+                out,
+                "  {}:\n    Type: AWS::IAM::RolePolicy\n    Properties:\n      RoleName: {}\n      PolicyName: {}\n      PolicyDocument:\n{}",
+                camel(&[name, &put.name, "Policy"]),
+                yaml_string(name),
+                yaml_string(&put.name),
+                indent(&put.document.to_pretty(), "        ")
+            );
+        }
+    }
+    out
+}
+
+/// A YAML scalar: JSON strings are valid YAML.
+fn yaml_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// serverless.yml: the role's statements for `iamRoleStatements` (Serverless Framework v3 and
+/// later: `provider.iam.role.statements`).
+pub fn serverless(plan: &Plan) -> String {
+    let mut out = format!(
+        "# whittle plan {} ({})\n# Serverless Framework v3+: put the statements under provider.iam.role.statements.\n",
+        plan.id, plan.created_at
+    );
+    for role in changed_roles(plan) {
+        let _ = writeln!(out, "\n# {}", role.role_arn);
+        let Ok(documents) = role.proposed_documents() else {
+            continue;
+        };
+        let _ = writeln!(out, "iamRoleStatements:");
+        for (_, document) in documents {
+            for statement in document.statements() {
+                let json = serde_json::to_string_pretty(statement).unwrap_or_default();
+                let mut lines = json.lines();
+                if let Some(first) = lines.next() {
+                    let _ = writeln!(out, "  - {first}");
+                }
+                for line in lines {
+                    let _ = writeln!(out, "    {line}");
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_diffs_keep_common_lines() {
+        let d = diff_lines("a\nb\nc\n", "a\nc\nd\n");
+        assert_eq!(d, [(' ', "a"), ('-', "b"), (' ', "c"), ('+', "d")]);
+        assert_eq!(
+            diff_lines("x\ny", "z\ny"),
+            [('-', "x"), ('+', "z"), (' ', "y")]
+        );
+        assert_eq!(diff_lines("", "x"), [('+', "x")]);
+        assert_eq!(diff_lines("x", ""), [('-', "x")]);
+    }
+
+    #[test]
+    fn identifiers_for_iac() {
+        assert_eq!(
+            identifier(&["app-orders", "whittle-Read"], "__"),
+            "app_orders__whittle_Read"
+        );
+        assert_eq!(
+            camel(&["app-orders", "whittle-Read", "Policy"]),
+            "AppOrdersWhittleReadPolicy"
+        );
+    }
+}

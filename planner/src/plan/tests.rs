@@ -133,7 +133,10 @@ fn keeps_exactly_the_used_actions_and_every_deny_and_condition() {
     assert!(sqs.evidence.starts_with("not seen in 90 days of trail"));
     assert!(plan.risks.iter().any(|r| r.contains("Write action")));
     assert!(plan.risks.iter().any(|r| r.contains("wildcard `s3:*`")));
-    assert_eq!(decide(&plan, "sqs:SendMessage", "*"), Decision::ImplicitlyDenied);
+    assert_eq!(
+        decide(&plan, "sqs:SendMessage", "*"),
+        Decision::ImplicitlyDenied
+    );
     assert_eq!(
         decide(&plan, "s3:GetObject", "arn:aws:s3:::orders/a.json"),
         Decision::Allowed
@@ -200,7 +203,11 @@ fn briefly_observed_roles_are_reported_not_shrunk() {
     assert_eq!(plan.observed_days, 3);
     assert!(plan.proposal.is_empty());
     assert!(!plan.removed.is_empty(), "what would go is still reported");
-    assert!(plan.risks.iter().any(|r| r.contains("min_observation_days")));
+    assert!(
+        plan.risks
+            .iter()
+            .any(|r| r.contains("min_observation_days"))
+    );
 
     let unseen = propose(
         &current,
@@ -209,7 +216,12 @@ fn briefly_observed_roles_are_reported_not_shrunk() {
         Catalog::embedded(),
     );
     assert_eq!(unseen.status, RoleStatus::NotShrunk);
-    assert!(unseen.risks.iter().any(|r| r.contains("no CloudTrail usage")));
+    assert!(
+        unseen
+            .risks
+            .iter()
+            .any(|r| r.contains("no CloudTrail usage"))
+    );
 }
 
 #[test]
@@ -363,7 +375,11 @@ fn oversized_proposals_are_compacted_with_proven_wildcards() {
         assert_eq!(decide(&plan, action, "*"), Decision::Allowed, "{action}");
     }
     for action in unused {
-        assert_eq!(decide(&plan, action, "*"), Decision::ImplicitlyDenied, "{action}");
+        assert_eq!(
+            decide(&plan, action, "*"),
+            Decision::ImplicitlyDenied,
+            "{action}"
+        );
     }
 }
 
@@ -422,4 +438,76 @@ fn same_as_compares_parsed_documents() {
     assert!(a.same_as(&b));
     b.inline[0].document = BROAD.replace("sqs:*", "sns:*");
     assert!(!a.same_as(&b));
+}
+
+#[test]
+fn plans_render_in_every_format() {
+    let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*","sqs:*"],"Resource":"arn:aws:s3:::home/${aws:username}/*"}]}"#;
+    let current = role(
+        &[("app", doc)],
+        &[(
+            "arn:aws:iam::aws:policy/AmazonSQSFullAccess",
+            true,
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sqs:*","Resource":"*"}]}"#,
+        )],
+    );
+    let used = usage(&[("s3:GetObject", 30, &[]), ("sqs:SendMessage", 20, &[])]);
+    let plan = Plan {
+        schema: PLAN_SCHEMA,
+        id: "p-test".to_owned(),
+        created_at: "2026-11-18T00:00:00Z".to_owned(),
+        catalog: "test".to_owned(),
+        lookback_days: 90,
+        status: PlanStatus::Proposed,
+        roles: vec![plan_for(&current, &used, &settings())],
+    };
+    assert!(plan.has_changes());
+    let text = render::text(&plan, false);
+    assert!(
+        text.contains("role arn:aws:iam::123456789012:role/app-orders: 2 action(s) kept"),
+        "{text}"
+    );
+    let line = |sign: &str, end: &str| {
+        text.lines()
+            .any(|l| l.starts_with(sign) && l.trim_end().ends_with(end))
+    };
+    assert!(line("  -", "\"s3:*\","), "{text}");
+    assert!(line("  +", "\"s3:GetObject\","), "{text}");
+    assert!(
+        text.contains("  - s3: 1"),
+        "a summary line per service: {text}"
+    );
+    assert!(text.contains("--- arn:aws:iam::aws:policy/AmazonSQSFullAccess (detached)"));
+    assert!(!text.contains('\x1b'));
+    assert!(render::text(&plan, true).contains("\x1b[31m"));
+
+    let markdown = render::markdown(&plan);
+    assert!(
+        markdown.contains("| `sqs:SendMessage` | used |"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("```diff"));
+
+    let terraform = render::terraform(&plan);
+    assert!(terraform.contains("resource \"aws_iam_role_policy\" \"app_orders__app\""));
+    assert!(terraform.contains("home/$${aws:username}/*"), "{terraform}");
+    assert!(terraform.contains(
+        "# remove the aws_iam_role_policy_attachment of arn:aws:iam::aws:policy/AmazonSQSFullAccess"
+    ));
+
+    let cloudformation = render::cloudformation(&plan);
+    assert!(cloudformation.contains("AppOrdersAppPolicy:\n    Type: AWS::IAM::RolePolicy"));
+    assert!(cloudformation.contains("home/${aws:username}/*"));
+
+    let serverless = render::serverless(&plan);
+    assert!(
+        serverless.contains("iamRoleStatements:\n  - {"),
+        "{serverless}"
+    );
+    assert!(serverless.contains("\"sqs:SendMessage\""));
+
+    // A stored plan reads back equal.
+    let json = serde_json::to_string(&plan).expect("serializes");
+    let back: Plan = serde_json::from_str(&json).expect("reads back");
+    assert_eq!(back, plan);
 }
