@@ -140,6 +140,19 @@ pub enum Command {
     /// Show which IAM actions each principal used, on which resources, and what was denied
     /// or could not be mapped (from the usage store; run `whittle mine` first).
     Usage(UsageArgs),
+    /// Propose least-privilege policies for the target roles, as a stored dry-run plan.
+    ///
+    /// Reads each target role's policies (inline, attached, boundary) and the usage store,
+    /// keeps what is used (plus [planner] keep and the permissions CloudTrail cannot show),
+    /// and renders the proposal. Changes nothing on AWS. Exits 0 when nothing would change,
+    /// 2 when changes are proposed, 1 on an error (a role that could not be planned included).
+    Plan(PlanArgs),
+    /// Apply a stored plan to its roles: only configured targets, never protected roles, at
+    /// most [planner] max_roles_per_apply. A role whose policies changed since the plan is
+    /// refused. Each role's policies are snapshotted first, for `whittle rollback`.
+    Apply(ApplyArgs),
+    /// Restore a role's policies to the snapshot taken before a change (an apply).
+    Rollback(RollbackArgs),
     /// IAM policies offline (no configuration or AWS needed).
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -180,6 +193,67 @@ pub struct UsageArgs {
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
     /// Output format; JSON follows docs/usage-schema.md.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct PlanArgs {
+    #[command(subcommand)]
+    pub show: Option<PlanCommand>,
+    /// Only this target role (repeatable); default: every target of every account.
+    #[arg(long = "role", value_name = "ARN")]
+    pub roles: Vec<String>,
+    /// Output: text (a coloured diff on a terminal), json (docs/plan-schema.md), markdown
+    /// (a pull-request comment), or terraform / cloudformation / serverless snippets.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: PlanFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Render a stored plan again.
+    Show {
+        /// The plan id `whittle plan` printed.
+        id: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: PlanFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+    Terraform,
+    Cloudformation,
+    Serverless,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The plan id.
+    pub plan_id: String,
+    /// Apply a plan that has not passed a trial in staging.
+    #[arg(long)]
+    pub force: bool,
+    /// Only this role of the plan (repeatable).
+    #[arg(long = "role", value_name = "ARN")]
+    pub roles: Vec<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The change id `whittle apply` printed.
+    #[arg(required_unless_present = "role")]
+    pub change_id: Option<String>,
+    /// Roll back the latest change of this role instead.
+    #[arg(long, value_name = "ARN", conflicts_with = "change_id")]
+    pub role: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: OutputFormat,
 }

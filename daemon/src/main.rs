@@ -12,6 +12,7 @@ mod jobs;
 mod logging;
 mod metrics;
 mod mine;
+mod plan;
 mod policy;
 mod reconcile;
 mod records;
@@ -30,7 +31,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    Cli, Command, IamDataCommand, MineArgs, OutputFormat, PolicyCommand, StatusArgs, UsageArgs,
+    ApplyArgs, Cli, Command, IamDataCommand, MineArgs, OutputFormat, PlanArgs, PlanCommand,
+    PlanFormat, PolicyCommand, RollbackArgs, StatusArgs, UsageArgs,
 };
 use crate::config::Config;
 
@@ -76,11 +78,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => {
             let mut config = load(&cli)?;
             args.apply(&mut config)?;
-            runtime()?.block_on(daemon::run(
-                config,
-                reconcile::Registry::standard(),
-                daemon::signals(),
-            ))?;
+            let registry = reconcile::Registry::standard(&config);
+            runtime()?.block_on(daemon::run(config, registry, daemon::signals()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(args) => {
@@ -94,6 +93,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Usage(args) => {
             let config = load(&cli)?;
             usage_command(&config, args)
+        }
+        Command::Plan(args) => {
+            let config = load(&cli)?;
+            runtime()?.block_on(plan_command(config, args))
+        }
+        Command::Apply(args) => {
+            let config = load(&cli)?;
+            runtime()?.block_on(apply_command(config, args))
+        }
+        Command::Rollback(args) => {
+            let config = load(&cli)?;
+            runtime()?.block_on(rollback_command(config, args))
         }
         Command::Policy(PolicyCommand::Eval(args)) => {
             // Offline: needs neither the configuration nor AWS.
@@ -155,6 +166,115 @@ async fn mine_command(mut config: Config, args: &MineArgs) -> anyhow::Result<Exi
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn render_plan(plan: &whittle_planner::plan::Plan, format: PlanFormat) -> anyhow::Result<()> {
+    use whittle_planner::plan::render;
+    match format {
+        PlanFormat::Text => print!("{}", render::text(plan, std::io::stdout().is_terminal())),
+        PlanFormat::Json => println!("{}", serde_json::to_string_pretty(plan)?),
+        PlanFormat::Markdown => print!("{}", render::markdown(plan)),
+        PlanFormat::Terraform => print!("{}", render::terraform(plan)),
+        PlanFormat::Cloudformation => print!("{}", render::cloudformation(plan)),
+        PlanFormat::Serverless => print!("{}", render::serverless(plan)),
+    }
+    Ok(())
+}
+
+/// 1 when a role could not be planned, else 2 when anything would change, else 0.
+fn plan_exit_code(plan: &whittle_planner::plan::Plan) -> ExitCode {
+    use whittle_planner::plan::RoleStatus;
+    if plan.roles.iter().any(|r| r.status == RoleStatus::Error) {
+        ExitCode::FAILURE
+    } else if plan.has_changes() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn plan_command(config: Config, args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let state = open_state(&config)?;
+    if let Some(PlanCommand::Show { id, format }) = &args.show {
+        let plan = plan::load_plan(&state, id)?;
+        render_plan(&plan, *format)?;
+        return Ok(plan_exit_code(&plan));
+    }
+    let aws = aws::Aws::new(&config).await?;
+    let plan = plan::make_plan(&config, &aws, &state, &args.roles).await?;
+    render_plan(&plan, args.format)?;
+    Ok(plan_exit_code(&plan))
+}
+
+/// Opens the state for a command that changes roles, after finishing (by restoring the
+/// snapshot) any apply or rollback a crashed whittle left unfinished.
+async fn open_state_reconciled(config: &Config) -> anyhow::Result<State> {
+    let state = open_state(config)?;
+    let summary = reconcile::Registry::standard(config)
+        .reconcile(&state)
+        .await?;
+    if summary.recovered > 0 {
+        tracing::warn!(
+            recovered = summary.recovered,
+            "Finished interrupted work first"
+        );
+    }
+    Ok(state)
+}
+
+async fn apply_command(config: Config, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    let state = open_state_reconciled(&config).await?;
+    let aws = aws::Aws::new(&config).await?;
+    let outcomes = plan::apply(
+        &config,
+        &aws,
+        &state,
+        &args.plan_id,
+        &args.roles,
+        args.force,
+    )
+    .await?;
+    match args.format {
+        OutputFormat::Text => {
+            for o in &outcomes {
+                println!(
+                    "{} {}: {}{}",
+                    o.outcome,
+                    o.role_arn,
+                    o.detail,
+                    o.change_id
+                        .as_ref()
+                        .map(|id| format!(" (undo: whittle rollback {id})"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
+    }
+    Ok(if outcomes.iter().any(|o| o.outcome == "failed") {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn rollback_command(config: Config, args: &RollbackArgs) -> anyhow::Result<ExitCode> {
+    let state = open_state_reconciled(&config).await?;
+    let change = plan::rollback(
+        &config,
+        &state,
+        args.change_id.as_deref(),
+        args.role.as_deref(),
+    )
+    .await?;
+    match args.format {
+        OutputFormat::Text => println!(
+            "restored {} to its policies before change {} (plan {})",
+            change.role_arn, change.id, change.plan_id
+        ),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&change)?),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn usage_command(config: &Config, args: &UsageArgs) -> anyhow::Result<ExitCode> {

@@ -1,7 +1,8 @@
 //! The start-up reconcile pass: every unfinished journal is handed to the recovery registered
 //! for its kind before anything is scheduled.
 //!
-//! Trials and rotations register their recovery here (`Registry::register`) as they land. A
+//! Apply and rollback register their recovery here (`Registry::standard`); trials and
+//! rotations add theirs as they land. A
 //! journal whose kind nobody handles stops the start-up: it was written by a whittle that knew
 //! how to finish it, and guessing could leave a role without its permissions or a secret
 //! half-rotated.
@@ -41,17 +42,20 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     /// The registry of this build: one recovery per journal kind whittle writes.
-    pub fn standard() -> Registry {
-        Registry::default()
+    pub fn standard(config: &crate::config::Config) -> Registry {
+        let mut registry = Registry::default();
+        let config = std::sync::Arc::new(config.clone());
+        for kind in [crate::plan::APPLY_JOURNAL, crate::plan::ROLLBACK_JOURNAL] {
+            registry.register(
+                kind,
+                Box::new(crate::plan::RestoreRecovery {
+                    config: std::sync::Arc::clone(&config),
+                }),
+            );
+        }
+        registry
     }
 
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "trials and rotations register their recovery here"
-        )
-    )]
     pub fn register(&mut self, kind: &'static str, recovery: Box<dyn Recovery>) {
         self.handlers.insert(kind, recovery);
     }
@@ -146,7 +150,7 @@ mod tests {
                 Timestamp(1),
             )
             .expect("begin");
-        let mut registry = Registry::standard();
+        let mut registry = Registry::default();
         registry.register("test-kind", Box::new(FinishIt));
         let summary = registry.reconcile(&state).await.expect("reconcile");
         assert_eq!(summary.recovered, 1);
@@ -168,7 +172,7 @@ mod tests {
         state
             .journal_begin("from-the-future", "secret/x", json!({}), Timestamp(1))
             .expect("begin");
-        let err = Registry::standard()
+        let err = Registry::default()
             .reconcile(&state)
             .await
             .expect_err("must refuse");

@@ -5,6 +5,7 @@
 //! here talks to the network until a call is made, so building it is cheap and offline.
 
 mod errors;
+pub mod iam;
 pub mod mining;
 
 use std::collections::BTreeMap;

@@ -188,7 +188,7 @@ pub struct TargetsConfig {
     /// role are always protected).
     #[serde(default)]
     pub protected_patterns: Vec<types::Pattern>,
-    /// The most roles one run may change.
+    /// The most roles one trial run may change.
     #[serde(default = "default_max_roles_per_run")]
     pub max_roles_per_run: u32,
 }
@@ -374,12 +374,30 @@ pub struct PlannerConfig {
     /// A role observed for fewer days than this is reported, never shrunk.
     #[serde(default = "default_min_observation_days")]
     pub min_observation_days: u32,
+    /// Narrow `Resource: "*"` to the resources the trail saw each action used on (for
+    /// actions that support resource-level permissions and were seen on at most 32).
+    #[serde(default)]
+    pub scope_resources: bool,
+    /// Action patterns always kept when a role has them (`service:Action`, wildcards allowed).
+    #[serde(default)]
+    pub keep: Vec<String>,
+    /// Keep permissions CloudTrail cannot show being used (`iam:PassRole`, KMS calls AWS makes
+    /// on the caller's behalf, the Lambda runtime's logging and tracing).
+    #[serde(default = "default_true")]
+    pub keep_unobservable: bool,
+    /// The most roles one `whittle apply` changes.
+    #[serde(default = "default_max_roles_per_run")]
+    pub max_roles_per_apply: u32,
 }
 
 impl Default for PlannerConfig {
     fn default() -> Self {
         PlannerConfig {
             min_observation_days: default_min_observation_days(),
+            scope_resources: false,
+            keep: Vec::new(),
+            keep_unobservable: true,
+            max_roles_per_apply: default_max_roles_per_run(),
         }
     }
 }

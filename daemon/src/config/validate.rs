@@ -407,6 +407,31 @@ fn cross_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
             ),
         ));
     }
+    for (i, pattern) in config.planner.keep.iter().enumerate() {
+        let at = vec![Key("planner"), Key("keep"), Index(i)];
+        if pattern != "*" && !pattern.contains(':') {
+            found.push((
+                at,
+                format!("`{pattern}` is not an action pattern; write `service:Action` (wildcards allowed), e.g. `ssm:GetParameter*`"),
+            ));
+        } else if whittle_planner::catalog::Catalog::embedded()
+            .expand(pattern)
+            .is_empty()
+        {
+            found.push((
+                at,
+                format!(
+                    "`{pattern}` matches no action in the IAM action catalog; check its spelling"
+                ),
+            ));
+        }
+    }
+    if config.planner.max_roles_per_apply == 0 {
+        found.push((
+            vec![Key("planner"), Key("max_roles_per_apply")],
+            "max_roles_per_apply of 0 would make `whittle apply` refuse every plan".to_owned(),
+        ));
+    }
     for (i, name) in config.trial.staging_accounts.iter().enumerate() {
         if config.account(name).is_none() {
             found.push((

@@ -1,0 +1,255 @@
+//! Reading and changing a role's policies.
+//!
+//! IAM returns policy documents URL-encoded (RFC 3986); they are decoded here and kept as
+//! text, and the planner parses them (so a bad document is reported against its role and
+//! policy, not as an AWS error). Managed policies are read at their default version, the
+//! one IAM enforces.
+
+use whittle_planner::plan::{InlinePolicy, ManagedPolicy, RolePolicies};
+
+use super::{Aws, describe};
+
+/// The role name from a role ARN (`arn:aws:iam::1:role/path/name` -> `name`).
+pub fn role_name(role_arn: &str) -> &str {
+    role_arn.rsplit('/').next().unwrap_or(role_arn)
+}
+
+fn decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map_or_else(|_| text.to_owned(), |t| t.into_owned())
+}
+
+impl Aws {
+    fn iam(&self, account: &str) -> anyhow::Result<aws_sdk_iam::Client> {
+        Ok(aws_sdk_iam::Client::new(&self.handle(account)?.sdk))
+    }
+
+    /// Everything that grants or limits the role's permissions.
+    pub async fn role_policies(
+        &self,
+        account: &str,
+        role_arn: &str,
+    ) -> anyhow::Result<RolePolicies> {
+        let iam = self.iam(account)?;
+        let endpoint = self.endpoint.as_deref();
+        let name = role_name(role_arn);
+        let fail = |call: &str, e: &dyn std::fmt::Display| {
+            anyhow::anyhow!("iam:{call} for role {name} failed: {e}")
+        };
+        let role = iam
+            .get_role()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(|e| fail("GetRole", &describe(&e, endpoint)))?;
+        let boundary_arn = role
+            .role()
+            .and_then(|r| r.permissions_boundary())
+            .and_then(|b| b.permissions_boundary_arn())
+            .map(str::to_owned);
+
+        let mut inline = Vec::new();
+        let mut pages = iam
+            .list_role_policies()
+            .role_name(name)
+            .into_paginator()
+            .send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| fail("ListRolePolicies", &describe(&e, endpoint)))?;
+            names.extend(page.policy_names().iter().cloned());
+        }
+        for policy_name in names {
+            let out = iam
+                .get_role_policy()
+                .role_name(name)
+                .policy_name(&policy_name)
+                .send()
+                .await
+                .map_err(|e| fail("GetRolePolicy", &describe(&e, endpoint)))?;
+            inline.push(InlinePolicy {
+                name: policy_name,
+                document: decode(out.policy_document()),
+            });
+        }
+        inline.sort_by(|a, b| a.name.cmp(&b.name));
+
+        let mut attached = Vec::new();
+        let mut pages = iam
+            .list_attached_role_policies()
+            .role_name(name)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| fail("ListAttachedRolePolicies", &describe(&e, endpoint)))?;
+            attached.extend(
+                page.attached_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn().map(str::to_owned)),
+            );
+        }
+        let mut managed = Vec::new();
+        for arn in attached {
+            managed.push(self.managed_policy(account, &arn).await?);
+        }
+        managed.sort_by(|a, b| a.arn.cmp(&b.arn));
+        let boundary = match boundary_arn {
+            Some(arn) => Some(self.managed_policy(account, &arn).await?),
+            None => None,
+        };
+        Ok(RolePolicies {
+            role_arn: role_arn.to_owned(),
+            role_name: name.to_owned(),
+            inline,
+            managed,
+            boundary,
+        })
+    }
+
+    /// A managed policy at its default version.
+    pub async fn managed_policy(&self, account: &str, arn: &str) -> anyhow::Result<ManagedPolicy> {
+        let iam = self.iam(account)?;
+        let endpoint = self.endpoint.as_deref();
+        let policy = iam.get_policy().policy_arn(arn).send().await.map_err(|e| {
+            anyhow::anyhow!("iam:GetPolicy {arn} failed: {}", describe(&e, endpoint))
+        })?;
+        let policy = policy
+            .policy()
+            .ok_or_else(|| anyhow::anyhow!("iam:GetPolicy {arn} returned no policy"))?;
+        let version = policy.default_version_id().unwrap_or("v1").to_owned();
+        let out = iam
+            .get_policy_version()
+            .policy_arn(arn)
+            .version_id(&version)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "iam:GetPolicyVersion {arn} {version} failed: {}",
+                    describe(&e, endpoint)
+                )
+            })?;
+        let document = out
+            .policy_version()
+            .and_then(|v| v.document())
+            .map(decode)
+            .unwrap_or_default();
+        Ok(ManagedPolicy {
+            arn: arn.to_owned(),
+            name: policy.policy_name().unwrap_or_default().to_owned(),
+            // AWS-managed policies live in the `aws` account namespace.
+            aws_managed: arn.contains(":iam::aws:policy/"),
+            version,
+            document,
+        })
+    }
+
+    pub async fn put_role_policy(
+        &self,
+        account: &str,
+        role_arn: &str,
+        policy_name: &str,
+        document: &str,
+    ) -> anyhow::Result<()> {
+        let name = role_name(role_arn);
+        self.iam(account)?
+            .put_role_policy()
+            .role_name(name)
+            .policy_name(policy_name)
+            .policy_document(document)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "iam:PutRolePolicy {policy_name} on role {name} failed: {}",
+                    describe(&e, self.endpoint.as_deref())
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Deletes an inline policy; one that is already gone counts as deleted (a retried step).
+    pub async fn delete_role_policy(
+        &self,
+        account: &str,
+        role_arn: &str,
+        policy_name: &str,
+    ) -> anyhow::Result<()> {
+        let name = role_name(role_arn);
+        match self
+            .iam(account)?
+            .delete_role_policy()
+            .role_name(name)
+            .policy_name(policy_name)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "iam:DeleteRolePolicy {policy_name} on role {name} failed: {}",
+                describe(&e, self.endpoint.as_deref())
+            )),
+        }
+    }
+
+    /// Attaches a managed policy (idempotent in IAM).
+    pub async fn attach_role_policy(
+        &self,
+        account: &str,
+        role_arn: &str,
+        policy_arn: &str,
+    ) -> anyhow::Result<()> {
+        let name = role_name(role_arn);
+        self.iam(account)?
+            .attach_role_policy()
+            .role_name(name)
+            .policy_arn(policy_arn)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "iam:AttachRolePolicy {policy_arn} to role {name} failed: {}",
+                    describe(&e, self.endpoint.as_deref())
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Detaches a managed policy; one that is not attached counts as detached.
+    pub async fn detach_role_policy(
+        &self,
+        account: &str,
+        role_arn: &str,
+        policy_arn: &str,
+    ) -> anyhow::Result<()> {
+        let name = role_name(role_arn);
+        match self
+            .iam(account)?
+            .detach_role_policy()
+            .role_name(name)
+            .policy_arn(policy_arn)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "iam:DetachRolePolicy {policy_arn} from role {name} failed: {}",
+                describe(&e, self.endpoint.as_deref())
+            )),
+        }
+    }
+}
