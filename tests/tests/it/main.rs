@@ -5,4 +5,5 @@ mod cli;
 mod daemon;
 mod emulator;
 mod mining;
+mod plan;
 mod support;

@@ -1,0 +1,440 @@
+//! Planning against the emulator: a role with over-broad policies (wildcards, an AWS-managed
+//! policy, unused services) and a scripted workload; `whittle plan` proposes exactly what the
+//! workload used plus the keep-list, `apply --force` and `rollback` leave the role exactly as
+//! it was, and the workload keeps working in auth mode with the applied policies.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const ROLE: &str = "plan-app";
+const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/plan-app";
+const MANAGED: &str = "arn:aws:iam::aws:policy/AmazonSSMReadOnlyAccess";
+const BROAD: &str = r#"{"Version":"2012-10-17","Statement":[
+  {"Effect":"Allow","Action":["s3:*","sqs:*","dynamodb:*"],"Resource":"*"},
+  {"Sid":"NoBucketDeletes","Effect":"Deny","Action":"s3:DeleteBucket","Resource":"*"}]}"#;
+
+/// A role's policies as IAM holds them: inline documents as parsed JSON, attached ARNs.
+async fn role_policies(iam: &aws_sdk_iam::Client) -> (BTreeMap<String, Value>, BTreeSet<String>) {
+    let mut inline = BTreeMap::new();
+    let names = iam
+        .list_role_policies()
+        .role_name(ROLE)
+        .send()
+        .await
+        .expect("list role policies");
+    for name in names.policy_names() {
+        let doc = iam
+            .get_role_policy()
+            .role_name(ROLE)
+            .policy_name(name)
+            .send()
+            .await
+            .expect("get role policy");
+        let text = percent_encoding::percent_decode_str(doc.policy_document())
+            .decode_utf8()
+            .expect("utf-8")
+            .into_owned();
+        inline.insert(name.clone(), serde_json::from_str(&text).expect("json"));
+    }
+    let attached = iam
+        .list_attached_role_policies()
+        .role_name(ROLE)
+        .send()
+        .await
+        .expect("attached")
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_owned))
+        .collect();
+    (inline, attached)
+}
+
+/// SDK clients acting as the role (assumed with the admin user's key, valid in auth mode).
+async fn as_role(
+    emulator: &whittle_tests::Emulator,
+    admin: &aws_config::SdkConfig,
+) -> aws_config::SdkConfig {
+    let creds = aws_sdk_sts::Client::new(admin)
+        .assume_role()
+        .role_arn(ROLE_ARN)
+        .role_session_name("app-fn")
+        .send()
+        .await
+        .expect("assume role")
+        .credentials
+        .expect("credentials");
+    emulator
+        .sdk_config_with(
+            creds.access_key_id(),
+            creds.secret_access_key(),
+            Some(creds.session_token()),
+        )
+        .await
+}
+
+/// What the application does: objects in and out, a listing, a parameter read.
+async fn workload(role: &aws_config::SdkConfig) -> Result<(), String> {
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(role)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.put_object()
+        .bucket("plan-data")
+        .key("out/1.json")
+        .body(b"{}".to_vec().into())
+        .send()
+        .await
+        .map_err(|e| format!("PutObject: {e:?}"))?;
+    s3.get_object()
+        .bucket("plan-data")
+        .key("out/1.json")
+        .send()
+        .await
+        .map_err(|e| format!("GetObject: {e:?}"))?;
+    s3.list_objects_v2()
+        .bucket("plan-data")
+        .send()
+        .await
+        .map_err(|e| format!("ListObjectsV2: {e:?}"))?;
+    aws_sdk_ssm::Client::new(role)
+        .get_parameter()
+        .name("/plan/endpoint")
+        .send()
+        .await
+        .map_err(|e| format!("GetParameter: {e:?}"))?;
+    Ok(())
+}
+
+fn auth_off(emulator: &whittle_tests::Emulator) {
+    let (status, _) = emulator
+        .request("POST", "/moto-api/reset-auth", b"inf", "text/plain")
+        .expect("auth off");
+    assert_eq!(status, 200);
+}
+
+fn run(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["--config", config.to_str().expect("utf-8")];
+    all.extend_from_slice(args);
+    let out = whittle(&all);
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_keeps_what_the_workload_used_and_apply_then_rollback_restores_exactly() {
+    let emulator = &whittle_tests::Emulator::start(&[
+        ("MOTO_IAM_LOAD_MANAGED_POLICIES", "true"),
+        ("WHITTLE_EMULATOR_DELIVERY_SECONDS", "3600"),
+    ]);
+    let root = emulator.sdk_config().await;
+    let iam = aws_sdk_iam::Client::new(&root);
+    // An admin user whose key works in auth mode (the default test key does not).
+    iam.create_user()
+        .user_name("admin")
+        .send()
+        .await
+        .expect("user");
+    iam.put_user_policy()
+        .user_name("admin")
+        .policy_name("all")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .expect("admin policy");
+    let key = iam
+        .create_access_key()
+        .user_name("admin")
+        .send()
+        .await
+        .expect("key")
+        .access_key
+        .expect("access key");
+    let admin = emulator
+        .sdk_config_with(key.access_key_id(), key.secret_access_key(), None)
+        .await;
+
+    create_role(&iam, ROLE, &[("whittle:managed", "true")]).await;
+    iam.put_role_policy()
+        .role_name(ROLE)
+        .policy_name("plan-app-policy")
+        .policy_document(BROAD)
+        .send()
+        .await
+        .expect("inline policy");
+    iam.attach_role_policy()
+        .role_name(ROLE)
+        .policy_arn(MANAGED)
+        .send()
+        .await
+        .expect("attach AWS-managed policy");
+    // A second target the trail never saw: reported, not shrunk.
+    create_role(&iam, "plan-idle", &[("whittle:managed", "true")]).await;
+    iam.put_role_policy()
+        .role_name("plan-idle")
+        .policy_name("idle")
+        .policy_document(BROAD)
+        .send()
+        .await
+        .expect("idle policy");
+
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&root)
+            .force_path_style(true)
+            .build(),
+    );
+    for bucket in ["plan-trail", "plan-data"] {
+        s3.create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("bucket");
+    }
+    aws_sdk_ssm::Client::new(&root)
+        .put_parameter()
+        .name("/plan/endpoint")
+        .value("https://orders.internal")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .expect("parameter");
+    let cloudtrail = aws_sdk_cloudtrail::Client::new(&root);
+    cloudtrail
+        .create_trail()
+        .name("plan-trail")
+        .s3_bucket_name("plan-trail")
+        .send()
+        .await
+        .expect("trail");
+    cloudtrail
+        .put_event_selectors()
+        .trail_name("plan-trail")
+        .event_selectors(
+            aws_sdk_cloudtrail::types::EventSelector::builder()
+                .read_write_type(aws_sdk_cloudtrail::types::ReadWriteType::All)
+                .include_management_events(true)
+                .data_resources(
+                    aws_sdk_cloudtrail::types::DataResource::builder()
+                        .r#type("AWS::S3::Object")
+                        .values("arn:aws:s3")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("selectors");
+    cloudtrail
+        .start_logging()
+        .name("plan-trail")
+        .send()
+        .await
+        .expect("logging");
+
+    let role = as_role(emulator, &admin).await;
+    workload(&role)
+        .await
+        .expect("the workload runs with the broad policies");
+    emulator.post_json("/whittle-emulator/deliver", &json!({}));
+
+    let ws = Workspace::new();
+    let config = ws.emulator_config(&emulator.url, "plan");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).expect("config")
+            + r#"
+[mining]
+last_accessed = false
+[[mining.sources]]
+name = "trail"
+kind = "s3"
+account = "staging"
+bucket = "plan-trail"
+
+[planner]
+min_observation_days = 0
+keep = ["sqs:GetQueueUrl"]
+"#,
+    )
+    .expect("config");
+    let (code, _, stderr) = run(&config, &["mine", "--no-progress"]);
+    assert_eq!(code, 0, "{stderr}");
+    let before = role_policies(&iam).await;
+
+    // The plan: exactly the used actions plus the keep-list; exit 2 = changes proposed.
+    let (code, stdout, stderr) = run(&config, &["plan", "--format", "json"]);
+    assert_eq!(code, 2, "{stderr}\n{stdout}");
+    let plan: Value = serde_json::from_str(&stdout).expect("plan JSON");
+    assert_eq!(plan["schema"], 1);
+    let plan_id = plan["id"].as_str().expect("id").to_owned();
+    let roles = plan["roles"].as_array().expect("roles");
+    let app = roles
+        .iter()
+        .find(|r| r["role_arn"] == ROLE_ARN)
+        .expect("the app role is planned");
+    assert_eq!(app["status"], "changes", "{app:#}");
+    let kept: BTreeMap<&str, &str> = app["kept"]
+        .as_array()
+        .expect("kept")
+        .iter()
+        .map(|k| {
+            (
+                k["action"].as_str().unwrap_or_default(),
+                k["reason"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        BTreeMap::from([
+            ("s3:GetObject", "used"),
+            ("s3:ListBucket", "used"),
+            ("s3:PutObject", "used"),
+            ("sqs:GetQueueUrl", "keep-list"),
+            ("ssm:GetParameter", "used"),
+        ]),
+        "{app:#}"
+    );
+    let removed: Vec<&str> = app["removed"]
+        .as_array()
+        .expect("removed")
+        .iter()
+        .filter_map(|r| r["action"].as_str())
+        .collect();
+    assert!(removed.contains(&"dynamodb:*"), "{removed:?}");
+    assert!(removed.contains(&"ssm:GetParameters"), "{removed:?}");
+    assert!(
+        app["removed"][0]["evidence"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("not seen in 90 days of trail"))
+    );
+    assert_eq!(app["proposal"]["detach"], json!([MANAGED]));
+    let idle = roles
+        .iter()
+        .find(|r| r["role_arn"] == "arn:aws:iam::123456789012:role/plan-idle")
+        .expect("idle role");
+    assert_eq!(idle["status"], "not-shrunk");
+    // Planning changed nothing.
+    assert_eq!(role_policies(&iam).await, before);
+
+    // The stored plan re-renders, as Markdown for a pull request.
+    let (code, markdown, stderr) =
+        run(&config, &["plan", "show", &plan_id, "--format", "markdown"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        markdown.contains(&format!("### `{ROLE_ARN}`")),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| `sqs:GetQueueUrl` | keep-list"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("```diff"));
+
+    // Before the apply, in auth mode, the role may still call what the plan removes.
+    emulator.enable_auth();
+    let role = as_role(emulator, &admin).await;
+    aws_sdk_ssm::Client::new(&role)
+        .describe_parameters()
+        .send()
+        .await
+        .expect("granted by the AWS-managed policy before the apply");
+    auth_off(emulator);
+
+    // Not trialled: apply needs --force.
+    let (code, _, stderr) = run(&config, &["apply", &plan_id]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("has not passed a trial"), "{stderr}");
+    let (code, stdout, stderr) = run(&config, &["apply", &plan_id, "--force", "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    let outcomes: Value = serde_json::from_str(&stdout).expect("apply JSON");
+    let applied = outcomes
+        .as_array()
+        .expect("outcomes")
+        .iter()
+        .find(|o| o["role_arn"] == ROLE_ARN)
+        .expect("app outcome");
+    assert_eq!(applied["outcome"], "applied", "{outcomes:#}");
+    let (inline, attached) = role_policies(&iam).await;
+    assert!(attached.is_empty(), "the AWS-managed policy is detached");
+    assert_eq!(
+        inline.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["plan-app-policy", "whittle-AmazonSSMReadOnlyAccess"]
+    );
+    assert!(
+        inline["plan-app-policy"]
+            .to_string()
+            .contains("NoBucketDeletes"),
+        "the Deny statement stays"
+    );
+
+    // The applied policies, enforced: the workload still works; an unused action is denied.
+    emulator.enable_auth();
+    let role = as_role(emulator, &admin).await;
+    workload(&role)
+        .await
+        .expect("the workload keeps working with the applied least-privilege policies");
+    // ssm:DescribeParameters came with the AWS-managed policy and was never used.
+    let removed = aws_sdk_ssm::Client::new(&role)
+        .describe_parameters()
+        .send()
+        .await;
+    assert!(removed.is_err(), "an action the plan removed is denied");
+    auth_off(emulator);
+
+    // Nothing changed since apply: planning again proposes nothing for the role (exit 0).
+    let (code, stdout, stderr) = run(&config, &["plan", "--role", ROLE_ARN]);
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+
+    // Rollback restores the role exactly (parsed JSON, same attachments).
+    let (code, stdout, stderr) = run(&config, &["rollback", "--role", ROLE_ARN]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("restored arn:aws:iam::123456789012:role/plan-app"));
+    assert_eq!(role_policies(&iam).await, before);
+
+    // A plan made before someone edits the role is stale: apply refuses it.
+    let (code, stdout, _) = run(&config, &["plan", "--role", ROLE_ARN, "--format", "json"]);
+    assert_eq!(code, 2);
+    let stale_id = serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    iam.put_role_policy()
+        .role_name(ROLE)
+        .policy_name("hotfix")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sns:Publish","Resource":"*"}]}"#)
+        .send()
+        .await
+        .expect("edit the role");
+    let (code, stdout, _) = run(&config, &["apply", &stale_id, "--force"]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("changed since plan"), "{stdout}");
+    let (inline, _) = role_policies(&iam).await;
+    assert_eq!(inline["plan-app-policy"], before.0["plan-app-policy"]);
+}
+
+#[test]
+fn plan_and_apply_refuse_unknown_ids_and_roles_clearly() {
+    let ws = Workspace::new();
+    let config = ws.write_config(&format!(
+        "[[aws.accounts]]\nname = \"local\"\n[state]\ndir = \"{}\"\n[targets]\narn_patterns = [\"arn:aws:iam::*:role/*\"]\n",
+        ws.state_dir().display()
+    ));
+    let (code, _, stderr) = run(&config, &["plan", "show", "plan-nope"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no plan `plan-nope`"), "{stderr}");
+    assert!(stderr.contains("run `whittle plan` first"), "{stderr}");
+    let (code, _, stderr) = run(&config, &["apply", "plan-nope", "--force"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no plan `plan-nope`"), "{stderr}");
+    let (code, _, stderr) = run(&config, &["rollback", "change-nope"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no change `change-nope`"), "{stderr}");
+}
