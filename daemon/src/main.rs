@@ -6,6 +6,7 @@ mod cli;
 mod clock;
 mod config;
 mod daemon;
+mod faults;
 mod http;
 mod iam_data;
 mod jobs;

@@ -407,6 +407,7 @@ async fn apply_role(
         serde_json::to_value(&intent)?,
         clock::now(),
     )?;
+    crate::faults::crash_point("apply:begin");
     let result = async {
         // New permissions first, then take the old away, so that the role never has less
         // than the proposal grants.
@@ -424,10 +425,12 @@ async fn apply_role(
                 json!(null),
                 clock::now(),
             )?;
+            crate::faults::crash_point("apply:put-inline");
         }
         for arn in &role.proposal.detach {
             aws.detach_role_policy(account, &role.role_arn, arn).await?;
             state.journal_step(journal, &format!("detach {arn}"), json!(null), clock::now())?;
+            crate::faults::crash_point("apply:detach");
         }
         for name in &role.proposal.delete_inline {
             aws.delete_role_policy(account, &role.role_arn, name)
@@ -438,6 +441,7 @@ async fn apply_role(
                 json!(null),
                 clock::now(),
             )?;
+            crate::faults::crash_point("apply:delete-inline");
         }
         anyhow::Ok(())
     }
@@ -547,6 +551,7 @@ pub async fn rollback(
         serde_json::to_value(&intent)?,
         clock::now(),
     )?;
+    crate::faults::crash_point("rollback:begin");
     restore(&aws, &intent).await?;
     state.journal_finish(journal, "restored", json!(null), clock::now())?;
     let done = ChangeRecord {

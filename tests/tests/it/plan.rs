@@ -4,7 +4,8 @@
 //! it was, and the workload keeps working in auth mode with the applied policies.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -128,12 +129,15 @@ fn run(config: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn plan_keeps_what_the_workload_used_and_apply_then_rollback_restores_exactly() {
-    let emulator = &whittle_tests::Emulator::start(&[
-        ("MOTO_IAM_LOAD_MANAGED_POLICIES", "true"),
-        ("WHITTLE_EMULATOR_DELIVERY_SECONDS", "3600"),
-    ]);
+/// The seeded account: the role with its broad policies, its workload's trail mined.
+struct Seeded {
+    _ws: Workspace,
+    config: PathBuf,
+    iam: aws_sdk_iam::Client,
+    admin: aws_config::SdkConfig,
+}
+
+async fn seeded(emulator: &whittle_tests::Emulator) -> Seeded {
     let root = emulator.sdk_config().await;
     let iam = aws_sdk_iam::Client::new(&root);
     // An admin user whose key works in auth mode (the default test key does not).
@@ -169,6 +173,14 @@ async fn plan_keeps_what_the_workload_used_and_apply_then_rollback_restores_exac
         .send()
         .await
         .expect("inline policy");
+    // A second inline policy for a service the workload never calls: deleted by the plan.
+    iam.put_role_policy()
+        .role_name(ROLE)
+        .policy_name("plan-app-notify")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sns:*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .expect("second inline policy");
     iam.attach_role_policy()
         .role_name(ROLE)
         .policy_arn(MANAGED)
@@ -266,10 +278,28 @@ keep = ["sqs:GetQueueUrl"]
     .expect("config");
     let (code, _, stderr) = run(&config, &["mine", "--no-progress"]);
     assert_eq!(code, 0, "{stderr}");
-    let before = role_policies(&iam).await;
+    Seeded {
+        _ws: ws,
+        config,
+        iam,
+        admin,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_keeps_what_the_workload_used_and_apply_then_rollback_restores_exactly() {
+    let emulator = &whittle_tests::Emulator::start(&[
+        ("MOTO_IAM_LOAD_MANAGED_POLICIES", "true"),
+        ("WHITTLE_EMULATOR_DELIVERY_SECONDS", "3600"),
+    ]);
+    let Seeded {
+        config, iam, admin, ..
+    } = &seeded(emulator).await;
+    let (config, iam, admin) = (config.as_path(), iam, admin);
+    let before = role_policies(iam).await;
 
     // The plan: exactly the used actions plus the keep-list; exit 2 = changes proposed.
-    let (code, stdout, stderr) = run(&config, &["plan", "--format", "json"]);
+    let (code, stdout, stderr) = run(config, &["plan", "--format", "json"]);
     assert_eq!(code, 2, "{stderr}\n{stdout}");
     let plan: Value = serde_json::from_str(&stdout).expect("plan JSON");
     assert_eq!(plan["schema"], 1);
@@ -322,11 +352,10 @@ keep = ["sqs:GetQueueUrl"]
         .expect("idle role");
     assert_eq!(idle["status"], "not-shrunk");
     // Planning changed nothing.
-    assert_eq!(role_policies(&iam).await, before);
+    assert_eq!(role_policies(iam).await, before);
 
     // The stored plan re-renders, as Markdown for a pull request.
-    let (code, markdown, stderr) =
-        run(&config, &["plan", "show", &plan_id, "--format", "markdown"]);
+    let (code, markdown, stderr) = run(config, &["plan", "show", &plan_id, "--format", "markdown"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
         markdown.contains(&format!("### `{ROLE_ARN}`")),
@@ -340,7 +369,7 @@ keep = ["sqs:GetQueueUrl"]
 
     // Before the apply, in auth mode, the role may still call what the plan removes.
     emulator.enable_auth();
-    let role = as_role(emulator, &admin).await;
+    let role = as_role(emulator, admin).await;
     aws_sdk_ssm::Client::new(&role)
         .describe_parameters()
         .send()
@@ -349,10 +378,10 @@ keep = ["sqs:GetQueueUrl"]
     auth_off(emulator);
 
     // Not trialled: apply needs --force.
-    let (code, _, stderr) = run(&config, &["apply", &plan_id]);
+    let (code, _, stderr) = run(config, &["apply", &plan_id]);
     assert_eq!(code, 1);
     assert!(stderr.contains("has not passed a trial"), "{stderr}");
-    let (code, stdout, stderr) = run(&config, &["apply", &plan_id, "--force", "--format", "json"]);
+    let (code, stdout, stderr) = run(config, &["apply", &plan_id, "--force", "--format", "json"]);
     assert_eq!(code, 0, "{stderr}\n{stdout}");
     let outcomes: Value = serde_json::from_str(&stdout).expect("apply JSON");
     let applied = outcomes
@@ -362,7 +391,7 @@ keep = ["sqs:GetQueueUrl"]
         .find(|o| o["role_arn"] == ROLE_ARN)
         .expect("app outcome");
     assert_eq!(applied["outcome"], "applied", "{outcomes:#}");
-    let (inline, attached) = role_policies(&iam).await;
+    let (inline, attached) = role_policies(iam).await;
     assert!(attached.is_empty(), "the AWS-managed policy is detached");
     assert_eq!(
         inline.keys().map(String::as_str).collect::<Vec<_>>(),
@@ -377,7 +406,7 @@ keep = ["sqs:GetQueueUrl"]
 
     // The applied policies, enforced: the workload still works; an unused action is denied.
     emulator.enable_auth();
-    let role = as_role(emulator, &admin).await;
+    let role = as_role(emulator, admin).await;
     workload(&role)
         .await
         .expect("the workload keeps working with the applied least-privilege policies");
@@ -390,17 +419,17 @@ keep = ["sqs:GetQueueUrl"]
     auth_off(emulator);
 
     // Nothing changed since apply: planning again proposes nothing for the role (exit 0).
-    let (code, stdout, stderr) = run(&config, &["plan", "--role", ROLE_ARN]);
+    let (code, stdout, stderr) = run(config, &["plan", "--role", ROLE_ARN]);
     assert_eq!(code, 0, "{stderr}\n{stdout}");
 
     // Rollback restores the role exactly (parsed JSON, same attachments).
-    let (code, stdout, stderr) = run(&config, &["rollback", "--role", ROLE_ARN]);
+    let (code, stdout, stderr) = run(config, &["rollback", "--role", ROLE_ARN]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.starts_with("restored arn:aws:iam::123456789012:role/plan-app"));
-    assert_eq!(role_policies(&iam).await, before);
+    assert_eq!(role_policies(iam).await, before);
 
     // A plan made before someone edits the role is stale: apply refuses it.
-    let (code, stdout, _) = run(&config, &["plan", "--role", ROLE_ARN, "--format", "json"]);
+    let (code, stdout, _) = run(config, &["plan", "--role", ROLE_ARN, "--format", "json"]);
     assert_eq!(code, 2);
     let stale_id = serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
         .as_str()
@@ -413,11 +442,76 @@ keep = ["sqs:GetQueueUrl"]
         .send()
         .await
         .expect("edit the role");
-    let (code, stdout, _) = run(&config, &["apply", &stale_id, "--force"]);
+    let (code, stdout, _) = run(config, &["apply", &stale_id, "--force"]);
     assert_eq!(code, 1);
     assert!(stdout.contains("changed since plan"), "{stdout}");
-    let (inline, _) = role_policies(&iam).await;
+    let (inline, _) = role_policies(iam).await;
     assert_eq!(inline["plan-app-policy"], before.0["plan-app-policy"]);
+}
+
+/// Kills `whittle apply` right after each of its journal steps; the restarted daemon's
+/// reconcile pass must leave the role exactly at its snapshot every time.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_apply_killed_after_any_journal_step_is_undone_on_restart() {
+    let emulator = &whittle_tests::Emulator::start(&[
+        ("MOTO_IAM_LOAD_MANAGED_POLICIES", "true"),
+        ("WHITTLE_EMULATOR_DELIVERY_SECONDS", "3600"),
+    ]);
+    let seeded = seeded(emulator).await;
+    let (config, iam) = (seeded.config.as_path(), &seeded.iam);
+    let before = role_policies(iam).await;
+    let (code, stdout, stderr) = run(config, &["plan", "--role", ROLE_ARN, "--format", "json"]);
+    assert_eq!(code, 2, "{stderr}");
+    let plan_id = serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    for point in [
+        "apply:begin",
+        "apply:put-inline",
+        "apply:detach",
+        "apply:delete-inline",
+    ] {
+        let out = command(&[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "apply",
+            &plan_id,
+            "--force",
+        ])
+        .env("WHITTLE_CRASH_AFTER", point)
+        .output()
+        .expect("run whittle");
+        assert!(!out.status.success(), "{point}: whittle must have died");
+        assert!(
+            text(&out.stderr).contains("aborting"),
+            "{point}: {}",
+            text(&out.stderr)
+        );
+        if point == "apply:detach" {
+            assert_ne!(
+                role_policies(iam).await,
+                before,
+                "{point}: the crash left a half-applied role"
+            );
+        }
+        let log = config.with_file_name(format!("daemon-{}.log", point.replace(':', "-")));
+        let mut daemon = spawn_daemon(config, &log);
+        wait_for(Duration::from_secs(30), "the reconcile pass", || {
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|l| l.contains("Reconcile pass done"))
+        });
+        let reconciled = std::fs::read_to_string(&log).expect("log");
+        assert!(reconciled.contains("recovered=1"), "{point}: {reconciled}");
+        assert_eq!(
+            role_policies(iam).await,
+            before,
+            "{point}: role restored to its snapshot"
+        );
+        signal(&daemon, "TERM");
+        assert!(wait_exit(&mut daemon, Duration::from_secs(20)).success());
+    }
 }
 
 #[test]
