@@ -786,10 +786,10 @@ fn removed_actions(
             && actions.len() == all_of_service
             && granted_of_service == actions.len()
         {
-            let levels: BTreeSet<&str> = actions
+            let levels: BTreeSet<String> = actions
                 .iter()
                 .filter_map(|a| catalog.lookup(a))
-                .map(|id| catalog.action(id).level.as_str())
+                .map(|id| catalog.action(id).level.to_string())
                 .collect();
             out.push(RemovedAction {
                 action: format!("{service}:*"),
@@ -827,7 +827,7 @@ fn risk_notes(removed: &[RemovedAction], parsed: &Parsed) -> Vec<String> {
     if writes > 0 {
         risks.push(format!("removes {writes} Write action(s)"));
     }
-    let permissions = count_level("Permissions");
+    let permissions = count_level(&AccessLevel::Permissions.to_string());
     if permissions > 0 {
         risks.push(format!(
             "removes {permissions} {} action(s)",

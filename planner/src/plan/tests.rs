@@ -132,6 +132,13 @@ fn keeps_exactly_the_used_actions_and_every_deny_and_condition() {
     assert!(sqs.actions > 10);
     assert!(sqs.evidence.starts_with("not seen in 90 days of trail"));
     assert!(plan.risks.iter().any(|r| r.contains("Write action")));
+    assert!(
+        plan.risks
+            .iter()
+            .any(|r| r.contains("Permissions management action")),
+        "{:?}",
+        plan.risks
+    );
     assert!(plan.risks.iter().any(|r| r.contains("wildcard `s3:*`")));
     assert_eq!(
         decide(&plan, "sqs:SendMessage", "*"),

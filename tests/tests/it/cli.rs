@@ -186,3 +186,192 @@ fn state_path_that_is_a_file_is_refused() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("is not a directory"), "{stderr}");
 }
+
+/// `whittle policy eval` over the committed policy fixtures, from a directory without any
+/// configuration: it needs neither config.toml nor AWS.
+fn policy_eval(args: &[&str]) -> (Option<i32>, String, String) {
+    let fixtures = whittle_tests::repo_root().join("tests/fixtures/policy");
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = crate::support::command(&[&["policy", "eval"], args].concat())
+        .current_dir(&fixtures)
+        .env("WHITTLE_CONFIG", empty.path().join("absent.toml"))
+        .output()
+        .expect("run whittle");
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+fn decision(args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend(["--format", "json"]);
+    let (code, stdout, stderr) = policy_eval(&all);
+    assert_eq!(code, Some(0), "{stderr}");
+    serde_json::from_str(&stdout).expect("JSON")
+}
+
+#[test]
+fn policy_eval_decides_like_iam_and_names_the_deciding_statement() {
+    let office = "aws:SourceIp=203.0.113.9";
+    let (code, stdout, stderr) = policy_eval(&[
+        "--identity",
+        "identity.json",
+        "--action",
+        "S3:GetObject",
+        "--resource",
+        "arn:aws:s3:::orders/2026/1.json",
+        "--context",
+        office,
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "Allowed\n  allowed by identity.json statement 0 (Sid ReadOrders)\n"
+    );
+
+    // The IP condition of the Deny: outside the office it is an explicit deny.
+    let outside = decision(&[
+        "--identity",
+        "identity.json",
+        "--action",
+        "s3:GetObject",
+        "--resource",
+        "arn:aws:s3:::orders/k",
+        "--context",
+        "aws:SourceIp=198.51.100.1",
+    ]);
+    assert_eq!(outside["decision"], "ExplicitlyDenied");
+    assert_eq!(outside["deciding"][0]["sid"], "OfficeOnly");
+    // No source IP at all: NotIpAddress on a missing key is true, so the Deny applies.
+    let no_ip = decision(&[
+        "--identity",
+        "identity.json",
+        "--action",
+        "s3:GetObject",
+        "--resource",
+        "arn:aws:s3:::orders/k",
+    ]);
+    assert_eq!(no_ip["decision"], "ExplicitlyDenied");
+    // The planner's view: an unknown source IP makes the answer depend on the condition.
+    let partial = decision(&[
+        "--identity",
+        "identity.json",
+        "--action",
+        "s3:GetObject",
+        "--resource",
+        "arn:aws:s3:::orders/k",
+        "--partial-context",
+    ]);
+    assert_eq!(partial["decision"], "DependsOnCondition");
+    assert_eq!(partial["undecided"][0]["sid"], "OfficeOnly");
+
+    // A repeated --context key is multi-valued: every tag key must be allowed.
+    let tagging = |keys: &[&str]| {
+        let mut args = vec![
+            "--identity",
+            "identity.json",
+            "--action",
+            "s3:PutObjectTagging",
+            "--resource",
+            "arn:aws:s3:::orders/k",
+            "--context",
+            office,
+        ];
+        let pairs: Vec<String> = keys.iter().map(|k| format!("aws:TagKeys={k}")).collect();
+        for pair in &pairs {
+            args.extend(["--context", pair.as_str()]);
+        }
+        decision(&args)["decision"].clone()
+    };
+    assert_eq!(tagging(&["env", "team"]), "Allowed");
+    assert_eq!(tagging(&["env", "cost"]), "ImplicitlyDenied");
+
+    // Policy variables come from --principal (aws:username of an IAM user).
+    let home = |principal: &str| {
+        decision(&[
+            "--identity",
+            "identity.json",
+            "--action",
+            "s3:PutObject",
+            "--resource",
+            "arn:aws:s3:::orders/home/alice/notes.txt",
+            "--principal",
+            principal,
+            "--context",
+            office,
+        ])["decision"]
+            .clone()
+    };
+    assert_eq!(home("arn:aws:iam::123456789012:user/alice"), "Allowed");
+    assert_eq!(
+        home("arn:aws:iam::123456789012:user/bob"),
+        "ImplicitlyDenied"
+    );
+
+    // The boundary intersects, URL-encoded as IAM returns it or not.
+    for boundary in ["boundary.json", "boundary-url-encoded.txt"] {
+        let list = decision(&[
+            "--identity",
+            "identity.json",
+            "--boundary",
+            boundary,
+            "--action",
+            "s3:ListBucket",
+            "--resource",
+            "arn:aws:s3:::orders",
+            "--context",
+            office,
+        ]);
+        assert_eq!(list["decision"], "ImplicitlyDenied", "{boundary}");
+        assert_eq!(
+            list["reason"],
+            "the permissions boundary does not allow s3:ListBucket on arn:aws:s3:::orders"
+        );
+    }
+}
+
+#[test]
+fn policy_eval_rejects_bad_policies_and_arguments_clearly() {
+    let (code, _, stderr) = policy_eval(&[
+        "--identity",
+        "unknown-element.json",
+        "--action",
+        "s3:GetObject",
+    ]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        stderr.trim(),
+        "error: unknown-element.json is not a valid policy: Statement[0].Resorce: unknown element (a statement has Sid, Effect, Principal, NotPrincipal, Action, NotAction, Resource, NotResource, Condition)"
+    );
+    let (code, _, stderr) = policy_eval(&["--identity", "absent.json", "--action", "s3:GetObject"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("cannot read policy file absent.json"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = policy_eval(&[
+        "--identity",
+        "identity.json",
+        "--action",
+        "s3:GetObject",
+        "--context",
+        "aws:SourceIp",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("write KEY=VALUE"), "{stderr}");
+    let (code, _, stderr) = policy_eval(&["--identity", "identity.json", "--action", "GetObject"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("write service:Action"), "{stderr}");
+    // A misspelt action is decided (IAM would too) but flagged.
+    let (code, _, stderr) = policy_eval(&[
+        "--identity",
+        "identity.json",
+        "--action",
+        "s3:GetObjekt",
+        "--resource",
+        "arn:aws:s3:::orders/k",
+    ]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stderr.contains("`s3:GetObjekt` is not in the IAM action catalog"),
+        "{stderr}"
+    );
+}
