@@ -47,7 +47,7 @@ impl ArnPattern {
     }
 
     pub fn matches(&self, arn: &str) -> bool {
-        glob_match(self.pattern.as_bytes(), arn.as_bytes())
+        crate::policy::pattern::glob_bytes(self.pattern.as_bytes(), arn.as_bytes(), false)
     }
 }
 
@@ -55,33 +55,6 @@ impl fmt::Display for ArnPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.pattern)
     }
-}
-
-/// Iterative glob matching with single-star backtracking: linear in practice, no recursion.
-pub(crate) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((star_p, star_t)) => {
-                    p = star_p + 1;
-                    t = star_t + 1;
-                    star = Some((star_p, star_t + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 /// What the selector needs to know about a role.

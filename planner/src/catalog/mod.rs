@@ -113,6 +113,8 @@ pub struct Catalog {
     actions: Vec<Action>,
     by_lower_name: HashMap<String, ActionId>,
     services: HashSet<String>,
+    /// Lower-case service prefix -> its actions, for wildcard expansion.
+    by_service: HashMap<String, Vec<ActionId>>,
     /// `(prefix, resource type) -> ARN template`.
     resources: HashMap<(String, String), String>,
 }
@@ -208,11 +210,20 @@ impl Catalog {
                 reason: "no actions".to_owned(),
             });
         }
+        let mut by_service: HashMap<String, Vec<ActionId>> = HashMap::new();
+        for (index, action) in actions.iter().enumerate() {
+            let prefix = action.name.split(':').next().unwrap_or_default();
+            by_service
+                .entry(prefix.to_ascii_lowercase())
+                .or_default()
+                .push(ActionId(index as u32));
+        }
         Ok(Catalog {
             version,
             actions,
             by_lower_name,
             services,
+            by_service,
             resources,
         })
     }
@@ -239,26 +250,28 @@ impl Catalog {
     /// The actions an action pattern (`s3:Get*`, `*`, `iam:?assRole`) grants, matched as IAM
     /// matches them: case-insensitively, `*` any run, `?` one character.
     pub fn expand(&self, pattern: &str) -> Vec<ActionId> {
+        let matches =
+            |id: &ActionId| crate::policy::pattern::action_matches(pattern, &self.action(*id).name);
         // A literal service prefix narrows the scan to that service's actions.
-        let service = pattern
-            .split_once(':')
-            .map(|(service, _)| service)
-            .filter(|s| !s.contains(['*', '?']))
-            .map(|s| format!("{}:", s.to_ascii_lowercase()));
-        self.actions
-            .iter()
-            .enumerate()
-            .filter(|(_, action)| {
-                service.as_ref().is_none_or(|prefix| {
-                    action
-                        .name
-                        .get(..prefix.len())
-                        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-                })
-            })
-            .filter(|(_, action)| crate::policy::pattern::action_matches(pattern, &action.name))
-            .map(|(index, _)| ActionId(index as u32))
-            .collect()
+        match pattern.split_once(':') {
+            Some((service, _)) if !service.contains(['*', '?']) => self
+                .service_actions(service)
+                .iter()
+                .copied()
+                .filter(matches)
+                .collect(),
+            _ => (0..self.actions.len() as u32)
+                .map(ActionId)
+                .filter(matches)
+                .collect(),
+        }
+    }
+
+    /// The actions of one service (prefix in any case), in catalog order.
+    pub fn service_actions(&self, prefix: &str) -> &[ActionId] {
+        self.by_service
+            .get(&prefix.to_ascii_lowercase())
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Whether the service prefix (`s3`, `dynamodb`) exists.

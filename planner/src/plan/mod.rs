@@ -755,11 +755,15 @@ fn removed_actions(
     evidence: &Evidence<'_>,
 ) -> Vec<RemovedAction> {
     let mut by_service: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
-    for action in granted.iter().filter(|a| !kept.contains_key(*a)) {
-        by_service
-            .entry(service_of(action))
-            .or_default()
-            .push(action);
+    let mut granted_per_service: BTreeMap<&str, usize> = BTreeMap::new();
+    for action in granted {
+        *granted_per_service.entry(service_of(action)).or_default() += 1;
+        if !kept.contains_key(action) {
+            by_service
+                .entry(service_of(action))
+                .or_default()
+                .push(action);
+        }
     }
     let last_accessed = |service: &str| -> String {
         match evidence
@@ -776,12 +780,8 @@ fn removed_actions(
     let window = format!("not seen in {} days of trail", settings.lookback_days);
     let mut out = Vec::new();
     for (service, actions) in by_service {
-        let all_of_service = catalog
-            .actions()
-            .iter()
-            .filter(|a| service_of(&a.name) == service)
-            .count();
-        let granted_of_service = granted.iter().filter(|a| service_of(a) == service).count();
+        let all_of_service = catalog.service_actions(service).len();
+        let granted_of_service = granted_per_service.get(service).copied().unwrap_or(0);
         if actions.len() > 1
             && actions.len() == all_of_service
             && granted_of_service == actions.len()

@@ -161,17 +161,39 @@ pub(crate) fn matches(pattern: &[Tok], text: &str, fold: bool) -> bool {
     pattern[p..].iter().all(|tok| *tok == Tok::Any)
 }
 
-/// Matches an action pattern (`s3:Get*`, `*`) case-insensitively, as IAM does.
+/// Matches an action pattern (`s3:Get*`, `*`) case-insensitively, as IAM does. Action names
+/// are ASCII, so this works on bytes without allocating: the planner calls it for every
+/// pattern of a policy against every action of a service.
 pub fn action_matches(pattern: &str, action: &str) -> bool {
-    let tokens: Vec<Tok> = pattern
-        .chars()
-        .map(|c| match c {
-            '*' => Tok::Any,
-            '?' => Tok::One,
-            c => Tok::Lit(c),
-        })
-        .collect();
-    matches(&tokens, action, true)
+    glob_bytes(pattern.as_bytes(), action.as_bytes(), true)
+}
+
+/// Iterative glob matching on bytes (`*` any run, `?` one byte) with single-star
+/// backtracking, optionally folding ASCII case; linear in practice, no recursion.
+pub(crate) fn glob_bytes(pattern: &[u8], text: &[u8], fold: bool) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] || (fold && c.eq_ignore_ascii_case(&text[t])) => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((star_p, star_t)) => {
+                    p = star_p + 1;
+                    t = star_t + 1;
+                    star = Some((star_p, star_t + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 /// Matches an ARN pattern against an ARN the way IAM does for `Resource` and the `Arn*`
