@@ -72,6 +72,17 @@ pub enum ChangeStatus {
     RolledBack,
 }
 
+impl ChangeStatus {
+    /// The name JSON uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeStatus::InProgress => "in-progress",
+            ChangeStatus::Applied => "applied",
+            ChangeStatus::RolledBack => "rolled-back",
+        }
+    }
+}
+
 impl Record for ChangeRecord {
     const TREE: &'static str = "changes";
     const VERSION: u16 = 1;
@@ -321,13 +332,7 @@ pub async fn apply(
             change_id: None,
         };
         if role.status != RoleStatus::Changes {
-            outcomes.push(skip(format!(
-                "nothing to apply ({})",
-                serde_json::to_value(role.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            )));
+            outcomes.push(skip(format!("nothing to apply ({})", role.status.as_str())));
             continue;
         }
         let Some(target) = targets.iter().find(|t| t.arn == role.role_arn) else {

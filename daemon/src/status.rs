@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
-use whittle_state::State;
+use whittle_state::{State, Timestamp};
 
 use crate::aws::Identity;
 use crate::clock;
@@ -27,9 +27,36 @@ pub struct StatusReport {
     /// What the usage store holds (`whittle usage` shows it).
     #[serde(default)]
     pub usage: UsageSummary,
+    /// The latest plans, newest first.
+    #[serde(default)]
+    pub plans: Vec<PlanSummary>,
+    /// The latest changes to roles (applies), newest first, with their rollback state.
+    #[serde(default)]
+    pub changes: Vec<ChangeSummary>,
     /// Present with `--check-aws`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<Vec<AwsCheck>>,
+}
+
+/// How many plans and changes status lists.
+const RECENT: usize = 5;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanSummary {
+    pub id: String,
+    pub created_at: String,
+    pub status: whittle_planner::plan::PlanStatus,
+    pub roles: usize,
+    pub roles_changed: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangeSummary {
+    pub id: String,
+    pub plan_id: String,
+    pub role_arn: String,
+    pub started_at: String,
+    pub status: crate::plan::ChangeStatus,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -138,6 +165,47 @@ pub fn build(
             created_at: clock::format(entry.created_at),
         })
         .collect();
+    let mut plans: Vec<PlanSummary> = state
+        .tree::<crate::plan::StoredPlan>()?
+        .iter()
+        .map(|item| {
+            item.map(|(_, plan)| PlanSummary {
+                roles: plan.0.roles.len(),
+                roles_changed: plan
+                    .0
+                    .roles
+                    .iter()
+                    .filter(|r| r.status == whittle_planner::plan::RoleStatus::Changes)
+                    .count(),
+                id: plan.0.id,
+                created_at: plan.0.created_at,
+                status: plan.0.status,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    // Ids begin with their UTC time, so they sort by age.
+    plans.sort_by(|a, b| b.id.cmp(&a.id));
+    plans.truncate(RECENT);
+    let mut changes: Vec<(Timestamp, ChangeSummary)> = state
+        .tree::<crate::plan::ChangeRecord>()?
+        .iter()
+        .map(|item| {
+            item.map(|(_, c)| {
+                (
+                    c.started_at,
+                    ChangeSummary {
+                        id: c.id,
+                        plan_id: c.plan_id,
+                        role_arn: c.role_arn,
+                        started_at: clock::format(c.started_at),
+                        status: c.status,
+                    },
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    changes.sort_by(|a, b| b.0.cmp(&a.0));
+    let changes = changes.into_iter().take(RECENT).map(|(_, c)| c).collect();
     let accounts = state
         .tree::<RoleInventory>()?
         .iter()
@@ -155,6 +223,8 @@ pub fn build(
             principals: state.tree::<StoredUsage>()?.len(),
             mined_files: state.tree::<MinedFile>()?.len(),
         },
+        plans,
+        changes,
         aws: None,
     })
 }
@@ -220,6 +290,34 @@ pub fn render_text(report: &StatusReport) -> String {
         "\nusage: {} principal(s) from {} mined trail file(s); `whittle usage` shows them",
         report.usage.principals, report.usage.mined_files
     );
+    if !report.plans.is_empty() {
+        let _ = writeln!(out, "\nplans (latest first; `whittle plan show ID`):");
+        for p in &report.plans {
+            let _ = writeln!(
+                out,
+                "  {}  {}  {}  {} of {} role(s) would change",
+                p.id,
+                p.created_at,
+                p.status.as_str(),
+                p.roles_changed,
+                p.roles
+            );
+        }
+    }
+    if !report.changes.is_empty() {
+        let _ = writeln!(out, "\nchanges (latest first; `whittle rollback ID`):");
+        for c in &report.changes {
+            let _ = writeln!(
+                out,
+                "  {}  {}  {}  {} (plan {})",
+                c.id,
+                c.started_at,
+                c.status.as_str(),
+                c.role_arn,
+                c.plan_id
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "\nunfinished journals: {}",

@@ -171,6 +171,19 @@ pub enum KeepReason {
     Unobservable,
 }
 
+impl KeepReason {
+    /// The name JSON uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeepReason::Used => "used",
+            KeepReason::LastAccessed => "last-accessed",
+            KeepReason::Needed => "needed",
+            KeepReason::KeepList => "keep-list",
+            KeepReason::Unobservable => "unobservable",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeptAction {
     pub action: String,
@@ -236,6 +249,18 @@ pub enum RoleStatus {
     Error,
 }
 
+impl RoleStatus {
+    /// The name JSON uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoleStatus::Changes => "changes",
+            RoleStatus::NoChange => "no-change",
+            RoleStatus::NotShrunk => "not-shrunk",
+            RoleStatus::Error => "error",
+        }
+    }
+}
+
 /// Where a plan is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -246,6 +271,17 @@ pub enum PlanStatus {
     Trialled,
     /// Applied (see the apply records for which roles).
     Applied,
+}
+
+impl PlanStatus {
+    /// The name JSON uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanStatus::Proposed => "proposed",
+            PlanStatus::Trialled => "trialled",
+            PlanStatus::Applied => "applied",
+        }
+    }
 }
 
 /// A stored plan: what `whittle plan` proposed, for every role it looked at.

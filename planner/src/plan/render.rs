@@ -226,10 +226,7 @@ pub fn text(plan: &Plan, colour: bool) -> String {
                 "  {} {} ({}: {detail})",
                 paint("32", "="),
                 kept.action,
-                serde_json::to_value(kept.reason)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
+                kept.reason.as_str()
             );
         }
         if role.status != RoleStatus::Changes {
@@ -322,12 +319,9 @@ pub fn markdown(plan: &Plan) -> String {
                 "| kept | why | calls | last seen | sample event |\n|---|---|---|---|---|"
             );
             for k in &role.kept {
-                let why = serde_json::to_value(k.reason)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
+                let why = k.reason.as_str();
                 let why = if k.note.is_empty() {
-                    why
+                    why.to_owned()
                 } else {
                     format!("{why}: {}", k.note)
                 };

@@ -427,6 +427,19 @@ async fn plan_keeps_what_the_workload_used_and_apply_then_rollback_restores_exac
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.starts_with("restored arn:aws:iam::123456789012:role/plan-app"));
     assert_eq!(role_policies(iam).await, before);
+    // Status lists the plans and the change with its rollback.
+    let status = status_json(config).expect("status");
+    assert!(
+        status["plans"]
+            .as_array()
+            .expect("plans")
+            .iter()
+            .any(|p| p["id"] == plan_id.as_str() && p["status"] == "applied"),
+        "{status:#}"
+    );
+    let change = &status["changes"][0];
+    assert_eq!(change["role_arn"], ROLE_ARN);
+    assert_eq!(change["status"], "rolled-back");
 
     // A plan made before someone edits the role is stale: apply refuses it.
     let (code, stdout, _) = run(config, &["plan", "--role", ROLE_ARN, "--format", "json"]);
