@@ -204,7 +204,7 @@ pub fn build(
             })
         })
         .collect::<Result<_, _>>()?;
-    changes.sort_by(|a, b| b.0.cmp(&a.0));
+    changes.sort_by_key(|c| std::cmp::Reverse(c.0));
     let changes = changes.into_iter().take(RECENT).map(|(_, c)| c).collect();
     let accounts = state
         .tree::<RoleInventory>()?
