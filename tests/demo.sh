@@ -19,7 +19,7 @@ whittle="$root/target/debug/whittle"
 rm -rf "$work" && mkdir -p "$work"
 echo "==> starting the emulator (moto + whittle's extension)" >&2
 # The emulator exits when this script's pipe to it closes, however the script ends.
-coproc EMULATOR { WHITTLE_EMULATOR_DELIVERY_SECONDS=5 "$root/.venv-moto/bin/python" "$root/tests/emulator/whittle_emulator.py" --port 0 2>"$work/emulator.log"; }
+coproc EMULATOR { WHITTLE_EMULATOR_DELIVERY_SECONDS=5 MOTO_IAM_LOAD_MANAGED_POLICIES=true "$root/.venv-moto/bin/python" "$root/tests/emulator/whittle_emulator.py" --port 0 2>"$work/emulator.log"; }
 read -r line <&"${EMULATOR[0]}"
 endpoint="${line##* on }"
 daemon_pid=""

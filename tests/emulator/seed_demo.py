@@ -3,7 +3,8 @@
 Usage: seed_demo.py ENDPOINT_URL
 
 - app-orders, app-billing: Lambda execution roles tagged whittle:managed=true, with the
-  over-broad policies teams really write (s3:*, dynamodb:*, a Secrets Manager read);
+  over-broad policies teams really write (s3:*, dynamodb:*, a Secrets Manager read, the
+  AWS-managed AmazonSQSReadOnlyAccess);
 - app-reports: an app role without the tag (not a target);
 - app-break-glass: tagged, but matched by [targets] protected_patterns;
 - AWSServiceRoleForLambdaReplicator under /aws-service-role/: service-linked, always protected;
@@ -52,6 +53,8 @@ for name, (tags, policy) in roles.items():
     iam.create_role(RoleName=name, AssumeRolePolicyDocument=lambda_trust, Tags=tags)
     iam.put_role_policy(RoleName=name, PolicyName=f"{name}-policy",
                         PolicyDocument=json.dumps({"Version": "2012-10-17", **policy}))
+# Teams attach AWS-managed policies too; the plan replaces one with a smaller inline policy.
+iam.attach_role_policy(RoleName="app-billing", PolicyArn="arn:aws:iam::aws:policy/AmazonSQSReadOnlyAccess")
 iam.create_role(RoleName="AWSServiceRoleForLambdaReplicator", Path="/aws-service-role/replicator.lambda.amazonaws.com/",
                 AssumeRolePolicyDocument=lambda_trust, Tags=managed)
 
