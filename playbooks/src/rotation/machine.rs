@@ -1,0 +1,585 @@
+//! The rotation state machine, journaled before every side effect:
+//!
+//! ```text
+//! begin (intent) -> pending-created -> [target-set] -> tested -> promoting -> promoted -> rotated
+//!                          \____________ any failure after bounded retries ____________/-> parked
+//! ```
+//!
+//! Every step is idempotent, so an interrupted rotation is finished by running the machine
+//! again on its journal ([`rotate`] resumes an unfinished journal of the same rotation
+//! before it would start a new one):
+//! - Secrets Manager: the pending value is a version labelled `AWSPENDING` whose
+//!   `ClientRequestToken` (its version id) is derived from the journal id, so a retried
+//!   `PutSecretValue` is a no-op and a resumed rotation reads its value back by that id.
+//!   Promotion moves `AWSCURRENT` to it (AWS moves `AWSPREVIOUS` to the old version) and
+//!   removes `AWSPENDING`.
+//! - SSM Parameter Store has no staging labels: the pending value lives only in the journal,
+//!   encrypted with the rotation's KMS key (never plaintext on disk); the new parameter
+//!   version is written at promotion, and labelled `current` (the old one `previous`).
+//!
+//! A failure that outlasts the retries before promotion *parks* the rotation: the pending
+//! value is withdrawn, a `command` playbook re-installs the current value, and the old
+//! credential stays the one in use.
+
+use std::future::Future;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tracing::{info, warn};
+use whittle_state::{JournalEntry, JournalId, State, StateError, Timestamp};
+
+use super::{Playbook, RandomSource, SecretValue, as_duration, bytes_needed, compose, draw};
+
+/// The journal kind of rotations; the subject is the rotation's name.
+pub const ROTATION_JOURNAL: &str = "rotation";
+
+/// Where the secret lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Store {
+    SecretsManager,
+    Ssm,
+}
+
+impl Store {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Store::SecretsManager => "secrets-manager",
+            Store::Ssm => "ssm",
+        }
+    }
+}
+
+/// One configured rotation, resolved.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// The `[[rotation]]` name: the journal subject, so one secret never rotates twice at once.
+    pub name: String,
+    pub account: String,
+    pub store: Store,
+    /// The secret id (Secrets Manager) or parameter name (SSM).
+    pub secret: String,
+    pub playbook: Playbook,
+    /// SSM: the SecureString key and the key that encrypts the pending value in the journal.
+    pub kms_key: Option<String>,
+    /// Attempts per step before the rotation is parked.
+    pub attempts: u32,
+    /// The first back-off; it doubles with each attempt.
+    pub retry_delay: Duration,
+}
+
+/// What the store says about the secret now.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    pub current: SecretValue,
+    /// The version in use: a Secrets Manager version id, an SSM version number.
+    pub current_version: String,
+    /// Secrets Manager rotates it with a Lambda of its own.
+    pub native_rotation: bool,
+    /// Versions labelled `AWSPENDING` (Secrets Manager).
+    pub pending_versions: Vec<String>,
+}
+
+/// An error from AWS or a script. Its text never holds a secret value (the ports redact).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PortError(pub String);
+
+/// What the machine needs from the outside world; the daemon implements it with the AWS SDK.
+pub trait Ports: Send + Sync {
+    fn inspect(&self, spec: &Spec) -> impl Future<Output = Result<Inspection, PortError>> + Send;
+    /// Secrets Manager: create the `AWSPENDING` version `token` (a no-op if it exists with
+    /// this value). SSM: nothing (the pending value is in the journal).
+    fn put_pending(
+        &self,
+        spec: &Spec,
+        token: &str,
+        value: &SecretValue,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Secrets Manager: the value of version `token`, if it exists.
+    fn read_pending(
+        &self,
+        spec: &Spec,
+        token: &str,
+    ) -> impl Future<Output = Result<Option<SecretValue>, PortError>> + Send;
+    /// Makes `value` (version `token`) the one in use; returns the version now current.
+    /// Idempotent: promoting what is already current only fixes the labels.
+    fn promote(
+        &self,
+        spec: &Spec,
+        token: &str,
+        value: &SecretValue,
+    ) -> impl Future<Output = Result<String, PortError>> + Send;
+    /// Secrets Manager: removes `AWSPENDING` from version `token` (a no-op if absent).
+    fn clear_pending(
+        &self,
+        spec: &Spec,
+        token: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn encrypt(
+        &self,
+        spec: &Spec,
+        value: &SecretValue,
+    ) -> impl Future<Output = Result<Vec<u8>, PortError>> + Send;
+    fn decrypt(
+        &self,
+        spec: &Spec,
+        blob: &[u8],
+    ) -> impl Future<Output = Result<SecretValue, PortError>> + Send;
+    /// KMS GenerateRandom in the secret's account.
+    fn kms_random(
+        &self,
+        spec: &Spec,
+        bytes: usize,
+    ) -> impl Future<Output = Result<Vec<u8>, PortError>> + Send;
+    /// Runs `argv` with `stdin` on its standard input; Ok on exit 0 within `timeout`.
+    fn run(
+        &self,
+        argv: &[String],
+        stdin: &SecretValue,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
+    fn now(&self) -> Timestamp;
+    /// Called right after each durable journal write, named `rotation:STEP` (crash tests).
+    fn after_step(&self, point: &str);
+}
+
+/// How a run of the machine ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The new value is current.
+    Rotated { version: String, journal: u64 },
+    /// Given up before promotion; the old value is still the one in use.
+    Parked {
+        step: String,
+        reason: String,
+        journal: u64,
+    },
+    /// Not started: the secret is not in a state whittle may rotate (nothing was changed).
+    Refused { reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("rotation journal {journal}: {reason}")]
+    Journal { journal: u64, reason: String },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Intent {
+    secret: String,
+    store: Store,
+    account: String,
+    kind: String,
+    previous_version: String,
+}
+
+/// The Secrets Manager `ClientRequestToken` (32 to 64 characters) of a journal.
+pub fn token_of(journal: JournalId) -> String {
+    format!("whittle-rotation-{:024}", journal.0)
+}
+
+/// The unfinished rotation journal of `name`, if one exists.
+pub fn open_journal(state: &State, name: &str) -> Result<Option<JournalEntry>, StateError> {
+    Ok(state
+        .journal_unfinished()?
+        .into_iter()
+        .find(|e| e.kind == ROTATION_JOURNAL && e.subject == name))
+}
+
+/// Rotates the secret of `spec`, or finishes its interrupted rotation.
+pub async fn rotate<P: Ports>(
+    ports: &P,
+    state: &State,
+    spec: &Spec,
+) -> Result<Outcome, MachineError> {
+    let entry = match open_journal(state, &spec.name)? {
+        Some(entry) => {
+            info!(rotation = %spec.name, journal = %entry.id, step = ?entry.last_step(), "Resuming an interrupted rotation");
+            entry
+        }
+        None => {
+            let inspection = match retry(ports, spec, "inspect", || ports.inspect(spec)).await {
+                Ok(i) => i,
+                Err(e) => {
+                    return Ok(Outcome::Refused {
+                        reason: format!("cannot read the secret: {e}"),
+                    });
+                }
+            };
+            if inspection.native_rotation {
+                return Ok(Outcome::Refused {
+                    reason: "Secrets Manager's own rotation is enabled on this secret; turn it off or use a `native` playbook".to_owned(),
+                });
+            }
+            if let Some(foreign) = inspection.pending_versions.first() {
+                return Ok(Outcome::Refused {
+                    reason: format!(
+                        "version {foreign} already carries AWSPENDING (another rotation is in progress); finish or cancel it first"
+                    ),
+                });
+            }
+            let intent = Intent {
+                secret: spec.secret.clone(),
+                store: spec.store,
+                account: spec.account.clone(),
+                kind: spec.playbook.kind().to_owned(),
+                previous_version: inspection.current_version.clone(),
+            };
+            let id = state.journal_begin(
+                ROTATION_JOURNAL,
+                &spec.name,
+                serde_json::to_value(&intent).map_err(|e| MachineError::Journal {
+                    journal: 0,
+                    reason: e.to_string(),
+                })?,
+                ports.now(),
+            )?;
+            ports.after_step("rotation:begin");
+            state
+                .journal_get(id)?
+                .ok_or_else(|| MachineError::Journal {
+                    journal: id.0,
+                    reason: "vanished right after it was written".to_owned(),
+                })?
+        }
+    };
+    Run {
+        ports,
+        state,
+        spec,
+        entry,
+    }
+    .drive()
+    .await
+}
+
+/// Retries `call` with doubling back-off; the error names the step.
+async fn retry<P: Ports, T, F, Fut>(
+    ports: &P,
+    spec: &Spec,
+    what: &str,
+    mut call: F,
+) -> Result<T, PortError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, PortError>>,
+{
+    let mut delay = spec.retry_delay;
+    let attempts = spec.attempts.max(1);
+    let mut last = PortError(String::new());
+    for attempt in 1..=attempts {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                warn!(rotation = %spec.name, step = what, attempt, attempts, error = %e, "Rotation step failed");
+                last = e;
+                if attempt < attempts {
+                    ports.sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                }
+            }
+        }
+    }
+    Err(PortError(format!(
+        "{what} failed {attempts} time(s) (back-off from {}): {}",
+        as_duration(spec.retry_delay),
+        last.0
+    )))
+}
+
+struct Run<'a, P: Ports> {
+    ports: &'a P,
+    state: &'a State,
+    spec: &'a Spec,
+    entry: JournalEntry,
+}
+
+/// A step failed for good: the reason, and whether the target may hold the pending value.
+struct Failure {
+    step: &'static str,
+    reason: String,
+}
+
+impl<P: Ports> Run<'_, P> {
+    fn done(&self, step: &str) -> bool {
+        self.entry.steps.iter().any(|s| s.name == step)
+    }
+
+    fn step(&mut self, name: &str, detail: serde_json::Value) -> Result<(), MachineError> {
+        self.state
+            .journal_step(self.entry.id, name, detail, self.ports.now())?;
+        self.ports.after_step(&format!("rotation:{name}"));
+        if let Some(entry) = self.state.journal_get(self.entry.id)? {
+            self.entry = entry;
+        }
+        Ok(())
+    }
+
+    async fn drive(mut self) -> Result<Outcome, MachineError> {
+        let token = token_of(self.entry.id);
+        match self.advance(&token).await? {
+            Ok(version) => {
+                self.state.journal_finish(
+                    self.entry.id,
+                    "rotated",
+                    json!({ "version": version }),
+                    self.ports.now(),
+                )?;
+                info!(rotation = %self.spec.name, secret = %self.spec.secret, %version, "Secret rotated");
+                Ok(Outcome::Rotated {
+                    version,
+                    journal: self.entry.id.0,
+                })
+            }
+            Err(failure) => self.park(&token, failure).await,
+        }
+    }
+
+    /// Runs the remaining steps; the inner error is a step that failed for good.
+    async fn advance(&mut self, token: &str) -> Result<Result<String, Failure>, MachineError> {
+        let (ports, spec) = (self.ports, self.spec);
+        // 1. The pending value: made once, then always read back from where it is kept.
+        let pending = if self.done("pending-created") {
+            match self.recover_pending(token).await {
+                Ok(v) => v,
+                Err(reason) => {
+                    return Ok(Err(Failure {
+                        step: "pending-created",
+                        reason,
+                    }));
+                }
+            }
+        } else {
+            let existing = match spec.store {
+                // A crash after PutSecretValue but before the journal step left it there.
+                Store::SecretsManager => {
+                    match retry(ports, spec, "read pending", || ports.read_pending(spec, token))
+                        .await
+                    {
+                        Ok(v) => v,
+                        Err(e) => return Ok(Err(Failure { step: "create pending", reason: e.0 })),
+                    }
+                }
+                Store::Ssm => None,
+            };
+            let value = match existing {
+                Some(v) => v,
+                None => match self.generate().await {
+                    Ok(v) => v,
+                    Err(reason) => return Ok(Err(Failure { step: "create pending", reason })),
+                },
+            };
+            let detail = match spec.store {
+                Store::SecretsManager => {
+                    if let Err(e) = retry(ports, spec, "create pending", || {
+                        ports.put_pending(spec, token, &value)
+                    })
+                    .await
+                    {
+                        return Ok(Err(Failure { step: "create pending", reason: e.0 }));
+                    }
+                    json!(null)
+                }
+                Store::Ssm => {
+                    match retry(ports, spec, "encrypt pending", || ports.encrypt(spec, &value))
+                        .await
+                    {
+                        Ok(blob) => json!({
+                            "ciphertext": base64::engine::general_purpose::STANDARD.encode(blob)
+                        }),
+                        Err(e) => return Ok(Err(Failure { step: "create pending", reason: e.0 })),
+                    }
+                }
+            };
+            self.step("pending-created", detail)?;
+            value
+        };
+
+        // 2. Set it where it is used (command playbooks).
+        if let Playbook::Command {
+            install, timeout, ..
+        } = &spec.playbook
+            && !self.done("target-set")
+        {
+            if let Err(e) =
+                retry(ports, spec, "install", || ports.run(install, &pending, *timeout)).await
+            {
+                return Ok(Err(Failure { step: "set on target", reason: e.0 }));
+            }
+            self.step("target-set", json!(null))?;
+        }
+
+        // 3. Test it.
+        if !self.done("tested") {
+            let tested = match &spec.playbook {
+                Playbook::Command {
+                    test: Some(test),
+                    timeout,
+                    ..
+                } => retry(ports, spec, "test", || ports.run(test, &pending, *timeout)).await,
+                // The store holds exactly what was made.
+                _ if spec.store == Store::SecretsManager => {
+                    match retry(ports, spec, "test", || ports.read_pending(spec, token)).await {
+                        Ok(Some(v)) if v == pending => Ok(()),
+                        Ok(_) => Err(PortError(
+                            "the AWSPENDING version does not hold the value whittle wrote".to_owned(),
+                        )),
+                        Err(e) => Err(e),
+                    }
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = tested {
+                return Ok(Err(Failure { step: "test", reason: e.0 }));
+            }
+            self.step("tested", json!(null))?;
+        }
+
+        // 4. Promote.
+        if !self.done("promoting") {
+            self.step("promoting", json!(null))?;
+        }
+        match retry(ports, spec, "promote", || ports.promote(spec, token, &pending)).await {
+            Ok(version) => {
+                self.step("promoted", json!({ "version": version }))?;
+                Ok(Ok(version))
+            }
+            Err(e) => Ok(Err(Failure { step: "promote", reason: e.0 })),
+        }
+    }
+
+    /// The pending value of a rotation past `pending-created`.
+    async fn recover_pending(&self, token: &str) -> Result<SecretValue, String> {
+        let (ports, spec) = (self.ports, self.spec);
+        match spec.store {
+            Store::SecretsManager => {
+                match retry(ports, spec, "read pending", || ports.read_pending(spec, token)).await {
+                    Ok(Some(v)) => Ok(v),
+                    Ok(None) => Err(format!(
+                        "the pending version {token} is gone from the secret (deleted by hand?)"
+                    )),
+                    Err(e) => Err(e.0),
+                }
+            }
+            Store::Ssm => {
+                let blob = self
+                    .entry
+                    .steps
+                    .iter()
+                    .find(|s| s.name == "pending-created")
+                    .and_then(|s| s.detail["ciphertext"].as_str())
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .ok_or_else(|| "the journal holds no encrypted pending value".to_owned())?;
+                retry(ports, spec, "decrypt pending", || ports.decrypt(spec, &blob))
+                    .await
+                    .map_err(|e| e.0)
+            }
+        }
+    }
+
+    async fn generate(&self) -> Result<SecretValue, String> {
+        let (ports, spec) = (self.ports, self.spec);
+        let generate = spec.playbook.generate();
+        let bytes = bytes_needed(&generate.alphabet, generate.length);
+        let random = match generate.source {
+            RandomSource::Os => {
+                let mut buf = vec![0u8; bytes];
+                rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut buf)
+                    .map_err(|e| format!("the OS random number generator failed: {e}"))?;
+                buf
+            }
+            RandomSource::Kms => {
+                // KMS GenerateRandom returns at most 1,024 bytes a call.
+                let mut buf = Vec::with_capacity(bytes);
+                while buf.len() < bytes {
+                    let n = (bytes - buf.len()).min(1024);
+                    let chunk = retry(ports, spec, "kms:GenerateRandom", || ports.kms_random(spec, n))
+                        .await
+                        .map_err(|e| e.0)?;
+                    buf.extend(chunk);
+                }
+                buf
+            }
+        };
+        let text = draw(&generate.alphabet, generate.length, &random)
+            .ok_or_else(|| "not enough random bytes".to_owned())?;
+        let current = if generate.json_field.is_some() {
+            retry(ports, spec, "inspect", || ports.inspect(spec))
+                .await
+                .map_err(|e| e.0)?
+                .current
+        } else {
+            SecretValue::new(String::new())
+        };
+        compose(&current, generate.json_field.as_deref(), &text)
+    }
+
+    /// Gives up: withdraws the pending value, re-installs the current one where a script
+    /// may have installed the pending one, records why.
+    async fn park(self, token: &str, failure: Failure) -> Result<Outcome, MachineError> {
+        let (ports, spec) = (self.ports, self.spec);
+        let mut reason = failure.reason;
+        // Promotion may have gone through before the error (a lost response): then the new
+        // value is current and the rotation is done, not parked.
+        if failure.step == "promote"
+            && let Ok(now) = ports.inspect(spec).await
+            && (now.current_version == token
+                || (spec.store == Store::Ssm && self.done("pending-created") && {
+                    matches!(self.recover_pending(token).await, Ok(v) if v == now.current)
+                }))
+        {
+            self.state.journal_finish(
+                self.entry.id,
+                "rotated",
+                json!({ "version": now.current_version }),
+                ports.now(),
+            )?;
+            return Ok(Outcome::Rotated {
+                version: now.current_version,
+                journal: self.entry.id.0,
+            });
+        }
+        if let Playbook::Command {
+            install, timeout, ..
+        } = &spec.playbook
+            && (self.done("target-set") || failure.step == "set on target" || failure.step == "test")
+        {
+            match ports.inspect(spec).await {
+                Ok(now) => {
+                    if let Err(e) = ports.run(install, &now.current, *timeout).await {
+                        reason.push_str(&format!(
+                            "; re-installing the current value also failed: {e} (check the target by hand)"
+                        ));
+                    }
+                }
+                Err(e) => reason.push_str(&format!(
+                    "; the current value could not be read to re-install it: {e} (check the target by hand)"
+                )),
+            }
+        }
+        if spec.store == Store::SecretsManager
+            && let Err(e) = ports.clear_pending(spec, token).await
+        {
+            reason.push_str(&format!("; removing AWSPENDING failed: {e}"));
+        }
+        self.state.journal_finish(
+            self.entry.id,
+            "parked",
+            json!({ "step": failure.step, "reason": reason }),
+            ports.now(),
+        )?;
+        warn!(rotation = %spec.name, secret = %spec.secret, step = failure.step, %reason, "Rotation parked; the current value stays in use");
+        Ok(Outcome::Parked {
+            step: failure.step.to_owned(),
+            reason,
+            journal: self.entry.id.0,
+        })
+    }
+}

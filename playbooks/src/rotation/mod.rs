@@ -1,0 +1,459 @@
+//! Rotation playbooks: what a new credential looks like and how it is installed and tested,
+//! and the executor that rotates a secret step by step under a journal ([`machine`]).
+//!
+//! A playbook is a TOML file in `playbooks/` that declares its `kind`:
+//! - `random`: a random value (length, alphabet; the OS RNG or KMS GenerateRandom), the
+//!   whole secret or one field of a JSON secret;
+//! - `command`: the same value, handed to a script on stdin that installs it where it is
+//!   used (and optionally to a second script that tests it).
+//!
+//! Secret values only ever exist as [`SecretValue`], which redacts itself in `Debug` and
+//! `Display`, so a value cannot reach a log line or an error message by formatting.
+
+pub mod machine;
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// A secret value. Formatting it prints `[redacted]`; [`SecretValue::expose`] is the one way
+/// to the text, used where the value is sent to AWS or to an install script.
+#[derive(Clone)]
+pub struct SecretValue(SecretString);
+
+impl SecretValue {
+    pub fn new(value: String) -> SecretValue {
+        SecretValue(SecretString::from(value))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl PartialEq for SecretValue {
+    fn eq(&self, other: &SecretValue) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Where the random bytes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RandomSource {
+    /// The operating system's RNG (`getrandom`).
+    Os,
+    /// KMS GenerateRandom in the secret's account (an HSM-backed source, for auditors who
+    /// ask for one).
+    Kms,
+}
+
+/// How a new value is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generate {
+    pub length: usize,
+    pub alphabet: Vec<char>,
+    /// Replace only this field of a JSON object secret, keeping the others.
+    pub json_field: Option<String>,
+    pub source: RandomSource,
+}
+
+/// A rotation playbook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Playbook {
+    Random(Generate),
+    Command {
+        generate: Generate,
+        /// Receives the pending value on stdin and installs it; exit 0 = installed.
+        install: Vec<String>,
+        /// Receives the pending value on stdin and checks it works; exit 0 = works.
+        test: Option<Vec<String>>,
+        timeout: Duration,
+    },
+}
+
+impl Playbook {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Playbook::Random(_) => "random",
+            Playbook::Command { .. } => "command",
+        }
+    }
+
+    pub fn generate(&self) -> &Generate {
+        match self {
+            Playbook::Random(g) | Playbook::Command { generate: g, .. } => g,
+        }
+    }
+}
+
+/// The alphabets a playbook can name.
+const ALPHABETS: &[(&str, &str)] = &[
+    (
+        "alphanumeric",
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+    ),
+    ("hex", "0123456789abcdef"),
+    (
+        "base64url",
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+    ),
+    (
+        "printable",
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&()*+,-.:;<=>?@[]^_{|}~",
+    ),
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RandomFile {
+    #[allow(dead_code)]
+    kind: String,
+    #[serde(default = "default_length")]
+    length: usize,
+    #[serde(default = "default_alphabet")]
+    alphabet: String,
+    #[serde(default)]
+    characters: Option<String>,
+    #[serde(default)]
+    json_field: Option<String>,
+    #[serde(default = "default_source")]
+    source: RandomSource,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandFile {
+    #[allow(dead_code)]
+    kind: String,
+    #[serde(default = "default_length")]
+    length: usize,
+    #[serde(default = "default_alphabet")]
+    alphabet: String,
+    #[serde(default)]
+    characters: Option<String>,
+    #[serde(default)]
+    json_field: Option<String>,
+    #[serde(default = "default_source")]
+    source: RandomSource,
+    install: Vec<String>,
+    #[serde(default)]
+    test: Option<Vec<String>>,
+    #[serde(default = "default_timeout")]
+    timeout: String,
+}
+
+fn default_length() -> usize {
+    32
+}
+fn default_alphabet() -> String {
+    "alphanumeric".to_owned()
+}
+fn default_source() -> RandomSource {
+    RandomSource::Os
+}
+fn default_timeout() -> String {
+    "60s".to_owned()
+}
+
+#[derive(Deserialize)]
+struct KindOnly {
+    kind: Option<String>,
+}
+
+/// Why a playbook file is not usable; `Display` names the file and, for TOML errors, the line.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaybookError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+fn located(path: &str, text: &str, error: &toml::de::Error) -> PlaybookError {
+    let (line, column) = error.span().map_or((1, 1), |span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    });
+    PlaybookError::Invalid {
+        path: path.to_owned(),
+        line,
+        column,
+        message: error.message().to_owned(),
+    }
+}
+
+fn invalid(path: &str, message: String) -> PlaybookError {
+    PlaybookError::Invalid {
+        path: path.to_owned(),
+        line: 1,
+        column: 1,
+        message,
+    }
+}
+
+/// Reads and checks a playbook file.
+pub fn load(path: &Path) -> Result<Playbook, PlaybookError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| PlaybookError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    parse(&shown, &text)
+}
+
+/// Parses playbook text; `path` is only for messages.
+pub fn parse(path: &str, text: &str) -> Result<Playbook, PlaybookError> {
+    let kind: KindOnly = toml::from_str(text).map_err(|e| located(path, text, &e))?;
+    let generate = |length: usize,
+                    alphabet: &str,
+                    characters: Option<String>,
+                    json_field: Option<String>,
+                    source: RandomSource|
+     -> Result<Generate, PlaybookError> {
+        if !(8..=4096).contains(&length) {
+            return Err(invalid(
+                path,
+                format!("length = {length}: use 8 to 4096 characters"),
+            ));
+        }
+        let alphabet: Vec<char> = match characters {
+            Some(chars) => {
+                let mut unique: Vec<char> = chars.chars().collect();
+                unique.sort_unstable();
+                unique.dedup();
+                if unique.len() < 2 {
+                    return Err(invalid(
+                        path,
+                        "characters: give at least two different characters".to_owned(),
+                    ));
+                }
+                unique
+            }
+            None => ALPHABETS
+                .iter()
+                .find(|(name, _)| *name == alphabet)
+                .map(|(_, chars)| chars.chars().collect())
+                .ok_or_else(|| {
+                    invalid(
+                        path,
+                        format!(
+                            "alphabet `{alphabet}`: use one of {} (or `characters = \"...\"`)",
+                            ALPHABETS
+                                .iter()
+                                .map(|(n, _)| *n)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                })?,
+        };
+        Ok(Generate {
+            length,
+            alphabet,
+            json_field,
+            source,
+        })
+    };
+    match kind.kind.as_deref() {
+        Some("random") => {
+            let f: RandomFile = toml::from_str(text).map_err(|e| located(path, text, &e))?;
+            Ok(Playbook::Random(generate(
+                f.length,
+                &f.alphabet,
+                f.characters,
+                f.json_field,
+                f.source,
+            )?))
+        }
+        Some("command") => {
+            let f: CommandFile = toml::from_str(text).map_err(|e| located(path, text, &e))?;
+            if f.install.is_empty() {
+                return Err(invalid(
+                    path,
+                    "install: give the command as a list, e.g. [\"/usr/local/bin/install-key\", \"--service\", \"billing\"]".to_owned(),
+                ));
+            }
+            if f.test.as_ref().is_some_and(Vec::is_empty) {
+                return Err(invalid(path, "test: an empty command".to_owned()));
+            }
+            let timeout = humantime::parse_duration(&f.timeout)
+                .map_err(|e| invalid(path, format!("timeout = \"{}\": {e}", f.timeout)))?;
+            Ok(Playbook::Command {
+                generate: generate(f.length, &f.alphabet, f.characters, f.json_field, f.source)?,
+                install: f.install,
+                test: f.test,
+                timeout,
+            })
+        }
+        Some(other @ ("iam-access-key" | "http" | "native")) => Err(invalid(
+            path,
+            format!("kind `{other}` is not supported by this version of whittle yet; use `random` or `command`"),
+        )),
+        Some(other) => Err(invalid(
+            path,
+            format!("unknown kind `{other}` (random, command)"),
+        )),
+        None => Err(invalid(
+            path,
+            "missing `kind = \"...\"` (random, command)".to_owned(),
+        )),
+    }
+}
+
+/// Draws `length` characters from `alphabet` using `bytes` as the randomness, without bias
+/// (rejection sampling: a byte is used only below the largest multiple of the alphabet's
+/// size). Returns None when `bytes` runs out; the caller asks for more.
+pub fn draw(alphabet: &[char], length: usize, bytes: &[u8]) -> Option<String> {
+    let n = alphabet.len();
+    let limit = 256 - (256 % n);
+    let mut out = String::with_capacity(length);
+    let mut count = 0;
+    for &b in bytes {
+        if count == length {
+            break;
+        }
+        if usize::from(b) < limit {
+            out.push(alphabet[usize::from(b) % n]);
+            count += 1;
+        }
+    }
+    (count == length).then_some(out)
+}
+
+/// How many random bytes to ask for so that [`draw`] almost never runs out.
+pub fn bytes_needed(alphabet: &[char], length: usize) -> usize {
+    let n = alphabet.len();
+    let limit = 256 - (256 % n);
+    // Expected bytes per character is 256/limit (< 2); ask for twice that plus slack.
+    (length * 2 * 256).div_ceil(limit) + 16
+}
+
+/// The new secret string: `value`, or the current JSON object with `field` set to it.
+pub fn compose(
+    current: &SecretValue,
+    field: Option<&str>,
+    value: &str,
+) -> Result<SecretValue, String> {
+    let Some(field) = field else {
+        return Ok(SecretValue::new(value.to_owned()));
+    };
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(current.expose()).map_err(|_| {
+            format!("json_field `{field}`: the current secret is not a JSON object")
+        })?;
+    object.insert(field.to_owned(), serde_json::Value::String(value.to_owned()));
+    Ok(SecretValue::new(
+        serde_json::Value::Object(object).to_string(),
+    ))
+}
+
+pub(crate) fn as_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_values_never_format() {
+        let v = SecretValue::new("hunter2-very-secret".to_owned());
+        assert_eq!(format!("{v}"), "[redacted]");
+        assert_eq!(format!("{v:?}"), "[redacted]");
+        assert_eq!(format!("{:?}", Some(&v)), "Some([redacted])");
+        assert_eq!(v.expose(), "hunter2-very-secret");
+    }
+
+    #[test]
+    fn playbooks_parse_and_bad_ones_are_located() {
+        let random = parse(
+            "r.toml",
+            "kind = \"random\"\nlength = 40\nalphabet = \"hex\"\njson_field = \"api_key\"\n",
+        )
+        .expect("random");
+        let Playbook::Random(g) = &random else {
+            panic!("{random:?}")
+        };
+        assert_eq!((g.length, g.alphabet.len()), (40, 16));
+        assert_eq!(g.json_field.as_deref(), Some("api_key"));
+        let command = parse(
+            "c.toml",
+            "kind = \"command\"\ninstall = [\"/bin/sh\", \"-c\", \"cat > /dev/null\"]\ntimeout = \"5s\"\n",
+        )
+        .expect("command");
+        assert_eq!(command.kind(), "command");
+
+        let cases = [
+            ("length = 3", "length = 3: use 8 to 4096"),
+            ("kind = \"random\"\nlenght = 3", "c.toml:2:1: unknown field `lenght`"),
+            ("kind = \"random\"\nalphabet = \"emoji\"", "alphabet `emoji`: use one of"),
+            ("kind = \"command\"", "c.toml:1:1: missing field `install`"),
+            ("kind = \"command\"\ninstall = []", "install: give the command as a list"),
+            ("kind = \"http\"", "kind `http` is not supported"),
+            ("kind = \"magic\"", "unknown kind `magic`"),
+            ("kind = 3", "c.toml:1:8: invalid type"),
+        ];
+        for (text, expected) in cases {
+            let text = if text.starts_with("length") {
+                format!("kind = \"random\"\n{text}")
+            } else {
+                text.to_owned()
+            };
+            let error = parse("c.toml", &text).expect_err(&text).to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn draws_are_unbiased_and_use_only_the_alphabet() {
+        let alphabet: Vec<char> = "abc".chars().collect();
+        // 255 = 3 * 85: bytes 0..255 are usable, 255 is rejected.
+        assert_eq!(draw(&alphabet, 3, &[0, 255, 1, 2]), Some("abc".to_owned()));
+        assert_eq!(draw(&alphabet, 3, &[0, 255]), None);
+        let hex: Vec<char> = "0123456789abcdef".chars().collect();
+        let bytes: Vec<u8> = (0..=255).collect();
+        let drawn = draw(&hex, 256, &bytes).expect("enough");
+        for c in hex.iter() {
+            assert_eq!(drawn.chars().filter(|d| d == c).count(), 16);
+        }
+        assert!(bytes_needed(&hex, 32) >= 64);
+    }
+
+    #[test]
+    fn json_fields_are_replaced_in_place() {
+        let current = SecretValue::new(r#"{"api_key":"old","user":"svc"}"#.to_owned());
+        let new = compose(&current, Some("api_key"), "new").expect("compose");
+        let parsed: serde_json::Value = serde_json::from_str(new.expose()).expect("json");
+        assert_eq!(parsed["api_key"], "new");
+        assert_eq!(parsed["user"], "svc");
+        let plain = SecretValue::new("not json".to_owned());
+        assert!(compose(&plain, Some("api_key"), "x").is_err());
+        assert_eq!(compose(&plain, None, "x").expect("whole").expose(), "x");
+    }
+}
