@@ -153,6 +153,12 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Restore a role's policies to the snapshot taken before a change (an apply).
     Rollback(RollbackArgs),
+    /// Rotate the secrets of [[rotation]] that are due (or, with --now, the selected ones).
+    ///
+    /// Each rotation is journaled before every side effect and resumes where it stopped if
+    /// whittle is killed. Exits 0 when every selected rotation rotated or was not due, 1 when
+    /// one was parked (the old value stays in use), refused or failed.
+    Rotate(RotateArgs),
     /// IAM policies offline (no configuration or AWS needed).
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -254,6 +260,21 @@ pub struct RollbackArgs {
     /// Roll back the latest change of this role instead.
     #[arg(long, value_name = "ARN", conflicts_with = "change_id")]
     pub role: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// Only this rotation (its name, or its secret id / parameter name; repeatable).
+    #[arg(long = "secret", value_name = "NAME|ID")]
+    pub secrets: Vec<String>,
+    /// Rotate now even if not due by the timetable.
+    #[arg(long)]
+    pub now: bool,
+    /// Show what is due and each step a rotation would take; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     #[arg(long, value_enum, default_value = "text")]
     pub format: OutputFormat,
 }

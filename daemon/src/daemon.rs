@@ -85,11 +85,7 @@ pub async fn run(
     let server = tokio::spawn(http::serve(listener, app, http_stop.clone()));
     info!(%address, "Status endpoint listening (/healthz, /metrics, /status)");
 
-    let jobs = config
-        .jobs
-        .iter()
-        .map(|(name, schedule)| (name, schedule.clone()))
-        .collect();
+    let jobs = config.scheduled_jobs();
     let scheduler = Scheduler::start(jobs, Arc::clone(&ctx), metrics).await?;
     info!("Daemon started");
 

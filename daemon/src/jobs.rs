@@ -55,7 +55,39 @@ pub async fn run(
                 s.skipped_total()
             ))
         }
-        other => anyhow::bail!("unknown job `{other}`"),
+        other => match other.strip_prefix(crate::config::ROTATION_JOB_PREFIX) {
+            Some(rotation) => rotate_job(ctx, rotation).await,
+            None => anyhow::bail!("unknown job `{other}`"),
+        },
+    }
+}
+
+/// One rotation's scheduled run: its tick is its due time, so it rotates (or finishes an
+/// interrupted rotation). A parked or refused rotation fails the run, which alerts.
+async fn rotate_job(ctx: &JobContext, name: &str) -> anyhow::Result<String> {
+    let reports = crate::rotate::run(
+        &ctx.config,
+        &ctx.aws,
+        &ctx.state,
+        &[name.to_owned()],
+        true,
+        false,
+    )
+    .await?;
+    let report = reports
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("rotation `{name}` is not configured"))?;
+    match report.outcome.as_str() {
+        "rotated" => Ok(format!(
+            "{} rotated to version {}",
+            report.secret,
+            report.version.as_deref().unwrap_or("?")
+        )),
+        other => anyhow::bail!(
+            "{} {other}: {}",
+            report.secret,
+            report.reason.as_deref().unwrap_or("")
+        ),
     }
 }
 

@@ -17,6 +17,7 @@ mod plan;
 mod policy;
 mod reconcile;
 mod records;
+mod rotate;
 mod scheduler;
 mod status;
 mod usage;
@@ -33,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
     ApplyArgs, Cli, Command, IamDataCommand, MineArgs, OutputFormat, PlanArgs, PlanCommand,
-    PlanFormat, PolicyCommand, RollbackArgs, StatusArgs, UsageArgs,
+    PlanFormat, PolicyCommand, RollbackArgs, RotateArgs, StatusArgs, UsageArgs,
 };
 use crate::config::Config;
 
@@ -69,10 +70,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut config = config::load(&cli.global.config)?;
             cli.global.apply(&mut config)?;
             println!(
-                "{}: valid ({} account(s), {} job(s))",
+                "{}: valid ({} account(s), {} job(s), {} rotation(s))",
                 cli.global.config.display(),
                 config.aws.accounts.len(),
-                config.jobs.iter().count()
+                config.jobs.iter().count(),
+                config.rotation.len()
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -106,6 +108,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(args) => {
             let config = load(&cli)?;
             runtime()?.block_on(rollback_command(config, args))
+        }
+        Command::Rotate(args) => {
+            let config = load(&cli)?;
+            runtime()?.block_on(rotate_command(config, args))
         }
         Command::Policy(PolicyCommand::Eval(args)) => {
             // Offline: needs neither the configuration nor AWS.
@@ -276,6 +282,60 @@ async fn rollback_command(config: Config, args: &RollbackArgs) -> anyhow::Result
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&change)?),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn rotate_command(config: Config, args: &RotateArgs) -> anyhow::Result<ExitCode> {
+    // A dry run changes nothing, so it does not finish interrupted work either.
+    let state = if args.dry_run {
+        open_state(&config)?
+    } else {
+        open_state_reconciled(&config).await?
+    };
+    let aws = aws::Aws::new(&config).await?;
+    let reports = rotate::run(&config, &aws, &state, &args.secrets, args.now, args.dry_run).await?;
+    match args.format {
+        OutputFormat::Text => {
+            if reports.is_empty() {
+                println!(
+                    "no rotations configured ([[rotation]] in {})",
+                    config.base_dir.display()
+                );
+            }
+            for r in &reports {
+                println!(
+                    "{} {} ({} {}, {}): {}{}{}",
+                    r.outcome,
+                    r.name,
+                    r.store.as_str(),
+                    r.secret,
+                    r.kind,
+                    r.when,
+                    r.version
+                        .as_ref()
+                        .map(|v| format!("; version {v}"))
+                        .unwrap_or_default(),
+                    r.reason
+                        .as_ref()
+                        .map(|v| format!("; {v}"))
+                        .unwrap_or_default(),
+                );
+                for (i, step) in r.steps.iter().enumerate() {
+                    println!("    {}. {step}", i + 1);
+                }
+            }
+        }
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+    }
+    Ok(
+        if reports
+            .iter()
+            .any(|r| matches!(r.outcome.as_str(), "parked" | "refused" | "failed"))
+        {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 fn usage_command(config: &Config, args: &UsageArgs) -> anyhow::Result<ExitCode> {

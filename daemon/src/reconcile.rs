@@ -53,6 +53,10 @@ impl Registry {
                 }),
             );
         }
+        registry.register(
+            whittle_playbooks::rotation::machine::ROTATION_JOURNAL,
+            Box::new(crate::rotate::RotationRecovery { config }),
+        );
         registry
     }
 

@@ -20,7 +20,7 @@ use crate::records::{JobHistory, JobRun, RunOutcome};
 
 /// One job and its rules.
 struct Runner {
-    name: &'static str,
+    name: String,
     jitter: Option<Duration>,
     busy: Arc<Mutex<()>>,
     ctx: Arc<JobContext>,
@@ -37,10 +37,10 @@ impl Runner {
         }
         let Ok(guard) = self.busy.clone().try_lock_owned() else {
             warn!(
-                job = self.name,
+                job = %self.name,
                 "Skipped a tick: the previous run is still busy"
             );
-            self.metrics.run_skipped(self.name);
+            self.metrics.run_skipped(&self.name);
             return;
         };
         let runner = Arc::clone(self);
@@ -61,38 +61,38 @@ impl Runner {
         }
         let history = JobHistory::new(&self.ctx.state);
         let mut run = JobRun {
-            job: self.name.to_owned(),
+            job: self.name.clone(),
             started_at: clock::now(),
             ended_at: None,
             outcome: RunOutcome::Running,
             detail: String::new(),
         };
         if let Err(e) = history.record(&run) {
-            error!(job = self.name, error = %e, "Cannot record the start of a run; not running it");
+            error!(job = %self.name, error = %e, "Cannot record the start of a run; not running it");
             return;
         }
-        info!(job = self.name, "Job started");
+        info!(job = %self.name, "Job started");
         let started = Instant::now();
-        let result = jobs::run(self.name, &self.ctx, &self.cancel).await;
+        let result = jobs::run(&self.name, &self.ctx, &self.cancel).await;
         let seconds = started.elapsed().as_secs_f64();
         run.ended_at = Some(clock::now());
         match result {
             Ok(summary) => {
-                info!(job = self.name, seconds, %summary, "Job succeeded");
+                info!(job = %self.name, seconds, %summary, "Job succeeded");
                 run.outcome = RunOutcome::Succeeded;
                 run.detail = summary;
             }
             Err(e) => {
                 let message = crate::one_line(&e);
-                error!(job = self.name, seconds, error = %message, "Job failed");
+                error!(job = %self.name, seconds, error = %message, "Job failed");
                 run.outcome = RunOutcome::Failed;
                 run.detail = message;
             }
         }
         self.metrics
-            .run_finished(self.name, run.outcome.as_str(), seconds);
+            .run_finished(&self.name, run.outcome.as_str(), seconds);
         if let Err(e) = history.record(&run) {
-            error!(job = self.name, error = %e, "Cannot record the end of a run");
+            error!(job = %self.name, error = %e, "Cannot record the end of a run");
         }
     }
 }
@@ -107,7 +107,7 @@ pub struct Scheduler {
 impl Scheduler {
     /// Schedules `jobs` and starts ticking.
     pub async fn start(
-        jobs: Vec<(&'static str, JobSchedule)>,
+        jobs: Vec<(String, JobSchedule)>,
         ctx: Arc<JobContext>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Scheduler> {
@@ -115,13 +115,13 @@ impl Scheduler {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         for (name, schedule) in jobs {
-            metrics.declare_job(name);
+            metrics.declare_job(&name);
             if !schedule.enabled {
-                info!(job = name, "Job disabled in the configuration");
+                info!(job = %name, "Job disabled in the configuration");
                 continue;
             }
             let runner = Arc::new(Runner {
-                name,
+                name: name.clone(),
                 jitter: schedule.jitter.map(|j| j.0),
                 busy: Arc::new(Mutex::new(())),
                 ctx: Arc::clone(&ctx),
@@ -140,7 +140,7 @@ impl Scheduler {
                 )
             })?;
             inner.add(job).await?;
-            info!(job = name, cron = schedule.cron.as_str(), "Job scheduled");
+            info!(job = %name, cron = schedule.cron.as_str(), "Job scheduled");
         }
         inner.start().await?;
         Ok(Scheduler {

@@ -33,9 +33,28 @@ pub struct StatusReport {
     /// The latest changes to roles (applies), newest first, with their rollback state.
     #[serde(default)]
     pub changes: Vec<ChangeSummary>,
+    /// Each configured rotation: last rotation, next due time, state.
+    #[serde(default)]
+    pub rotations: Vec<RotationStatus>,
     /// Present with `--check-aws`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<Vec<AwsCheck>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotationStatus {
+    pub name: String,
+    pub secret: String,
+    pub store: String,
+    pub last_rotated: Option<String>,
+    pub next_due: Option<String>,
+    /// `idle`, `in-progress` (an unfinished journal; `step` says where), `parked` or
+    /// `refused` (`reason` says why).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// How many plans and changes status lists.
@@ -134,15 +153,15 @@ pub fn build(
     let history = JobHistory::new(state);
     let now = clock::to_chrono(clock::now());
     let mut jobs = Vec::new();
-    for (name, schedule) in config.jobs.iter() {
-        let last_run = history.last(name)?;
+    for (name, schedule) in config.scheduled_jobs() {
+        let last_run = history.last(&name)?;
         let runs = history
-            .outcome_counts(name)?
+            .outcome_counts(&name)?
             .into_iter()
             .map(|(outcome, n)| (outcome.to_string(), n))
             .collect();
         jobs.push(JobStatus {
-            name: name.to_owned(),
+            name,
             cron: schedule.cron.as_str().to_owned(),
             enabled: schedule.enabled,
             last_run: last_run.as_ref().map(RunView::from),
@@ -206,6 +225,38 @@ pub fn build(
         .collect::<Result<_, _>>()?;
     changes.sort_by_key(|c| std::cmp::Reverse(c.0));
     let changes = changes.into_iter().take(RECENT).map(|(_, c)| c).collect();
+    let mut rotations = Vec::new();
+    let records = state.tree::<crate::rotate::RotationRecord>()?;
+    for rotation in &config.rotation {
+        let record = records.get(&rotation.name)?;
+        let open = whittle_playbooks::rotation::machine::open_journal(state, &rotation.name)?;
+        let (state_name, step, reason) = match (&open, &record) {
+            (Some(entry), _) => (
+                "in-progress",
+                Some(entry.last_step().unwrap_or("begin").to_owned()),
+                None,
+            ),
+            (None, Some(r)) if r.last_outcome != "rotated" => {
+                (r.last_outcome.as_str(), None, r.reason.clone())
+            }
+            _ => ("idle", None, None),
+        };
+        let last = record.as_ref().and_then(|r| r.last_rotated_at);
+        let next_due = match last {
+            Some(last) => rotation.cron.next_after(clock::to_chrono(last)),
+            None => Some(now),
+        };
+        rotations.push(RotationStatus {
+            name: rotation.name.clone(),
+            secret: rotation.secret.clone(),
+            store: rotation.store.as_str().to_owned(),
+            last_rotated: last.map(clock::format),
+            next_due: next_due.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            state: state_name.to_owned(),
+            step,
+            reason,
+        });
+    }
     let accounts = state
         .tree::<RoleInventory>()?
         .iter()
@@ -225,6 +276,7 @@ pub fn build(
         },
         plans,
         changes,
+        rotations,
         aws: None,
     })
 }
@@ -290,6 +342,29 @@ pub fn render_text(report: &StatusReport) -> String {
         "\nusage: {} principal(s) from {} mined trail file(s); `whittle usage` shows them",
         report.usage.principals, report.usage.mined_files
     );
+    if !report.rotations.is_empty() {
+        let _ = writeln!(out, "\nrotations:");
+        for r in &report.rotations {
+            let _ = writeln!(
+                out,
+                "  {} ({} {}): {}{}{}; last rotated {}, next due {}",
+                r.name,
+                r.store,
+                r.secret,
+                r.state,
+                r.step
+                    .as_ref()
+                    .map(|s| format!(" after {s}"))
+                    .unwrap_or_default(),
+                r.reason
+                    .as_ref()
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default(),
+                r.last_rotated.as_deref().unwrap_or("never"),
+                r.next_due.as_deref().unwrap_or("never"),
+            );
+        }
+    }
     if !report.plans.is_empty() {
         let _ = writeln!(out, "\nplans (latest first; `whittle plan show ID`):");
         for p in &report.plans {

@@ -64,6 +64,16 @@ impl Aws {
         self.accounts.keys().map(String::as_str)
     }
 
+    /// The SDK configuration of an account.
+    pub fn sdk(&self, account: &str) -> anyhow::Result<&SdkConfig> {
+        Ok(&self.handle(account)?.sdk)
+    }
+
+    /// The endpoint override, for error messages.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
     fn handle(&self, account: &str) -> anyhow::Result<&AccountHandle> {
         self.accounts.get(account).ok_or_else(|| {
             anyhow::anyhow!("account `{account}` is not configured in [[aws.accounts]]")

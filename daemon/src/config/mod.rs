@@ -48,6 +48,65 @@ pub struct Config {
     /// Permission trials.
     #[serde(default)]
     pub trial: TrialConfig,
+    /// Secrets to rotate, one table each.
+    #[serde(default)]
+    pub rotation: Vec<RotationConfig>,
+    /// The directory of the configuration file: relative paths in it (playbooks) start here.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// One secret to rotate on a timetable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationConfig {
+    /// A unique name; `whittle rotate --secret NAME` and `whittle status` use it.
+    #[serde(default)]
+    pub name: String,
+    /// The account (by name, from `[[aws.accounts]]`) that holds the secret.
+    #[serde(default)]
+    pub account: String,
+    /// `secrets-manager` or `ssm`.
+    pub store: whittle_playbooks::rotation::machine::Store,
+    /// The Secrets Manager secret id (name or ARN), or the SSM parameter name.
+    #[serde(default)]
+    pub secret: String,
+    /// The playbook file (TOML with `kind = ...`), relative to this configuration file.
+    #[serde(default)]
+    pub playbook: PathBuf,
+    /// When to rotate: a cron expression with seconds, in UTC.
+    pub cron: CronSchedule,
+    /// Start a random time up to this long after each tick, to spread load.
+    #[serde(default)]
+    pub jitter: Option<HumanDuration>,
+    /// The rotation window: a rotation not promoted within this long after it started is
+    /// parked (the current value stays in use). Default: one hour.
+    #[serde(default = "default_rotation_window")]
+    pub window: HumanDuration,
+    /// KMS key (id, ARN or alias) for the SSM SecureString and for the pending value in the
+    /// journal; required for `store = "ssm"`.
+    #[serde(default)]
+    pub kms_key: Option<String>,
+    /// Attempts per step before the rotation is parked.
+    #[serde(default = "default_rotation_attempts")]
+    pub attempts: u32,
+    /// The first back-off between attempts; it doubles each time.
+    #[serde(default = "default_retry_delay")]
+    pub retry_delay: HumanDuration,
+    /// Set to false to keep the entry without rotating it.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl RotationConfig {
+    /// The playbook file, resolved against the configuration file's directory.
+    pub fn playbook_path(&self, base_dir: &Path) -> PathBuf {
+        if self.playbook.is_absolute() {
+            self.playbook.clone()
+        } else {
+            base_dir.join(&self.playbook)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -203,6 +262,9 @@ impl Default for TargetsConfig {
         }
     }
 }
+
+/// The name of a rotation's scheduled job is this prefix and the rotation's name.
+pub const ROTATION_JOB_PREFIX: &str = "rotate:";
 
 /// One scheduled job.
 #[derive(Debug, Clone, Deserialize)]
@@ -453,11 +515,41 @@ fn default_stream_above_mib() -> u64 {
 fn default_min_observation_days() -> u32 {
     14
 }
+fn default_rotation_window() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(3600))
+}
+fn default_rotation_attempts() -> u32 {
+    3
+}
+fn default_retry_delay() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(2))
+}
 
 impl Config {
     /// The account with this name.
     pub fn account(&self, name: &str) -> Option<&AccountConfig> {
         self.aws.accounts.iter().find(|a| a.name == name)
+    }
+
+    /// Every scheduled job with its name: the `[jobs]` tables, then one `rotate:NAME` job per
+    /// `[[rotation]]`.
+    pub fn scheduled_jobs(&self) -> Vec<(String, JobSchedule)> {
+        let mut jobs: Vec<(String, JobSchedule)> = self
+            .jobs
+            .iter()
+            .map(|(name, schedule)| (name.to_owned(), schedule.clone()))
+            .collect();
+        jobs.extend(self.rotation.iter().map(|r| {
+            (
+                format!("{ROTATION_JOB_PREFIX}{}", r.name),
+                JobSchedule {
+                    cron: r.cron.clone(),
+                    jitter: r.jitter,
+                    enabled: r.enabled,
+                },
+            )
+        }));
+        jobs
     }
 
     /// The target selector the planner uses.

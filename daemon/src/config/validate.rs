@@ -52,14 +52,25 @@ fn render(path: &Path, diagnostics: &[Diagnostic]) -> String {
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = super::read(path)?;
-    parse(&text).map_err(|diagnostics| ConfigError::Invalid {
+    let base_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    parse_in(&text, base_dir).map_err(|diagnostics| ConfigError::Invalid {
         path: path.to_path_buf(),
         diagnostics,
     })
 }
 
-/// Parses and validates configuration text, returning every problem found.
+/// Parses and validates configuration text whose relative paths start at `.`.
+#[cfg(test)]
 pub fn parse(text: &str) -> Result<Config, Vec<Diagnostic>> {
+    parse_in(text, Path::new("."))
+}
+
+/// Parses and validates configuration text, returning every problem found; relative paths
+/// in it (playbooks) start at `base_dir`.
+pub fn parse_in(text: &str, base_dir: &Path) -> Result<Config, Vec<Diagnostic>> {
     let (mut root, syntax_errors) = DeTable::parse_recoverable(text);
     let locate = |span: Option<Range<usize>>| position(text, span.map_or(0, |s| s.start));
     if !syntax_errors.is_empty() {
@@ -104,6 +115,10 @@ pub fn parse(text: &str) -> Result<Config, Vec<Diagnostic>> {
             }
         }
     };
+    let config = config.map(|mut config| {
+        config.base_dir = base_dir.to_path_buf();
+        config
+    });
     if let Some(config) = &config {
         for (path, message) in cross_checks(config) {
             let path_names: Vec<String> = path.iter().map(Seg::name).collect();
@@ -234,6 +249,78 @@ fn lookup<'a, 'i>(table: &'a DeTable<'i>, name: &str) -> Option<&'a Spanned<DeVa
 
 /// Checks that involve more than one value. Each finding carries the key path it is about.
 /// Each source has the keys its kind needs, and none that belong to another kind.
+fn rotation_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
+    use Seg::{Index, Key};
+    let mut found = Vec::new();
+    let rotations = &config.rotation;
+    for (i, rotation) in rotations.iter().enumerate() {
+        let at = |key: &'static str| vec![Key("rotation"), Index(i), Key(key)];
+        let whole = vec![Key("rotation"), Index(i)];
+        if rotation.name.trim().is_empty() {
+            found.push((whole.clone(), "rotation without a `name`".to_owned()));
+        } else if rotations[..i].iter().any(|r| r.name == rotation.name) {
+            found.push((
+                at("name"),
+                format!(
+                    "rotation name `{}` is used twice; names must be unique",
+                    rotation.name
+                ),
+            ));
+        }
+        if rotation.secret.trim().is_empty() {
+            found.push((
+                whole.clone(),
+                "rotation without a `secret` (the secret id or parameter name)".to_owned(),
+            ));
+        } else if let Some(other) = rotations[..i].iter().find(|r| {
+            r.secret == rotation.secret
+                && r.store == rotation.store
+                && r.account == rotation.account
+        }) {
+            found.push((
+                at("secret"),
+                format!(
+                    "`{}` is already rotated by `{}`: two rotations of one secret would overlap",
+                    rotation.secret, other.name
+                ),
+            ));
+        }
+        if rotation.account.is_empty() {
+            found.push((
+                whole.clone(),
+                "rotation without an `account` (a [[aws.accounts]] name)".to_owned(),
+            ));
+        } else if config.account(&rotation.account).is_none() {
+            found.push((
+                at("account"),
+                format!(
+                    "account `{}` is not one of the [[aws.accounts]] names",
+                    rotation.account
+                ),
+            ));
+        }
+        if rotation.store == whittle_playbooks::rotation::machine::Store::Ssm
+            && rotation.kms_key.is_none()
+        {
+            found.push((
+                whole.clone(),
+                "store = \"ssm\" needs `kms_key`: it encrypts the SecureString and the pending value kept in the journal".to_owned(),
+            ));
+        }
+        if rotation.attempts == 0 {
+            found.push((at("attempts"), "attempts = 0 would never try".to_owned()));
+        }
+        if rotation.playbook.as_os_str().is_empty() {
+            found.push((whole, "rotation without a `playbook` file".to_owned()));
+        } else if let Err(error) =
+            whittle_playbooks::rotation::load(&rotation.playbook_path(&config.base_dir))
+        {
+            found.push((at("playbook"), format!("playbook {error}")));
+        }
+    }
+    found
+}
+
 fn source_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
     use crate::config::SourceKind::{Athena, Directory, LookupEvents, S3};
     use Seg::{Index, Key};
@@ -441,6 +528,7 @@ fn cross_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
         }
     }
     found.extend(source_checks(config));
+    found.extend(rotation_checks(config));
     for (name, job) in config.jobs.iter() {
         if let Some(jitter) = job.jitter
             && jitter.0.is_zero()

@@ -68,6 +68,8 @@ pub struct Spec {
     pub attempts: u32,
     /// The first back-off; it doubles with each attempt.
     pub retry_delay: Duration,
+    /// The end of the rotation window: no retry starts after it.
+    pub deadline: Option<Timestamp>,
 }
 
 /// What the store says about the secret now.
@@ -280,9 +282,17 @@ where
             Err(e) => {
                 warn!(rotation = %spec.name, step = what, attempt, attempts, error = %e, "Rotation step failed");
                 last = e;
-                if attempt < attempts {
+                let window_left = spec.deadline.is_none_or(|end| {
+                    ports.now().0 + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX) < end.0
+                });
+                if attempt < attempts && window_left {
                     ports.sleep(delay).await;
                     delay = delay.saturating_mul(2);
+                } else if !window_left {
+                    return Err(PortError(format!(
+                        "{what} failed and the rotation window closed before another attempt: {}",
+                        last.0
+                    )));
                 }
             }
         }
@@ -360,11 +370,18 @@ impl<P: Ports> Run<'_, P> {
             let existing = match spec.store {
                 // A crash after PutSecretValue but before the journal step left it there.
                 Store::SecretsManager => {
-                    match retry(ports, spec, "read pending", || ports.read_pending(spec, token))
-                        .await
+                    match retry(ports, spec, "read pending", || {
+                        ports.read_pending(spec, token)
+                    })
+                    .await
                     {
                         Ok(v) => v,
-                        Err(e) => return Ok(Err(Failure { step: "create pending", reason: e.0 })),
+                        Err(e) => {
+                            return Ok(Err(Failure {
+                                step: "create pending",
+                                reason: e.0,
+                            }));
+                        }
                     }
                 }
                 Store::Ssm => None,
@@ -373,7 +390,12 @@ impl<P: Ports> Run<'_, P> {
                 Some(v) => v,
                 None => match self.generate().await {
                     Ok(v) => v,
-                    Err(reason) => return Ok(Err(Failure { step: "create pending", reason })),
+                    Err(reason) => {
+                        return Ok(Err(Failure {
+                            step: "create pending",
+                            reason,
+                        }));
+                    }
                 },
             };
             let detail = match spec.store {
@@ -383,18 +405,28 @@ impl<P: Ports> Run<'_, P> {
                     })
                     .await
                     {
-                        return Ok(Err(Failure { step: "create pending", reason: e.0 }));
+                        return Ok(Err(Failure {
+                            step: "create pending",
+                            reason: e.0,
+                        }));
                     }
                     json!(null)
                 }
                 Store::Ssm => {
-                    match retry(ports, spec, "encrypt pending", || ports.encrypt(spec, &value))
-                        .await
+                    match retry(ports, spec, "encrypt pending", || {
+                        ports.encrypt(spec, &value)
+                    })
+                    .await
                     {
                         Ok(blob) => json!({
                             "ciphertext": base64::engine::general_purpose::STANDARD.encode(blob)
                         }),
-                        Err(e) => return Ok(Err(Failure { step: "create pending", reason: e.0 })),
+                        Err(e) => {
+                            return Ok(Err(Failure {
+                                step: "create pending",
+                                reason: e.0,
+                            }));
+                        }
                     }
                 }
             };
@@ -408,10 +440,15 @@ impl<P: Ports> Run<'_, P> {
         } = &spec.playbook
             && !self.done("target-set")
         {
-            if let Err(e) =
-                retry(ports, spec, "install", || ports.run(install, &pending, *timeout)).await
+            if let Err(e) = retry(ports, spec, "install", || {
+                ports.run(install, &pending, *timeout)
+            })
+            .await
             {
-                return Ok(Err(Failure { step: "set on target", reason: e.0 }));
+                return Ok(Err(Failure {
+                    step: "set on target",
+                    reason: e.0,
+                }));
             }
             self.step("target-set", json!(null))?;
         }
@@ -429,7 +466,8 @@ impl<P: Ports> Run<'_, P> {
                     match retry(ports, spec, "test", || ports.read_pending(spec, token)).await {
                         Ok(Some(v)) if v == pending => Ok(()),
                         Ok(_) => Err(PortError(
-                            "the AWSPENDING version does not hold the value whittle wrote".to_owned(),
+                            "the AWSPENDING version does not hold the value whittle wrote"
+                                .to_owned(),
                         )),
                         Err(e) => Err(e),
                     }
@@ -437,7 +475,10 @@ impl<P: Ports> Run<'_, P> {
                 _ => Ok(()),
             };
             if let Err(e) = tested {
-                return Ok(Err(Failure { step: "test", reason: e.0 }));
+                return Ok(Err(Failure {
+                    step: "test",
+                    reason: e.0,
+                }));
             }
             self.step("tested", json!(null))?;
         }
@@ -446,12 +487,19 @@ impl<P: Ports> Run<'_, P> {
         if !self.done("promoting") {
             self.step("promoting", json!(null))?;
         }
-        match retry(ports, spec, "promote", || ports.promote(spec, token, &pending)).await {
+        match retry(ports, spec, "promote", || {
+            ports.promote(spec, token, &pending)
+        })
+        .await
+        {
             Ok(version) => {
                 self.step("promoted", json!({ "version": version }))?;
                 Ok(Ok(version))
             }
-            Err(e) => Ok(Err(Failure { step: "promote", reason: e.0 })),
+            Err(e) => Ok(Err(Failure {
+                step: "promote",
+                reason: e.0,
+            })),
         }
     }
 
@@ -460,7 +508,11 @@ impl<P: Ports> Run<'_, P> {
         let (ports, spec) = (self.ports, self.spec);
         match spec.store {
             Store::SecretsManager => {
-                match retry(ports, spec, "read pending", || ports.read_pending(spec, token)).await {
+                match retry(ports, spec, "read pending", || {
+                    ports.read_pending(spec, token)
+                })
+                .await
+                {
                     Ok(Some(v)) => Ok(v),
                     Ok(None) => Err(format!(
                         "the pending version {token} is gone from the secret (deleted by hand?)"
@@ -477,9 +529,11 @@ impl<P: Ports> Run<'_, P> {
                     .and_then(|s| s.detail["ciphertext"].as_str())
                     .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
                     .ok_or_else(|| "the journal holds no encrypted pending value".to_owned())?;
-                retry(ports, spec, "decrypt pending", || ports.decrypt(spec, &blob))
-                    .await
-                    .map_err(|e| e.0)
+                retry(ports, spec, "decrypt pending", || {
+                    ports.decrypt(spec, &blob)
+                })
+                .await
+                .map_err(|e| e.0)
             }
         }
     }
@@ -500,9 +554,11 @@ impl<P: Ports> Run<'_, P> {
                 let mut buf = Vec::with_capacity(bytes);
                 while buf.len() < bytes {
                     let n = (bytes - buf.len()).min(1024);
-                    let chunk = retry(ports, spec, "kms:GenerateRandom", || ports.kms_random(spec, n))
-                        .await
-                        .map_err(|e| e.0)?;
+                    let chunk = retry(ports, spec, "kms:GenerateRandom", || {
+                        ports.kms_random(spec, n)
+                    })
+                    .await
+                    .map_err(|e| e.0)?;
                     buf.extend(chunk);
                 }
                 buf
@@ -549,7 +605,9 @@ impl<P: Ports> Run<'_, P> {
         if let Playbook::Command {
             install, timeout, ..
         } = &spec.playbook
-            && (self.done("target-set") || failure.step == "set on target" || failure.step == "test")
+            && (self.done("target-set")
+                || failure.step == "set on target"
+                || failure.step == "test")
         {
             match ports.inspect(spec).await {
                 Ok(now) => {

@@ -313,7 +313,9 @@ pub fn parse(path: &str, text: &str) -> Result<Playbook, PlaybookError> {
         }
         Some(other @ ("iam-access-key" | "http" | "native")) => Err(invalid(
             path,
-            format!("kind `{other}` is not supported by this version of whittle yet; use `random` or `command`"),
+            format!(
+                "kind `{other}` is not supported by this version of whittle yet; use `random` or `command`"
+            ),
         )),
         Some(other) => Err(invalid(
             path,
@@ -367,7 +369,10 @@ pub fn compose(
         serde_json::from_str(current.expose()).map_err(|_| {
             format!("json_field `{field}`: the current secret is not a JSON object")
         })?;
-    object.insert(field.to_owned(), serde_json::Value::String(value.to_owned()));
+    object.insert(
+        field.to_owned(),
+        serde_json::Value::String(value.to_owned()),
+    );
     Ok(SecretValue::new(
         serde_json::Value::Object(object).to_string(),
     ))
@@ -411,10 +416,19 @@ mod tests {
 
         let cases = [
             ("length = 3", "length = 3: use 8 to 4096"),
-            ("kind = \"random\"\nlenght = 3", "c.toml:2:1: unknown field `lenght`"),
-            ("kind = \"random\"\nalphabet = \"emoji\"", "alphabet `emoji`: use one of"),
+            (
+                "kind = \"random\"\nlenght = 3",
+                "c.toml:2:1: unknown field `lenght`",
+            ),
+            (
+                "kind = \"random\"\nalphabet = \"emoji\"",
+                "alphabet `emoji`: use one of",
+            ),
             ("kind = \"command\"", "c.toml:1:1: missing field `install`"),
-            ("kind = \"command\"\ninstall = []", "install: give the command as a list"),
+            (
+                "kind = \"command\"\ninstall = []",
+                "install: give the command as a list",
+            ),
             ("kind = \"http\"", "kind `http` is not supported"),
             ("kind = \"magic\"", "unknown kind `magic`"),
             ("kind = 3", "c.toml:1:8: invalid type"),

@@ -8,7 +8,7 @@ fn validate_accepts_the_shipped_example() {
     let out = whittle(&["validate", "--config", example.to_str().expect("path")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).contains("valid (1 account(s), 3 job(s))"),
+        text(&out.stdout).contains("valid (1 account(s), 3 job(s), 2 rotation(s))"),
         "{}",
         text(&out.stdout)
     );

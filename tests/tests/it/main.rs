@@ -6,4 +6,5 @@ mod daemon;
 mod emulator;
 mod mining;
 mod plan;
+mod rotation;
 mod support;

@@ -1,0 +1,773 @@
+//! `whittle rotate` and the daemon's rotation jobs: which rotations are due, running the
+//! state machine of `whittle_playbooks::rotation::machine` with the AWS adapters as its
+//! ports, and the record of each rotation's last outcome.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tracing::{error, info};
+use whittle_playbooks::rotation::machine::{
+    self, Inspection, Outcome, PortError, Ports, ROTATION_JOURNAL, Spec, Store,
+};
+use whittle_playbooks::rotation::{self, Playbook, SecretValue};
+use whittle_state::{JournalEntry, Record, State, Timestamp};
+
+use crate::aws::{Aws, describe};
+use crate::clock;
+use crate::config::{Config, RotationConfig};
+use crate::reconcile::Recovery;
+
+/// The last outcome of one rotation, keyed by its name. Never holds a secret value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RotationRecord {
+    pub last_attempt_at: Timestamp,
+    /// The last successful rotation, which the timetable counts from.
+    pub last_rotated_at: Option<Timestamp>,
+    pub last_version: Option<String>,
+    /// `rotated`, `parked` or `refused`.
+    pub last_outcome: String,
+    /// Why the last attempt was parked or refused.
+    pub reason: Option<String>,
+}
+
+impl Record for RotationRecord {
+    const TREE: &'static str = "rotations";
+    const VERSION: u16 = 1;
+    type Key = String;
+}
+
+/// The AWS adapters as the rotation machine's ports.
+struct AwsPorts<'a> {
+    aws: &'a Aws,
+}
+
+fn port_error(call: &str, spec: &Spec, e: impl std::fmt::Display) -> PortError {
+    PortError(format!("{call} {}: {e}", spec.secret))
+}
+
+impl Ports for AwsPorts<'_> {
+    async fn inspect(&self, spec: &Spec) -> Result<Inspection, PortError> {
+        let sdk = self
+            .aws
+            .sdk(&spec.account)
+            .map_err(|e| PortError(e.to_string()))?;
+        let endpoint = self.aws.endpoint();
+        match spec.store {
+            Store::SecretsManager => {
+                let sm = aws_sdk_secretsmanager::Client::new(sdk);
+                let described = sm
+                    .describe_secret()
+                    .secret_id(&spec.secret)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        port_error(
+                            "secretsmanager:DescribeSecret",
+                            spec,
+                            describe(&e, endpoint),
+                        )
+                    })?;
+                let pending_versions = described
+                    .version_ids_to_stages()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, stages)| stages.iter().any(|s| s == "AWSPENDING"))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                // Always ask for the stage: moto (and old SDK habits) can answer a stage-less
+                // read with another version.
+                let current = sm
+                    .get_secret_value()
+                    .secret_id(&spec.secret)
+                    .version_stage("AWSCURRENT")
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        port_error(
+                            "secretsmanager:GetSecretValue",
+                            spec,
+                            describe(&e, endpoint),
+                        )
+                    })?;
+                Ok(Inspection {
+                    current: SecretValue::new(
+                        current.secret_string().unwrap_or_default().to_owned(),
+                    ),
+                    current_version: current.version_id().unwrap_or_default().to_owned(),
+                    native_rotation: described.rotation_enabled().unwrap_or(false),
+                    pending_versions,
+                })
+            }
+            Store::Ssm => {
+                let ssm = aws_sdk_ssm::Client::new(sdk);
+                let out = ssm
+                    .get_parameter()
+                    .name(&spec.secret)
+                    .with_decryption(true)
+                    .send()
+                    .await
+                    .map_err(|e| port_error("ssm:GetParameter", spec, describe(&e, endpoint)))?;
+                let parameter = out
+                    .parameter()
+                    .ok_or_else(|| port_error("ssm:GetParameter", spec, "no parameter returned"))?;
+                Ok(Inspection {
+                    current: SecretValue::new(parameter.value().unwrap_or_default().to_owned()),
+                    current_version: parameter.version().to_string(),
+                    native_rotation: false,
+                    pending_versions: Vec::new(),
+                })
+            }
+        }
+    }
+
+    async fn put_pending(
+        &self,
+        spec: &Spec,
+        token: &str,
+        value: &SecretValue,
+    ) -> Result<(), PortError> {
+        if spec.store != Store::SecretsManager {
+            return Ok(());
+        }
+        let sdk = self
+            .aws
+            .sdk(&spec.account)
+            .map_err(|e| PortError(e.to_string()))?;
+        aws_sdk_secretsmanager::Client::new(sdk)
+            .put_secret_value()
+            .secret_id(&spec.secret)
+            .client_request_token(token)
+            .secret_string(value.expose())
+            .version_stages("AWSPENDING")
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    "secretsmanager:PutSecretValue",
+                    spec,
+                    describe(&e, self.aws.endpoint()),
+                )
+            })?;
+        Ok(())
+    }
+
+    async fn read_pending(
+        &self,
+        spec: &Spec,
+        token: &str,
+    ) -> Result<Option<SecretValue>, PortError> {
+        if spec.store != Store::SecretsManager {
+            return Ok(None);
+        }
+        let sdk = self
+            .aws
+            .sdk(&spec.account)
+            .map_err(|e| PortError(e.to_string()))?;
+        match aws_sdk_secretsmanager::Client::new(sdk)
+            .get_secret_value()
+            .secret_id(&spec.secret)
+            .version_id(token)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(SecretValue::new(
+                out.secret_string().unwrap_or_default().to_owned(),
+            ))),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(port_error(
+                "secretsmanager:GetSecretValue",
+                spec,
+                describe(&e, self.aws.endpoint()),
+            )),
+        }
+    }
+
+    async fn promote(
+        &self,
+        spec: &Spec,
+        token: &str,
+        value: &SecretValue,
+    ) -> Result<String, PortError> {
+        let sdk = self
+            .aws
+            .sdk(&spec.account)
+            .map_err(|e| PortError(e.to_string()))?;
+        let endpoint = self.aws.endpoint();
+        let now = self.inspect(spec).await?;
+        match spec.store {
+            Store::SecretsManager => {
+                let sm = aws_sdk_secretsmanager::Client::new(sdk);
+                if now.current_version != token {
+                    // AWS moves AWSPREVIOUS to the version that loses AWSCURRENT.
+                    sm.update_secret_version_stage()
+                        .secret_id(&spec.secret)
+                        .version_stage("AWSCURRENT")
+                        .move_to_version_id(token)
+                        .remove_from_version_id(&now.current_version)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            port_error(
+                                "secretsmanager:UpdateSecretVersionStage",
+                                spec,
+                                describe(&e, endpoint),
+                            )
+                        })?;
+                }
+                self.clear_pending(spec, token).await?;
+                Ok(token.to_owned())
+            }
+            Store::Ssm => {
+                let ssm = aws_sdk_ssm::Client::new(sdk);
+                let (version, previous) = if now.current == *value {
+                    // Written before an interruption: only the labels may be missing.
+                    let version: i64 = now.current_version.parse().unwrap_or(0);
+                    (version, version - 1)
+                } else {
+                    let out = ssm
+                        .put_parameter()
+                        .name(&spec.secret)
+                        .value(value.expose())
+                        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+                        .set_key_id(spec.kms_key.clone())
+                        .overwrite(true)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            let text = describe(&e, endpoint);
+                            if text.contains("ParameterMaxVersionLimitExceeded") {
+                                port_error("ssm:PutParameter", spec, format!("{text}: the parameter has 100 versions and its oldest carries a label; remove it with `aws ssm unlabel-parameter-version` and retry"))
+                            } else {
+                                port_error("ssm:PutParameter", spec, text)
+                            }
+                        })?;
+                    (out.version(), now.current_version.parse().unwrap_or(0))
+                };
+                for (v, label) in [(version, "current"), (previous, "previous")] {
+                    if v < 1 {
+                        continue;
+                    }
+                    ssm.label_parameter_version()
+                        .name(&spec.secret)
+                        .parameter_version(v)
+                        .labels(label)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            port_error("ssm:LabelParameterVersion", spec, describe(&e, endpoint))
+                        })?;
+                }
+                Ok(version.to_string())
+            }
+        }
+    }
+
+    async fn clear_pending(&self, spec: &Spec, token: &str) -> Result<(), PortError> {
+        if spec.store != Store::SecretsManager {
+            return Ok(());
+        }
+        let sdk = self
+            .aws
+            .sdk(&spec.account)
+            .map_err(|e| PortError(e.to_string()))?;
+        let sm = aws_sdk_secretsmanager::Client::new(sdk);
+        let described = sm
+            .describe_secret()
+            .secret_id(&spec.secret)
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    "secretsmanager:DescribeSecret",
+                    spec,
+                    describe(&e, self.aws.endpoint()),
+                )
+            })?;
+        let labelled = described
+            .version_ids_to_stages()
+            .and_then(|m| m.get(token))
+            .is_some_and(|stages| stages.iter().any(|s| s == "AWSPENDING"));
+        if labelled {
+            sm.update_secret_version_stage()
+                .secret_id(&spec.secret)
+                .version_stage("AWSPENDING")
+                .remove_from_version_id(token)
+                .send()
+                .await
+                .map_err(|e| {
+                    port_error(
+                        "secretsmanager:UpdateSecretVersionStage",
+                        spec,
+                        describe(&e, self.aws.endpoint()),
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn encrypt(&self, spec: &Spec, value: &SecretValue) -> Result<Vec<u8>, PortError> {
+        let sdk = self
+            .aws
+            .sdk(&spec.account)
+            .map_err(|e| PortError(e.to_string()))?;
+        let key = spec
+            .kms_key
+            .as_deref()
+            .ok_or_else(|| PortError("no kms_key configured".to_owned()))?;
+        let out = aws_sdk_kms::Client::new(sdk)
+            .encrypt()
+            .key_id(key)
+            .plaintext(aws_sdk_kms::primitives::Blob::new(
+                value.expose().as_bytes(),
+            ))
+            .send()
+            .await
+            .map_err(|e| port_error("kms:Encrypt for", spec, describe(&e, self.aws.endpoint())))?;
+        Ok(out
+            .ciphertext_blob()
+            .map(|b| b.as_ref().to_vec())
+            .unwrap_or_default())
+    }
+
+    async fn decrypt(&self, spec: &Spec, blob: &[u8]) -> Result<SecretValue, PortError> {
+        let sdk = self
+            .aws
+            .sdk(&spec.account)
+            .map_err(|e| PortError(e.to_string()))?;
+        let out = aws_sdk_kms::Client::new(sdk)
+            .decrypt()
+            .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(blob))
+            .set_key_id(spec.kms_key.clone())
+            .send()
+            .await
+            .map_err(|e| port_error("kms:Decrypt for", spec, describe(&e, self.aws.endpoint())))?;
+        let bytes = out
+            .plaintext()
+            .map(|b| b.as_ref().to_vec())
+            .unwrap_or_default();
+        String::from_utf8(bytes)
+            .map(SecretValue::new)
+            .map_err(|_| port_error("kms:Decrypt for", spec, "the plaintext is not UTF-8"))
+    }
+
+    async fn kms_random(&self, spec: &Spec, bytes: usize) -> Result<Vec<u8>, PortError> {
+        let sdk = self
+            .aws
+            .sdk(&spec.account)
+            .map_err(|e| PortError(e.to_string()))?;
+        let out = aws_sdk_kms::Client::new(sdk)
+            .generate_random()
+            .number_of_bytes(i32::try_from(bytes).unwrap_or(1024))
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    "kms:GenerateRandom for",
+                    spec,
+                    describe(&e, self.aws.endpoint()),
+                )
+            })?;
+        Ok(out
+            .plaintext()
+            .map(|b| b.as_ref().to_vec())
+            .unwrap_or_default())
+    }
+
+    async fn run(
+        &self,
+        argv: &[String],
+        stdin: &SecretValue,
+        timeout: Duration,
+    ) -> Result<(), PortError> {
+        run_script(argv, stdin, timeout).await
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+
+    fn now(&self) -> Timestamp {
+        clock::now()
+    }
+
+    fn after_step(&self, point: &str) {
+        crate::faults::crash_point(point);
+    }
+}
+
+/// Runs a playbook script with the value on stdin. Its stdout is discarded; the last line
+/// of its stderr goes into the error, with the value (and each line of it) blanked out in
+/// case the script echoed it.
+async fn run_script(
+    argv: &[String],
+    value: &SecretValue,
+    timeout: Duration,
+) -> Result<(), PortError> {
+    use tokio::io::AsyncWriteExt as _;
+    let Some((program, args)) = argv.split_first() else {
+        return Err(PortError("empty command".to_owned()));
+    };
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| PortError(format!("cannot start `{program}`: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A script that does not read its input closes the pipe early; that is its business.
+        let _ = stdin.write_all(value.expose().as_bytes()).await;
+        let _ = stdin.shutdown().await;
+    }
+    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(result) => result.map_err(|e| PortError(format!("`{program}`: {e}")))?,
+        Err(_) => {
+            return Err(PortError(format!(
+                "`{program}` did not finish within {} and was killed",
+                humantime::format_duration(timeout)
+            )));
+        }
+    };
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = redact(&String::from_utf8_lossy(&output.stderr), value);
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    Err(PortError(format!(
+        "`{program}` exited with {}{}",
+        output.status,
+        if last.is_empty() {
+            String::new()
+        } else {
+            format!(": {last}")
+        }
+    )))
+}
+
+/// Blanks out a secret value (and any line of it, for multi-line values) in script output.
+fn redact(text: &str, value: &SecretValue) -> String {
+    let mut out = text.to_owned();
+    let secret = value.expose();
+    if !secret.is_empty() {
+        out = out.replace(secret, "[redacted]");
+        for line in secret.lines().filter(|l| l.len() >= 4) {
+            out = out.replace(line, "[redacted]");
+        }
+    }
+    out
+}
+
+/// The machine's view of one configured rotation.
+pub fn spec(config: &Config, rotation: &RotationConfig) -> anyhow::Result<Spec> {
+    let path = rotation.playbook_path(&config.base_dir);
+    let playbook = rotation::load(&path).map_err(|e| anyhow::anyhow!("playbook {e}"))?;
+    Ok(Spec {
+        name: rotation.name.clone(),
+        account: rotation.account.clone(),
+        store: rotation.store,
+        secret: rotation.secret.clone(),
+        playbook,
+        kms_key: rotation.kms_key.clone(),
+        attempts: rotation.attempts,
+        retry_delay: rotation.retry_delay.0,
+        deadline: Some(Timestamp(
+            clock::now().0 + u64::try_from(rotation.window.0.as_millis()).unwrap_or(u64::MAX / 2),
+        )),
+    })
+}
+
+/// What one rotation did (or, in a dry run, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct RotationReport {
+    pub name: String,
+    pub secret: String,
+    pub store: Store,
+    pub kind: String,
+    pub due: bool,
+    /// Why it is (not) due.
+    pub when: String,
+    /// `rotated`, `parked`, `refused`, `failed`, `not-due`, or in a dry run `would-rotate`.
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Dry run: the steps a rotation would take.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
+}
+
+/// Whether a rotation is due now, and why.
+pub fn due(
+    state: &State,
+    rotation: &RotationConfig,
+    now: Timestamp,
+) -> anyhow::Result<(bool, String)> {
+    if machine::open_journal(state, &rotation.name)?.is_some() {
+        return Ok((true, "an interrupted rotation is finished first".to_owned()));
+    }
+    let record = state.tree::<RotationRecord>()?.get(&rotation.name)?;
+    let Some(last) = record.and_then(|r| r.last_rotated_at) else {
+        return Ok((true, "never rotated by whittle".to_owned()));
+    };
+    match rotation.cron.next_after(clock::to_chrono(last)) {
+        Some(next) if next <= clock::to_chrono(now) => Ok((
+            true,
+            format!(
+                "due since {}",
+                next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        )),
+        Some(next) => Ok((
+            false,
+            format!(
+                "next due {}",
+                next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        )),
+        None => Ok((false, "the cron expression has no next time".to_owned())),
+    }
+}
+
+/// The steps a rotation of this kind and store takes, for a dry run.
+fn steps(spec: &Spec) -> Vec<String> {
+    let g = spec.playbook.generate();
+    let mut steps = vec![format!(
+        "generate {} characters ({} different) with the {} random source{}",
+        g.length,
+        g.alphabet.len(),
+        match g.source {
+            rotation::RandomSource::Os => "OS",
+            rotation::RandomSource::Kms => "KMS GenerateRandom",
+        },
+        g.json_field
+            .as_ref()
+            .map(|f| format!(", as field `{f}` of the JSON secret"))
+            .unwrap_or_default()
+    )];
+    steps.push(match spec.store {
+        Store::SecretsManager => {
+            "store it as a new version labelled AWSPENDING (token = the journal id)".to_owned()
+        }
+        Store::Ssm => format!(
+            "keep it in the journal, encrypted with KMS key {}",
+            spec.kms_key.as_deref().unwrap_or("?")
+        ),
+    });
+    if let Playbook::Command { install, test, .. } = &spec.playbook {
+        steps.push(format!(
+            "install it: run {install:?} with the value on stdin"
+        ));
+        if let Some(test) = test {
+            steps.push(format!("test it: run {test:?} with the value on stdin"));
+        }
+    } else if spec.store == Store::SecretsManager {
+        steps.push("test it: read the AWSPENDING version back".to_owned());
+    }
+    steps.push(match spec.store {
+        Store::SecretsManager => "promote: move AWSCURRENT to it (AWSPREVIOUS follows), remove AWSPENDING".to_owned(),
+        Store::Ssm => "promote: write it as a new SecureString version, label it `current` and the old one `previous`".to_owned(),
+    });
+    steps
+}
+
+/// Runs the selected rotations: those due (or all selected with `force`), or in a dry run
+/// reports what would happen and changes nothing.
+pub async fn run(
+    config: &Config,
+    aws: &Aws,
+    state: &State,
+    selected: &[String],
+    force: bool,
+    dry_run: bool,
+) -> anyhow::Result<Vec<RotationReport>> {
+    for wanted in selected {
+        if !config
+            .rotation
+            .iter()
+            .any(|r| &r.name == wanted || &r.secret == wanted)
+        {
+            anyhow::bail!(
+                "no [[rotation]] named `{wanted}` or for secret `{wanted}`; configured: {}",
+                config
+                    .rotation
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let mut reports = Vec::new();
+    for rotation in &config.rotation {
+        if !selected.is_empty()
+            && !selected
+                .iter()
+                .any(|s| s == &rotation.name || s == &rotation.secret)
+        {
+            continue;
+        }
+        if !rotation.enabled && selected.is_empty() {
+            continue;
+        }
+        let spec = spec(config, rotation)?;
+        let (is_due, when) = due(state, rotation, clock::now())?;
+        let mut report = RotationReport {
+            name: rotation.name.clone(),
+            secret: rotation.secret.clone(),
+            store: rotation.store,
+            kind: spec.playbook.kind().to_owned(),
+            due: is_due,
+            when,
+            outcome: String::new(),
+            version: None,
+            reason: None,
+            steps: Vec::new(),
+        };
+        if !is_due && !force {
+            report.outcome = "not-due".to_owned();
+            reports.push(report);
+            continue;
+        }
+        if dry_run {
+            // Read-only checks of what would refuse the rotation.
+            let ports = AwsPorts { aws };
+            report.steps = steps(&spec);
+            match ports.inspect(&spec).await {
+                Ok(i) if i.native_rotation => {
+                    report.outcome = "refused".to_owned();
+                    report.reason =
+                        Some("Secrets Manager's own rotation is enabled on this secret".to_owned());
+                }
+                Ok(i) if !i.pending_versions.is_empty() => {
+                    report.outcome = "refused".to_owned();
+                    report.reason = Some(format!(
+                        "version {} already carries AWSPENDING",
+                        i.pending_versions[0]
+                    ));
+                }
+                Ok(_) => report.outcome = "would-rotate".to_owned(),
+                Err(e) => {
+                    report.outcome = "failed".to_owned();
+                    report.reason = Some(e.to_string());
+                }
+            }
+            reports.push(report);
+            continue;
+        }
+        let outcome = rotate_one(aws, state, &spec).await?;
+        match outcome {
+            Outcome::Rotated { version, .. } => {
+                report.outcome = "rotated".to_owned();
+                report.version = Some(version);
+            }
+            Outcome::Parked { step, reason, .. } => {
+                report.outcome = "parked".to_owned();
+                report.reason = Some(format!("{step}: {reason}"));
+            }
+            Outcome::Refused { reason } => {
+                report.outcome = "refused".to_owned();
+                report.reason = Some(reason);
+            }
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// Runs (or resumes) one rotation and records its outcome.
+pub async fn rotate_one(aws: &Aws, state: &State, spec: &Spec) -> anyhow::Result<Outcome> {
+    let outcome = machine::rotate(&AwsPorts { aws }, state, spec).await?;
+    let records = state.tree::<RotationRecord>()?;
+    let previous = records.get(&spec.name)?;
+    let now = clock::now();
+    let record = match &outcome {
+        Outcome::Rotated { version, .. } => RotationRecord {
+            last_attempt_at: now,
+            last_rotated_at: Some(now),
+            last_version: Some(version.clone()),
+            last_outcome: "rotated".to_owned(),
+            reason: None,
+        },
+        Outcome::Parked { step, reason, .. } => {
+            error!(rotation = %spec.name, secret = %spec.secret, %step, %reason, "ALERT: rotation parked; the current value stays in use");
+            RotationRecord {
+                last_attempt_at: now,
+                last_rotated_at: previous.as_ref().and_then(|r| r.last_rotated_at),
+                last_version: previous.as_ref().and_then(|r| r.last_version.clone()),
+                last_outcome: "parked".to_owned(),
+                reason: Some(format!("{step}: {reason}")),
+            }
+        }
+        Outcome::Refused { reason } => {
+            error!(rotation = %spec.name, secret = %spec.secret, %reason, "ALERT: rotation refused");
+            RotationRecord {
+                last_attempt_at: now,
+                last_rotated_at: previous.as_ref().and_then(|r| r.last_rotated_at),
+                last_version: previous.as_ref().and_then(|r| r.last_version.clone()),
+                last_outcome: "refused".to_owned(),
+                reason: Some(reason.clone()),
+            }
+        }
+    };
+    records.put(&spec.name, &record)?;
+    state.flush()?;
+    Ok(outcome)
+}
+
+/// The reconcile pass's recovery for rotation journals: the interrupted rotation is driven
+/// to its end (rotated, or parked with the old value in use) before anything is scheduled.
+#[derive(Debug)]
+pub struct RotationRecovery {
+    pub config: Arc<Config>,
+}
+
+impl Recovery for RotationRecovery {
+    fn recover<'a>(
+        &'a self,
+        state: &'a State,
+        entry: &'a JournalEntry,
+    ) -> Pin<Box<dyn std::future::Future<Output = anyhow::Result<String>> + Send + 'a>> {
+        Box::pin(async move {
+            debug_assert_eq!(entry.kind, ROTATION_JOURNAL);
+            let Some(rotation) = self
+                .config
+                .rotation
+                .iter()
+                .find(|r| r.name == entry.subject)
+            else {
+                anyhow::bail!(
+                    "rotation `{}` has an unfinished journal but is no longer in the configuration; put its [[rotation]] back so whittle can finish it",
+                    entry.subject
+                );
+            };
+            let aws = Aws::new(&self.config).await?;
+            let spec = spec(&self.config, rotation)?;
+            let outcome = rotate_one(&aws, state, &spec).await?;
+            info!(rotation = %spec.name, ?outcome, "Interrupted rotation finished");
+            Ok(match outcome {
+                Outcome::Rotated { version, .. } => format!(
+                    "rotation {} finished: version {version} is current",
+                    spec.name
+                ),
+                Outcome::Parked { reason, .. } => {
+                    format!("rotation {} parked: {reason}", spec.name)
+                }
+                Outcome::Refused { reason } => format!("rotation {} refused: {reason}", spec.name),
+            })
+        })
+    }
+}

@@ -1,0 +1,524 @@
+//! Rotation against the emulator: random values in Secrets Manager and SSM, by hand and on a
+//! schedule in the daemon; a failing test step parks the rotation with the old value intact;
+//! whittle killed after every journal step finishes the rotation exactly once when it runs
+//! again; no secret value ever reaches a log, an output or the state directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const SECRET: &str = "app/api-key";
+const PARAMETER: &str = "/app/db-password";
+const OLD_SECRET: &str = r#"{"api_key":"old-api-key-0123456789","user":"svc-app"}"#;
+const OLD_PARAMETER: &str = "old-db-password-0123456789";
+
+struct Account {
+    sm: aws_sdk_secretsmanager::Client,
+    ssm: aws_sdk_ssm::Client,
+}
+
+async fn seed(emulator: &whittle_tests::Emulator) -> Account {
+    let root = emulator.sdk_config().await;
+    let sm = aws_sdk_secretsmanager::Client::new(&root);
+    sm.create_secret()
+        .name(SECRET)
+        .secret_string(OLD_SECRET)
+        .send()
+        .await
+        .expect("secret");
+    let kms = aws_sdk_kms::Client::new(&root);
+    let key = kms
+        .create_key()
+        .send()
+        .await
+        .expect("key")
+        .key_metadata
+        .expect("metadata")
+        .key_id;
+    kms.create_alias()
+        .alias_name("alias/rotation")
+        .target_key_id(&key)
+        .send()
+        .await
+        .expect("alias");
+    let ssm = aws_sdk_ssm::Client::new(&root);
+    ssm.put_parameter()
+        .name(PARAMETER)
+        .value(OLD_PARAMETER)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .key_id("alias/rotation")
+        .send()
+        .await
+        .expect("parameter");
+    Account { sm, ssm }
+}
+
+/// A config with the two rotations (and any extra text), playbooks written beside it.
+fn config(ws: &Workspace, emulator: &whittle_tests::Emulator, cron: &str, extra: &str) -> PathBuf {
+    let config = ws.emulator_config(&emulator.url, "rot");
+    std::fs::write(
+        ws.path("api-key.toml"),
+        "kind = \"random\"\nlength = 24\nalphabet = \"alphanumeric\"\njson_field = \"api_key\"\n",
+    )
+    .expect("playbook");
+    std::fs::write(
+        ws.path("password.toml"),
+        "kind = \"random\"\nlength = 32\nalphabet = \"printable\"\nsource = \"kms\"\n",
+    )
+    .expect("playbook");
+    let text = std::fs::read_to_string(&config).expect("config")
+        + &format!(
+            r#"
+[[rotation]]
+name = "api-key"
+account = "staging"
+store = "secrets-manager"
+secret = "{SECRET}"
+playbook = "api-key.toml"
+cron = "{cron}"
+retry_delay = "50ms"
+
+[[rotation]]
+name = "db-password"
+account = "staging"
+store = "ssm"
+secret = "{PARAMETER}"
+playbook = "password.toml"
+cron = "{cron}"
+kms_key = "alias/rotation"
+retry_delay = "50ms"
+{extra}
+"#
+        );
+    std::fs::write(&config, text).expect("config");
+    config
+}
+
+async fn current(account: &Account) -> (String, String) {
+    let secret = account
+        .sm
+        .get_secret_value()
+        .secret_id(SECRET)
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .expect("secret value")
+        .secret_string
+        .expect("string");
+    let parameter = account
+        .ssm
+        .get_parameter()
+        .name(PARAMETER)
+        .with_decryption(true)
+        .send()
+        .await
+        .expect("parameter")
+        .parameter
+        .expect("parameter")
+        .value
+        .expect("value");
+    (secret, parameter)
+}
+
+/// Version id -> stages of the secret.
+async fn stages(account: &Account) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = account
+        .sm
+        .describe_secret()
+        .secret_id(SECRET)
+        .send()
+        .await
+        .expect("describe")
+        .version_ids_to_stages
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    out.sort();
+    out
+}
+
+async fn parameter_history(account: &Account) -> Vec<(i64, Vec<String>)> {
+    account
+        .ssm
+        .get_parameter_history()
+        .name(PARAMETER)
+        .send()
+        .await
+        .expect("history")
+        .parameters
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| (p.version, p.labels.unwrap_or_default()))
+        .collect()
+}
+
+fn run(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["--config", config.to_str().expect("utf-8")];
+    all.extend_from_slice(args);
+    let out = whittle(&all);
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+/// Fails if any of `values` occurs in `text` or in any file under `dir`.
+fn assert_no_secret(values: &[&str], texts: &[&str], dir: &Path) {
+    for value in values {
+        for text in texts {
+            assert!(
+                !text.contains(value),
+                "a secret value leaked into output: {text}"
+            );
+        }
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).expect("dir").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let bytes = std::fs::read(&path).expect("read state file");
+                    assert!(
+                        !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+                        "a secret value is in {}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotate_now_replaces_both_secrets_and_a_dry_run_changes_nothing() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let account = seed(emulator).await;
+    let ws = Workspace::new();
+    let config = config(&ws, emulator, "0 0 3 * * 1", "");
+
+    let (code, dry, stderr) = run(&config, &["rotate", "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        dry.contains(
+            "would-rotate api-key (secrets-manager app/api-key, random): never rotated by whittle"
+        ),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("as field `api_key` of the JSON secret"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("keep it in the journal, encrypted with KMS key alias/rotation"),
+        "{dry}"
+    );
+    assert_eq!(
+        current(&account).await,
+        (OLD_SECRET.to_owned(), OLD_PARAMETER.to_owned())
+    );
+    assert_eq!(stages(&account).await.len(), 1, "a dry run writes nothing");
+
+    let (code, stdout, stderr) = run(&config, &["rotate", "--now", "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    let reports: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(reports[0]["outcome"], "rotated", "{reports:#}");
+    assert_eq!(reports[1]["outcome"], "rotated", "{reports:#}");
+
+    let (secret, parameter) = current(&account).await;
+    let secret: Value = serde_json::from_str(&secret).expect("still JSON");
+    let new_key = secret["api_key"].as_str().expect("api_key").to_owned();
+    assert_eq!(secret["user"], "svc-app", "other fields are kept");
+    assert_ne!(new_key, "old-api-key-0123456789");
+    assert_eq!(new_key.len(), 24);
+    assert!(new_key.chars().all(|c| c.is_ascii_alphanumeric()));
+    // AWSCURRENT on the new version, AWSPREVIOUS on the old one, no AWSPENDING left.
+    let versions = stages(&account).await;
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    let labels: Vec<&Vec<String>> = versions.iter().map(|(_, s)| s).collect();
+    assert!(
+        labels.contains(&&vec!["AWSCURRENT".to_owned()]),
+        "{versions:?}"
+    );
+    assert!(
+        labels.contains(&&vec!["AWSPREVIOUS".to_owned()]),
+        "{versions:?}"
+    );
+    assert_ne!(parameter, OLD_PARAMETER);
+    assert_eq!(parameter.chars().count(), 32);
+    let history = parameter_history(&account).await;
+    assert_eq!(
+        history,
+        [
+            (1, vec!["previous".to_owned()]),
+            (2, vec!["current".to_owned()])
+        ]
+    );
+
+    // Not due again until the weekly tick.
+    let (code, stdout, _) = run(&config, &["rotate"]);
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("not-due api-key"), "{stdout}");
+    let status = status_json(&config).expect("status");
+    let rotations = status["rotations"].as_array().expect("rotations");
+    assert_eq!(rotations.len(), 2);
+    assert!(
+        rotations
+            .iter()
+            .all(|r| r["state"] == "idle" && r["last_rotated"].is_string()),
+        "{status:#}"
+    );
+    let (_, status_text, _) = run(&config, &["status"]);
+
+    assert_no_secret(
+        &[
+            &new_key,
+            &parameter,
+            "old-api-key-0123456789",
+            OLD_PARAMETER,
+        ],
+        &[&dry, &stdout, &stderr, &status_text, &status.to_string()],
+        &ws.state_dir(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_rotates_on_its_schedule() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let account = seed(emulator).await;
+    let ws = Workspace::new();
+    let config = config(&ws, emulator, "*/2 * * * * *", "");
+    let log = ws.path("daemon.log");
+    let mut daemon = spawn_daemon(&config, &log);
+    wait_for(
+        Duration::from_secs(40),
+        "two rotations of each secret",
+        || {
+            let status = status_json(&config)?;
+            let jobs = status["jobs"].as_array()?;
+            let succeeded = |name: &str| {
+                jobs.iter()
+                    .find(|j| j["name"] == name)
+                    .and_then(|j| j["runs"]["succeeded"].as_u64())
+                    .unwrap_or(0)
+            };
+            (succeeded("rotate:api-key") >= 2 && succeeded("rotate:db-password") >= 2).then_some(())
+        },
+    );
+    signal(&daemon, "TERM");
+    assert!(wait_exit(&mut daemon, Duration::from_secs(20)).success());
+    let versions = stages(&account).await;
+    assert!(versions.len() >= 3, "{versions:?}");
+    assert_eq!(
+        versions
+            .iter()
+            .filter(|(_, s)| s.iter().any(|x| x == "AWSPENDING"))
+            .count(),
+        0
+    );
+    let history = parameter_history(&account).await;
+    assert!(history.len() >= 3, "{history:?}");
+    let (secret, parameter) = current(&account).await;
+    let key: Value = serde_json::from_str(&secret).expect("json");
+    let log_text = std::fs::read_to_string(&log).expect("log");
+    assert!(log_text.contains("Secret rotated"), "{log_text}");
+    assert_no_secret(
+        &[key["api_key"].as_str().expect("key"), &parameter],
+        &[&log_text],
+        &ws.state_dir(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_test_step_parks_the_rotation_with_the_old_value_in_use() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let account = seed(emulator).await;
+    let ws = Workspace::new();
+    let target = ws.path("target.txt");
+    std::fs::write(&target, OLD_SECRET).expect("target");
+    // The install script writes the value where the "service" reads it; the test script
+    // rejects every value, echoing it to stderr (whittle must blank it out).
+    std::fs::write(
+        ws.path("install.toml"),
+        format!(
+            "kind = \"command\"\nlength = 20\njson_field = \"api_key\"\ninstall = [\"sh\", \"-c\", \"cat > {}\"]\ntest = [\"sh\", \"-c\", \"echo rejected key: $(cat) >&2; exit 3\"]\ntimeout = \"10s\"\n",
+            target.display()
+        ),
+    )
+    .expect("playbook");
+    let config = ws.emulator_config(&emulator.url, "rot");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).expect("config")
+            + &format!(
+                "\n[[rotation]]\nname = \"api-key\"\naccount = \"staging\"\nstore = \"secrets-manager\"\nsecret = \"{SECRET}\"\nplaybook = \"install.toml\"\ncron = \"0 0 3 * * 1\"\nattempts = 2\nretry_delay = \"50ms\"\n"
+            ),
+    )
+    .expect("config");
+    let (code, stdout, stderr) = run(&config, &["rotate", "--now"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("parked api-key"), "{stdout}");
+    assert!(stdout.contains("test failed 2 time(s)"), "{stdout}");
+    assert!(stdout.contains("rejected key: [redacted]"), "{stdout}");
+    // The value in use is the old one, in the store and on the target; nothing pending.
+    assert_eq!(current(&account).await.0, OLD_SECRET);
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("target").trim(),
+        OLD_SECRET
+    );
+    let versions = stages(&account).await;
+    assert!(
+        versions
+            .iter()
+            .all(|(_, s)| !s.iter().any(|x| x == "AWSPENDING")),
+        "{versions:?}"
+    );
+    let status = status_json(&config).expect("status");
+    assert_eq!(status["rotations"][0]["state"], "parked", "{status:#}");
+    assert!(
+        status["rotations"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("test failed"))
+    );
+    assert!(stderr.contains("ALERT: rotation parked"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_pending_version_is_refused_untouched() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let account = seed(emulator).await;
+    account
+        .sm
+        .put_secret_value()
+        .secret_id(SECRET)
+        .secret_string("someone-elses-rotation")
+        .client_request_token("another-tool-rotation-token-0000000001")
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .expect("foreign pending");
+    let ws = Workspace::new();
+    let config = config(&ws, emulator, "0 0 3 * * 1", "");
+    let before = stages(&account).await;
+    let (code, stdout, _) = run(&config, &["rotate", "--now", "--secret", SECRET]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("refused api-key"), "{stdout}");
+    assert!(stdout.contains("already carries AWSPENDING"), "{stdout}");
+    assert_eq!(stages(&account).await, before);
+    let (code, _, stderr) = run(&config, &["rotate", "--now", "--secret", "nope"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no [[rotation]] named `nope`"), "{stderr}");
+}
+
+/// Kills `whittle rotate` right after each journal step, for each store; the next run
+/// finishes the same rotation: exactly one new version, promoted, nothing pending, and the
+/// value in use readable (old or new, never torn) at every point.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotation_killed_after_any_journal_step_finishes_exactly_once() {
+    let points = [
+        "rotation:begin",
+        "rotation:pending-created",
+        "rotation:tested",
+        "rotation:promoting",
+        "rotation:promoted",
+    ];
+    for name in ["api-key", "db-password"] {
+        for point in points {
+            let what = format!("{name} after {point}");
+            let emulator = &whittle_tests::Emulator::start(&[]);
+            let account = seed(emulator).await;
+            let ws = Workspace::new();
+            let config = config(&ws, emulator, "0 0 3 * * 1", "");
+            let out = command(&[
+                "--config",
+                config.to_str().expect("utf-8"),
+                "rotate",
+                "--now",
+                "--secret",
+                name,
+            ])
+            .env("WHITTLE_CRASH_AFTER", point)
+            .output()
+            .expect("run whittle");
+            assert!(!out.status.success(), "{what}: whittle must have died");
+            assert!(text(&out.stderr).contains("aborting"), "{what}");
+            let (secret, _) = current(&account).await;
+            assert!(serde_json::from_str::<Value>(&secret).is_ok(), "{what}");
+            let status = status_json(&config).expect("status");
+            let row = status["rotations"]
+                .as_array()
+                .expect("rotations")
+                .iter()
+                .find(|r| r["name"] == name)
+                .cloned()
+                .expect("row");
+            assert_eq!(row["state"], "in-progress", "{what}: {status:#}");
+
+            // The next run finishes it (its reconcile pass, before anything else); the
+            // rotation is then done, so not due again.
+            let (code, stdout, stderr) = run(&config, &["rotate", "--secret", name]);
+            assert_eq!(code, 0, "{what}: {stdout}\n{stderr}");
+            assert!(
+                stderr.contains("Interrupted rotation finished"),
+                "{what}: {stderr}"
+            );
+            assert!(
+                stdout.starts_with(&format!("not-due {name}")),
+                "{what}: {stdout}"
+            );
+            let (secret, parameter) = current(&account).await;
+            if name == "api-key" {
+                let versions = stages(&account).await;
+                assert_eq!(
+                    versions.len(),
+                    2,
+                    "{what}: exactly one new version: {versions:?}"
+                );
+                assert!(
+                    versions
+                        .iter()
+                        .all(|(_, s)| !s.iter().any(|x| x == "AWSPENDING")),
+                    "{what}: AWSPENDING stuck: {versions:?}"
+                );
+                assert_ne!(secret, OLD_SECRET, "{what}");
+            } else {
+                assert_eq!(
+                    parameter_history(&account).await,
+                    [
+                        (1, vec!["previous".to_owned()]),
+                        (2, vec!["current".to_owned()])
+                    ],
+                    "{what}"
+                );
+                assert_ne!(parameter, OLD_PARAMETER, "{what}");
+            }
+            let status = status_json(&config).expect("status");
+            let row = status["rotations"]
+                .as_array()
+                .expect("rotations")
+                .iter()
+                .find(|r| r["name"] == name)
+                .cloned()
+                .expect("row");
+            assert_eq!(row["state"], "idle", "{what}: {status:#}");
+            assert!(row["last_rotated"].is_string(), "{what}: {status:#}");
+            assert!(
+                status["unfinished_journals"]
+                    .as_array()
+                    .expect("journals")
+                    .is_empty(),
+                "{what}: {status:#}"
+            );
+            let key: Value = serde_json::from_str(&secret).expect("json");
+            assert_no_secret(
+                &[key["api_key"].as_str().expect("key"), &parameter],
+                &[&stdout, &stderr, &text(&out.stderr)],
+                &ws.state_dir(),
+            );
+        }
+    }
+}
