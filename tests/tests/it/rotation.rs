@@ -309,6 +309,10 @@ async fn the_daemon_rotates_on_its_schedule() {
             (succeeded("rotate:api-key") >= 2 && succeeded("rotate:db-password") >= 2).then_some(())
         },
     );
+    // A second whittle on the same state is refused: no rotation can overlap the daemon's.
+    let (code, _, stderr) = run(&config, &["rotate", "--now"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("pid"), "{stderr}");
     signal(&daemon, "TERM");
     assert!(wait_exit(&mut daemon, Duration::from_secs(20)).success());
     let versions = stages(&account).await;
@@ -520,5 +524,64 @@ async fn a_rotation_killed_after_any_journal_step_finishes_exactly_once() {
                 &ws.state_dir(),
             );
         }
+    }
+}
+
+#[test]
+fn validate_reports_rotation_mistakes_located() {
+    let ws = Workspace::new();
+    std::fs::write(ws.path("bad.toml"), "kind = \"random\"\nlenght = 12\n").expect("playbook");
+    std::fs::write(ws.path("ok.toml"), "kind = \"random\"\n").expect("playbook");
+    let config = ws.write_config(
+        r#"[[aws.accounts]]
+name = "staging"
+
+[targets]
+arn_patterns = ["arn:aws:iam::*:role/app-*"]
+
+[[rotation]]
+name = "a"
+account = "staging"
+store = "ssm"
+secret = "/x"
+playbook = "ok.toml"
+cron = "0 0 3 * * 1"
+
+[[rotation]]
+name = "b"
+account = "prod"
+store = "secrets-manager"
+secret = "s"
+playbook = "bad.toml"
+cron = "0 0 3 * * 1"
+
+[[rotation]]
+name = "c"
+account = "staging"
+store = "secrets-manager"
+secret = "s"
+playbook = "missing.toml"
+cron = "0 0 3 * * 1"
+"#,
+    );
+    let (code, _, stderr) = run(&config, &["validate"]);
+    assert_eq!(code, 1);
+    let path = config.display().to_string();
+    for expected in [
+        format!("{path}:7:1: store = \"ssm\" needs `kms_key`"),
+        format!("{path}:17:11: account `prod` is not one of the [[aws.accounts]] names"),
+        format!(
+            "{path}:20:12: playbook {}:2:1: unknown field `lenght`",
+            ws.path("bad.toml").display()
+        ),
+        format!(
+            "{path}:28:12: playbook {}: No such file",
+            ws.path("missing.toml").display()
+        ),
+    ] {
+        assert!(
+            stderr.contains(&expected),
+            "missing `{expected}` in:\n{stderr}"
+        );
     }
 }
