@@ -45,13 +45,20 @@ sed -e "s|^dir = .*|dir = \"$work/state\"|" \
     -e 's|^jitter = "5m"|jitter = "1s"|' \
     -e 's|^arn_patterns = .*|arn_patterns = ["arn:aws:iam::*:role/app-*", "arn:aws:iam::*:role/aws-service-role/*"]|' \
     -e 's|^min_observation_days = .*|min_observation_days = 0|' \
+    -e 's|^cron = "0 0 3 \* \* 1"|cron = "*/10 * * * * *"|' \
+    -e 's|^cron = "0 30 3 \* \* 1"|cron = "5-59/10 * * * * *"|' \
+    -e 's|^jitter = "10m"|jitter = "1s"|' \
+    -e "s|^playbook = \"playbooks/|playbook = \"$root/playbooks/|" \
     "$root/config.toml" > "$config"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 
 echo "==> whittle validate" >&2
 "$whittle" validate --config "$config"
 
-echo "==> whittle daemon for ${seconds}s (check-aws every 5s, discover every 10s, mine every 15s); log: $work/daemon.log" >&2
+echo "==> whittle rotate --dry-run: what is due, and each step a rotation would take (changes nothing)" >&2
+"$whittle" rotate --config "$config" --dry-run
+
+echo "==> whittle daemon for ${seconds}s (check-aws every 5s, discover every 10s, mine every 15s, rotate each secret every 10s); log: $work/daemon.log" >&2
 "$whittle" daemon --config "$config" 2>"$work/daemon.log" &
 daemon_pid=$!
 sleep "$((seconds / 2))"

@@ -8,7 +8,9 @@ Usage: seed_demo.py ENDPOINT_URL
 - app-reports: an app role without the tag (not a target);
 - app-break-glass: tagged, but matched by [targets] protected_patterns;
 - AWSServiceRoleForLambdaReplicator under /aws-service-role/: service-linked, always protected;
-- demo/payments-api-key: a secret in Secrets Manager;
+- demo/payments-api-key: a secret in Secrets Manager, and /staging/orders/db-password, a
+  SecureString parameter under the KMS alias alias/whittle-rotation (both rotated by the
+  example config's [[rotation]] tables);
 - a trail logging management and S3 data events to staging-cloudtrail-logs (the bucket the
   example config.toml mines), and workload traffic under the orders and billing roles, so
   the trail has real events to deliver; the billing function is denied one call.
@@ -59,6 +61,11 @@ iam.create_role(RoleName="AWSServiceRoleForLambdaReplicator", Path="/aws-service
                 AssumeRolePolicyDocument=lambda_trust, Tags=managed)
 
 client("secretsmanager").create_secret(Name="demo/payments-api-key", SecretString=json.dumps({"api_key": "demo-not-a-real-key"}))
+# The KMS key the example config's SSM rotation uses, and the parameter it rotates.
+rotation_key = client("kms").create_key(Description="whittle rotation")["KeyMetadata"]["KeyId"]
+client("kms").create_alias(AliasName="alias/whittle-rotation", TargetKeyId=rotation_key)
+client("ssm").put_parameter(Name="/staging/orders/db-password", Value="demo-not-a-real-password",
+                            Type="SecureString", KeyId="alias/whittle-rotation")
 
 s3 = client("s3")
 s3.create_bucket(Bucket="staging-cloudtrail-logs")
@@ -104,4 +111,4 @@ denial = {"Records": [{
 urllib.request.urlopen(urllib.request.Request(endpoint + "/whittle-emulator/events", data=json.dumps(denial).encode(),
                                               headers={"Content-Type": "application/json"}))
 
-print("seeded: 5 roles (2 targets, 2 protected, 1 not selected), 1 secret, 1 trail, workload traffic")
+print("seeded: 5 roles (2 targets, 2 protected, 1 not selected), 1 secret, 1 parameter, 1 trail, workload traffic")
