@@ -55,6 +55,7 @@ pub async fn run(
                 s.skipped_total()
             ))
         }
+        crate::config::ROTATION_UPKEEP_JOB => crate::rotate::upkeep(ctx).await,
         other => match other.strip_prefix(crate::config::ROTATION_JOB_PREFIX) {
             Some(rotation) => rotate_job(ctx, rotation).await,
             None => anyhow::bail!("unknown job `{other}`"),

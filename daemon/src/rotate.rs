@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::{error, info};
 use whittle_playbooks::rotation::machine::{
-    self, Inspection, Outcome, PortError, Ports, ROTATION_JOURNAL, Spec, Store,
+    self, AccessKey, Inspection, Outcome, PortError, Ports, ROTATION_JOURNAL, Spec, Store,
 };
 use whittle_playbooks::rotation::{self, Playbook, SecretValue};
 use whittle_state::{JournalEntry, Record, State, Timestamp};
@@ -389,6 +389,178 @@ impl Ports for AwsPorts<'_> {
         run_script(argv, stdin, timeout).await
     }
 
+    async fn access_keys(&self, spec: &Spec, user: &str) -> Result<Vec<AccessKey>, PortError> {
+        let iam = aws_sdk_iam::Client::new(
+            self.aws
+                .sdk(&spec.account)
+                .map_err(|e| PortError(e.to_string()))?,
+        );
+        let out = iam
+            .list_access_keys()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(|e| {
+                PortError(format!(
+                    "iam:ListAccessKeys {user}: {}",
+                    describe(&e, self.aws.endpoint())
+                ))
+            })?;
+        Ok(out
+            .access_key_metadata()
+            .iter()
+            .map(|k| AccessKey {
+                id: k.access_key_id().unwrap_or_default().to_owned(),
+                active: k.status() == Some(&aws_sdk_iam::types::StatusType::Active),
+            })
+            .collect())
+    }
+
+    async fn create_access_key(
+        &self,
+        spec: &Spec,
+        user: &str,
+    ) -> Result<(String, SecretValue), PortError> {
+        let iam = aws_sdk_iam::Client::new(
+            self.aws
+                .sdk(&spec.account)
+                .map_err(|e| PortError(e.to_string()))?,
+        );
+        let out = iam
+            .create_access_key()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(|e| {
+                PortError(format!(
+                    "iam:CreateAccessKey {user}: {}",
+                    describe(&e, self.aws.endpoint())
+                ))
+            })?;
+        let key = out
+            .access_key()
+            .ok_or_else(|| PortError(format!("iam:CreateAccessKey {user}: no key returned")))?;
+        Ok((
+            key.access_key_id().to_owned(),
+            SecretValue::new(key.secret_access_key().to_owned()),
+        ))
+    }
+
+    async fn deactivate_access_key(
+        &self,
+        spec: &Spec,
+        user: &str,
+        id: &str,
+    ) -> Result<(), PortError> {
+        let iam = aws_sdk_iam::Client::new(
+            self.aws
+                .sdk(&spec.account)
+                .map_err(|e| PortError(e.to_string()))?,
+        );
+        iam.update_access_key()
+            .user_name(user)
+            .access_key_id(id)
+            .status(aws_sdk_iam::types::StatusType::Inactive)
+            .send()
+            .await
+            .map_err(|e| {
+                PortError(format!(
+                    "iam:UpdateAccessKey {id}: {}",
+                    describe(&e, self.aws.endpoint())
+                ))
+            })?;
+        Ok(())
+    }
+
+    async fn delete_access_key(&self, spec: &Spec, user: &str, id: &str) -> Result<(), PortError> {
+        let iam = aws_sdk_iam::Client::new(
+            self.aws
+                .sdk(&spec.account)
+                .map_err(|e| PortError(e.to_string()))?,
+        );
+        match iam
+            .delete_access_key()
+            .user_name(user)
+            .access_key_id(id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(PortError(format!(
+                "iam:DeleteAccessKey {id}: {}",
+                describe(&e, self.aws.endpoint())
+            ))),
+        }
+    }
+
+    async fn access_key_last_used(
+        &self,
+        spec: &Spec,
+        id: &str,
+    ) -> Result<Option<Timestamp>, PortError> {
+        let iam = aws_sdk_iam::Client::new(
+            self.aws
+                .sdk(&spec.account)
+                .map_err(|e| PortError(e.to_string()))?,
+        );
+        let out = iam
+            .get_access_key_last_used()
+            .access_key_id(id)
+            .send()
+            .await
+            .map_err(|e| {
+                PortError(format!(
+                    "iam:GetAccessKeyLastUsed {id}: {}",
+                    describe(&e, self.aws.endpoint())
+                ))
+            })?;
+        // AWS documents LastUsedDate as approximate (tracked within about four hours): a
+        // grace period shorter than that cannot prove a key unused.
+        Ok(out
+            .access_key_last_used()
+            .and_then(|u| u.last_used_date())
+            .map(|d| Timestamp(u64::try_from(d.to_millis().unwrap_or(0)).unwrap_or(0))))
+    }
+
+    async fn test_access_key(
+        &self,
+        spec: &Spec,
+        id: &str,
+        secret: &SecretValue,
+    ) -> Result<(), PortError> {
+        let base = self
+            .aws
+            .sdk(&spec.account)
+            .map_err(|e| PortError(e.to_string()))?;
+        let credentials = aws_sdk_sts::config::Credentials::new(
+            id,
+            secret.expose(),
+            None,
+            None,
+            "whittle-rotation-test",
+        );
+        let config = aws_sdk_sts::config::Builder::from(base)
+            .credentials_provider(credentials)
+            .build();
+        aws_sdk_sts::Client::from_conf(config)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| {
+                PortError(format!(
+                    "sts:GetCallerIdentity with the new key {id}: {}",
+                    describe(&e, self.aws.endpoint())
+                ))
+            })?;
+        Ok(())
+    }
+
     async fn sleep(&self, duration: Duration) {
         tokio::time::sleep(duration).await;
     }
@@ -486,6 +658,7 @@ pub fn spec(config: &Config, rotation: &RotationConfig) -> anyhow::Result<Spec> 
         deadline: Some(Timestamp(
             clock::now().0 + u64::try_from(rotation.window.0.as_millis()).unwrap_or(u64::MAX / 2),
         )),
+        grace: rotation.grace.0,
     })
 }
 
@@ -544,20 +717,28 @@ pub fn due(
 
 /// The steps a rotation of this kind and store takes, for a dry run.
 fn steps(spec: &Spec) -> Vec<String> {
-    let g = spec.playbook.generate();
-    let mut steps = vec![format!(
-        "generate {} characters ({} different) with the {} random source{}",
-        g.length,
-        g.alphabet.len(),
-        match g.source {
-            rotation::RandomSource::Os => "OS",
-            rotation::RandomSource::Kms => "KMS GenerateRandom",
-        },
-        g.json_field
-            .as_ref()
-            .map(|f| format!(", as field `{f}` of the JSON secret"))
-            .unwrap_or_default()
-    )];
+    let mut steps = Vec::new();
+    if let Playbook::IamAccessKey(keys) = &spec.playbook {
+        steps.push(format!(
+            "make room for a second key of user {} (an inactive key that is not in the secret is deleted; an active one stops the rotation), then iam:CreateAccessKey",
+            keys.user
+        ));
+    }
+    if let Some(g) = spec.playbook.generate() {
+        steps.push(format!(
+            "generate {} characters ({} different) with the {} random source{}",
+            g.length,
+            g.alphabet.len(),
+            match g.source {
+                rotation::RandomSource::Os => "OS",
+                rotation::RandomSource::Kms => "KMS GenerateRandom",
+            },
+            g.json_field
+                .as_ref()
+                .map(|f| format!(", as field `{f}` of the JSON secret"))
+                .unwrap_or_default()
+        ));
+    }
     steps.push(match spec.store {
         Store::SecretsManager => {
             "store it as a new version labelled AWSPENDING (token = the journal id)".to_owned()
@@ -567,7 +748,12 @@ fn steps(spec: &Spec) -> Vec<String> {
             spec.kms_key.as_deref().unwrap_or("?")
         ),
     });
-    if let Playbook::Command { install, test, .. } = &spec.playbook {
+    if let Playbook::IamAccessKey(keys) = &spec.playbook {
+        steps.push(format!(
+            "test it: sts:GetCallerIdentity with the new key, retried for up to {}",
+            humantime::format_duration(keys.propagation_timeout)
+        ));
+    } else if let Playbook::Command { install, test, .. } = &spec.playbook {
         steps.push(format!(
             "install it: run {install:?} with the value on stdin"
         ));
@@ -581,6 +767,16 @@ fn steps(spec: &Spec) -> Vec<String> {
         Store::SecretsManager => "promote: move AWSCURRENT to it (AWSPREVIOUS follows), remove AWSPENDING".to_owned(),
         Store::Ssm => "promote: write it as a new SecureString version, label it `current` and the old one `previous`".to_owned(),
     });
+    if let Playbook::IamAccessKey(keys) = &spec.playbook {
+        steps.push(format!(
+            "after the grace period ({}), and only when iam:GetAccessKeyLastUsed shows no use since promotion, deactivate the old key",
+            humantime::format_duration(spec.grace)
+        ));
+        steps.push(format!(
+            "delete the old key {} after it was deactivated",
+            humantime::format_duration(keys.delete_after)
+        ));
+    }
     steps
 }
 
@@ -674,6 +870,13 @@ pub async fn run(
                 report.outcome = "rotated".to_owned();
                 report.version = Some(version);
             }
+            Outcome::Waiting {
+                version, reason, ..
+            } => {
+                report.outcome = "rotated".to_owned();
+                report.version = Some(version);
+                report.reason = Some(reason);
+            }
             Outcome::Parked { step, reason, .. } => {
                 report.outcome = "parked".to_owned();
                 report.reason = Some(format!("{step}: {reason}"));
@@ -694,13 +897,32 @@ pub async fn rotate_one(aws: &Aws, state: &State, spec: &Spec) -> anyhow::Result
     let records = state.tree::<RotationRecord>()?;
     let previous = records.get(&spec.name)?;
     let now = clock::now();
+    // The timetable counts from the promotion: a rotation that was only waiting to revoke
+    // the old credential keeps its promotion time.
+    let promoted_at = |journal: u64| -> anyhow::Result<Timestamp> {
+        Ok(state
+            .journal_get(whittle_state::JournalId(journal))?
+            .and_then(|e| e.steps.iter().find(|s| s.name == "promoted").map(|s| s.at))
+            .unwrap_or(now))
+    };
     let record = match &outcome {
-        Outcome::Rotated { version, .. } => RotationRecord {
+        Outcome::Rotated { version, journal } => RotationRecord {
             last_attempt_at: now,
-            last_rotated_at: Some(now),
+            last_rotated_at: Some(promoted_at(*journal)?),
             last_version: Some(version.clone()),
             last_outcome: "rotated".to_owned(),
             reason: None,
+        },
+        Outcome::Waiting {
+            version,
+            journal,
+            reason,
+        } => RotationRecord {
+            last_attempt_at: now,
+            last_rotated_at: Some(promoted_at(*journal)?),
+            last_version: Some(version.clone()),
+            last_outcome: "rotated".to_owned(),
+            reason: Some(reason.clone()),
         },
         Outcome::Parked { step, reason, .. } => {
             error!(rotation = %spec.name, secret = %spec.secret, %step, %reason, "ALERT: rotation parked; the current value stays in use");
@@ -763,6 +985,12 @@ impl Recovery for RotationRecovery {
                     "rotation {} finished: version {version} is current",
                     spec.name
                 ),
+                Outcome::Waiting {
+                    version, reason, ..
+                } => format!(
+                    "rotation {}: version {version} is current; {reason}",
+                    spec.name
+                ),
                 Outcome::Parked { reason, .. } => {
                     format!("rotation {} parked: {reason}", spec.name)
                 }
@@ -770,4 +998,32 @@ impl Recovery for RotationRecovery {
             })
         })
     }
+}
+
+/// The `rotation-upkeep` job: advances every unfinished rotation (revocations waiting for
+/// their grace period, interrupted runs) between the rotations' own ticks.
+pub async fn upkeep(ctx: &crate::jobs::JobContext) -> anyhow::Result<String> {
+    let mut advanced = Vec::new();
+    for rotation in &ctx.config.rotation {
+        if machine::open_journal(&ctx.state, &rotation.name)?.is_none() {
+            continue;
+        }
+        let spec = spec(&ctx.config, rotation)?;
+        let outcome = rotate_one(&ctx.aws, &ctx.state, &spec).await?;
+        advanced.push(format!(
+            "{}: {}",
+            rotation.name,
+            match outcome {
+                Outcome::Rotated { .. } => "done".to_owned(),
+                Outcome::Waiting { reason, .. } => reason,
+                Outcome::Parked { reason, .. } => format!("parked: {reason}"),
+                Outcome::Refused { reason } => format!("refused: {reason}"),
+            }
+        ));
+    }
+    Ok(if advanced.is_empty() {
+        "no unfinished rotation".to_owned()
+    } else {
+        advanced.join("; ")
+    })
 }

@@ -48,8 +48,9 @@ pub struct RotationStatus {
     pub store: String,
     pub last_rotated: Option<String>,
     pub next_due: Option<String>,
-    /// `idle`, `in-progress` (an unfinished journal; `step` says where), `parked` or
-    /// `refused` (`reason` says why).
+    /// `idle`, `in-progress` (an unfinished journal; `step` says where), `revoking-old` (the
+    /// new value is in use; `reason` says what the old credential's revocation waits for),
+    /// `parked` or `refused` (`reason` says why).
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
@@ -231,6 +232,18 @@ pub fn build(
         let record = records.get(&rotation.name)?;
         let open = whittle_playbooks::rotation::machine::open_journal(state, &rotation.name)?;
         let (state_name, step, reason) = match (&open, &record) {
+            // Promoted: the new value is in use, the old credential's revocation waits.
+            (Some(entry), Some(r))
+                if entry.steps.iter().any(|s| s.name == "promoted")
+                    && r.last_outcome == "rotated"
+                    && r.reason.is_some() =>
+            {
+                (
+                    "revoking-old",
+                    Some(entry.last_step().unwrap_or("promoted").to_owned()),
+                    r.reason.clone(),
+                )
+            }
             (Some(entry), _) => (
                 "in-progress",
                 Some(entry.last_step().unwrap_or("begin").to_owned()),

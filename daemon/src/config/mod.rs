@@ -83,6 +83,10 @@ pub struct RotationConfig {
     /// parked (the current value stays in use). Default: one hour.
     #[serde(default = "default_rotation_window")]
     pub window: HumanDuration,
+    /// How long the old credential stays valid after promotion, for playbooks that revoke it
+    /// (`iam-access-key`: deactivated after this, and only once IAM shows it unused since).
+    #[serde(default = "default_grace")]
+    pub grace: HumanDuration,
     /// KMS key (id, ARN or alias) for the SSM SecureString and for the pending value in the
     /// journal; required for `store = "ssm"`.
     #[serde(default)]
@@ -262,6 +266,9 @@ impl Default for TargetsConfig {
         }
     }
 }
+
+/// The job that advances unfinished rotations every minute (grace periods, retries).
+pub const ROTATION_UPKEEP_JOB: &str = "rotation-upkeep";
 
 /// The name of a rotation's scheduled job is this prefix and the rotation's name.
 pub const ROTATION_JOB_PREFIX: &str = "rotate:";
@@ -518,6 +525,9 @@ fn default_min_observation_days() -> u32 {
 fn default_rotation_window() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(3600))
 }
+fn default_grace() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(24 * 3600))
+}
 fn default_rotation_attempts() -> u32 {
     3
 }
@@ -539,6 +549,20 @@ impl Config {
             .iter()
             .map(|(name, schedule)| (name.to_owned(), schedule.clone()))
             .collect();
+        // Revoking an old credential waits for its grace period; this job finishes those
+        // rotations (and any other interrupted one) between their own ticks.
+        if !self.rotation.is_empty() {
+            jobs.push((
+                ROTATION_UPKEEP_JOB.to_owned(),
+                JobSchedule {
+                    cron: "0 * * * * *"
+                        .parse()
+                        .expect("a constant cron expression parses"),
+                    jitter: None,
+                    enabled: true,
+                },
+            ));
+        }
         jobs.extend(self.rotation.iter().map(|r| {
             (
                 format!("{ROTATION_JOB_PREFIX}{}", r.name),

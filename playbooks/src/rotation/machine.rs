@@ -70,6 +70,8 @@ pub struct Spec {
     pub retry_delay: Duration,
     /// The end of the rotation window: no retry starts after it.
     pub deadline: Option<Timestamp>,
+    /// Playbooks that revoke the old credential wait this long after promotion first.
+    pub grace: Duration,
 }
 
 /// What the store says about the secret now.
@@ -82,6 +84,13 @@ pub struct Inspection {
     pub native_rotation: bool,
     /// Versions labelled `AWSPENDING` (Secrets Manager).
     pub pending_versions: Vec<String>,
+}
+
+/// One access key of an IAM user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    pub id: String,
+    pub active: bool,
 }
 
 /// An error from AWS or a script. Its text never holds a secret value (the ports redact).
@@ -143,6 +152,44 @@ pub trait Ports: Send + Sync {
         stdin: &SecretValue,
         timeout: Duration,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The IAM user's access keys.
+    fn access_keys(
+        &self,
+        spec: &Spec,
+        user: &str,
+    ) -> impl Future<Output = Result<Vec<AccessKey>, PortError>> + Send;
+    /// A new access key: its id and secret (shown by IAM this once).
+    fn create_access_key(
+        &self,
+        spec: &Spec,
+        user: &str,
+    ) -> impl Future<Output = Result<(String, SecretValue), PortError>> + Send;
+    fn deactivate_access_key(
+        &self,
+        spec: &Spec,
+        user: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Deletes an access key; one already gone counts as deleted.
+    fn delete_access_key(
+        &self,
+        spec: &Spec,
+        user: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// When IAM last saw the key used (GetAccessKeyLastUsed), if ever.
+    fn access_key_last_used(
+        &self,
+        spec: &Spec,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Timestamp>, PortError>> + Send;
+    /// Authenticates with the key pair (sts:GetCallerIdentity); Ok when it works.
+    fn test_access_key(
+        &self,
+        spec: &Spec,
+        id: &str,
+        secret: &SecretValue,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
     fn now(&self) -> Timestamp;
     /// Called right after each durable journal write, named `rotation:STEP` (crash tests).
@@ -153,8 +200,15 @@ pub trait Ports: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Outcome {
-    /// The new value is current.
+    /// The new value is current (and the old credential revoked, where the playbook does).
     Rotated { version: String, journal: u64 },
+    /// The new value is current; revoking the old credential waits (the grace period, a
+    /// recent use of the old key, or a failed revocation step that is retried later).
+    Waiting {
+        version: String,
+        journal: u64,
+        reason: String,
+    },
     /// Given up before promotion; the old value is still the one in use.
     Parked {
         step: String,
@@ -311,6 +365,12 @@ struct Run<'a, P: Ports> {
     entry: JournalEntry,
 }
 
+/// Where a run left the rotation when no step failed.
+enum Progress {
+    Done(String),
+    Waiting { version: String, reason: String },
+}
+
 /// A step failed for good: the reason, and whether the target may hold the pending value.
 struct Failure {
     step: &'static str,
@@ -335,7 +395,15 @@ impl<P: Ports> Run<'_, P> {
     async fn drive(mut self) -> Result<Outcome, MachineError> {
         let token = token_of(self.entry.id);
         match self.advance(&token).await? {
-            Ok(version) => {
+            Ok(Progress::Waiting { version, reason }) => {
+                info!(rotation = %self.spec.name, secret = %self.spec.secret, %reason, "New value in use; revoking the old credential waits");
+                Ok(Outcome::Waiting {
+                    version,
+                    journal: self.entry.id.0,
+                    reason,
+                })
+            }
+            Ok(Progress::Done(version)) => {
                 self.state.journal_finish(
                     self.entry.id,
                     "rotated",
@@ -353,7 +421,7 @@ impl<P: Ports> Run<'_, P> {
     }
 
     /// Runs the remaining steps; the inner error is a step that failed for good.
-    async fn advance(&mut self, token: &str) -> Result<Result<String, Failure>, MachineError> {
+    async fn advance(&mut self, token: &str) -> Result<Result<Progress, Failure>, MachineError> {
         let (ports, spec) = (self.ports, self.spec);
         // 1. The pending value: made once, then always read back from where it is kept.
         let pending = if self.done("pending-created") {
@@ -388,15 +456,21 @@ impl<P: Ports> Run<'_, P> {
             };
             let value = match existing {
                 Some(v) => v,
-                None => match self.generate().await {
-                    Ok(v) => v,
-                    Err(reason) => {
-                        return Ok(Err(Failure {
-                            step: "create pending",
-                            reason,
-                        }));
+                None => {
+                    let made = match &spec.playbook {
+                        Playbook::IamAccessKey(keys) => self.create_key(keys).await?,
+                        _ => self.generate().await,
+                    };
+                    match made {
+                        Ok(v) => v,
+                        Err(reason) => {
+                            return Ok(Err(Failure {
+                                step: "create pending",
+                                reason,
+                            }));
+                        }
                     }
-                },
+                }
             };
             let detail = match spec.store {
                 Store::SecretsManager => {
@@ -456,6 +530,7 @@ impl<P: Ports> Run<'_, P> {
         // 3. Test it.
         if !self.done("tested") {
             let tested = match &spec.playbook {
+                Playbook::IamAccessKey(keys) => self.test_key(keys, &pending).await,
                 Playbook::Command {
                     test: Some(test),
                     timeout,
@@ -487,20 +562,114 @@ impl<P: Ports> Run<'_, P> {
         if !self.done("promoting") {
             self.step("promoting", json!(null))?;
         }
-        match retry(ports, spec, "promote", || {
-            ports.promote(spec, token, &pending)
-        })
-        .await
-        {
-            Ok(version) => {
-                self.step("promoted", json!({ "version": version }))?;
-                Ok(Ok(version))
+        let version = if let Some(step) = self.entry.steps.iter().find(|s| s.name == "promoted") {
+            step.detail["version"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        } else {
+            match retry(ports, spec, "promote", || {
+                ports.promote(spec, token, &pending)
+            })
+            .await
+            {
+                Ok(version) => {
+                    self.step("promoted", json!({ "version": version }))?;
+                    version
+                }
+                Err(e) => {
+                    return Ok(Err(Failure {
+                        step: "promote",
+                        reason: e.0,
+                    }));
+                }
             }
-            Err(e) => Ok(Err(Failure {
-                step: "promote",
-                reason: e.0,
-            })),
+        };
+
+        // 5. Revoke the old credential, for the playbooks that have one.
+        if let Playbook::IamAccessKey(keys) = &spec.playbook {
+            return Ok(Ok(self.revoke_old_key(keys, version).await?));
         }
+        Ok(Ok(Progress::Done(version)))
+    }
+
+    /// When a step was written.
+    fn at(&self, step: &str) -> Option<Timestamp> {
+        self.entry
+            .steps
+            .iter()
+            .find(|s| s.name == step)
+            .map(|s| s.at)
+    }
+
+    /// Deactivates the old key once the grace period is over and IAM shows it unused since
+    /// promotion, then deletes it `delete_after` later. Anything short of that is `Waiting`.
+    async fn revoke_old_key(
+        &mut self,
+        keys: &super::AccessKeyPlaybook,
+        version: String,
+    ) -> Result<Progress, MachineError> {
+        let (ports, spec) = (self.ports, self.spec);
+        let old = self
+            .entry
+            .steps
+            .iter()
+            .find(|s| s.name == "creating-key")
+            .and_then(|s| s.detail["old_key"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let wait = |reason: String| Progress::Waiting {
+            version: version.clone(),
+            reason,
+        };
+        let now = ports.now();
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2);
+        if !old.is_empty() && !self.done("deactivated") {
+            let promoted = self.at("promoted").unwrap_or(now);
+            let grace_end = Timestamp(promoted.0.saturating_add(millis(spec.grace)));
+            if now < grace_end {
+                return Ok(wait(format!(
+                    "the old key {old} is deactivated after the grace period, at {}",
+                    super::format_ms(grace_end)
+                )));
+            }
+            match ports.access_key_last_used(spec, &old).await {
+                Ok(Some(used)) if used >= promoted => {
+                    return Ok(wait(format!(
+                        "the old key {old} was used at {} after the new key was promoted; it stays active until its users move to the new key",
+                        super::format_ms(used)
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) => return Ok(wait(format!("cannot check the old key's last use: {e}"))),
+            }
+            self.step("deactivating", json!({ "key": old }))?;
+            if let Err(e) = ports.deactivate_access_key(spec, &keys.user, &old).await {
+                return Ok(wait(format!(
+                    "deactivating the old key {old} failed (retried later): {e}"
+                )));
+            }
+            self.step("deactivated", json!({ "key": old }))?;
+        }
+        if !old.is_empty() && !self.done("deleted") {
+            let deactivated = self.at("deactivated").unwrap_or(now);
+            let delete_at = Timestamp(deactivated.0.saturating_add(millis(keys.delete_after)));
+            if now < delete_at {
+                return Ok(wait(format!(
+                    "the old key {old} is inactive and is deleted at {}",
+                    super::format_ms(delete_at)
+                )));
+            }
+            // Never the last known-good key: the new one was tested and is current.
+            self.step("deleting", json!({ "key": old }))?;
+            if let Err(e) = ports.delete_access_key(spec, &keys.user, &old).await {
+                return Ok(wait(format!(
+                    "deleting the old key {old} failed (retried later): {e}"
+                )));
+            }
+            self.step("deleted", json!({ "key": old }))?;
+        }
+        Ok(Progress::Done(version))
     }
 
     /// The pending value of a rotation past `pending-created`.
@@ -538,9 +707,125 @@ impl<P: Ports> Run<'_, P> {
         }
     }
 
+    /// Makes room for a second key (deleting an *inactive* stray key, never an active one),
+    /// journals the intent, and creates the new key; on a resume after a crash between
+    /// CreateAccessKey and the journal step, the key whose secret was lost is deleted first.
+    async fn create_key(
+        &mut self,
+        keys: &super::AccessKeyPlaybook,
+    ) -> Result<Result<SecretValue, String>, MachineError> {
+        let (ports, spec) = (self.ports, self.spec);
+        let current = match retry(ports, spec, "inspect", || ports.inspect(spec)).await {
+            Ok(i) => i.current,
+            Err(e) => return Ok(Err(e.0)),
+        };
+        let current_id = match serde_json::from_str::<serde_json::Value>(current.expose())
+            .ok()
+            .and_then(|v| v[&keys.id_field].as_str().map(str::to_owned))
+        {
+            Some(id) => id,
+            None => {
+                return Ok(Err(format!(
+                    "the secret is not a JSON object with a `{}` field (the key pair of user {})",
+                    keys.id_field, keys.user
+                )));
+            }
+        };
+        let listed = match retry(ports, spec, "iam:ListAccessKeys", || {
+            ports.access_keys(spec, &keys.user)
+        })
+        .await
+        {
+            Ok(listed) => listed,
+            Err(e) => return Ok(Err(e.0)),
+        };
+        let others: Vec<AccessKey> = listed.into_iter().filter(|k| k.id != current_id).collect();
+        if self.done("creating-key") {
+            // Interrupted after CreateAccessKey: that key's secret is lost, delete it.
+            for orphan in others {
+                self.step("deleting-orphan", json!({ "key": orphan.id }))?;
+                if let Err(e) = ports.delete_access_key(spec, &keys.user, &orphan.id).await {
+                    return Ok(Err(format!("deleting the orphaned key {}: {e}", orphan.id)));
+                }
+            }
+        } else {
+            for other in others {
+                if other.active {
+                    return Ok(Err(format!(
+                        "user {} already has a second active key {} (not the one in the secret); IAM allows two, and whittle never deletes an active key: deactivate or delete it, then rotate again",
+                        keys.user, other.id
+                    )));
+                }
+                self.step("deleting-stray", json!({ "key": other.id }))?;
+                if let Err(e) = ports.delete_access_key(spec, &keys.user, &other.id).await {
+                    return Ok(Err(format!("deleting the inactive key {}: {e}", other.id)));
+                }
+            }
+            self.step("creating-key", json!({ "old_key": current_id }))?;
+        }
+        let (id, secret) = match ports.create_access_key(spec, &keys.user).await {
+            Ok(created) => created,
+            Err(e) => return Ok(Err(e.0)),
+        };
+        self.ports.after_step("rotation:key-created");
+        let mut object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(current.expose()).unwrap_or_default();
+        object.insert(keys.id_field.clone(), serde_json::Value::String(id));
+        object.insert(
+            keys.secret_field.clone(),
+            serde_json::Value::String(secret.expose().to_owned()),
+        );
+        Ok(Ok(SecretValue::new(
+            serde_json::Value::Object(object).to_string(),
+        )))
+    }
+
+    /// Authenticates with the new key until it works or `propagation_timeout` passes (IAM
+    /// takes a few seconds to make a new key usable everywhere).
+    async fn test_key(
+        &self,
+        keys: &super::AccessKeyPlaybook,
+        pending: &SecretValue,
+    ) -> Result<(), PortError> {
+        let (ports, spec) = (self.ports, self.spec);
+        let parsed: serde_json::Value = serde_json::from_str(pending.expose())
+            .map_err(|_| PortError("the pending value is not JSON".to_owned()))?;
+        let id = parsed[&keys.id_field]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let secret = SecretValue::new(
+            parsed[&keys.secret_field]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        let started = ports.now();
+        let limit = u64::try_from(keys.propagation_timeout.as_millis()).unwrap_or(u64::MAX / 2);
+        let mut delay = spec.retry_delay.min(Duration::from_secs(5));
+        loop {
+            match ports.test_access_key(spec, &id, &secret).await {
+                Ok(()) => return Ok(()),
+                Err(e) if ports.now().0.saturating_sub(started.0) >= limit => {
+                    return Err(PortError(format!(
+                        "the new key {id} did not work within {}: {e}",
+                        as_duration(keys.propagation_timeout)
+                    )));
+                }
+                Err(_) => {
+                    ports.sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
     async fn generate(&self) -> Result<SecretValue, String> {
         let (ports, spec) = (self.ports, self.spec);
-        let generate = spec.playbook.generate();
+        let generate = spec
+            .playbook
+            .generate()
+            .ok_or_else(|| "this playbook does not generate values".to_owned())?;
         let bytes = bytes_needed(&generate.alphabet, generate.length);
         let random = match generate.source {
             RandomSource::Os => {

@@ -5,7 +5,10 @@
 //! - `random`: a random value (length, alphabet; the OS RNG or KMS GenerateRandom), the
 //!   whole secret or one field of a JSON secret;
 //! - `command`: the same value, handed to a script on stdin that installs it where it is
-//!   used (and optionally to a second script that tests it).
+//!   used (and optionally to a second script that tests it);
+//! - `iam-access-key`: an IAM user's access key pair held as a JSON secret: a second key is
+//!   created, tested, promoted; the old one is deactivated after the grace period (when IAM
+//!   shows it unused since), and deleted later.
 //!
 //! Secret values only ever exist as [`SecretValue`], which redacts itself in `Debug` and
 //! `Display`, so a value cannot reach a log line or an error message by formatting.
@@ -85,6 +88,21 @@ pub enum Playbook {
         test: Option<Vec<String>>,
         timeout: Duration,
     },
+    IamAccessKey(AccessKeyPlaybook),
+}
+
+/// The `iam-access-key` playbook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKeyPlaybook {
+    /// The IAM user whose key pair the secret holds.
+    pub user: String,
+    /// The JSON fields of the secret that hold the key id and the secret key.
+    pub id_field: String,
+    pub secret_field: String,
+    /// How long to keep testing a new key while IAM propagates it.
+    pub propagation_timeout: Duration,
+    /// How long after deactivation the old key is deleted.
+    pub delete_after: Duration,
 }
 
 impl Playbook {
@@ -92,13 +110,21 @@ impl Playbook {
         match self {
             Playbook::Random(_) => "random",
             Playbook::Command { .. } => "command",
+            Playbook::IamAccessKey(_) => "iam-access-key",
         }
     }
 
-    pub fn generate(&self) -> &Generate {
+    /// How new values are made, for the kinds that make them.
+    pub fn generate(&self) -> Option<&Generate> {
         match self {
-            Playbook::Random(g) | Playbook::Command { generate: g, .. } => g,
+            Playbook::Random(g) | Playbook::Command { generate: g, .. } => Some(g),
+            Playbook::IamAccessKey(_) => None,
         }
+    }
+
+    /// Whether the old credential must be revoked after promotion (after the grace period).
+    pub fn revokes(&self) -> bool {
+        matches!(self, Playbook::IamAccessKey(_))
     }
 }
 
@@ -169,6 +195,35 @@ fn default_source() -> RandomSource {
 }
 fn default_timeout() -> String {
     "60s".to_owned()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessKeyFile {
+    #[allow(dead_code)]
+    kind: String,
+    user: String,
+    #[serde(default = "default_id_field")]
+    id_field: String,
+    #[serde(default = "default_secret_field")]
+    secret_field: String,
+    #[serde(default = "default_propagation")]
+    propagation_timeout: String,
+    #[serde(default = "default_delete_after")]
+    delete_after: String,
+}
+
+fn default_id_field() -> String {
+    "AccessKeyId".to_owned()
+}
+fn default_secret_field() -> String {
+    "SecretAccessKey".to_owned()
+}
+fn default_propagation() -> String {
+    "2m".to_owned()
+}
+fn default_delete_after() -> String {
+    "7days".to_owned()
 }
 
 #[derive(Deserialize)]
@@ -311,19 +366,36 @@ pub fn parse(path: &str, text: &str) -> Result<Playbook, PlaybookError> {
                 timeout,
             })
         }
-        Some(other @ ("iam-access-key" | "http" | "native")) => Err(invalid(
+        Some("iam-access-key") => {
+            let f: AccessKeyFile = toml::from_str(text).map_err(|e| located(path, text, &e))?;
+            let duration = |key: &str, text: &str| {
+                humantime::parse_duration(text)
+                    .map_err(|e| invalid(path, format!("{key} = \"{text}\": {e}")))
+            };
+            if f.user.trim().is_empty() {
+                return Err(invalid(path, "user: the IAM user name is empty".to_owned()));
+            }
+            Ok(Playbook::IamAccessKey(AccessKeyPlaybook {
+                propagation_timeout: duration("propagation_timeout", &f.propagation_timeout)?,
+                delete_after: duration("delete_after", &f.delete_after)?,
+                user: f.user,
+                id_field: f.id_field,
+                secret_field: f.secret_field,
+            }))
+        }
+        Some(other @ ("http" | "native")) => Err(invalid(
             path,
             format!(
-                "kind `{other}` is not supported by this version of whittle yet; use `random` or `command`"
+                "kind `{other}` is not supported by this version of whittle yet; use `random`, `command` or `iam-access-key`"
             ),
         )),
         Some(other) => Err(invalid(
             path,
-            format!("unknown kind `{other}` (random, command)"),
+            format!("unknown kind `{other}` (random, command, iam-access-key)"),
         )),
         None => Err(invalid(
             path,
-            "missing `kind = \"...\"` (random, command)".to_owned(),
+            "missing `kind = \"...\"` (random, command, iam-access-key)".to_owned(),
         )),
     }
 }
@@ -376,6 +448,12 @@ pub fn compose(
     Ok(SecretValue::new(
         serde_json::Value::Object(object).to_string(),
     ))
+}
+
+/// A millisecond time as RFC 3339 (UTC, to the second).
+pub(crate) fn format_ms(t: whittle_state::Timestamp) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(t.0))
+        .to_string()
 }
 
 pub(crate) fn as_duration(d: Duration) -> String {
