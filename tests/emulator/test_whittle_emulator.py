@@ -151,6 +151,25 @@ class AuthModeTest(WithEmulator):
     """A denied call by an assumed role is recorded as AccessDenied for that role, and the JSON
     service's error is readable by the client. Its own emulator: auth mode is server-wide."""
 
+    def test_an_inactive_access_key_does_not_authenticate(self):
+        iam = self.emu.client("iam")
+        iam.create_user(UserName="svc")
+        iam.put_user_policy(UserName="svc", PolicyName="p", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]}))
+        key = iam.create_access_key(UserName="svc")["AccessKey"]
+        self.emu.post("/moto-api/reset-auth", b"0", content_type="text/plain")
+        try:
+            sts = self.emu.client("sts", key["AccessKeyId"], key["SecretAccessKey"])
+            self.assertIn("user/svc", sts.get_caller_identity()["Arn"])
+            self.emu.post("/moto-api/reset-auth", b"inf", content_type="text/plain")
+            iam.update_access_key(UserName="svc", AccessKeyId=key["AccessKeyId"], Status="Inactive")
+            self.emu.post("/moto-api/reset-auth", b"0", content_type="text/plain")
+            with self.assertRaises(ClientError) as caught:
+                sts.get_caller_identity()
+            self.assertEqual(caught.exception.response["Error"]["Code"], "InvalidClientTokenId")
+        finally:
+            self.emu.post("/moto-api/reset-auth", b"inf", content_type="text/plain")
+
     def test_denial_is_recorded_and_readable(self):
         iam = self.emu.client("iam")
         admin_policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}

@@ -18,6 +18,8 @@ What it adds to moto 5.2.5 (see ../../../shared/EMULATOR.md for the measured gap
 - Auth-mode errors reshaped to the JSON protocol's format, so the SDK reads their code.
 - Secrets Manager: moving AWSCURRENT with UpdateSecretVersionStage also moves the default
   version, so GetSecretValue without a stage and a later PutSecretValue behave as in AWS.
+- IAM: in auth mode an Inactive access key no longer authenticates (AWS answers
+  InvalidClientTokenId; moto accepted any existing key).
 - Control endpoints under /whittle-emulator/: POST events (inject records), GET events,
   POST deliver (deliver log files now), POST faults (fail or delay the next N matching calls), and
   POST reset (clear the recording; moto's own /moto-api/reset clears it too).
@@ -758,6 +760,22 @@ def patch_secretsmanager():
     SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage
 
 
+def patch_inactive_access_keys():
+    """An access key whose status is Inactive must not authenticate a request, as in AWS."""
+    from moto.iam import access_control
+
+    original = access_control.IAMUserAccessKey.__init__
+
+    def __init__(self, account_id, partition, access_key_id, headers):
+        original(self, account_id, partition, access_key_id, headers)
+        for user in self.backend.list_users("/", None, None):
+            for key in user.access_keys:
+                if key.access_key_id == access_key_id and key.status == "Inactive":
+                    raise access_control.CreateAccessKeyFailure(reason="InvalidId")
+
+    access_control.IAMUserAccessKey.__init__ = __init__
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -765,6 +783,7 @@ def main():
     args = parser.parse_args()
 
     patch_secretsmanager()
+    patch_inactive_access_keys()
     recorder = Recorder()
     app = Extension(DomainDispatcherApplication(create_backend_app), recorder)
     server = make_server(args.host, args.port, app, threaded=True)

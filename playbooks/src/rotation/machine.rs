@@ -652,6 +652,7 @@ impl<P: Ports> Run<'_, P> {
             self.step("deactivated", json!({ "key": old }))?;
         }
         if !old.is_empty() && !self.done("deleted") {
+            let now = ports.now();
             let deactivated = self.at("deactivated").unwrap_or(now);
             let delete_at = Timestamp(deactivated.0.saturating_add(millis(keys.delete_after)));
             if now < delete_at {

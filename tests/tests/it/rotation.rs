@@ -585,3 +585,362 @@ cron = "0 0 3 * * 1"
         );
     }
 }
+
+/// sts:GetCallerIdentity with a key pair; Ok when it authenticates.
+async fn works(emulator: &whittle_tests::Emulator, id: &str, secret: &str) -> bool {
+    let config = emulator.sdk_config_with(id, secret, None).await;
+    aws_sdk_sts::Client::new(&config)
+        .get_caller_identity()
+        .send()
+        .await
+        .is_ok()
+}
+
+fn key_pair(secret: &str) -> (String, String) {
+    let v: Value = serde_json::from_str(secret).expect("json");
+    (
+        v["AccessKeyId"].as_str().expect("id").to_owned(),
+        v["SecretAccessKey"].as_str().expect("secret").to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_iam_access_key_rotates_and_the_old_key_goes_only_after_the_grace_period_unused() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let root = emulator.sdk_config().await;
+    let iam = aws_sdk_iam::Client::new(&root);
+    let everything =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+    for user in ["admin", "svc-reports"] {
+        iam.create_user()
+            .user_name(user)
+            .send()
+            .await
+            .expect("user");
+        iam.put_user_policy()
+            .user_name(user)
+            .policy_name("p")
+            .policy_document(if user == "admin" {
+                everything
+            } else {
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:GetCallerIdentity","Resource":"*"}]}"#
+            })
+            .send()
+            .await
+            .expect("policy");
+    }
+    let key = |user: &'static str| {
+        let iam = iam.clone();
+        async move {
+            let k = iam
+                .create_access_key()
+                .user_name(user)
+                .send()
+                .await
+                .expect("key")
+                .access_key
+                .expect("key");
+            (k.access_key_id, k.secret_access_key)
+        }
+    };
+    let (admin_id, admin_secret) = key("admin").await;
+    let (k1, s1) = key("svc-reports").await;
+    let sm = aws_sdk_secretsmanager::Client::new(&root);
+    sm.create_secret()
+        .name("svc/reports-key")
+        .secret_string(
+            serde_json::json!({"AccessKeyId": k1, "SecretAccessKey": s1, "region": "us-east-1"})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("secret");
+
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.path("key.toml"),
+        "kind = \"iam-access-key\"\nuser = \"svc-reports\"\npropagation_timeout = \"20s\"\ndelete_after = \"2s\"\n",
+    )
+    .expect("playbook");
+    let config = ws.emulator_config(&emulator.url, "rot");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).expect("config")
+            + "\n[[rotation]]\nname = \"reports-key\"\naccount = \"staging\"\nstore = \"secrets-manager\"\nsecret = \"svc/reports-key\"\nplaybook = \"key.toml\"\ncron = \"0 0 3 * * 1\"\ngrace = \"2s\"\nretry_delay = \"50ms\"\n",
+    )
+    .expect("config");
+    // From here on every call is checked: whittle runs as the admin user.
+    emulator.enable_auth();
+    let admin = emulator
+        .sdk_config_with(&admin_id, &admin_secret, None)
+        .await;
+    let sm = aws_sdk_secretsmanager::Client::new(&admin);
+    let iam = aws_sdk_iam::Client::new(&admin);
+    let rotate = |args: &[&str]| {
+        let mut all = vec!["--config", config.to_str().expect("utf-8"), "rotate"];
+        all.extend_from_slice(args);
+        let out = command(&all)
+            .env("AWS_ACCESS_KEY_ID", &admin_id)
+            .env("AWS_SECRET_ACCESS_KEY", &admin_secret)
+            .output()
+            .expect("whittle");
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let secret = || async {
+        sm.get_secret_value()
+            .secret_id("svc/reports-key")
+            .version_stage("AWSCURRENT")
+            .send()
+            .await
+            .expect("secret")
+            .secret_string
+            .expect("string")
+    };
+    let keys = || async {
+        let mut keys: Vec<(String, String)> = iam
+            .list_access_keys()
+            .user_name("svc-reports")
+            .send()
+            .await
+            .expect("keys")
+            .access_key_metadata
+            .into_iter()
+            .map(|k| {
+                (
+                    k.access_key_id.unwrap_or_default(),
+                    k.status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        keys.sort();
+        keys
+    };
+
+    let (code, stdout, stderr) = rotate(&["--now"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("rotated reports-key"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "the old key {k1} is deactivated after the grace period"
+        )),
+        "{stdout}"
+    );
+    let (k2, s2) = key_pair(&secret().await);
+    assert_ne!(k2, k1);
+    let current: Value = serde_json::from_str(&secret().await).expect("json");
+    assert_eq!(current["region"], "us-east-1", "other fields are kept");
+    assert!(
+        works(emulator, &k2, &s2).await,
+        "the new key works in auth mode"
+    );
+    let status = status_json_as(&config, &admin_id, &admin_secret);
+    assert_eq!(
+        status["rotations"][0]["state"], "revoking-old",
+        "{status:#}"
+    );
+
+    // Within the grace period nothing happens to the old key.
+    let (code, _, _) = rotate(&[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        keys().await.iter().filter(|(_, s)| s == "Active").count(),
+        2
+    );
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let (code, stdout, stderr) = rotate(&[]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("the old key {k1} is inactive and is deleted at")),
+        "{stdout}"
+    );
+    assert!(
+        !works(emulator, &k1, &s1).await,
+        "the old key is deactivated"
+    );
+    assert!(works(emulator, &k2, &s2).await);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let (code, stdout, _) = rotate(&[]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.starts_with("not-due reports-key"), "{stdout}");
+    assert_eq!(
+        keys().await,
+        [(k2.clone(), "Active".to_owned())],
+        "the old key is deleted"
+    );
+
+    // Next rotation: the old key (k2) is still used after promotion, so it stays active.
+    let (code, stdout, _) = rotate(&["--now"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    let (k3, s3) = key_pair(&secret().await);
+    assert!(works(emulator, &k3, &s3).await);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(
+        works(emulator, &k2, &s2).await,
+        "an old client still uses the old key"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (code, stdout, _) = rotate(&[]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains(&format!("the old key {k2} was used at")),
+        "{stdout}"
+    );
+    assert!(works(emulator, &k2, &s2).await, "still active");
+    let status = status_json_as(&config, &admin_id, &admin_secret);
+    assert!(
+        status["rotations"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("stays active until its users move")),
+        "{status:#}"
+    );
+    assert_no_secret(
+        &[&s1, &s2, &s3],
+        &[&stdout, &status.to_string()],
+        &ws.state_dir(),
+    );
+}
+
+/// `whittle status --format json` with the given credentials (auth mode).
+fn status_json_as(config: &Path, id: &str, secret: &str) -> Value {
+    let out = command(&[
+        "status",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ])
+    .env("AWS_ACCESS_KEY_ID", id)
+    .env("AWS_SECRET_ACCESS_KEY", secret)
+    .output()
+    .expect("status");
+    serde_json::from_slice(&out.stdout).expect("status json")
+}
+
+/// Kills an access-key rotation after every journal step (and right after CreateAccessKey,
+/// before the new key's secret is stored anywhere); the next run leaves exactly one key, the
+/// one in the secret, and nothing pending.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_access_key_rotation_killed_anywhere_leaves_no_orphaned_key() {
+    let points = [
+        "rotation:begin",
+        "rotation:creating-key",
+        "rotation:key-created",
+        "rotation:pending-created",
+        "rotation:tested",
+        "rotation:promoting",
+        "rotation:promoted",
+        "rotation:deactivating",
+        "rotation:deactivated",
+        "rotation:deleting",
+    ];
+    for point in points {
+        let emulator = &whittle_tests::Emulator::start(&[]);
+        let root = emulator.sdk_config().await;
+        let iam = aws_sdk_iam::Client::new(&root);
+        iam.create_user()
+            .user_name("svc")
+            .send()
+            .await
+            .expect("user");
+        let k = iam
+            .create_access_key()
+            .user_name("svc")
+            .send()
+            .await
+            .expect("key")
+            .access_key
+            .expect("key");
+        let sm = aws_sdk_secretsmanager::Client::new(&root);
+        sm.create_secret()
+            .name("svc/key")
+            .secret_string(
+                serde_json::json!({"AccessKeyId": k.access_key_id, "SecretAccessKey": k.secret_access_key})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .expect("secret");
+        let ws = Workspace::new();
+        std::fs::write(
+            ws.path("key.toml"),
+            "kind = \"iam-access-key\"\nuser = \"svc\"\npropagation_timeout = \"5s\"\ndelete_after = \"0s\"\n",
+        )
+        .expect("playbook");
+        let config = ws.emulator_config(&emulator.url, "rot");
+        std::fs::write(
+            &config,
+            std::fs::read_to_string(&config).expect("config")
+                + "\n[[rotation]]\nname = \"svc-key\"\naccount = \"staging\"\nstore = \"secrets-manager\"\nsecret = \"svc/key\"\nplaybook = \"key.toml\"\ncron = \"0 0 3 * * 1\"\ngrace = \"0s\"\nretry_delay = \"50ms\"\n",
+        )
+        .expect("config");
+        let out = command(&[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "rotate",
+            "--now",
+        ])
+        .env("WHITTLE_CRASH_AFTER", point)
+        .output()
+        .expect("whittle");
+        assert!(!out.status.success(), "{point}: whittle must have died");
+        assert!(text(&out.stderr).contains("aborting"), "{point}");
+
+        let (code, stdout, stderr) = run(&config, &["rotate"]);
+        assert_eq!(code, 0, "{point}: {stdout}\n{stderr}");
+        let secret = sm
+            .get_secret_value()
+            .secret_id("svc/key")
+            .version_stage("AWSCURRENT")
+            .send()
+            .await
+            .expect("secret")
+            .secret_string
+            .expect("string");
+        let (id, _) = key_pair(&secret);
+        assert_ne!(id, k.access_key_id, "{point}: rotated");
+        let keys: Vec<(String, bool)> = iam
+            .list_access_keys()
+            .user_name("svc")
+            .send()
+            .await
+            .expect("keys")
+            .access_key_metadata
+            .into_iter()
+            .map(|m| {
+                (
+                    m.access_key_id.unwrap_or_default(),
+                    m.status == Some(aws_sdk_iam::types::StatusType::Active),
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [(id, true)],
+            "{point}: exactly the key in the secret remains"
+        );
+        let versions: Vec<Vec<String>> = sm
+            .describe_secret()
+            .secret_id("svc/key")
+            .send()
+            .await
+            .expect("describe")
+            .version_ids_to_stages
+            .unwrap_or_default()
+            .into_values()
+            .collect();
+        assert!(
+            versions
+                .iter()
+                .all(|s| !s.iter().any(|x| x == "AWSPENDING")),
+            "{point}: {versions:?}"
+        );
+        let status = status_json(&config).expect("status");
+        assert!(
+            status["unfinished_journals"]
+                .as_array()
+                .expect("journals")
+                .is_empty(),
+            "{point}: {status:#}"
+        );
+    }
+}
