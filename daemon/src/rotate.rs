@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::{error, info};
 use whittle_playbooks::rotation::machine::{
-    self, AccessKey, Inspection, Outcome, PortError, Ports, ROTATION_JOURNAL, Spec, Store,
+    self, AccessKey, HttpCall, Inspection, Outcome, PortError, Ports, ROTATION_JOURNAL, Spec, Store,
 };
 use whittle_playbooks::rotation::{self, Playbook, SecretValue};
 use whittle_state::{JournalEntry, Record, State, Timestamp};
@@ -561,6 +561,10 @@ impl Ports for AwsPorts<'_> {
         Ok(())
     }
 
+    async fn http(&self, call: &HttpCall) -> Result<(u16, Vec<u8>), PortError> {
+        https_request(call).await
+    }
+
     async fn sleep(&self, duration: Duration) {
         tokio::time::sleep(duration).await;
     }
@@ -572,6 +576,86 @@ impl Ports for AwsPorts<'_> {
     fn after_step(&self, point: &str) {
         crate::faults::crash_point(point);
     }
+}
+
+/// One request of an `http` playbook: HTTPS only, the server's certificate verified against
+/// the system's roots plus the playbook's `ca_file`. Errors name the request by its label
+/// (method and URL template), never by the rendered URL, headers or body, which may hold keys.
+async fn https_request(call: &HttpCall) -> Result<(u16, Vec<u8>), PortError> {
+    use http_body_util::BodyExt as _;
+    let fail = |what: String| PortError(format!("{}: {what}", call.label));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // A system root rustls cannot parse is skipped, as browsers do.
+        let _ = roots.add(cert);
+    }
+    if let Some(ca_file) = &call.ca_file {
+        use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+        let certs = CertificateDer::pem_file_iter(ca_file)
+            .map_err(|e| fail(format!("ca_file {}: {e}", ca_file.display())))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| fail(format!("ca_file {}: {e}", ca_file.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| fail(format!("ca_file {}: {e}", ca_file.display())))?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| fail(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<hyper::body::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector);
+    let mut request = hyper::Request::builder()
+        .method(call.method.as_str())
+        .uri(call.url.expose());
+    for (name, value) in &call.headers {
+        request = request.header(name.as_str(), value.expose());
+    }
+    let body = call
+        .body
+        .as_ref()
+        .map(|b| hyper::body::Bytes::from(b.expose().to_owned()))
+        .unwrap_or_default();
+    let request = request
+        .body(http_body_util::Full::new(body))
+        .map_err(|_| fail("the rendered request is not valid HTTP".to_owned()))?;
+    let response = tokio::time::timeout(call.timeout, client.request(request))
+        .await
+        .map_err(|_| {
+            fail(format!(
+                "no answer within {}",
+                humantime::format_duration(call.timeout)
+            ))
+        })?
+        .map_err(|e| {
+            // The TLS error (an untrusted certificate, say) is in the source chain.
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            fail(text)
+        })?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .to_bytes()
+        .to_vec();
+    Ok((status, body))
 }
 
 /// Runs a playbook script with the value on stdin. Its stdout is discarded; the last line
@@ -718,6 +802,12 @@ pub fn due(
 /// The steps a rotation of this kind and store takes, for a dry run.
 fn steps(spec: &Spec) -> Vec<String> {
     let mut steps = Vec::new();
+    if let Playbook::Http(h) = &spec.playbook {
+        steps.push(format!(
+            "ask the provider for a new key: {} {} (authenticated with the current key), read it at `{}`",
+            h.create.method, h.create.url, h.key_pointer
+        ));
+    }
     if let Playbook::IamAccessKey(keys) = &spec.playbook {
         steps.push(format!(
             "make room for a second key of user {} (an inactive key that is not in the secret is deleted; an active one stops the rotation), then iam:CreateAccessKey",
@@ -748,7 +838,11 @@ fn steps(spec: &Spec) -> Vec<String> {
             spec.kms_key.as_deref().unwrap_or("?")
         ),
     });
-    if let Playbook::IamAccessKey(keys) = &spec.playbook {
+    if let Playbook::Http(h) = &spec.playbook
+        && let Some(test) = &h.test
+    {
+        steps.push(format!("test it: {} {}", test.method, test.url));
+    } else if let Playbook::IamAccessKey(keys) = &spec.playbook {
         steps.push(format!(
             "test it: sts:GetCallerIdentity with the new key, retried for up to {}",
             humantime::format_duration(keys.propagation_timeout)
@@ -767,6 +861,16 @@ fn steps(spec: &Spec) -> Vec<String> {
         Store::SecretsManager => "promote: move AWSCURRENT to it (AWSPREVIOUS follows), remove AWSPENDING".to_owned(),
         Store::Ssm => "promote: write it as a new SecureString version, label it `current` and the old one `previous`".to_owned(),
     });
+    if let Playbook::Http(h) = &spec.playbook
+        && let Some(revoke) = &h.revoke
+    {
+        steps.push(format!(
+            "after the grace period ({}), revoke the old key: {} {}",
+            humantime::format_duration(spec.grace),
+            revoke.method,
+            revoke.url
+        ));
+    }
     if let Playbook::IamAccessKey(keys) = &spec.playbook {
         steps.push(format!(
             "after the grace period ({}), and only when iam:GetAccessKeyLastUsed shows no use since promotion, deactivate the old key",

@@ -86,6 +86,19 @@ pub struct Inspection {
     pub pending_versions: Vec<String>,
 }
 
+/// A rendered `http` playbook request. Its URL, headers and body may hold secret values, so
+/// they are `SecretValue`s; `label` (the method and the URL *template*) is what errors show.
+#[derive(Debug, Clone)]
+pub struct HttpCall {
+    pub label: String,
+    pub method: String,
+    pub url: SecretValue,
+    pub headers: Vec<(String, SecretValue)>,
+    pub body: Option<SecretValue>,
+    pub ca_file: Option<std::path::PathBuf>,
+    pub timeout: Duration,
+}
+
 /// One access key of an IAM user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessKey {
@@ -190,6 +203,11 @@ pub trait Ports: Send + Sync {
         id: &str,
         secret: &SecretValue,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// One HTTPS request (TLS verified); returns the status and the body.
+    fn http(
+        &self,
+        call: &HttpCall,
+    ) -> impl Future<Output = Result<(u16, Vec<u8>), PortError>> + Send;
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
     fn now(&self) -> Timestamp;
     /// Called right after each durable journal write, named `rotation:STEP` (crash tests).
@@ -459,6 +477,7 @@ impl<P: Ports> Run<'_, P> {
                 None => {
                     let made = match &spec.playbook {
                         Playbook::IamAccessKey(keys) => self.create_key(keys).await?,
+                        Playbook::Http(h) => self.create_http_key(h).await?,
                         _ => self.generate().await,
                     };
                     match made {
@@ -531,6 +550,7 @@ impl<P: Ports> Run<'_, P> {
         if !self.done("tested") {
             let tested = match &spec.playbook {
                 Playbook::IamAccessKey(keys) => self.test_key(keys, &pending).await,
+                Playbook::Http(h) if h.test.is_some() => self.test_http_key(h, &pending).await,
                 Playbook::Command {
                     test: Some(test),
                     timeout,
@@ -587,8 +607,14 @@ impl<P: Ports> Run<'_, P> {
         };
 
         // 5. Revoke the old credential, for the playbooks that have one.
-        if let Playbook::IamAccessKey(keys) = &spec.playbook {
-            return Ok(Ok(self.revoke_old_key(keys, version).await?));
+        match &spec.playbook {
+            Playbook::IamAccessKey(keys) => {
+                return Ok(Ok(self.revoke_old_key(keys, version).await?));
+            }
+            Playbook::Http(h) if h.revoke.is_some() => {
+                return Ok(Ok(self.revoke_old_http_key(h, &pending, version).await?));
+            }
+            _ => {}
         }
         Ok(Ok(Progress::Done(version)))
     }
@@ -779,6 +805,193 @@ impl<P: Ports> Run<'_, P> {
         Ok(Ok(SecretValue::new(
             serde_json::Value::Object(object).to_string(),
         )))
+    }
+
+    /// The key and its id in a secret value, per the playbook's layout.
+    fn http_parts(h: &super::HttpPlaybook, value: &SecretValue) -> (String, String) {
+        match &h.json_field {
+            Some(field) => {
+                let v: serde_json::Value = serde_json::from_str(value.expose()).unwrap_or_default();
+                let text = |f: Option<&String>| {
+                    f.and_then(|f| v.get(f))
+                        .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                        .unwrap_or_default()
+                };
+                (text(Some(field)), text(h.id_field.as_ref()))
+            }
+            None => (value.expose().to_owned(), String::new()),
+        }
+    }
+
+    fn http_call(
+        h: &super::HttpPlaybook,
+        request: &super::HttpRequest,
+        values: &[(&str, &str)],
+    ) -> Result<HttpCall, String> {
+        let render = |t: &str| super::render(t, values).map(SecretValue::new);
+        Ok(HttpCall {
+            label: format!("{} {}", request.method, request.url),
+            method: request.method.clone(),
+            url: render(&request.url)?,
+            headers: request
+                .headers
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), render(v)?)))
+                .collect::<Result<_, String>>()?,
+            body: request.body.as_deref().map(render).transpose()?,
+            ca_file: h.ca_file.clone(),
+            timeout: h.timeout,
+        })
+    }
+
+    /// Asks the provider for a new key (authenticated with the current one).
+    async fn create_http_key(
+        &mut self,
+        h: &super::HttpPlaybook,
+    ) -> Result<Result<SecretValue, String>, MachineError> {
+        let (ports, spec) = (self.ports, self.spec);
+        let current = match retry(ports, spec, "inspect", || ports.inspect(spec)).await {
+            Ok(i) => i.current,
+            Err(e) => return Ok(Err(e.0)),
+        };
+        let (key, id) = Self::http_parts(h, &current);
+        if self.done("creating-key") {
+            warn!(rotation = %spec.name, "Resuming after an interrupted key creation: the provider may hold a key whittle never stored; revoke it there if so");
+        } else {
+            self.step("creating-key", json!({ "old_id": id }))?;
+        }
+        let call = match Self::http_call(h, &h.create, &[("current", &key), ("current_id", &id)]) {
+            Ok(call) => call,
+            Err(e) => return Ok(Err(e)),
+        };
+        let (status, body) = match ports.http(&call).await {
+            Ok(answer) => answer,
+            Err(e) => return Ok(Err(e.0)),
+        };
+        if !h.create.accepts(status) {
+            return Ok(Err(format!("{}: HTTP {status}", call.label)));
+        }
+        let answer: serde_json::Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(_) => return Ok(Err(format!("{}: the answer is not JSON", call.label))),
+        };
+        let text = |pointer: &str| {
+            answer
+                .pointer(pointer)
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+        };
+        let Some(new_key) = text(&h.key_pointer) else {
+            return Ok(Err(format!(
+                "{}: the answer has nothing at key_pointer `{}`",
+                call.label, h.key_pointer
+            )));
+        };
+        let new_id = h.id_pointer.as_deref().and_then(text).unwrap_or_default();
+        Ok(match &h.json_field {
+            Some(field) => {
+                let mut object: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(current.expose()).unwrap_or_default();
+                object.insert(field.clone(), serde_json::Value::String(new_key));
+                if let Some(id_field) = &h.id_field {
+                    object.insert(id_field.clone(), serde_json::Value::String(new_id));
+                }
+                Ok(SecretValue::new(
+                    serde_json::Value::Object(object).to_string(),
+                ))
+            }
+            None => Ok(SecretValue::new(new_key)),
+        })
+    }
+
+    async fn test_http_key(
+        &self,
+        h: &super::HttpPlaybook,
+        pending: &SecretValue,
+    ) -> Result<(), PortError> {
+        let (ports, spec) = (self.ports, self.spec);
+        let Some(test) = &h.test else { return Ok(()) };
+        let (key, id) = Self::http_parts(h, pending);
+        let call = Self::http_call(h, test, &[("pending", &key), ("pending_id", &id)])
+            .map_err(PortError)?;
+        retry(ports, spec, "test", || async {
+            let (status, _) = ports.http(&call).await?;
+            if test.accepts(status) {
+                Ok(())
+            } else {
+                Err(PortError(format!("{}: HTTP {status}", call.label)))
+            }
+        })
+        .await
+    }
+
+    /// Revokes the old key at the provider once the grace period is over.
+    async fn revoke_old_http_key(
+        &mut self,
+        h: &super::HttpPlaybook,
+        pending: &SecretValue,
+        version: String,
+    ) -> Result<Progress, MachineError> {
+        let (ports, spec) = (self.ports, self.spec);
+        let Some(revoke) = &h.revoke else {
+            return Ok(Progress::Done(version));
+        };
+        if self.done("revoked") {
+            return Ok(Progress::Done(version));
+        }
+        let old_id = self
+            .entry
+            .steps
+            .iter()
+            .find(|s| s.name == "creating-key")
+            .and_then(|s| s.detail["old_id"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let now = ports.now();
+        let promoted = self.at("promoted").unwrap_or(now);
+        let grace_end = Timestamp(
+            promoted
+                .0
+                .saturating_add(u64::try_from(spec.grace.as_millis()).unwrap_or(u64::MAX / 2)),
+        );
+        if now < grace_end {
+            return Ok(Progress::Waiting {
+                version,
+                reason: format!(
+                    "the old key is revoked at the provider after the grace period, at {}",
+                    super::format_ms(grace_end)
+                ),
+            });
+        }
+        let (key, id) = Self::http_parts(h, pending);
+        let call = match Self::http_call(
+            h,
+            revoke,
+            &[("old_id", &old_id), ("pending", &key), ("pending_id", &id)],
+        ) {
+            Ok(call) => call,
+            Err(e) => {
+                return Ok(Progress::Waiting { version, reason: e });
+            }
+        };
+        self.step("revoking", json!({ "old_id": old_id }))?;
+        match ports.http(&call).await {
+            // Already gone counts as revoked (a retried step).
+            Ok((status, _)) if revoke.accepts(status) || status == 404 => {
+                self.step("revoked", json!({ "old_id": old_id }))?;
+                Ok(Progress::Done(version))
+            }
+            Ok((status, _)) => Ok(Progress::Waiting {
+                version,
+                reason: format!(
+                    "revoking the old key failed (retried later): {}: HTTP {status}",
+                    call.label
+                ),
+            }),
+            Err(e) => Ok(Progress::Waiting {
+                version,
+                reason: format!("revoking the old key failed (retried later): {e}"),
+            }),
+        }
     }
 
     /// Authenticates with the new key until it works or `propagation_timeout` passes (IAM

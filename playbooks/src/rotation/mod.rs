@@ -89,8 +89,92 @@ pub enum Playbook {
         timeout: Duration,
     },
     IamAccessKey(AccessKeyPlaybook),
+    Http(HttpPlaybook),
 }
 
+/// The `http` playbook: a third-party API key rotated through the provider's HTTPS API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpPlaybook {
+    /// Creates a new key; may use `{{current}}` and `{{current_id}}`.
+    pub create: HttpRequest,
+    /// Checks the new key; may use `{{pending}}` and `{{pending_id}}`.
+    pub test: Option<HttpRequest>,
+    /// Revokes the old key after the grace period; may use `{{old_id}}`, `{{pending}}` and
+    /// `{{pending_id}}` (the old key itself is never kept, so it cannot be templated).
+    pub revoke: Option<HttpRequest>,
+    /// JSON pointers into the create response: the new key, and its id.
+    pub key_pointer: String,
+    pub id_pointer: Option<String>,
+    /// For a JSON object secret: the fields holding the key and its id.
+    pub json_field: Option<String>,
+    pub id_field: Option<String>,
+    /// Extra trusted CA certificates (PEM), besides the system's; TLS is always verified.
+    pub ca_file: Option<std::path::PathBuf>,
+    pub timeout: Duration,
+}
+
+/// One templated HTTPS request.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRequest {
+    #[serde(default = "default_method")]
+    pub method: String,
+    pub url: String,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Statuses that mean success; default any 2xx.
+    #[serde(default)]
+    pub expect_status: Vec<u16>,
+}
+
+impl HttpRequest {
+    pub fn accepts(&self, status: u16) -> bool {
+        if self.expect_status.is_empty() {
+            (200..300).contains(&status)
+        } else {
+            self.expect_status.contains(&status)
+        }
+    }
+}
+
+fn default_method() -> String {
+    "POST".to_owned()
+}
+
+/// Replaces `{{name}}` placeholders; an unknown placeholder is an error naming it, so a typo
+/// never sends a literal `{{pendng}}` to a provider.
+pub fn render(template: &str, values: &[(&str, &str)]) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| "an unclosed `{{` in a template".to_owned())?;
+        let name = after[..end].trim();
+        let value = values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                format!(
+                    "`{{{{{name}}}}}` is not available here (use {})",
+                    values
+                        .iter()
+                        .map(|(n, _)| format!("{{{{{n}}}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+        out.push_str(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
 /// The `iam-access-key` playbook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessKeyPlaybook {
@@ -111,6 +195,7 @@ impl Playbook {
             Playbook::Random(_) => "random",
             Playbook::Command { .. } => "command",
             Playbook::IamAccessKey(_) => "iam-access-key",
+            Playbook::Http(_) => "http",
         }
     }
 
@@ -118,13 +203,14 @@ impl Playbook {
     pub fn generate(&self) -> Option<&Generate> {
         match self {
             Playbook::Random(g) | Playbook::Command { generate: g, .. } => Some(g),
-            Playbook::IamAccessKey(_) => None,
+            Playbook::IamAccessKey(_) | Playbook::Http(_) => None,
         }
     }
 
     /// Whether the old credential must be revoked after promotion (after the grace period).
     pub fn revokes(&self) -> bool {
         matches!(self, Playbook::IamAccessKey(_))
+            || matches!(self, Playbook::Http(h) if h.revoke.is_some())
     }
 }
 
@@ -224,6 +310,29 @@ fn default_propagation() -> String {
 }
 fn default_delete_after() -> String {
     "7days".to_owned()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpFile {
+    #[allow(dead_code)]
+    kind: String,
+    create: HttpRequest,
+    #[serde(default)]
+    test: Option<HttpRequest>,
+    #[serde(default)]
+    revoke: Option<HttpRequest>,
+    key_pointer: String,
+    #[serde(default)]
+    id_pointer: Option<String>,
+    #[serde(default)]
+    json_field: Option<String>,
+    #[serde(default)]
+    id_field: Option<String>,
+    #[serde(default)]
+    ca_file: Option<std::path::PathBuf>,
+    #[serde(default = "default_timeout")]
+    timeout: String,
 }
 
 #[derive(Deserialize)]
@@ -383,19 +492,76 @@ pub fn parse(path: &str, text: &str) -> Result<Playbook, PlaybookError> {
                 secret_field: f.secret_field,
             }))
         }
-        Some(other @ ("http" | "native")) => Err(invalid(
+        Some("http") => {
+            let f: HttpFile = toml::from_str(text).map_err(|e| located(path, text, &e))?;
+            let timeout = humantime::parse_duration(&f.timeout)
+                .map_err(|e| invalid(path, format!("timeout = \"{}\": {e}", f.timeout)))?;
+            // Every URL must be HTTPS, and every placeholder known where it is used.
+            let checks: [(&str, Option<&HttpRequest>, &[&str]); 3] = [
+                ("create", Some(&f.create), &["current", "current_id"]),
+                ("test", f.test.as_ref(), &["pending", "pending_id"]),
+                (
+                    "revoke",
+                    f.revoke.as_ref(),
+                    &["old_id", "pending", "pending_id"],
+                ),
+            ];
+            for (name, request, allowed) in checks {
+                let Some(request) = request else { continue };
+                if !request.url.starts_with("https://") {
+                    return Err(invalid(
+                        path,
+                        format!(
+                            "[{name}] url: `{}` must be https:// (TLS is always verified)",
+                            request.url
+                        ),
+                    ));
+                }
+                let values: Vec<(&str, &str)> = allowed.iter().map(|a| (*a, "")).collect();
+                let texts = std::iter::once(&request.url)
+                    .chain(request.headers.values())
+                    .chain(request.body.iter());
+                for text in texts {
+                    render(text, &values).map_err(|e| invalid(path, format!("[{name}]: {e}")))?;
+                }
+            }
+            if f.id_field.is_some() && f.json_field.is_none() {
+                return Err(invalid(
+                    path,
+                    "id_field needs json_field (a JSON object secret)".to_owned(),
+                ));
+            }
+            if f.id_field.is_some() && f.id_pointer.is_none() {
+                return Err(invalid(
+                    path,
+                    "id_field needs id_pointer (where the create response has the id)".to_owned(),
+                ));
+            }
+            Ok(Playbook::Http(HttpPlaybook {
+                create: f.create,
+                test: f.test,
+                revoke: f.revoke,
+                key_pointer: f.key_pointer,
+                id_pointer: f.id_pointer,
+                json_field: f.json_field,
+                id_field: f.id_field,
+                ca_file: f.ca_file,
+                timeout,
+            }))
+        }
+        Some(other @ "native") => Err(invalid(
             path,
             format!(
-                "kind `{other}` is not supported by this version of whittle yet; use `random`, `command` or `iam-access-key`"
+                "kind `{other}` is not supported by this version of whittle yet; use `random`, `command`, `iam-access-key` or `http`"
             ),
         )),
         Some(other) => Err(invalid(
             path,
-            format!("unknown kind `{other}` (random, command, iam-access-key)"),
+            format!("unknown kind `{other}` (random, command, iam-access-key, http)"),
         )),
         None => Err(invalid(
             path,
-            "missing `kind = \"...\"` (random, command, iam-access-key)".to_owned(),
+            "missing `kind = \"...\"` (random, command, iam-access-key, http)".to_owned(),
         )),
     }
 }
@@ -507,7 +673,15 @@ mod tests {
                 "kind = \"command\"\ninstall = []",
                 "install: give the command as a list",
             ),
-            ("kind = \"http\"", "kind `http` is not supported"),
+            ("kind = \"native\"", "kind `native` is not supported"),
+            (
+                "kind = \"http\"\nkey_pointer = \"/key\"\n[create]\nurl = \"http://x\"",
+                "[create] url: `http://x` must be https://",
+            ),
+            (
+                "kind = \"http\"\nkey_pointer = \"/key\"\n[create]\nurl = \"https://x/{{pendng}}\"",
+                "[create]: `{{pendng}}` is not available here (use {{current}}, {{current_id}})",
+            ),
             ("kind = \"magic\"", "unknown kind `magic`"),
             ("kind = 3", "c.toml:1:8: invalid type"),
         ];
@@ -520,6 +694,40 @@ mod tests {
             let error = parse("c.toml", &text).expect_err(&text).to_string();
             assert!(error.contains(expected), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn every_shipped_playbook_parses_and_every_kind_has_one() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut kinds = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(dir).expect("playbooks dir").flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "toml")
+                && path.file_name() != Some("Cargo.toml".as_ref())
+            {
+                let playbook = load(&path).unwrap_or_else(|e| panic!("{e}"));
+                kinds.insert(playbook.kind());
+            }
+        }
+        assert_eq!(
+            kinds.into_iter().collect::<Vec<_>>(),
+            ["command", "http", "iam-access-key", "random"]
+        );
+    }
+
+    #[test]
+    fn templates_render_and_name_unknown_placeholders() {
+        let values = [("pending", "k3y"), ("pending_id", "7")];
+        assert_eq!(
+            render("Bearer {{pending}} for {{ pending_id }}", &values).expect("render"),
+            "Bearer k3y for 7"
+        );
+        let error = render("{{current}}", &values).expect_err("unknown");
+        assert_eq!(
+            error,
+            "`{{current}}` is not available here (use {{pending}}, {{pending_id}})"
+        );
+        assert!(render("{{pending", &values).is_err());
     }
 
     #[test]

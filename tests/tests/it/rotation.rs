@@ -944,3 +944,250 @@ async fn an_access_key_rotation_killed_anywhere_leaves_no_orphaned_key() {
         );
     }
 }
+
+/// The test key provider (tests/provider/key_provider.py) with a self-signed certificate.
+struct Provider {
+    child: std::process::Child,
+    https: u16,
+    control: u16,
+    /// The CA certificate that signed the provider's (a playbook's `ca_file`).
+    cert: PathBuf,
+}
+
+impl Provider {
+    fn start(ws: &Workspace, initial_key: &str) -> Provider {
+        // A private CA and a server certificate it signed (webpki refuses a CA certificate
+        // as the server's own).
+        let (ca, ca_key) = (ws.path("ca.pem"), ws.path("ca-key.pem"));
+        let (cert, key, csr) = (
+            ws.path("provider-cert.pem"),
+            ws.path("provider-key.pem"),
+            ws.path("provider.csr"),
+        );
+        let ext = ws.path("provider-ext.cnf");
+        std::fs::write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("ext");
+        let openssl = |args: &[&std::ffi::OsStr]| {
+            let ok = std::process::Command::new("openssl")
+                .args(args)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("openssl");
+            assert!(ok.success(), "openssl {args:?} failed");
+        };
+        let os = |s: &str| std::ffi::OsString::from(s);
+        openssl(&[
+            &os("req"),
+            &os("-x509"),
+            &os("-newkey"),
+            &os("rsa:2048"),
+            &os("-nodes"),
+            &os("-days"),
+            &os("1"),
+            &os("-subj"),
+            &os("/CN=whittle test CA"),
+            &os("-keyout"),
+            ca_key.as_os_str(),
+            &os("-out"),
+            ca.as_os_str(),
+        ]);
+        openssl(&[
+            &os("req"),
+            &os("-newkey"),
+            &os("rsa:2048"),
+            &os("-nodes"),
+            &os("-subj"),
+            &os("/CN=127.0.0.1"),
+            &os("-keyout"),
+            key.as_os_str(),
+            &os("-out"),
+            csr.as_os_str(),
+        ]);
+        openssl(&[
+            &os("x509"),
+            &os("-req"),
+            &os("-in"),
+            csr.as_os_str(),
+            &os("-CA"),
+            ca.as_os_str(),
+            &os("-CAkey"),
+            ca_key.as_os_str(),
+            &os("-CAcreateserial"),
+            &os("-days"),
+            &os("1"),
+            &os("-extfile"),
+            ext.as_os_str(),
+            &os("-out"),
+            cert.as_os_str(),
+        ]);
+        let mut child = std::process::Command::new("python3")
+            .arg(whittle_tests::repo_root().join("tests/provider/key_provider.py"))
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .args(["--initial-id", "k-0", "--initial-key", initial_key])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("provider");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("ports");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        Provider {
+            child,
+            https: words[1].parse().expect("port"),
+            control: words[3].parse().expect("port"),
+            cert: ca,
+        }
+    }
+
+    /// Key id -> active, from the control port.
+    fn keys(&self) -> Vec<(String, bool)> {
+        let (status, body) = whittle_tests::http_request(
+            &format!("127.0.0.1:{}", self.control),
+            "GET",
+            "/keys",
+            b"",
+            "text/plain",
+        )
+        .expect("control");
+        assert_eq!(status, 200);
+        let doc: Value = serde_json::from_slice(&body).expect("json");
+        doc.as_array()
+            .expect("keys")
+            .iter()
+            .map(|k| {
+                (
+                    k["id"].as_str().expect("id").to_owned(),
+                    k["active"].as_bool().expect("active"),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_playbook(provider: &Provider, ca: bool) -> String {
+    let base = format!("https://127.0.0.1:{}", provider.https);
+    format!(
+        r#"kind = "http"
+key_pointer = "/key"
+id_pointer = "/id"
+json_field = "api_key"
+id_field = "key_id"
+{ca}
+timeout = "10s"
+
+[create]
+method = "POST"
+url = "{base}/keys"
+headers = {{ Authorization = "Bearer {{{{current}}}}" }}
+body = '{{"name": "whittle"}}'
+
+[test]
+method = "GET"
+url = "{base}/whoami"
+headers = {{ Authorization = "Bearer {{{{pending}}}}" }}
+
+[revoke]
+method = "DELETE"
+url = "{base}/keys/{{{{old_id}}}}"
+headers = {{ Authorization = "Bearer {{{{pending}}}}" }}
+"#,
+        ca = if ca {
+            format!("ca_file = \"{}\"", provider.cert.display())
+        } else {
+            String::new()
+        }
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http_playbook_rotates_a_third_party_key_and_revokes_the_old_one() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let root = emulator.sdk_config().await;
+    let sm = aws_sdk_secretsmanager::Client::new(&root);
+    let old_key = "old-provider-key-0123456789";
+    sm.create_secret()
+        .name("vendor/api-key")
+        .secret_string(serde_json::json!({"api_key": old_key, "key_id": "k-0"}).to_string())
+        .send()
+        .await
+        .expect("secret");
+    let ws = Workspace::new();
+    let provider = Provider::start(&ws, old_key);
+    let config = ws.emulator_config(&emulator.url, "rot");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).expect("config")
+            + "\n[[rotation]]\nname = \"vendor\"\naccount = \"staging\"\nstore = \"secrets-manager\"\nsecret = \"vendor/api-key\"\nplaybook = \"vendor.toml\"\ncron = \"0 0 3 * * 1\"\ngrace = \"1s\"\nretry_delay = \"50ms\"\nattempts = 2\n",
+    )
+    .expect("config");
+    let current = || async {
+        let text = sm
+            .get_secret_value()
+            .secret_id("vendor/api-key")
+            .version_stage("AWSCURRENT")
+            .send()
+            .await
+            .expect("secret")
+            .secret_string
+            .expect("string");
+        serde_json::from_str::<Value>(&text).expect("json")
+    };
+
+    // Without the provider's CA the certificate is not trusted: nothing is created.
+    std::fs::write(ws.path("vendor.toml"), http_playbook(&provider, false)).expect("playbook");
+    let (code, stdout, _) = run(&config, &["rotate", "--now"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.starts_with("parked vendor"), "{stdout}");
+    assert!(stdout.contains("certificate"), "TLS is verified: {stdout}");
+    assert_eq!(provider.keys(), [("k-0".to_owned(), true)]);
+    assert_eq!(current().await["api_key"], old_key);
+
+    std::fs::write(ws.path("vendor.toml"), http_playbook(&provider, true)).expect("playbook");
+    let (code, stdout, stderr) = run(&config, &["rotate", "--now"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("the old key is revoked at the provider after the grace period"),
+        "{stdout}"
+    );
+    let now = current().await;
+    let new_key = now["api_key"].as_str().expect("key").to_owned();
+    assert_ne!(new_key, old_key);
+    assert_eq!(now["key_id"], "k-1");
+    assert_eq!(
+        provider.keys(),
+        [("k-0".to_owned(), true), ("k-1".to_owned(), true)],
+        "both keys work during the grace period"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (code, stdout, stderr) = run(&config, &["rotate"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(
+        provider.keys(),
+        [("k-0".to_owned(), false), ("k-1".to_owned(), true)],
+        "the old key stops working"
+    );
+    let status = status_json(&config).expect("status");
+    assert_eq!(status["rotations"][0]["state"], "idle", "{status:#}");
+    assert_no_secret(
+        &[old_key, &new_key],
+        &[&stdout, &stderr, &status.to_string()],
+        &ws.state_dir(),
+    );
+}
