@@ -89,7 +89,7 @@ pub enum Playbook {
         timeout: Duration,
     },
     IamAccessKey(AccessKeyPlaybook),
-    Http(HttpPlaybook),
+    Http(Box<HttpPlaybook>),
 }
 
 /// The `http` playbook: a third-party API key rotated through the provider's HTTPS API.
@@ -537,7 +537,7 @@ pub fn parse(path: &str, text: &str) -> Result<Playbook, PlaybookError> {
                     "id_field needs id_pointer (where the create response has the id)".to_owned(),
                 ));
             }
-            Ok(Playbook::Http(HttpPlaybook {
+            Ok(Playbook::Http(Box::new(HttpPlaybook {
                 create: f.create,
                 test: f.test,
                 revoke: f.revoke,
@@ -547,7 +547,7 @@ pub fn parse(path: &str, text: &str) -> Result<Playbook, PlaybookError> {
                 id_field: f.id_field,
                 ca_file: f.ca_file,
                 timeout,
-            }))
+            })))
         }
         Some(other @ "native") => Err(invalid(
             path,
