@@ -1191,3 +1191,40 @@ async fn an_http_playbook_rotates_a_third_party_key_and_revokes_the_old_one() {
         &ws.state_dir(),
     );
 }
+
+/// SSM keeps 100 versions and deletes the oldest on a new one, unless it carries a label: then
+/// the rotation is parked with the fix, and the value in use is untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ssm_hundred_version_cap_parks_with_the_fix_named() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let account = seed(emulator).await;
+    for i in 2..=100 {
+        account
+            .ssm
+            .put_parameter()
+            .name(PARAMETER)
+            .value(format!("{OLD_PARAMETER}-{i}"))
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .key_id("alias/rotation")
+            .overwrite(true)
+            .send()
+            .await
+            .expect("version");
+    }
+    account
+        .ssm
+        .label_parameter_version()
+        .name(PARAMETER)
+        .parameter_version(1)
+        .labels("pinned-by-someone")
+        .send()
+        .await
+        .expect("label");
+    let ws = Workspace::new();
+    let config = config(&ws, emulator, "0 0 3 * * 1", "");
+    let (code, stdout, _) = run(&config, &["rotate", "--now", "--secret", "db-password"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.starts_with("parked db-password"), "{stdout}");
+    assert!(stdout.contains("unlabel-parameter-version"), "{stdout}");
+    assert_eq!(current(&account).await.1, format!("{OLD_PARAMETER}-100"));
+}
