@@ -561,6 +561,28 @@ impl Ports for AwsPorts<'_> {
         Ok(())
     }
 
+    async fn rotate_native(&self, spec: &Spec, token: &str) -> Result<(), PortError> {
+        let sdk = self
+            .aws
+            .sdk(&spec.account)
+            .map_err(|e| PortError(e.to_string()))?;
+        aws_sdk_secretsmanager::Client::new(sdk)
+            .rotate_secret()
+            .secret_id(&spec.secret)
+            .client_request_token(token)
+            .rotate_immediately(true)
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    "secretsmanager:RotateSecret",
+                    spec,
+                    describe(&e, self.aws.endpoint()),
+                )
+            })?;
+        Ok(())
+    }
+
     async fn http(&self, call: &HttpCall) -> Result<(u16, Vec<u8>), PortError> {
         https_request(call).await
     }
@@ -802,6 +824,16 @@ pub fn due(
 /// The steps a rotation of this kind and store takes, for a dry run.
 fn steps(spec: &Spec) -> Vec<String> {
     let mut steps = Vec::new();
+    if let Playbook::Native { timeout, poll } = &spec.playbook {
+        return vec![
+            "secretsmanager:RotateSecret (immediately), ClientRequestToken = the journal id: the secret's rotation Lambda makes the new value".to_owned(),
+            format!(
+                "follow it every {} until AWSCURRENT is on that version, for up to {}; otherwise remove the AWSPENDING it left and park",
+                humantime::format_duration(*poll),
+                humantime::format_duration(*timeout)
+            ),
+        ];
+    }
     if let Playbook::Http(h) = &spec.playbook {
         steps.push(format!(
             "ask the provider for a new key: {} {} (authenticated with the current key), read it at `{}`",
@@ -947,7 +979,7 @@ pub async fn run(
             let ports = AwsPorts { aws };
             report.steps = steps(&spec);
             match ports.inspect(&spec).await {
-                Ok(i) if i.native_rotation => {
+                Ok(i) if i.native_rotation && spec.playbook.kind() != "native" => {
                     report.outcome = "refused".to_owned();
                     report.reason =
                         Some("Secrets Manager's own rotation is enabled on this secret".to_owned());

@@ -132,6 +132,22 @@ class ExtensionTest(WithEmulator):
         stages = sm.describe_secret(SecretId="db")["VersionIdsToStages"]
         self.assertEqual(sum("AWSCURRENT" in s for s in stages.values()), 1)
 
+    def test_seeded_native_rotation_outcomes(self):
+        sm = self.emu.client("secretsmanager")
+        sm.create_secret(Name="native", SecretString="one")
+        self.emu.post("/whittle-emulator/native-rotation", {"secret": "native", "outcome": "succeed"})
+        token = "t" * 40
+        sm.rotate_secret(SecretId="native", ClientRequestToken=token, RotateImmediately=True)
+        stages = sm.describe_secret(SecretId="native")["VersionIdsToStages"]
+        self.assertEqual(stages[token], ["AWSCURRENT"])
+        self.assertNotEqual(sm.get_secret_value(SecretId="native", VersionStage="AWSCURRENT")["SecretString"], "one")
+        self.emu.post("/whittle-emulator/native-rotation", {"secret": "native", "outcome": "fail"})
+        failed = "f" * 40
+        sm.rotate_secret(SecretId="native", ClientRequestToken=failed, RotateImmediately=True)
+        stages = sm.describe_secret(SecretId="native")["VersionIdsToStages"]
+        self.assertEqual(stages[failed], ["AWSPENDING"])
+        self.assertEqual(stages[token], ["AWSCURRENT"])
+
     def test_faults_fail_the_next_matching_calls(self):
         self.emu.post("/whittle-emulator/faults", {"service": "cloudtrail", "action": "LookupEvents", "code": "ThrottlingException", "count": 1})
         ct = self.emu.client("cloudtrail")

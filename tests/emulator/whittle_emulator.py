@@ -20,6 +20,10 @@ What it adds to moto 5.2.5 (see ../../../shared/EMULATOR.md for the measured gap
   version, so GetSecretValue without a stage and a later PutSecretValue behave as in AWS.
 - IAM: in auth mode an Inactive access key no longer authenticates (AWS answers
   InvalidClientTokenId; moto accepted any existing key).
+- Secrets Manager RotateSecret with a seeded outcome (moto cannot run a rotation Lambda
+  without Docker): POST /whittle-emulator/native-rotation {"secret", "outcome": "succeed" |
+  "fail"} makes the next RotateSecret of that secret act as a working Lambda (a new version
+  becomes AWSCURRENT) or as one that failed after createSecret (AWSPENDING left on it).
 - Control endpoints under /whittle-emulator/: POST events (inject records), GET events,
   POST deliver (deliver log files now), POST faults (fail or delay the next N matching calls), and
   POST reset (clear the recording; moto's own /moto-api/reset clears it too).
@@ -738,6 +742,9 @@ class Extension:
             with self.recorder.lock:
                 self.recorder.faults.append(fault)
             return json_response(200, {"fault": fault})
+        if action == "native-rotation" and method == "POST":
+            NATIVE_OUTCOMES[doc["secret"]] = doc.get("outcome", "succeed")
+            return json_response(200, {"seeded": doc})
         if action == "reset" and method == "POST":
             self.recorder.reset()
             return json_response(200, {"reset": True})
@@ -758,6 +765,42 @@ def patch_secretsmanager():
         return result
 
     SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage
+
+
+# Secret name -> the outcome of its next RotateSecret ("succeed" or "fail").
+NATIVE_OUTCOMES = {}
+
+
+def patch_native_rotation():
+    """RotateSecret of a secret with a seeded outcome behaves as its rotation Lambda would."""
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    original = SecretsManagerBackend.rotate_secret
+
+    def rotate_secret(self, secret_id, client_request_token=None, rotation_lambda_arn=None,
+                      rotation_rules=None, rotate_immediately=True):
+        outcome = NATIVE_OUTCOMES.pop(secret_id, None)
+        if outcome is None:
+            return original(self, secret_id, client_request_token, rotation_lambda_arn,
+                            rotation_rules, rotate_immediately)
+        secret = self.secrets[secret_id]
+        token = client_request_token or str(uuid.uuid4())
+        current = next(v for v, d in secret.versions.items() if "AWSCURRENT" in d["version_stages"])
+        # createSecret: the new value under AWSPENDING.
+        value = "".join(random.choice(string.ascii_letters + string.digits) for _ in range(32))
+        self.put_secret_value(secret_id, value, None, token, ["AWSPENDING"])
+        if outcome == "succeed":
+            # finishSecret: AWSCURRENT moves to it, AWSPENDING goes.
+            self.update_secret_version_stage(secret_id, "AWSCURRENT", current, token)
+            self.update_secret_version_stage(secret_id, "AWSPENDING", token, None)
+        secret.last_rotation_date = int(time.time())
+        secret.rotation_requested = True
+        if rotation_rules and rotation_rules.get("AutomaticallyAfterDays"):
+            secret.auto_rotate_after_days = rotation_rules["AutomaticallyAfterDays"]
+            secret.rotation_enabled = True
+        return secret.to_short_dict()
+
+    SecretsManagerBackend.rotate_secret = rotate_secret
 
 
 def patch_inactive_access_keys():
@@ -784,6 +827,7 @@ def main():
 
     patch_secretsmanager()
     patch_inactive_access_keys()
+    patch_native_rotation()
     recorder = Recorder()
     app = Extension(DomainDispatcherApplication(create_backend_app), recorder)
     server = make_server(args.host, args.port, app, threaded=True)

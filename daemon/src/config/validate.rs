@@ -312,10 +312,21 @@ fn rotation_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
         }
         if rotation.playbook.as_os_str().is_empty() {
             found.push((whole, "rotation without a `playbook` file".to_owned()));
-        } else if let Err(error) =
-            whittle_playbooks::rotation::load(&rotation.playbook_path(&config.base_dir))
-        {
-            found.push((at("playbook"), format!("playbook {error}")));
+        } else {
+            match whittle_playbooks::rotation::load(&rotation.playbook_path(&config.base_dir)) {
+                Err(error) => found.push((at("playbook"), format!("playbook {error}"))),
+                Ok(playbook)
+                    if playbook.kind() == "native"
+                        && rotation.store
+                            != whittle_playbooks::rotation::machine::Store::SecretsManager =>
+                {
+                    found.push((
+                        at("playbook"),
+                        "a `native` playbook runs Secrets Manager's own rotation: it needs store = \"secrets-manager\"".to_owned(),
+                    ));
+                }
+                Ok(_) => {}
+            }
         }
     }
     found

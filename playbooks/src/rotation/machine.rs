@@ -203,6 +203,12 @@ pub trait Ports: Send + Sync {
         id: &str,
         secret: &SecretValue,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Secrets Manager RotateSecret (immediately), with `token` as the ClientRequestToken.
+    fn rotate_native(
+        &self,
+        spec: &Spec,
+        token: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
     /// One HTTPS request (TLS verified); returns the status and the body.
     fn http(
         &self,
@@ -287,7 +293,8 @@ pub async fn rotate<P: Ports>(
                     });
                 }
             };
-            if inspection.native_rotation {
+            let native = matches!(spec.playbook, Playbook::Native { .. });
+            if inspection.native_rotation && !native {
                 return Ok(Outcome::Refused {
                     reason: "Secrets Manager's own rotation is enabled on this secret; turn it off or use a `native` playbook".to_owned(),
                 });
@@ -441,6 +448,9 @@ impl<P: Ports> Run<'_, P> {
     /// Runs the remaining steps; the inner error is a step that failed for good.
     async fn advance(&mut self, token: &str) -> Result<Result<Progress, Failure>, MachineError> {
         let (ports, spec) = (self.ports, self.spec);
+        if let Playbook::Native { timeout, poll } = &spec.playbook {
+            return self.native(token, *timeout, *poll).await;
+        }
         // 1. The pending value: made once, then always read back from where it is kept.
         let pending = if self.done("pending-created") {
             match self.recover_pending(token).await {
@@ -617,6 +627,59 @@ impl<P: Ports> Run<'_, P> {
             _ => {}
         }
         Ok(Ok(Progress::Done(version)))
+    }
+
+    /// Runs Secrets Manager's own rotation and follows it until AWSCURRENT is on `token`.
+    async fn native(
+        &mut self,
+        token: &str,
+        timeout: Duration,
+        poll: Duration,
+    ) -> Result<Result<Progress, Failure>, MachineError> {
+        let (ports, spec) = (self.ports, self.spec);
+        if !self.done("requested") {
+            if !self.done("rotating") {
+                self.step("rotating", json!(null))?;
+            }
+            if let Err(e) = retry(ports, spec, "secretsmanager:RotateSecret", || {
+                ports.rotate_native(spec, token)
+            })
+            .await
+            {
+                return Ok(Err(Failure {
+                    step: "rotate",
+                    reason: e.0,
+                }));
+            }
+            self.step("requested", json!(null))?;
+        }
+        let started = self.at("requested").unwrap_or_else(|| ports.now());
+        let limit = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX / 2);
+        loop {
+            match retry(ports, spec, "inspect", || ports.inspect(spec)).await {
+                Ok(now) if now.current_version == token => {
+                    self.step("promoted", json!({ "version": token }))?;
+                    return Ok(Ok(Progress::Done(token.to_owned())));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Ok(Err(Failure {
+                        step: "follow",
+                        reason: e.0,
+                    }));
+                }
+            }
+            if ports.now().0.saturating_sub(started.0) >= limit {
+                return Ok(Err(Failure {
+                    step: "follow",
+                    reason: format!(
+                        "the secret's rotation Lambda did not make version {token} current within {}",
+                        as_duration(timeout)
+                    ),
+                }));
+            }
+            ports.sleep(poll).await;
+        }
     }
 
     /// When a step was written.

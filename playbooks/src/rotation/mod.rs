@@ -90,6 +90,12 @@ pub enum Playbook {
     },
     IamAccessKey(AccessKeyPlaybook),
     Http(Box<HttpPlaybook>),
+    /// Secrets Manager's own rotation: RotateSecret runs the secret's rotation Lambda, and
+    /// whittle follows it until AWSCURRENT moves (or the timeout passes).
+    Native {
+        timeout: Duration,
+        poll: Duration,
+    },
 }
 
 /// The `http` playbook: a third-party API key rotated through the provider's HTTPS API.
@@ -196,6 +202,7 @@ impl Playbook {
             Playbook::Command { .. } => "command",
             Playbook::IamAccessKey(_) => "iam-access-key",
             Playbook::Http(_) => "http",
+            Playbook::Native { .. } => "native",
         }
     }
 
@@ -203,7 +210,7 @@ impl Playbook {
     pub fn generate(&self) -> Option<&Generate> {
         match self {
             Playbook::Random(g) | Playbook::Command { generate: g, .. } => Some(g),
-            Playbook::IamAccessKey(_) | Playbook::Http(_) => None,
+            Playbook::IamAccessKey(_) | Playbook::Http(_) | Playbook::Native { .. } => None,
         }
     }
 
@@ -333,6 +340,24 @@ struct HttpFile {
     ca_file: Option<std::path::PathBuf>,
     #[serde(default = "default_timeout")]
     timeout: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NativeFile {
+    #[allow(dead_code)]
+    kind: String,
+    #[serde(default = "default_native_timeout")]
+    timeout: String,
+    #[serde(default = "default_poll")]
+    poll: String,
+}
+
+fn default_native_timeout() -> String {
+    "10m".to_owned()
+}
+fn default_poll() -> String {
+    "5s".to_owned()
 }
 
 #[derive(Deserialize)]
@@ -549,19 +574,24 @@ pub fn parse(path: &str, text: &str) -> Result<Playbook, PlaybookError> {
                 timeout,
             })))
         }
-        Some(other @ "native") => Err(invalid(
-            path,
-            format!(
-                "kind `{other}` is not supported by this version of whittle yet; use `random`, `command`, `iam-access-key` or `http`"
-            ),
-        )),
+        Some("native") => {
+            let f: NativeFile = toml::from_str(text).map_err(|e| located(path, text, &e))?;
+            let duration = |key: &str, text: &str| {
+                humantime::parse_duration(text)
+                    .map_err(|e| invalid(path, format!("{key} = \"{text}\": {e}")))
+            };
+            Ok(Playbook::Native {
+                timeout: duration("timeout", &f.timeout)?,
+                poll: duration("poll", &f.poll)?,
+            })
+        }
         Some(other) => Err(invalid(
             path,
-            format!("unknown kind `{other}` (random, command, iam-access-key, http)"),
+            format!("unknown kind `{other}` (random, command, iam-access-key, http, native)"),
         )),
         None => Err(invalid(
             path,
-            "missing `kind = \"...\"` (random, command, iam-access-key, http)".to_owned(),
+            "missing `kind = \"...\"` (random, command, iam-access-key, http, native)".to_owned(),
         )),
     }
 }
@@ -673,7 +703,7 @@ mod tests {
                 "kind = \"command\"\ninstall = []",
                 "install: give the command as a list",
             ),
-            ("kind = \"native\"", "kind `native` is not supported"),
+            ("kind = \"native\"\npoll = \"soon\"", "poll = \"soon\""),
             (
                 "kind = \"http\"\nkey_pointer = \"/key\"\n[create]\nurl = \"http://x\"",
                 "[create] url: `http://x` must be https://",
@@ -711,7 +741,7 @@ mod tests {
         }
         assert_eq!(
             kinds.into_iter().collect::<Vec<_>>(),
-            ["command", "http", "iam-access-key", "random"]
+            ["command", "http", "iam-access-key", "native", "random"]
         );
     }
 

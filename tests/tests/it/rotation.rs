@@ -1228,3 +1228,105 @@ async fn the_ssm_hundred_version_cap_parks_with_the_fix_named() {
     assert!(stdout.contains("unlabel-parameter-version"), "{stdout}");
     assert_eq!(current(&account).await.1, format!("{OLD_PARAMETER}-100"));
 }
+
+/// A `native` playbook runs Secrets Manager's own rotation and follows it: a working Lambda
+/// (seeded in the emulator) moves AWSCURRENT; a failing one is parked with its AWSPENDING
+/// removed and the value in use untouched. Other playbooks refuse such a secret.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_native_playbook_follows_secrets_managers_own_rotation() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let account = seed(emulator).await;
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.path("native.toml"),
+        "kind = \"native\"\ntimeout = \"2s\"\npoll = \"100ms\"\n",
+    )
+    .expect("playbook");
+    let config = ws.emulator_config(&emulator.url, "rot");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).expect("config")
+            + &format!("\n[[rotation]]\nname = \"native\"\naccount = \"staging\"\nstore = \"secrets-manager\"\nsecret = \"{SECRET}\"\nplaybook = \"native.toml\"\ncron = \"0 0 3 * * 1\"\nretry_delay = \"50ms\"\n"),
+    )
+    .expect("config");
+    let (code, dry, _) = run(&config, &["rotate", "--dry-run", "--now"]);
+    assert_eq!(code, 0);
+    assert!(
+        dry.contains("secretsmanager:RotateSecret (immediately)"),
+        "{dry}"
+    );
+
+    emulator.post_json(
+        "/whittle-emulator/native-rotation",
+        &serde_json::json!({"secret": SECRET, "outcome": "succeed"}),
+    );
+    let (code, stdout, stderr) = run(&config, &["rotate", "--now"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("rotated native"), "{stdout}");
+    let rotated = current(&account).await.0;
+    assert_ne!(rotated, OLD_SECRET);
+    assert_eq!(stages(&account).await.len(), 2);
+
+    emulator.post_json(
+        "/whittle-emulator/native-rotation",
+        &serde_json::json!({"secret": SECRET, "outcome": "fail"}),
+    );
+    let (code, stdout, _) = run(&config, &["rotate", "--now"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.starts_with("parked native"), "{stdout}");
+    assert!(stdout.contains("did not make version"), "{stdout}");
+    assert_eq!(
+        current(&account).await.0,
+        rotated,
+        "the value in use is untouched"
+    );
+    let versions = stages(&account).await;
+    assert!(
+        versions
+            .iter()
+            .all(|(_, s)| !s.iter().any(|x| x == "AWSPENDING")),
+        "AWSPENDING is not left stuck: {versions:?}"
+    );
+    // Once Secrets Manager rotates the secret on its own schedule, a `random` playbook refuses
+    // it (two rotators would fight); the `native` one stays the way to drive it.
+    emulator.post_json(
+        "/whittle-emulator/native-rotation",
+        &serde_json::json!({"secret": SECRET, "outcome": "succeed"}),
+    );
+    account
+        .sm
+        .rotate_secret()
+        .secret_id(SECRET)
+        .rotation_rules(
+            aws_sdk_secretsmanager::types::RotationRulesType::builder()
+                .automatically_after_days(30)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("enable native rotation");
+    let own = current(&account).await.0;
+    // (This rewrites the workspace's config.toml with the two random rotations.)
+    let random = self::config(&ws, emulator, "0 0 3 * * 1", "");
+    let (code, stdout, _) = run(&random, &["rotate", "--now", "--secret", "api-key"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("refused api-key"), "{stdout}");
+    assert!(
+        stdout.contains("Secrets Manager's own rotation is enabled"),
+        "{stdout}"
+    );
+    assert_eq!(current(&account).await.0, own);
+    let (code, _, stderr) = {
+        std::fs::write(ws.path("native.toml"), "kind = \"native\"\n").expect("playbook");
+        let bad = ws.path("ssm-native.toml");
+        std::fs::write(
+            &bad,
+            std::fs::read_to_string(&config).expect("config")
+                + &format!("\n[[rotation]]\nname = \"ssm-native\"\naccount = \"staging\"\nstore = \"ssm\"\nsecret = \"{PARAMETER}\"\nplaybook = \"native.toml\"\nkms_key = \"alias/rotation\"\ncron = \"0 0 3 * * 1\"\n"),
+        )
+        .expect("config");
+        run(&bad, &["validate"])
+    };
+    assert_eq!(code, 1);
+    assert!(stderr.contains("a `native` playbook runs Secrets Manager's own rotation: it needs store = \"secrets-manager\""), "{stderr}");
+}
