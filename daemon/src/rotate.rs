@@ -41,6 +41,45 @@ impl Record for RotationRecord {
 /// The AWS adapters as the rotation machine's ports.
 struct AwsPorts<'a> {
     aws: &'a Aws,
+    /// The usage store, for the secret's consumers.
+    state: &'a State,
+    lookback_days: u32,
+}
+
+/// Whether a secret id or parameter name from a CloudTrail event names the rotated secret: the
+/// same name, or an ARN of it (a Secrets Manager ARN ends in `-` and six random characters).
+fn names_secret(key: &str, spec: &Spec) -> bool {
+    if key == spec.secret {
+        return true;
+    }
+    match spec.store {
+        Store::SecretsManager => {
+            let name_of = |s: &str| -> String {
+                let Some((_, rest)) = s.split_once(":secret:") else {
+                    return s.to_owned();
+                };
+                match rest.rsplit_once('-') {
+                    Some((name, suffix))
+                        if suffix.len() == 6
+                            && suffix.chars().all(|c| c.is_ascii_alphanumeric()) =>
+                    {
+                        name.to_owned()
+                    }
+                    _ => rest.to_owned(),
+                }
+            };
+            name_of(key) == name_of(&spec.secret)
+        }
+        Store::Ssm => {
+            let bare = |s: &str| -> String {
+                s.split_once(":parameter")
+                    .map_or(s, |(_, rest)| rest)
+                    .trim_start_matches('/')
+                    .to_owned()
+            };
+            bare(key) == bare(&spec.secret)
+        }
+    }
 }
 
 fn port_error(call: &str, spec: &Spec, e: impl std::fmt::Display) -> PortError {
@@ -561,6 +600,45 @@ impl Ports for AwsPorts<'_> {
         Ok(())
     }
 
+    async fn consumers(&self, spec: &Spec, since: Timestamp) -> Option<machine::Consumers> {
+        let cutoff = clock::now()
+            .0
+            .saturating_sub(u64::from(self.lookback_days) * 86_400_000);
+        let cutoff = i64::try_from(cutoff).unwrap_or(0);
+        let since = i64::try_from(since.0).unwrap_or(i64::MAX);
+        // whittle reads the secret itself while rotating: it is not a consumer.
+        let me = self
+            .aws
+            .caller_identity(&spec.account)
+            .await
+            .ok()
+            .map(|identity| {
+                whittle_planner::targets::role_arn_of_caller(&identity.arn).unwrap_or(identity.arn)
+            });
+        let tree = self.state.tree::<crate::records::StoredUsage>().ok()?;
+        let mut found = machine::Consumers { known: 0, moved: 0 };
+        for item in tree.iter() {
+            let (principal, usage) = item.ok()?;
+            if me.as_deref() == Some(principal.as_str()) {
+                continue;
+            }
+            if let Some(last) = usage
+                .0
+                .secrets_read
+                .iter()
+                .filter(|(key, last)| **last >= cutoff && names_secret(key, spec))
+                .map(|(_, last)| *last)
+                .max()
+            {
+                found.known += 1;
+                if last >= since {
+                    found.moved += 1;
+                }
+            }
+        }
+        Some(found)
+    }
+
     async fn rotate_native(&self, spec: &Spec, token: &str) -> Result<(), PortError> {
         let sdk = self
             .aws
@@ -976,7 +1054,11 @@ pub async fn run(
         }
         if dry_run {
             // Read-only checks of what would refuse the rotation.
-            let ports = AwsPorts { aws };
+            let ports = AwsPorts {
+                aws,
+                state,
+                lookback_days: config.mining.lookback_days,
+            };
             report.steps = steps(&spec);
             match ports.inspect(&spec).await {
                 Ok(i) if i.native_rotation && spec.playbook.kind() != "native" => {
@@ -1000,7 +1082,7 @@ pub async fn run(
             reports.push(report);
             continue;
         }
-        let outcome = rotate_one(aws, state, &spec).await?;
+        let outcome = rotate_one(aws, state, &spec, config.mining.lookback_days).await?;
         match outcome {
             Outcome::Rotated { version, .. } => {
                 report.outcome = "rotated".to_owned();
@@ -1028,8 +1110,18 @@ pub async fn run(
 }
 
 /// Runs (or resumes) one rotation and records its outcome.
-pub async fn rotate_one(aws: &Aws, state: &State, spec: &Spec) -> anyhow::Result<Outcome> {
-    let outcome = machine::rotate(&AwsPorts { aws }, state, spec).await?;
+pub async fn rotate_one(
+    aws: &Aws,
+    state: &State,
+    spec: &Spec,
+    lookback_days: u32,
+) -> anyhow::Result<Outcome> {
+    let ports = AwsPorts {
+        aws,
+        state,
+        lookback_days,
+    };
+    let outcome = machine::rotate(&ports, state, spec).await?;
     let records = state.tree::<RotationRecord>()?;
     let previous = records.get(&spec.name)?;
     let now = clock::now();
@@ -1114,7 +1206,7 @@ impl Recovery for RotationRecovery {
             };
             let aws = Aws::new(&self.config).await?;
             let spec = spec(&self.config, rotation)?;
-            let outcome = rotate_one(&aws, state, &spec).await?;
+            let outcome = rotate_one(&aws, state, &spec, self.config.mining.lookback_days).await?;
             info!(rotation = %spec.name, ?outcome, "Interrupted rotation finished");
             Ok(match outcome {
                 Outcome::Rotated { version, .. } => format!(
@@ -1145,7 +1237,8 @@ pub async fn upkeep(ctx: &crate::jobs::JobContext) -> anyhow::Result<String> {
             continue;
         }
         let spec = spec(&ctx.config, rotation)?;
-        let outcome = rotate_one(&ctx.aws, &ctx.state, &spec).await?;
+        let outcome =
+            rotate_one(&ctx.aws, &ctx.state, &spec, ctx.config.mining.lookback_days).await?;
         advanced.push(format!(
             "{}: {}",
             rotation.name,
@@ -1162,4 +1255,62 @@ pub async fn upkeep(ctx: &crate::jobs::JobContext) -> anyhow::Result<String> {
     } else {
         advanced.join("; ")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(store: Store, secret: &str) -> Spec {
+        Spec {
+            name: "r".to_owned(),
+            account: "a".to_owned(),
+            store,
+            secret: secret.to_owned(),
+            playbook: Playbook::Native {
+                timeout: Duration::from_secs(1),
+                poll: Duration::from_secs(1),
+            },
+            kms_key: None,
+            attempts: 1,
+            retry_delay: Duration::from_secs(1),
+            deadline: None,
+            grace: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn event_secret_ids_match_names_and_arns() {
+        let sm = spec(Store::SecretsManager, "app/api-key");
+        assert!(names_secret("app/api-key", &sm));
+        assert!(names_secret(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/api-key-AbC123",
+            &sm
+        ));
+        assert!(!names_secret("app/api-key-2", &sm));
+        assert!(!names_secret(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/other-AbC123",
+            &sm
+        ));
+        let by_arn = spec(
+            Store::SecretsManager,
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/api-key-AbC123",
+        );
+        assert!(names_secret("app/api-key", &by_arn));
+        let ssm = spec(Store::Ssm, "/app/db-password");
+        assert!(names_secret("app/db-password", &ssm));
+        assert!(names_secret(
+            "arn:aws:ssm:us-east-1:123456789012:parameter/app/db-password",
+            &ssm
+        ));
+        assert!(!names_secret("/app/db-password-old", &ssm));
+    }
+
+    #[test]
+    fn script_output_is_redacted() {
+        let value = SecretValue::new("s3cr3t-value\nsecond-line".to_owned());
+        let out = redact("echo: s3cr3t-value\nsecond-line and second-line", &value);
+        assert!(!out.contains("s3cr3t"));
+        assert!(!out.contains("second-line"));
+    }
 }

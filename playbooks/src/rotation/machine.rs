@@ -99,6 +99,14 @@ pub struct HttpCall {
     pub timeout: Duration,
 }
 
+/// The known readers of a secret, from mined CloudTrail usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Consumers {
+    pub known: usize,
+    /// Those that read it at or after the promotion.
+    pub moved: usize,
+}
+
 /// One access key of an IAM user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessKey {
@@ -203,6 +211,13 @@ pub trait Ports: Send + Sync {
         id: &str,
         secret: &SecretValue,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Which principals the usage store saw read the secret in the look-back window, and how
+    /// many of them read it at or after `since` (so got the new value); None if unknown.
+    fn consumers(
+        &self,
+        spec: &Spec,
+        since: Timestamp,
+    ) -> impl Future<Output = Option<Consumers>> + Send;
     /// Secrets Manager RotateSecret (immediately), with `token` as the ClientRequestToken.
     fn rotate_native(
         &self,
@@ -682,6 +697,30 @@ impl<P: Ports> Run<'_, P> {
         }
     }
 
+    /// Whether revoking the old credential must still wait: the end of the grace period as
+    /// text, unless it is over or every known consumer of the secret (from mined usage) has
+    /// read it since the promotion, which ends the grace period early.
+    async fn grace_wait(&self) -> Option<String> {
+        let (ports, spec) = (self.ports, self.spec);
+        let now = ports.now();
+        let promoted = self.at("promoted").unwrap_or(now);
+        let end = Timestamp(
+            promoted
+                .0
+                .saturating_add(u64::try_from(spec.grace.as_millis()).unwrap_or(u64::MAX / 2)),
+        );
+        if now >= end {
+            return None;
+        }
+        match ports.consumers(spec, promoted).await {
+            Some(c) if c.known > 0 && c.moved == c.known => {
+                info!(rotation = %spec.name, consumers = c.known, "Every known consumer read the secret since promotion; the grace period ends early");
+                None
+            }
+            _ => Some(super::format_ms(end)),
+        }
+    }
+
     /// When a step was written.
     fn at(&self, step: &str) -> Option<Timestamp> {
         self.entry
@@ -715,11 +754,9 @@ impl<P: Ports> Run<'_, P> {
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2);
         if !old.is_empty() && !self.done("deactivated") {
             let promoted = self.at("promoted").unwrap_or(now);
-            let grace_end = Timestamp(promoted.0.saturating_add(millis(spec.grace)));
-            if now < grace_end {
+            if let Some(until) = self.grace_wait().await {
                 return Ok(wait(format!(
-                    "the old key {old} is deactivated after the grace period, at {}",
-                    super::format_ms(grace_end)
+                    "the old key {old} is deactivated after the grace period, at {until}"
                 )));
             }
             match ports.access_key_last_used(spec, &old).await {
@@ -994,7 +1031,7 @@ impl<P: Ports> Run<'_, P> {
         pending: &SecretValue,
         version: String,
     ) -> Result<Progress, MachineError> {
-        let (ports, spec) = (self.ports, self.spec);
+        let ports = self.ports;
         let Some(revoke) = &h.revoke else {
             return Ok(Progress::Done(version));
         };
@@ -1009,19 +1046,11 @@ impl<P: Ports> Run<'_, P> {
             .and_then(|s| s.detail["old_id"].as_str())
             .unwrap_or_default()
             .to_owned();
-        let now = ports.now();
-        let promoted = self.at("promoted").unwrap_or(now);
-        let grace_end = Timestamp(
-            promoted
-                .0
-                .saturating_add(u64::try_from(spec.grace.as_millis()).unwrap_or(u64::MAX / 2)),
-        );
-        if now < grace_end {
+        if let Some(until) = self.grace_wait().await {
             return Ok(Progress::Waiting {
                 version,
                 reason: format!(
-                    "the old key is revoked at the provider after the grace period, at {}",
-                    super::format_ms(grace_end)
+                    "the old key is revoked at the provider after the grace period, at {until}"
                 ),
             });
         }

@@ -1330,3 +1330,110 @@ async fn a_native_playbook_follows_secrets_managers_own_rotation() {
     assert_eq!(code, 1);
     assert!(stderr.contains("a `native` playbook runs Secrets Manager's own rotation: it needs store = \"secrets-manager\""), "{stderr}");
 }
+
+/// When the mined usage shows which principals read a secret, the old credential is revoked
+/// as soon as each of them has read the secret since the promotion, before the grace period
+/// ends; whittle's own reads do not count.
+#[tokio::test(flavor = "multi_thread")]
+async fn known_consumers_that_read_the_new_key_end_the_grace_period_early() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let root = emulator.sdk_config().await;
+    let iam = aws_sdk_iam::Client::new(&root);
+    iam.create_user()
+        .user_name("svc")
+        .send()
+        .await
+        .expect("user");
+    let k = iam
+        .create_access_key()
+        .user_name("svc")
+        .send()
+        .await
+        .expect("key")
+        .access_key
+        .expect("key");
+    let sm = aws_sdk_secretsmanager::Client::new(&root);
+    sm.create_secret()
+        .name("svc/key")
+        .secret_string(
+            serde_json::json!({"AccessKeyId": k.access_key_id, "SecretAccessKey": k.secret_access_key})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("secret");
+    create_role(&iam, "reader", &[]).await;
+    let creds = aws_sdk_sts::Client::new(&root)
+        .assume_role()
+        .role_arn("arn:aws:iam::123456789012:role/reader")
+        .role_session_name("reader-fn")
+        .send()
+        .await
+        .expect("assume")
+        .credentials
+        .expect("credentials");
+    let reader = aws_sdk_secretsmanager::Client::new(
+        &emulator
+            .sdk_config_with(
+                creds.access_key_id(),
+                creds.secret_access_key(),
+                Some(creds.session_token()),
+            )
+            .await,
+    );
+    let read = || async {
+        reader
+            .get_secret_value()
+            .secret_id("svc/key")
+            .send()
+            .await
+            .expect("the consumer reads the secret");
+    };
+    read().await;
+
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.path("key.toml"),
+        "kind = \"iam-access-key\"\nuser = \"svc\"\npropagation_timeout = \"5s\"\ndelete_after = \"1h\"\n",
+    )
+    .expect("playbook");
+    let config = ws.emulator_config(&emulator.url, "rot");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).expect("config")
+            + "\n[mining]\nlast_accessed = false\n[[mining.sources]]\nname = \"recent\"\nkind = \"lookup-events\"\naccount = \"staging\"\n\n[[rotation]]\nname = \"svc-key\"\naccount = \"staging\"\nstore = \"secrets-manager\"\nsecret = \"svc/key\"\nplaybook = \"key.toml\"\ncron = \"0 0 3 * * 1\"\ngrace = \"1h\"\nretry_delay = \"50ms\"\n",
+    )
+    .expect("config");
+    let mine = || {
+        let (code, stdout, stderr) = run(&config, &["mine", "--no-progress"]);
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+    };
+    mine();
+    let (code, stdout, _) = run(&config, &["rotate", "--now"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("is deactivated after the grace period"),
+        "{stdout}"
+    );
+    // The consumer has not read the secret since: the old key waits for the grace period.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    mine();
+    let (_, stdout, _) = run(&config, &["rotate"]);
+    assert!(
+        stdout.contains("is deactivated after the grace period"),
+        "{stdout}"
+    );
+    // Once it has read the new value, the old key is deactivated at once.
+    read().await;
+    mine();
+    let (code, stdout, stderr) = run(&config, &["rotate"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("the old key {} is inactive", k.access_key_id)),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("Every known consumer read the secret since promotion"),
+        "{stderr}"
+    );
+}
