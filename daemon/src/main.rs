@@ -13,6 +13,7 @@ mod jobs;
 mod logging;
 mod metrics;
 mod mine;
+mod notify;
 mod plan;
 mod policy;
 mod reconcile;

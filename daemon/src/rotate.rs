@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tracing::{error, info};
+use tracing::info;
 use whittle_playbooks::rotation::machine::{
     self, AccessKey, HttpCall, Inspection, Outcome, PortError, Ports, ROTATION_JOURNAL, Spec, Store,
 };
@@ -1082,7 +1082,7 @@ pub async fn run(
             reports.push(report);
             continue;
         }
-        let outcome = rotate_one(aws, state, &spec, config.mining.lookback_days).await?;
+        let outcome = rotate_one(config, aws, state, &spec).await?;
         match outcome {
             Outcome::Rotated { version, .. } => {
                 report.outcome = "rotated".to_owned();
@@ -1111,15 +1111,15 @@ pub async fn run(
 
 /// Runs (or resumes) one rotation and records its outcome.
 pub async fn rotate_one(
+    config: &Config,
     aws: &Aws,
     state: &State,
     spec: &Spec,
-    lookback_days: u32,
 ) -> anyhow::Result<Outcome> {
     let ports = AwsPorts {
         aws,
         state,
-        lookback_days,
+        lookback_days: config.mining.lookback_days,
     };
     let outcome = machine::rotate(&ports, state, spec).await?;
     let records = state.tree::<RotationRecord>()?;
@@ -1153,7 +1153,17 @@ pub async fn rotate_one(
             reason: Some(reason.clone()),
         },
         Outcome::Parked { step, reason, .. } => {
-            error!(rotation = %spec.name, secret = %spec.secret, %step, %reason, "ALERT: rotation parked; the current value stays in use");
+            crate::notify::alert(
+                config,
+                "rotation-parked",
+                &spec.name,
+                &format!(
+                    "{} ({}): parked at {step}, the current value stays in use: {reason}",
+                    spec.secret,
+                    spec.store.as_str()
+                ),
+            )
+            .await;
             RotationRecord {
                 last_attempt_at: now,
                 last_rotated_at: previous.as_ref().and_then(|r| r.last_rotated_at),
@@ -1163,7 +1173,17 @@ pub async fn rotate_one(
             }
         }
         Outcome::Refused { reason } => {
-            error!(rotation = %spec.name, secret = %spec.secret, %reason, "ALERT: rotation refused");
+            crate::notify::alert(
+                config,
+                "rotation-refused",
+                &spec.name,
+                &format!(
+                    "{} ({}): refused: {reason}",
+                    spec.secret,
+                    spec.store.as_str()
+                ),
+            )
+            .await;
             RotationRecord {
                 last_attempt_at: now,
                 last_rotated_at: previous.as_ref().and_then(|r| r.last_rotated_at),
@@ -1206,7 +1226,7 @@ impl Recovery for RotationRecovery {
             };
             let aws = Aws::new(&self.config).await?;
             let spec = spec(&self.config, rotation)?;
-            let outcome = rotate_one(&aws, state, &spec, self.config.mining.lookback_days).await?;
+            let outcome = rotate_one(&self.config, &aws, state, &spec).await?;
             info!(rotation = %spec.name, ?outcome, "Interrupted rotation finished");
             Ok(match outcome {
                 Outcome::Rotated { version, .. } => format!(
@@ -1237,8 +1257,7 @@ pub async fn upkeep(ctx: &crate::jobs::JobContext) -> anyhow::Result<String> {
             continue;
         }
         let spec = spec(&ctx.config, rotation)?;
-        let outcome =
-            rotate_one(&ctx.aws, &ctx.state, &spec, ctx.config.mining.lookback_days).await?;
+        let outcome = rotate_one(&ctx.config, &ctx.aws, &ctx.state, &spec).await?;
         advanced.push(format!(
             "{}: {}",
             rotation.name,

@@ -85,6 +85,7 @@ impl Runner {
             Err(e) => {
                 let message = crate::one_line(&e);
                 error!(job = %self.name, seconds, error = %message, "Job failed");
+                crate::notify::alert(&self.ctx.config, "job-failed", &self.name, &message).await;
                 run.outcome = RunOutcome::Failed;
                 run.detail = message;
             }

@@ -51,9 +51,22 @@ pub struct Config {
     /// Secrets to rotate, one table each.
     #[serde(default)]
     pub rotation: Vec<RotationConfig>,
+    /// Where alerts go.
+    #[serde(default)]
+    pub notify: NotifyConfig,
     /// The directory of the configuration file: relative paths in it (playbooks) start here.
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// Alerts: a parked or refused rotation, a failed scheduled job.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// POST each alert as JSON to this URL (http or https; TLS verified against the system's
+    /// roots). Alerts always go to the log too, as `ALERT` lines.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
 }
 
 /// One secret to rotate on a timetable.

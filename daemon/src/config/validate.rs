@@ -524,6 +524,14 @@ fn cross_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
             ));
         }
     }
+    if let Some(url) = &config.notify.webhook_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        found.push((
+            vec![Key("notify"), Key("webhook_url")],
+            format!("`{url}` is not an http(s) URL"),
+        ));
+    }
     if config.planner.max_roles_per_apply == 0 {
         found.push((
             vec![Key("planner"), Key("max_roles_per_apply")],

@@ -166,6 +166,37 @@ fn run(config: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A one-shot webhook receiver: the body of the first POST, and its URL.
+fn webhook() -> (std::sync::mpsc::Receiver<Vec<u8>>, String) {
+    use std::io::{BufRead, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/alerts", listener.local_addr().expect("address"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut reader = std::io::BufReader::new(stream);
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        let _ = reader.read_exact(&mut body);
+        let _ = reader
+            .get_mut()
+            .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+        let _ = tx.send(body);
+    });
+    (rx, url)
+}
+
 /// Fails if any of `values` occurs in `text` or in any file under `dir`.
 fn assert_no_secret(values: &[&str], texts: &[&str], dir: &Path) {
     for value in values {
@@ -363,6 +394,13 @@ async fn a_failing_test_step_parks_the_rotation_with_the_old_value_in_use() {
             ),
     )
     .expect("config");
+    let (webhook, webhook_url) = webhook();
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).expect("config")
+            + &format!("\n[notify]\nwebhook_url = \"{webhook_url}\"\n"),
+    )
+    .expect("config");
     let (code, stdout, stderr) = run(&config, &["rotate", "--now"]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     assert!(stdout.starts_with("parked api-key"), "{stdout}");
@@ -388,7 +426,22 @@ async fn a_failing_test_step_parks_the_rotation_with_the_old_value_in_use() {
             .as_str()
             .is_some_and(|r| r.contains("test failed"))
     );
-    assert!(stderr.contains("ALERT: rotation parked"), "{stderr}");
+    assert!(stderr.contains("ALERT"), "{stderr}");
+    let alert: Value = serde_json::from_slice(
+        &webhook
+            .recv_timeout(Duration::from_secs(5))
+            .expect("an alert was posted"),
+    )
+    .expect("JSON alert");
+    assert_eq!(alert["kind"], "rotation-parked", "{alert:#}");
+    assert_eq!(alert["subject"], "api-key");
+    assert!(
+        alert["message"].as_str().is_some_and(
+            |m| m.contains("test failed") && m.contains("the current value stays in use")
+        ),
+        "{alert:#}"
+    );
+    assert!(!alert.to_string().contains("old-api-key-0123456789"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
