@@ -1490,3 +1490,227 @@ async fn known_consumers_that_read_the_new_key_end_the_grace_period_early() {
         "{stderr}"
     );
 }
+
+/// whittle killed after each journal step of a `command`, an `http` and a `native` rotation:
+/// the next run finishes it, and the value in use works where it is used.
+#[tokio::test(flavor = "multi_thread")]
+async fn command_http_and_native_rotations_killed_after_any_step_finish_on_the_next_run() {
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "command",
+            &[
+                "rotation:begin",
+                "rotation:pending-created",
+                "rotation:target-set",
+                "rotation:tested",
+                "rotation:promoting",
+                "rotation:promoted",
+            ],
+        ),
+        (
+            "http",
+            &[
+                "rotation:begin",
+                "rotation:creating-key",
+                "rotation:pending-created",
+                "rotation:tested",
+                "rotation:promoting",
+                "rotation:promoted",
+                "rotation:revoking",
+            ],
+        ),
+        (
+            "native",
+            &["rotation:begin", "rotation:rotating", "rotation:requested"],
+        ),
+    ];
+    for (kind, points) in cases {
+        for point in points {
+            let what = format!("{kind} after {point}");
+            let emulator = &whittle_tests::Emulator::start(&[]);
+            let account = seed(emulator).await;
+            let ws = Workspace::new();
+            let old_key = "old-provider-key-0123456789";
+            let target = ws.path("target.txt");
+            std::fs::write(&target, OLD_SECRET).expect("target");
+            let provider = (kind == "http").then(|| {
+                let provider = Provider::start(&ws, old_key);
+                std::fs::write(ws.path("kind.toml"), http_playbook(&provider, true))
+                    .expect("playbook");
+                provider
+            });
+            match kind {
+                "command" => std::fs::write(
+                    ws.path("kind.toml"),
+                    format!("kind = \"command\"\nlength = 20\njson_field = \"api_key\"\ninstall = [\"sh\", \"-c\", \"cat > {}\"]\ntest = [\"sh\", \"-c\", \"cat > /dev/null\"]\n", target.display()),
+                )
+                .expect("playbook"),
+                "native" => {
+                    std::fs::write(ws.path("kind.toml"), "kind = \"native\"\ntimeout = \"5s\"\npoll = \"100ms\"\n").expect("playbook");
+                    for _ in 0..2 {
+                        // The killed run and the resumed one may each call RotateSecret.
+                        emulator.post_json("/whittle-emulator/native-rotation", &serde_json::json!({"secret": SECRET, "outcome": "succeed"}));
+                    }
+                }
+                _ => {
+                    account
+                        .sm
+                        .put_secret_value()
+                        .secret_id(SECRET)
+                        .secret_string(serde_json::json!({"api_key": old_key, "key_id": "k-0"}).to_string())
+                        .send()
+                        .await
+                        .expect("provider key in the secret");
+                }
+            }
+            let config = ws.emulator_config(&emulator.url, "rot");
+            std::fs::write(
+                &config,
+                std::fs::read_to_string(&config).expect("config")
+                    + &format!("\n[[rotation]]\nname = \"k\"\naccount = \"staging\"\nstore = \"secrets-manager\"\nsecret = \"{SECRET}\"\nplaybook = \"kind.toml\"\ncron = \"0 0 3 * * 1\"\ngrace = \"0s\"\nretry_delay = \"50ms\"\n"),
+            )
+            .expect("config");
+            let before = current(&account).await.0;
+            let out = command(&[
+                "--config",
+                config.to_str().expect("utf-8"),
+                "rotate",
+                "--now",
+            ])
+            .env("WHITTLE_CRASH_AFTER", point)
+            .output()
+            .expect("whittle");
+            assert!(!out.status.success(), "{what}: whittle must have died");
+            let (code, stdout, stderr) = run(&config, &["rotate"]);
+            assert_eq!(code, 0, "{what}: {stdout}\n{stderr}");
+            let now = current(&account).await.0;
+            assert_ne!(now, before, "{what}: rotated");
+            let versions = stages(&account).await;
+            assert!(
+                versions
+                    .iter()
+                    .all(|(_, s)| !s.iter().any(|x| x == "AWSPENDING")),
+                "{what}: {versions:?}"
+            );
+            match kind {
+                "command" => assert_eq!(
+                    std::fs::read_to_string(&target).expect("target"),
+                    now,
+                    "{what}: the target holds the value in use"
+                ),
+                "http" => {
+                    let keys = provider.as_ref().expect("provider").keys();
+                    let in_use: Value = serde_json::from_str(&now).expect("json");
+                    let id = in_use["key_id"].as_str().expect("id");
+                    assert!(keys.contains(&(id.to_owned(), true)), "{what}: {keys:?}");
+                    assert!(
+                        keys.contains(&("k-0".to_owned(), false)),
+                        "{what}: the old key is revoked: {keys:?}"
+                    );
+                }
+                _ => {}
+            }
+            let status = status_json(&config).expect("status");
+            assert!(
+                status["unfinished_journals"]
+                    .as_array()
+                    .expect("journals")
+                    .is_empty(),
+                "{what}: {status:#}"
+            );
+        }
+    }
+}
+
+/// IAM allows two keys per user: a stray *inactive* key makes room for the new one; a stray
+/// *active* key (maybe in use somewhere) stops the rotation with every key untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_two_key_limit_deletes_only_an_inactive_stray_key() {
+    for stray_active in [false, true] {
+        let emulator = &whittle_tests::Emulator::start(&[]);
+        let root = emulator.sdk_config().await;
+        let iam = aws_sdk_iam::Client::new(&root);
+        iam.create_user()
+            .user_name("svc")
+            .send()
+            .await
+            .expect("user");
+        let mut ids = Vec::new();
+        let mut first = None;
+        for _ in 0..2 {
+            let k = iam
+                .create_access_key()
+                .user_name("svc")
+                .send()
+                .await
+                .expect("key")
+                .access_key
+                .expect("key");
+            ids.push(k.access_key_id.clone());
+            first.get_or_insert(k);
+        }
+        let first = first.expect("first key");
+        if !stray_active {
+            iam.update_access_key()
+                .user_name("svc")
+                .access_key_id(&ids[1])
+                .status(aws_sdk_iam::types::StatusType::Inactive)
+                .send()
+                .await
+                .expect("deactivate the stray key");
+        }
+        aws_sdk_secretsmanager::Client::new(&root)
+            .create_secret()
+            .name("svc/key")
+            .secret_string(
+                serde_json::json!({"AccessKeyId": first.access_key_id, "SecretAccessKey": first.secret_access_key})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .expect("secret");
+        let ws = Workspace::new();
+        std::fs::write(
+            ws.path("key.toml"),
+            "kind = \"iam-access-key\"\nuser = \"svc\"\npropagation_timeout = \"5s\"\n",
+        )
+        .expect("playbook");
+        let config = ws.emulator_config(&emulator.url, "rot");
+        std::fs::write(
+            &config,
+            std::fs::read_to_string(&config).expect("config")
+                + "\n[[rotation]]\nname = \"svc-key\"\naccount = \"staging\"\nstore = \"secrets-manager\"\nsecret = \"svc/key\"\nplaybook = \"key.toml\"\ncron = \"0 0 3 * * 1\"\nretry_delay = \"50ms\"\n",
+        )
+        .expect("config");
+        let (code, stdout, _) = run(&config, &["rotate", "--now"]);
+        let mut keys: Vec<String> = iam
+            .list_access_keys()
+            .user_name("svc")
+            .send()
+            .await
+            .expect("keys")
+            .access_key_metadata
+            .into_iter()
+            .filter_map(|m| m.access_key_id)
+            .collect();
+        keys.sort();
+        if stray_active {
+            assert_eq!(code, 1, "{stdout}");
+            assert!(
+                stdout.contains("already has a second active key"),
+                "{stdout}"
+            );
+            let mut before = ids.clone();
+            before.sort();
+            assert_eq!(keys, before, "no key was touched");
+        } else {
+            assert_eq!(code, 0, "{stdout}");
+            assert!(
+                keys.contains(&ids[0]),
+                "the old key waits for its grace period"
+            );
+            assert!(!keys.contains(&ids[1]), "the inactive stray key made room");
+            assert_eq!(keys.len(), 2);
+        }
+    }
+}
