@@ -411,7 +411,7 @@ enum Progress {
     Waiting { version: String, reason: String },
 }
 
-/// A step failed for good: the reason, and whether the target may hold the pending value.
+/// A step that failed for good, and why.
 struct Failure {
     step: &'static str,
     reason: String,
@@ -1182,16 +1182,58 @@ impl<P: Ports> Run<'_, P> {
                     matches!(self.recover_pending(token).await, Ok(v) if v == now.current)
                 }))
         {
-            self.state.journal_finish(
-                self.entry.id,
+            let mut this = self;
+            this.step("promoted", json!({ "version": now.current_version }))?;
+            if spec.playbook.revokes() {
+                // The old credential's revocation continues on the next run (it may wait for
+                // the grace period anyway).
+                return Ok(Outcome::Waiting {
+                    version: now.current_version,
+                    journal: this.entry.id.0,
+                    reason: "promotion confirmed after an error; revoking the old credential continues on the next run".to_owned(),
+                });
+            }
+            this.state.journal_finish(
+                this.entry.id,
                 "rotated",
                 json!({ "version": now.current_version }),
                 ports.now(),
             )?;
             return Ok(Outcome::Rotated {
                 version: now.current_version,
-                journal: self.entry.id.0,
+                journal: this.entry.id.0,
             });
+        }
+        // A key made for this rotation but never promoted is withdrawn: IAM's, deleted (it is
+        // in use nowhere); a provider's, reported, as only the provider can revoke it.
+        if let Playbook::IamAccessKey(keys) = &spec.playbook
+            && let Some(old) = self
+                .entry
+                .steps
+                .iter()
+                .find(|s| s.name == "creating-key")
+                .and_then(|s| s.detail["old_key"].as_str())
+        {
+            match ports.access_keys(spec, &keys.user).await {
+                Ok(listed) => {
+                    for key in listed.iter().filter(|k| k.id != old) {
+                        if let Err(e) = ports.delete_access_key(spec, &keys.user, &key.id).await {
+                            reason.push_str(&format!(
+                                "; deleting the unpromoted key {} failed: {e} (delete it by hand)",
+                                key.id
+                            ));
+                        }
+                    }
+                }
+                Err(e) => reason.push_str(&format!(
+                    "; listing the user's keys to delete the unpromoted one failed: {e}"
+                )),
+            }
+        }
+        if matches!(spec.playbook, Playbook::Http(_)) && self.done("pending-created") {
+            reason.push_str(
+                "; the new key the provider created was not promoted: revoke it at the provider",
+            );
         }
         if let Playbook::Command {
             install, timeout, ..
