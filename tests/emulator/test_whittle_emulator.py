@@ -148,6 +148,45 @@ class ExtensionTest(WithEmulator):
         self.assertEqual(stages[failed], ["AWSPENDING"])
         self.assertEqual(stages[token], ["AWSCURRENT"])
 
+    def test_permissions_boundaries_limit_a_role_until_their_dead_man_deadline(self):
+        iam = self.emu.client("iam")
+        admin_policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        iam.create_user(UserName="boss")
+        iam.put_user_policy(UserName="boss", PolicyName="all", PolicyDocument=json.dumps(admin_policy))
+        key = iam.create_access_key(UserName="boss")["AccessKey"]
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
+        iam.create_role(RoleName="trial", AssumeRolePolicyDocument=json.dumps(trust))
+        iam.put_role_policy(RoleName="trial", PolicyName="broad", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+
+        def boundary(deadline):
+            return json.dumps({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"},
+                {"Sid": "DeadMan", "Effect": "Allow", "Action": "*", "Resource": "*",
+                 "Condition": {"DateGreaterThan": {"aws:CurrentTime": deadline}}}]})
+
+        future = iam.create_policy(PolicyName="b-future", PolicyDocument=boundary("2099-01-01T00:00:00Z"))["Policy"]["Arn"]
+        past = iam.create_policy(PolicyName="b-past", PolicyDocument=boundary("2000-01-01T00:00:00Z"))["Policy"]["Arn"]
+        iam.put_role_permissions_boundary(RoleName="trial", PermissionsBoundary=future)
+        self.emu.post("/moto-api/reset-auth", b"0", content_type="text/plain")
+        try:
+            boss = dict(key=key["AccessKeyId"], secret=key["SecretAccessKey"])
+            creds = self.emu.client("sts", **boss).assume_role(
+                RoleArn="arn:aws:iam::123456789012:role/trial", RoleSessionName="trial-session")["Credentials"]
+            s3 = self.emu.client("s3", creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
+            s3.list_buckets()
+            with self.assertRaises(ClientError) as caught:
+                s3.create_bucket(Bucket="denied-by-boundary")
+            self.assertIn(caught.exception.response["Error"]["Code"], ("AccessDenied", "AccessDeniedException"))
+            # Past the dead-man deadline the boundary allows everything again.
+            self.emu.client("iam", **boss).put_role_permissions_boundary(RoleName="trial", PermissionsBoundary=past)
+            s3.create_bucket(Bucket="allowed-again")
+            # Without a boundary, only the identity policy counts.
+            self.emu.client("iam", **boss).delete_role_permissions_boundary(RoleName="trial")
+            s3.create_bucket(Bucket="no-boundary")
+        finally:
+            self.emu.post("/moto-api/reset-auth", b"inf", content_type="text/plain")
+
     def test_faults_fail_the_next_matching_calls(self):
         self.emu.post("/whittle-emulator/faults", {"service": "cloudtrail", "action": "LookupEvents", "code": "ThrottlingException", "count": 1})
         ct = self.emu.client("cloudtrail")

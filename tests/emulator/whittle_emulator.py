@@ -20,6 +20,11 @@ What it adds to moto 5.2.5 (see ../../../shared/EMULATOR.md for the measured gap
   version, so GetSecretValue without a stage and a later PutSecretValue behave as in AWS.
 - IAM: in auth mode an Inactive access key no longer authenticates (AWS answers
   InvalidClientTokenId; moto accepted any existing key).
+- IAM permissions boundaries are enforced in auth mode for roles and users (moto ignores them):
+  a request is allowed only if the boundary allows it too, and a Deny in it denies. Boundary
+  conditions on aws:CurrentTime / aws:EpochTime (Date* operators) are evaluated, so a
+  boundary's dead-man statement ("allow everything after the deadline") works; a statement
+  with any other condition does not apply.
 - Secrets Manager RotateSecret with a seeded outcome (moto cannot run a rotation Lambda
   without Docker): POST /whittle-emulator/native-rotation {"secret", "outcome": "succeed" |
   "fail"} makes the next RotateSecret of that secret act as a working Lambda (a new version
@@ -803,6 +808,99 @@ def patch_native_rotation():
     SecretsManagerBackend.rotate_secret = rotate_secret
 
 
+def _boundary_allows(document, action, resource):
+    """A permissions boundary's verdict: "deny", "allow" or None (no statement applies)."""
+    import fnmatch
+
+    if isinstance(document, str):
+        document = json.loads(document)
+    statements = document.get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def listed(value):
+        return value if isinstance(value, list) else [value]
+
+    def when(text):
+        text = str(text)
+        if text.isdigit():
+            return datetime.datetime.fromtimestamp(int(text), datetime.timezone.utc)
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    def condition_holds(condition):
+        for operator, keys in (condition or {}).items():
+            base = operator.replace("IfExists", "")
+            for key, values in keys.items():
+                if key.lower() not in ("aws:currenttime", "aws:epochtime") or not base.startswith("Date"):
+                    return False
+                tests = {
+                    "DateGreaterThan": lambda v: now > when(v),
+                    "DateGreaterThanEquals": lambda v: now >= when(v),
+                    "DateLessThan": lambda v: now < when(v),
+                    "DateLessThanEquals": lambda v: now <= when(v),
+                    "DateEquals": lambda v: now == when(v),
+                    "DateNotEquals": lambda v: now != when(v),
+                }
+                test = tests.get(base)
+                if test is None or not any(test(v) for v in listed(values)):
+                    return False
+        return True
+
+    def matches(patterns, value, fold):
+        value = value.lower() if fold else value
+        return any(fnmatch.fnmatchcase(value, p.lower() if fold else p) for p in listed(patterns))
+
+    verdict = None
+    for statement in statements:
+        if "Action" in statement:
+            action_ok = matches(statement["Action"], action, True)
+        else:
+            action_ok = not matches(statement.get("NotAction", []), action, True)
+        if "Resource" in statement:
+            resource_ok = matches(statement["Resource"], resource, False) or "*" in listed(statement["Resource"])
+        elif "NotResource" in statement:
+            resource_ok = not matches(statement["NotResource"], resource, False)
+        else:
+            resource_ok = True
+        if not (action_ok and resource_ok and condition_holds(statement.get("Condition"))):
+            continue
+        if statement.get("Effect") == "Deny":
+            return "deny"
+        verdict = "allow"
+    return verdict
+
+
+def patch_permissions_boundaries():
+    """Enforce the caller's permissions boundary on top of moto's identity-policy check."""
+    from moto.iam import access_control
+
+    original = access_control.IAMRequestBase.check_action_permitted
+
+    def check_action_permitted(self, resource):
+        original(self, resource)
+        if self._action == "sts:GetCallerIdentity":
+            return
+        key = self._access_key
+        backend = key.backend
+        arn = None
+        try:
+            if hasattr(key, "_owner_role_name"):
+                arn = backend.get_role(key._owner_role_name).permissions_boundary_arn
+            elif hasattr(key, "_owner_user_name"):
+                arn = getattr(backend.get_user(key._owner_user_name), "permissions_boundary_arn", None)
+        except Exception:
+            arn = None
+        if not arn:
+            return
+        policy = backend.get_policy(arn)
+        document = next(v.document for v in policy.versions if v.is_default)
+        if _boundary_allows(document, self._action, resource) != "allow":
+            self._raise_access_denied()
+
+    access_control.IAMRequestBase.check_action_permitted = check_action_permitted
+
+
 def patch_inactive_access_keys():
     """An access key whose status is Inactive must not authenticate a request, as in AWS."""
     from moto.iam import access_control
@@ -828,6 +926,7 @@ def main():
     patch_secretsmanager()
     patch_inactive_access_keys()
     patch_native_rotation()
+    patch_permissions_boundaries()
     recorder = Recorder()
     app = Extension(DomainDispatcherApplication(create_backend_app), recorder)
     server = make_server(args.host, args.port, app, threaded=True)
