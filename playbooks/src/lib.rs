@@ -4,7 +4,9 @@
 //! rotations (and, later, trials) through ports it defines here ([`rotation::machine::Ports`])
 //! and that the daemon implements with the AWS SDK; no SDK type ever enters this crate.
 //!
+//! - [`trial`]: trial playbooks (window, mode, exercise, signals).
 //! - [`rotation`]: rotation playbooks (`random`, `command`), secret values that redact
 //!   themselves, and the journaled rotation state machine.
 
 pub mod rotation;
+pub mod trial;

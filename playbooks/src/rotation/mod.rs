@@ -382,7 +382,7 @@ pub enum PlaybookError {
     },
 }
 
-fn located(path: &str, text: &str, error: &toml::de::Error) -> PlaybookError {
+pub(crate) fn located_error(path: &str, text: &str, error: &toml::de::Error) -> PlaybookError {
     let (line, column) = error.span().map_or((1, 1), |span| {
         let before = &text[..span.start.min(text.len())];
         let line = before.matches('\n').count() + 1;
@@ -418,7 +418,7 @@ pub fn load(path: &Path) -> Result<Playbook, PlaybookError> {
 
 /// Parses playbook text; `path` is only for messages.
 pub fn parse(path: &str, text: &str) -> Result<Playbook, PlaybookError> {
-    let kind: KindOnly = toml::from_str(text).map_err(|e| located(path, text, &e))?;
+    let kind: KindOnly = toml::from_str(text).map_err(|e| located_error(path, text, &e))?;
     let generate = |length: usize,
                     alphabet: &str,
                     characters: Option<String>,
@@ -471,7 +471,7 @@ pub fn parse(path: &str, text: &str) -> Result<Playbook, PlaybookError> {
     };
     match kind.kind.as_deref() {
         Some("random") => {
-            let f: RandomFile = toml::from_str(text).map_err(|e| located(path, text, &e))?;
+            let f: RandomFile = toml::from_str(text).map_err(|e| located_error(path, text, &e))?;
             Ok(Playbook::Random(generate(
                 f.length,
                 &f.alphabet,
@@ -481,7 +481,7 @@ pub fn parse(path: &str, text: &str) -> Result<Playbook, PlaybookError> {
             )?))
         }
         Some("command") => {
-            let f: CommandFile = toml::from_str(text).map_err(|e| located(path, text, &e))?;
+            let f: CommandFile = toml::from_str(text).map_err(|e| located_error(path, text, &e))?;
             if f.install.is_empty() {
                 return Err(invalid(
                     path,
@@ -501,7 +501,8 @@ pub fn parse(path: &str, text: &str) -> Result<Playbook, PlaybookError> {
             })
         }
         Some("iam-access-key") => {
-            let f: AccessKeyFile = toml::from_str(text).map_err(|e| located(path, text, &e))?;
+            let f: AccessKeyFile =
+                toml::from_str(text).map_err(|e| located_error(path, text, &e))?;
             let duration = |key: &str, text: &str| {
                 humantime::parse_duration(text)
                     .map_err(|e| invalid(path, format!("{key} = \"{text}\": {e}")))
@@ -518,7 +519,7 @@ pub fn parse(path: &str, text: &str) -> Result<Playbook, PlaybookError> {
             }))
         }
         Some("http") => {
-            let f: HttpFile = toml::from_str(text).map_err(|e| located(path, text, &e))?;
+            let f: HttpFile = toml::from_str(text).map_err(|e| located_error(path, text, &e))?;
             let timeout = humantime::parse_duration(&f.timeout)
                 .map_err(|e| invalid(path, format!("timeout = \"{}\": {e}", f.timeout)))?;
             // Every URL must be HTTPS, and every placeholder known where it is used.
@@ -575,7 +576,7 @@ pub fn parse(path: &str, text: &str) -> Result<Playbook, PlaybookError> {
             })))
         }
         Some("native") => {
-            let f: NativeFile = toml::from_str(text).map_err(|e| located(path, text, &e))?;
+            let f: NativeFile = toml::from_str(text).map_err(|e| located_error(path, text, &e))?;
             let duration = |key: &str, text: &str| {
                 humantime::parse_duration(text)
                     .map_err(|e| invalid(path, format!("{key} = \"{text}\": {e}")))
@@ -585,6 +586,11 @@ pub fn parse(path: &str, text: &str) -> Result<Playbook, PlaybookError> {
                 poll: duration("poll", &f.poll)?,
             })
         }
+        Some("trial") => Err(invalid(
+            path,
+            "this is a trial playbook ([trial] playbook in config.toml), not a rotation playbook"
+                .to_owned(),
+        )),
         Some(other) => Err(invalid(
             path,
             format!("unknown kind `{other}` (random, command, iam-access-key, http, native)"),
@@ -732,8 +738,11 @@ mod tests {
         let mut kinds = std::collections::BTreeSet::new();
         for entry in std::fs::read_dir(dir).expect("playbooks dir").flatten() {
             let path = entry.path();
+            let is_trial = std::fs::read_to_string(&path)
+                .is_ok_and(|t| t.lines().any(|l| l.trim() == "kind = \"trial\""));
             if path.extension().is_some_and(|e| e == "toml")
                 && path.file_name() != Some("Cargo.toml".as_ref())
+                && !is_trial
             {
                 let playbook = load(&path).unwrap_or_else(|e| panic!("{e}"));
                 kinds.insert(playbook.kind());
