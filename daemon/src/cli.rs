@@ -151,7 +151,13 @@ pub enum Command {
     /// most [planner] max_roles_per_apply. A role whose policies changed since the plan is
     /// refused. Each role's policies are snapshotted first, for `whittle rollback`.
     Apply(ApplyArgs),
-    /// Restore a role's policies to the snapshot taken before a change (an apply).
+    /// Try a plan on its staging roles: apply it (as a permissions boundary with a dead-man
+    /// statement, or by replacing the policies), exercise the workload, watch for denials, and
+    /// roll back the moment one appears. Runs until the verdict; exits 0 when every tried role
+    /// passed, 1 when one was rolled back or refused. A passed plan applies without --force.
+    Trial(TrialArgs),
+    /// Restore a role to its snapshot: the policies from before an apply (CHANGE_ID), or a
+    /// running trial's (TRIAL_ID); --role takes the role's running trial or latest change.
     Rollback(RollbackArgs),
     /// Rotate the secrets of [[rotation]] that are due (or, with --now, the selected ones).
     ///
@@ -253,8 +259,22 @@ pub struct ApplyArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct TrialArgs {
+    /// The plan id.
+    pub plan_id: String,
+    /// Only this role of the plan (repeatable).
+    #[arg(long = "role", value_name = "ARN")]
+    pub roles: Vec<String>,
+    /// The trial playbook (overrides [trial] playbook).
+    #[arg(long, value_name = "PATH")]
+    pub playbook: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
 pub struct RollbackArgs {
-    /// The change id `whittle apply` printed.
+    /// The change id `whittle apply` printed, or a trial id.
     #[arg(required_unless_present = "role")]
     pub change_id: Option<String>,
     /// Roll back the latest change of this role instead.

@@ -56,10 +56,49 @@ pub async fn run(
             ))
         }
         crate::config::ROTATION_UPKEEP_JOB => crate::rotate::upkeep(ctx).await,
+        "trial" => trial_job(ctx).await,
         other => match other.strip_prefix(crate::config::ROTATION_JOB_PREFIX) {
             Some(rotation) => rotate_job(ctx, rotation).await,
             None => anyhow::bail!("unknown job `{other}`"),
         },
+    }
+}
+
+/// Tries the newest proposed plan that changes roles and has no trial yet.
+async fn trial_job(ctx: &JobContext) -> anyhow::Result<String> {
+    let tried: std::collections::BTreeSet<String> = ctx
+        .state
+        .tree::<crate::trial::TrialRecord>()?
+        .iter()
+        .filter_map(|item| item.ok().map(|(_, t)| t.plan_id))
+        .collect();
+    let mut plans: Vec<whittle_planner::plan::Plan> = ctx
+        .state
+        .tree::<crate::plan::StoredPlan>()?
+        .iter()
+        .filter_map(|item| item.ok().map(|(_, p)| p.0))
+        .filter(|p| p.status == whittle_planner::plan::PlanStatus::Proposed && p.has_changes())
+        .filter(|p| !tried.contains(&p.id))
+        .collect();
+    plans.sort_by(|a, b| b.id.cmp(&a.id));
+    let Some(plan) = plans.first() else {
+        return Ok("no untried plan".to_owned());
+    };
+    let playbook = crate::trial::playbook(&ctx.config, None)?;
+    let records =
+        crate::trial::run(&ctx.config, &ctx.aws, &ctx.state, &plan.id, &[], &playbook).await?;
+    let summary = records
+        .iter()
+        .map(|r| format!("{} {}", r.role_arn, r.status.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if records
+        .iter()
+        .all(|r| r.status == crate::trial::TrialStatus::Passed)
+    {
+        Ok(format!("plan {}: {summary}", plan.id))
+    } else {
+        anyhow::bail!("plan {}: {summary}", plan.id)
     }
 }
 

@@ -21,6 +21,7 @@ mod records;
 mod rotate;
 mod scheduler;
 mod status;
+mod trial;
 mod usage;
 
 use std::process::ExitCode;
@@ -35,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
     ApplyArgs, Cli, Command, IamDataCommand, MineArgs, OutputFormat, PlanArgs, PlanCommand,
-    PlanFormat, PolicyCommand, RollbackArgs, RotateArgs, StatusArgs, UsageArgs,
+    PlanFormat, PolicyCommand, RollbackArgs, RotateArgs, StatusArgs, TrialArgs, UsageArgs,
 };
 use crate::config::Config;
 
@@ -105,6 +106,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply(args) => {
             let config = load(&cli)?;
             runtime()?.block_on(apply_command(config, args))
+        }
+        Command::Trial(args) => {
+            let config = load(&cli)?;
+            runtime()?.block_on(trial_command(config, args))
         }
         Command::Rollback(args) => {
             let config = load(&cli)?;
@@ -266,8 +271,70 @@ async fn apply_command(config: Config, args: &ApplyArgs) -> anyhow::Result<ExitC
     })
 }
 
+async fn trial_command(config: Config, args: &TrialArgs) -> anyhow::Result<ExitCode> {
+    let playbook = trial::playbook(&config, args.playbook.as_deref())?;
+    let state = open_state_reconciled(&config).await?;
+    let aws = aws::Aws::new(&config).await?;
+    let records = trial::run(&config, &aws, &state, &args.plan_id, &args.roles, &playbook).await?;
+    match args.format {
+        OutputFormat::Text => {
+            for r in &records {
+                println!(
+                    "{} {} (trial {}){}",
+                    r.status.as_str(),
+                    r.role_arn,
+                    r.id,
+                    r.reason
+                        .as_ref()
+                        .map(|x| format!(": {x}"))
+                        .unwrap_or_default()
+                );
+                for d in &r.denied {
+                    println!(
+                        "    denied {} at {} (event {})",
+                        d.action, d.time, d.event_id
+                    );
+                }
+            }
+        }
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&records)?),
+    }
+    Ok(
+        if records
+            .iter()
+            .all(|r| r.status == trial::TrialStatus::Passed)
+        {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
+}
+
 async fn rollback_command(config: Config, args: &RollbackArgs) -> anyhow::Result<ExitCode> {
     let state = open_state_reconciled(&config).await?;
+    // A running trial first (by id, or the role's); otherwise a change.
+    let trial_id = args
+        .change_id
+        .as_deref()
+        .filter(|id| id.starts_with("trial-"));
+    if trial_id.is_some() || args.role.is_some() {
+        if let Some(record) =
+            trial::rollback(&config, &state, trial_id, args.role.as_deref()).await?
+        {
+            match args.format {
+                OutputFormat::Text => println!(
+                    "restored {} to its snapshot before trial {} (plan {})",
+                    record.role_arn, record.id, record.plan_id
+                ),
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&record)?),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(id) = trial_id {
+            anyhow::bail!("trial `{id}` is not running (`whittle status` lists trials)");
+        }
+    }
     let change = plan::rollback(
         &config,
         &state,

@@ -149,7 +149,7 @@ pub async fn targets(config: &Config, aws: &Aws, only: &[String]) -> anyhow::Res
 }
 
 /// A new id: UTC time to the second and a random suffix, sortable and unique.
-fn new_id(prefix: &str) -> String {
+pub(crate) fn new_id(prefix: &str) -> String {
     let now = format_time(i64::try_from(clock::now().0).unwrap_or_default());
     let compact: String = now.chars().filter(char::is_ascii_digit).take(14).collect();
     format!(
@@ -377,7 +377,7 @@ pub async fn apply(
 
 /// Applies one role's proposal under a journal; on a failure part-way the role is restored
 /// to its snapshot before the error is returned.
-async fn apply_role(
+pub(crate) async fn apply_role(
     aws: &Aws,
     state: &State,
     plan_id: &str,

@@ -54,6 +54,12 @@ impl Registry {
             );
         }
         registry.register(
+            crate::trial::TRIAL_JOURNAL,
+            Box::new(crate::trial::TrialRecovery {
+                config: std::sync::Arc::clone(&config),
+            }),
+        );
+        registry.register(
             whittle_playbooks::rotation::machine::ROTATION_JOURNAL,
             Box::new(crate::rotate::RotationRecovery { config }),
         );

@@ -36,9 +36,26 @@ pub struct StatusReport {
     /// Each configured rotation: last rotation, next due time, state.
     #[serde(default)]
     pub rotations: Vec<RotationStatus>,
+    /// The latest trials, newest first: running, passed, rolled back (with why).
+    #[serde(default)]
+    pub trials: Vec<TrialSummary>,
     /// Present with `--check-aws`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<Vec<AwsCheck>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrialSummary {
+    pub id: String,
+    pub plan_id: String,
+    pub role_arn: String,
+    pub started_at: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The denied actions that made the trial roll back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -226,6 +243,27 @@ pub fn build(
         .collect::<Result<_, _>>()?;
     changes.sort_by_key(|c| std::cmp::Reverse(c.0));
     let changes = changes.into_iter().take(RECENT).map(|(_, c)| c).collect();
+    let mut trials: Vec<crate::trial::TrialRecord> = state
+        .tree::<crate::trial::TrialRecord>()?
+        .iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    trials.sort_by_key(|t| std::cmp::Reverse(t.started_at));
+    let trials = trials
+        .into_iter()
+        .take(RECENT)
+        .map(|t| TrialSummary {
+            id: t.id,
+            plan_id: t.plan_id,
+            role_arn: t.role_arn,
+            started_at: clock::format(t.started_at),
+            status: t.status.as_str().to_owned(),
+            reason: t.reason,
+            denied: t.denied.into_iter().map(|d| d.action).collect(),
+        })
+        .collect();
     let mut rotations = Vec::new();
     let records = state.tree::<crate::rotate::RotationRecord>()?;
     for rotation in &config.rotation {
@@ -290,6 +328,7 @@ pub fn build(
         plans,
         changes,
         rotations,
+        trials,
         aws: None,
     })
 }
@@ -355,6 +394,27 @@ pub fn render_text(report: &StatusReport) -> String {
         "\nusage: {} principal(s) from {} mined trail file(s); `whittle usage` shows them",
         report.usage.principals, report.usage.mined_files
     );
+    if !report.trials.is_empty() {
+        let _ = writeln!(
+            out,
+            "\ntrials (latest first; `whittle rollback TRIAL_ID` undoes a running one):"
+        );
+        for t in &report.trials {
+            let _ = writeln!(
+                out,
+                "  {}  {}  {}  {} (plan {}){}",
+                t.id,
+                t.started_at,
+                t.status,
+                t.role_arn,
+                t.plan_id,
+                t.reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     if !report.rotations.is_empty() {
         let _ = writeln!(out, "\nrotations:");
         for r in &report.rotations {

@@ -252,4 +252,140 @@ impl Aws {
             )),
         }
     }
+
+    /// Creates a customer-managed policy; returns its ARN. An existing policy of that name
+    /// (a retried step) is returned as is.
+    pub async fn create_policy(
+        &self,
+        account: &str,
+        name: &str,
+        document: &str,
+        description: &str,
+    ) -> anyhow::Result<String> {
+        let iam = self.iam(account)?;
+        match iam
+            .create_policy()
+            .policy_name(name)
+            .policy_document(document)
+            .description(description)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .policy()
+                .and_then(|p| p.arn())
+                .unwrap_or_default()
+                .to_owned()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_entity_already_exists_exception()) =>
+            {
+                let identity = self.caller_identity(account).await?;
+                Ok(format!("arn:aws:iam::{}:policy/{name}", identity.account))
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "iam:CreatePolicy {name} failed: {}",
+                describe(&e, self.endpoint.as_deref())
+            )),
+        }
+    }
+
+    /// Deletes a customer-managed policy; one already gone counts as deleted.
+    pub async fn delete_policy(&self, account: &str, arn: &str) -> anyhow::Result<()> {
+        match self
+            .iam(account)?
+            .delete_policy()
+            .policy_arn(arn)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "iam:DeletePolicy {arn} failed: {}",
+                describe(&e, self.endpoint.as_deref())
+            )),
+        }
+    }
+
+    pub async fn put_role_permissions_boundary(
+        &self,
+        account: &str,
+        role_arn: &str,
+        policy_arn: &str,
+    ) -> anyhow::Result<()> {
+        let name = role_name(role_arn);
+        self.iam(account)?
+            .put_role_permissions_boundary()
+            .role_name(name)
+            .permissions_boundary(policy_arn)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "iam:PutRolePermissionsBoundary on role {name} failed: {}",
+                    describe(&e, self.endpoint.as_deref())
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Removes the role's permissions boundary; a role without one counts as done.
+    pub async fn delete_role_permissions_boundary(
+        &self,
+        account: &str,
+        role_arn: &str,
+    ) -> anyhow::Result<()> {
+        let name = role_name(role_arn);
+        match self
+            .iam(account)?
+            .delete_role_permissions_boundary()
+            .role_name(name)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "iam:DeleteRolePermissionsBoundary on role {name} failed: {}",
+                describe(&e, self.endpoint.as_deref())
+            )),
+        }
+    }
+
+    /// Invokes a Lambda function synchronously; Err names a function error.
+    pub async fn invoke_function(
+        &self,
+        account: &str,
+        function: &str,
+        payload: &str,
+    ) -> anyhow::Result<()> {
+        let lambda = aws_sdk_lambda::Client::new(&self.handle(account)?.sdk);
+        let out = lambda
+            .invoke()
+            .function_name(function)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload.as_bytes()))
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "lambda:Invoke {function} failed: {}",
+                    describe(&e, self.endpoint.as_deref())
+                )
+            })?;
+        if let Some(error) = out.function_error() {
+            anyhow::bail!("lambda:Invoke {function}: the function failed ({error})");
+        }
+        Ok(())
+    }
 }

@@ -314,6 +314,9 @@ pub struct JobsConfig {
     /// Mines the configured CloudTrail sources into the usage store.
     #[serde(default)]
     pub mine: Option<JobSchedule>,
+    /// Tries the newest proposed plan that has not been tried yet in staging.
+    #[serde(default)]
+    pub trial: Option<JobSchedule>,
 }
 
 impl JobsConfig {
@@ -323,6 +326,7 @@ impl JobsConfig {
             ("check-aws", &self.check_aws),
             ("discover", &self.discover),
             ("mine", &self.mine),
+            ("trial", &self.trial),
         ]
         .into_iter()
         .filter_map(|(name, schedule)| schedule.as_ref().map(|s| (name, s)))
@@ -491,6 +495,10 @@ pub struct TrialConfig {
     /// account is refused before a change.
     #[serde(default)]
     pub staging_accounts: Vec<String>,
+    /// The trial playbook (TOML, `kind = "trial"`), relative to this file; default: the
+    /// built-in defaults (15 min window, 30 s detection, boundary mode, no exercise).
+    #[serde(default)]
+    pub playbook: Option<PathBuf>,
 }
 
 fn default_region() -> String {

@@ -538,6 +538,14 @@ fn cross_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
             "max_roles_per_apply of 0 would make `whittle apply` refuse every plan".to_owned(),
         ));
     }
+    if let Some(path) = &config.trial.playbook
+        && let Err(error) = whittle_playbooks::trial::load(&config.base_dir.join(path))
+    {
+        found.push((
+            vec![Key("trial"), Key("playbook")],
+            format!("trial playbook {error}"),
+        ));
+    }
     for (i, name) in config.trial.staging_accounts.iter().enumerate() {
         if config.account(name).is_none() {
             found.push((

@@ -1,0 +1,901 @@
+//! `whittle trial`: a plan's proposal tried on staging roles, rolled back the moment the
+//! workload breaks.
+//!
+//! Per role: refuse unless the role's account is a configured staging account (checked with
+//! sts:GetCallerIdentity) and the role still has the policies the plan was made from; journal
+//! the intent with the role's snapshot; apply (as a permissions boundary carrying a dead-man
+//! statement, or by replacing the policies as `whittle apply` does); exercise the workload;
+//! watch the role's denials (CloudTrail LookupEvents) and the exercise for the window; on any
+//! failure restore the snapshot, record the denied actions as *needed* (the next plan keeps
+//! them) and alert; on success remove the trial boundary (replaced policies stay) and, once
+//! every changed role of the plan passed, mark the plan trialled.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tracing::{info, warn};
+use whittle_planner::plan::{Plan, PlanStatus, RolePlan, RolePolicies, RoleStatus};
+use whittle_planner::policy::{Effect, OneOrMany, PolicyDocument, Statement};
+use whittle_playbooks::trial::{Mode, OnRestart, TrialPlaybook};
+use whittle_state::{JournalEntry, Record, State, Timestamp};
+
+use crate::aws::Aws;
+use crate::clock;
+use crate::config::Config;
+use crate::plan::{NeededActions, StoredPlan};
+use crate::reconcile::Recovery;
+
+pub const TRIAL_JOURNAL: &str = "trial";
+/// IAM's size limit for a managed policy (the trial boundary), whitespace not counted.
+const MANAGED_POLICY_LIMIT: usize = 6_144;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrialStatus {
+    Running,
+    Passed,
+    RolledBack,
+    Refused,
+}
+
+impl TrialStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialStatus::Running => "running",
+            TrialStatus::Passed => "passed",
+            TrialStatus::RolledBack => "rolled-back",
+            TrialStatus::Refused => "refused",
+        }
+    }
+}
+
+/// One denial seen during a trial: the evidence of a rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeniedEvent {
+    pub action: String,
+    pub event_id: String,
+    pub time: String,
+}
+
+/// A trial of one role, keyed by its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialRecord {
+    pub id: String,
+    pub plan_id: String,
+    pub role_arn: String,
+    pub account: String,
+    pub mode: Mode,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub status: TrialStatus,
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub denied: Vec<DeniedEvent>,
+}
+
+impl Record for TrialRecord {
+    const TREE: &'static str = "trials";
+    const VERSION: u16 = 1;
+    type Key = String;
+}
+
+/// What a trial journal's intent holds: enough to undo the trial with nothing else.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Intent {
+    trial_id: String,
+    plan_id: String,
+    account: String,
+    role_arn: String,
+    mode: Mode,
+    on_restart: OnRestart,
+    /// The trial boundary policy's name (boundary mode).
+    policy_name: String,
+    before: RolePolicies,
+    window_ms: u64,
+    detection_interval_ms: u64,
+    max_denials: u64,
+}
+
+/// The trial playbook: `--playbook`, else `[trial] playbook`, else the built-in defaults.
+pub fn playbook(config: &Config, path: Option<&std::path::Path>) -> anyhow::Result<TrialPlaybook> {
+    let path = path.map(std::path::Path::to_path_buf).or_else(|| {
+        config
+            .trial
+            .playbook
+            .as_ref()
+            .map(|p| config.base_dir.join(p))
+    });
+    match path {
+        Some(path) => {
+            whittle_playbooks::trial::load(&path).map_err(|e| anyhow::anyhow!("trial playbook {e}"))
+        }
+        None => whittle_playbooks::trial::parse("(built-in defaults)", "kind = \"trial\"\n")
+            .map_err(|e| anyhow::anyhow!("{e}")),
+    }
+}
+
+/// The trial boundary: the proposal's statements, and a dead-man statement that allows
+/// everything once `aws:CurrentTime` passes `deadline`, so the role gets its permissions back
+/// even if whittle never returns.
+pub fn boundary_document(role: &RolePlan, deadline: Timestamp) -> anyhow::Result<PolicyDocument> {
+    let mut statements: Vec<Statement> = Vec::new();
+    for (_, document) in role.proposed_documents().map_err(|e| anyhow::anyhow!(e))? {
+        statements.extend(document.statements().iter().cloned());
+    }
+    let mut dead_man = Statement::allow(vec!["*".to_owned()], vec!["*".to_owned()]);
+    dead_man.sid = Some("WhittleTrialDeadMan".to_owned());
+    let mut condition = whittle_planner::policy::ConditionBlock::new();
+    condition.insert(
+        "DateGreaterThan".to_owned(),
+        std::collections::BTreeMap::from([(
+            "aws:CurrentTime".to_owned(),
+            OneOrMany::One(whittle_planner::policy::ConditionValue(
+                serde_json::Value::String(clock::format(deadline)),
+            )),
+        )]),
+    );
+    dead_man.condition = Some(condition);
+    statements.push(dead_man);
+    debug_assert!(statements.iter().any(|s| s.effect == Effect::Allow));
+    Ok(PolicyDocument {
+        version: Some(whittle_planner::policy::document::VERSION_2012.to_owned()),
+        id: None,
+        statement: OneOrMany::Many(statements),
+    })
+}
+
+/// Tries `plan` on its changed roles (or only `roles`).
+pub async fn run(
+    config: &Config,
+    aws: &Aws,
+    state: &State,
+    plan_id: &str,
+    roles: &[String],
+    playbook: &TrialPlaybook,
+) -> anyhow::Result<Vec<TrialRecord>> {
+    let plan = crate::plan::load_plan(state, plan_id)?;
+    for arn in roles {
+        if !plan.roles.iter().any(|r| &r.role_arn == arn) {
+            anyhow::bail!("plan {plan_id} has no role {arn}");
+        }
+    }
+    let chosen: Vec<&RolePlan> = plan
+        .roles
+        .iter()
+        .filter(|r| r.status == RoleStatus::Changes)
+        .filter(|r| roles.is_empty() || roles.contains(&r.role_arn))
+        .collect();
+    if chosen.is_empty() {
+        anyhow::bail!("plan {plan_id} changes no role (of those selected): nothing to try");
+    }
+    let limit = config.targets.max_roles_per_run as usize;
+    if chosen.len() > limit {
+        anyhow::bail!(
+            "plan {plan_id} would try {} roles, more than [targets] max_roles_per_run = {limit}; try a few at a time with --role",
+            chosen.len()
+        );
+    }
+    let targets = crate::plan::targets(config, aws, &[]).await?;
+    let mut records = Vec::new();
+    for role in chosen {
+        let record = match targets.iter().find(|t| t.arn == role.role_arn) {
+            Some(target) => {
+                trial_role(config, aws, state, &plan, role, &target.account, playbook).await?
+            }
+            None => refused(
+                state,
+                &plan,
+                role,
+                "",
+                playbook.mode,
+                "the role is no longer a configured target (or is protected)".to_owned(),
+            )?,
+        };
+        records.push(record);
+    }
+    mark_trialled_when_all_passed(state, plan_id)?;
+    Ok(records)
+}
+
+fn refused(
+    state: &State,
+    plan: &Plan,
+    role: &RolePlan,
+    account: &str,
+    mode: Mode,
+    reason: String,
+) -> anyhow::Result<TrialRecord> {
+    warn!(role = %role.role_arn, %reason, "Trial refused before any change");
+    let record = TrialRecord {
+        id: crate::plan::new_id("trial"),
+        plan_id: plan.id.clone(),
+        role_arn: role.role_arn.clone(),
+        account: account.to_owned(),
+        mode,
+        started_at: clock::now(),
+        ended_at: Some(clock::now()),
+        status: TrialStatus::Refused,
+        reason: Some(reason),
+        denied: Vec::new(),
+    };
+    state.tree::<TrialRecord>()?.put(&record.id, &record)?;
+    state.flush()?;
+    Ok(record)
+}
+
+async fn trial_role(
+    config: &Config,
+    aws: &Aws,
+    state: &State,
+    plan: &Plan,
+    role: &RolePlan,
+    account: &str,
+    playbook: &TrialPlaybook,
+) -> anyhow::Result<TrialRecord> {
+    let refuse = |reason: String| refused(state, plan, role, account, playbook.mode, reason);
+    // Staging only: the account is listed, and the credentials really are in it.
+    if !config.trial.staging_accounts.iter().any(|a| a == account) {
+        return refuse(format!(
+            "account `{account}` is not in [trial] staging_accounts ({}): trials change roles only in staging",
+            config.trial.staging_accounts.join(", ")
+        ));
+    }
+    let identity = aws.caller_identity(account).await?;
+    let role_account = role.role_arn.split(':').nth(4).unwrap_or_default();
+    if identity.account != role_account {
+        return refuse(format!(
+            "the credentials for `{account}` are in account {} but the role is in {role_account}",
+            identity.account
+        ));
+    }
+    let now = aws.role_policies(account, &role.role_arn).await?;
+    if !now.same_as(&role.current) {
+        return refuse(format!(
+            "the role's policies changed since plan {} was made; run `whittle plan` again",
+            plan.id
+        ));
+    }
+    if playbook.mode == Mode::Boundary && now.boundary.is_some() {
+        return refuse(
+            "the role already has a permissions boundary, which a trial boundary would replace (and so widen); use a playbook with mode = \"replace\"".to_owned(),
+        );
+    }
+    let trial_id = crate::plan::new_id("trial");
+    let started_at = clock::now();
+    let deadline = Timestamp(
+        started_at.0 + u64::try_from(playbook.dead_man.as_millis()).unwrap_or(u64::MAX / 4),
+    );
+    let boundary = match playbook.mode {
+        Mode::Boundary => {
+            let document = boundary_document(role, deadline)?;
+            let size = document.to_compact().len();
+            if size > MANAGED_POLICY_LIMIT {
+                return refuse(format!(
+                    "the trial boundary needs {size} characters, more than a managed policy's {MANAGED_POLICY_LIMIT}; use mode = \"replace\""
+                ));
+            }
+            Some(document)
+        }
+        Mode::Replace => None,
+    };
+    let intent = Intent {
+        trial_id: trial_id.clone(),
+        plan_id: plan.id.clone(),
+        account: account.to_owned(),
+        role_arn: role.role_arn.clone(),
+        mode: playbook.mode,
+        on_restart: playbook.on_restart,
+        policy_name: format!("whittle-{trial_id}"),
+        before: now,
+        window_ms: u64::try_from(playbook.window.as_millis()).unwrap_or(u64::MAX / 4),
+        detection_interval_ms: u64::try_from(playbook.detection_interval.as_millis())
+            .unwrap_or(1000),
+        max_denials: playbook.max_denials,
+    };
+    let mut record = TrialRecord {
+        id: trial_id.clone(),
+        plan_id: plan.id.clone(),
+        role_arn: role.role_arn.clone(),
+        account: account.to_owned(),
+        mode: playbook.mode,
+        started_at,
+        ended_at: None,
+        status: TrialStatus::Running,
+        reason: None,
+        denied: Vec::new(),
+    };
+    let trials = state.tree::<TrialRecord>()?;
+    trials.put(&record.id, &record)?;
+    let journal = state.journal_begin(
+        TRIAL_JOURNAL,
+        &role.role_arn,
+        serde_json::to_value(&intent)?,
+        clock::now(),
+    )?;
+    crate::faults::crash_point("trial:begin");
+    info!(role = %role.role_arn, trial = %trial_id, mode = ?playbook.mode, "Trial starts");
+
+    // Apply.
+    let applied = async {
+        match &boundary {
+            Some(document) => {
+                let arn = aws
+                    .create_policy(
+                        account,
+                        &intent.policy_name,
+                        &document.to_compact(),
+                        &format!("whittle trial {trial_id} of plan {}", plan.id),
+                    )
+                    .await?;
+                state.journal_step(
+                    journal,
+                    "policy-created",
+                    json!({ "arn": arn }),
+                    clock::now(),
+                )?;
+                crate::faults::crash_point("trial:policy-created");
+                aws.put_role_permissions_boundary(account, &role.role_arn, &arn)
+                    .await?;
+                state.journal_step(journal, "applied", json!({ "boundary": arn }), clock::now())?;
+            }
+            None => {
+                let change = crate::plan::apply_role(aws, state, &plan.id, role, account).await?;
+                state.journal_step(
+                    journal,
+                    "applied",
+                    json!({ "change": change }),
+                    clock::now(),
+                )?;
+            }
+        }
+        crate::faults::crash_point("trial:applied");
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(error) = applied {
+        let reason = format!("the apply failed: {}", crate::one_line(&error));
+        undo(config, aws, state, &intent).await?;
+        return finish(
+            config,
+            state,
+            journal,
+            record,
+            TrialStatus::RolledBack,
+            Some(reason),
+            Vec::new(),
+        )
+        .await;
+    }
+    let applied_at = clock::now();
+
+    // Exercise and watch.
+    let verdict = watch(config, aws, &intent, applied_at, Some(&playbook.exercise)).await;
+    match verdict {
+        Ok(()) => {
+            if intent.mode == Mode::Boundary {
+                // Passed: the trial boundary goes; the role keeps its (unchanged) policies
+                // until `whittle apply`.
+                undo(config, aws, state, &intent).await?;
+            }
+            state.journal_step(journal, "verdict", json!({ "passed": true }), clock::now())?;
+            finish(
+                config,
+                state,
+                journal,
+                record,
+                TrialStatus::Passed,
+                None,
+                Vec::new(),
+            )
+            .await
+        }
+        Err(failure) => {
+            state.journal_step(
+                journal,
+                "verdict",
+                json!({ "passed": false, "reason": failure.reason }),
+                clock::now(),
+            )?;
+            crate::faults::crash_point("trial:verdict");
+            undo(config, aws, state, &intent).await?;
+            record_needed(state, &intent.role_arn, &failure.denied)?;
+            record.denied = failure.denied.clone();
+            finish(
+                config,
+                state,
+                journal,
+                record,
+                TrialStatus::RolledBack,
+                Some(failure.reason),
+                failure.denied,
+            )
+            .await
+        }
+    }
+}
+
+async fn finish(
+    config: &Config,
+    state: &State,
+    journal: whittle_state::JournalId,
+    mut record: TrialRecord,
+    status: TrialStatus,
+    reason: Option<String>,
+    denied: Vec<DeniedEvent>,
+) -> anyhow::Result<TrialRecord> {
+    record.status = status;
+    record.reason.clone_from(&reason);
+    record.denied = denied;
+    record.ended_at = Some(clock::now());
+    state.tree::<TrialRecord>()?.put(&record.id, &record)?;
+    state.journal_finish(
+        journal,
+        status.as_str(),
+        json!({ "reason": reason }),
+        clock::now(),
+    )?;
+    state.flush()?;
+    match status {
+        TrialStatus::RolledBack => {
+            crate::notify::alert(
+                config,
+                "trial-rolled-back",
+                &record.role_arn,
+                &format!(
+                    "trial {} of plan {} rolled back: {}",
+                    record.id,
+                    record.plan_id,
+                    reason.as_deref().unwrap_or("")
+                ),
+            )
+            .await;
+        }
+        _ => {
+            info!(role = %record.role_arn, trial = %record.id, status = status.as_str(), "Trial finished")
+        }
+    }
+    Ok(record)
+}
+
+/// Why a trial failed, with the denied events it saw.
+#[derive(Debug)]
+struct Failure {
+    reason: String,
+    denied: Vec<DeniedEvent>,
+}
+
+/// Runs the exercise (if any) and watches the role's denials until the window ends; the
+/// first failure signal ends the watch.
+async fn watch(
+    config: &Config,
+    aws: &Aws,
+    intent: &Intent,
+    applied_at: Timestamp,
+    exercise: Option<&whittle_playbooks::trial::Exercise>,
+) -> Result<(), Failure> {
+    let window_end = applied_at.0 + intent.window_ms;
+    let interval = Duration::from_millis(intent.detection_interval_ms);
+    let mut exercising = exercise.map(|e| {
+        let e = e.clone();
+        let aws = aws.clone();
+        let account = intent.account.clone();
+        tokio::spawn(async move { run_exercise(&aws, &account, &e).await })
+    });
+    loop {
+        let next = tokio::time::sleep(interval);
+        tokio::pin!(next);
+        let finished = match exercising.as_mut() {
+            Some(task) => tokio::select! {
+                result = task => Some(result),
+                () = &mut next => None,
+            },
+            None => {
+                next.await;
+                None
+            }
+        };
+        if let Some(result) = finished {
+            exercising = None;
+            let failed = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(crate::one_line(&e)),
+                Err(e) => Some(format!("the exercise task failed: {e}")),
+            };
+            if let Some(reason) = failed {
+                // The exercise failed: look at the denials first, they say why.
+                let denied = denials_since(aws, config, intent, applied_at)
+                    .await
+                    .unwrap_or_default();
+                return Err(Failure {
+                    reason: format!("the exercise failed: {reason}"),
+                    denied,
+                });
+            }
+        }
+        match denials_since(aws, config, intent, applied_at).await {
+            Ok(denied) if denied.len() as u64 > intent.max_denials => {
+                let actions: std::collections::BTreeSet<&str> =
+                    denied.iter().map(|d| d.action.as_str()).collect();
+                return Err(Failure {
+                    reason: format!(
+                        "{} denial(s) of the role after the apply: {}",
+                        denied.len(),
+                        actions.into_iter().collect::<Vec<_>>().join(", ")
+                    ),
+                    denied,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %crate::one_line(&e), "Cannot look for denials now; trying again")
+            }
+        }
+        if clock::now().0 >= window_end && exercising.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+async fn run_exercise(
+    aws: &Aws,
+    account: &str,
+    exercise: &whittle_playbooks::trial::Exercise,
+) -> anyhow::Result<()> {
+    let work = async {
+        if let Some(argv) = &exercise.command {
+            let (program, args) = argv
+                .split_first()
+                .ok_or_else(|| anyhow::anyhow!("empty exercise command"))?;
+            let output = tokio::process::Command::new(program)
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .output()
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot start `{program}`: {e}"))?;
+            if !output.status.success() {
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                let last = stderr
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
+                anyhow::bail!("`{program}` exited with {}: {}", output.status, last.trim());
+            }
+        }
+        if let Some(invoke) = &exercise.invoke {
+            for payload in &invoke.payloads {
+                aws.invoke_function(account, &invoke.function, payload)
+                    .await?;
+            }
+        }
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(exercise.timeout, work)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the exercise did not finish within {}",
+                humantime::format_duration(exercise.timeout)
+            )
+        })?
+}
+
+/// Denials of the trial's role since `since` (LookupEvents, management events).
+async fn denials_since(
+    aws: &Aws,
+    config: &Config,
+    intent: &Intent,
+    since: Timestamp,
+) -> anyhow::Result<Vec<DeniedEvent>> {
+    // CloudTrail times are to the second: start at the second of the apply.
+    let start = i64::try_from(since.0 / 1000 * 1000).unwrap_or(0);
+    let end = clock::now_ms() + 1000;
+    let mut token = None;
+    let mut out = Vec::new();
+    loop {
+        let page = aws
+            .lookup_events(
+                &intent.account,
+                &config.aws.region,
+                start,
+                end,
+                token.take(),
+            )
+            .await
+            .map_err(|e| match e {
+                crate::aws::mining::LookupError::Throttled(t) => {
+                    anyhow::anyhow!("cloudtrail:LookupEvents throttled: {t}")
+                }
+                crate::aws::mining::LookupError::Other(e) => e,
+            })?;
+        for event in &page.events {
+            let Ok(record) = serde_json::from_str::<serde_json::Value>(event) else {
+                continue;
+            };
+            let issuer = record["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"].as_str();
+            let code = record["errorCode"].as_str().unwrap_or_default();
+            if issuer != Some(intent.role_arn.as_str())
+                || !whittle_planner::mapping::is_denial(code)
+            {
+                continue;
+            }
+            let action = record["errorMessage"]
+                .as_str()
+                .and_then(whittle_planner::mapping::denied_action_of_message)
+                .map(str::to_owned)
+                .unwrap_or_else(|| {
+                    format!(
+                        "{}:{}",
+                        record["eventSource"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .split('.')
+                            .next()
+                            .unwrap_or_default(),
+                        record["eventName"].as_str().unwrap_or_default()
+                    )
+                });
+            out.push(DeniedEvent {
+                action,
+                event_id: record["eventID"].as_str().unwrap_or_default().to_owned(),
+                time: record["eventTime"].as_str().unwrap_or_default().to_owned(),
+            });
+        }
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The next plan keeps what the trial found the role needs.
+fn record_needed(state: &State, role_arn: &str, denied: &[DeniedEvent]) -> anyhow::Result<()> {
+    if denied.is_empty() {
+        return Ok(());
+    }
+    let tree = state.tree::<NeededActions>()?;
+    let key = role_arn.to_owned();
+    let mut needed = tree.get(&key)?.unwrap_or_default();
+    for d in denied {
+        needed.actions.insert(d.action.clone(), clock::now());
+    }
+    tree.put(&key, &needed)?;
+    Ok(())
+}
+
+/// Puts the role back as the intent's snapshot has it: the trial boundary removed and its
+/// policy deleted, or the replaced policies restored. Idempotent.
+async fn undo(config: &Config, aws: &Aws, state: &State, intent: &Intent) -> anyhow::Result<()> {
+    match intent.mode {
+        Mode::Boundary => {
+            let now = aws.role_policies(&intent.account, &intent.role_arn).await?;
+            let ours = format!(":policy/{}", intent.policy_name);
+            if now
+                .boundary
+                .as_ref()
+                .is_some_and(|b| b.arn.ends_with(&ours))
+            {
+                aws.delete_role_permissions_boundary(&intent.account, &intent.role_arn)
+                    .await?;
+            }
+            let identity = aws.caller_identity(&intent.account).await?;
+            aws.delete_policy(
+                &intent.account,
+                &format!(
+                    "arn:aws:iam::{}:policy/{}",
+                    identity.account, intent.policy_name
+                ),
+            )
+            .await?;
+        }
+        Mode::Replace => {
+            // The apply's own journal and change record hold the snapshot.
+            let changes = state.tree::<crate::plan::ChangeRecord>()?;
+            let change = changes
+                .iter()
+                .filter_map(|item| item.ok().map(|(_, c)| c))
+                .filter(|c| c.plan_id == intent.plan_id && c.role_arn == intent.role_arn)
+                .filter(|c| c.status != crate::plan::ChangeStatus::RolledBack)
+                .max_by_key(|c| c.started_at);
+            if let Some(change) = change {
+                crate::plan::rollback(config, state, Some(&change.id), None).await?;
+            }
+        }
+    }
+    let after = aws.role_policies(&intent.account, &intent.role_arn).await?;
+    if !after.same_as(&intent.before) {
+        anyhow::bail!(
+            "role {} still differs from its snapshot after the rollback; check it by hand",
+            intent.role_arn
+        );
+    }
+    Ok(())
+}
+
+fn mark_trialled_when_all_passed(state: &State, plan_id: &str) -> anyhow::Result<()> {
+    let plans = state.tree::<StoredPlan>()?;
+    let Some(StoredPlan(mut plan)) = plans.get(&plan_id.to_owned())? else {
+        return Ok(());
+    };
+    let trials: Vec<TrialRecord> = state
+        .tree::<TrialRecord>()?
+        .iter()
+        .filter_map(|item| item.ok().map(|(_, t)| t))
+        .filter(|t| t.plan_id == plan_id)
+        .collect();
+    let all_passed = plan
+        .roles
+        .iter()
+        .filter(|r| r.status == RoleStatus::Changes)
+        .all(|r| {
+            trials
+                .iter()
+                .filter(|t| t.role_arn == r.role_arn)
+                .max_by_key(|t| t.started_at)
+                .is_some_and(|t| t.status == TrialStatus::Passed)
+        });
+    if all_passed && plan.status == PlanStatus::Proposed {
+        plan.status = PlanStatus::Trialled;
+        plans.put(&plan.id.clone(), &StoredPlan(plan))?;
+        state.flush()?;
+        info!(
+            plan = plan_id,
+            "Every changed role passed its trial: the plan is trialled"
+        );
+    }
+    Ok(())
+}
+
+/// Rolls back a running trial by hand (`whittle rollback TRIAL_ID`, or `--role` for the
+/// role's running trial).
+pub async fn rollback(
+    config: &Config,
+    state: &State,
+    trial_id: Option<&str>,
+    role: Option<&str>,
+) -> anyhow::Result<Option<TrialRecord>> {
+    let open = state
+        .journal_unfinished()?
+        .into_iter()
+        .filter(|e| e.kind == TRIAL_JOURNAL)
+        .find(|e| {
+            let intent: Option<Intent> = serde_json::from_value(e.intent.clone()).ok();
+            intent.is_some_and(|i| {
+                trial_id.is_some_and(|id| id == i.trial_id) || role.is_some_and(|r| r == i.role_arn)
+            })
+        });
+    let Some(entry) = open else {
+        return Ok(None);
+    };
+    let intent: Intent = serde_json::from_value(entry.intent.clone())?;
+    let aws = Aws::new(config).await?;
+    undo(config, &aws, state, &intent).await?;
+    let record = state
+        .tree::<TrialRecord>()?
+        .get(&intent.trial_id)?
+        .ok_or_else(|| anyhow::anyhow!("trial {} has no record", intent.trial_id))?;
+    Ok(Some(
+        finish(
+            config,
+            state,
+            entry.id,
+            record,
+            TrialStatus::RolledBack,
+            Some("rolled back by hand".to_owned()),
+            Vec::new(),
+        )
+        .await?,
+    ))
+}
+
+/// The reconcile pass's recovery for trial journals: roll back (the default), or resume the
+/// watch for what is left of the window, as the trial's playbook said.
+#[derive(Debug)]
+pub struct TrialRecovery {
+    pub config: Arc<Config>,
+}
+
+impl Recovery for TrialRecovery {
+    fn recover<'a>(
+        &'a self,
+        state: &'a State,
+        entry: &'a JournalEntry,
+    ) -> Pin<Box<dyn std::future::Future<Output = anyhow::Result<String>> + Send + 'a>> {
+        Box::pin(async move {
+            let intent: Intent = serde_json::from_value(entry.intent.clone())?;
+            let aws = Aws::new(&self.config).await?;
+            let record = state
+                .tree::<TrialRecord>()?
+                .get(&intent.trial_id)?
+                .ok_or_else(|| anyhow::anyhow!("trial {} has no record", intent.trial_id))?;
+            let applied = entry
+                .steps
+                .iter()
+                .find(|s| s.name == "applied")
+                .map(|s| s.at);
+            let decided = entry.steps.iter().find(|s| s.name == "verdict");
+            let passed = decided.is_some_and(|s| s.detail["passed"] == true);
+            if let (OnRestart::Resume, Some(applied_at), None) =
+                (intent.on_restart, applied, decided)
+            {
+                let verdict = watch(&self.config, &aws, &intent, applied_at, None).await;
+                return Ok(match verdict {
+                    Ok(()) => {
+                        if intent.mode == Mode::Boundary {
+                            undo(&self.config, &aws, state, &intent).await?;
+                        }
+                        finish(
+                            &self.config,
+                            state,
+                            entry.id,
+                            record,
+                            TrialStatus::Passed,
+                            None,
+                            Vec::new(),
+                        )
+                        .await?;
+                        mark_trialled_when_all_passed(state, &intent.plan_id)?;
+                        format!("trial {} resumed and passed", intent.trial_id)
+                    }
+                    Err(failure) => {
+                        undo(&self.config, &aws, state, &intent).await?;
+                        record_needed(state, &intent.role_arn, &failure.denied)?;
+                        finish(
+                            &self.config,
+                            state,
+                            entry.id,
+                            record,
+                            TrialStatus::RolledBack,
+                            Some(failure.reason),
+                            failure.denied,
+                        )
+                        .await?;
+                        format!("trial {} resumed and rolled back", intent.trial_id)
+                    }
+                });
+            }
+            if passed {
+                // Replaced policies stay after a pass; a trial boundary goes.
+                if intent.mode == Mode::Boundary {
+                    undo(&self.config, &aws, state, &intent).await?;
+                }
+                finish(
+                    &self.config,
+                    state,
+                    entry.id,
+                    record,
+                    TrialStatus::Passed,
+                    None,
+                    Vec::new(),
+                )
+                .await?;
+                mark_trialled_when_all_passed(state, &intent.plan_id)?;
+                Ok(format!(
+                    "trial {} had passed; its boundary is removed",
+                    intent.trial_id
+                ))
+            } else {
+                undo(&self.config, &aws, state, &intent).await?;
+                finish(
+                    &self.config,
+                    state,
+                    entry.id,
+                    record,
+                    TrialStatus::RolledBack,
+                    Some("whittle stopped during the trial; rolled back on restart".to_owned()),
+                    Vec::new(),
+                )
+                .await?;
+                Ok(format!(
+                    "trial {} rolled back after a restart",
+                    intent.trial_id
+                ))
+            }
+        })
+    }
+}
