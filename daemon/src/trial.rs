@@ -327,7 +327,9 @@ async fn trial_role(
                         account,
                         &intent.policy_name,
                         &document.to_compact(),
-                        &format!("whittle trial {trial_id} of plan {}", plan.id),
+                        // No spaces: moto (the tests' emulator) miscomputes the SigV4
+                        // signature of a query body holding `%20` (SignatureDoesNotMatch).
+                        &format!("whittle-trial:{trial_id}:plan:{}", plan.id),
                     )
                     .await?;
                 state.journal_step(

@@ -8,3 +8,4 @@ mod mining;
 mod plan;
 mod rotation;
 mod support;
+mod trial;

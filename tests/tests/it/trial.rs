@@ -1,0 +1,360 @@
+//! Trials end to end against the emulator in auth mode: a staging role with an over-broad
+//! policy, a workload that uses the role's assumed-role credentials, a plan that drops an
+//! action the workload needs only now and then; the trial applies it, the workload is denied,
+//! the denial is seen, the role is rolled back, and the next plan keeps the action; that plan
+//! passes its trial and applies without --force; a non-staging account is refused.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const ROLE: &str = "trial-app";
+const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/trial-app";
+
+/// The workload, as a staging service would run it: assume the role, read its configuration
+/// on every run, and (this run being one of the occasional ones) read its API key.
+const WORKLOAD: &str = r#"
+import sys, boto3
+from botocore.exceptions import ClientError
+endpoint, occasional = sys.argv[1], sys.argv[2] == "yes"
+sts = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1")
+c = sts.assume_role(RoleArn="arn:aws:iam::123456789012:role/trial-app", RoleSessionName="app-fn")["Credentials"]
+kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=c["AccessKeyId"],
+          aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"])
+try:
+    for _ in range(3):
+        boto3.client("ssm", **kw).get_parameter(Name="/trial/config")
+    if occasional:
+        boto3.client("secretsmanager", **kw).get_secret_value(SecretId="trial/api-key")
+except ClientError as e:
+    print(f"workload failed: {e.response['Error']['Code']}", file=sys.stderr)
+    sys.exit(1)
+"#;
+
+fn python() -> PathBuf {
+    whittle_tests::repo_root().join(".venv-moto/bin/python")
+}
+
+struct Setup {
+    ws: Workspace,
+    config: PathBuf,
+    admin_id: String,
+    admin_secret: String,
+    iam: aws_sdk_iam::Client,
+    workload: PathBuf,
+}
+
+impl Setup {
+    fn whittle(&self, args: &[&str]) -> (i32, String, String) {
+        self.whittle_with(&self.config, args)
+    }
+
+    fn whittle_with(&self, config: &Path, args: &[&str]) -> (i32, String, String) {
+        let mut all = vec!["--config", config.to_str().expect("utf-8")];
+        all.extend_from_slice(args);
+        let out = command(&all)
+            .env("AWS_ACCESS_KEY_ID", &self.admin_id)
+            .env("AWS_SECRET_ACCESS_KEY", &self.admin_secret)
+            .output()
+            .expect("whittle");
+        (
+            out.status.code().unwrap_or(-1),
+            text(&out.stdout),
+            text(&out.stderr),
+        )
+    }
+
+    /// Runs the workload as the trial's exercise would; true when it worked.
+    fn workload(&self, url: &str, occasional: bool) -> bool {
+        std::process::Command::new(python())
+            .arg(&self.workload)
+            .arg(url)
+            .arg(if occasional { "yes" } else { "no" })
+            .env("AWS_ACCESS_KEY_ID", &self.admin_id)
+            .env("AWS_SECRET_ACCESS_KEY", &self.admin_secret)
+            .status()
+            .expect("workload")
+            .success()
+    }
+
+    async fn policies(&self) -> (BTreeMap<String, Value>, Option<String>) {
+        let mut inline = BTreeMap::new();
+        for name in self
+            .iam
+            .list_role_policies()
+            .role_name(ROLE)
+            .send()
+            .await
+            .expect("list")
+            .policy_names()
+        {
+            let doc = self
+                .iam
+                .get_role_policy()
+                .role_name(ROLE)
+                .policy_name(name)
+                .send()
+                .await
+                .expect("get");
+            let text = percent_encoding::percent_decode_str(doc.policy_document())
+                .decode_utf8()
+                .expect("utf-8")
+                .into_owned();
+            inline.insert(name.clone(), serde_json::from_str(&text).expect("json"));
+        }
+        let boundary = self
+            .iam
+            .get_role()
+            .role_name(ROLE)
+            .send()
+            .await
+            .expect("role")
+            .role
+            .and_then(|r| r.permissions_boundary)
+            .and_then(|b| b.permissions_boundary_arn);
+        (inline, boundary)
+    }
+}
+
+async fn setup(emulator: &whittle_tests::Emulator) -> Setup {
+    let root = emulator.sdk_config().await;
+    let iam = aws_sdk_iam::Client::new(&root);
+    iam.create_user()
+        .user_name("admin")
+        .send()
+        .await
+        .expect("user");
+    iam.put_user_policy()
+        .user_name("admin")
+        .policy_name("all")
+        .policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+        )
+        .send()
+        .await
+        .expect("admin policy");
+    let key = iam
+        .create_access_key()
+        .user_name("admin")
+        .send()
+        .await
+        .expect("key")
+        .access_key
+        .expect("key");
+    create_role(&iam, ROLE, &[("whittle:managed", "true")]).await;
+    iam.put_role_policy()
+        .role_name(ROLE)
+        .policy_name("broad")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ssm:*","secretsmanager:*","sqs:*"],"Resource":"*"}]}"#)
+        .send()
+        .await
+        .expect("broad policy");
+    aws_sdk_ssm::Client::new(&root)
+        .put_parameter()
+        .name("/trial/config")
+        .value("{}")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .expect("parameter");
+    aws_sdk_secretsmanager::Client::new(&root)
+        .create_secret()
+        .name("trial/api-key")
+        .secret_string("not-a-real-key")
+        .send()
+        .await
+        .expect("secret");
+    let ws = Workspace::new();
+    let workload = ws.path("workload.py");
+    std::fs::write(&workload, WORKLOAD).expect("workload");
+    std::fs::write(
+        ws.path("trial.toml"),
+        format!(
+            "kind = \"trial\"\nwindow = \"8s\"\ndetection_interval = \"1s\"\ndead_man = \"10m\"\n[exercise]\ncommand = [\"{}\", \"{}\", \"{}\", \"yes\"]\ntimeout = \"30s\"\n",
+            python().display(),
+            workload.display(),
+            emulator.url
+        ),
+    )
+    .expect("playbook");
+    let config = ws.emulator_config(&emulator.url, "trial");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .expect("config")
+            .replace(
+                "[trial]\nstaging_accounts = [\"staging\"]",
+                "[trial]\nstaging_accounts = [\"staging\"]\nplaybook = \"trial.toml\"",
+            )
+            + "\n[mining]\nlast_accessed = false\n[[mining.sources]]\nname = \"recent\"\nkind = \"lookup-events\"\naccount = \"staging\"\n\n[planner]\nmin_observation_days = 0\nkeep_unobservable = false\n",
+    )
+    .expect("config");
+    // Every later IAM call works in auth mode too: made as the admin user.
+    let admin = emulator
+        .sdk_config_with(&key.access_key_id, &key.secret_access_key, None)
+        .await;
+    Setup {
+        ws,
+        config,
+        admin_id: key.access_key_id,
+        admin_secret: key.secret_access_key,
+        iam: aws_sdk_iam::Client::new(&admin),
+        workload,
+    }
+}
+
+fn kept(plan: &Value) -> Vec<(String, String)> {
+    plan["roles"][0]["kept"]
+        .as_array()
+        .expect("kept")
+        .iter()
+        .map(|k| {
+            (
+                k["action"].as_str().unwrap_or_default().to_owned(),
+                k["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trial_rolls_back_on_a_denial_and_the_next_plan_keeps_the_action() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let s = setup(emulator).await;
+    emulator.enable_auth();
+    // Day to day the workload reads only its configuration: that is all the trail shows.
+    assert!(s.workload(&emulator.url, false));
+    let (code, _, stderr) = s.whittle(&["mine", "--no-progress"]);
+    assert_eq!(code, 0, "{stderr}");
+    let before = s.policies().await;
+
+    let (code, stdout, stderr) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    let plan: Value = serde_json::from_str(&stdout).expect("plan");
+    assert_eq!(
+        kept(&plan),
+        [("ssm:GetParameter".to_owned(), "used".to_owned())]
+    );
+    let plan_id = plan["id"].as_str().expect("id").to_owned();
+
+    // The trial: the occasional secret read is denied, seen, and the role rolled back.
+    let started = Instant::now();
+    let (code, stdout, stderr) = s.whittle(&["trial", &plan_id]);
+    let took = started.elapsed();
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with(&format!("rolled-back {ROLE_ARN}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("denied secretsmanager:GetSecretValue"),
+        "{stdout}"
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "rolled back well within the 8 s window, not at its end: {took:?}"
+    );
+    assert_eq!(s.policies().await, before, "the role is exactly as before");
+    assert!(s.workload(&emulator.url, true), "the workload works again");
+    let status = status_json_as(&s.config, &s.admin_id, &s.admin_secret);
+    assert_eq!(status["trials"][0]["status"], "rolled-back", "{status:#}");
+    assert_eq!(
+        status["trials"][0]["denied"][0],
+        "secretsmanager:GetSecretValue"
+    );
+    let (code, _, stderr) = s.whittle(&["apply", &plan_id]);
+    assert_eq!(code, 1, "a rolled-back plan is not trialled");
+    assert!(stderr.contains("has not passed a trial"), "{stderr}");
+
+    // The next plan keeps the action the trial found needed; its trial passes.
+    let (code, stdout, _) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
+    assert_eq!(code, 2, "{stdout}");
+    let plan: Value = serde_json::from_str(&stdout).expect("plan");
+    assert_eq!(
+        kept(&plan),
+        [
+            (
+                "secretsmanager:GetSecretValue".to_owned(),
+                "needed".to_owned()
+            ),
+            ("ssm:GetParameter".to_owned(), "used".to_owned()),
+        ]
+    );
+    let plan_id = plan["id"].as_str().expect("id").to_owned();
+    let (code, stdout, stderr) = s.whittle(&["trial", &plan_id]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with(&format!("passed {ROLE_ARN}")),
+        "{stdout}"
+    );
+    assert_eq!(s.policies().await.1, None, "the trial boundary is gone");
+    let (code, stdout, stderr) = s.whittle(&["apply", &plan_id]);
+    assert_eq!(
+        code, 0,
+        "a trialled plan applies without --force: {stdout}\n{stderr}"
+    );
+    assert!(
+        s.workload(&emulator.url, true),
+        "the workload works with the applied plan"
+    );
+    let (inline, _) = s.policies().await;
+    let text = inline["broad"].to_string();
+    assert!(
+        text.contains("secretsmanager:GetSecretValue") && !text.contains("sqs:*"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trial_in_an_account_not_listed_as_staging_is_refused_before_any_change() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let s = setup(emulator).await;
+    assert!(s.workload(&emulator.url, false));
+    let (code, _, _) = s.whittle(&["mine", "--no-progress"]);
+    assert_eq!(code, 0);
+    let (_, stdout, _) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
+    let plan_id = serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let prod = s.ws.path("prod.toml");
+    std::fs::write(
+        &prod,
+        std::fs::read_to_string(&s.config)
+            .expect("config")
+            .replace("staging_accounts = [\"staging\"]", "staging_accounts = []"),
+    )
+    .expect("config");
+    let before = s.policies().await;
+    let (code, stdout, _) = s.whittle_with(&prod, &["trial", &plan_id]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("refused {ROLE_ARN}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("is not in [trial] staging_accounts"),
+        "{stdout}"
+    );
+    assert_eq!(s.policies().await, before);
+}
+
+/// `whittle status --format json` with the given credentials (auth mode).
+fn status_json_as(config: &Path, id: &str, secret: &str) -> Value {
+    let out = command(&[
+        "status",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ])
+    .env("AWS_ACCESS_KEY_ID", id)
+    .env("AWS_SECRET_ACCESS_KEY", secret)
+    .output()
+    .expect("status");
+    serde_json::from_slice(&out.stdout).expect("status json")
+}
