@@ -358,3 +358,126 @@ fn status_json_as(config: &Path, id: &str, secret: &str) -> Value {
     .expect("status");
     serde_json::from_slice(&out.stdout).expect("status json")
 }
+
+/// Kills `whittle trial` right after each journal step (SIGKILL-like abort); the restarted
+/// daemon's reconcile pass rolls the role back to exactly its snapshot every time, and the
+/// trial is recorded as rolled back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trial_killed_after_any_journal_step_is_rolled_back_on_restart() {
+    for point in [
+        "trial:begin",
+        "trial:policy-created",
+        "trial:applied",
+        "trial:verdict",
+    ] {
+        let emulator = &whittle_tests::Emulator::start(&[]);
+        let s = setup(emulator).await;
+        emulator.enable_auth();
+        assert!(s.workload(&emulator.url, false));
+        let (code, _, _) = s.whittle(&["mine", "--no-progress"]);
+        assert_eq!(code, 0);
+        let (_, stdout, _) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
+        let plan_id = serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let before = s.policies().await;
+        let out = command(&[
+            "--config",
+            s.config.to_str().expect("utf-8"),
+            "trial",
+            &plan_id,
+        ])
+        .env("AWS_ACCESS_KEY_ID", &s.admin_id)
+        .env("AWS_SECRET_ACCESS_KEY", &s.admin_secret)
+        .env("WHITTLE_CRASH_AFTER", point)
+        .output()
+        .expect("whittle");
+        assert!(!out.status.success(), "{point}: whittle must have died");
+        assert!(
+            text(&out.stderr).contains("aborting"),
+            "{point}: {}",
+            text(&out.stderr)
+        );
+        if point == "trial:applied" {
+            assert!(
+                s.policies().await.1.is_some(),
+                "{point}: the trial boundary is on"
+            );
+        }
+        let log =
+            s.ws.path(&format!("daemon-{}.log", point.replace(':', "-")));
+        let mut daemon = {
+            let log_file = std::fs::File::create(&log).expect("log");
+            command(&["daemon", "--config", s.config.to_str().expect("utf-8")])
+                .env("AWS_ACCESS_KEY_ID", &s.admin_id)
+                .env("AWS_SECRET_ACCESS_KEY", &s.admin_secret)
+                .stdout(std::process::Stdio::null())
+                .stderr(log_file)
+                .spawn()
+                .expect("daemon")
+        };
+        wait_for(Duration::from_secs(30), "the reconcile pass", || {
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|l| l.contains("Reconcile pass done"))
+        });
+        assert_eq!(
+            s.policies().await,
+            before,
+            "{point}: the role is back at its snapshot"
+        );
+        let status = status_json_as(&s.config, &s.admin_id, &s.admin_secret);
+        assert_eq!(
+            status["trials"][0]["status"], "rolled-back",
+            "{point}: {status:#}"
+        );
+        signal(&daemon, "TERM");
+        assert!(wait_exit(&mut daemon, Duration::from_secs(20)).success());
+    }
+}
+
+/// The trial boundary's dead-man statement: whittle killed right after the apply and never
+/// restarted, the role still gets its permissions back at the deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn permissions_come_back_at_the_dead_man_deadline_without_whittle() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let s = setup(emulator).await;
+    std::fs::write(
+        s.ws.path("trial.toml"),
+        "kind = \"trial\"\nwindow = \"2s\"\ndetection_interval = \"1s\"\ndead_man = \"4s\"\n",
+    )
+    .expect("playbook");
+    emulator.enable_auth();
+    assert!(s.workload(&emulator.url, false));
+    let (code, _, _) = s.whittle(&["mine", "--no-progress"]);
+    assert_eq!(code, 0);
+    let (_, stdout, _) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
+    let plan_id = serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let applied = Instant::now();
+    let out = command(&[
+        "--config",
+        s.config.to_str().expect("utf-8"),
+        "trial",
+        &plan_id,
+    ])
+    .env("AWS_ACCESS_KEY_ID", &s.admin_id)
+    .env("AWS_SECRET_ACCESS_KEY", &s.admin_secret)
+    .env("WHITTLE_CRASH_AFTER", "trial:applied")
+    .output()
+    .expect("whittle");
+    assert!(!out.status.success());
+    assert!(s.policies().await.1.is_some(), "the trial boundary is on");
+    assert!(
+        !s.workload(&emulator.url, true),
+        "the dropped action is denied under the boundary"
+    );
+    tokio::time::sleep(Duration::from_millis(4500).saturating_sub(applied.elapsed())).await;
+    assert!(
+        s.workload(&emulator.url, true),
+        "after the deadline the boundary allows everything again, with no whittle running"
+    );
+}
