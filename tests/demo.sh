@@ -3,7 +3,10 @@
 # account, runs `whittle daemon` against it on a fast schedule (discover the roles, mine the
 # trail the emulator delivers to S3), shows `whittle status`, then what each role really used
 # (`whittle usage`), the least-privilege plan made from it, and that plan applied and rolled
-# back (`whittle plan`, `apply --force`, `rollback`).
+# back (`whittle plan`, `apply --force`, `rollback`). Then, with the emulator checking every
+# call against IAM (auth mode), a trial of the plan in staging: the orders function is denied
+# an action it needs only now and then, whittle sees the denial and rolls the role back; the
+# next plan keeps that action, passes its trial and is applied without --force.
 # Needs no AWS account. Run from anywhere; DEMO_SECONDS (default 60) sets how long the daemon runs.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,7 +34,10 @@ trap cleanup EXIT
 echo "    emulator at $endpoint" >&2
 
 echo "==> seeding a staging account" >&2
-"$root/.venv-moto/bin/python" "$root/tests/emulator/seed_demo.py" "$endpoint" >&2
+"$root/.venv-moto/bin/python" "$root/tests/emulator/seed_demo.py" "$endpoint" "$work/operator.env" >&2
+# whittle runs as the seeded operator user (allowed everything), as it would in staging.
+# shellcheck disable=SC1091
+. "$work/operator.env"
 
 # The demo's configuration: the shipped example, pointed at the emulator, on a fast schedule.
 config="$work/config.toml"
@@ -50,7 +56,7 @@ sed -e "s|^dir = .*|dir = \"$work/state\"|" \
     -e 's|^jitter = "10m"|jitter = "1s"|' \
     -e "s|^playbook = \"playbooks/|playbook = \"$root/playbooks/|" \
     "$root/config.toml" > "$config"
-export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+export AWS_REGION=us-east-1
 
 echo "==> whittle validate" >&2
 "$whittle" validate --config "$config"
@@ -94,3 +100,35 @@ echo "==> whittle apply $plan_id --force (no trial yet), then whittle rollback" 
 "$whittle" apply --config "$config" "$plan_id" --force
 "$whittle" rollback --config "$config" --role arn:aws:iam::123456789012:role/app-orders
 "$whittle" rollback --config "$config" --role arn:aws:iam::123456789012:role/app-billing
+
+echo "==> auth mode on: the emulator now checks every call against IAM policies and boundaries" >&2
+"$root/.venv-moto/bin/python" -c "import urllib.request,sys; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/moto-api/reset-auth', data=b'0', method='POST', headers={'Content-Type': 'text/plain'}))" "$endpoint"
+cat > "$work/trial.toml" <<TRIAL
+# The demo's trial: 20 s window, denials checked every 2 s, the orders function as exercise.
+kind = "trial"
+window = "20s"
+detection_interval = "2s"
+dead_man = "10m"
+[exercise]
+command = ["$root/.venv-moto/bin/python", "$root/tests/emulator/demo_workload.py", "$endpoint"]
+timeout = "60s"
+TRIAL
+orders=arn:aws:iam::123456789012:role/app-orders
+echo "==> whittle plan --role app-orders, then whittle trial: the plan drops dynamodb:DescribeTable, which the function needs now and then" >&2
+set +e
+"$whittle" plan --config "$config" --role "$orders" > "$work/plan-orders.txt"
+plan_id="$(sed -n 's/^plan \(plan-[^ ]*\) .*/\1/p' "$work/plan-orders.txt")"
+"$whittle" trial --config "$config" --playbook "$work/trial.toml" "$plan_id"
+code=$?
+set -e
+[ "$code" -eq 1 ] || { echo "the first trial should have rolled back (exit $code)" >&2; exit 1; }
+echo "==> the next plan keeps what the trial found needed; its trial passes; it applies without --force" >&2
+set +e
+"$whittle" plan --config "$config" --role "$orders" > "$work/plan-orders-2.txt"
+set -e
+grep -E "dynamodb:DescribeTable" "$work/plan-orders-2.txt" >&2
+plan_id="$(sed -n 's/^plan \(plan-[^ ]*\) .*/\1/p' "$work/plan-orders-2.txt")"
+"$whittle" trial --config "$config" --playbook "$work/trial.toml" "$plan_id"
+"$whittle" apply --config "$config" "$plan_id"
+echo "==> whittle status: trials, plans, changes, rotations" >&2
+"$whittle" status --config "$config" | sed -n '/^trials/,$p'

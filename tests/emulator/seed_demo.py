@@ -1,6 +1,10 @@
 """Seeds the emulator with a small, realistic staging account for the quick-start demo.
 
-Usage: seed_demo.py ENDPOINT_URL
+Usage: seed_demo.py ENDPOINT_URL CREDENTIALS_FILE
+
+Writes the demo operator's access key (an IAM user allowed everything, as whittle would run
+in a staging account) to CREDENTIALS_FILE as shell `export` lines: the emulator checks every
+call against IAM policies once the demo turns its auth mode on, for the trial.
 
 - app-orders, app-billing: Lambda execution roles tagged whittle:managed=true, with the
   over-broad policies teams really write (s3:*, dynamodb:*, a Secrets Manager read, the
@@ -32,6 +36,13 @@ def client(name, **creds):
 
 
 iam = client("iam")
+iam.create_user(UserName="whittle-operator")
+iam.put_user_policy(UserName="whittle-operator", PolicyName="operator", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+operator = iam.create_access_key(UserName="whittle-operator")["AccessKey"]
+with open(sys.argv[2], "w") as out:
+    out.write(f"export AWS_ACCESS_KEY_ID={operator['AccessKeyId']}\n"
+              f"export AWS_SECRET_ACCESS_KEY={operator['SecretAccessKey']}\n")
 lambda_trust = json.dumps({
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com", "AWS": "*"}, "Action": "sts:AssumeRole"}],
@@ -70,6 +81,10 @@ client("ssm").put_parameter(Name="/staging/orders/db-password", Value="demo-not-
 s3 = client("s3")
 s3.create_bucket(Bucket="staging-cloudtrail-logs")
 s3.create_bucket(Bucket="orders-data")
+# The orders table, which the orders function looks at now and then (never while mined).
+client("dynamodb").create_table(TableName="orders", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                                BillingMode="PAY_PER_REQUEST")
 trail = client("cloudtrail")
 trail.create_trail(Name="staging-trail", S3BucketName="staging-cloudtrail-logs", IsMultiRegionTrail=True)
 trail.put_event_selectors(TrailName="staging-trail", EventSelectors=[{
