@@ -335,6 +335,24 @@ pub async fn apply(
             outcomes.push(skip(format!("nothing to apply ({})", role.status.as_str())));
             continue;
         }
+        // A passed trial in `replace` mode already put the proposal in place.
+        let trialled_in_place = state
+            .tree::<crate::trial::TrialRecord>()?
+            .iter()
+            .filter_map(|item| item.ok().map(|(_, t)| t))
+            .find(|t| {
+                t.plan_id == plan.id
+                    && t.role_arn == role.role_arn
+                    && t.status == crate::trial::TrialStatus::Passed
+                    && t.mode == whittle_playbooks::trial::Mode::Replace
+            });
+        if let Some(trial) = trialled_in_place {
+            outcomes.push(skip(format!(
+                "already in place: trial {} replaced the role's policies and passed",
+                trial.id
+            )));
+            continue;
+        }
         let Some(target) = targets.iter().find(|t| t.arn == role.role_arn) else {
             outcomes.push(RoleOutcome {
                 outcome: "failed".to_owned(),

@@ -97,6 +97,12 @@ struct Intent {
     window_ms: u64,
     detection_interval_ms: u64,
     max_denials: u64,
+    #[serde(default)]
+    error_metric: Option<whittle_playbooks::trial::ErrorMetric>,
+    /// Denial events earlier trials of the role already accounted for. CloudTrail times are
+    /// to the second, so the watch starts at the second of the apply and may see them.
+    #[serde(default)]
+    known_events: Vec<String>,
 }
 
 /// The trial playbook: `--playbook`, else `[trial] playbook`, else the built-in defaults.
@@ -294,6 +300,14 @@ async fn trial_role(
         detection_interval_ms: u64::try_from(playbook.detection_interval.as_millis())
             .unwrap_or(1000),
         max_denials: playbook.max_denials,
+        error_metric: playbook.error_metric.clone(),
+        known_events: state
+            .tree::<TrialRecord>()?
+            .iter()
+            .filter_map(|item| item.ok().map(|(_, t)| t))
+            .filter(|t| t.role_arn == role.role_arn)
+            .flat_map(|t| t.denied.into_iter().map(|d| d.event_id))
+            .collect(),
     };
     let mut record = TrialRecord {
         id: trial_id.clone(),
@@ -480,6 +494,8 @@ async fn watch(
 ) -> Result<(), Failure> {
     let window_end = applied_at.0 + intent.window_ms;
     let interval = Duration::from_millis(intent.detection_interval_ms);
+    // Why the latest reading of a signal failed, if it did.
+    let mut unread: Option<String>;
     let mut exercising = exercise.map(|e| {
         let e = e.clone();
         let aws = aws.clone();
@@ -530,15 +546,68 @@ async fn watch(
                     denied,
                 });
             }
-            Ok(_) => {}
+            Ok(_) => unread = None,
             Err(e) => {
-                warn!(error = %crate::one_line(&e), "Cannot look for denials now; trying again")
+                warn!(error = %crate::one_line(&e), "Cannot look for denials now; trying again");
+                unread = Some(format!("the role's denials: {}", crate::one_line(&e)));
+            }
+        }
+        if let Some(metric) = &intent.error_metric {
+            match error_rise(aws, intent, metric, applied_at).await {
+                Ok(Some(reason)) => {
+                    return Err(Failure {
+                        reason,
+                        denied: denials_since(aws, config, intent, applied_at)
+                            .await
+                            .unwrap_or_default(),
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(error = %crate::one_line(&e), "Cannot read the error metric now; trying again");
+                    unread = Some(format!("the error metric: {}", crate::one_line(&e)));
+                }
             }
         }
         if clock::now().0 >= window_end && exercising.is_none() {
+            // A signal that could not be read proves nothing: pass only on a good reading.
+            if let Some(what) = unread {
+                return Err(Failure {
+                    reason: format!("could not read {what} at the end of the window"),
+                    denied: Vec::new(),
+                });
+            }
             return Ok(());
         }
     }
+}
+
+/// The function's errors since the apply against the same length of time before it.
+async fn error_rise(
+    aws: &Aws,
+    intent: &Intent,
+    metric: &whittle_playbooks::trial::ErrorMetric,
+    applied_at: Timestamp,
+) -> anyhow::Result<Option<String>> {
+    let applied = i64::try_from(applied_at.0).unwrap_or(0);
+    let now = clock::now_ms().max(applied + 1);
+    let during = aws
+        .lambda_errors(&intent.account, &metric.function, applied, now + 60_000)
+        .await?;
+    let baseline = aws
+        .lambda_errors(
+            &intent.account,
+            &metric.function,
+            applied - (now - applied) - 60_000,
+            applied,
+        )
+        .await?;
+    Ok((during > baseline + metric.max_increase).then(|| {
+        format!(
+            "{} errors of function {} since the apply, against {} before it (at most {} more allowed)",
+            during, metric.function, baseline, metric.max_increase
+        )
+    }))
 }
 
 async fn run_exercise(
@@ -620,8 +689,10 @@ async fn denials_since(
             };
             let issuer = record["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"].as_str();
             let code = record["errorCode"].as_str().unwrap_or_default();
+            let id = record["eventID"].as_str().unwrap_or_default();
             if issuer != Some(intent.role_arn.as_str())
                 || !whittle_planner::mapping::is_denial(code)
+                || intent.known_events.iter().any(|known| known == id)
             {
                 continue;
             }

@@ -13,7 +13,8 @@
 //!   `resume`;
 //! - `[exercise]`: run a command (its exit code is a signal), invoke a Lambda function with
 //!   sample events (a function error is a signal), or neither (live traffic);
-//! - `[signals]`: how many denials of the role fail the trial (default: any).
+//! - `[signals]`: how many denials of the role fail the trial (default: any), and optionally
+//!   a Lambda function whose `Errors` metric must not rise above its pre-trial baseline.
 
 use std::path::Path;
 use std::time::Duration;
@@ -69,7 +70,21 @@ pub struct TrialPlaybook {
     pub exercise: Exercise,
     /// Denials of the role (after the apply) that fail the trial: more than this many.
     pub max_denials: u64,
+    /// The function's error metric, compared with its baseline before the apply.
+    pub error_metric: Option<ErrorMetric>,
 }
+
+/// `[signals] error_metric`: the Lambda function's `Errors` (AWS/Lambda) since the apply may
+/// exceed the count of the same length of time before it by at most `max_increase`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorMetric {
+    pub function: String,
+    #[serde(default)]
+    pub max_increase: f64,
+}
+
+impl Eq for ErrorMetric {}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -108,6 +123,8 @@ struct ExerciseFile {
 struct SignalsFile {
     #[serde(default)]
     max_denials: u64,
+    #[serde(default)]
+    error_metric: Option<ErrorMetric>,
 }
 
 fn default_window() -> String {
@@ -203,7 +220,8 @@ pub fn parse(path: &str, text: &str) -> Result<TrialPlaybook, PlaybookError> {
         on_restart: f.on_restart,
         dead_man,
         exercise,
-        max_denials: f.signals.map_or(0, |s| s.max_denials),
+        max_denials: f.signals.as_ref().map_or(0, |s| s.max_denials),
+        error_metric: f.signals.and_then(|s| s.error_metric),
     })
 }
 

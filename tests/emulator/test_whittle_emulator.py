@@ -187,6 +187,26 @@ class ExtensionTest(WithEmulator):
         finally:
             self.emu.post("/moto-api/reset-auth", b"inf", content_type="text/plain")
 
+    def test_cloudwatch_statistics_over_cbor(self):
+        import datetime
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("emu", os.path.join(HERE, "whittle_emulator.py"))
+        emu = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(emu)
+        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        self.emu.client("cloudwatch").put_metric_data(Namespace="AWS/Lambda", MetricData=[
+            {"MetricName": "Errors", "Dimensions": [{"Name": "FunctionName", "Value": "fn"}], "Value": 3, "Timestamp": now}])
+        body = emu.cbor_encode({"Namespace": "AWS/Lambda", "MetricName": "Errors",
+                                "Dimensions": [{"Name": "FunctionName", "Value": "fn"}],
+                                "StartTime": now - datetime.timedelta(minutes=5), "EndTime": now + datetime.timedelta(minutes=5),
+                                "Period": 60, "Statistics": ["Sum"]})
+        req = urllib.request.Request(self.emu.url + "/service/GraniteServiceVersion20100801/operation/GetMetricStatistics",
+                                     data=body, method="POST", headers={"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor"})
+        with urllib.request.urlopen(req) as resp:
+            answer = emu.cbor_decode(resp.read())
+        self.assertEqual(sum(p["Sum"] for p in answer["Datapoints"]), 3.0)
+        self.assertEqual(emu.cbor_decode(emu.cbor_encode({"a": [1, -2, "x", 1.5, None, True]})), {"a": [1, -2, "x", 1.5, None, True]})
+
     def test_faults_fail_the_next_matching_calls(self):
         self.emu.post("/whittle-emulator/faults", {"service": "cloudtrail", "action": "LookupEvents", "code": "ThrottlingException", "count": 1})
         ct = self.emu.client("cloudtrail")

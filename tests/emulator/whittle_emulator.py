@@ -25,6 +25,9 @@ What it adds to moto 5.2.5 (see ../../../shared/EMULATOR.md for the measured gap
   conditions on aws:CurrentTime / aws:EpochTime (Date* operators) are evaluated, so a
   boundary's dead-man statement ("allow everything after the deadline") works; a statement
   with any other condition does not apply.
+- CloudWatch GetMetricStatistics over the Smithy RPC v2 CBOR protocol, which current AWS SDKs
+  (the Rust one included) use for CloudWatch and moto 5.2.5 does not speak (404): decoded,
+  answered from moto's metric store, encoded back. Other CBOR operations answer 501.
 - Secrets Manager RotateSecret with a seeded outcome (moto cannot run a rotation Lambda
   without Docker): POST /whittle-emulator/native-rotation {"secret", "outcome": "succeed" |
   "fail"} makes the next RotateSecret of that secret act as a working Lambda (a new version
@@ -633,6 +636,140 @@ def json_response(status, doc, error_code=None):
 STATUS_TEXT = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
+# --- Smithy RPC v2 CBOR (CloudWatch) ----------------------------------------------------------
+
+def cbor_decode(data):
+    """Decodes one CBOR item (RFC 8949: the subset Smithy uses, definite or indefinite length)."""
+    import struct
+
+    def item(i):
+        head = data[i]
+        major, info = head >> 5, head & 0x1F
+        i += 1
+        if major == 7:
+            if info == 20:
+                return False, i
+            if info == 21:
+                return True, i
+            if info in (22, 23):
+                return None, i
+            if info == 25:
+                return struct.unpack(">e", data[i:i + 2])[0], i + 2
+            if info == 26:
+                return struct.unpack(">f", data[i:i + 4])[0], i + 4
+            if info == 27:
+                return struct.unpack(">d", data[i:i + 8])[0], i + 8
+            raise ValueError(f"CBOR simple value {info}")
+        if info < 24:
+            length = info
+        elif info in (24, 25, 26, 27):
+            size = 1 << (info - 24)
+            length = int.from_bytes(data[i:i + size], "big")
+            i += size
+        elif info == 31:
+            length = None
+        else:
+            raise ValueError(f"CBOR additional info {info}")
+        if major == 0:
+            return length, i
+        if major == 1:
+            return -1 - length, i
+        if major in (2, 3):
+            if length is None:
+                chunks = []
+                while data[i] != 0xFF:
+                    chunk, i = item(i)
+                    chunks.append(chunk)
+                return (b"" if major == 2 else "").join(chunks), i + 1
+            raw = data[i:i + length]
+            return (bytes(raw) if major == 2 else raw.decode()), i + length
+        if major == 4:
+            out = []
+            while (len(out) < length) if length is not None else data[i] != 0xFF:
+                value, i = item(i)
+                out.append(value)
+            return out, (i if length is not None else i + 1)
+        if major == 5:
+            out = {}
+            while (len(out) < length) if length is not None else data[i] != 0xFF:
+                key, i = item(i)
+                out[key], i = item(i)
+            return out, (i if length is not None else i + 1)
+        if major == 6:
+            value, i = item(i)
+            return (datetime.datetime.fromtimestamp(value, datetime.timezone.utc) if length == 1 else value), i
+        raise ValueError(f"CBOR major type {major}")
+
+    value, _ = item(0)
+    return value
+
+
+def cbor_encode(value):
+    import struct
+
+    def head(major, n):
+        if n < 24:
+            return bytes([major << 5 | n])
+        for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+            if n < 1 << (8 * size):
+                return bytes([major << 5 | info]) + n.to_bytes(size, "big")
+        raise ValueError("CBOR length")
+
+    if value is None:
+        return b"\xf6"
+    if value is True or value is False:
+        return b"\xf5" if value else b"\xf4"
+    if isinstance(value, int):
+        return head(0, value) if value >= 0 else head(1, -1 - value)
+    if isinstance(value, float):
+        return b"\xfb" + struct.pack(">d", value)
+    if isinstance(value, str):
+        raw = value.encode()
+        return head(3, len(raw)) + raw
+    if isinstance(value, datetime.datetime):
+        return b"\xc1" + cbor_encode(value.timestamp())
+    if isinstance(value, list):
+        return head(4, len(value)) + b"".join(cbor_encode(v) for v in value)
+    if isinstance(value, dict):
+        return head(5, len(value)) + b"".join(cbor_encode(k) + cbor_encode(v) for k, v in value.items())
+    raise ValueError(f"cannot encode {type(value)}")
+
+
+def cloudwatch_cbor(path, body, region):
+    """Answers a Smithy RPC v2 CBOR CloudWatch call: (status, headers, body)."""
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    operation = path.rsplit("/", 1)[-1]
+    headers = [("Content-Type", "application/cbor"), ("smithy-protocol", "rpc-v2-cbor")]
+    if operation != "GetMetricStatistics":
+        return 501, headers, cbor_encode({"__type": "NotImplemented", "message": f"{operation} over CBOR"})
+    request = cbor_decode(body) if body else {}
+    backend = cloudwatch_backends[DEFAULT_ACCOUNT_ID][region]
+    dimensions = [{"Name": d["Name"], "Value": d["Value"]} for d in request.get("Dimensions", [])]
+    # moto keeps metric times as naive UTC.
+    naive = lambda t: t.astimezone(datetime.timezone.utc).replace(tzinfo=None)  # noqa: E731
+    statistics = backend.get_metric_statistics(
+        request["Namespace"], request["MetricName"], naive(request["StartTime"]), naive(request["EndTime"]),
+        int(request["Period"]), request.get("Statistics", []), dimensions, request.get("Unit"))
+    datapoints = []
+    for stat in statistics:
+        point = {"Timestamp": stat.timestamp.replace(tzinfo=stat.timestamp.tzinfo or datetime.timezone.utc)}
+        for name in request.get("Statistics", []):
+            value = stat.get_statistics_for_type(name)
+            if value is not None:
+                point[name] = float(value)
+        if stat.unit:
+            point["Unit"] = stat.unit
+        datapoints.append(point)
+    return 200, headers, cbor_encode({"Label": request["MetricName"], "Datapoints": datapoints})
+
+
+def described_region(environ):
+    """The region in a request's SigV4 credential scope, if signed."""
+    found = re.search(r"Credential=[^/]+/\d+/([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+    return found.group(1) if found else None
+
+
 class Extension:
     def __init__(self, app, recorder):
         self.app = app
@@ -645,6 +782,12 @@ class Extension:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/whittle-emulator/"):
             status, headers, out = self.control(environ["REQUEST_METHOD"], path, body)
+        elif path.startswith("/service/GraniteServiceVersion20100801/operation/"):
+            region = (described_region(environ) or "us-east-1")
+            try:
+                status, headers, out = cloudwatch_cbor(path, body, region)
+            except Exception as error:  # a malformed request is the client's error
+                status, headers, out = 400, [("Content-Type", "application/cbor"), ("smithy-protocol", "rpc-v2-cbor")], cbor_encode({"__type": "ValidationError", "message": str(error)})
         else:
             if path == "/moto-api/reset":
                 self.recorder.reset()

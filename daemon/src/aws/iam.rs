@@ -388,4 +388,40 @@ impl Aws {
         }
         Ok(())
     }
+
+    /// The sum of a Lambda function's `Errors` (AWS/Lambda) between two times.
+    pub async fn lambda_errors(
+        &self,
+        account: &str,
+        function: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> anyhow::Result<f64> {
+        use aws_sdk_cloudwatch::primitives::DateTime;
+        use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+        let cloudwatch = aws_sdk_cloudwatch::Client::new(&self.handle(account)?.sdk);
+        let out = cloudwatch
+            .get_metric_statistics()
+            .namespace("AWS/Lambda")
+            .metric_name("Errors")
+            .dimensions(
+                Dimension::builder()
+                    .name("FunctionName")
+                    .value(function)
+                    .build(),
+            )
+            .start_time(DateTime::from_millis(start_ms))
+            .end_time(DateTime::from_millis(end_ms))
+            .period(60)
+            .statistics(Statistic::Sum)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cloudwatch:GetMetricStatistics Errors of {function} failed: {}",
+                    describe(&e, self.endpoint.as_deref())
+                )
+            })?;
+        Ok(out.datapoints().iter().filter_map(|d| d.sum()).sum())
+    }
 }

@@ -481,3 +481,92 @@ async fn permissions_come_back_at_the_dead_man_deadline_without_whittle() {
         "after the deadline the boundary allows everything again, with no whittle running"
     );
 }
+
+/// A `replace`-mode trial that passes leaves the proposal in place (apply has nothing left to
+/// do); a trial whose function's error metric rises above its baseline is rolled back.
+#[tokio::test(flavor = "multi_thread")]
+async fn replace_mode_and_the_error_metric_signal() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let s = setup(emulator).await;
+    emulator.enable_auth();
+    assert!(s.workload(&emulator.url, false));
+    let (code, _, _) = s.whittle(&["mine", "--no-progress"]);
+    assert_eq!(code, 0);
+    let before = s.policies().await;
+    let plan_of = |stdout: &str| {
+        serde_json::from_str::<Value>(stdout).expect("plan")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    };
+
+    // The function's errors rise during the trial (the exercise reports 5 of them).
+    let errors = s.ws.path("errors.py");
+    std::fs::write(
+        &errors,
+        "import sys, boto3, datetime\nboto3.client('cloudwatch', endpoint_url=sys.argv[1], region_name='us-east-1').put_metric_data(Namespace='AWS/Lambda', MetricData=[{'MetricName': 'Errors', 'Dimensions': [{'Name': 'FunctionName', 'Value': 'orders-fn'}], 'Value': 5, 'Timestamp': datetime.datetime.now(datetime.timezone.utc)}])\n",
+    )
+    .expect("script");
+    let playbook = s.ws.path("metric.toml");
+    std::fs::write(
+        &playbook,
+        format!(
+            "kind = \"trial\"\nwindow = \"6s\"\ndetection_interval = \"1s\"\ndead_man = \"10m\"\n[exercise]\ncommand = [\"{}\", \"{}\", \"{}\"]\n[signals]\nerror_metric = {{ function = \"orders-fn\", max_increase = 1 }}\n",
+            python().display(),
+            errors.display(),
+            emulator.url
+        ),
+    )
+    .expect("playbook");
+    let (_, stdout, _) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
+    let plan_id = plan_of(&stdout);
+    let (code, stdout, stderr) = s.whittle(&[
+        "trial",
+        &plan_id,
+        "--playbook",
+        playbook.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("5 errors of function orders-fn since the apply"),
+        "{stdout}"
+    );
+    assert_eq!(s.policies().await, before);
+
+    // Replace mode: the role's policies are replaced for the trial and stay after a pass.
+    let replace = s.ws.path("replace.toml");
+    std::fs::write(
+        &replace,
+        format!(
+            "kind = \"trial\"\nmode = \"replace\"\nwindow = \"3s\"\ndetection_interval = \"1s\"\ndead_man = \"10m\"\n[exercise]\ncommand = [\"{}\", \"{}\", \"{}\", \"no\"]\n",
+            python().display(),
+            s.workload.display(),
+            emulator.url
+        ),
+    )
+    .expect("playbook");
+    let (code, stdout, stderr) = s.whittle(&[
+        "trial",
+        &plan_id,
+        "--playbook",
+        replace.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with(&format!("passed {ROLE_ARN}")),
+        "{stdout}"
+    );
+    let (inline, boundary) = s.policies().await;
+    assert_eq!(boundary, None);
+    assert!(
+        !inline["broad"].to_string().contains("sqs:*"),
+        "the proposal is in place"
+    );
+    let (code, stdout, _) = s.whittle(&["apply", &plan_id]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("already in place: trial"), "{stdout}");
+    // And a replace-mode trial's policies can be rolled back by hand, by role.
+    let (code, stdout, stderr) = s.whittle(&["rollback", "--role", ROLE_ARN]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(s.policies().await, before);
+}
