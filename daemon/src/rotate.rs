@@ -86,6 +86,16 @@ fn port_error(call: &str, spec: &Spec, e: impl std::fmt::Display) -> PortError {
     PortError(format!("{call} {}: {e}", spec.secret))
 }
 
+impl AwsPorts<'_> {
+    fn iam(&self, spec: &Spec) -> Result<aws_sdk_iam::Client, PortError> {
+        let sdk = self
+            .aws
+            .sdk(&spec.account)
+            .map_err(|e| PortError(e.to_string()))?;
+        Ok(aws_sdk_iam::Client::new(sdk))
+    }
+}
+
 impl Ports for AwsPorts<'_> {
     async fn inspect(&self, spec: &Spec) -> Result<Inspection, PortError> {
         let sdk = self
@@ -429,11 +439,7 @@ impl Ports for AwsPorts<'_> {
     }
 
     async fn access_keys(&self, spec: &Spec, user: &str) -> Result<Vec<AccessKey>, PortError> {
-        let iam = aws_sdk_iam::Client::new(
-            self.aws
-                .sdk(&spec.account)
-                .map_err(|e| PortError(e.to_string()))?,
-        );
+        let iam = self.iam(spec)?;
         let out = iam
             .list_access_keys()
             .user_name(user)
@@ -460,11 +466,7 @@ impl Ports for AwsPorts<'_> {
         spec: &Spec,
         user: &str,
     ) -> Result<(String, SecretValue), PortError> {
-        let iam = aws_sdk_iam::Client::new(
-            self.aws
-                .sdk(&spec.account)
-                .map_err(|e| PortError(e.to_string()))?,
-        );
+        let iam = self.iam(spec)?;
         let out = iam
             .create_access_key()
             .user_name(user)
@@ -491,11 +493,7 @@ impl Ports for AwsPorts<'_> {
         user: &str,
         id: &str,
     ) -> Result<(), PortError> {
-        let iam = aws_sdk_iam::Client::new(
-            self.aws
-                .sdk(&spec.account)
-                .map_err(|e| PortError(e.to_string()))?,
-        );
+        let iam = self.iam(spec)?;
         iam.update_access_key()
             .user_name(user)
             .access_key_id(id)
@@ -512,30 +510,17 @@ impl Ports for AwsPorts<'_> {
     }
 
     async fn delete_access_key(&self, spec: &Spec, user: &str, id: &str) -> Result<(), PortError> {
-        let iam = aws_sdk_iam::Client::new(
-            self.aws
-                .sdk(&spec.account)
-                .map_err(|e| PortError(e.to_string()))?,
-        );
-        match iam
-            .delete_access_key()
-            .user_name(user)
-            .access_key_id(id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(PortError(format!(
-                "iam:DeleteAccessKey {id}: {}",
-                describe(&e, self.aws.endpoint())
-            ))),
-        }
+        let iam = self.iam(spec)?;
+        crate::aws::done_if_gone(
+            iam.delete_access_key()
+                .user_name(user)
+                .access_key_id(id)
+                .send()
+                .await,
+            &format!("iam:DeleteAccessKey {id}"),
+            self.aws.endpoint(),
+        )
+        .map_err(|e| PortError(e.to_string()))
     }
 
     async fn access_key_last_used(
@@ -543,11 +528,7 @@ impl Ports for AwsPorts<'_> {
         spec: &Spec,
         id: &str,
     ) -> Result<Option<Timestamp>, PortError> {
-        let iam = aws_sdk_iam::Client::new(
-            self.aws
-                .sdk(&spec.account)
-                .map_err(|e| PortError(e.to_string()))?,
-        );
+        let iam = self.iam(spec)?;
         let out = iam
             .get_access_key_last_used()
             .access_key_id(id)

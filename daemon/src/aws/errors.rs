@@ -41,3 +41,20 @@ where
         _ => chain,
     }
 }
+
+/// The outcome of a delete or detach: done, or already done (`NoSuchEntity`, as when a
+/// journaled step is retried after a crash); any other error is described with `what`.
+pub fn done_if_gone<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+    what: &str,
+    endpoint: Option<&str>,
+) -> anyhow::Result<()>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("NoSuchEntity") => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("{what} failed: {}", describe(&e, endpoint))),
+    }
+}

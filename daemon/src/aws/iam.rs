@@ -7,7 +7,7 @@
 
 use whittle_planner::plan::{InlinePolicy, ManagedPolicy, RolePolicies};
 
-use super::{Aws, describe};
+use super::{Aws, describe, done_if_gone};
 
 /// The role name from a role ARN (`arn:aws:iam::1:role/path/name` -> `name`).
 pub fn role_name(role_arn: &str) -> &str {
@@ -178,26 +178,16 @@ impl Aws {
         policy_name: &str,
     ) -> anyhow::Result<()> {
         let name = role_name(role_arn);
-        match self
-            .iam(account)?
-            .delete_role_policy()
-            .role_name(name)
-            .policy_name(policy_name)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(anyhow::anyhow!(
-                "iam:DeleteRolePolicy {policy_name} on role {name} failed: {}",
-                describe(&e, self.endpoint.as_deref())
-            )),
-        }
+        done_if_gone(
+            self.iam(account)?
+                .delete_role_policy()
+                .role_name(name)
+                .policy_name(policy_name)
+                .send()
+                .await,
+            &format!("iam:DeleteRolePolicy {policy_name} on role {name}"),
+            self.endpoint.as_deref(),
+        )
     }
 
     /// Attaches a managed policy (idempotent in IAM).
@@ -231,26 +221,16 @@ impl Aws {
         policy_arn: &str,
     ) -> anyhow::Result<()> {
         let name = role_name(role_arn);
-        match self
-            .iam(account)?
-            .detach_role_policy()
-            .role_name(name)
-            .policy_arn(policy_arn)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(anyhow::anyhow!(
-                "iam:DetachRolePolicy {policy_arn} from role {name} failed: {}",
-                describe(&e, self.endpoint.as_deref())
-            )),
-        }
+        done_if_gone(
+            self.iam(account)?
+                .detach_role_policy()
+                .role_name(name)
+                .policy_arn(policy_arn)
+                .send()
+                .await,
+            &format!("iam:DetachRolePolicy {policy_arn} from role {name}"),
+            self.endpoint.as_deref(),
+        )
     }
 
     /// Creates a customer-managed policy; returns its ARN. An existing policy of that name
@@ -292,25 +272,15 @@ impl Aws {
 
     /// Deletes a customer-managed policy; one already gone counts as deleted.
     pub async fn delete_policy(&self, account: &str, arn: &str) -> anyhow::Result<()> {
-        match self
-            .iam(account)?
-            .delete_policy()
-            .policy_arn(arn)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(anyhow::anyhow!(
-                "iam:DeletePolicy {arn} failed: {}",
-                describe(&e, self.endpoint.as_deref())
-            )),
-        }
+        done_if_gone(
+            self.iam(account)?
+                .delete_policy()
+                .policy_arn(arn)
+                .send()
+                .await,
+            &format!("iam:DeletePolicy {arn}"),
+            self.endpoint.as_deref(),
+        )
     }
 
     pub async fn put_role_permissions_boundary(
@@ -342,25 +312,15 @@ impl Aws {
         role_arn: &str,
     ) -> anyhow::Result<()> {
         let name = role_name(role_arn);
-        match self
-            .iam(account)?
-            .delete_role_permissions_boundary()
-            .role_name(name)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(anyhow::anyhow!(
-                "iam:DeleteRolePermissionsBoundary on role {name} failed: {}",
-                describe(&e, self.endpoint.as_deref())
-            )),
-        }
+        done_if_gone(
+            self.iam(account)?
+                .delete_role_permissions_boundary()
+                .role_name(name)
+                .send()
+                .await,
+            &format!("iam:DeleteRolePermissionsBoundary on role {name}"),
+            self.endpoint.as_deref(),
+        )
     }
 
     /// Invokes a Lambda function synchronously; Err names a function error.

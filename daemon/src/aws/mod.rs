@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use whittle_planner::targets::RoleSummary;
 
 use crate::config::{AccountConfig, AwsConfig, Config};
-pub use errors::describe;
+pub use errors::{describe, done_if_gone};
 
 /// SDK configurations, one per configured account.
 #[derive(Debug, Clone)]

@@ -236,7 +236,8 @@ async fn unfinished_journal_without_recovery_stops_the_start() {
         let state = whittle_state::State::open(&ws.state_dir(), &owner).expect("open state");
         state
             .journal_begin(
-                "trial",
+                // A kind no recovery of this build handles (one written by a newer whittle).
+                "from-a-newer-whittle",
                 "arn:aws:iam::123456789012:role/itj-app",
                 serde_json::json!({}),
                 whittle_state::Timestamp(1),
@@ -247,7 +248,7 @@ async fn unfinished_journal_without_recovery_stops_the_start() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("unfinished journal j-") && stderr.contains("kind `trial`"),
+        stderr.contains("unfinished journal j-") && stderr.contains("kind `from-a-newer-whittle`"),
         "{stderr}"
     );
     assert!(
@@ -257,5 +258,8 @@ async fn unfinished_journal_without_recovery_stops_the_start() {
 
     // status shows the journal that blocks the start.
     let report = status_json(&config).expect("status");
-    assert_eq!(report["unfinished_journals"][0]["kind"], "trial");
+    assert_eq!(
+        report["unfinished_journals"][0]["kind"],
+        "from-a-newer-whittle"
+    );
 }

@@ -20,27 +20,7 @@ const BROAD: &str = r#"{"Version":"2012-10-17","Statement":[
 
 /// A role's policies as IAM holds them: inline documents as parsed JSON, attached ARNs.
 async fn role_policies(iam: &aws_sdk_iam::Client) -> (BTreeMap<String, Value>, BTreeSet<String>) {
-    let mut inline = BTreeMap::new();
-    let names = iam
-        .list_role_policies()
-        .role_name(ROLE)
-        .send()
-        .await
-        .expect("list role policies");
-    for name in names.policy_names() {
-        let doc = iam
-            .get_role_policy()
-            .role_name(ROLE)
-            .policy_name(name)
-            .send()
-            .await
-            .expect("get role policy");
-        let text = percent_encoding::percent_decode_str(doc.policy_document())
-            .decode_utf8()
-            .expect("utf-8")
-            .into_owned();
-        inline.insert(name.clone(), serde_json::from_str(&text).expect("json"));
-    }
+    let inline = inline_policies(iam, ROLE).await;
     let attached = iam
         .list_attached_role_policies()
         .role_name(ROLE)

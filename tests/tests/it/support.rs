@@ -166,3 +166,33 @@ pub async fn create_role(iam: &aws_sdk_iam::Client, name: &str, tags: &[(&str, &
     }
     request.send().await.expect("create role");
 }
+
+/// A role's inline policies by name, documents URL-decoded and parsed (compare these, never
+/// the text: IAM re-formats documents).
+pub async fn inline_policies(
+    iam: &aws_sdk_iam::Client,
+    role: &str,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut inline = std::collections::BTreeMap::new();
+    let names = iam
+        .list_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .expect("list role policies");
+    for name in names.policy_names() {
+        let doc = iam
+            .get_role_policy()
+            .role_name(role)
+            .policy_name(name)
+            .send()
+            .await
+            .expect("get role policy");
+        let text = percent_encoding::percent_decode_str(doc.policy_document())
+            .decode_utf8()
+            .expect("utf-8")
+            .into_owned();
+        inline.insert(name.clone(), serde_json::from_str(&text).expect("json"));
+    }
+    inline
+}

@@ -82,30 +82,7 @@ impl Setup {
     }
 
     async fn policies(&self) -> (BTreeMap<String, Value>, Option<String>) {
-        let mut inline = BTreeMap::new();
-        for name in self
-            .iam
-            .list_role_policies()
-            .role_name(ROLE)
-            .send()
-            .await
-            .expect("list")
-            .policy_names()
-        {
-            let doc = self
-                .iam
-                .get_role_policy()
-                .role_name(ROLE)
-                .policy_name(name)
-                .send()
-                .await
-                .expect("get");
-            let text = percent_encoding::percent_decode_str(doc.policy_document())
-                .decode_utf8()
-                .expect("utf-8")
-                .into_owned();
-            inline.insert(name.clone(), serde_json::from_str(&text).expect("json"));
-        }
+        let inline = inline_policies(&self.iam, ROLE).await;
         let boundary = self
             .iam
             .get_role()
