@@ -153,8 +153,9 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Try a plan on its staging roles: apply it (as a permissions boundary with a dead-man
     /// statement, or by replacing the policies), exercise the workload, watch for denials, and
-    /// roll back the moment one appears. Runs until the verdict; exits 0 when every tried role
-    /// passed, 1 when one was rolled back or refused. A passed plan applies without --force.
+    /// roll back the moment one appears. Runs until the verdict (or hands the trial to a
+    /// running daemon; see --wait); exits 0 when every tried role passed, 1 when one was rolled
+    /// back or refused. A passed plan applies without --force.
     Trial(TrialArgs),
     /// Restore a role to its snapshot: the policies from before an apply (CHANGE_ID), or a
     /// running trial's (TRIAL_ID); --role takes the role's running trial or latest change.
@@ -268,6 +269,11 @@ pub struct TrialArgs {
     /// The trial playbook (overrides [trial] playbook).
     #[arg(long, value_name = "PATH")]
     pub playbook: Option<PathBuf>,
+    /// When a daemon holds the state, the trial is handed to it and this command returns at
+    /// once; with --wait it waits for the verdicts. Without a daemon the trial runs here, to
+    /// its verdict, either way.
+    #[arg(long)]
+    pub wait: bool,
     #[arg(long, value_enum, default_value = "text")]
     pub format: OutputFormat,
 }

@@ -80,6 +80,7 @@ pub async fn run(
         state: Arc::clone(&state),
         metrics: Arc::clone(&metrics),
         listen: address.to_string(),
+        jobs: Arc::clone(&ctx),
     };
     let http_stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, app, http_stop.clone()));

@@ -27,6 +27,8 @@ pub struct AppState {
     pub state: Arc<State>,
     pub metrics: Arc<Metrics>,
     pub listen: String,
+    /// For work handed to the daemon (trials).
+    pub jobs: Arc<crate::jobs::JobContext>,
 }
 
 impl AppState {
@@ -50,6 +52,8 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/status", get(status_report))
         .route("/usage", axum::routing::post(usage_report))
+        .route("/trial", axum::routing::post(start_trial))
+        .route("/trials/{plan}", get(list_trials))
         .with_state(app);
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -124,6 +128,101 @@ async fn usage_report(Extract(app): Extract<AppState>, Json(query): Json<UsageQu
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "error": crate::one_line(&e) })),
+        )
+            .into_response(),
+    }
+}
+
+/// What `whittle trial` hands to a running daemon.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+pub struct TrialRequest {
+    pub plan_id: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub playbook: Option<std::path::PathBuf>,
+}
+
+/// The roles a handed-over trial will try.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+pub struct TrialAccepted {
+    pub plan_id: String,
+    pub roles: Vec<String>,
+}
+
+/// Starts a trial in the daemon (it holds the state, so a command cannot run one) and answers
+/// at once with the roles it will try; `whittle status` shows the verdicts.
+async fn start_trial(
+    Extract(app): Extract<AppState>,
+    Json(request): Json<TrialRequest>,
+) -> Response {
+    let checked = (|| {
+        let playbook = crate::trial::playbook(&app.config, request.playbook.as_deref())?;
+        let plan = crate::plan::load_plan(&app.state, &request.plan_id)?;
+        let roles: Vec<String> = plan
+            .roles
+            .iter()
+            .filter(|r| r.status == whittle_planner::plan::RoleStatus::Changes)
+            .filter(|r| request.roles.is_empty() || request.roles.contains(&r.role_arn))
+            .map(|r| r.role_arn.clone())
+            .collect();
+        if roles.is_empty() {
+            anyhow::bail!(
+                "plan {} changes no role (of those selected): nothing to try",
+                plan.id
+            );
+        }
+        anyhow::Ok((playbook, roles))
+    })();
+    let (playbook, roles) = match checked {
+        Ok(checked) => checked,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": crate::one_line(&e) })),
+            )
+                .into_response();
+        }
+    };
+    let accepted = TrialAccepted {
+        plan_id: request.plan_id.clone(),
+        roles: roles.clone(),
+    };
+    let ctx = Arc::clone(&app.jobs);
+    tokio::spawn(async move {
+        // An interrupted trial is rolled back by the next start's reconcile pass.
+        if let Err(e) = crate::trial::run(
+            &ctx.config,
+            &ctx.aws,
+            &ctx.state,
+            &request.plan_id,
+            &roles,
+            &playbook,
+        )
+        .await
+        {
+            tracing::error!(plan = %request.plan_id, error = %crate::one_line(&e), "Trial failed to run");
+        }
+    });
+    (StatusCode::ACCEPTED, Json(accepted)).into_response()
+}
+
+/// The trials of one plan (`whittle trial --wait` polls this).
+async fn list_trials(
+    Extract(app): Extract<AppState>,
+    axum::extract::Path(plan): axum::extract::Path<String>,
+) -> Response {
+    let trials = app.state.tree::<crate::trial::TrialRecord>().map(|tree| {
+        tree.iter()
+            .filter_map(|item| item.ok().map(|(_, t)| t))
+            .filter(|t| t.plan_id == plan)
+            .collect::<Vec<_>>()
+    });
+    match trials {
+        Ok(trials) => Json(trials).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": e.to_string() })),
         )
             .into_response(),
     }

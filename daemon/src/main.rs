@@ -273,9 +273,37 @@ async fn apply_command(config: Config, args: &ApplyArgs) -> anyhow::Result<ExitC
 
 async fn trial_command(config: Config, args: &TrialArgs) -> anyhow::Result<ExitCode> {
     let playbook = trial::playbook(&config, args.playbook.as_deref())?;
-    let state = open_state_reconciled(&config).await?;
-    let aws = aws::Aws::new(&config).await?;
-    let records = trial::run(&config, &aws, &state, &args.plan_id, &args.roles, &playbook).await?;
+    let records = if let Some(LockOwner {
+        status_address: Some(address),
+        pid,
+    }) = State::lock_owner(&config.state.dir)
+    {
+        // A daemon holds the state: it runs the trial.
+        let requested_at = clock::now();
+        let request = serde_json::to_value(http::TrialRequest {
+            plan_id: args.plan_id.clone(),
+            roles: args.roles.clone(),
+            playbook: args
+                .playbook
+                .as_ref()
+                .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),
+        })?;
+        let accepted: http::TrialAccepted =
+            status::ask_daemon(&address, "/trial", Some(request)).await?;
+        if !args.wait {
+            println!(
+                "handed to the daemon (pid {pid}): trial of plan {} on {}; `whittle status` shows the verdicts (or use --wait)",
+                accepted.plan_id,
+                accepted.roles.join(", ")
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        wait_for_trials(&address, &accepted, requested_at).await?
+    } else {
+        let state = open_state_reconciled(&config).await?;
+        let aws = aws::Aws::new(&config).await?;
+        trial::run(&config, &aws, &state, &args.plan_id, &args.roles, &playbook).await?
+    };
     match args.format {
         OutputFormat::Text => {
             for r in &records {
@@ -311,6 +339,33 @@ async fn trial_command(config: Config, args: &TrialArgs) -> anyhow::Result<ExitC
     )
 }
 
+/// Polls the daemon until every role of a handed-over trial has a verdict.
+async fn wait_for_trials(
+    address: &str,
+    accepted: &http::TrialAccepted,
+    requested_at: whittle_state::Timestamp,
+) -> anyhow::Result<Vec<trial::TrialRecord>> {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let done: Vec<trial::TrialRecord> =
+            status::ask_daemon(address, &format!("/trials/{}", accepted.plan_id), None).await?;
+        let verdicts: Vec<trial::TrialRecord> = accepted
+            .roles
+            .iter()
+            .filter_map(|role| {
+                done.iter()
+                    .filter(|t| &t.role_arn == role && t.started_at >= requested_at)
+                    .filter(|t| t.status != trial::TrialStatus::Running)
+                    .max_by_key(|t| t.started_at)
+                    .cloned()
+            })
+            .collect();
+        if verdicts.len() == accepted.roles.len() {
+            return Ok(verdicts);
+        }
+    }
+}
+
 async fn rollback_command(config: Config, args: &RollbackArgs) -> anyhow::Result<ExitCode> {
     let state = open_state_reconciled(&config).await?;
     // A running trial first (by id, or the role's); otherwise a change.
@@ -332,7 +387,23 @@ async fn rollback_command(config: Config, args: &RollbackArgs) -> anyhow::Result
             return Ok(ExitCode::SUCCESS);
         }
         if let Some(id) = trial_id {
-            anyhow::bail!("trial `{id}` is not running (`whittle status` lists trials)");
+            // Not running: already finished (a restart rolls an interrupted trial back).
+            match state.tree::<trial::TrialRecord>()?.get(&id.to_owned())? {
+                Some(record) => {
+                    println!(
+                        "trial {id} is not running: it {} {}",
+                        match record.status {
+                            trial::TrialStatus::RolledBack => "was already rolled back;",
+                            trial::TrialStatus::Passed => "passed;",
+                            trial::TrialStatus::Refused => "was refused;",
+                            trial::TrialStatus::Running => "is running elsewhere;",
+                        },
+                        record.reason.as_deref().unwrap_or("")
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
+                None => anyhow::bail!("no trial `{id}` (`whittle status` lists trials)"),
+            }
         }
     }
     let change = plan::rollback(

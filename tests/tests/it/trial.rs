@@ -547,3 +547,65 @@ async fn replace_mode_and_the_error_metric_signal() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(s.policies().await, before);
 }
+
+/// With a daemon holding the state, `whittle trial` hands the trial to it: at once, or with
+/// --wait until the verdict (and its exit code).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_daemon_takes_the_trial_and_wait_reports_its_verdict() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let s = setup(emulator).await;
+    emulator.enable_auth();
+    assert!(s.workload(&emulator.url, false));
+    let (code, _, _) = s.whittle(&["mine", "--no-progress"]);
+    assert_eq!(code, 0);
+    let (_, stdout, _) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
+    let plan_id = serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let before = s.policies().await;
+    let log = s.ws.path("daemon.log");
+    let mut daemon = command(&["daemon", "--config", s.config.to_str().expect("utf-8")])
+        .env("AWS_ACCESS_KEY_ID", &s.admin_id)
+        .env("AWS_SECRET_ACCESS_KEY", &s.admin_secret)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("daemon");
+    wait_for(Duration::from_secs(30), "the daemon", || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|l| l.contains("Daemon started"))
+    });
+    let (code, stdout, stderr) = s.whittle(&["trial", &plan_id, "--wait"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with(&format!("rolled-back {ROLE_ARN}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("denied secretsmanager:GetSecretValue"),
+        "{stdout}"
+    );
+    assert_eq!(s.policies().await, before);
+    let started = Instant::now();
+    let (code, stdout, _) = s.whittle(&["trial", &plan_id]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.starts_with("handed to the daemon"), "{stdout}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "without --wait it returns at once"
+    );
+    wait_for(Duration::from_secs(30), "the second verdict", || {
+        let status = status_json_as(&s.config, &s.admin_id, &s.admin_secret);
+        let done = status["trials"]
+            .as_array()?
+            .iter()
+            .filter(|t| t["status"] == "rolled-back")
+            .count();
+        (done >= 2).then_some(())
+    });
+    signal(&daemon, "TERM");
+    assert!(wait_exit(&mut daemon, Duration::from_secs(30)).success());
+    assert_eq!(s.policies().await, before);
+}
