@@ -609,3 +609,89 @@ async fn a_running_daemon_takes_the_trial_and_wait_reports_its_verdict() {
     assert!(wait_exit(&mut daemon, Duration::from_secs(30)).success());
     assert_eq!(s.policies().await, before);
 }
+
+/// The daemon's `trial` job tries the newest untried plan on its own; here the playbook's
+/// exercise invokes a Lambda function (the emulator runs it without Docker) and the plan
+/// passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_trial_job_tries_the_newest_plan_with_a_lambda_exercise() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let s = setup(emulator).await;
+    let root = emulator.sdk_config().await;
+    emulator.post_json(
+        "/moto-api/config",
+        &serde_json::json!({"lambda": {"use_docker": false}}),
+    );
+    let mut zip = Vec::new();
+    {
+        // The smallest valid zip: an empty archive (the emulator never runs the code).
+        zip.extend_from_slice(&[0x50, 0x4b, 0x05, 0x06]);
+        zip.extend_from_slice(&[0; 18]);
+    }
+    aws_sdk_lambda::Client::new(&root)
+        .create_function()
+        .function_name("orders-fn")
+        .runtime(aws_sdk_lambda::types::Runtime::Python312)
+        .role(ROLE_ARN)
+        .handler("index.handler")
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(zip))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("function");
+    std::fs::write(
+        s.ws.path("trial.toml"),
+        "kind = \"trial\"\nwindow = \"2s\"\ndetection_interval = \"1s\"\ndead_man = \"10m\"\n[exercise]\ninvoke = { function = \"orders-fn\", payloads = ['{\"order\": 1}', '{\"order\": 2}'] }\n",
+    )
+    .expect("playbook");
+    emulator.enable_auth();
+    assert!(s.workload(&emulator.url, false));
+    let (code, _, _) = s.whittle(&["mine", "--no-progress"]);
+    assert_eq!(code, 0);
+    let (_, stdout, _) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
+    let plan_id = serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config).expect("config")
+            + "\n[jobs.trial]\ncron = \"*/2 * * * * *\"\n",
+    )
+    .expect("config");
+    let log = s.ws.path("daemon.log");
+    let mut daemon = command(&["daemon", "--config", s.config.to_str().expect("utf-8")])
+        .env("AWS_ACCESS_KEY_ID", &s.admin_id)
+        .env("AWS_SECRET_ACCESS_KEY", &s.admin_secret)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("daemon");
+    let status = wait_for(Duration::from_secs(40), "the trial job's verdict", || {
+        let status = status_json_as(&s.config, &s.admin_id, &s.admin_secret);
+        (status["trials"][0]["status"] == "passed").then_some(status)
+    });
+    assert_eq!(
+        status["trials"][0]["plan_id"],
+        plan_id.as_str(),
+        "{status:#}"
+    );
+    let plan = status["plans"]
+        .as_array()
+        .expect("plans")
+        .iter()
+        .find(|p| p["id"] == plan_id.as_str())
+        .cloned()
+        .expect("plan");
+    assert_eq!(plan["status"], "trialled");
+    signal(&daemon, "TERM");
+    assert!(wait_exit(&mut daemon, Duration::from_secs(30)).success());
+    let log_text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        log_text.contains("job=trial") && log_text.contains("Job succeeded"),
+        "{log_text}"
+    );
+}
