@@ -496,6 +496,7 @@ async fn watch(
     let interval = Duration::from_millis(intent.detection_interval_ms);
     // Why the latest reading of a signal failed, if it did.
     let mut unread: Option<String>;
+    let mut denials = Denials::default();
     let mut exercising = exercise.map(|e| {
         let e = e.clone();
         let aws = aws.clone();
@@ -524,7 +525,8 @@ async fn watch(
             };
             if let Some(reason) = failed {
                 // The exercise failed: look at the denials first, they say why.
-                let denied = denials_since(aws, config, intent, applied_at)
+                let denied = denials
+                    .poll(aws, config, intent, applied_at)
                     .await
                     .unwrap_or_default();
                 return Err(Failure {
@@ -533,7 +535,7 @@ async fn watch(
                 });
             }
         }
-        match denials_since(aws, config, intent, applied_at).await {
+        match denials.poll(aws, config, intent, applied_at).await {
             Ok(denied) if denied.len() as u64 > intent.max_denials => {
                 let actions: std::collections::BTreeSet<&str> =
                     denied.iter().map(|d| d.action.as_str()).collect();
@@ -557,7 +559,8 @@ async fn watch(
                 Ok(Some(reason)) => {
                     return Err(Failure {
                         reason,
-                        denied: denials_since(aws, config, intent, applied_at)
+                        denied: denials
+                            .poll(aws, config, intent, applied_at)
                             .await
                             .unwrap_or_default(),
                     });
@@ -655,6 +658,130 @@ async fn run_exercise(
         })?
 }
 
+/// A CloudTrail record as a denial of the trial's role at or after `since` (to the second),
+/// not already accounted for by an earlier trial.
+fn denial_in(record: &serde_json::Value, intent: &Intent, since: Timestamp) -> Option<DeniedEvent> {
+    let issuer = record["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"].as_str();
+    let code = record["errorCode"].as_str().unwrap_or_default();
+    let id = record["eventID"].as_str().unwrap_or_default();
+    let time = record["eventTime"].as_str().unwrap_or_default();
+    let at = whittle_planner::trail::parse_time(time).unwrap_or(i64::MAX);
+    if issuer != Some(intent.role_arn.as_str())
+        || !whittle_planner::mapping::is_denial(code)
+        || intent.known_events.iter().any(|known| known == id)
+        || at < i64::try_from(since.0 / 1000 * 1000).unwrap_or(0)
+    {
+        return None;
+    }
+    let action = record["errorMessage"]
+        .as_str()
+        .and_then(whittle_planner::mapping::denied_action_of_message)
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            format!(
+                "{}:{}",
+                record["eventSource"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .split('.')
+                    .next()
+                    .unwrap_or_default(),
+                record["eventName"].as_str().unwrap_or_default()
+            )
+        });
+    Some(DeniedEvent {
+        action,
+        event_id: id.to_owned(),
+        time: time.to_owned(),
+    })
+}
+
+/// The role's denials seen so far: LookupEvents (management events) asked afresh each time,
+/// and the trail's log files in S3 (which also carry data events, such as a denied
+/// s3:GetObject) read once each, from the `[[mining.sources]]` of kind `s3` of the account.
+#[derive(Debug, Default)]
+struct Denials {
+    read_files: std::collections::HashSet<String>,
+    from_files: Vec<DeniedEvent>,
+}
+
+impl Denials {
+    async fn poll(
+        &mut self,
+        aws: &Aws,
+        config: &Config,
+        intent: &Intent,
+        since: Timestamp,
+    ) -> anyhow::Result<Vec<DeniedEvent>> {
+        let mut all = denials_since(aws, config, intent, since).await?;
+        self.read_trail_files(aws, config, intent, since).await?;
+        for denied in &self.from_files {
+            if !all.iter().any(|d| d.event_id == denied.event_id) {
+                all.push(denied.clone());
+            }
+        }
+        Ok(all)
+    }
+
+    /// New log files of the days since `since` in the standard (account) trail layout
+    /// `[prefix/]AWSLogs/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/`.
+    async fn read_trail_files(
+        &mut self,
+        aws: &Aws,
+        config: &Config,
+        intent: &Intent,
+        since: Timestamp,
+    ) -> anyhow::Result<()> {
+        let account_id = intent.role_arn.split(':').nth(4).unwrap_or_default();
+        let first_day = whittle_planner::trail::day_of(i64::try_from(since.0).unwrap_or(0));
+        let today = whittle_planner::trail::day_of(clock::now_ms());
+        for source in config.mining.sources.iter().filter(|s| {
+            s.kind == crate::config::SourceKind::S3 && s.account.as_deref() == Some(&intent.account)
+        }) {
+            let Some(bucket) = &source.bucket else {
+                continue;
+            };
+            let base = match source.prefix.as_deref() {
+                Some(p) if !p.is_empty() => format!("{}/AWSLogs/", p.trim_end_matches('/')),
+                _ => "AWSLogs/".to_owned(),
+            };
+            for day in first_day..=today {
+                let date = whittle_planner::trail::format_time(i64::from(day) * 86_400_000);
+                let prefix = format!(
+                    "{base}{account_id}/CloudTrail/{}/{}/{}/{}/",
+                    config.aws.region,
+                    &date[0..4],
+                    &date[5..7],
+                    &date[8..10]
+                );
+                for key in aws.list_objects(&intent.account, bucket, &prefix).await? {
+                    if self.read_files.contains(&key) {
+                        continue;
+                    }
+                    let bytes = aws.get_object(&intent.account, bucket, &key).await?;
+                    let text = if key.ends_with(".gz") {
+                        use std::io::Read as _;
+                        let mut out = Vec::new();
+                        flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_end(&mut out)?;
+                        out
+                    } else {
+                        bytes
+                    };
+                    if let Ok(log) = serde_json::from_slice::<serde_json::Value>(&text) {
+                        for record in log["Records"].as_array().into_iter().flatten() {
+                            if let Some(denied) = denial_in(record, intent, since) {
+                                self.from_files.push(denied);
+                            }
+                        }
+                    }
+                    self.read_files.insert(key);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Denials of the trial's role since `since` (LookupEvents, management events).
 async fn denials_since(
     aws: &Aws,
@@ -684,39 +811,11 @@ async fn denials_since(
                 crate::aws::mining::LookupError::Other(e) => e,
             })?;
         for event in &page.events {
-            let Ok(record) = serde_json::from_str::<serde_json::Value>(event) else {
-                continue;
-            };
-            let issuer = record["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"].as_str();
-            let code = record["errorCode"].as_str().unwrap_or_default();
-            let id = record["eventID"].as_str().unwrap_or_default();
-            if issuer != Some(intent.role_arn.as_str())
-                || !whittle_planner::mapping::is_denial(code)
-                || intent.known_events.iter().any(|known| known == id)
+            if let Ok(record) = serde_json::from_str::<serde_json::Value>(event)
+                && let Some(denied) = denial_in(&record, intent, since)
             {
-                continue;
+                out.push(denied);
             }
-            let action = record["errorMessage"]
-                .as_str()
-                .and_then(whittle_planner::mapping::denied_action_of_message)
-                .map(str::to_owned)
-                .unwrap_or_else(|| {
-                    format!(
-                        "{}:{}",
-                        record["eventSource"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .split('.')
-                            .next()
-                            .unwrap_or_default(),
-                        record["eventName"].as_str().unwrap_or_default()
-                    )
-                });
-            out.push(DeniedEvent {
-                action,
-                event_id: record["eventID"].as_str().unwrap_or_default().to_owned(),
-                time: record["eventTime"].as_str().unwrap_or_default().to_owned(),
-            });
         }
         match page.next_token {
             Some(next) => token = Some(next),

@@ -126,7 +126,7 @@ async fn setup(emulator: &whittle_tests::Emulator) -> Setup {
     iam.put_role_policy()
         .role_name(ROLE)
         .policy_name("broad")
-        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ssm:*","secretsmanager:*","sqs:*"],"Resource":"*"}]}"#)
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ssm:*","secretsmanager:*","sqs:*","s3:*"],"Resource":"*"}]}"#)
         .send()
         .await
         .expect("broad policy");
@@ -694,4 +694,110 @@ async fn the_trial_job_tries_the_newest_plan_with_a_lambda_exercise() {
         log_text.contains("job=trial") && log_text.contains("Job succeeded"),
         "{log_text}"
     );
+}
+
+/// A denial that only the trail's log files show (a data event: s3:GetObject; LookupEvents
+/// has management events only), from a workload that keeps going (exit 0) after the error:
+/// the trial still sees it and rolls back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_data_event_denial_in_the_trail_files_rolls_the_trial_back() {
+    let emulator = &whittle_tests::Emulator::start(&[("WHITTLE_EMULATOR_DELIVERY_SECONDS", "1")]);
+    let s = setup(emulator).await;
+    let root = emulator.sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&root)
+            .force_path_style(true)
+            .build(),
+    );
+    for bucket in ["trial-trail", "trial-data"] {
+        s3.create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("bucket");
+    }
+    s3.put_object()
+        .bucket("trial-data")
+        .key("report.csv")
+        .body(b"a,b".to_vec().into())
+        .send()
+        .await
+        .expect("object");
+    let cloudtrail = aws_sdk_cloudtrail::Client::new(&root);
+    cloudtrail
+        .create_trail()
+        .name("trial-trail")
+        .s3_bucket_name("trial-trail")
+        .send()
+        .await
+        .expect("trail");
+    cloudtrail
+        .put_event_selectors()
+        .trail_name("trial-trail")
+        .event_selectors(
+            aws_sdk_cloudtrail::types::EventSelector::builder()
+                .read_write_type(aws_sdk_cloudtrail::types::ReadWriteType::All)
+                .include_management_events(true)
+                .data_resources(
+                    aws_sdk_cloudtrail::types::DataResource::builder()
+                        .r#type("AWS::S3::Object")
+                        .values("arn:aws:s3")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("selectors");
+    cloudtrail
+        .start_logging()
+        .name("trial-trail")
+        .send()
+        .await
+        .expect("logging");
+    // Live traffic that logs an error and carries on.
+    let live = s.ws.path("live.py");
+    std::fs::write(
+        &live,
+        WORKLOAD.replace(
+            "    if occasional:\n        boto3.client(\"secretsmanager\", **kw).get_secret_value(SecretId=\"trial/api-key\")",
+            "    if occasional:\n        try:\n            boto3.client(\"s3\", **kw).get_object(Bucket=\"trial-data\", Key=\"report.csv\")\n        except ClientError as e:\n            print(f\"report skipped: {e}\", file=sys.stderr)",
+        ),
+    )
+    .expect("live workload");
+    std::fs::write(
+        s.ws.path("trial.toml"),
+        format!(
+            "kind = \"trial\"\nwindow = \"10s\"\ndetection_interval = \"1s\"\ndead_man = \"10m\"\n[exercise]\ncommand = [\"{}\", \"{}\", \"{}\", \"yes\"]\n",
+            python().display(),
+            live.display(),
+            emulator.url
+        ),
+    )
+    .expect("playbook");
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config).expect("config")
+            + "\n[[mining.sources]]\nname = \"trail\"\nkind = \"s3\"\naccount = \"staging\"\nbucket = \"trial-trail\"\n",
+    )
+    .expect("config");
+    emulator.enable_auth();
+    assert!(s.workload(&emulator.url, false));
+    let (code, _, stderr) = s.whittle(&["mine", "--no-progress"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (_, stdout, _) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
+    let plan: Value = serde_json::from_str(&stdout).expect("plan");
+    assert_eq!(
+        kept(&plan),
+        [("ssm:GetParameter".to_owned(), "used".to_owned())]
+    );
+    let plan_id = plan["id"].as_str().expect("id").to_owned();
+    let before = s.policies().await;
+    let (code, stdout, stderr) = s.whittle(&["trial", &plan_id]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("denial(s) of the role after the apply: s3:GetObject"),
+        "{stdout}"
+    );
+    assert_eq!(s.policies().await, before);
 }
