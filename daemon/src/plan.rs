@@ -109,42 +109,74 @@ pub struct Target {
     pub arn: String,
 }
 
-/// Lists the configured accounts' target roles (optionally only `only`), live from IAM.
-/// A role in `only` that is not a target is an error saying why.
+/// The configured accounts' target roles, live from IAM: every role of every account when
+/// `only` is empty, otherwise just those roles, each of which must be a target (the error says
+/// why one is not).
 pub async fn targets(config: &Config, aws: &Aws, only: &[String]) -> anyhow::Result<Vec<Target>> {
-    let selector = config.target_selector();
     let mut out = Vec::new();
-    let mut verdicts = BTreeMap::new();
-    for account in aws.account_names() {
-        let identity = aws.caller_identity(account).await?;
-        let own = role_arn_of_caller(&identity.arn);
-        for role in aws.list_roles(account).await? {
-            let selection = selector.classify(&role, own.as_deref());
-            if selection == Selection::Target && (only.is_empty() || only.contains(&role.arn)) {
-                out.push(Target {
-                    account: account.to_owned(),
-                    arn: role.arn.clone(),
-                });
+    if only.is_empty() {
+        let selector = config.target_selector();
+        for account in aws.account_names() {
+            let identity = aws.caller_identity(account).await?;
+            let own = role_arn_of_caller(&identity.arn);
+            for role in aws.list_roles(account).await? {
+                if selector.classify(&role, own.as_deref()) == Selection::Target {
+                    out.push(Target {
+                        account: account.to_owned(),
+                        arn: role.arn,
+                    });
+                }
             }
-            verdicts.insert(role.arn, selection);
         }
-    }
-    for arn in only {
-        match verdicts.get(arn) {
-            Some(Selection::Target) => {}
-            Some(Selection::Protected(reason)) => {
-                anyhow::bail!("role {arn} is protected ({reason}); whittle never changes it")
-            }
-            Some(Selection::NotSelected) => anyhow::bail!(
-                "role {arn} is not a target: it does not match [targets] arn_patterns and tags"
-            ),
-            None => anyhow::bail!(
-                "role {arn} was not found in any configured account ({})",
-                aws.account_names().collect::<Vec<_>>().join(", ")
-            ),
+    } else {
+        for (arn, verdict) in classify(config, aws, only).await? {
+            out.push(Target {
+                account: verdict.map_err(|reason| anyhow::anyhow!(reason))?,
+                arn,
+            });
         }
     }
     out.sort_by(|a, b| a.arn.cmp(&b.arn));
+    Ok(out)
+}
+
+/// Whether each of `arns` is a target now: the account it is in, or why not. One GetRole per
+/// role (its tags included) rather than listing every role of every account.
+pub async fn classify(
+    config: &Config,
+    aws: &Aws,
+    arns: &[String],
+) -> anyhow::Result<Vec<(String, Result<String, String>)>> {
+    let selector = config.target_selector();
+    let mut accounts = Vec::new();
+    for account in aws.account_names() {
+        let identity = aws.caller_identity(account).await?;
+        let own = role_arn_of_caller(&identity.arn);
+        accounts.push((account.to_owned(), identity.account, own));
+    }
+    let mut out = Vec::new();
+    for arn in arns {
+        let id = arn.split(':').nth(4).unwrap_or_default();
+        let verdict = match accounts.iter().find(|(_, account_id, _)| account_id == id) {
+            None => Err(format!(
+                "role {arn} is in none of the configured accounts ({})",
+                aws.account_names().collect::<Vec<_>>().join(", ")
+            )),
+            Some((name, _, own)) => match aws.role_summary(name, arn).await {
+                Ok(role) => match selector.classify(&role, own.as_deref()) {
+                    Selection::Target => Ok(name.clone()),
+                    Selection::Protected(reason) => Err(format!(
+                        "role {arn} is protected ({reason}); whittle never changes it"
+                    )),
+                    Selection::NotSelected => Err(format!(
+                        "role {arn} is not a target: it does not match [targets] arn_patterns and tags"
+                    )),
+                },
+                Err(e) => Err(crate::one_line(&e)),
+            },
+        };
+        out.push((arn.clone(), verdict));
+    }
     Ok(out)
 }
 
@@ -322,7 +354,12 @@ pub async fn apply(
             "plan {plan_id} changes {changing} roles, more than [planner] max_roles_per_apply = {limit}; apply it a few roles at a time with --role"
         );
     }
-    let targets = targets(config, aws, &[]).await?;
+    let changing: Vec<String> = chosen
+        .iter()
+        .filter(|r| r.status == RoleStatus::Changes)
+        .map(|r| r.role_arn.clone())
+        .collect();
+    let verdicts = classify(config, aws, &changing).await?;
     let mut outcomes = Vec::new();
     for role in &chosen {
         let skip = |detail: String| RoleOutcome {
@@ -353,17 +390,18 @@ pub async fn apply(
             )));
             continue;
         }
-        let Some(target) = targets.iter().find(|t| t.arn == role.role_arn) else {
-            outcomes.push(RoleOutcome {
-                outcome: "failed".to_owned(),
-                ..skip(
-                    "refused: the role is no longer a configured target (or is protected)"
-                        .to_owned(),
-                )
-            });
-            continue;
+        let account = match verdicts.iter().find(|(arn, _)| *arn == role.role_arn) {
+            Some((_, Ok(account))) => account.clone(),
+            Some((_, Err(reason))) => {
+                outcomes.push(RoleOutcome {
+                    outcome: "failed".to_owned(),
+                    ..skip(format!("refused: {reason}"))
+                });
+                continue;
+            }
+            None => continue,
         };
-        match apply_role(aws, state, &plan.id, role, &target.account).await {
+        match apply_role(aws, state, &plan.id, role, &account).await {
             Ok(change_id) => outcomes.push(RoleOutcome {
                 role_arn: role.role_arn.clone(),
                 outcome: "applied".to_owned(),

@@ -184,21 +184,13 @@ pub async fn run(
             chosen.len()
         );
     }
-    let targets = crate::plan::targets(config, aws, &[]).await?;
+    let arns: Vec<String> = chosen.iter().map(|r| r.role_arn.clone()).collect();
+    let verdicts = crate::plan::classify(config, aws, &arns).await?;
     let mut records = Vec::new();
-    for role in chosen {
-        let record = match targets.iter().find(|t| t.arn == role.role_arn) {
-            Some(target) => {
-                trial_role(config, aws, state, &plan, role, &target.account, playbook).await?
-            }
-            None => refused(
-                state,
-                &plan,
-                role,
-                "",
-                playbook.mode,
-                "the role is no longer a configured target (or is protected)".to_owned(),
-            )?,
+    for (role, (_, verdict)) in chosen.into_iter().zip(verdicts) {
+        let record = match verdict {
+            Ok(account) => trial_role(config, aws, state, &plan, role, &account, playbook).await?,
+            Err(reason) => refused(state, &plan, role, "", playbook.mode, reason)?,
         };
         records.push(record);
     }

@@ -25,6 +25,39 @@ impl Aws {
         Ok(aws_sdk_iam::Client::new(&self.handle(account)?.sdk))
     }
 
+    /// One role with its path and tags (GetRole returns the tags, ListRoles does not).
+    pub async fn role_summary(
+        &self,
+        account: &str,
+        role_arn: &str,
+    ) -> anyhow::Result<whittle_planner::targets::RoleSummary> {
+        let name = role_name(role_arn);
+        let out = self
+            .iam(account)?
+            .get_role()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "iam:GetRole {name} failed: {}",
+                    describe(&e, self.endpoint.as_deref())
+                )
+            })?;
+        let role = out
+            .role()
+            .ok_or_else(|| anyhow::anyhow!("iam:GetRole {name} returned no role"))?;
+        Ok(whittle_planner::targets::RoleSummary {
+            arn: role.arn().to_owned(),
+            path: role.path().to_owned(),
+            tags: role
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                .collect(),
+        })
+    }
+
     /// Everything that grants or limits the role's permissions.
     pub async fn role_policies(
         &self,

@@ -36,39 +36,7 @@ async fn run_workload(emulator: &Emulator, prefix: &str) -> Workload {
             .await
             .expect("create bucket");
     }
-    let cloudtrail = aws_sdk_cloudtrail::Client::new(&admin);
-    cloudtrail
-        .create_trail()
-        .name(format!("{prefix}-trail"))
-        .s3_bucket_name(&trail_bucket)
-        .send()
-        .await
-        .expect("create trail");
-    // Object-level S3 calls are data events: a trail logs them only when asked to.
-    cloudtrail
-        .put_event_selectors()
-        .trail_name(format!("{prefix}-trail"))
-        .event_selectors(
-            aws_sdk_cloudtrail::types::EventSelector::builder()
-                .read_write_type(aws_sdk_cloudtrail::types::ReadWriteType::All)
-                .include_management_events(true)
-                .data_resources(
-                    aws_sdk_cloudtrail::types::DataResource::builder()
-                        .r#type("AWS::S3::Object")
-                        .values("arn:aws:s3")
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("event selectors");
-    cloudtrail
-        .start_logging()
-        .name(format!("{prefix}-trail"))
-        .send()
-        .await
-        .expect("start logging");
+    start_trail(&admin, &format!("{prefix}-trail"), &trail_bucket).await;
     s3.put_object()
         .bucket(&bucket)
         .key("in/a.json")

@@ -197,38 +197,7 @@ async fn seeded(emulator: &whittle_tests::Emulator) -> Seeded {
         .send()
         .await
         .expect("parameter");
-    let cloudtrail = aws_sdk_cloudtrail::Client::new(&root);
-    cloudtrail
-        .create_trail()
-        .name("plan-trail")
-        .s3_bucket_name("plan-trail")
-        .send()
-        .await
-        .expect("trail");
-    cloudtrail
-        .put_event_selectors()
-        .trail_name("plan-trail")
-        .event_selectors(
-            aws_sdk_cloudtrail::types::EventSelector::builder()
-                .read_write_type(aws_sdk_cloudtrail::types::ReadWriteType::All)
-                .include_management_events(true)
-                .data_resources(
-                    aws_sdk_cloudtrail::types::DataResource::builder()
-                        .r#type("AWS::S3::Object")
-                        .values("arn:aws:s3")
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("selectors");
-    cloudtrail
-        .start_logging()
-        .name("plan-trail")
-        .send()
-        .await
-        .expect("logging");
+    start_trail(&root, "plan-trail", "plan-trail").await;
 
     let role = as_role(emulator, &admin).await;
     workload(&role)
@@ -440,6 +409,20 @@ async fn plan_keeps_what_the_workload_used_and_apply_then_rollback_restores_exac
     assert!(stdout.contains("changed since plan"), "{stdout}");
     let (inline, _) = role_policies(iam).await;
     assert_eq!(inline["plan-app-policy"], before.0["plan-app-policy"]);
+
+    // A role that stopped being a target (its tag removed) is refused before anything else.
+    iam.untag_role()
+        .role_name(ROLE)
+        .tag_keys("whittle:managed")
+        .send()
+        .await
+        .expect("untag");
+    let (code, stdout, _) = run(config, &["apply", &stale_id, "--force"]);
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("refused: role arn:aws:iam::123456789012:role/plan-app is not a target"),
+        "{stdout}"
+    );
 }
 
 /// Kills `whittle apply` right after each of its journal steps; the restarted daemon's
@@ -490,11 +473,7 @@ async fn an_apply_killed_after_any_journal_step_is_undone_on_restart() {
         }
         let log = config.with_file_name(format!("daemon-{}.log", point.replace(':', "-")));
         let mut daemon = spawn_daemon(config, &log);
-        wait_for(Duration::from_secs(30), "the reconcile pass", || {
-            std::fs::read_to_string(&log)
-                .ok()
-                .filter(|l| l.contains("Reconcile pass done"))
-        });
+        wait_for_log(&log, "Reconcile pass done");
         let reconciled = std::fs::read_to_string(&log).expect("log");
         assert!(reconciled.contains("recovered=1"), "{point}: {reconciled}");
         assert_eq!(

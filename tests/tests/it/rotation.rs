@@ -639,6 +639,36 @@ cron = "0 0 3 * * 1"
     }
 }
 
+/// IAM user `svc` with one access key, whose pair is the JSON secret `svc/key`.
+async fn svc_key_in_secret(
+    iam: &aws_sdk_iam::Client,
+    sm: &aws_sdk_secretsmanager::Client,
+) -> aws_sdk_iam::types::AccessKey {
+    iam.create_user()
+        .user_name("svc")
+        .send()
+        .await
+        .expect("user");
+    let k = iam
+        .create_access_key()
+        .user_name("svc")
+        .send()
+        .await
+        .expect("key")
+        .access_key
+        .expect("key");
+    sm.create_secret()
+        .name("svc/key")
+        .secret_string(
+            serde_json::json!({"AccessKeyId": k.access_key_id, "SecretAccessKey": k.secret_access_key})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("secret");
+    k
+}
+
 /// sts:GetCallerIdentity with a key pair; Ok when it authenticates.
 async fn works(emulator: &whittle_tests::Emulator, id: &str, secret: &str) -> bool {
     let config = emulator.sdk_config_with(id, secret, None).await;
@@ -853,22 +883,6 @@ async fn an_iam_access_key_rotates_and_the_old_key_goes_only_after_the_grace_per
     );
 }
 
-/// `whittle status --format json` with the given credentials (auth mode).
-fn status_json_as(config: &Path, id: &str, secret: &str) -> Value {
-    let out = command(&[
-        "status",
-        "--format",
-        "json",
-        "--config",
-        config.to_str().expect("utf-8"),
-    ])
-    .env("AWS_ACCESS_KEY_ID", id)
-    .env("AWS_SECRET_ACCESS_KEY", secret)
-    .output()
-    .expect("status");
-    serde_json::from_slice(&out.stdout).expect("status json")
-}
-
 /// Kills an access-key rotation after every journal step (and right after CreateAccessKey,
 /// before the new key's secret is stored anywhere); the next run leaves exactly one key, the
 /// one in the secret, and nothing pending.
@@ -889,30 +903,11 @@ async fn an_access_key_rotation_killed_anywhere_leaves_no_orphaned_key() {
     for point in points {
         let emulator = &whittle_tests::Emulator::start(&[]);
         let root = emulator.sdk_config().await;
-        let iam = aws_sdk_iam::Client::new(&root);
-        iam.create_user()
-            .user_name("svc")
-            .send()
-            .await
-            .expect("user");
-        let k = iam
-            .create_access_key()
-            .user_name("svc")
-            .send()
-            .await
-            .expect("key")
-            .access_key
-            .expect("key");
-        let sm = aws_sdk_secretsmanager::Client::new(&root);
-        sm.create_secret()
-            .name("svc/key")
-            .secret_string(
-                serde_json::json!({"AccessKeyId": k.access_key_id, "SecretAccessKey": k.secret_access_key})
-                    .to_string(),
-            )
-            .send()
-            .await
-            .expect("secret");
+        let (iam, sm) = (
+            aws_sdk_iam::Client::new(&root),
+            aws_sdk_secretsmanager::Client::new(&root),
+        );
+        let k = svc_key_in_secret(&iam, &sm).await;
         let ws = Workspace::new();
         std::fs::write(
             ws.path("key.toml"),
@@ -1391,30 +1386,11 @@ async fn a_native_playbook_follows_secrets_managers_own_rotation() {
 async fn known_consumers_that_read_the_new_key_end_the_grace_period_early() {
     let emulator = &whittle_tests::Emulator::start(&[]);
     let root = emulator.sdk_config().await;
-    let iam = aws_sdk_iam::Client::new(&root);
-    iam.create_user()
-        .user_name("svc")
-        .send()
-        .await
-        .expect("user");
-    let k = iam
-        .create_access_key()
-        .user_name("svc")
-        .send()
-        .await
-        .expect("key")
-        .access_key
-        .expect("key");
-    let sm = aws_sdk_secretsmanager::Client::new(&root);
-    sm.create_secret()
-        .name("svc/key")
-        .secret_string(
-            serde_json::json!({"AccessKeyId": k.access_key_id, "SecretAccessKey": k.secret_access_key})
-                .to_string(),
-        )
-        .send()
-        .await
-        .expect("secret");
+    let (iam, sm) = (
+        aws_sdk_iam::Client::new(&root),
+        aws_sdk_secretsmanager::Client::new(&root),
+    );
+    let k = svc_key_in_secret(&iam, &sm).await;
     create_role(&iam, "reader", &[]).await;
     let creds = aws_sdk_sts::Client::new(&root)
         .assume_role()

@@ -96,12 +96,32 @@ pub fn command(args: &[&str]) -> Command {
 
 /// Starts `whittle daemon --config CONFIG`, logging to `log`.
 pub fn spawn_daemon(config: &Path, log: &Path) -> Child {
-    let log_file = std::fs::File::create(log).expect("log file");
-    command(&["daemon", "--config", config.to_str().expect("utf-8 path")])
-        .stdout(Stdio::null())
-        .stderr(log_file)
+    daemon_command(config, log).spawn().expect("spawn daemon")
+}
+
+/// Starts the daemon with these access keys (auth mode rejects the default test key).
+pub fn spawn_daemon_as(config: &Path, log: &Path, key_id: &str, secret: &str) -> Child {
+    daemon_command(config, log)
+        .env("AWS_ACCESS_KEY_ID", key_id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
         .spawn()
         .expect("spawn daemon")
+}
+
+fn daemon_command(config: &Path, log: &Path) -> Command {
+    let log_file = std::fs::File::create(log).expect("log file");
+    let mut command = command(&["daemon", "--config", config.to_str().expect("utf-8 path")]);
+    command.stdout(Stdio::null()).stderr(log_file);
+    command
+}
+
+/// Waits until the log file contains `needle` (a daemon's start-up line, say).
+pub fn wait_for_log(log: &Path, needle: &str) {
+    wait_for(Duration::from_secs(30), needle, || {
+        std::fs::read_to_string(log)
+            .ok()
+            .filter(|l| l.contains(needle))
+    });
 }
 
 pub fn text(bytes: &[u8]) -> String {
@@ -121,6 +141,22 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// `whittle status --format json` with these access keys (auth mode), parsed.
+pub fn status_json_as(config: &Path, key_id: &str, secret: &str) -> serde_json::Value {
+    let out = command(&[
+        "status",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ])
+    .env("AWS_ACCESS_KEY_ID", key_id)
+    .env("AWS_SECRET_ACCESS_KEY", secret)
+    .output()
+    .expect("status");
+    serde_json::from_slice(&out.stdout).expect("status json")
 }
 
 /// `whittle status --format json` parsed, if it succeeds.
@@ -195,4 +231,41 @@ pub async fn inline_policies(
         inline.insert(name.clone(), serde_json::from_str(&text).expect("json"));
     }
     inline
+}
+
+/// A logging trail `name` that delivers to `bucket`, with S3 object-level (data) events:
+/// a trail logs those only when asked to.
+pub async fn start_trail(sdk: &aws_config::SdkConfig, name: &str, bucket: &str) {
+    let cloudtrail = aws_sdk_cloudtrail::Client::new(sdk);
+    cloudtrail
+        .create_trail()
+        .name(name)
+        .s3_bucket_name(bucket)
+        .send()
+        .await
+        .expect("create trail");
+    cloudtrail
+        .put_event_selectors()
+        .trail_name(name)
+        .event_selectors(
+            aws_sdk_cloudtrail::types::EventSelector::builder()
+                .read_write_type(aws_sdk_cloudtrail::types::ReadWriteType::All)
+                .include_management_events(true)
+                .data_resources(
+                    aws_sdk_cloudtrail::types::DataResource::builder()
+                        .r#type("AWS::S3::Object")
+                        .values("arn:aws:s3")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("event selectors");
+    cloudtrail
+        .start_logging()
+        .name(name)
+        .send()
+        .await
+        .expect("start logging");
 }

@@ -68,6 +68,21 @@ impl Setup {
         )
     }
 
+    /// The day-to-day workload (configuration reads only), mined, and the plan made from it:
+    /// it drops everything else, the occasional secret read included. Returns the plan id.
+    fn mined_plan(&self, url: &str) -> String {
+        assert!(self.workload(url, false));
+        let (code, _, stderr) = self.whittle(&["mine", "--no-progress"]);
+        assert_eq!(code, 0, "{stderr}");
+        let (code, stdout, stderr) =
+            self.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
+        assert_eq!(code, 2, "{stdout}\n{stderr}");
+        serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+
     /// Runs the workload as the trial's exercise would; true when it worked.
     fn workload(&self, url: &str, occasional: bool) -> bool {
         std::process::Command::new(python())
@@ -290,14 +305,7 @@ async fn a_trial_rolls_back_on_a_denial_and_the_next_plan_keeps_the_action() {
 async fn a_trial_in_an_account_not_listed_as_staging_is_refused_before_any_change() {
     let emulator = &whittle_tests::Emulator::start(&[]);
     let s = setup(emulator).await;
-    assert!(s.workload(&emulator.url, false));
-    let (code, _, _) = s.whittle(&["mine", "--no-progress"]);
-    assert_eq!(code, 0);
-    let (_, stdout, _) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
-    let plan_id = serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let plan_id = s.mined_plan(&emulator.url);
     let prod = s.ws.path("prod.toml");
     std::fs::write(
         &prod,
@@ -320,22 +328,6 @@ async fn a_trial_in_an_account_not_listed_as_staging_is_refused_before_any_chang
     assert_eq!(s.policies().await, before);
 }
 
-/// `whittle status --format json` with the given credentials (auth mode).
-fn status_json_as(config: &Path, id: &str, secret: &str) -> Value {
-    let out = command(&[
-        "status",
-        "--format",
-        "json",
-        "--config",
-        config.to_str().expect("utf-8"),
-    ])
-    .env("AWS_ACCESS_KEY_ID", id)
-    .env("AWS_SECRET_ACCESS_KEY", secret)
-    .output()
-    .expect("status");
-    serde_json::from_slice(&out.stdout).expect("status json")
-}
-
 /// Kills `whittle trial` right after each journal step (SIGKILL-like abort); the restarted
 /// daemon's reconcile pass rolls the role back to exactly its snapshot every time, and the
 /// trial is recorded as rolled back.
@@ -350,14 +342,7 @@ async fn a_trial_killed_after_any_journal_step_is_rolled_back_on_restart() {
         let emulator = &whittle_tests::Emulator::start(&[]);
         let s = setup(emulator).await;
         emulator.enable_auth();
-        assert!(s.workload(&emulator.url, false));
-        let (code, _, _) = s.whittle(&["mine", "--no-progress"]);
-        assert_eq!(code, 0);
-        let (_, stdout, _) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
-        let plan_id = serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
+        let plan_id = s.mined_plan(&emulator.url);
         let before = s.policies().await;
         let out = command(&[
             "--config",
@@ -384,21 +369,8 @@ async fn a_trial_killed_after_any_journal_step_is_rolled_back_on_restart() {
         }
         let log =
             s.ws.path(&format!("daemon-{}.log", point.replace(':', "-")));
-        let mut daemon = {
-            let log_file = std::fs::File::create(&log).expect("log");
-            command(&["daemon", "--config", s.config.to_str().expect("utf-8")])
-                .env("AWS_ACCESS_KEY_ID", &s.admin_id)
-                .env("AWS_SECRET_ACCESS_KEY", &s.admin_secret)
-                .stdout(std::process::Stdio::null())
-                .stderr(log_file)
-                .spawn()
-                .expect("daemon")
-        };
-        wait_for(Duration::from_secs(30), "the reconcile pass", || {
-            std::fs::read_to_string(&log)
-                .ok()
-                .filter(|l| l.contains("Reconcile pass done"))
-        });
+        let mut daemon = spawn_daemon_as(&s.config, &log, &s.admin_id, &s.admin_secret);
+        wait_for_log(&log, "Reconcile pass done");
         assert_eq!(
             s.policies().await,
             before,
@@ -426,14 +398,7 @@ async fn permissions_come_back_at_the_dead_man_deadline_without_whittle() {
     )
     .expect("playbook");
     emulator.enable_auth();
-    assert!(s.workload(&emulator.url, false));
-    let (code, _, _) = s.whittle(&["mine", "--no-progress"]);
-    assert_eq!(code, 0);
-    let (_, stdout, _) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
-    let plan_id = serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let plan_id = s.mined_plan(&emulator.url);
     let applied = Instant::now();
     let out = command(&[
         "--config",
@@ -466,16 +431,8 @@ async fn replace_mode_and_the_error_metric_signal() {
     let emulator = &whittle_tests::Emulator::start(&[]);
     let s = setup(emulator).await;
     emulator.enable_auth();
-    assert!(s.workload(&emulator.url, false));
-    let (code, _, _) = s.whittle(&["mine", "--no-progress"]);
-    assert_eq!(code, 0);
+    let plan_id = s.mined_plan(&emulator.url);
     let before = s.policies().await;
-    let plan_of = |stdout: &str| {
-        serde_json::from_str::<Value>(stdout).expect("plan")["id"]
-            .as_str()
-            .expect("id")
-            .to_owned()
-    };
 
     // The function's errors rise during the trial (the exercise reports 5 of them).
     let errors = s.ws.path("errors.py");
@@ -495,8 +452,6 @@ async fn replace_mode_and_the_error_metric_signal() {
         ),
     )
     .expect("playbook");
-    let (_, stdout, _) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
-    let plan_id = plan_of(&stdout);
     let (code, stdout, stderr) = s.whittle(&[
         "trial",
         &plan_id,
@@ -555,28 +510,11 @@ async fn a_running_daemon_takes_the_trial_and_wait_reports_its_verdict() {
     let emulator = &whittle_tests::Emulator::start(&[]);
     let s = setup(emulator).await;
     emulator.enable_auth();
-    assert!(s.workload(&emulator.url, false));
-    let (code, _, _) = s.whittle(&["mine", "--no-progress"]);
-    assert_eq!(code, 0);
-    let (_, stdout, _) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
-    let plan_id = serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let plan_id = s.mined_plan(&emulator.url);
     let before = s.policies().await;
     let log = s.ws.path("daemon.log");
-    let mut daemon = command(&["daemon", "--config", s.config.to_str().expect("utf-8")])
-        .env("AWS_ACCESS_KEY_ID", &s.admin_id)
-        .env("AWS_SECRET_ACCESS_KEY", &s.admin_secret)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("daemon");
-    wait_for(Duration::from_secs(30), "the daemon", || {
-        std::fs::read_to_string(&log)
-            .ok()
-            .filter(|l| l.contains("Daemon started"))
-    });
+    let mut daemon = spawn_daemon_as(&s.config, &log, &s.admin_id, &s.admin_secret);
+    wait_for_log(&log, "Daemon started");
     let (code, stdout, stderr) = s.whittle(&["trial", &plan_id, "--wait"]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     assert!(
@@ -648,14 +586,7 @@ async fn the_trial_job_tries_the_newest_plan_with_a_lambda_exercise() {
     )
     .expect("playbook");
     emulator.enable_auth();
-    assert!(s.workload(&emulator.url, false));
-    let (code, _, _) = s.whittle(&["mine", "--no-progress"]);
-    assert_eq!(code, 0);
-    let (_, stdout, _) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
-    let plan_id = serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let plan_id = s.mined_plan(&emulator.url);
     std::fs::write(
         &s.config,
         std::fs::read_to_string(&s.config).expect("config")
@@ -663,13 +594,7 @@ async fn the_trial_job_tries_the_newest_plan_with_a_lambda_exercise() {
     )
     .expect("config");
     let log = s.ws.path("daemon.log");
-    let mut daemon = command(&["daemon", "--config", s.config.to_str().expect("utf-8")])
-        .env("AWS_ACCESS_KEY_ID", &s.admin_id)
-        .env("AWS_SECRET_ACCESS_KEY", &s.admin_secret)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("daemon");
+    let mut daemon = spawn_daemon_as(&s.config, &log, &s.admin_id, &s.admin_secret);
     let status = wait_for(Duration::from_secs(40), "the trial job's verdict", || {
         let status = status_json_as(&s.config, &s.admin_id, &s.admin_secret);
         (status["trials"][0]["status"] == "passed").then_some(status)
@@ -723,38 +648,7 @@ async fn a_data_event_denial_in_the_trail_files_rolls_the_trial_back() {
         .send()
         .await
         .expect("object");
-    let cloudtrail = aws_sdk_cloudtrail::Client::new(&root);
-    cloudtrail
-        .create_trail()
-        .name("trial-trail")
-        .s3_bucket_name("trial-trail")
-        .send()
-        .await
-        .expect("trail");
-    cloudtrail
-        .put_event_selectors()
-        .trail_name("trial-trail")
-        .event_selectors(
-            aws_sdk_cloudtrail::types::EventSelector::builder()
-                .read_write_type(aws_sdk_cloudtrail::types::ReadWriteType::All)
-                .include_management_events(true)
-                .data_resources(
-                    aws_sdk_cloudtrail::types::DataResource::builder()
-                        .r#type("AWS::S3::Object")
-                        .values("arn:aws:s3")
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("selectors");
-    cloudtrail
-        .start_logging()
-        .name("trial-trail")
-        .send()
-        .await
-        .expect("logging");
+    start_trail(&root, "trial-trail", "trial-trail").await;
     // Live traffic that logs an error and carries on.
     let live = s.ws.path("live.py");
     std::fs::write(
