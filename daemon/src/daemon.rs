@@ -64,6 +64,7 @@ pub async fn run(
 
     let summary = registry.reconcile(&state).await?;
     info!(recovered = summary.recovered, "Reconcile pass done");
+    crate::mine::fold_pending(&state, config.mining.lookback_days)?;
 
     let metrics = Arc::new(Metrics::new(
         i64::try_from(clock::now().0 / 1000).unwrap_or_default(),

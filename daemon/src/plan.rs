@@ -214,6 +214,7 @@ pub async fn make_plan(
         keep_unobservable: config.planner.keep_unobservable,
         now_ms: i64::try_from(clock::now().0).unwrap_or_default(),
     };
+    crate::mine::fold_pending(state, config.mining.lookback_days)?;
     let usage = state.tree::<StoredUsage>()?;
     let last_accessed = state.tree::<LastAccessed>()?;
     let needed = state.tree::<NeededActions>()?;
@@ -230,7 +231,7 @@ pub async fn make_plan(
                 plan::propose(
                     &current,
                     &Evidence {
-                        usage: usage.as_ref().map(|u| &u.0),
+                        usage: usage.as_ref().map(|u| &u.usage),
                         last_accessed: last.as_ref().map_or(&[], |l| l.services.as_slice()),
                         needed: &needed,
                     },

@@ -280,17 +280,73 @@ mod tests {
 
 /// One principal's mined usage (see [`whittle_planner::usage`]), keyed by its ARN.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct StoredUsage(pub whittle_planner::usage::PrincipalUsage);
+pub struct StoredUsage {
+    pub usage: whittle_planner::usage::PrincipalUsage,
+    /// The last [`PendingUsage`] chunk merged into `usage`: folding a chunk again after a
+    /// crash skips principals that already hold it, so each chunk counts exactly once.
+    #[serde(default)]
+    pub folded_through: Option<u64>,
+}
 
 impl Record for StoredUsage {
     const TREE: &'static str = "usage";
+    /// 2: the usage moved under `usage`, beside `folded_through`.
+    const VERSION: u16 = 2;
+    type Key = String;
+
+    fn upgrade(version: u16, data: serde_json::Value) -> Result<serde_json::Value, String> {
+        match version {
+            1 => Ok(serde_json::json!({ "usage": data, "folded_through": null })),
+            _ => Err(format!(
+                "no upgrade path from usage record version {version}"
+            )),
+        }
+    }
+}
+
+/// The usage one commit of a mining run produced (a chunk of files, a LookupEvents window,
+/// an Athena result), keyed by a number that grows with every commit. It is written as one
+/// record, with the checkpoint of its input, and folded into [`StoredUsage`] at the end of
+/// the run: a commit that rewrote every principal's record made sled's memory grow with
+/// each chunk (BENCHMARKS.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingUsage {
+    pub principals: std::collections::BTreeMap<String, whittle_planner::usage::PrincipalUsage>,
+}
+
+impl Record for PendingUsage {
+    const TREE: &'static str = "usage_pending";
+    const VERSION: u16 = 1;
+    type Key = u64;
+}
+
+/// The trail log files (local or S3) of one folder already mined, keyed
+/// `SOURCE\u{0}FOLDER` (FOLDER is the location up to its last `/`). CloudTrail puts a day of
+/// one account and region in a folder, so a chunk of files updates a few of these records,
+/// not one per file. Written in the same transaction as the usage the files produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinedFolder {
+    /// File name -> size in bytes when mined.
+    pub files: std::collections::BTreeMap<String, u64>,
+}
+
+impl Record for MinedFolder {
+    const TREE: &'static str = "mined_folders";
     const VERSION: u16 = 1;
     type Key = String;
 }
 
-/// A trail log file (local or S3) already mined, keyed `SOURCE\u{0}LOCATION`. It is written
-/// in the same transaction as the usage it produced.
+impl MinedFolder {
+    /// The record key and the file name of `location` in `source`.
+    pub fn split<'a>(source: &str, location: &'a str) -> (String, &'a str) {
+        let (folder, name) = location.rsplit_once('/').unwrap_or(("", location));
+        (format!("{source}\u{0}{folder}"), name)
+    }
+}
+
+/// A mined file as state directories written before [`MinedFolder`] kept it, one record per
+/// file, keyed
+/// `SOURCE\u{0}LOCATION`. Read only to move it into [`MinedFolder`] records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MinedFile {
     pub size: u64,
@@ -301,12 +357,6 @@ impl Record for MinedFile {
     const TREE: &'static str = "mined_files";
     const VERSION: u16 = 1;
     type Key = String;
-}
-
-impl MinedFile {
-    pub fn key(source: &str, location: &str) -> String {
-        format!("{source}\u{0}{location}")
-    }
 }
 
 /// How far a time-windowed source (LookupEvents per account and region, Athena) has read,

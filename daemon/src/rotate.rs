@@ -604,7 +604,7 @@ impl Ports for AwsPorts<'_> {
                 continue;
             }
             if let Some(last) = usage
-                .0
+                .usage
                 .secrets_read
                 .iter()
                 .filter(|(key, last)| **last >= cutoff && names_secret(key, spec))

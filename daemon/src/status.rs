@@ -9,7 +9,7 @@ use whittle_state::{State, Timestamp};
 use crate::aws::Identity;
 use crate::clock;
 use crate::config::Config;
-use crate::records::{JobHistory, JobRun, MinedFile, RoleInventory, StoredUsage};
+use crate::records::{JobHistory, JobRun, RoleInventory, StoredUsage};
 
 /// Version of the JSON shape of [`StatusReport`].
 pub const SCHEMA: u32 = 1;
@@ -323,7 +323,7 @@ pub fn build(
         accounts,
         usage: UsageSummary {
             principals: state.tree::<StoredUsage>()?.len(),
-            mined_files: state.tree::<MinedFile>()?.len(),
+            mined_files: crate::mine::mined_file_count(state)?,
         },
         plans,
         changes,

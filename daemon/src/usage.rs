@@ -32,12 +32,13 @@ pub fn build(
     only: &[String],
     since_ms: i64,
 ) -> anyhow::Result<UsageReport> {
+    crate::mine::fold_pending(state, lookback_days)?;
     let usage = state.tree::<StoredUsage>()?;
     let last_accessed = state.tree::<LastAccessed>()?;
     let mut roles = Vec::new();
     let wanted = |arn: &str| only.is_empty() || only.iter().any(|o| o == arn);
     for item in usage.iter() {
-        let (arn, StoredUsage(stored)) = item?;
+        let (arn, StoredUsage { usage: stored, .. }) = item?;
         if !wanted(&arn) {
             continue;
         }

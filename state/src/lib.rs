@@ -31,7 +31,9 @@ use lock::DirLock;
 
 /// The on-disk format this build writes. Bump it only for a change that older builds cannot
 /// read at all; shape changes of single records are handled by [`Record::VERSION`].
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: large values are stored deflated (see `tree`). A directory of an older format is
+/// read as it is and marked with this one on open.
+pub const FORMAT_VERSION: u32 = 2;
 
 const META_TREE: &str = "meta";
 /// sled's page cache, in bytes.
@@ -131,6 +133,15 @@ impl State {
             .map_err(|source| self.sled_error(source))
     }
 
+    /// A number never handed out before by this state directory, larger than every earlier
+    /// one, even across a crash: sled persists its counter ahead of use and skips past the
+    /// persisted value on recovery (`sled::Db::generate_id`).
+    pub fn next_id(&self) -> Result<u64, StateError> {
+        self.db
+            .generate_id()
+            .map_err(|source| self.sled_error(source))
+    }
+
     /// Forces every write so far to disk.
     pub fn flush(&self) -> Result<(), StateError> {
         self.db
@@ -174,6 +185,12 @@ impl State {
                         found,
                         supported: FORMAT_VERSION,
                     })
+                } else if found < FORMAT_VERSION {
+                    // From now on this build writes records the older one cannot read: the
+                    // mark makes that build refuse the directory instead of misreading it.
+                    meta.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes())
+                        .map_err(sled_err)?;
+                    self.flush()
                 } else {
                     Ok(())
                 }
@@ -296,6 +313,22 @@ mod tests {
     }
 
     #[test]
+    fn an_older_format_opens_and_is_marked_current() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        {
+            let state = test_support::open(tmp.path());
+            let meta = state.db.open_tree(META_TREE).expect("meta");
+            meta.insert(FORMAT_KEY, &1u32.to_be_bytes())
+                .expect("insert");
+            state.flush().expect("flush");
+        }
+        let state = test_support::open(tmp.path());
+        let meta = state.db.open_tree(META_TREE).expect("meta");
+        let stored = meta.get(FORMAT_KEY).expect("get").expect("format stored");
+        assert_eq!(stored.as_ref(), FORMAT_VERSION.to_be_bytes());
+    }
+
+    #[test]
     fn second_open_of_the_same_directory_names_the_owner() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let owner = LockOwner {
@@ -341,6 +374,29 @@ mod tests {
         let opened = State::open(tmp.path(), &test_support::owner());
         release.join().expect("peeker thread");
         opened.expect("the open waits out the peek instead of reporting the stale owner");
+    }
+
+    #[test]
+    fn ids_keep_growing_across_a_crash() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut last = 0;
+        {
+            let state = test_support::open(tmp.path());
+            for _ in 0..5 {
+                let id = state.next_id().expect("id");
+                assert!(id >= last);
+                last = id;
+            }
+            state.flush().expect("flush");
+            // The crash image is taken while the state is still open.
+            let copy = tempfile::tempdir().expect("tempdir");
+            test_support::copy_dir(tmp.path(), copy.path());
+            std::mem::forget(state);
+            let _ = std::fs::remove_file(copy.path().join("whittle.lock"));
+            let reopened = test_support::open(copy.path());
+            let next = reopened.next_id().expect("id");
+            assert!(next > last, "{next} after {last}");
+        }
     }
 
     #[test]

@@ -2,9 +2,13 @@
 //!
 //! Values are stored as a small JSON envelope `{"v": VERSION, "data": ...}`. JSON keeps a state
 //! directory inspectable and lets an older record be migrated as a value tree by
-//! [`Record::upgrade`] before it is decoded into today's type.
+//! [`Record::upgrade`] before it is decoded into today's type. An envelope of
+//! [`COMPRESS_ABOVE`] bytes or more is stored deflated behind a zero byte (JSON never starts
+//! with one): mined usage compresses about tenfold, and sled keeps the values it writes in
+//! memory, so this is what bounds a long mining run's memory (BENCHMARKS.md).
 
 use std::fmt::Display;
+use std::io::{Read, Write};
 use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
@@ -127,6 +131,19 @@ impl<R: Record> Tree<R> {
         self.tree.iter().map(|item| self.decode_item(item))
     }
 
+    /// All keys, in order, without decoding the records: for trees whose records are large
+    /// and are read one at a time.
+    pub fn keys(&self) -> impl Iterator<Item = Result<R::Key, StateError>> + '_ {
+        self.tree.iter().keys().map(|item| {
+            let bytes = item.map_err(|e| self.sled_err(e))?;
+            R::Key::decode(&bytes).ok_or_else(|| StateError::Corrupt {
+                tree: R::TREE.to_owned(),
+                key: String::from_utf8_lossy(&bytes).into_owned(),
+                reason: "the key does not decode".to_owned(),
+            })
+        })
+    }
+
     /// Records whose encoded key starts with the encoding of `prefix`, in key order.
     pub fn scan_prefix(
         &self,
@@ -159,15 +176,31 @@ impl<R: Record> Tree<R> {
     }
 }
 
+/// Envelopes this long or longer are stored deflated.
+const COMPRESS_ABOVE: usize = 1024;
+/// The first byte of a deflated value.
+const DEFLATED: u8 = 0;
+
 pub(crate) fn encode<R: Record>(record: &R) -> Result<Vec<u8>, StateError> {
-    serde_json::to_vec(&EnvelopeOut {
+    let json = serde_json::to_vec(&EnvelopeOut {
         v: R::VERSION,
         data: record,
     })
     .map_err(|source| StateError::Encode {
         tree: R::TREE,
         source,
-    })
+    })?;
+    if json.len() < COMPRESS_ABOVE {
+        return Ok(json);
+    }
+    let mut encoder = flate2::write::DeflateEncoder::new(
+        Vec::with_capacity(json.len() / 4),
+        flate2::Compression::fast(),
+    );
+    encoder.get_mut().push(DEFLATED);
+    // Writing to a Vec cannot fail.
+    let deflated = encoder.write_all(&json).and_then(|()| encoder.finish());
+    Ok(deflated.unwrap_or(json))
 }
 
 pub(crate) fn decode<R: Record>(key: &str, bytes: &[u8]) -> Result<R, StateError> {
@@ -176,7 +209,19 @@ pub(crate) fn decode<R: Record>(key: &str, bytes: &[u8]) -> Result<R, StateError
         key: key.to_owned(),
         reason,
     };
-    let envelope: EnvelopeIn = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let inflated;
+    let json = match bytes.split_first() {
+        Some((&DEFLATED, deflated)) => {
+            let mut out = Vec::with_capacity(deflated.len() * 8);
+            flate2::read::DeflateDecoder::new(deflated)
+                .read_to_end(&mut out)
+                .map_err(|e| corrupt(format!("the compressed value does not inflate: {e}")))?;
+            inflated = out;
+            inflated.as_slice()
+        }
+        _ => bytes,
+    };
+    let envelope: EnvelopeIn = serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))?;
     let data = match envelope.v {
         v if v == R::VERSION => envelope.data,
         v if v > R::VERSION => {
@@ -303,6 +348,38 @@ mod tests {
                 text: "hello".into(),
                 count: 0
             })
+        );
+    }
+
+    #[test]
+    fn large_records_are_stored_deflated_and_plain_ones_still_read() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let state = test_support::open(tmp.path());
+        let notes = state.tree::<Note>().expect("tree");
+        let big = Note {
+            text: "arn:aws:iam::123456789012:role/app ".repeat(200),
+            count: 1,
+        };
+        notes.put(&"big".to_owned(), &big).expect("put");
+        let raw = notes.raw().get(b"big").expect("get").expect("stored");
+        assert_eq!(raw.first(), Some(&DEFLATED));
+        assert!(raw.len() < 1000, "{} bytes", raw.len());
+        assert_eq!(notes.get(&"big".to_owned()).expect("get"), Some(big));
+        // Written plain by an earlier whittle, above the threshold.
+        let plain = format!(
+            r#"{{"v":2,"data":{{"text":"{}","count":3}}}}"#,
+            "x".repeat(2000)
+        );
+        notes
+            .raw()
+            .insert(b"plain", plain.as_bytes())
+            .expect("insert");
+        assert_eq!(
+            notes
+                .get(&"plain".to_owned())
+                .expect("get")
+                .map(|n| n.count),
+            Some(3)
         );
     }
 

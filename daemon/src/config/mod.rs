@@ -346,6 +346,10 @@ pub struct MiningConfig {
     /// instead of read whole, so memory stays bounded for any file size.
     #[serde(default = "default_stream_above_mib")]
     pub stream_above_mib: u64,
+    /// Trail files read between two commits to the state. Memory holds one chunk's
+    /// aggregate; a crash or Ctrl-C loses at most one chunk's work (read again next run).
+    #[serde(default = "default_chunk_files")]
+    pub chunk_files: usize,
     /// Also ask IAM for each target role's last-accessed data (action level where AWS has
     /// it), a second signal: an action AWS saw used is never removed.
     #[serde(default = "default_true")]
@@ -361,6 +365,7 @@ impl Default for MiningConfig {
             lookback_days: default_lookback_days(),
             workers: 0,
             stream_above_mib: default_stream_above_mib(),
+            chunk_files: default_chunk_files(),
             last_accessed: true,
             sources: Vec::new(),
         }
@@ -539,6 +544,9 @@ fn default_lookback_days() -> u32 {
 }
 fn default_stream_above_mib() -> u64 {
     64
+}
+fn default_chunk_files() -> usize {
+    1000
 }
 fn default_min_observation_days() -> u32 {
     14

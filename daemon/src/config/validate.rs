@@ -427,6 +427,12 @@ fn source_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
             "stream_above_mib must be at least 1".to_owned(),
         ));
     }
+    if config.mining.chunk_files == 0 {
+        found.push((
+            vec![Key("mining"), Key("chunk_files")],
+            "chunk_files must be at least 1".to_owned(),
+        ));
+    }
     found
 }
 

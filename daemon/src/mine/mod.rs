@@ -8,6 +8,7 @@
 
 mod files;
 mod sources;
+mod store;
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -18,10 +19,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use whittle_planner::catalog::Catalog;
 use whittle_planner::trail::day_of;
-use whittle_planner::usage::{Aggregate, PrincipalUsage, Stats};
+use whittle_planner::usage::{Aggregate, Stats};
 use whittle_state::{State, WriteBatch};
 
 pub use files::{Blob, DecodeOptions, Progress, decode_parallel};
+pub use store::mined_file_count;
 
 use crate::config::{SourceConfig, SourceKind};
 use crate::jobs::JobContext;
@@ -143,6 +145,10 @@ pub async fn mine(
             "nothing to mine: add a [[mining.sources]] table to the configuration, or pass --from-dir PATH"
         );
     }
+    // Chunks a crashed run left behind are folded first, so this run starts from the usage
+    // as it stands.
+    store::migrate_file_checkpoints(&ctx.state)?;
+    fold_pending(&ctx.state, ctx.config.mining.lookback_days)?;
     let mut report = MineReport::default();
     for source in &sources {
         if cancel.is_cancelled() {
@@ -191,6 +197,20 @@ pub async fn mine(
     Ok(report)
 }
 
+/// Folds the usage a crashed mining run left pending, so readers of the usage store see
+/// everything that was committed. Cheap when nothing is pending.
+pub fn fold_pending(state: &State, lookback_days: u32) -> anyhow::Result<()> {
+    let cutoff_ms = crate::clock::now_ms() - i64::from(lookback_days) * 86_400_000;
+    let folded = store::fold(state, cutoff_ms)?;
+    if folded > 0 {
+        info!(
+            chunks = folded,
+            "Folded usage an interrupted mining run left pending"
+        );
+    }
+    Ok(())
+}
+
 /// What every source needs.
 pub(crate) struct Run<'a> {
     pub ctx: &'a JobContext,
@@ -213,23 +233,11 @@ impl Run<'_> {
         Ok(self.catalog.get_or_init(|| loaded))
     }
 
-    /// Merges an aggregate into the stored usage and applies `batch` (the checkpoint of the
-    /// input it came from) in the same transaction.
-    pub fn commit(&self, aggregate: Aggregate, mut batch: WriteBatch) -> anyhow::Result<Stats> {
+    /// Stores an aggregate as a pending chunk with `batch` (the checkpoint of the input it
+    /// came from) in the same transaction, and folds it into the usage store.
+    pub fn commit(&self, aggregate: Aggregate, batch: WriteBatch) -> anyhow::Result<Stats> {
         let (usage, stats) = aggregate.into_usage(self.catalog()?);
-        let tree = self.ctx.state.tree::<StoredUsage>()?;
-        for (arn, new) in usage {
-            let mut current = tree
-                .get(&arn)?
-                .map_or_else(|| PrincipalUsage::new(new.kind), |s| s.0);
-            current.merge(&new);
-            if current.age_out(self.cutoff_ms) {
-                batch.put::<StoredUsage>(&arn, &StoredUsage(current))?;
-            } else {
-                batch.remove::<StoredUsage>(&arn);
-            }
-        }
-        self.ctx.state.commit(batch)?;
+        store::commit_chunk(&self.ctx.state, usage, batch, self.cutoff_ms)?;
         Ok(stats)
     }
 
@@ -275,12 +283,12 @@ fn age_out(state: &State, cutoff_ms: i64) -> anyhow::Result<()> {
     let tree = state.tree::<StoredUsage>()?;
     let mut batch = WriteBatch::new();
     for item in tree.iter() {
-        let (arn, StoredUsage(mut usage)) = item?;
-        let before = usage.clone();
-        if !usage.age_out(cutoff_ms) {
+        let (arn, mut stored) = item?;
+        let before = stored.usage.clone();
+        if !stored.usage.age_out(cutoff_ms) {
             batch.remove::<StoredUsage>(&arn);
-        } else if usage != before {
-            batch.put::<StoredUsage>(&arn, &StoredUsage(usage))?;
+        } else if stored.usage != before {
+            batch.put::<StoredUsage>(&arn, &stored)?;
         }
     }
     batch.put::<UsageMeta>(

@@ -18,11 +18,7 @@ use whittle_state::WriteBatch;
 use super::{Blob, Progress, Run, SourceReport, decode_parallel};
 use crate::aws::mining::{AthenaQuery, LookupError};
 use crate::config::SourceConfig;
-use crate::records::{LastAccessed, MinedFile, TimeCheckpoint};
-
-/// Files decoded between two commits. A chunk's aggregate is what memory holds, and what a
-/// crash can lose (to be read again on the next run).
-const CHUNK_FILES: usize = 1000;
+use crate::records::{LastAccessed, TimeCheckpoint};
 
 /// How far back LookupEvents re-reads past its checkpoint: CloudTrail delivers an event to
 /// LookupEvents up to about 15 minutes after it happened (AWS: "typically within 15
@@ -104,7 +100,7 @@ pub(super) async fn directory(
         .ok_or_else(|| anyhow::anyhow!("source `{}` has no `path`", source.name))?;
     let files = tokio::task::block_in_place(|| list_dir(&root))?;
     let (new, progress) = unmined(run, &source.name, files, report)?;
-    for chunk in new.chunks(CHUNK_FILES) {
+    for chunk in new.chunks(run.ctx.config.mining.chunk_files) {
         if run.cancel.is_cancelled() {
             break;
         }
@@ -133,10 +129,10 @@ fn unmined<T>(
     candidates: impl IntoIterator<Item = (String, T)>,
     report: &mut SourceReport,
 ) -> anyhow::Result<(Vec<(String, T)>, Progress)> {
-    let mined = run.ctx.state.tree::<MinedFile>()?;
+    let mut mined = super::store::MinedFiles::new(&run.ctx.state, source);
     let mut new = Vec::new();
     for (location, item) in candidates {
-        if mined.get(&MinedFile::key(source, &location))?.is_some() {
+        if mined.contains(&location)? {
             report.already_mined += 1;
         } else {
             new.push((location, item));
@@ -160,16 +156,7 @@ fn commit_files(
     report: &mut SourceReport,
 ) -> anyhow::Result<()> {
     let mut batch = WriteBatch::new();
-    let mined_at = crate::clock::now();
-    for (location, size) in &decoded.done {
-        batch.put::<MinedFile>(
-            &MinedFile::key(source, location),
-            &MinedFile {
-                size: *size,
-                mined_at,
-            },
-        )?;
-    }
+    super::store::checkpoint_files(&run.ctx.state, source, &decoded.done, &mut batch)?;
     report.new_inputs += decoded.done.len() as u64;
     let stats = run.commit(decoded.aggregate, batch)?;
     report.stats.merge(&stats);
@@ -196,7 +183,7 @@ pub(super) async fn s3(
         .filter(|key| key.contains("/CloudTrail/") && is_log_file(key))
         .map(|key| (format!("s3://{bucket}/{key}"), key));
     let (new, progress) = unmined(run, &source.name, logs, report)?;
-    for chunk in new.chunks(CHUNK_FILES) {
+    for chunk in new.chunks(run.ctx.config.mining.chunk_files) {
         if run.cancel.is_cancelled() {
             break;
         }

@@ -1081,3 +1081,102 @@ fn streamed_large_files_give_the_same_usage_as_whole_files() {
     // Files are shared among the workers in no fixed order; the usage must not depend on it.
     assert_eq!(reports[0], reports[1]);
 }
+
+/// Mines `trail` into `state` with `chunk_files` files per commit, crashing at `crash` if
+/// given. Returns whether the run finished, and its stderr.
+fn mine_chunks(ws: &Workspace, state: &str, trail: &Path, crash: Option<&str>) -> (bool, String) {
+    let config = ws.path(&format!("{state}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[[aws.accounts]]\nname = \"local\"\n[state]\ndir = \"{}\"\n[targets]\narn_patterns = [\"arn:aws:iam::*:role/*\"]\n[mining]\nchunk_files = 4\n",
+            ws.path(state).display()
+        ),
+    )
+    .expect("config");
+    let mut command = command(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        "-q",
+        "mine",
+        "--from-dir",
+        trail.to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
+    if let Some(point) = crash {
+        command.env("WHITTLE_CRASH_AFTER", point);
+    }
+    let out = command.output().expect("run whittle");
+    (out.status.success(), text(&out.stderr))
+}
+
+/// The whole usage report of `state`, without its generation time.
+fn usage_of(ws: &Workspace, state: &str) -> Value {
+    let config = ws.path(&format!("{state}.toml"));
+    let out = whittle(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        "usage",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "usage: {}", text(&out.stderr));
+    let mut usage: Value = serde_json::from_slice(&out.stdout).expect("usage json");
+    usage["generated_at"] = Value::Null;
+    usage
+}
+
+#[test]
+fn a_mining_run_killed_after_a_commit_or_mid_fold_counts_every_file_exactly_once() {
+    let ws = Workspace::new();
+    let trail = ws.path("trail");
+    // 12 files in chunks of 4, and more principals than the fold writes per transaction.
+    let spec = whittle_tests::trailgen::CorpusSpec {
+        events_per_file: 400,
+        roles: 150,
+        ..whittle_tests::trailgen::CorpusSpec::new(4800, chrono::Utc::now().timestamp_millis())
+    };
+    let corpus = whittle_tests::trailgen::generate(&trail, &spec).expect("generate");
+    assert_eq!(corpus.files.len(), 12);
+    let (done, stderr) = mine_chunks(&ws, "clean", &trail, None);
+    assert!(done, "{stderr}");
+    let clean = usage_of(&ws, "clean");
+    assert!(
+        clean["roles"].as_array().is_some_and(|r| r.len() > 64),
+        "{clean}"
+    );
+
+    // The first 4 files as a trail of their own: what the first chunk alone holds.
+    let first = ws.path("first");
+    // The order the run reads them in.
+    let mut files = corpus.files.clone();
+    files.sort();
+    for file in files.iter().take(4) {
+        let relative = file.strip_prefix(&trail).expect("under the trail");
+        let target = first.join(relative);
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(file, &target).expect("copy");
+    }
+    assert!(mine_chunks(&ws, "first-only", &first, None).0);
+    let first_chunk = usage_of(&ws, "first-only");
+
+    for point in ["mine:chunk", "mine:fold"] {
+        let state = point.replace(':', "-");
+        let (done, stderr) = mine_chunks(&ws, &state, &trail, Some(point));
+        assert!(!done && stderr.contains(point), "{point}: {stderr}");
+        // Killed right after the first chunk was committed (and, for `mine:fold`, after the
+        // first principals took it in): `whittle usage` shows that chunk whole, once.
+        assert_eq!(usage_of(&ws, &state), first_chunk, "{point}");
+        // The next run reads only the files not committed, and the end result is the clean
+        // run's to the count.
+        let config = ws.path(&format!("{state}.toml"));
+        let report = mine(&config, &["--from-dir", trail.to_str().expect("utf-8")]);
+        assert_eq!(
+            report["sources"][0]["already_mined"], 4,
+            "{point}: {report}"
+        );
+        assert_eq!(report["sources"][0]["new_inputs"], 8, "{point}: {report}");
+        assert_eq!(usage_of(&ws, &state), clean, "{point}");
+    }
+}

@@ -1,0 +1,377 @@
+//! How mined usage and file checkpoints are kept in the state.
+//!
+//! A mining run commits each chunk of input as one [`PendingUsage`] record, together with
+//! the checkpoint of that input (a few [`MinedFolder`] records, or a time checkpoint), in one
+//! transaction, then [`fold`]s it into the per-principal [`StoredUsage`] records a few
+//! principals per transaction, and deletes it. Whittle first wrote every principal and
+//! every file checkpoint of a chunk in one transaction; sled's memory grew with each such
+//! commit, to 156 MB over a 10M-event run (BENCHMARKS.md).
+//!
+//! Exactly once, across a crash at any point: a chunk and its checkpoint land together, so
+//! an input is either counted in a pending record or read again next time; the fold writes
+//! each principal with the id of the last chunk merged into it (`folded_through`), so a fold
+//! that dies half-way and runs again skips the principals that already hold the chunk; a
+//! chunk is deleted only once all its principals are written.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use whittle_planner::usage::PrincipalUsage;
+use whittle_state::{State, WriteBatch};
+
+use crate::records::{MinedFile, MinedFolder, PendingUsage, StoredUsage};
+
+/// Principals written per transaction by the fold: enough to be quick, few enough that one
+/// transaction stays small.
+const FOLD_BATCH: usize = 64;
+
+/// Legacy per-file checkpoints moved per transaction.
+const MIGRATE_BATCH: usize = 1000;
+
+/// Two folds at once could each merge a chunk into a principal read before the other wrote
+/// it, and lose one of the merges. The state directory belongs to one process, so a lock in
+/// that process is enough.
+static FOLDING: Mutex<()> = Mutex::new(());
+
+/// Stores one chunk's usage as a pending record, with `batch` (the checkpoint of the input
+/// it came from) in the same transaction, then folds it.
+pub fn commit_chunk(
+    state: &State,
+    principals: BTreeMap<String, PrincipalUsage>,
+    mut batch: WriteBatch,
+    cutoff_ms: i64,
+) -> anyhow::Result<()> {
+    if !principals.is_empty() {
+        batch.put::<PendingUsage>(&state.next_id()?, &PendingUsage { principals })?;
+    }
+    state.commit(batch)?;
+    crate::faults::crash_point("mine:chunk");
+    fold(state, cutoff_ms)?;
+    Ok(())
+}
+
+/// Merges every pending chunk, oldest first, into the per-principal usage, dropping what is
+/// older than `cutoff_ms`. Returns how many chunks it folded. Safe to run at any time, and
+/// again after a crash.
+pub fn fold(state: &State, cutoff_ms: i64) -> anyhow::Result<usize> {
+    // A poisoned lock only means another fold panicked; the state it left is consistent.
+    let _folding = FOLDING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let pending = state.tree::<PendingUsage>()?;
+    let chunks: Vec<u64> = pending.keys().collect::<Result<_, _>>()?;
+    for &id in &chunks {
+        let Some(chunk) = pending.get(&id)? else {
+            continue;
+        };
+        fold_chunk(state, id, chunk, cutoff_ms)?;
+        let mut batch = WriteBatch::new();
+        batch.remove::<PendingUsage>(&id);
+        state.commit(batch)?;
+    }
+    Ok(chunks.len())
+}
+
+/// Merges chunk `id` into each of its principals, [`FOLD_BATCH`] principals per
+/// transaction, skipping those that already hold it.
+fn fold_chunk(state: &State, id: u64, chunk: PendingUsage, cutoff_ms: i64) -> anyhow::Result<()> {
+    let stored = state.tree::<StoredUsage>()?;
+    let mut principals = chunk.principals.into_iter().peekable();
+    while principals.peek().is_some() {
+        let mut batch = WriteBatch::new();
+        for (arn, delta) in principals.by_ref().take(FOLD_BATCH) {
+            let mut record = stored.get(&arn)?.unwrap_or_else(|| StoredUsage {
+                usage: PrincipalUsage::new(delta.kind),
+                folded_through: None,
+            });
+            if record.folded_through.is_some_and(|done| done >= id) {
+                continue;
+            }
+            record.usage.merge(&delta);
+            record.folded_through = Some(id);
+            // A principal with nothing left in the look-back window is removed; the chunk
+            // replayed after a crash holds nothing newer, so it removes it again.
+            if record.usage.age_out(cutoff_ms) {
+                batch.put::<StoredUsage>(&arn, &record)?;
+            } else {
+                batch.remove::<StoredUsage>(&arn);
+            }
+        }
+        state.commit(batch)?;
+        crate::faults::crash_point("mine:fold");
+    }
+    Ok(())
+}
+
+/// Which files of a source are mined, read folder by folder.
+pub struct MinedFiles<'a> {
+    state: &'a State,
+    source: &'a str,
+    /// The folder looked up last: listings come sorted, so consecutive files share it.
+    cached: Option<(String, MinedFolder)>,
+}
+
+impl<'a> MinedFiles<'a> {
+    pub fn new(state: &'a State, source: &'a str) -> MinedFiles<'a> {
+        MinedFiles {
+            state,
+            source,
+            cached: None,
+        }
+    }
+
+    pub fn contains(&mut self, location: &str) -> anyhow::Result<bool> {
+        let (key, name) = MinedFolder::split(self.source, location);
+        if self
+            .cached
+            .as_ref()
+            .is_none_or(|(cached, _)| *cached != key)
+        {
+            let folder = self
+                .state
+                .tree::<MinedFolder>()?
+                .get(&key)?
+                .unwrap_or_default();
+            self.cached = Some((key, folder));
+        }
+        Ok(self
+            .cached
+            .as_ref()
+            .is_some_and(|(_, folder)| folder.files.contains_key(name)))
+    }
+}
+
+/// Adds to `batch` the checkpoints of `files` (location, size) of `source`: one write per
+/// folder they are in.
+pub fn checkpoint_files(
+    state: &State,
+    source: &str,
+    files: &[(String, u64)],
+    batch: &mut WriteBatch,
+) -> anyhow::Result<()> {
+    let mut folders: BTreeMap<String, Vec<(&str, u64)>> = BTreeMap::new();
+    for (location, size) in files {
+        let (key, name) = MinedFolder::split(source, location);
+        folders.entry(key).or_default().push((name, *size));
+    }
+    let tree = state.tree::<MinedFolder>()?;
+    for (key, names) in folders {
+        let mut folder = tree.get(&key)?.unwrap_or_default();
+        for (name, size) in names {
+            folder.files.insert(name.to_owned(), size);
+        }
+        batch.put::<MinedFolder>(&key, &folder)?;
+    }
+    Ok(())
+}
+
+/// How many files every source has mined.
+pub fn mined_file_count(state: &State) -> anyhow::Result<usize> {
+    let mut count = 0;
+    for item in state.tree::<MinedFolder>()?.iter() {
+        count += item?.1.files.len();
+    }
+    Ok(count)
+}
+
+/// Moves per-file checkpoints of an older state directory into folder records. Each batch
+/// writes the folders and deletes the files it moved in one transaction, so a crash leaves
+/// every file checkpointed in one layout or the other.
+pub fn migrate_file_checkpoints(state: &State) -> anyhow::Result<()> {
+    let legacy = state.tree::<MinedFile>()?;
+    loop {
+        let moved: Vec<(String, MinedFile)> = legacy
+            .iter()
+            .take(MIGRATE_BATCH)
+            .collect::<Result<_, _>>()?;
+        if moved.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::new();
+        let mut by_source: BTreeMap<&str, Vec<(String, u64)>> = BTreeMap::new();
+        for (key, file) in &moved {
+            let (source, location) = key.split_once('\u{0}').unwrap_or(("", key));
+            by_source
+                .entry(source)
+                .or_default()
+                .push((location.to_owned(), file.size));
+            batch.remove::<MinedFile>(key);
+        }
+        for (source, files) in by_source {
+            checkpoint_files(state, source, &files, &mut batch)?;
+        }
+        state.commit(batch)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use whittle_planner::trail::PrincipalKind;
+    use whittle_planner::usage::Counted;
+
+    use super::*;
+
+    fn open(dir: &std::path::Path) -> State {
+        let owner = whittle_state::LockOwner {
+            pid: std::process::id(),
+            status_address: None,
+        };
+        State::open(dir, &owner).expect("state opens")
+    }
+
+    /// One principal's usage of `action`, `count` times on `day` (days since the epoch).
+    fn usage(action: &str, count: u64, day: u32) -> PrincipalUsage {
+        let mut usage = PrincipalUsage::new(PrincipalKind::Role);
+        let ms = i64::from(day) * 86_400_000;
+        let mut counted = Counted::default();
+        counted.add(ms, ms, count);
+        usage.actions.entry(action.to_owned()).or_default().counts = counted;
+        usage
+    }
+
+    fn chunk(principals: &[(&str, &str, u64)]) -> BTreeMap<String, PrincipalUsage> {
+        principals
+            .iter()
+            .map(|(arn, action, count)| ((*arn).to_owned(), usage(action, *count, 20_000)))
+            .collect()
+    }
+
+    /// A chunk committed by a run that stopped before folding it.
+    fn pend(state: &State, principals: BTreeMap<String, PrincipalUsage>) {
+        let id = state.next_id().expect("id");
+        state
+            .tree::<PendingUsage>()
+            .expect("tree")
+            .put(&id, &PendingUsage { principals })
+            .expect("put");
+    }
+
+    fn count(state: &State, arn: &str, action: &str) -> u64 {
+        state
+            .tree::<StoredUsage>()
+            .expect("tree")
+            .get(&arn.to_owned())
+            .expect("get")
+            .and_then(|s| s.usage.actions.get(action).and_then(|a| a.counts.since(0)))
+            .map_or(0, |(total, _, _)| total)
+    }
+
+    #[test]
+    fn a_fold_replayed_after_a_partial_write_counts_every_chunk_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = open(dir.path());
+        pend(
+            &state,
+            chunk(&[("a", "s3:GetObject", 2), ("b", "sqs:SendMessage", 1)]),
+        );
+        pend(&state, chunk(&[("a", "s3:GetObject", 3)]));
+        // A fold that died after writing `a` but before writing `b` or deleting the chunks:
+        // `a` holds both chunks, `b` none.
+        let ids: Vec<u64> = state
+            .tree::<PendingUsage>()
+            .expect("tree")
+            .keys()
+            .collect::<Result<_, _>>()
+            .expect("keys");
+        state
+            .tree::<StoredUsage>()
+            .expect("tree")
+            .put(
+                &"a".to_owned(),
+                &StoredUsage {
+                    usage: usage("s3:GetObject", 5, 20_000),
+                    folded_through: ids.last().copied(),
+                },
+            )
+            .expect("put");
+        assert_eq!(fold(&state, 0).expect("fold"), 2);
+        assert_eq!(count(&state, "a", "s3:GetObject"), 5);
+        assert_eq!(count(&state, "b", "sqs:SendMessage"), 1);
+        assert!(state.tree::<PendingUsage>().expect("tree").is_empty());
+        // Nothing pending: a second fold changes nothing.
+        assert_eq!(fold(&state, 0).expect("fold"), 0);
+        assert_eq!(count(&state, "a", "s3:GetObject"), 5);
+        // Later chunks add to what is folded.
+        commit_chunk(
+            &state,
+            chunk(&[("a", "s3:GetObject", 1)]),
+            WriteBatch::new(),
+            0,
+        )
+        .expect("commit");
+        assert_eq!(count(&state, "a", "s3:GetObject"), 6);
+    }
+
+    #[test]
+    fn usage_stored_by_an_earlier_whittle_reads_as_not_yet_folded() {
+        use whittle_state::Record;
+        let v1 = serde_json::to_value(usage("s3:GetObject", 4, 20_000)).expect("json");
+        let upgraded = StoredUsage::upgrade(1, v1).expect("upgrade");
+        let record: StoredUsage = serde_json::from_value(upgraded).expect("decode");
+        assert_eq!(record.folded_through, None);
+        assert_eq!(record.usage, usage("s3:GetObject", 4, 20_000));
+    }
+
+    #[test]
+    fn a_fold_drops_principals_older_than_the_cutoff() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = open(dir.path());
+        commit_chunk(
+            &state,
+            chunk(&[("old", "s3:GetObject", 1)]),
+            WriteBatch::new(),
+            20_001 * 86_400_000,
+        )
+        .expect("commit");
+        assert!(state.tree::<StoredUsage>().expect("tree").is_empty());
+    }
+
+    #[test]
+    fn file_checkpoints_are_kept_per_folder_and_migrated_from_per_file_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = open(dir.path());
+        let legacy = state.tree::<MinedFile>().expect("tree");
+        for location in ["AWSLogs/1/CloudTrail/r/2026/11/01/a.json.gz", "loose.json"] {
+            legacy
+                .put(
+                    &format!("src\u{0}{location}"),
+                    &MinedFile {
+                        size: 7,
+                        mined_at: whittle_state::Timestamp(1),
+                    },
+                )
+                .expect("put");
+        }
+        migrate_file_checkpoints(&state).expect("migrate");
+        assert!(legacy.is_empty());
+        let mut batch = WriteBatch::new();
+        checkpoint_files(
+            &state,
+            "src",
+            &[("AWSLogs/1/CloudTrail/r/2026/11/01/b.json.gz".to_owned(), 9)],
+            &mut batch,
+        )
+        .expect("checkpoint");
+        state.commit(batch).expect("commit");
+        let mut mined = MinedFiles::new(&state, "src");
+        for (location, expected) in [
+            ("AWSLogs/1/CloudTrail/r/2026/11/01/a.json.gz", true),
+            ("AWSLogs/1/CloudTrail/r/2026/11/01/b.json.gz", true),
+            ("AWSLogs/1/CloudTrail/r/2026/11/01/c.json.gz", false),
+            ("AWSLogs/1/CloudTrail/r/2026/11/02/a.json.gz", false),
+            ("loose.json", true),
+        ] {
+            assert_eq!(
+                mined.contains(location).expect("lookup"),
+                expected,
+                "{location}"
+            );
+        }
+        assert!(
+            !MinedFiles::new(&state, "other")
+                .contains("loose.json")
+                .expect("lookup")
+        );
+        assert_eq!(mined_file_count(&state).expect("count"), 3);
+    }
+}
