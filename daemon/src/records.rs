@@ -306,9 +306,8 @@ impl Record for StoredUsage {
 
 /// The usage one commit of a mining run produced (a chunk of files, a LookupEvents window,
 /// an Athena result), keyed by a number that grows with every commit. It is written as one
-/// record, with the checkpoint of its input, and folded into [`StoredUsage`] at the end of
-/// the run: a commit that rewrote every principal's record made sled's memory grow with
-/// each chunk (BENCHMARKS.md).
+/// record, with the checkpoint of its input, then folded into [`StoredUsage`] a few
+/// principals per transaction and deleted (see `mine/store.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingUsage {
     pub principals: std::collections::BTreeMap<String, whittle_planner::usage::PrincipalUsage>,

@@ -34,19 +34,31 @@ const MIGRATE_BATCH: usize = 1000;
 static FOLDING: Mutex<()> = Mutex::new(());
 
 /// Stores one chunk's usage as a pending record, with `batch` (the checkpoint of the input
-/// it came from) in the same transaction, then folds it.
+/// it came from) in the same transaction, then folds it from memory (reading the record
+/// back would decode megabytes of JSON for nothing).
 pub fn commit_chunk(
     state: &State,
     principals: BTreeMap<String, PrincipalUsage>,
     mut batch: WriteBatch,
     cutoff_ms: i64,
 ) -> anyhow::Result<()> {
-    if !principals.is_empty() {
-        batch.put::<PendingUsage>(&state.next_id()?, &PendingUsage { principals })?;
+    let _folding = lock_folding();
+    // Chunks fold in the order of their ids (`folded_through` relies on it): any a crashed
+    // run left go first. Normally there are none.
+    fold_locked(state, cutoff_ms)?;
+    if principals.is_empty() {
+        state.commit(batch)?;
+        return Ok(());
     }
+    let id = state.next_id()?;
+    let chunk = PendingUsage { principals };
+    batch.put::<PendingUsage>(&id, &chunk)?;
     state.commit(batch)?;
     crate::faults::crash_point("mine:chunk");
-    fold(state, cutoff_ms)?;
+    fold_chunk(state, id, chunk, cutoff_ms)?;
+    let mut batch = WriteBatch::new();
+    batch.remove::<PendingUsage>(&id);
+    state.commit(batch)?;
     Ok(())
 }
 
@@ -54,10 +66,18 @@ pub fn commit_chunk(
 /// older than `cutoff_ms`. Returns how many chunks it folded. Safe to run at any time, and
 /// again after a crash.
 pub fn fold(state: &State, cutoff_ms: i64) -> anyhow::Result<usize> {
+    let _folding = lock_folding();
+    fold_locked(state, cutoff_ms)
+}
+
+fn lock_folding() -> std::sync::MutexGuard<'static, ()> {
     // A poisoned lock only means another fold panicked; the state it left is consistent.
-    let _folding = FOLDING
+    FOLDING
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn fold_locked(state: &State, cutoff_ms: i64) -> anyhow::Result<usize> {
     let pending = state.tree::<PendingUsage>()?;
     let chunks: Vec<u64> = pending.keys().collect::<Result<_, _>>()?;
     for &id in &chunks {
