@@ -1,10 +1,10 @@
 //! Mining: reads the configured CloudTrail sources into the usage store.
 //!
-//! Every source is incremental. Files (local or S3) are checkpointed one by one, in the
-//! same transaction as the usage they produced, so a crash or Ctrl-C between two commits
-//! neither loses a file nor counts one twice; time-windowed sources (LookupEvents, Athena)
-//! keep the end of the window they read. Work is committed in chunks, so memory holds one
-//! chunk's aggregate, not the corpus.
+//! Every source is incremental. Files (local or S3) are checkpointed in the same
+//! transaction as the usage they produced, so a crash or Ctrl-C between two commits neither
+//! loses a file nor counts one twice; time-windowed sources (LookupEvents, Athena) keep the
+//! end of the window they read. Work is committed in chunks, so memory holds one chunk's
+//! aggregate, not the corpus; `store.rs` says how a chunk reaches the usage store.
 
 mod files;
 mod sources;
