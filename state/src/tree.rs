@@ -67,10 +67,14 @@ struct EnvelopeOut<'a, T> {
     data: &'a T,
 }
 
+/// `data` stays unparsed until the version is known: a current record is decoded straight
+/// into its type, and only an older one goes through a `serde_json::Value` for
+/// [`Record::upgrade`] (a value tree takes several times the memory of its JSON).
 #[derive(Deserialize)]
-struct EnvelopeIn {
+struct EnvelopeIn<'a> {
     v: u16,
-    data: serde_json::Value,
+    #[serde(borrow)]
+    data: &'a serde_json::value::RawValue,
 }
 
 /// A tree of `R` records.
@@ -222,19 +226,23 @@ pub(crate) fn decode<R: Record>(key: &str, bytes: &[u8]) -> Result<R, StateError
         _ => bytes,
     };
     let envelope: EnvelopeIn = serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))?;
-    let data = match envelope.v {
-        v if v == R::VERSION => envelope.data,
-        v if v > R::VERSION => {
-            return Err(StateError::NewerRecord {
-                tree: R::TREE.to_owned(),
-                key: key.to_owned(),
-                found: v,
-                supported: R::VERSION,
-            });
+    match envelope.v {
+        v if v == R::VERSION => {
+            serde_json::from_str(envelope.data.get()).map_err(|e| corrupt(e.to_string()))
         }
-        v => R::upgrade(v, envelope.data).map_err(corrupt)?,
-    };
-    serde_json::from_value(data).map_err(|e| corrupt(e.to_string()))
+        v if v > R::VERSION => Err(StateError::NewerRecord {
+            tree: R::TREE.to_owned(),
+            key: key.to_owned(),
+            found: v,
+            supported: R::VERSION,
+        }),
+        v => {
+            let old =
+                serde_json::from_str(envelope.data.get()).map_err(|e| corrupt(e.to_string()))?;
+            let data = R::upgrade(v, old).map_err(corrupt)?;
+            serde_json::from_value(data).map_err(|e| corrupt(e.to_string()))
+        }
+    }
 }
 
 #[cfg(test)]
