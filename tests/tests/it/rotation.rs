@@ -445,6 +445,42 @@ async fn a_failing_test_step_parks_the_rotation_with_the_old_value_in_use() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn no_retry_starts_after_the_rotation_window_closes() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let account = seed(emulator).await;
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.path("flaky.toml"),
+        "kind = \"command\"\nlength = 20\ninstall = [\"sh\", \"-c\", \"cat > /dev/null\"]\ntest = [\"sh\", \"-c\", \"exit 3\"]\ntimeout = \"10s\"\n",
+    )
+    .expect("playbook");
+    // Ten attempts are allowed, but the back-off (1 s, then 2 s) outruns a 2.5 s window after
+    // the second failure.
+    let config = ws.emulator_config(&emulator.url, "rot");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).expect("config")
+            + &format!(
+                "\n[[rotation]]\nname = \"api-key\"\naccount = \"staging\"\nstore = \"secrets-manager\"\nsecret = \"{SECRET}\"\nplaybook = \"flaky.toml\"\ncron = \"0 0 3 * * 1\"\nattempts = 10\nretry_delay = \"1s\"\nwindow = \"2500ms\"\n"
+            ),
+    )
+    .expect("config");
+    let (code, stdout, stderr) = run(&config, &["rotate", "--now"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("parked api-key"), "{stdout}");
+    assert!(
+        stdout.contains("the rotation window closed before another attempt"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr.matches("Rotation step failed").count(),
+        2,
+        "two attempts, then the window: {stderr}"
+    );
+    assert_eq!(current(&account).await.0, OLD_SECRET);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_foreign_pending_version_is_refused_untouched() {
     let emulator = &whittle_tests::Emulator::start(&[]);
     let account = seed(emulator).await;
