@@ -504,3 +504,117 @@ fn plan_and_apply_refuse_unknown_ids_and_roles_clearly() {
     assert_eq!(code, 1);
     assert!(stderr.contains("no change `change-nope`"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_refuses_more_changed_roles_than_the_limit_and_takes_them_a_few_at_a_time() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let iam = aws_sdk_iam::Client::new(&emulator.sdk_config().await);
+    let roles = ["limit-a", "limit-b"];
+    for role in roles {
+        create_role(&iam, role, &[("whittle:managed", "true")]).await;
+        iam.put_role_policy()
+            .role_name(role)
+            .policy_name("broad")
+            .policy_document(BROAD)
+            .send()
+            .await
+            .expect("inline policy");
+    }
+    // Both roles read an object, as a local copy of their trail says.
+    let ws = Workspace::new();
+    let trail = ws.path("trail");
+    std::fs::create_dir_all(&trail).expect("trail dir");
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let records: Vec<Value> = roles
+        .iter()
+        .map(|role| {
+            json!({
+                "eventVersion": "1.08",
+                "userIdentity": {
+                    "type": "AssumedRole",
+                    "arn": format!("arn:aws:sts::123456789012:assumed-role/{role}/fn"),
+                    "accountId": "123456789012",
+                    "sessionContext": {"sessionIssuer": {
+                        "type": "Role",
+                        "arn": format!("arn:aws:iam::123456789012:role/{role}"),
+                        "accountId": "123456789012",
+                        "userName": role
+                    }}
+                },
+                "eventTime": now,
+                "eventSource": "s3.amazonaws.com",
+                "eventName": "GetObject",
+                "awsRegion": "us-east-1",
+                "requestParameters": {"bucketName": "data", "key": "report.csv"},
+                "eventID": format!("{role}-event"),
+                "readOnly": true,
+                "eventType": "AwsApiCall",
+                "recipientAccountId": "123456789012"
+            })
+        })
+        .collect();
+    std::fs::write(
+        trail.join("records.json"),
+        json!({ "Records": records }).to_string(),
+    )
+    .expect("trail file");
+    let config = ws.emulator_config(&emulator.url, "limit");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).expect("config")
+            + "\n[mining]\nlast_accessed = false\n\n[planner]\nmin_observation_days = 0\nmax_roles_per_apply = 1\n",
+    )
+    .expect("config");
+    let (code, _, stderr) = run(
+        &config,
+        &[
+            "mine",
+            "--no-progress",
+            "--from-dir",
+            trail.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = run(&config, &["plan", "--format", "json"]);
+    assert_eq!(code, 2, "{stderr}\n{stdout}");
+    let plan: Value = serde_json::from_str(&stdout).expect("plan JSON");
+    let plan_id = plan["id"].as_str().expect("id");
+    assert_eq!(
+        plan["roles"]
+            .as_array()
+            .expect("roles")
+            .iter()
+            .filter(|r| r["status"] == "changes")
+            .count(),
+        2,
+        "{plan:#}"
+    );
+    let broad = |policies: BTreeMap<String, Value>| {
+        policies.get("broad") == Some(&serde_json::from_str::<Value>(BROAD).expect("json"))
+    };
+
+    let (code, _, stderr) = run(&config, &["apply", plan_id, "--force"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("changes 2 roles, more than [planner] max_roles_per_apply = 1")
+            && stderr.contains("--role"),
+        "{stderr}"
+    );
+    for role in roles {
+        assert!(broad(inline_policies(&iam, role).await), "{role} untouched");
+    }
+
+    let (code, stdout, stderr) = run(
+        &config,
+        &[
+            "apply",
+            plan_id,
+            "--force",
+            "--role",
+            "arn:aws:iam::123456789012:role/limit-a",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    assert!(!broad(inline_policies(&iam, "limit-a").await));
+    assert!(broad(inline_policies(&iam, "limit-b").await));
+}
