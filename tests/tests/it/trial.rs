@@ -386,6 +386,50 @@ async fn a_trial_killed_after_any_journal_step_is_rolled_back_on_restart() {
     }
 }
 
+/// A trial whose playbook says `on_restart = "resume"`: whittle killed right after the apply,
+/// the restarted daemon watches the rest of the window instead of rolling back, and the
+/// trial passes with the boundary removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trial_set_to_resume_is_watched_to_its_end_after_a_restart() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let s = setup(emulator).await;
+    std::fs::write(
+        s.ws.path("trial.toml"),
+        "kind = \"trial\"\nwindow = \"3s\"\ndetection_interval = \"1s\"\non_restart = \"resume\"\n",
+    )
+    .expect("playbook");
+    emulator.enable_auth();
+    let plan_id = s.mined_plan(&emulator.url);
+    let before = s.policies().await;
+    let out = command(&[
+        "--config",
+        s.config.to_str().expect("utf-8"),
+        "trial",
+        &plan_id,
+    ])
+    .env("AWS_ACCESS_KEY_ID", &s.admin_id)
+    .env("AWS_SECRET_ACCESS_KEY", &s.admin_secret)
+    .env("WHITTLE_CRASH_AFTER", "trial:applied")
+    .output()
+    .expect("whittle");
+    assert!(!out.status.success());
+    assert!(s.policies().await.1.is_some(), "the trial boundary is on");
+    let log = s.ws.path("daemon.log");
+    let mut daemon = spawn_daemon_as(&s.config, &log, &s.admin_id, &s.admin_secret);
+    wait_for_log(&log, "Reconcile pass done");
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(logged.contains("resumed and passed"), "{logged}");
+    let status = status_json_as(&s.config, &s.admin_id, &s.admin_secret);
+    assert_eq!(status["trials"][0]["status"], "passed", "{status:#}");
+    assert_eq!(
+        s.policies().await,
+        before,
+        "the boundary is gone after the pass"
+    );
+    signal(&daemon, "TERM");
+    assert!(wait_exit(&mut daemon, Duration::from_secs(20)).success());
+}
+
 /// The trial boundary's dead-man statement: whittle killed right after the apply and never
 /// restarted, the role still gets its permissions back at the deadline.
 #[tokio::test(flavor = "multi_thread")]
