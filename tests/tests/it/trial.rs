@@ -54,18 +54,38 @@ impl Setup {
     }
 
     fn whittle_with(&self, config: &Path, args: &[&str]) -> (i32, String, String) {
-        let mut all = vec!["--config", config.to_str().expect("utf-8")];
-        all.extend_from_slice(args);
-        let out = command(&all)
-            .env("AWS_ACCESS_KEY_ID", &self.admin_id)
-            .env("AWS_SECRET_ACCESS_KEY", &self.admin_secret)
-            .output()
-            .expect("whittle");
+        let out = self.command(config, args).output().expect("whittle");
         (
             out.status.code().unwrap_or(-1),
             text(&out.stdout),
             text(&out.stderr),
         )
+    }
+
+    /// `whittle --config CONFIG ARGS` as the admin user.
+    fn command(&self, config: &Path, args: &[&str]) -> std::process::Command {
+        let mut all = vec!["--config", config.to_str().expect("utf-8")];
+        all.extend_from_slice(args);
+        let mut command = command(&all);
+        command
+            .env("AWS_ACCESS_KEY_ID", &self.admin_id)
+            .env("AWS_SECRET_ACCESS_KEY", &self.admin_secret);
+        command
+    }
+
+    /// `whittle trial PLAN`, aborted right after the journal step `point`.
+    fn trial_killed_at(&self, plan_id: &str, point: &str) {
+        let out = self
+            .command(&self.config, &["trial", plan_id])
+            .env("WHITTLE_CRASH_AFTER", point)
+            .output()
+            .expect("whittle");
+        assert!(!out.status.success(), "{point}: whittle must have died");
+        assert!(
+            text(&out.stderr).contains("aborting"),
+            "{point}: {}",
+            text(&out.stderr)
+        );
     }
 
     /// The day-to-day workload (configuration reads only), mined, and the plan made from it:
@@ -344,23 +364,7 @@ async fn a_trial_killed_after_any_journal_step_is_rolled_back_on_restart() {
         emulator.enable_auth();
         let plan_id = s.mined_plan(&emulator.url);
         let before = s.policies().await;
-        let out = command(&[
-            "--config",
-            s.config.to_str().expect("utf-8"),
-            "trial",
-            &plan_id,
-        ])
-        .env("AWS_ACCESS_KEY_ID", &s.admin_id)
-        .env("AWS_SECRET_ACCESS_KEY", &s.admin_secret)
-        .env("WHITTLE_CRASH_AFTER", point)
-        .output()
-        .expect("whittle");
-        assert!(!out.status.success(), "{point}: whittle must have died");
-        assert!(
-            text(&out.stderr).contains("aborting"),
-            "{point}: {}",
-            text(&out.stderr)
-        );
+        s.trial_killed_at(&plan_id, point);
         if point == "trial:applied" {
             assert!(
                 s.policies().await.1.is_some(),
@@ -401,18 +405,7 @@ async fn a_trial_set_to_resume_is_watched_to_its_end_after_a_restart() {
     emulator.enable_auth();
     let plan_id = s.mined_plan(&emulator.url);
     let before = s.policies().await;
-    let out = command(&[
-        "--config",
-        s.config.to_str().expect("utf-8"),
-        "trial",
-        &plan_id,
-    ])
-    .env("AWS_ACCESS_KEY_ID", &s.admin_id)
-    .env("AWS_SECRET_ACCESS_KEY", &s.admin_secret)
-    .env("WHITTLE_CRASH_AFTER", "trial:applied")
-    .output()
-    .expect("whittle");
-    assert!(!out.status.success());
+    s.trial_killed_at(&plan_id, "trial:applied");
     assert!(s.policies().await.1.is_some(), "the trial boundary is on");
     let log = s.ws.path("daemon.log");
     let mut daemon = spawn_daemon_as(&s.config, &log, &s.admin_id, &s.admin_secret);
@@ -444,18 +437,7 @@ async fn permissions_come_back_at_the_dead_man_deadline_without_whittle() {
     emulator.enable_auth();
     let plan_id = s.mined_plan(&emulator.url);
     let applied = Instant::now();
-    let out = command(&[
-        "--config",
-        s.config.to_str().expect("utf-8"),
-        "trial",
-        &plan_id,
-    ])
-    .env("AWS_ACCESS_KEY_ID", &s.admin_id)
-    .env("AWS_SECRET_ACCESS_KEY", &s.admin_secret)
-    .env("WHITTLE_CRASH_AFTER", "trial:applied")
-    .output()
-    .expect("whittle");
-    assert!(!out.status.success());
+    s.trial_killed_at(&plan_id, "trial:applied");
     assert!(s.policies().await.1.is_some(), "the trial boundary is on");
     assert!(
         !s.workload(&emulator.url, true),
