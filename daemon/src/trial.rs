@@ -301,7 +301,7 @@ async fn trial_role(
             .flat_map(|t| t.denied.into_iter().map(|d| d.event_id))
             .collect(),
     };
-    let mut record = TrialRecord {
+    let record = TrialRecord {
         id: trial_id.clone(),
         plan_id: plan.id.clone(),
         role_arn: role.role_arn.clone(),
@@ -381,14 +381,33 @@ async fn trial_role(
 
     // Exercise and watch.
     let verdict = watch(config, aws, &intent, applied_at, Some(&playbook.exercise)).await;
+    state.journal_step(
+        journal,
+        "verdict",
+        serde_json::to_value(&verdict)?,
+        clock::now(),
+    )?;
+    crate::faults::crash_point("trial:verdict");
+    conclude(config, aws, state, journal, record, &intent, verdict).await
+}
+
+/// Ends a trial on its verdict: a pass removes the trial boundary (policies a `replace`
+/// trial put in place stay until `whittle apply`, which finds nothing left to do); a failure
+/// restores the snapshot and records the denied actions as needed by the role.
+async fn conclude(
+    config: &Config,
+    aws: &Aws,
+    state: &State,
+    journal: whittle_state::JournalId,
+    record: TrialRecord,
+    intent: &Intent,
+    verdict: Verdict,
+) -> anyhow::Result<TrialRecord> {
     match verdict {
         Ok(()) => {
             if intent.mode == Mode::Boundary {
-                // Passed: the trial boundary goes; the role keeps its (unchanged) policies
-                // until `whittle apply`.
-                undo(config, aws, state, &intent).await?;
+                undo(config, aws, state, intent).await?;
             }
-            state.journal_step(journal, "verdict", json!({ "passed": true }), clock::now())?;
             finish(
                 config,
                 state,
@@ -401,16 +420,8 @@ async fn trial_role(
             .await
         }
         Err(failure) => {
-            state.journal_step(
-                journal,
-                "verdict",
-                json!({ "passed": false, "reason": failure.reason }),
-                clock::now(),
-            )?;
-            crate::faults::crash_point("trial:verdict");
-            undo(config, aws, state, &intent).await?;
+            undo(config, aws, state, intent).await?;
             record_needed(state, &intent.role_arn, &failure.denied)?;
-            record.denied = failure.denied.clone();
             finish(
                 config,
                 state,
@@ -469,10 +480,32 @@ async fn finish(
 }
 
 /// Why a trial failed, with the denied events it saw.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Failure {
     reason: String,
+    #[serde(default)]
     denied: Vec<DeniedEvent>,
+}
+
+/// How a trial ended. Journalled as its `verdict` step (`{"Ok":null}` or `{"Err":{...}}`),
+/// so a restart finishes the trial as it ended, denials included.
+type Verdict = Result<(), Failure>;
+
+/// A journalled verdict. Journals of earlier builds wrote `{"passed": bool, "reason": ...}`.
+fn read_verdict(detail: &serde_json::Value) -> Verdict {
+    if let Ok(verdict) = serde_json::from_value::<Verdict>(detail.clone()) {
+        return verdict;
+    }
+    if detail["passed"] == true {
+        return Ok(());
+    }
+    Err(Failure {
+        reason: detail["reason"]
+            .as_str()
+            .unwrap_or("the trial failed")
+            .to_owned(),
+        denied: Vec::new(),
+    })
 }
 
 /// Runs the exercise (if any) and watches the role's denials until the window ends; the
@@ -957,8 +990,9 @@ pub async fn rollback(
     ))
 }
 
-/// The reconcile pass's recovery for trial journals: roll back (the default), or resume the
-/// watch for what is left of the window, as the trial's playbook said.
+/// The reconcile pass's recovery for trial journals: a trial with a verdict is finished as
+/// that verdict says; one without is rolled back (the default), or its watch resumed for what
+/// is left of the window, as the trial's playbook said.
 #[derive(Debug)]
 pub struct TrialRecovery {
     pub config: Arc<Config>,
@@ -982,84 +1016,45 @@ impl Recovery for TrialRecovery {
                 .iter()
                 .find(|s| s.name == "applied")
                 .map(|s| s.at);
-            let decided = entry.steps.iter().find(|s| s.name == "verdict");
-            let passed = decided.is_some_and(|s| s.detail["passed"] == true);
-            if let (OnRestart::Resume, Some(applied_at), None) =
-                (intent.on_restart, applied, decided)
-            {
-                let verdict = watch(&self.config, &aws, &intent, applied_at, None).await;
-                return Ok(match verdict {
-                    Ok(()) => {
-                        if intent.mode == Mode::Boundary {
-                            undo(&self.config, &aws, state, &intent).await?;
-                        }
-                        finish(
-                            &self.config,
-                            state,
-                            entry.id,
-                            record,
-                            TrialStatus::Passed,
-                            None,
-                            Vec::new(),
-                        )
-                        .await?;
-                        mark_trialled_when_all_passed(state, &intent.plan_id)?;
-                        format!("trial {} resumed and passed", intent.trial_id)
-                    }
-                    Err(failure) => {
-                        undo(&self.config, &aws, state, &intent).await?;
-                        record_needed(state, &intent.role_arn, &failure.denied)?;
-                        finish(
-                            &self.config,
-                            state,
-                            entry.id,
-                            record,
-                            TrialStatus::RolledBack,
-                            Some(failure.reason),
-                            failure.denied,
-                        )
-                        .await?;
-                        format!("trial {} resumed and rolled back", intent.trial_id)
-                    }
-                });
-            }
+            let decided: Option<Verdict> = entry
+                .steps
+                .iter()
+                .find(|s| s.name == "verdict")
+                .map(|s| read_verdict(&s.detail));
+            let (verdict, how) = match (intent.on_restart, applied, decided) {
+                (_, _, Some(verdict)) => (verdict, "had ended"),
+                (OnRestart::Resume, Some(applied_at), None) => (
+                    watch(&self.config, &aws, &intent, applied_at, None).await,
+                    "resumed",
+                ),
+                _ => (
+                    Err(Failure {
+                        reason: "whittle stopped during the trial; rolled back on restart"
+                            .to_owned(),
+                        denied: Vec::new(),
+                    }),
+                    "was interrupted",
+                ),
+            };
+            let passed = verdict.is_ok();
+            conclude(
+                &self.config,
+                &aws,
+                state,
+                entry.id,
+                record,
+                &intent,
+                verdict,
+            )
+            .await?;
             if passed {
-                // Replaced policies stay after a pass; a trial boundary goes.
-                if intent.mode == Mode::Boundary {
-                    undo(&self.config, &aws, state, &intent).await?;
-                }
-                finish(
-                    &self.config,
-                    state,
-                    entry.id,
-                    record,
-                    TrialStatus::Passed,
-                    None,
-                    Vec::new(),
-                )
-                .await?;
                 mark_trialled_when_all_passed(state, &intent.plan_id)?;
-                Ok(format!(
-                    "trial {} had passed; its boundary is removed",
-                    intent.trial_id
-                ))
-            } else {
-                undo(&self.config, &aws, state, &intent).await?;
-                finish(
-                    &self.config,
-                    state,
-                    entry.id,
-                    record,
-                    TrialStatus::RolledBack,
-                    Some("whittle stopped during the trial; rolled back on restart".to_owned()),
-                    Vec::new(),
-                )
-                .await?;
-                Ok(format!(
-                    "trial {} rolled back after a restart",
-                    intent.trial_id
-                ))
             }
+            Ok(format!(
+                "trial {} {how} and {}",
+                intent.trial_id,
+                if passed { "passed" } else { "rolled back" }
+            ))
         })
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -385,6 +385,18 @@ async fn a_trial_killed_after_any_journal_step_is_rolled_back_on_restart() {
             status["trials"][0]["status"], "rolled-back",
             "{point}: {status:#}"
         );
+        if point == "trial:verdict" {
+            // Killed after the failing verdict was journalled: the restart finishes the trial
+            // as it ended, with its reason and the denial the next plan must keep.
+            let trial = &status["trials"][0];
+            assert!(
+                trial["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("the exercise failed")),
+                "{trial:#}"
+            );
+            assert_eq!(trial["denied"], json!(["secretsmanager:GetSecretValue"]));
+        }
         signal(&daemon, "TERM");
         assert!(wait_exit(&mut daemon, Duration::from_secs(20)).success());
     }
