@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::rotation::PlaybookError;
+use crate::rotation::{PlaybookError, invalid, located_error};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -146,28 +146,14 @@ fn default_exercise_timeout() -> String {
     "10m".to_owned()
 }
 
-fn invalid(path: &str, message: String) -> PlaybookError {
-    PlaybookError::Invalid {
-        path: path.to_owned(),
-        line: 1,
-        column: 1,
-        message,
-    }
-}
-
 /// Reads and checks a trial playbook file.
 pub fn load(path: &Path) -> Result<TrialPlaybook, PlaybookError> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| PlaybookError::Read {
-        path: shown.clone(),
-        source,
-    })?;
+    let (shown, text) = crate::rotation::read(path)?;
     parse(&shown, &text)
 }
 
 pub fn parse(path: &str, text: &str) -> Result<TrialPlaybook, PlaybookError> {
-    let f: TrialFile =
-        toml::from_str(text).map_err(|e| crate::rotation::located_error(path, text, &e))?;
+    let f: TrialFile = toml::from_str(text).map_err(|e| located_error(path, text, &e))?;
     if f.kind != "trial" {
         return Err(invalid(
             path,

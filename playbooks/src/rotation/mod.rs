@@ -397,7 +397,7 @@ pub(crate) fn located_error(path: &str, text: &str, error: &toml::de::Error) -> 
     }
 }
 
-fn invalid(path: &str, message: String) -> PlaybookError {
+pub(crate) fn invalid(path: &str, message: String) -> PlaybookError {
     PlaybookError::Invalid {
         path: path.to_owned(),
         line: 1,
@@ -408,12 +408,18 @@ fn invalid(path: &str, message: String) -> PlaybookError {
 
 /// Reads and checks a playbook file.
 pub fn load(path: &Path) -> Result<Playbook, PlaybookError> {
+    let (shown, text) = read(path)?;
+    parse(&shown, &text)
+}
+
+/// A playbook file's text, with its path as messages show it.
+pub(crate) fn read(path: &Path) -> Result<(String, String), PlaybookError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| PlaybookError::Read {
         path: shown.clone(),
         source,
     })?;
-    parse(&shown, &text)
+    Ok((shown, text))
 }
 
 /// Parses playbook text; `path` is only for messages.
