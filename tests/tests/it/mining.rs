@@ -1048,52 +1048,35 @@ fn streamed_large_files_give_the_same_usage_as_whole_files() {
     );
     let mut reports = Vec::new();
     for (name, stream_above) in [("whole", 64), ("streamed", 1)] {
-        let state = ws.path(name);
-        let config = ws.path(&format!("{name}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "[[aws.accounts]]\nname = \"local\"\n[state]\ndir = \"{}\"\n[targets]\narn_patterns = [\"arn:aws:iam::*:role/*\"]\n[mining]\nstream_above_mib = {stream_above}\n",
-                state.display()
-            ),
-        )
-        .expect("config");
-        let cfg = config.to_str().expect("utf-8");
-        let out = whittle(&[
-            "--config",
-            cfg,
-            "-q",
-            "mine",
-            "--from-dir",
-            trail.to_str().expect("utf-8"),
-            "--format",
-            "json",
-        ]);
+        let config = named_local_config(&ws, name, &format!("stream_above_mib = {stream_above}"));
+        let out = mine_dir(&config, &trail, None);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let report: Value = serde_json::from_slice(&out.stdout).expect("report");
         assert_eq!(report["stats"]["records"], 3000, "{name}: {report:#}");
         assert_eq!(report["stats"]["bad_files"], 0, "{name}: {report:#}");
-        let out = whittle(&["--config", cfg, "usage", "--format", "json"]);
-        let mut usage: Value = serde_json::from_slice(&out.stdout).expect("usage");
-        usage["generated_at"] = Value::Null;
-        reports.push(usage);
+        reports.push(usage_of(&config));
     }
     // Files are shared among the workers in no fixed order; the usage must not depend on it.
     assert_eq!(reports[0], reports[1]);
 }
 
-/// Mines `trail` into `state` with `chunk_files` files per commit, crashing at `crash` if
-/// given. Returns whether the run finished, and its stderr.
-fn mine_chunks(ws: &Workspace, state: &str, trail: &Path, crash: Option<&str>) -> (bool, String) {
-    let config = ws.path(&format!("{state}.toml"));
+/// A config for mining local files into the state directory `name`, with the `[mining]`
+/// keys `mining`; written as `name.toml`.
+fn named_local_config(ws: &Workspace, name: &str, mining: &str) -> PathBuf {
+    let config = ws.path(&format!("{name}.toml"));
     std::fs::write(
         &config,
         format!(
-            "[[aws.accounts]]\nname = \"local\"\n[state]\ndir = \"{}\"\n[targets]\narn_patterns = [\"arn:aws:iam::*:role/*\"]\n[mining]\nchunk_files = 4\n",
-            ws.path(state).display()
+            "[[aws.accounts]]\nname = \"local\"\n[state]\ndir = \"{}\"\n[targets]\narn_patterns = [\"arn:aws:iam::*:role/*\"]\n[mining]\n{mining}\n",
+            ws.path(name).display()
         ),
     )
     .expect("config");
+    config
+}
+
+/// `whittle mine --from-dir TRAIL` (JSON report), aborted at the crash point `crash` if given.
+fn mine_dir(config: &Path, trail: &Path, crash: Option<&str>) -> std::process::Output {
     let mut command = command(&[
         "--config",
         config.to_str().expect("utf-8"),
@@ -1107,13 +1090,11 @@ fn mine_chunks(ws: &Workspace, state: &str, trail: &Path, crash: Option<&str>) -
     if let Some(point) = crash {
         command.env("WHITTLE_CRASH_AFTER", point);
     }
-    let out = command.output().expect("run whittle");
-    (out.status.success(), text(&out.stderr))
+    command.output().expect("run whittle")
 }
 
-/// The whole usage report of `state`, without its generation time.
-fn usage_of(ws: &Workspace, state: &str) -> Value {
-    let config = ws.path(&format!("{state}.toml"));
+/// The whole usage report, without its generation time.
+fn usage_of(config: &Path) -> Value {
     let out = whittle(&[
         "--config",
         config.to_str().expect("utf-8"),
@@ -1139,9 +1120,11 @@ fn a_mining_run_killed_after_a_commit_or_mid_fold_counts_every_file_exactly_once
     };
     let corpus = whittle_tests::trailgen::generate(&trail, &spec).expect("generate");
     assert_eq!(corpus.files.len(), 12);
-    let (done, stderr) = mine_chunks(&ws, "clean", &trail, None);
-    assert!(done, "{stderr}");
-    let clean = usage_of(&ws, "clean");
+    let chunks_of_4 = |name: &str| named_local_config(&ws, name, "chunk_files = 4");
+    let config = chunks_of_4("clean");
+    let out = mine_dir(&config, &trail, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let clean = usage_of(&config);
     assert!(
         clean["roles"].as_array().is_some_and(|r| r.len() > 64),
         "{clean}"
@@ -1158,25 +1141,29 @@ fn a_mining_run_killed_after_a_commit_or_mid_fold_counts_every_file_exactly_once
         std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
         std::fs::copy(file, &target).expect("copy");
     }
-    assert!(mine_chunks(&ws, "first-only", &first, None).0);
-    let first_chunk = usage_of(&ws, "first-only");
+    let config = chunks_of_4("first-only");
+    assert!(mine_dir(&config, &first, None).status.success());
+    let first_chunk = usage_of(&config);
 
     for point in ["mine:chunk", "mine:fold"] {
-        let state = point.replace(':', "-");
-        let (done, stderr) = mine_chunks(&ws, &state, &trail, Some(point));
-        assert!(!done && stderr.contains(point), "{point}: {stderr}");
+        let config = chunks_of_4(&point.replace(':', "-"));
+        let out = mine_dir(&config, &trail, Some(point));
+        let stderr = text(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(point),
+            "{point}: {stderr}"
+        );
         // Killed right after the first chunk was committed (and, for `mine:fold`, after the
         // first principals took it in): `whittle usage` shows that chunk whole, once.
-        assert_eq!(usage_of(&ws, &state), first_chunk, "{point}");
+        assert_eq!(usage_of(&config), first_chunk, "{point}");
         // The next run reads only the files not committed, and the end result is the clean
         // run's to the count.
-        let config = ws.path(&format!("{state}.toml"));
         let report = mine(&config, &["--from-dir", trail.to_str().expect("utf-8")]);
         assert_eq!(
             report["sources"][0]["already_mined"], 4,
             "{point}: {report}"
         );
         assert_eq!(report["sources"][0]["new_inputs"], 8, "{point}: {report}");
-        assert_eq!(usage_of(&ws, &state), clean, "{point}");
+        assert_eq!(usage_of(&config), clean, "{point}");
     }
 }
