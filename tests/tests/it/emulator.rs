@@ -5,7 +5,7 @@ use std::io::Read;
 use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 
-use crate::support::{Emulator, create_role};
+use crate::support::{Emulator, admin_user, create_role};
 
 fn lookup(key: LookupAttributeKey, value: &str) -> LookupAttribute {
     LookupAttribute::builder()
@@ -22,28 +22,7 @@ async fn denied_assumed_role_call_is_recorded_for_the_role() {
     let emulator = Emulator::start(&[]);
     let root = emulator.sdk_config().await;
     let iam = aws_sdk_iam::Client::new(&root);
-    iam.create_user()
-        .user_name("admin")
-        .send()
-        .await
-        .expect("user");
-    let everything =
-        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
-    iam.put_user_policy()
-        .user_name("admin")
-        .policy_name("all")
-        .policy_document(everything)
-        .send()
-        .await
-        .expect("policy");
-    let key = iam
-        .create_access_key()
-        .user_name("admin")
-        .send()
-        .await
-        .expect("key")
-        .access_key
-        .expect("access key");
+    let (admin_id, admin_secret) = admin_user(&iam).await;
     create_role(&iam, "orders-fn", &[]).await;
     let only_identity = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:GetCallerIdentity","Resource":"*"}]}"#;
     iam.put_role_policy()
@@ -80,7 +59,7 @@ async fn denied_assumed_role_call_is_recorded_for_the_role() {
 
     emulator.enable_auth();
     let admin = emulator
-        .sdk_config_with(key.access_key_id(), key.secret_access_key(), None)
+        .sdk_config_with(&admin_id, &admin_secret, None)
         .await;
     let assumed = aws_sdk_sts::Client::new(&admin)
         .assume_role()

@@ -120,29 +120,9 @@ struct Seeded {
 async fn seeded(emulator: &whittle_tests::Emulator) -> Seeded {
     let root = emulator.sdk_config().await;
     let iam = aws_sdk_iam::Client::new(&root);
-    // An admin user whose key works in auth mode (the default test key does not).
-    iam.create_user()
-        .user_name("admin")
-        .send()
-        .await
-        .expect("user");
-    iam.put_user_policy()
-        .user_name("admin")
-        .policy_name("all")
-        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#)
-        .send()
-        .await
-        .expect("admin policy");
-    let key = iam
-        .create_access_key()
-        .user_name("admin")
-        .send()
-        .await
-        .expect("key")
-        .access_key
-        .expect("access key");
+    let (admin_id, admin_secret) = admin_user(&iam).await;
     let admin = emulator
-        .sdk_config_with(key.access_key_id(), key.secret_access_key(), None)
+        .sdk_config_with(&admin_id, &admin_secret, None)
         .await;
 
     create_role(&iam, ROLE, &[("whittle:managed", "true")]).await;

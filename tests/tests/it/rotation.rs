@@ -728,42 +728,30 @@ async fn an_iam_access_key_rotates_and_the_old_key_goes_only_after_the_grace_per
     let emulator = &whittle_tests::Emulator::start(&[]);
     let root = emulator.sdk_config().await;
     let iam = aws_sdk_iam::Client::new(&root);
-    let everything =
-        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
-    for user in ["admin", "svc-reports"] {
-        iam.create_user()
-            .user_name(user)
-            .send()
-            .await
-            .expect("user");
-        iam.put_user_policy()
-            .user_name(user)
-            .policy_name("p")
-            .policy_document(if user == "admin" {
-                everything
-            } else {
-                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:GetCallerIdentity","Resource":"*"}]}"#
-            })
-            .send()
-            .await
-            .expect("policy");
-    }
-    let key = |user: &'static str| {
-        let iam = iam.clone();
-        async move {
-            let k = iam
-                .create_access_key()
-                .user_name(user)
-                .send()
-                .await
-                .expect("key")
-                .access_key
-                .expect("key");
-            (k.access_key_id, k.secret_access_key)
-        }
-    };
-    let (admin_id, admin_secret) = key("admin").await;
-    let (k1, s1) = key("svc-reports").await;
+    let (admin_id, admin_secret) = admin_user(&iam).await;
+    iam.create_user()
+        .user_name("svc-reports")
+        .send()
+        .await
+        .expect("user");
+    iam.put_user_policy()
+        .user_name("svc-reports")
+        .policy_name("p")
+        .policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:GetCallerIdentity","Resource":"*"}]}"#,
+        )
+        .send()
+        .await
+        .expect("policy");
+    let key = iam
+        .create_access_key()
+        .user_name("svc-reports")
+        .send()
+        .await
+        .expect("key")
+        .access_key
+        .expect("key");
+    let (k1, s1) = (key.access_key_id, key.secret_access_key);
     let sm = aws_sdk_secretsmanager::Client::new(&root);
     sm.create_secret()
         .name("svc/reports-key")

@@ -185,6 +185,35 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStat
 }
 
 /// Creates a role (and optional tags) in the emulator through the SDK.
+/// Creates the IAM user `admin`, allowed everything, and returns its access key (id,
+/// secret): whittle and the tests' SDK clients use it once the emulator checks permissions
+/// (its default test key then fails).
+pub async fn admin_user(iam: &aws_sdk_iam::Client) -> (String, String) {
+    iam.create_user()
+        .user_name("admin")
+        .send()
+        .await
+        .expect("user");
+    iam.put_user_policy()
+        .user_name("admin")
+        .policy_name("all")
+        .policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+        )
+        .send()
+        .await
+        .expect("admin policy");
+    let key = iam
+        .create_access_key()
+        .user_name("admin")
+        .send()
+        .await
+        .expect("key")
+        .access_key
+        .expect("access key");
+    (key.access_key_id, key.secret_access_key)
+}
+
 pub async fn create_role(iam: &aws_sdk_iam::Client, name: &str, tags: &[(&str, &str)]) {
     let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"sts:AssumeRole"}]}"#;
     let mut request = iam

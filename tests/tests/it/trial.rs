@@ -135,28 +135,7 @@ impl Setup {
 async fn setup(emulator: &whittle_tests::Emulator) -> Setup {
     let root = emulator.sdk_config().await;
     let iam = aws_sdk_iam::Client::new(&root);
-    iam.create_user()
-        .user_name("admin")
-        .send()
-        .await
-        .expect("user");
-    iam.put_user_policy()
-        .user_name("admin")
-        .policy_name("all")
-        .policy_document(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
-        )
-        .send()
-        .await
-        .expect("admin policy");
-    let key = iam
-        .create_access_key()
-        .user_name("admin")
-        .send()
-        .await
-        .expect("key")
-        .access_key
-        .expect("key");
+    let (admin_id, admin_secret) = admin_user(&iam).await;
     create_role(&iam, ROLE, &[("whittle:managed", "true")]).await;
     iam.put_role_policy()
         .role_name(ROLE)
@@ -207,13 +186,13 @@ async fn setup(emulator: &whittle_tests::Emulator) -> Setup {
     .expect("config");
     // Every later IAM call works in auth mode too: made as the admin user.
     let admin = emulator
-        .sdk_config_with(&key.access_key_id, &key.secret_access_key, None)
+        .sdk_config_with(&admin_id, &admin_secret, None)
         .await;
     Setup {
         ws,
         config,
-        admin_id: key.access_key_id,
-        admin_secret: key.secret_access_key,
+        admin_id,
+        admin_secret,
         iam: aws_sdk_iam::Client::new(&admin),
         workload,
     }
