@@ -343,6 +343,20 @@ impl MinedFolder {
     }
 }
 
+/// How many file names the [`MinedFolder`] records hold in all, written in the same
+/// transactions as they are, so that `whittle status` and `/healthz` read one record instead
+/// of every folder. One record, keyed `files`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinedFileCount {
+    pub files: u64,
+}
+
+impl Record for MinedFileCount {
+    const TREE: &'static str = "mined_file_count";
+    const VERSION: u16 = 1;
+    type Key = String;
+}
+
 /// A mined file as state directories written before [`MinedFolder`] kept it, one record per
 /// file, keyed
 /// `SOURCE\u{0}LOCATION`. Read only to move it into [`MinedFolder`] records.

@@ -101,7 +101,7 @@ pub struct UsageSummary {
     /// Principals (roles, users, root) with mined usage.
     pub principals: usize,
     /// Trail log files (local or S3) mined so far.
-    pub mined_files: usize,
+    pub mined_files: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

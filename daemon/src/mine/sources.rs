@@ -156,7 +156,14 @@ fn commit_files(
     report: &mut SourceReport,
 ) -> anyhow::Result<()> {
     let mut batch = WriteBatch::new();
-    super::store::checkpoint_files(&run.ctx.state, source, &decoded.done, &mut batch)?;
+    super::store::checkpoint_files(
+        &run.ctx.state,
+        decoded
+            .done
+            .iter()
+            .map(|(location, size)| (source, location.as_str(), *size)),
+        &mut batch,
+    )?;
     report.new_inputs += decoded.done.len() as u64;
     let stats = run.commit(decoded.aggregate, batch)?;
     report.stats.merge(&stats);

@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use whittle_planner::usage::PrincipalUsage;
 use whittle_state::{State, WriteBatch};
 
-use crate::records::{MinedFile, MinedFolder, PendingUsage, StoredUsage};
+use crate::records::{MinedFile, MinedFileCount, MinedFolder, PendingUsage, StoredUsage};
 
 /// Principals written per transaction by the fold: enough to be quick, few enough that one
 /// transaction stays small.
@@ -161,35 +161,44 @@ impl<'a> MinedFiles<'a> {
     }
 }
 
-/// Adds to `batch` the checkpoints of `files` (location, size) of `source`: one write per
-/// folder they are in.
-pub fn checkpoint_files(
+/// Adds to `batch` the checkpoints of `files` (source, location, size): one write per
+/// folder they are in, and the new total of mined files.
+pub fn checkpoint_files<'f>(
     state: &State,
-    source: &str,
-    files: &[(String, u64)],
+    files: impl IntoIterator<Item = (&'f str, &'f str, u64)>,
     batch: &mut WriteBatch,
 ) -> anyhow::Result<()> {
     let mut folders: BTreeMap<String, Vec<(&str, u64)>> = BTreeMap::new();
-    for (location, size) in files {
+    for (source, location, size) in files {
         let (key, name) = MinedFolder::split(source, location);
-        folders.entry(key).or_default().push((name, *size));
+        folders.entry(key).or_default().push((name, size));
     }
     let tree = state.tree::<MinedFolder>()?;
+    let mut total = mined_file_count(state)?;
     for (key, names) in folders {
         let mut folder = tree.get(&key)?.unwrap_or_default();
         for (name, size) in names {
-            folder.files.insert(name.to_owned(), size);
+            if folder.files.insert(name.to_owned(), size).is_none() {
+                total += 1;
+            }
         }
         batch.put::<MinedFolder>(&key, &folder)?;
     }
+    batch.put::<MinedFileCount>(&COUNT_KEY.to_owned(), &MinedFileCount { files: total })?;
     Ok(())
 }
 
+const COUNT_KEY: &str = "files";
+
 /// How many files every source has mined.
-pub fn mined_file_count(state: &State) -> anyhow::Result<usize> {
+pub fn mined_file_count(state: &State) -> anyhow::Result<u64> {
+    if let Some(count) = state.tree::<MinedFileCount>()?.get(&COUNT_KEY.to_owned())? {
+        return Ok(count.files);
+    }
+    // Folders written before the count was kept: counted once, then kept.
     let mut count = 0;
     for item in state.tree::<MinedFolder>()?.iter() {
-        count += item?.1.files.len();
+        count += item?.1.files.len() as u64;
     }
     Ok(count)
 }
@@ -208,18 +217,17 @@ pub fn migrate_file_checkpoints(state: &State) -> anyhow::Result<()> {
             return Ok(());
         }
         let mut batch = WriteBatch::new();
-        let mut by_source: BTreeMap<&str, Vec<(String, u64)>> = BTreeMap::new();
-        for (key, file) in &moved {
-            let (source, location) = key.split_once('\u{0}').unwrap_or(("", key));
-            by_source
-                .entry(source)
-                .or_default()
-                .push((location.to_owned(), file.size));
+        for (key, _) in &moved {
             batch.remove::<MinedFile>(key);
         }
-        for (source, files) in by_source {
-            checkpoint_files(state, source, &files, &mut batch)?;
-        }
+        checkpoint_files(
+            state,
+            moved.iter().map(|(key, file)| {
+                let (source, location) = key.split_once('\u{0}').unwrap_or(("", key));
+                (source, location, file.size)
+            }),
+            &mut batch,
+        )?;
         state.commit(batch)?;
     }
 }
@@ -365,10 +373,13 @@ mod tests {
         migrate_file_checkpoints(&state).expect("migrate");
         assert!(legacy.is_empty());
         let mut batch = WriteBatch::new();
+        // `a` again (mined twice by mistake) is not counted twice.
         checkpoint_files(
             &state,
-            "src",
-            &[("AWSLogs/1/CloudTrail/r/2026/11/01/b.json.gz".to_owned(), 9)],
+            [
+                ("src", "AWSLogs/1/CloudTrail/r/2026/11/01/b.json.gz", 9),
+                ("src", "AWSLogs/1/CloudTrail/r/2026/11/01/a.json.gz", 7),
+            ],
             &mut batch,
         )
         .expect("checkpoint");
@@ -393,5 +404,14 @@ mod tests {
                 .expect("lookup")
         );
         assert_eq!(mined_file_count(&state).expect("count"), 3);
+        // Kept as one record, not counted by reading every folder.
+        assert_eq!(
+            state
+                .tree::<MinedFileCount>()
+                .expect("tree")
+                .get(&COUNT_KEY.to_owned())
+                .expect("get"),
+            Some(MinedFileCount { files: 3 })
+        );
     }
 }
