@@ -78,6 +78,25 @@ pub struct RotationStatus {
 /// How many plans and changes status lists.
 const RECENT: usize = 5;
 
+/// At least the [`RECENT`] newest records of a tree keyed by `plan::new_id` ids (which start
+/// with their UTC second), read newest first: all of the last second read are kept, so the
+/// caller's own ordering (by start time) picks the same ones as over the whole tree. A
+/// status (and every `/healthz`) then decodes a few records, not the whole history.
+fn newest<R: whittle_state::Record<Key = String>>(state: &State) -> anyhow::Result<Vec<R>> {
+    let mut out = Vec::new();
+    let mut last_second: Option<String> = None;
+    for item in state.tree::<R>()?.iter().rev() {
+        let (id, record) = item?;
+        let second = id.rsplit_once('-').map(|(head, _)| head.to_owned());
+        if out.len() >= RECENT && second != last_second {
+            break;
+        }
+        last_second = second;
+        out.push(record);
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlanSummary {
     pub id: String,
@@ -202,54 +221,42 @@ pub fn build(
             created_at: clock::format(entry.created_at),
         })
         .collect();
-    let mut plans: Vec<PlanSummary> = state
-        .tree::<crate::plan::StoredPlan>()?
-        .iter()
-        .map(|item| {
-            item.map(|(_, plan)| PlanSummary {
-                roles: plan.0.roles.len(),
-                roles_changed: plan
-                    .0
-                    .roles
-                    .iter()
-                    .filter(|r| r.status == whittle_planner::plan::RoleStatus::Changes)
-                    .count(),
-                id: plan.0.id,
-                created_at: plan.0.created_at,
-                status: plan.0.status,
-            })
+    let mut plans: Vec<PlanSummary> = newest::<crate::plan::StoredPlan>(state)?
+        .into_iter()
+        .map(|plan| PlanSummary {
+            roles: plan.0.roles.len(),
+            roles_changed: plan
+                .0
+                .roles
+                .iter()
+                .filter(|r| r.status == whittle_planner::plan::RoleStatus::Changes)
+                .count(),
+            id: plan.0.id,
+            created_at: plan.0.created_at,
+            status: plan.0.status,
         })
-        .collect::<Result<_, _>>()?;
+        .collect();
     // Ids begin with their UTC time, so they sort by age.
     plans.sort_by(|a, b| b.id.cmp(&a.id));
     plans.truncate(RECENT);
-    let mut changes: Vec<(Timestamp, ChangeSummary)> = state
-        .tree::<crate::plan::ChangeRecord>()?
-        .iter()
-        .map(|item| {
-            item.map(|(_, c)| {
-                (
-                    c.started_at,
-                    ChangeSummary {
-                        id: c.id,
-                        plan_id: c.plan_id,
-                        role_arn: c.role_arn,
-                        started_at: clock::format(c.started_at),
-                        status: c.status,
-                    },
-                )
-            })
+    let mut changes: Vec<(Timestamp, ChangeSummary)> = newest::<crate::plan::ChangeRecord>(state)?
+        .into_iter()
+        .map(|c| {
+            (
+                c.started_at,
+                ChangeSummary {
+                    id: c.id,
+                    plan_id: c.plan_id,
+                    role_arn: c.role_arn,
+                    started_at: clock::format(c.started_at),
+                    status: c.status,
+                },
+            )
         })
-        .collect::<Result<_, _>>()?;
+        .collect();
     changes.sort_by_key(|c| std::cmp::Reverse(c.0));
     let changes = changes.into_iter().take(RECENT).map(|(_, c)| c).collect();
-    let mut trials: Vec<crate::trial::TrialRecord> = state
-        .tree::<crate::trial::TrialRecord>()?
-        .iter()
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .map(|(_, t)| t)
-        .collect();
+    let mut trials = newest::<crate::trial::TrialRecord>(state)?;
     trials.sort_by_key(|t| std::cmp::Reverse(t.started_at));
     let trials = trials
         .into_iter()
@@ -565,4 +572,50 @@ pub async fn ask_daemon<T: serde::de::DeserializeOwned>(
         );
     }
     Ok(serde_json::from_slice(&body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Item(u32);
+
+    impl whittle_state::Record for Item {
+        const TREE: &'static str = "test_status_items";
+        const VERSION: u16 = 1;
+        type Key = String;
+    }
+
+    #[test]
+    fn newest_reads_the_latest_records_and_the_whole_last_second() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let owner = whittle_state::LockOwner {
+            pid: std::process::id(),
+            status_address: None,
+        };
+        let state = State::open(dir.path(), &owner).expect("state");
+        let tree = state.tree::<Item>().expect("tree");
+        // Nine records over seconds 01..=07; the 5th newest is in second 03, which has three.
+        let ids = [
+            "plan-20261124000001-aaaa",
+            "plan-20261124000002-aaaa",
+            "plan-20261124000003-0000",
+            "plan-20261124000003-7777",
+            "plan-20261124000003-ffff",
+            "plan-20261124000004-aaaa",
+            "plan-20261124000005-aaaa",
+            "plan-20261124000006-aaaa",
+            "plan-20261124000007-aaaa",
+        ];
+        for (n, id) in ids.iter().enumerate() {
+            tree.put(&(*id).to_owned(), &Item(n as u32)).expect("put");
+        }
+        let read: Vec<u32> = newest::<Item>(&state)
+            .expect("newest")
+            .into_iter()
+            .map(|i| i.0)
+            .collect();
+        assert_eq!(read, [8, 7, 6, 5, 4, 3, 2]);
+    }
 }

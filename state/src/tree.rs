@@ -130,8 +130,8 @@ impl<R: Record> Tree<R> {
         self.tree.is_empty()
     }
 
-    /// All records, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = Result<(R::Key, R), StateError>> + '_ {
+    /// All records, in key order (`.rev()` for the newest first under time-ordered keys).
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = Result<(R::Key, R), StateError>> + '_ {
         self.tree.iter().map(|item| self.decode_item(item))
     }
 
