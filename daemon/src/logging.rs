@@ -9,6 +9,13 @@ use crate::config::LogFormat;
 pub fn init(format: LogFormat, level: &str, verbosity: i8) -> anyhow::Result<()> {
     let mut filter = EnvFilter::try_new(level)
         .map_err(|e| anyhow::anyhow!("invalid log filter `{level}`: {e}"))?;
+    // When no provider in the credentials chain yields credentials, the chain logs each
+    // failure as a warning with the provider's whole Debug dump, and the call then fails with
+    // the same cause, which whittle reports in one line. Keep those warnings for a filter that
+    // asks for aws_config explicitly.
+    if !level.contains("aws_config") {
+        filter = filter.add_directive("aws_config::meta::credentials::chain=error".parse()?);
+    }
     let shifted = match verbosity {
         v if v >= 2 => Some("whittle=trace"),
         1 => Some("whittle=debug"),

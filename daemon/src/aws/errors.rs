@@ -1,7 +1,7 @@
 //! One-line descriptions of SDK errors that tell the reader what to check.
 
 use aws_sdk_sts::config::http::HttpResponse;
-use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 
 /// Describes an SDK error in one line: the service's code and message, or what failed on the
 /// way (no connection, timeout, no credentials) with what to do about it.
@@ -12,7 +12,7 @@ pub fn describe<E>(error: &SdkError<E, HttpResponse>, endpoint: Option<&str>) ->
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let chain = DisplayErrorContext(error).to_string().replace('\n', " ");
+    let chain = causes(error);
     let target = endpoint.unwrap_or("AWS");
     match error {
         SdkError::DispatchFailure(_) if chain.contains("credentials") => format!(
@@ -40,6 +40,24 @@ where
         },
         _ => chain,
     }
+}
+
+/// The error and its sources as one line of their messages, `outer: inner: …`.
+///
+/// The SDK's own `DisplayErrorContext` ends with the whole error's `Debug` form (connector
+/// internals, raw responses), which buries the cause; the messages alone name it. A source
+/// whose message its parent already contains (many wrap with `{source}`) is said once.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(current) = next {
+        let message = current.to_string().replace('\n', " ");
+        if !message.is_empty() && !parts.iter().any(|p| p.contains(&message)) {
+            parts.push(message);
+        }
+        next = current.source();
+    }
+    parts.join(": ")
 }
 
 /// The outcome of a delete or detach: done, or already done (`NoSuchEntity`, as when a

@@ -104,11 +104,20 @@ pub fn parse_in(text: &str, base_dir: &Path) -> Result<Config, Vec<Diagnostic>> 
                         .iter()
                         .any(|path| path.last().is_some_and(|last| last == field))
                 });
-                if !caused_by_removal {
-                    diagnostics.push(diagnostic(locate(Some(span.clone())), error.message()));
-                }
                 // Remove the offending item (for a missing key: its table) and try again.
-                match remove_at(root.get_mut(), &span) {
+                let path = remove_at(root.get_mut(), &span);
+                if !caused_by_removal {
+                    let message = match &path {
+                        // serde names the type it wanted, not the key; the key is the one
+                        // removed, so say it (`aws.max_attempts: invalid type: …`).
+                        Some(path) if names_no_key(error.message()) => {
+                            format!("{}: {}", dotted(path), error.message())
+                        }
+                        _ => error.message().to_owned(),
+                    };
+                    diagnostics.push(diagnostic(locate(Some(span.clone())), &message));
+                }
+                match path {
                     Some(path) => removed.push(path),
                     None => break None,
                 }
@@ -136,6 +145,29 @@ pub fn parse_in(text: &str, base_dir: &Path) -> Result<Config, Vec<Diagnostic>> 
         Some(config) if diagnostics.is_empty() => Ok(config),
         _ => Err(diagnostics),
     }
+}
+
+/// serde's messages for a value of the wrong type or shape, which do not say which key.
+fn names_no_key(message: &str) -> bool {
+    ["invalid type", "invalid value", "invalid length"]
+        .iter()
+        .any(|prefix| message.starts_with(prefix))
+}
+
+/// A key path as written in TOML: `aws.accounts[0].id`.
+fn dotted(path: &[String]) -> String {
+    let mut out = String::new();
+    for segment in path {
+        if segment.bytes().all(|b| b.is_ascii_digit()) && !out.is_empty() {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    out
 }
 
 fn diagnostic((line, column): (usize, usize), message: &str) -> Diagnostic {
@@ -732,7 +764,11 @@ x = 1
             ["2:16", "3:16", "9:10", "12:16", "14:7", "19:10", "21:2"],
             "{found:#?}"
         );
-        assert!(found[0].contains("invalid type"), "{}", found[0]);
+        assert!(
+            found[0].contains("aws.max_attempts: invalid type"),
+            "{}",
+            found[0]
+        );
         assert!(found[2].contains("not a loopback address"), "{}", found[2]);
         assert!(
             found[3].contains("ARN pattern `role/app-*` must start with `arn:`"),

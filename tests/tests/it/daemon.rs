@@ -224,6 +224,72 @@ async fn sigkill_mid_run_then_restart_records_the_run_as_interrupted() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_busy_job_skips_its_ticks_and_sigterm_lets_the_running_step_finish() {
+    // A private emulator: the delay fault below must not hold another test's calls.
+    let emulator = Emulator::start(&[]);
+    let ws = Workspace::new();
+    let config = ws.emulator_config(&emulator.url, "itb");
+    let log = ws.path("daemon.log");
+    let mut daemon = spawn_daemon(&config, &log);
+    let address = wait_for(Duration::from_secs(30), "a check-aws run", || {
+        let report = status_json(&config)?;
+        (last_outcome(&report, "check-aws")? == "succeeded")
+            .then(|| report["daemon"]["listen"].as_str().map(str::to_owned))?
+    });
+
+    // Hold one identity call for 6 s. check-aws ticks every second, so while its run waits
+    // the next ticks must be skipped, not started beside it.
+    emulator.post_json(
+        "/whittle-emulator/faults",
+        &serde_json::json!({"service": "sts", "action": "GetCallerIdentity", "delay_seconds": 6, "count": 1}),
+    );
+    let held_job = wait_for(Duration::from_secs(30), "a run to be in progress", || {
+        let report = status_json(&config)?;
+        report["jobs"].as_array()?.iter().find_map(|j| {
+            (j["last_run"]["outcome"] == "running").then(|| j["name"].as_str().map(str::to_owned))
+        })?
+    });
+    let skipped = format!(r#"whittle_job_runs_total{{job="{held_job}",outcome="skipped"}} "#);
+    wait_for(Duration::from_secs(10), "a tick skipped while busy", || {
+        let (_, metrics) = http_get(&address, "/metrics");
+        let count: u64 = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(skipped.as_str()))?
+            .trim()
+            .parse()
+            .ok()?;
+        (count >= 1).then_some(())
+    });
+
+    // SIGTERM while the run is held: no new run starts, the held one is let finish.
+    signal(&daemon, "TERM");
+    let exit = wait_exit(&mut daemon, Duration::from_secs(30));
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(exit.code(), Some(0), "{logged}");
+    assert!(
+        logged.contains("Waiting for running jobs to finish their current step"),
+        "{logged}"
+    );
+    assert!(
+        logged.contains("Skipped a tick: the previous run is still busy"),
+        "{logged}"
+    );
+
+    let report = status_json(&config).expect("status after stop");
+    let held = report["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .find(|j| j["name"] == held_job.as_str())
+        .expect("the held job")
+        .clone();
+    // Had the daemon exited without waiting, the run would still read `running` here.
+    assert_eq!(held["last_run"]["outcome"], "succeeded", "{held}");
+    assert!(held["runs"].get("running").is_none(), "{held}");
+    assert!(held["runs"].get("interrupted").is_none(), "{held}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unfinished_journal_without_recovery_stops_the_start() {
     let emulator = Emulator::shared();
     let ws = Workspace::new();
