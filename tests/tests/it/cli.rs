@@ -375,3 +375,109 @@ fn policy_eval_rejects_bad_policies_and_arguments_clearly() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_aws_assumes_each_accounts_role_and_refuses_a_wrong_account_id() {
+    let emulator = crate::support::Emulator::shared();
+    let sdk = emulator.sdk_config().await;
+    crate::support::create_role(&aws_sdk_iam::Client::new(&sdk), "itc-auditor", &[]).await;
+    let ws = Workspace::new();
+    std::fs::create_dir(ws.state_dir()).expect("state dir");
+    let config = ws.write_config(&format!(
+        r#"
+[aws]
+endpoint_url = "{endpoint}"
+max_attempts = 1
+
+[[aws.accounts]]
+name = "staging"
+id = "123456789012"
+
+[[aws.accounts]]
+name = "audit"
+id = "123456789012"
+role_arn = "arn:aws:iam::123456789012:role/itc-auditor"
+external_id = "itc-external"
+session_name = "itc-audit"
+
+[[aws.accounts]]
+name = "mistyped"
+id = "999999999999"
+
+[state]
+dir = "{state}"
+
+[targets]
+tags = {{ "whittle:managed" = "true" }}
+"#,
+        endpoint = emulator.url,
+        state = ws.state_dir().display()
+    ));
+    let out = whittle(&[
+        "status",
+        "--check-aws",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().expect("path"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "one account fails");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
+    let by_name = |name: &str| {
+        report["aws"]
+            .as_array()
+            .expect("aws")
+            .iter()
+            .find(|a| a["account"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {report}"))
+    };
+    assert_eq!(
+        by_name("audit")["identity"]["arn"],
+        "arn:aws:sts::123456789012:assumed-role/itc-auditor/itc-audit"
+    );
+    assert_eq!(
+        by_name("staging")["identity"]["account"],
+        "123456789012",
+        "the base credentials"
+    );
+    let mistyped = by_name("mistyped");
+    assert!(mistyped["identity"].is_null());
+    assert!(
+        mistyped["error"]
+            .as_str()
+            .expect("error")
+            .contains("credentials are for account 123456789012")
+            && mistyped["error"]
+                .as_str()
+                .expect("error")
+                .contains("999999999999"),
+        "{mistyped}"
+    );
+
+    // The role was assumed with the configured session name and external id.
+    let events = aws_sdk_cloudtrail::Client::new(&sdk)
+        .lookup_events()
+        .lookup_attributes(
+            aws_sdk_cloudtrail::types::LookupAttribute::builder()
+                .attribute_key(aws_sdk_cloudtrail::types::LookupAttributeKey::EventName)
+                .attribute_value("AssumeRole")
+                .build()
+                .expect("attribute"),
+        )
+        .into_paginator()
+        .send()
+        .collect::<Vec<_>>()
+        .await;
+    // Other tests share this emulator: read every page, not only the newest 50 events.
+    let assumed = events
+        .iter()
+        .flat_map(|page| page.as_ref().expect("lookup").events())
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e.cloud_trail_event()?).ok())
+        .find(|e| e["requestParameters"]["roleSessionName"] == "itc-audit")
+        .expect("the AssumeRole event");
+    assert_eq!(
+        assumed["requestParameters"]["externalId"], "itc-external",
+        "{assumed}"
+    );
+}
