@@ -6,7 +6,7 @@ use crate::LockOwner;
 /// tree or key involved, because the person reading it has to find and fix that thing.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}: {source}{}", path.display(), io_hint(source))]
     Io {
         path: PathBuf,
         action: &'static str,
@@ -82,5 +82,52 @@ fn locked_message(dir: &std::path::Path, owner: Option<&LockOwner>) -> String {
             "state directory {} is locked by another process; stop it first or use another --state",
             dir.display()
         ),
+    }
+}
+
+/// What the reader can do about an IO error on the state directory, for the kinds that have
+/// one clear remedy.
+fn io_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            "; run whittle as the user that owns the state directory, or pass --state DIR"
+        }
+        std::io::ErrorKind::StorageFull => "; free space on that filesystem, then run it again",
+        std::io::ErrorKind::ReadOnlyFilesystem => {
+            "; the filesystem is read-only: pass --state DIR on a writable one"
+        }
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_say_what_to_do_when_there_is_one_remedy() {
+        let error = |kind| StateError::Io {
+            path: PathBuf::from("/var/lib/whittle/whittle.lock"),
+            action: "open the lock file",
+            source: std::io::Error::from(kind),
+        };
+        let denied = error(std::io::ErrorKind::PermissionDenied).to_string();
+        assert!(
+            denied.starts_with("cannot open the lock file /var/lib/whittle/whittle.lock: ")
+                && denied.ends_with(
+                    "run whittle as the user that owns the state directory, or pass --state DIR"
+                ),
+            "{denied}"
+        );
+        let full = error(std::io::ErrorKind::StorageFull).to_string();
+        assert!(
+            full.ends_with("free space on that filesystem, then run it again"),
+            "{full}"
+        );
+        let other = error(std::io::ErrorKind::Interrupted).to_string();
+        assert!(
+            !other.contains("; "),
+            "no advice where none applies: {other}"
+        );
     }
 }
