@@ -44,7 +44,9 @@ cron = "0 61 * * * *"
         "{stderr}"
     );
     assert!(
-        lines[1].starts_with(&format!("{path}:7:6: invalid type: integer")),
+        lines[1].starts_with(&format!(
+            "{path}:7:6: aws.accounts[0].id: invalid type: integer"
+        )),
         "{stderr}"
     );
     assert!(
