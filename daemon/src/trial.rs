@@ -748,8 +748,9 @@ impl Denials {
         Ok(all)
     }
 
-    /// New log files of the days since `since` in the standard (account) trail layout
-    /// `[prefix/]AWSLogs/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/`.
+    /// New log files of the days since `since`, in the account trail layout
+    /// `[prefix/]AWSLogs/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/` and the organization trail
+    /// layout `[prefix/]AWSLogs/o-ORGID/ACCOUNT/CloudTrail/…`.
     async fn read_trail_files(
         &mut self,
         aws: &Aws,
@@ -770,15 +771,29 @@ impl Denials {
                 Some(p) if !p.is_empty() => format!("{}/AWSLogs/", p.trim_end_matches('/')),
                 _ => "AWSLogs/".to_owned(),
             };
-            for day in first_day..=today {
+            // An organization trail writes each account's files one level lower, under the
+            // organization's id. Listed on every poll: it is one request, and a trail can be
+            // turned into an organization trail at any time.
+            let mut roots = vec![format!("{base}{account_id}/")];
+            for folder in aws.list_folders(&intent.account, bucket, &base).await? {
+                if folder[base.len()..].starts_with("o-") {
+                    roots.push(format!("{folder}{account_id}/"));
+                }
+            }
+            let days = (first_day..=today).map(|day| {
                 let date = whittle_planner::trail::format_time(i64::from(day) * 86_400_000);
-                let prefix = format!(
-                    "{base}{account_id}/CloudTrail/{}/{}/{}/{}/",
+                format!(
+                    "CloudTrail/{}/{}/{}/{}/",
                     config.aws.region,
                     &date[0..4],
                     &date[5..7],
                     &date[8..10]
-                );
+                )
+            });
+            let prefixes: Vec<String> = days
+                .flat_map(|day| roots.iter().map(move |root| format!("{root}{day}")))
+                .collect();
+            for prefix in prefixes {
                 for key in aws.list_objects(&intent.account, bucket, &prefix).await? {
                     if self.read_files.contains(&key) {
                         continue;

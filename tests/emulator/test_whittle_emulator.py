@@ -109,6 +109,18 @@ class ExtensionTest(WithEmulator):
         # Delivered events are not delivered twice.
         self.assertEqual(self.emu.post("/whittle-emulator/deliver")["delivered"][:0], [])
 
+    def test_an_organization_trail_delivers_under_the_organization_id(self):
+        s3 = self.emu.client("s3")
+        s3.create_bucket(Bucket="org-trail-bucket")
+        org_id = self.emu.client("organizations").create_organization(FeatureSet="ALL")["Organization"]["Id"]
+        ct = self.emu.client("cloudtrail")
+        ct.create_trail(Name="org", S3BucketName="org-trail-bucket", IsOrganizationTrail=True)
+        ct.start_logging(Name="org")
+        self.emu.client("sts").get_caller_identity()
+        keys = [k for k in self.emu.post("/whittle-emulator/deliver")["delivered"] if "org-trail-bucket" in k]
+        self.assertTrue(keys)
+        self.assertRegex(keys[0].split("/", 3)[3], rf"^AWSLogs/{org_id}/123456789012/CloudTrail/us-east-1/\d{{4}}/")
+
     def test_simulate_principal_policy(self):
         iam = self.emu.client("iam")
         iam.create_role(RoleName="app", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))

@@ -405,6 +405,23 @@ def lookup_events(recorder, request, account_id, region):
 
 # --- log file delivery ------------------------------------------------------------------------
 
+# The organization id of an organization trail's files when the account made no organization
+# in the emulator (real AWS requires one; the emulator's trails do not).
+STAND_IN_ORGANIZATION_ID = "o-a1b2c3d4e5"
+
+
+def organization_id(account_id):
+    """The id of the organization `account_id` created in moto, or the stand-in."""
+    try:
+        from moto.organizations.models import organizations_backends
+        org = organizations_backends[account_id]["aws"].org
+        if org is not None:
+            return org.id
+    except Exception:
+        pass
+    return STAND_IN_ORGANIZATION_ID
+
+
 def deliver(recorder):
     """Writes each logging trail's new events to its bucket. Returns the keys written."""
     from moto.cloudtrail.models import cloudtrail_backends
@@ -438,7 +455,13 @@ def deliver(recorder):
                     suffix = "".join(random.choices(string.ascii_letters + string.digits, k=16))
                     name = f"{account_id}_CloudTrail_{region}_{stamp:%Y%m%dT%H%MZ}_{suffix}.json.gz"
                     prefix = f"{trail.s3_key_prefix.rstrip('/')}/" if trail.s3_key_prefix else ""
-                    key = f"{prefix}AWSLogs/{account_id}/CloudTrail/{region}/{stamp:%Y/%m/%d}/{name}"
+                    # An organization trail adds the organization's id above the account:
+                    # AWSLogs/o-…/ACCOUNT/CloudTrail/…
+                    if getattr(trail, "is_org_trail", False):
+                        prefix += f"AWSLogs/{organization_id(account_id)}/"
+                    else:
+                        prefix += "AWSLogs/"
+                    key = f"{prefix}{account_id}/CloudTrail/{region}/{stamp:%Y/%m/%d}/{name}"
                     body = gzip.compress(json.dumps({"Records": records}).encode())
                     s3 = s3_backends[account_id]["aws"]
                     s3.put_object(trail.bucket_name, key, body)

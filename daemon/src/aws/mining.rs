@@ -66,6 +66,39 @@ impl Aws {
         Ok(out)
     }
 
+    /// The folders directly under `prefix` in `bucket` (S3's common prefixes for the
+    /// delimiter `/`), each ending with `/`.
+    pub async fn list_folders(
+        &self,
+        account: &str,
+        bucket: &str,
+        prefix: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        let s3 = self.s3(account)?;
+        let mut out = Vec::new();
+        let mut pages = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                anyhow::anyhow!(
+                    "s3:ListBucket s3://{bucket}/{prefix} failed: {}",
+                    describe(&e, self.endpoint.as_deref())
+                )
+            })?;
+            out.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_owned)),
+            );
+        }
+        Ok(out)
+    }
+
     /// The bytes of one object.
     pub async fn get_object(
         &self,

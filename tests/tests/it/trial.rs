@@ -643,6 +643,18 @@ async fn the_trial_job_tries_the_newest_plan_with_a_lambda_exercise() {
 /// the trial still sees it and rolls back.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_data_event_denial_in_the_trail_files_rolls_the_trial_back() {
+    data_event_denial_rolls_back(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_data_event_denial_in_an_organization_trails_files_rolls_the_trial_back() {
+    // The files are under AWSLogs/o-…/ACCOUNT/…: mined for the plan, watched in the trial.
+    data_event_denial_rolls_back(true).await;
+}
+
+/// A trial's workload is denied an S3 data event, which only the trail files show
+/// (LookupEvents has management events only); the trial must see it there and roll back.
+async fn data_event_denial_rolls_back(organization_trail: bool) {
     let emulator = &whittle_tests::Emulator::start(&[("WHITTLE_EMULATOR_DELIVERY_SECONDS", "1")]);
     let s = setup(emulator).await;
     let root = emulator.sdk_config().await;
@@ -666,6 +678,15 @@ async fn a_data_event_denial_in_the_trail_files_rolls_the_trial_back() {
         .await
         .expect("object");
     start_trail(&root, "trial-trail", "trial-trail").await;
+    if organization_trail {
+        aws_sdk_cloudtrail::Client::new(&root)
+            .update_trail()
+            .name("trial-trail")
+            .is_organization_trail(true)
+            .send()
+            .await
+            .expect("organization trail");
+    }
     // Live traffic that logs an error and carries on.
     let live = s.ws.path("live.py");
     std::fs::write(
@@ -711,4 +732,28 @@ async fn a_data_event_denial_in_the_trail_files_rolls_the_trial_back() {
         "{stdout}"
     );
     assert_eq!(s.policies().await, before);
+    if organization_trail {
+        // Auth mode is on: list as the admin user.
+        let admin = emulator
+            .sdk_config_with(&s.admin_id, &s.admin_secret, None)
+            .await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&admin)
+                .force_path_style(true)
+                .build(),
+        );
+        let keys = s3
+            .list_objects_v2()
+            .bucket("trial-trail")
+            .send()
+            .await
+            .expect("list");
+        assert!(
+            keys.contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .all(|k| k.starts_with("AWSLogs/o-")),
+            "the emulator wrote the organization layout"
+        );
+    }
 }
