@@ -1714,3 +1714,99 @@ async fn the_two_key_limit_deletes_only_an_inactive_stray_key() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotation_retrying_across_the_upkeep_tick_is_never_run_twice_at_once() {
+    // The rotation starts at second 50 and its test passes only from 14 s after its first
+    // attempt (retries 2 s, 4 s, 8 s later), so its run spans the `rotation-upkeep` job's tick
+    // at second 0, which advances every rotation with an unfinished journal. The two must
+    // not drive the same rotation at once: each install and test runs alone.
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let account = seed(emulator).await;
+    let ws = Workspace::new();
+    let (target, log) = (ws.path("target.txt"), ws.path("commands.log"));
+    let first = ws.path("first-test");
+    std::fs::write(&target, OLD_SECRET).expect("target");
+    let logged = |name: &str, body: &str| {
+        format!(
+            "[\"sh\", \"-c\", \"echo start {name} >> {log}; {body}; s=$?; sleep 0.5; echo end {name} >> {log}; exit $s\"]",
+            log = log.display()
+        )
+    };
+    std::fs::write(
+        ws.path("install.toml"),
+        format!(
+            "kind = \"command\"\nlength = 20\njson_field = \"api_key\"\ninstall = {}\ntest = {}\ntimeout = \"10s\"\n",
+            logged("install", &format!("cat > {}", target.display())),
+            logged(
+                "test",
+                &format!(
+                    "[ -f {f} ] || date +%s > {f}; [ $(( $(date +%s) - $(cat {f}) )) -ge 14 ]",
+                    f = first.display()
+                )
+            ),
+        ),
+    )
+    .expect("playbook");
+    let config = ws.emulator_config(&emulator.url, "rot");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).expect("config")
+            + &format!(
+                "\n[[rotation]]\nname = \"api-key\"\naccount = \"staging\"\nstore = \"secrets-manager\"\nsecret = \"{SECRET}\"\nplaybook = \"install.toml\"\ncron = \"50 * * * * *\"\nattempts = 6\nretry_delay = \"2s\"\n"
+            ),
+    )
+    .expect("config");
+    let daemon_log = ws.path("daemon.log");
+    let mut daemon = spawn_daemon(&config, &daemon_log);
+    wait_for(Duration::from_secs(100), "the rotation to finish", || {
+        let status = status_json(&config)?;
+        let rotation = &status["rotations"][0];
+        (rotation["last_rotated"].is_string() && rotation["state"] == "idle").then_some(())
+    });
+    signal(&daemon, "TERM");
+    assert_eq!(
+        wait_exit(&mut daemon, Duration::from_secs(30)).code(),
+        Some(0)
+    );
+    let daemon_log = std::fs::read_to_string(&daemon_log).expect("daemon log");
+    assert!(
+        daemon_log.contains("Job started job=rotation-upkeep"),
+        "the upkeep ran meanwhile: {daemon_log}"
+    );
+    // The upkeep leaves a rotation its own run is driving alone, and nothing fails.
+    assert!(
+        !daemon_log.contains("Resuming an interrupted rotation"),
+        "{daemon_log}"
+    );
+    assert!(!daemon_log.contains("Job failed"), "{daemon_log}");
+    let commands = std::fs::read_to_string(&log).expect("commands log");
+    let mut running: Option<&str> = None;
+    for line in commands.lines() {
+        match (line.strip_prefix("start "), line.strip_prefix("end ")) {
+            (Some(name), _) => {
+                assert!(
+                    running.is_none(),
+                    "{name} started while {running:?} ran:\n{commands}"
+                );
+                running = Some(name);
+            }
+            (_, Some(name)) => {
+                assert_eq!(running, Some(name), "{commands}");
+                running = None;
+            }
+            _ => panic!("{line}"),
+        }
+    }
+    assert_eq!(
+        commands.lines().filter(|l| *l == "end install").count(),
+        1,
+        "installed once:\n{commands}"
+    );
+    let (value, _) = current(&account).await;
+    assert_ne!(value, OLD_SECRET);
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("target").trim(),
+        value
+    );
+}
