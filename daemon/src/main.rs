@@ -7,6 +7,7 @@ mod clock;
 mod config;
 mod daemon;
 mod faults;
+mod guard;
 mod http;
 mod iam_data;
 mod jobs;

@@ -17,6 +17,7 @@ use whittle_state::{JournalEntry, Record, State, Timestamp};
 use crate::aws::{Aws, describe};
 use crate::clock;
 use crate::config::{Config, RotationConfig};
+use crate::guard;
 use crate::reconcile::Recovery;
 
 /// The last outcome of one rotation, keyed by its name. Never holds a secret value.
@@ -1015,6 +1016,12 @@ pub async fn run(
             continue;
         }
         let spec = spec(config, rotation)?;
+        // Wait for any other actor on this rotation (the upkeep job, a command) before
+        // deciding whether it is due: after it, the answer may have changed.
+        let _turn = match dry_run {
+            true => None,
+            false => Some(guard::wait_turn(guard::Subject::Rotation(&rotation.name)).await),
+        };
         let (is_due, when) = due(state, rotation, clock::now())?;
         let mut report = RotationReport {
             name: rotation.name.clone(),
@@ -1205,6 +1212,7 @@ impl Recovery for RotationRecovery {
                     entry.subject
                 );
             };
+            let _turn = guard::wait_turn(guard::Subject::Rotation(&rotation.name)).await;
             let aws = Aws::new(&self.config).await?;
             let spec = spec(&self.config, rotation)?;
             let outcome = rotate_one(&self.config, &aws, state, &spec).await?;
@@ -1234,6 +1242,11 @@ impl Recovery for RotationRecovery {
 pub async fn upkeep(ctx: &crate::jobs::JobContext) -> anyhow::Result<String> {
     let mut advanced = Vec::new();
     for rotation in &ctx.config.rotation {
+        // A rotation whose own run is under way (retrying a step, say) is that run's to
+        // finish; resuming its journal beside it would do each step twice.
+        let Some(_turn) = guard::try_turn(guard::Subject::Rotation(&rotation.name)) else {
+            continue;
+        };
         if machine::open_journal(&ctx.state, &rotation.name)?.is_none() {
             continue;
         }
