@@ -21,6 +21,10 @@ Files and environment:
   (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, container or instance role), or from
   [aws] profile and [[aws.accounts]] role_arn.
 
+While `whittle daemon` holds the state directory, status, usage, mine, plan, apply, rollback,
+rotate and trial are run by the daemon (with the configuration it loaded; a command that read
+a different file is refused), with the same output and exit code.
+
 Data goes to stdout, logs and errors to stderr.";
 
 /// Keeps AWS IAM roles at least privilege and credentials fresh, unattended.
@@ -176,7 +180,7 @@ pub enum Command {
     Version,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
 pub struct MineArgs {
     /// Read only this local copy of a trail (any depth of AWSLogs/... folders, or loose
     /// .json.gz / .json files) instead of the configured sources.
@@ -210,7 +214,7 @@ pub struct UsageArgs {
     pub format: OutputFormat,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct PlanArgs {
     #[command(subcommand)]
@@ -224,7 +228,7 @@ pub struct PlanArgs {
     pub format: PlanFormat,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand, serde::Serialize, serde::Deserialize)]
 pub enum PlanCommand {
     /// Render a stored plan again.
     Show {
@@ -235,7 +239,7 @@ pub enum PlanCommand {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 pub enum PlanFormat {
     Text,
     Json,
@@ -245,7 +249,7 @@ pub enum PlanFormat {
     Serverless,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
 pub struct ApplyArgs {
     /// The plan id.
     pub plan_id: String,
@@ -278,7 +282,7 @@ pub struct TrialArgs {
     pub format: OutputFormat,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
 pub struct RollbackArgs {
     /// The change id `whittle apply` printed, or a trial id.
     #[arg(required_unless_present = "role")]
@@ -290,7 +294,7 @@ pub struct RollbackArgs {
     pub format: OutputFormat,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
 pub struct RotateArgs {
     /// Only this rotation (its name, or its secret id / parameter name; repeatable).
     #[arg(long = "secret", value_name = "NAME|ID")]
@@ -390,7 +394,7 @@ impl DaemonArgs {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 pub enum OutputFormat {
     Text,
     Json,

@@ -74,6 +74,7 @@ pub async fn run(
         aws,
         state: Arc::clone(&state),
     });
+    let stopping = tokio_util::sync::CancellationToken::new();
     let app = http::AppState {
         started: Instant::now(),
         started_at: clock::now(),
@@ -82,6 +83,7 @@ pub async fn run(
         metrics: Arc::clone(&metrics),
         listen: address.to_string(),
         jobs: Arc::clone(&ctx),
+        stopping: stopping.clone(),
     };
     let http_stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, app, http_stop.clone()));
@@ -93,6 +95,7 @@ pub async fn run(
 
     shutdown.await;
     info!("Shutdown requested: no new runs; letting running steps finish");
+    stopping.cancel();
     scheduler.shutdown().await;
     http_stop.cancel();
     server.await.context("status endpoint task")??;

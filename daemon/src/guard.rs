@@ -16,6 +16,8 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 /// and the account's roles, so the table of turns is never pruned.
 #[derive(Debug, Clone, Copy)]
 pub enum Subject<'a> {
+    /// Mining: its checkpoints are per file, so two runs would both read a new file.
+    Mining,
     Rotation(&'a str),
     Role(&'a str),
 }
@@ -26,6 +28,7 @@ pub type Turn = OwnedMutexGuard<()>;
 fn turn_of(subject: Subject<'_>) -> Arc<AsyncMutex<()>> {
     static TURNS: OnceLock<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>> = OnceLock::new();
     let key = match subject {
+        Subject::Mining => "mining".to_owned(),
         Subject::Rotation(name) => format!("rotation\0{name}"),
         Subject::Role(arn) => format!("role\0{arn}"),
     };

@@ -1,6 +1,7 @@
 //! The daemon's loopback HTTP endpoint: `/healthz` (JSON), `/metrics` (Prometheus text) and
-//! `/status` (the full status report, which `whittle status` reads), and `POST /usage` (the
-//! usage report, which `whittle usage` reads while the daemon holds the state).
+//! `/status` (the full status report, which `whittle status` reads); and, while the daemon
+//! holds the state, what commands hand to it: `POST /usage` (the usage report), `POST /trial`
+//! and `GET /trials/{plan}`, and `POST /command` (mine, plan, apply, rollback, rotate).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,8 +28,11 @@ pub struct AppState {
     pub state: Arc<State>,
     pub metrics: Arc<Metrics>,
     pub listen: String,
-    /// For work handed to the daemon (trials).
+    /// For work handed to the daemon (trials, commands).
     pub jobs: Arc<crate::jobs::JobContext>,
+    /// Cancelled when the daemon starts to stop: a handed-over command stops after its
+    /// current step (mining: the chunk under way), as the scheduled jobs do.
+    pub stopping: CancellationToken,
 }
 
 impl AppState {
@@ -54,6 +58,7 @@ pub async fn serve(
         .route("/usage", axum::routing::post(usage_report))
         .route("/trial", axum::routing::post(start_trial))
         .route("/trials/{plan}", get(list_trials))
+        .route("/command", axum::routing::post(run_command))
         .with_state(app);
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -223,6 +228,41 @@ async fn list_trials(
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "error": e.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+/// A command on the state that a `whittle` process hands to the daemon holding it.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+pub struct CommandRequest {
+    pub command: crate::commands::StateCommand,
+    /// The configuration text the command loaded; it must be the daemon's.
+    pub config_text: String,
+    pub terminal: crate::commands::Terminal,
+}
+
+/// Runs a handed-over command to its end and answers with its output and exit code. An error
+/// is answered as `{"error": …}` with status 422, and the command prints it as its own.
+async fn run_command(
+    Extract(app): Extract<AppState>,
+    Json(request): Json<CommandRequest>,
+) -> Response {
+    if request.config_text != app.config.text {
+        let message = format!(
+            "the running daemon (pid {}) loaded a different configuration than this command read; it would run the command with its own. Restart the daemon to load the edited file (or run the command with the file the daemon loaded)",
+            std::process::id()
+        );
+        return (StatusCode::CONFLICT, Json(json!({ "error": message }))).into_response();
+    }
+    tracing::info!(command = ?request.command, "Running a command handed over by whittle");
+    let ran =
+        crate::commands::run(&app.jobs, &request.command, request.terminal, &app.stopping).await;
+    match ran {
+        Ok(output) => Json(output).into_response(),
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": crate::one_line(&e) })),
         )
             .into_response(),
     }

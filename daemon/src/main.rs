@@ -4,6 +4,7 @@
 mod aws;
 mod cli;
 mod clock;
+mod commands;
 mod config;
 mod daemon;
 mod faults;
@@ -36,9 +37,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    ApplyArgs, Cli, Command, IamDataCommand, MineArgs, OutputFormat, PlanArgs, PlanCommand,
-    PlanFormat, PolicyCommand, RollbackArgs, RotateArgs, StatusArgs, TrialArgs, UsageArgs,
+    Cli, Command, IamDataCommand, OutputFormat, PolicyCommand, StatusArgs, TrialArgs, UsageArgs,
 };
+use crate::commands::StateCommand;
 use crate::config::Config;
 
 fn main() -> ExitCode {
@@ -93,33 +94,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(status_command(config, args))
         }
         Command::Mine(args) => {
-            let config = load(&cli)?;
-            runtime()?.block_on(mine_command(config, args))
+            let mut args = args.clone();
+            // The daemon may run it: a relative path must mean what it means here.
+            args.from_dir = args
+                .from_dir
+                .map(|dir| std::fs::canonicalize(&dir).unwrap_or(dir));
+            state_command(&cli, StateCommand::Mine(args))
         }
         Command::Usage(args) => {
             let config = load(&cli)?;
             usage_command(&config, args)
         }
-        Command::Plan(args) => {
-            let config = load(&cli)?;
-            runtime()?.block_on(plan_command(config, args))
-        }
-        Command::Apply(args) => {
-            let config = load(&cli)?;
-            runtime()?.block_on(apply_command(config, args))
-        }
+        Command::Plan(args) => state_command(&cli, StateCommand::Plan(args.clone())),
+        Command::Apply(args) => state_command(&cli, StateCommand::Apply(args.clone())),
         Command::Trial(args) => {
             let config = load(&cli)?;
             runtime()?.block_on(trial_command(config, args))
         }
-        Command::Rollback(args) => {
-            let config = load(&cli)?;
-            runtime()?.block_on(rollback_command(config, args))
-        }
-        Command::Rotate(args) => {
-            let config = load(&cli)?;
-            runtime()?.block_on(rotate_command(config, args))
-        }
+        Command::Rollback(args) => state_command(&cli, StateCommand::Rollback(args.clone())),
+        Command::Rotate(args) => state_command(&cli, StateCommand::Rotate(args.clone())),
         Command::Policy(PolicyCommand::Eval(args)) => {
             // Offline: needs neither the configuration nor AWS.
             policy::eval_command(args)?;
@@ -143,81 +136,51 @@ fn open_state(config: &Config) -> anyhow::Result<State> {
     )?)
 }
 
-async fn mine_command(mut config: Config, args: &MineArgs) -> anyhow::Result<ExitCode> {
-    if let Some(days) = args.lookback_days {
-        config.mining.lookback_days = days;
-    }
-    let state = open_state(&config)?;
-    let aws = aws::Aws::new(&config).await?;
-    let ctx = jobs::JobContext {
-        config: Arc::new(config),
-        aws,
-        state: Arc::new(state),
+/// Runs a command on the state: here, or, while a daemon holds the state, in the daemon.
+fn state_command(cli: &Cli, command: StateCommand) -> anyhow::Result<ExitCode> {
+    let config = load(cli)?;
+    let terminal = commands::Terminal {
+        color: std::io::stdout().is_terminal(),
+        progress: std::io::stderr().is_terminal(),
     };
-    // Ctrl-C stops after the chunk being decoded is committed: what was mined is kept, and
-    // the next run reads the rest.
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
+    let output = runtime()?.block_on(async {
+        if let Some(LockOwner {
+            status_address: Some(address),
+            pid,
+        }) = State::lock_owner(&config.state.dir)
+        {
+            tracing::info!(pid, "The daemon holds the state: handing the command to it");
+            let request = serde_json::to_value(http::CommandRequest {
+                command,
+                config_text: config.text.clone(),
+                terminal,
+            })?;
+            return status::ask_daemon_to_run(&address, request).await;
         }
-    });
-    let request = mine::MineRequest {
-        from_dir: args.from_dir.clone(),
-        only: args.sources.clone(),
-        progress: !args.no_progress
-            && args.format == OutputFormat::Text
-            && std::io::stderr().is_terminal(),
-    };
-    let report = mine::mine(&ctx, &request, &cancel).await?;
-    match args.format {
-        OutputFormat::Text => print!("{}", mine::render_text(&report)),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-    }
-    Ok(if report.nothing_read() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-fn render_plan(plan: &whittle_planner::plan::Plan, format: PlanFormat) -> anyhow::Result<()> {
-    use whittle_planner::plan::render;
-    match format {
-        PlanFormat::Text => print!("{}", render::text(plan, std::io::stdout().is_terminal())),
-        PlanFormat::Json => println!("{}", serde_json::to_string_pretty(plan)?),
-        PlanFormat::Markdown => print!("{}", render::markdown(plan)),
-        PlanFormat::Terraform => print!("{}", render::terraform(plan)),
-        PlanFormat::Cloudformation => print!("{}", render::cloudformation(plan)),
-        PlanFormat::Serverless => print!("{}", render::serverless(plan)),
-    }
-    Ok(())
-}
-
-/// 1 when a role could not be planned, else 2 when anything would change, else 0.
-fn plan_exit_code(plan: &whittle_planner::plan::Plan) -> ExitCode {
-    use whittle_planner::plan::RoleStatus;
-    if plan.roles.iter().any(|r| r.status == RoleStatus::Error) {
-        ExitCode::FAILURE
-    } else if plan.has_changes() {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-async fn plan_command(config: Config, args: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let state = open_state(&config)?;
-    if let Some(PlanCommand::Show { id, format }) = &args.show {
-        let plan = plan::load_plan(&state, id)?;
-        render_plan(&plan, *format)?;
-        return Ok(plan_exit_code(&plan));
-    }
-    let aws = aws::Aws::new(&config).await?;
-    let plan = plan::make_plan(&config, &aws, &state, &args.roles).await?;
-    render_plan(&plan, args.format)?;
-    Ok(plan_exit_code(&plan))
+        let state = if command.reconciles_first() {
+            open_state_reconciled(&config).await?
+        } else {
+            open_state(&config)?
+        };
+        let aws = aws::Aws::new(&config).await?;
+        let ctx = jobs::JobContext {
+            config: Arc::new(config),
+            aws,
+            state: Arc::new(state),
+        };
+        // Ctrl-C stops mining after the chunk being decoded is committed: what was mined is
+        // kept, and the next run reads the rest.
+        let cancel = CancellationToken::new();
+        let on_signal = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                on_signal.cancel();
+            }
+        });
+        commands::run(&ctx, &command, terminal, &cancel).await
+    })?;
+    print!("{}", output.stdout);
+    Ok(ExitCode::from(output.exit_code))
 }
 
 /// Opens the state for a command that changes roles, after finishing (by restoring the
@@ -234,42 +197,6 @@ async fn open_state_reconciled(config: &Config) -> anyhow::Result<State> {
         );
     }
     Ok(state)
-}
-
-async fn apply_command(config: Config, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
-    let state = open_state_reconciled(&config).await?;
-    let aws = aws::Aws::new(&config).await?;
-    let outcomes = plan::apply(
-        &config,
-        &aws,
-        &state,
-        &args.plan_id,
-        &args.roles,
-        args.force,
-    )
-    .await?;
-    match args.format {
-        OutputFormat::Text => {
-            for o in &outcomes {
-                println!(
-                    "{} {}: {}{}",
-                    o.outcome,
-                    o.role_arn,
-                    o.detail,
-                    o.change_id
-                        .as_ref()
-                        .map(|id| format!(" (undo: whittle rollback {id})"))
-                        .unwrap_or_default()
-                );
-            }
-        }
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
-    }
-    Ok(if outcomes.iter().any(|o| o.outcome == "failed") {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 async fn trial_command(config: Config, args: &TrialArgs) -> anyhow::Result<ExitCode> {
@@ -365,117 +292,6 @@ async fn wait_for_trials(
             return Ok(verdicts);
         }
     }
-}
-
-async fn rollback_command(config: Config, args: &RollbackArgs) -> anyhow::Result<ExitCode> {
-    let state = open_state_reconciled(&config).await?;
-    // A running trial first (by id, or the role's); otherwise a change.
-    let trial_id = args
-        .change_id
-        .as_deref()
-        .filter(|id| id.starts_with("trial-"));
-    if trial_id.is_some() || args.role.is_some() {
-        if let Some(record) =
-            trial::rollback(&config, &state, trial_id, args.role.as_deref()).await?
-        {
-            match args.format {
-                OutputFormat::Text => println!(
-                    "restored {} to its snapshot before trial {} (plan {})",
-                    record.role_arn, record.id, record.plan_id
-                ),
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&record)?),
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-        if let Some(id) = trial_id {
-            // Not running: already finished (a restart rolls an interrupted trial back).
-            match state.tree::<trial::TrialRecord>()?.get(&id.to_owned())? {
-                Some(record) => {
-                    println!(
-                        "trial {id} is not running: it {} {}",
-                        match record.status {
-                            trial::TrialStatus::RolledBack => "was already rolled back;",
-                            trial::TrialStatus::Passed => "passed;",
-                            trial::TrialStatus::Refused => "was refused;",
-                            trial::TrialStatus::Running => "is running elsewhere;",
-                        },
-                        record.reason.as_deref().unwrap_or("")
-                    );
-                    return Ok(ExitCode::SUCCESS);
-                }
-                None => anyhow::bail!("no trial `{id}` (`whittle status` lists trials)"),
-            }
-        }
-    }
-    let change = plan::rollback(
-        &config,
-        &state,
-        args.change_id.as_deref(),
-        args.role.as_deref(),
-    )
-    .await?;
-    match args.format {
-        OutputFormat::Text => println!(
-            "restored {} to its policies before change {} (plan {})",
-            change.role_arn, change.id, change.plan_id
-        ),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&change)?),
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn rotate_command(config: Config, args: &RotateArgs) -> anyhow::Result<ExitCode> {
-    // A dry run changes nothing, so it does not finish interrupted work either.
-    let state = if args.dry_run {
-        open_state(&config)?
-    } else {
-        open_state_reconciled(&config).await?
-    };
-    let aws = aws::Aws::new(&config).await?;
-    let reports = rotate::run(&config, &aws, &state, &args.secrets, args.now, args.dry_run).await?;
-    match args.format {
-        OutputFormat::Text => {
-            if reports.is_empty() {
-                println!(
-                    "no rotations configured ([[rotation]] in {})",
-                    config.base_dir.display()
-                );
-            }
-            for r in &reports {
-                println!(
-                    "{} {} ({} {}, {}): {}{}{}",
-                    r.outcome,
-                    r.name,
-                    r.store.as_str(),
-                    r.secret,
-                    r.kind,
-                    r.when,
-                    r.version
-                        .as_ref()
-                        .map(|v| format!("; version {v}"))
-                        .unwrap_or_default(),
-                    r.reason
-                        .as_ref()
-                        .map(|v| format!("; {v}"))
-                        .unwrap_or_default(),
-                );
-                for (i, step) in r.steps.iter().enumerate() {
-                    println!("    {}. {step}", i + 1);
-                }
-            }
-        }
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
-    }
-    Ok(
-        if reports
-            .iter()
-            .any(|r| matches!(r.outcome.as_str(), "parked" | "refused" | "failed"))
-        {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        },
-    )
 }
 
 fn usage_command(config: &Config, args: &UsageArgs) -> anyhow::Result<ExitCode> {

@@ -402,7 +402,14 @@ pub async fn apply(
             }
             None => continue,
         };
-        match apply_role(aws, state, &plan.id, role, &account).await {
+        // The role's turn: a trial or a rollback of this role waits until the change is done.
+        let turn = crate::guard::wait_turn(crate::guard::Subject::Role(&role.role_arn)).await;
+        let applied = match refuse_during_trial(state, &role.role_arn) {
+            Ok(()) => apply_role(aws, state, &plan.id, role, &account, &turn).await,
+            Err(refusal) => Err(refusal),
+        };
+        drop(turn);
+        match applied {
             Ok(change_id) => outcomes.push(RoleOutcome {
                 role_arn: role.role_arn.clone(),
                 outcome: "applied".to_owned(),
@@ -433,13 +440,14 @@ pub async fn apply(
 }
 
 /// Applies one role's proposal under a journal; on a failure part-way the role is restored
-/// to its snapshot before the error is returned.
+/// to its snapshot before the error is returned. The caller holds the role's turn.
 pub(crate) async fn apply_role(
     aws: &Aws,
     state: &State,
     plan_id: &str,
     role: &RolePlan,
     account: &str,
+    _turn: &crate::guard::Turn,
 ) -> anyhow::Result<String> {
     let now = aws.role_policies(account, &role.role_arn).await?;
     if !now.same_as(&role.current) {
@@ -577,6 +585,15 @@ async fn restore(aws: &Aws, intent: &RestoreIntent) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn refuse_during_trial(state: &State, role_arn: &str) -> anyhow::Result<()> {
+    match crate::trial::running_on(state, role_arn)? {
+        Some(trial) => anyhow::bail!(
+            "refused: trial {trial} is running on {role_arn}; wait for its verdict, or end it with `whittle rollback {trial}`"
+        ),
+        None => Ok(()),
+    }
+}
+
 /// Restores the snapshot of a change (by id, or the latest applied change of a role).
 pub async fn rollback(
     config: &Config,
@@ -601,6 +618,22 @@ pub async fn rollback(
         }
         (None, None) => anyhow::bail!("name a change id or --role ARN"),
     };
+    let turn = crate::guard::wait_turn(crate::guard::Subject::Role(&change.role_arn)).await;
+    // Restoring a change's snapshot under a running trial would be undone by the trial's own
+    // rollback (which restores what the role was when the trial began).
+    refuse_during_trial(state, &change.role_arn)?;
+    restore_change(config, state, change, &turn).await
+}
+
+/// Restores the snapshot of `change` under a rollback journal. The caller holds the role's
+/// turn (a trial in `replace` mode undoes its apply with this).
+pub(crate) async fn restore_change(
+    config: &Config,
+    state: &State,
+    change: ChangeRecord,
+    _turn: &crate::guard::Turn,
+) -> anyhow::Result<ChangeRecord> {
+    let changes = state.tree::<ChangeRecord>()?;
     let aws = Aws::new(config).await?;
     let intent = RestoreIntent {
         change_id: change.id.clone(),

@@ -538,11 +538,34 @@ pub async fn fetch(address: &str) -> anyhow::Result<StatusReport> {
     ask_daemon(address, "/status", None).await
 }
 
+/// Hands a command to the running daemon and waits, however long it takes, for its output.
+pub async fn ask_daemon_to_run(
+    address: &str,
+    request: serde_json::Value,
+) -> anyhow::Result<crate::commands::Output> {
+    request_daemon(address, "/command", Some(request), None).await
+}
+
 /// Asks the running daemon's loopback endpoint: GET `path`, or POST `body` as JSON.
 pub async fn ask_daemon<T: serde::de::DeserializeOwned>(
     address: &str,
     path: &str,
     body: Option<serde_json::Value>,
+) -> anyhow::Result<T> {
+    request_daemon(
+        address,
+        path,
+        body,
+        Some(std::time::Duration::from_secs(10)),
+    )
+    .await
+}
+
+async fn request_daemon<T: serde::de::DeserializeOwned>(
+    address: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    timeout: Option<std::time::Duration>,
 ) -> anyhow::Result<T> {
     use http_body_util::{BodyExt, Full};
     use hyper_util::client::legacy::Client;
@@ -556,16 +579,30 @@ pub async fn ask_daemon<T: serde::de::DeserializeOwned>(
             .body(Full::new(hyper::body::Bytes::from(body.to_string())))?,
         None => hyper::Request::get(uri).body(Full::new(hyper::body::Bytes::new()))?,
     };
-    let response =
-        tokio::time::timeout(std::time::Duration::from_secs(10), client.request(request))
-            .await
-            .map_err(|_| anyhow::anyhow!("the daemon at {address} did not answer within 10 s"))?
-            .map_err(|e| {
-                anyhow::anyhow!("cannot reach the daemon's status endpoint at {address}: {e}")
-            })?;
+    let sent = client.request(request);
+    let answered = match timeout {
+        Some(limit) => tokio::time::timeout(limit, sent).await.map_err(|_| {
+            anyhow::anyhow!(
+                "the daemon at {address} did not answer within {} s",
+                limit.as_secs()
+            )
+        })?,
+        None => sent.await,
+    };
+    let response = answered.map_err(|e| {
+        anyhow::anyhow!("cannot reach the daemon's status endpoint at {address}: {e}")
+    })?;
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     if !status.is_success() {
+        // The daemon's own error, said as if the command had failed here.
+        #[derive(serde::Deserialize)]
+        struct Refusal {
+            error: String,
+        }
+        if let Ok(refusal) = serde_json::from_slice::<Refusal>(&body) {
+            anyhow::bail!("{}", refusal.error);
+        }
         anyhow::bail!(
             "the daemon at {address} answered {status}: {}",
             String::from_utf8_lossy(&body)

@@ -25,6 +25,7 @@ use whittle_state::{JournalEntry, Record, State, Timestamp};
 use crate::aws::Aws;
 use crate::clock;
 use crate::config::Config;
+use crate::guard;
 use crate::plan::{NeededActions, StoredPlan};
 use crate::reconcile::Recovery;
 
@@ -234,6 +235,12 @@ async fn trial_role(
     playbook: &TrialPlaybook,
 ) -> anyhow::Result<TrialRecord> {
     let refuse = |reason: String| refused(state, plan, role, account, playbook.mode, reason);
+    // The role's turn until the trial's change is in place: an apply or rollback of the same
+    // role waits, and then finds the trial running.
+    let turn = guard::wait_turn(guard::Subject::Role(&role.role_arn)).await;
+    if let Some(running) = running_on(state, &role.role_arn)? {
+        return refuse(format!("trial {running} is already running on the role"));
+    }
     // Staging only: the account is listed, and the credentials really are in it.
     if !config.trial.staging_accounts.iter().any(|a| a == account) {
         return refuse(format!(
@@ -350,7 +357,8 @@ async fn trial_role(
                 state.journal_step(journal, "applied", json!({ "boundary": arn }), clock::now())?;
             }
             None => {
-                let change = crate::plan::apply_role(aws, state, &plan.id, role, account).await?;
+                let change =
+                    crate::plan::apply_role(aws, state, &plan.id, role, account, &turn).await?;
                 state.journal_step(
                     journal,
                     "applied",
@@ -365,7 +373,7 @@ async fn trial_role(
     .await;
     if let Err(error) = applied {
         let reason = format!("the apply failed: {}", crate::one_line(&error));
-        undo(config, aws, state, &intent).await?;
+        undo(config, aws, state, &intent, &turn).await?;
         return finish(
             config,
             state,
@@ -378,9 +386,25 @@ async fn trial_role(
         .await;
     }
     let applied_at = clock::now();
+    drop(turn);
 
-    // Exercise and watch.
-    let verdict = watch(config, aws, &intent, applied_at, Some(&playbook.exercise)).await;
+    // Exercise and watch, until the verdict or a `whittle rollback` of the trial.
+    let open = || !ended(state, journal);
+    let verdict = watch(
+        config,
+        aws,
+        &intent,
+        applied_at,
+        Some(&playbook.exercise),
+        open,
+    )
+    .await;
+    let turn = guard::wait_turn(guard::Subject::Role(&role.role_arn)).await;
+    if !open() {
+        // Rolled back by hand meanwhile: that rollback restored the role and ended the trial.
+        info!(role = %role.role_arn, trial = %record.id, "Trial ended by a rollback by hand");
+        return stored_record(state, &record.id);
+    }
     state.journal_step(
         journal,
         "verdict",
@@ -388,7 +412,7 @@ async fn trial_role(
         clock::now(),
     )?;
     crate::faults::crash_point("trial:verdict");
-    conclude(config, aws, state, journal, record, &intent, verdict).await
+    conclude(config, aws, state, journal, &intent, verdict, &turn).await
 }
 
 /// Ends a trial on its verdict: a pass removes the trial boundary (policies a `replace`
@@ -399,14 +423,15 @@ async fn conclude(
     aws: &Aws,
     state: &State,
     journal: whittle_state::JournalId,
-    record: TrialRecord,
     intent: &Intent,
     verdict: Verdict,
+    turn: &guard::Turn,
 ) -> anyhow::Result<TrialRecord> {
+    let record = stored_record(state, &intent.trial_id)?;
     match verdict {
         Ok(()) => {
             if intent.mode == Mode::Boundary {
-                undo(config, aws, state, intent).await?;
+                undo(config, aws, state, intent, turn).await?;
             }
             finish(
                 config,
@@ -420,7 +445,7 @@ async fn conclude(
             .await
         }
         Err(failure) => {
-            undo(config, aws, state, intent).await?;
+            undo(config, aws, state, intent, turn).await?;
             record_needed(state, &intent.role_arn, &failure.denied)?;
             finish(
                 config,
@@ -516,6 +541,7 @@ async fn watch(
     intent: &Intent,
     applied_at: Timestamp,
     exercise: Option<&whittle_playbooks::trial::Exercise>,
+    still_open: impl Fn() -> bool,
 ) -> Result<(), Failure> {
     let window_end = applied_at.0 + intent.window_ms;
     let interval = Duration::from_millis(intent.detection_interval_ms);
@@ -541,6 +567,15 @@ async fn watch(
                 None
             }
         };
+        if !still_open() {
+            if let Some(task) = exercising.take() {
+                task.abort();
+            }
+            return Err(Failure {
+                reason: "rolled back by hand".to_owned(),
+                denied: Vec::new(),
+            });
+        }
         if let Some(result) = finished {
             exercising = None;
             let failed = match result {
@@ -865,6 +900,34 @@ async fn denials_since(
     Ok(out)
 }
 
+/// The id of the trial running on `role_arn` (its journal is unfinished), if any.
+pub fn running_on(state: &State, role_arn: &str) -> anyhow::Result<Option<String>> {
+    Ok(state
+        .journal_unfinished()?
+        .into_iter()
+        .filter(|e| e.kind == TRIAL_JOURNAL && e.subject == role_arn)
+        .find_map(|e| serde_json::from_value::<Intent>(e.intent).ok())
+        .map(|intent| intent.trial_id))
+}
+
+/// Whether a trial's journal has ended (a `whittle rollback` of it finishes it).
+fn ended(state: &State, journal: whittle_state::JournalId) -> bool {
+    match state.journal_get(journal) {
+        Ok(Some(entry)) => entry.finished.is_some(),
+        Ok(None) => true,
+        // Unreadable now: keep watching; the next look may succeed, and the verdict step
+        // would report a real fault.
+        Err(_) => false,
+    }
+}
+
+fn stored_record(state: &State, trial_id: &str) -> anyhow::Result<TrialRecord> {
+    state
+        .tree::<TrialRecord>()?
+        .get(&trial_id.to_owned())?
+        .ok_or_else(|| anyhow::anyhow!("trial {trial_id} has no record"))
+}
+
 /// The next plan keeps what the trial found the role needs.
 fn record_needed(state: &State, role_arn: &str, denied: &[DeniedEvent]) -> anyhow::Result<()> {
     if denied.is_empty() {
@@ -882,7 +945,13 @@ fn record_needed(state: &State, role_arn: &str, denied: &[DeniedEvent]) -> anyho
 
 /// Puts the role back as the intent's snapshot has it: the trial boundary removed and its
 /// policy deleted, or the replaced policies restored. Idempotent.
-async fn undo(config: &Config, aws: &Aws, state: &State, intent: &Intent) -> anyhow::Result<()> {
+async fn undo(
+    config: &Config,
+    aws: &Aws,
+    state: &State,
+    intent: &Intent,
+    turn: &guard::Turn,
+) -> anyhow::Result<()> {
     match intent.mode {
         Mode::Boundary => {
             let now = aws.role_policies(&intent.account, &intent.role_arn).await?;
@@ -915,7 +984,7 @@ async fn undo(config: &Config, aws: &Aws, state: &State, intent: &Intent) -> any
                 .filter(|c| c.status != crate::plan::ChangeStatus::RolledBack)
                 .max_by_key(|c| c.started_at);
             if let Some(change) = change {
-                crate::plan::rollback(config, state, Some(&change.id), None).await?;
+                crate::plan::restore_change(config, state, change, turn).await?;
             }
         }
     }
@@ -985,12 +1054,14 @@ pub async fn rollback(
         return Ok(None);
     };
     let intent: Intent = serde_json::from_value(entry.intent.clone())?;
+    // Wait while the trial itself is applying or concluding; it may have ended meanwhile.
+    let turn = guard::wait_turn(guard::Subject::Role(&intent.role_arn)).await;
+    if ended(state, entry.id) {
+        return Ok(None);
+    }
     let aws = Aws::new(config).await?;
-    undo(config, &aws, state, &intent).await?;
-    let record = state
-        .tree::<TrialRecord>()?
-        .get(&intent.trial_id)?
-        .ok_or_else(|| anyhow::anyhow!("trial {} has no record", intent.trial_id))?;
+    undo(config, &aws, state, &intent, &turn).await?;
+    let record = stored_record(state, &intent.trial_id)?;
     Ok(Some(
         finish(
             config,
@@ -1022,10 +1093,6 @@ impl Recovery for TrialRecovery {
         Box::pin(async move {
             let intent: Intent = serde_json::from_value(entry.intent.clone())?;
             let aws = Aws::new(&self.config).await?;
-            let record = state
-                .tree::<TrialRecord>()?
-                .get(&intent.trial_id)?
-                .ok_or_else(|| anyhow::anyhow!("trial {} has no record", intent.trial_id))?;
             let applied = entry
                 .steps
                 .iter()
@@ -1039,7 +1106,10 @@ impl Recovery for TrialRecovery {
             let (verdict, how) = match (intent.on_restart, applied, decided) {
                 (_, _, Some(verdict)) => (verdict, "had ended"),
                 (OnRestart::Resume, Some(applied_at), None) => (
-                    watch(&self.config, &aws, &intent, applied_at, None).await,
+                    watch(&self.config, &aws, &intent, applied_at, None, || {
+                        !ended(state, entry.id)
+                    })
+                    .await,
                     "resumed",
                 ),
                 _ => (
@@ -1052,16 +1122,8 @@ impl Recovery for TrialRecovery {
                 ),
             };
             let passed = verdict.is_ok();
-            conclude(
-                &self.config,
-                &aws,
-                state,
-                entry.id,
-                record,
-                &intent,
-                verdict,
-            )
-            .await?;
+            let turn = guard::wait_turn(guard::Subject::Role(&intent.role_arn)).await;
+            conclude(&self.config, &aws, state, entry.id, &intent, verdict, &turn).await?;
             if passed {
                 mark_trialled_when_all_passed(state, &intent.plan_id)?;
             }

@@ -57,6 +57,10 @@ pub struct Config {
     /// The directory of the configuration file: relative paths in it (playbooks) start here.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The file's text as loaded. A command handed to a running daemon runs with the
+    /// daemon's configuration, so it is refused when the daemon loaded a different text.
+    #[serde(skip)]
+    pub text: String,
 }
 
 /// Alerts: a parked or refused rotation, a failed scheduled job.

@@ -56,10 +56,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    parse_in(&text, base_dir).map_err(|diagnostics| ConfigError::Invalid {
+    let mut config = parse_in(&text, base_dir).map_err(|diagnostics| ConfigError::Invalid {
         path: path.to_path_buf(),
         diagnostics,
-    })
+    })?;
+    config.text = text;
+    Ok(config)
 }
 
 /// Parses and validates configuration text whose relative paths start at `.`.

@@ -97,6 +97,9 @@ pub async fn mine(
     request: &MineRequest,
     cancel: &CancellationToken,
 ) -> anyhow::Result<MineReport> {
+    // One mining run at a time (the scheduled job, a command handed to the daemon): two
+    // would both find a new file unmined and count it twice.
+    let _turn = crate::guard::wait_turn(crate::guard::Subject::Mining).await;
     let started = Instant::now();
     let now_ms = crate::clock::now_ms();
     let cutoff_ms = now_ms - i64::from(ctx.config.mining.lookback_days) * 86_400_000;

@@ -523,6 +523,123 @@ async fn replace_mode_and_the_error_metric_signal() {
 /// With a daemon holding the state, `whittle trial` hands the trial to it: at once, or with
 /// --wait until the verdict (and its exit code).
 #[tokio::test(flavor = "multi_thread")]
+async fn while_the_daemon_runs_commands_are_handed_to_it_and_a_trial_can_be_ended_by_hand() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let s = setup(emulator).await;
+    emulator.enable_auth();
+    let plan_id = s.mined_plan(&emulator.url);
+    let before = s.policies().await;
+    let log = s.ws.path("daemon.log");
+    let mut daemon = spawn_daemon_as(&s.config, &log, &s.admin_id, &s.admin_secret);
+    wait_for_log(&log, "Daemon started");
+    let handed = "The daemon holds the state: handing the command to it";
+
+    // Reading and making plans, and mining, while the daemon holds the state.
+    let (code, stdout, stderr) = s.whittle(&["plan", "show", &plan_id, "--format", "json"]);
+    assert_eq!(code, 2, "the exit code is the plan's: {stdout}\n{stderr}");
+    assert!(stderr.contains(handed), "{stderr}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).expect("plan")["id"],
+        plan_id.as_str()
+    );
+    let (code, stdout, stderr) = s.whittle(&["mine", "--format", "json"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("\"sources\""), "{stdout}");
+    let (code, stdout, stderr) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    let plan_id = serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // An error in the daemon reads as the command's own.
+    let (code, _, stderr) = s.whittle(&["apply", "plan-nonexistent", "--force"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("error: no plan `plan-nonexistent`"),
+        "{stderr}"
+    );
+
+    // A trial that would run for ten minutes, handed to the daemon.
+    std::fs::write(
+        s.ws.path("long.toml"),
+        "kind = \"trial\"\nwindow = \"10m\"\ndetection_interval = \"1s\"\ndead_man = \"30m\"\n[exercise]\ncommand = [\"sleep\", \"600\"]\ntimeout = \"15m\"\n",
+    )
+    .expect("playbook");
+    let long = s.ws.path("long.toml");
+    let (code, stdout, stderr) = s.whittle(&[
+        "trial",
+        &plan_id,
+        "--playbook",
+        long.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let trial_id = wait_for(Duration::from_secs(30), "the trial to run", || {
+        let status = status_json_as(&s.config, &s.admin_id, &s.admin_secret);
+        status["trials"]
+            .as_array()?
+            .iter()
+            .find(|t| t["status"] == "running" && t["plan_id"] == plan_id.as_str())
+            .and_then(|t| t["id"].as_str().map(str::to_owned))
+    });
+    let boundary = wait_for(Duration::from_secs(30), "the trial boundary", || {
+        let rt = tokio::runtime::Handle::current();
+        let (_, boundary) = tokio::task::block_in_place(|| rt.block_on(s.policies()));
+        boundary
+    });
+    assert!(boundary.contains(&trial_id), "{boundary}");
+
+    // Nothing else changes the role meanwhile.
+    let (code, stdout, stderr) = s.whittle(&["apply", &plan_id, "--force"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("trial {trial_id} is running on {ROLE_ARN}")),
+        "{stdout}"
+    );
+
+    // Ended by hand: the role is as before at once, and the trial says why it ended.
+    let started = Instant::now();
+    let (code, stdout, stderr) = s.whittle(&["rollback", &trial_id]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with(&format!("restored {ROLE_ARN}")),
+        "{stdout}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(s.policies().await, before);
+    let ended = wait_for(Duration::from_secs(30), "the trial's record", || {
+        let status = status_json_as(&s.config, &s.admin_id, &s.admin_secret);
+        status["trials"]
+            .as_array()?
+            .iter()
+            .find(|t| t["id"] == trial_id.as_str() && t["status"] != "running")
+            .cloned()
+    });
+    assert_eq!(ended["status"], "rolled-back", "{ended}");
+    assert_eq!(ended["reason"], "rolled back by hand", "{ended}");
+    // The trial's own task stops watching (and its exercise) instead of concluding later.
+    wait_for_log(&log, "Trial ended by a rollback by hand");
+
+    // A daemon that loaded another configuration does not run a command with it.
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config).expect("config") + "\n# edited\n",
+    )
+    .expect("config");
+    let (code, _, stderr) = s.whittle(&["plan"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("loaded a different configuration"),
+        "{stderr}"
+    );
+
+    signal(&daemon, "TERM");
+    assert!(wait_exit(&mut daemon, Duration::from_secs(30)).success());
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(!logged.contains("Trial failed to run"), "{logged}");
+    assert_eq!(s.policies().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_running_daemon_takes_the_trial_and_wait_reports_its_verdict() {
     let emulator = &whittle_tests::Emulator::start(&[]);
     let s = setup(emulator).await;
