@@ -55,9 +55,14 @@ pub async fn run(
             )
         })?;
     let address = listener.local_addr()?;
+    // 128 random bits: the lock file (0600) carries it to commands that may open the state.
+    let token: String = (0..4)
+        .map(|_| format!("{:08x}", rand::random::<u32>()))
+        .collect();
     let owner = LockOwner {
         pid: std::process::id(),
         status_address: Some(address.to_string()),
+        token: Some(token.clone()),
     };
     let state = Arc::new(open_waiting_for_commands(dir, &owner).await?);
     info!(state = %dir.display(), pid = owner.pid, "State opened and locked");
@@ -84,6 +89,7 @@ pub async fn run(
         listen: address.to_string(),
         jobs: Arc::clone(&ctx),
         stopping: stopping.clone(),
+        token,
     };
     let http_stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, app, http_stop.clone()));

@@ -33,7 +33,14 @@ pub struct AppState {
     /// Cancelled when the daemon starts to stop: a handed-over command stops after its
     /// current step (mining: the chunk under way), as the scheduled jobs do.
     pub stopping: CancellationToken,
+    /// What a request for work must carry in [`TOKEN_HEADER`] (also in the state's lock file).
+    pub token: String,
 }
+
+/// The header carrying the daemon's token, which the lock file (0600) holds: reading the
+/// status is open to any local process, handing work to the daemon only to those that may
+/// open its state directory.
+pub const TOKEN_HEADER: &str = "x-whittle-token";
 
 impl AppState {
     fn daemon_info(&self) -> DaemonInfo {
@@ -51,19 +58,48 @@ pub async fn serve(
     app: AppState,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/status", get(status_report))
+    let work = Router::new()
         .route("/usage", axum::routing::post(usage_report))
         .route("/trial", axum::routing::post(start_trial))
         .route("/trials/{plan}", get(list_trials))
         .route("/command", axum::routing::post(run_command))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            require_token,
+        ));
+    let router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status_report))
+        .merge(work)
         .with_state(app);
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await?;
     Ok(())
+}
+
+/// Lets a request for work through only with the daemon's token.
+async fn require_token(
+    Extract(app): Extract<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let shown = request
+        .headers()
+        .get(TOKEN_HEADER)
+        .and_then(|value| value.to_str().ok());
+    if shown != Some(app.token.as_str()) {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({ "error": format!(
+                "the daemon (pid {}) takes work only from who can read its state directory's lock file; run the command as the user the daemon runs as",
+                std::process::id()
+            ) })),
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 async fn healthz(Extract(app): Extract<AppState>) -> Response {

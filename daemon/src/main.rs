@@ -127,13 +127,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Opens the state directory for a command that runs to completion.
 fn open_state(config: &Config) -> anyhow::Result<State> {
-    Ok(State::open(
-        &config.state.dir,
-        &LockOwner {
-            pid: std::process::id(),
-            status_address: None,
-        },
-    )?)
+    Ok(State::open(&config.state.dir, &LockOwner::this_process())?)
 }
 
 /// Runs a command on the state: here, or, while a daemon holds the state, in the daemon.
@@ -144,18 +138,17 @@ fn state_command(cli: &Cli, command: StateCommand) -> anyhow::Result<ExitCode> {
         progress: std::io::stderr().is_terminal(),
     };
     let output = runtime()?.block_on(async {
-        if let Some(LockOwner {
-            status_address: Some(address),
-            pid,
-        }) = State::lock_owner(&config.state.dir)
-        {
-            tracing::info!(pid, "The daemon holds the state: handing the command to it");
+        if let Some(daemon) = status::DaemonLink::of(&config.state.dir) {
+            tracing::info!(
+                pid = daemon.pid,
+                "The daemon holds the state: handing the command to it"
+            );
             let request = serde_json::to_value(http::CommandRequest {
                 command,
                 config_text: config.text.clone(),
                 terminal,
             })?;
-            return status::ask_daemon_to_run(&address, request).await;
+            return status::ask_daemon_to_run(&daemon, request).await;
         }
         let state = if command.reconciles_first() {
             open_state_reconciled(&config).await?
@@ -201,11 +194,7 @@ async fn open_state_reconciled(config: &Config) -> anyhow::Result<State> {
 
 async fn trial_command(config: Config, args: &TrialArgs) -> anyhow::Result<ExitCode> {
     let playbook = trial::playbook(&config, args.playbook.as_deref())?;
-    let records = if let Some(LockOwner {
-        status_address: Some(address),
-        pid,
-    }) = State::lock_owner(&config.state.dir)
-    {
+    let records = if let Some(daemon) = status::DaemonLink::of(&config.state.dir) {
         // A daemon holds the state: it runs the trial.
         let requested_at = clock::now();
         let request = serde_json::to_value(http::TrialRequest {
@@ -217,16 +206,17 @@ async fn trial_command(config: Config, args: &TrialArgs) -> anyhow::Result<ExitC
                 .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),
         })?;
         let accepted: http::TrialAccepted =
-            status::ask_daemon(&address, "/trial", Some(request)).await?;
+            status::ask_daemon(&daemon, "/trial", Some(request)).await?;
         if !args.wait {
             println!(
-                "handed to the daemon (pid {pid}): trial of plan {} on {}; `whittle status` shows the verdicts (or use --wait)",
+                "handed to the daemon (pid {}): trial of plan {} on {}; `whittle status` shows the verdicts (or use --wait)",
+                daemon.pid,
                 accepted.plan_id,
                 accepted.roles.join(", ")
             );
             return Ok(ExitCode::SUCCESS);
         }
-        wait_for_trials(&address, &accepted, requested_at).await?
+        wait_for_trials(&daemon, &accepted, requested_at).await?
     } else {
         let state = open_state_reconciled(&config).await?;
         let aws = aws::Aws::new(&config).await?;
@@ -269,14 +259,14 @@ async fn trial_command(config: Config, args: &TrialArgs) -> anyhow::Result<ExitC
 
 /// Polls the daemon until every role of a handed-over trial has a verdict.
 async fn wait_for_trials(
-    address: &str,
+    daemon: &status::DaemonLink,
     accepted: &http::TrialAccepted,
     requested_at: whittle_state::Timestamp,
 ) -> anyhow::Result<Vec<trial::TrialRecord>> {
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         let done: Vec<trial::TrialRecord> =
-            status::ask_daemon(address, &format!("/trials/{}", accepted.plan_id), None).await?;
+            status::ask_daemon(daemon, &format!("/trials/{}", accepted.plan_id), None).await?;
         let verdicts: Vec<trial::TrialRecord> = accepted
             .roles
             .iter()
@@ -302,18 +292,15 @@ fn usage_command(config: &Config, args: &UsageArgs) -> anyhow::Result<ExitCode> 
         .transpose()?
         .unwrap_or(0);
     // While a daemon holds the state, it answers; otherwise the state is read directly.
-    let report = match State::lock_owner(&config.state.dir) {
-        Some(LockOwner {
-            status_address: Some(address),
-            ..
-        }) => {
+    let report = match status::DaemonLink::of(&config.state.dir) {
+        Some(daemon) => {
             let query = serde_json::to_value(http::UsageQuery {
                 roles: args.roles.clone(),
                 since_ms: since,
             })?;
-            runtime()?.block_on(status::ask_daemon(&address, "/usage", Some(query)))?
+            runtime()?.block_on(status::ask_daemon(&daemon, "/usage", Some(query)))?
         }
-        _ => {
+        None => {
             let state = open_state(config)?;
             let catalog = mine::catalog(state.dir())?;
             usage::build(
@@ -416,9 +403,17 @@ async fn status_command(config: Config, args: &StatusArgs) -> anyhow::Result<Exi
     let dir = &config.state.dir;
     let mut report = match State::lock_owner(dir) {
         Some(LockOwner {
+            pid,
             status_address: Some(address),
-            ..
-        }) => status::fetch(&address).await?,
+            token,
+        }) => {
+            status::fetch(&status::DaemonLink {
+                pid,
+                address,
+                token,
+            })
+            .await?
+        }
         Some(owner) => anyhow::bail!(
             "state directory {} is held by pid {} which serves no status endpoint; try again when it is done",
             dir.display(),
@@ -431,13 +426,7 @@ async fn status_command(config: Config, args: &StatusArgs) -> anyhow::Result<Exi
                     dir.display()
                 );
             }
-            let state = State::open(
-                dir,
-                &LockOwner {
-                    pid: std::process::id(),
-                    status_address: None,
-                },
-            )?;
+            let state = State::open(dir, &LockOwner::this_process())?;
             status::build(&config, &state, None)?
         }
     };

@@ -143,6 +143,7 @@ mod tests {
             &LockOwner {
                 pid: 1,
                 status_address: None,
+                token: None,
             },
         )
         .expect("open")

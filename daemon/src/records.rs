@@ -210,6 +210,7 @@ mod tests {
             &whittle_state::LockOwner {
                 pid: 1,
                 status_address: None,
+                token: None,
             },
         )
         .expect("open")

@@ -231,10 +231,7 @@ pub(crate) mod test_support {
     use super::*;
 
     pub fn owner() -> LockOwner {
-        LockOwner {
-            pid: std::process::id(),
-            status_address: None,
-        }
+        LockOwner::this_process()
     }
 
     pub fn open(dir: &Path) -> State {
@@ -334,6 +331,7 @@ mod tests {
         let owner = LockOwner {
             pid: 4242,
             status_address: Some("127.0.0.1:9187".to_owned()),
+            token: None,
         };
         let _first = State::open(tmp.path(), &owner).expect("first open");
         let err =
@@ -360,6 +358,7 @@ mod tests {
                 &LockOwner {
                     pid: 1,
                     status_address: Some("127.0.0.1:1".to_owned()),
+                    token: None,
                 },
             )
             .expect("first open"),

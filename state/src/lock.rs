@@ -26,6 +26,22 @@ pub struct LockOwner {
     /// Where the holder serves its status endpoint, if it does (a daemon), so that
     /// `whittle status` can ask it instead of opening the busy state.
     pub status_address: Option<String>,
+    /// The secret a command shows the status endpoint to have work run (`x-whittle-token`).
+    /// The lock file is 0600, so only who may open the state directory can read it: the
+    /// endpoint listens on loopback, where any local user could otherwise reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl LockOwner {
+    /// This process, serving no endpoint: a command that runs to completion.
+    pub fn this_process() -> LockOwner {
+        LockOwner {
+            pid: std::process::id(),
+            status_address: None,
+            token: None,
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -240,10 +240,7 @@ mod tests {
     use super::*;
 
     fn open(dir: &std::path::Path) -> State {
-        let owner = whittle_state::LockOwner {
-            pid: std::process::id(),
-            status_address: None,
-        };
+        let owner = whittle_state::LockOwner::this_process();
         State::open(dir, &owner).expect("state opens")
     }
 

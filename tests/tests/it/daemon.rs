@@ -105,6 +105,30 @@ async fn daemon_runs_scheduled_jobs_serves_status_and_stops_on_sigterm() {
         "{metrics}"
     );
 
+    // Work is handed over only with the token of the lock file (0600), which only who may
+    // open the state can read: any local user reaches a loopback port.
+    let (status, body) = whittle_tests::http_request(
+        &address,
+        "POST",
+        "/command",
+        br#"{"command":"plan","args":{"show":null,"roles":[],"format":"text"},"config_text":"","terminal":{"color":false,"progress":false}}"#,
+        "application/json",
+    )
+    .expect("status endpoint");
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    let lock = ws.state_dir().join("whittle.lock");
+    let owner: Value =
+        serde_json::from_str(&std::fs::read_to_string(&lock).expect("lock file")).expect("json");
+    assert!(
+        owner["token"].as_str().is_some_and(|t| t.len() == 32),
+        "{owner}"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&lock).expect("lock").permissions().mode() & 0o777,
+        0o600
+    );
+
     // A second daemon on the same state is refused and names the first.
     let second = whittle(&["daemon", "--config", config.to_str().expect("path")]);
     assert_eq!(second.status.code(), Some(1));
@@ -295,10 +319,7 @@ async fn unfinished_journal_without_recovery_stops_the_start() {
     let ws = Workspace::new();
     let config = ws.emulator_config(&emulator.url, "itj");
     {
-        let owner = whittle_state::LockOwner {
-            pid: std::process::id(),
-            status_address: None,
-        };
+        let owner = whittle_state::LockOwner::this_process();
         let state = whittle_state::State::open(&ws.state_dir(), &owner).expect("open state");
         state
             .journal_begin(
