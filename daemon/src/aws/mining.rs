@@ -42,28 +42,7 @@ impl Aws {
         bucket: &str,
         prefix: &str,
     ) -> anyhow::Result<Vec<String>> {
-        let s3 = self.s3(account)?;
-        let mut out = Vec::new();
-        let mut pages = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                anyhow::anyhow!(
-                    "s3:ListBucket s3://{bucket}/{prefix} failed: {}",
-                    describe(&e, self.endpoint.as_deref())
-                )
-            })?;
-            for object in page.contents() {
-                if let Some(key) = object.key() {
-                    out.push(key.to_owned());
-                }
-            }
-        }
-        Ok(out)
+        Ok(self.list(account, bucket, prefix, None).await?.0)
     }
 
     /// The folders directly under `prefix` in `bucket` (S3's common prefixes for the
@@ -74,13 +53,24 @@ impl Aws {
         bucket: &str,
         prefix: &str,
     ) -> anyhow::Result<Vec<String>> {
+        Ok(self.list(account, bucket, prefix, Some("/")).await?.1)
+    }
+
+    /// Every page of a listing: the object keys and the common prefixes.
+    async fn list(
+        &self,
+        account: &str,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+    ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
         let s3 = self.s3(account)?;
-        let mut out = Vec::new();
+        let (mut keys, mut folders) = (Vec::new(), Vec::new());
         let mut pages = s3
             .list_objects_v2()
             .bucket(bucket)
             .prefix(prefix)
-            .delimiter("/")
+            .set_delimiter(delimiter.map(str::to_owned))
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
@@ -90,13 +80,18 @@ impl Aws {
                     describe(&e, self.endpoint.as_deref())
                 )
             })?;
-            out.extend(
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+            folders.extend(
                 page.common_prefixes()
                     .iter()
                     .filter_map(|p| p.prefix().map(str::to_owned)),
             );
         }
-        Ok(out)
+        Ok((keys, folders))
     }
 
     /// The bytes of one object.

@@ -103,6 +103,16 @@ impl Setup {
             .to_owned()
     }
 
+    /// `whittle daemon` as the admin user, its log in `log_name`, once the log says `ready`.
+    fn daemon(&self, log_name: &str, ready: Option<&str>) -> (std::process::Child, PathBuf) {
+        let log = self.ws.path(log_name);
+        let daemon = spawn_daemon_as(&self.config, &log, &self.admin_id, &self.admin_secret);
+        if let Some(line) = ready {
+            wait_for_log(&log, line);
+        }
+        (daemon, log)
+    }
+
     /// Runs the workload as the trial's exercise would; true when it worked.
     fn workload(&self, url: &str, occasional: bool) -> bool {
         std::process::Command::new(python())
@@ -350,10 +360,10 @@ async fn a_trial_killed_after_any_journal_step_is_rolled_back_on_restart() {
                 "{point}: the trial boundary is on"
             );
         }
-        let log =
-            s.ws.path(&format!("daemon-{}.log", point.replace(':', "-")));
-        let mut daemon = spawn_daemon_as(&s.config, &log, &s.admin_id, &s.admin_secret);
-        wait_for_log(&log, "Reconcile pass done");
+        let (mut daemon, _) = s.daemon(
+            &format!("daemon-{}.log", point.replace(':', "-")),
+            Some("Reconcile pass done"),
+        );
         assert_eq!(
             s.policies().await,
             before,
@@ -398,9 +408,7 @@ async fn a_trial_set_to_resume_is_watched_to_its_end_after_a_restart() {
     let before = s.policies().await;
     s.trial_killed_at(&plan_id, "trial:applied");
     assert!(s.policies().await.1.is_some(), "the trial boundary is on");
-    let log = s.ws.path("daemon.log");
-    let mut daemon = spawn_daemon_as(&s.config, &log, &s.admin_id, &s.admin_secret);
-    wait_for_log(&log, "Reconcile pass done");
+    let (mut daemon, log) = s.daemon("daemon.log", Some("Reconcile pass done"));
     let logged = std::fs::read_to_string(&log).expect("log");
     assert!(logged.contains("resumed and passed"), "{logged}");
     let status = status_json_as(&s.config, &s.admin_id, &s.admin_secret);
@@ -520,8 +528,8 @@ async fn replace_mode_and_the_error_metric_signal() {
     assert_eq!(s.policies().await, before);
 }
 
-/// With a daemon holding the state, `whittle trial` hands the trial to it: at once, or with
-/// --wait until the verdict (and its exit code).
+/// While a daemon holds the state, the other commands are handed to it too, and a running
+/// trial is ended by `whittle rollback TRIAL_ID` at once.
 #[tokio::test(flavor = "multi_thread")]
 async fn while_the_daemon_runs_commands_are_handed_to_it_and_a_trial_can_be_ended_by_hand() {
     let emulator = &whittle_tests::Emulator::start(&[]);
@@ -529,9 +537,7 @@ async fn while_the_daemon_runs_commands_are_handed_to_it_and_a_trial_can_be_ende
     emulator.enable_auth();
     let plan_id = s.mined_plan(&emulator.url);
     let before = s.policies().await;
-    let log = s.ws.path("daemon.log");
-    let mut daemon = spawn_daemon_as(&s.config, &log, &s.admin_id, &s.admin_secret);
-    wait_for_log(&log, "Daemon started");
+    let (mut daemon, log) = s.daemon("daemon.log", Some("Daemon started"));
     let handed = "The daemon holds the state: handing the command to it";
 
     // Reading and making plans, and mining, while the daemon holds the state.
@@ -639,6 +645,8 @@ async fn while_the_daemon_runs_commands_are_handed_to_it_and_a_trial_can_be_ende
     assert_eq!(s.policies().await, before);
 }
 
+/// With a daemon holding the state, `whittle trial` hands the trial to it: at once, or with
+/// --wait until the verdict (and its exit code).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_running_daemon_takes_the_trial_and_wait_reports_its_verdict() {
     let emulator = &whittle_tests::Emulator::start(&[]);
@@ -646,9 +654,7 @@ async fn a_running_daemon_takes_the_trial_and_wait_reports_its_verdict() {
     emulator.enable_auth();
     let plan_id = s.mined_plan(&emulator.url);
     let before = s.policies().await;
-    let log = s.ws.path("daemon.log");
-    let mut daemon = spawn_daemon_as(&s.config, &log, &s.admin_id, &s.admin_secret);
-    wait_for_log(&log, "Daemon started");
+    let (mut daemon, _) = s.daemon("daemon.log", Some("Daemon started"));
     let (code, stdout, stderr) = s.whittle(&["trial", &plan_id, "--wait"]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     assert!(
@@ -727,8 +733,7 @@ async fn the_trial_job_tries_the_newest_plan_with_a_lambda_exercise() {
             + "\n[jobs.trial]\ncron = \"*/2 * * * * *\"\n",
     )
     .expect("config");
-    let log = s.ws.path("daemon.log");
-    let mut daemon = spawn_daemon_as(&s.config, &log, &s.admin_id, &s.admin_secret);
+    let (mut daemon, log) = s.daemon("daemon.log", None);
     let status = wait_for(Duration::from_secs(40), "the trial job's verdict", || {
         let status = status_json_as(&s.config, &s.admin_id, &s.admin_secret);
         (status["trials"][0]["status"] == "passed").then_some(status)
