@@ -190,7 +190,8 @@ async fn rollback_command(ctx: &JobContext, args: &RollbackArgs) -> anyhow::Resu
         .as_deref()
         .filter(|id| id.starts_with("trial-"));
     if trial_id.is_some() || args.role.is_some() {
-        if let Some(record) = trial::rollback(config, state, trial_id, args.role.as_deref()).await?
+        if let Some(record) =
+            trial::rollback(config, &ctx.aws, state, trial_id, args.role.as_deref()).await?
         {
             return Ok(done(match args.format {
                 OutputFormat::Text => format!(
@@ -218,7 +219,7 @@ async fn rollback_command(ctx: &JobContext, args: &RollbackArgs) -> anyhow::Resu
         }
     }
     let change = plan::rollback(
-        config,
+        &ctx.aws,
         state,
         args.change_id.as_deref(),
         args.role.as_deref(),

@@ -56,9 +56,7 @@ pub async fn run(
         })?;
     let address = listener.local_addr()?;
     // 128 random bits: the lock file (0600) carries it to commands that may open the state.
-    let token: String = (0..4)
-        .map(|_| format!("{:08x}", rand::random::<u32>()))
-        .collect();
+    let token = format!("{:032x}", rand::random::<u128>());
     let owner = LockOwner {
         pid: std::process::id(),
         status_address: Some(address.to_string()),

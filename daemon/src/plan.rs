@@ -404,10 +404,11 @@ pub async fn apply(
         };
         // The role's turn: a trial or a rollback of this role waits until the change is done.
         let turn = crate::guard::wait_turn(crate::guard::Subject::Role(&role.role_arn)).await;
-        let applied = match refuse_during_trial(state, &role.role_arn) {
-            Ok(()) => apply_role(aws, state, &plan.id, role, &account, &turn).await,
-            Err(refusal) => Err(refusal),
-        };
+        let applied = async {
+            refuse_during_trial(state, &role.role_arn)?;
+            apply_role(aws, state, &plan.id, role, &account, &turn).await
+        }
+        .await;
         drop(turn);
         match applied {
             Ok(change_id) => outcomes.push(RoleOutcome {
@@ -596,7 +597,7 @@ fn refuse_during_trial(state: &State, role_arn: &str) -> anyhow::Result<()> {
 
 /// Restores the snapshot of a change (by id, or the latest applied change of a role).
 pub async fn rollback(
-    config: &Config,
+    aws: &Aws,
     state: &State,
     change_id: Option<&str>,
     role: Option<&str>,
@@ -622,19 +623,18 @@ pub async fn rollback(
     // Restoring a change's snapshot under a running trial would be undone by the trial's own
     // rollback (which restores what the role was when the trial began).
     refuse_during_trial(state, &change.role_arn)?;
-    restore_change(config, state, change, &turn).await
+    restore_change(aws, state, change, &turn).await
 }
 
 /// Restores the snapshot of `change` under a rollback journal. The caller holds the role's
 /// turn (a trial in `replace` mode undoes its apply with this).
 pub(crate) async fn restore_change(
-    config: &Config,
+    aws: &Aws,
     state: &State,
     change: ChangeRecord,
     _turn: &crate::guard::Turn,
 ) -> anyhow::Result<ChangeRecord> {
     let changes = state.tree::<ChangeRecord>()?;
-    let aws = Aws::new(config).await?;
     let intent = RestoreIntent {
         change_id: change.id.clone(),
         account: change.account.clone(),
@@ -647,7 +647,7 @@ pub(crate) async fn restore_change(
         clock::now(),
     )?;
     crate::faults::crash_point("rollback:begin");
-    restore(&aws, &intent).await?;
+    restore(aws, &intent).await?;
     state.journal_finish(journal, "restored", json!(null), clock::now())?;
     let done = ChangeRecord {
         status: ChangeStatus::RolledBack,

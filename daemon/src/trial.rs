@@ -373,7 +373,7 @@ async fn trial_role(
     .await;
     if let Err(error) = applied {
         let reason = format!("the apply failed: {}", crate::one_line(&error));
-        undo(config, aws, state, &intent, &turn).await?;
+        undo(aws, state, &intent, &turn).await?;
         return finish(
             config,
             state,
@@ -431,7 +431,7 @@ async fn conclude(
     match verdict {
         Ok(()) => {
             if intent.mode == Mode::Boundary {
-                undo(config, aws, state, intent, turn).await?;
+                undo(aws, state, intent, turn).await?;
             }
             finish(
                 config,
@@ -445,7 +445,7 @@ async fn conclude(
             .await
         }
         Err(failure) => {
-            undo(config, aws, state, intent, turn).await?;
+            undo(aws, state, intent, turn).await?;
             record_needed(state, &intent.role_arn, &failure.denied)?;
             finish(
                 config,
@@ -900,14 +900,23 @@ async fn denials_since(
     Ok(out)
 }
 
-/// The id of the trial running on `role_arn` (its journal is unfinished), if any.
-pub fn running_on(state: &State, role_arn: &str) -> anyhow::Result<Option<String>> {
+/// The running trials: their unfinished journals, with the intents read.
+fn open_trials(state: &State) -> anyhow::Result<impl Iterator<Item = (JournalEntry, Intent)>> {
     Ok(state
         .journal_unfinished()?
         .into_iter()
-        .filter(|e| e.kind == TRIAL_JOURNAL && e.subject == role_arn)
-        .find_map(|e| serde_json::from_value::<Intent>(e.intent).ok())
-        .map(|intent| intent.trial_id))
+        .filter(|e| e.kind == TRIAL_JOURNAL)
+        .filter_map(|e| {
+            let intent = serde_json::from_value::<Intent>(e.intent.clone()).ok()?;
+            Some((e, intent))
+        }))
+}
+
+/// The id of the trial running on `role_arn`, if any.
+pub fn running_on(state: &State, role_arn: &str) -> anyhow::Result<Option<String>> {
+    Ok(open_trials(state)?
+        .find(|(_, intent)| intent.role_arn == role_arn)
+        .map(|(_, intent)| intent.trial_id))
 }
 
 /// Whether a trial's journal has ended (a `whittle rollback` of it finishes it).
@@ -945,13 +954,7 @@ fn record_needed(state: &State, role_arn: &str, denied: &[DeniedEvent]) -> anyho
 
 /// Puts the role back as the intent's snapshot has it: the trial boundary removed and its
 /// policy deleted, or the replaced policies restored. Idempotent.
-async fn undo(
-    config: &Config,
-    aws: &Aws,
-    state: &State,
-    intent: &Intent,
-    turn: &guard::Turn,
-) -> anyhow::Result<()> {
+async fn undo(aws: &Aws, state: &State, intent: &Intent, turn: &guard::Turn) -> anyhow::Result<()> {
     match intent.mode {
         Mode::Boundary => {
             let now = aws.role_policies(&intent.account, &intent.role_arn).await?;
@@ -984,7 +987,7 @@ async fn undo(
                 .filter(|c| c.status != crate::plan::ChangeStatus::RolledBack)
                 .max_by_key(|c| c.started_at);
             if let Some(change) = change {
-                crate::plan::restore_change(config, state, change, turn).await?;
+                crate::plan::restore_change(aws, state, change, turn).await?;
             }
         }
     }
@@ -1036,31 +1039,22 @@ fn mark_trialled_when_all_passed(state: &State, plan_id: &str) -> anyhow::Result
 /// role's running trial).
 pub async fn rollback(
     config: &Config,
+    aws: &Aws,
     state: &State,
     trial_id: Option<&str>,
     role: Option<&str>,
 ) -> anyhow::Result<Option<TrialRecord>> {
-    let open = state
-        .journal_unfinished()?
-        .into_iter()
-        .filter(|e| e.kind == TRIAL_JOURNAL)
-        .find(|e| {
-            let intent: Option<Intent> = serde_json::from_value(e.intent.clone()).ok();
-            intent.is_some_and(|i| {
-                trial_id.is_some_and(|id| id == i.trial_id) || role.is_some_and(|r| r == i.role_arn)
-            })
-        });
-    let Some(entry) = open else {
+    let Some((entry, intent)) = open_trials(state)?.find(|(_, i)| {
+        trial_id.is_some_and(|id| id == i.trial_id) || role.is_some_and(|r| r == i.role_arn)
+    }) else {
         return Ok(None);
     };
-    let intent: Intent = serde_json::from_value(entry.intent.clone())?;
     // Wait while the trial itself is applying or concluding; it may have ended meanwhile.
     let turn = guard::wait_turn(guard::Subject::Role(&intent.role_arn)).await;
     if ended(state, entry.id) {
         return Ok(None);
     }
-    let aws = Aws::new(config).await?;
-    undo(config, &aws, state, &intent, &turn).await?;
+    undo(aws, state, &intent, &turn).await?;
     let record = stored_record(state, &intent.trial_id)?;
     Ok(Some(
         finish(
