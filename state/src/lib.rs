@@ -40,13 +40,41 @@ const META_TREE: &str = "meta";
 const CACHE_BYTES: u64 = 16 << 20;
 const FORMAT_KEY: &[u8] = b"format_version";
 
-/// Milliseconds since the Unix epoch. The clock lives in the daemon; this crate only stores
-/// the instants it is given.
+/// Milliseconds since the Unix epoch: whittle's one time type. This crate only stores the
+/// instants it is given; [`Clock`] says where they come from.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
 #[serde(transparent)]
 pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// Milliseconds since the epoch as the signed integer CloudTrail times use.
+    pub fn as_millis_i64(self) -> i64 {
+        i64::try_from(self.0).unwrap_or(i64::MAX)
+    }
+
+    /// A signed millisecond time; times before the epoch become the epoch.
+    pub fn from_millis_i64(ms: i64) -> Timestamp {
+        Timestamp(u64::try_from(ms).unwrap_or(0))
+    }
+
+    /// This instant plus `duration`, saturating.
+    pub fn plus(self, duration: std::time::Duration) -> Timestamp {
+        Timestamp(
+            self.0
+                .saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)),
+        )
+    }
+}
+
+/// Where whittle reads the time and waits: the system clock in the binary, a clock a test
+/// moves by hand in the engine's and the rotation machine's tests.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+    fn sleep(&self, duration: std::time::Duration)
+    -> impl std::future::Future<Output = ()> + Send;
+}
 
 /// An open, locked state directory.
 #[derive(Debug)]

@@ -28,7 +28,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{info, warn};
-use whittle_state::{JournalEntry, JournalId, State, StateError, Timestamp};
+use whittle_state::{Clock, JournalEntry, JournalId, State, StateError, Timestamp};
 
 use super::{Playbook, RandomSource, SecretValue, as_duration, bytes_needed, compose, draw};
 
@@ -72,6 +72,11 @@ pub struct Spec {
     pub deadline: Option<Timestamp>,
     /// Playbooks that revoke the old credential wait this long after promotion first.
     pub grace: Duration,
+    /// When each known reader of the secret (principals the mined CloudTrail usage saw read
+    /// it in the look-back window, whittle itself excluded) last read it; `None` when the
+    /// usage store cannot say. The grace period before revoking the old credential ends early
+    /// once every known reader has read the secret at or after the promotion.
+    pub readers: Option<Vec<Timestamp>>,
 }
 
 /// What the store says about the secret now.
@@ -99,14 +104,6 @@ pub struct HttpCall {
     pub timeout: Duration,
 }
 
-/// The known readers of a secret, from mined CloudTrail usage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Consumers {
-    pub known: usize,
-    /// Those that read it at or after the promotion.
-    pub moved: usize,
-}
-
 /// One access key of an IAM user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessKey {
@@ -119,8 +116,9 @@ pub struct AccessKey {
 #[error("{0}")]
 pub struct PortError(pub String);
 
-/// What the machine needs from the outside world; the daemon implements it with the AWS SDK.
-pub trait Ports: Send + Sync {
+/// What the machine needs from the outside world (the time too, through [`Clock`]); the
+/// daemon's adapters implement it with the AWS SDK.
+pub trait Ports: Clock + Send + Sync {
     fn inspect(&self, spec: &Spec) -> impl Future<Output = Result<Inspection, PortError>> + Send;
     /// Secrets Manager: create the `AWSPENDING` version `token` (a no-op if it exists with
     /// this value). SSM: nothing (the pending value is in the journal).
@@ -211,13 +209,6 @@ pub trait Ports: Send + Sync {
         id: &str,
         secret: &SecretValue,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
-    /// Which principals the usage store saw read the secret in the look-back window, and how
-    /// many of them read it at or after `since` (so got the new value); None if unknown.
-    fn consumers(
-        &self,
-        spec: &Spec,
-        since: Timestamp,
-    ) -> impl Future<Output = Option<Consumers>> + Send;
     /// Secrets Manager RotateSecret (immediately), with `token` as the ClientRequestToken.
     fn rotate_native(
         &self,
@@ -229,8 +220,6 @@ pub trait Ports: Send + Sync {
         &self,
         call: &HttpCall,
     ) -> impl Future<Output = Result<(u16, Vec<u8>), PortError>> + Send;
-    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
-    fn now(&self) -> Timestamp;
     /// Called right after each durable journal write, named `rotation:STEP` (crash tests).
     fn after_step(&self, point: &str);
 }
@@ -698,9 +687,9 @@ impl<P: Ports> Run<'_, P> {
     }
 
     /// Whether revoking the old credential must still wait: the end of the grace period as
-    /// text, unless it is over or every known consumer of the secret (from mined usage) has
+    /// text, unless it is over or every known reader of the secret ([`Spec::readers`]) has
     /// read it since the promotion, which ends the grace period early.
-    async fn grace_wait(&self) -> Option<String> {
+    fn grace_wait(&self) -> Option<String> {
         let (ports, spec) = (self.ports, self.spec);
         let now = ports.now();
         let promoted = self.at("promoted").unwrap_or(now);
@@ -712,9 +701,12 @@ impl<P: Ports> Run<'_, P> {
         if now >= end {
             return None;
         }
-        match ports.consumers(spec, promoted).await {
-            Some(c) if c.known > 0 && c.moved == c.known => {
-                info!(rotation = %spec.name, consumers = c.known, "Every known consumer read the secret since promotion; the grace period ends early");
+        // No known reader proves nothing: the grace period then runs to its end.
+        match spec.readers.as_deref() {
+            Some(readers)
+                if !readers.is_empty() && readers.iter().all(|read| *read >= promoted) =>
+            {
+                info!(rotation = %spec.name, readers = readers.len(), "Every known reader read the secret since promotion; the grace period ends early");
                 None
             }
             _ => Some(super::format_ms(end)),
@@ -754,7 +746,7 @@ impl<P: Ports> Run<'_, P> {
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2);
         if !old.is_empty() && !self.done("deactivated") {
             let promoted = self.at("promoted").unwrap_or(now);
-            if let Some(until) = self.grace_wait().await {
+            if let Some(until) = self.grace_wait() {
                 return Ok(wait(format!(
                     "the old key {old} is deactivated after the grace period, at {until}"
                 )));
@@ -1046,7 +1038,7 @@ impl<P: Ports> Run<'_, P> {
             .and_then(|s| s.detail["old_id"].as_str())
             .unwrap_or_default()
             .to_owned();
-        if let Some(until) = self.grace_wait().await {
+        if let Some(until) = self.grace_wait() {
             return Ok(Progress::Waiting {
                 version,
                 reason: format!(
@@ -1274,3 +1266,6 @@ impl<P: Ports> Run<'_, P> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,8 +25,9 @@ use whittle_state::{State, WriteBatch};
 pub use files::{Blob, DecodeOptions, Progress, decode_parallel};
 pub use store::mined_file_count;
 
+use crate::Engine;
 use crate::config::{SourceConfig, SourceKind};
-use crate::jobs::JobContext;
+use crate::ports::Ports;
 use crate::records::{StoredUsage, UsageMeta};
 
 /// What to mine.
@@ -74,34 +75,17 @@ impl MineReport {
     }
 }
 
-/// The catalog in use: a refreshed one in the state directory, else the embedded snapshot.
-pub fn catalog(state_dir: &std::path::Path) -> anyhow::Result<Cow<'static, Catalog>> {
-    let path = crate::iam_data::refreshed_path(state_dir);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Catalog::parse(&text).map(Cow::Owned).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: {e}; delete it to use the shipped catalog",
-                path.display()
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok(Cow::Borrowed(Catalog::embedded()))
-        }
-        Err(e) => Err(anyhow::anyhow!("reading {}: {e}", path.display())),
-    }
-}
-
 /// Runs every requested source, then the last-accessed refresh, then the age-out pass.
-pub async fn mine(
-    ctx: &JobContext,
+pub async fn mine<P: Ports>(
+    ctx: &Engine<P>,
     request: &MineRequest,
     cancel: &CancellationToken,
 ) -> anyhow::Result<MineReport> {
     // One mining run at a time (the scheduled job, a command handed to the daemon): two
     // would both find a new file unmined and count it twice.
-    let _turn = crate::guard::wait_turn(crate::guard::Subject::Mining).await;
+    let _turn = ctx.turns.wait(crate::guard::Subject::Mining).await;
     let started = Instant::now();
-    let now_ms = crate::clock::now_ms();
+    let now_ms = ctx.now().as_millis_i64();
     let cutoff_ms = now_ms - i64::from(ctx.config.mining.lookback_days) * 86_400_000;
     let run = Run {
         ctx,
@@ -151,7 +135,7 @@ pub async fn mine(
     // Chunks a crashed run left behind are folded first, so this run starts from the usage
     // as it stands.
     store::migrate_file_checkpoints(&ctx.state)?;
-    fold_pending(&ctx.state, ctx.config.mining.lookback_days)?;
+    fold_pending(ctx)?;
     let mut report = MineReport::default();
     for source in &sources {
         if cancel.is_cancelled() {
@@ -186,7 +170,7 @@ pub async fn mine(
         report.last_accessed_roles = roles;
         report.last_accessed_errors = errors;
     }
-    age_out(&ctx.state, cutoff_ms)?;
+    age_out(&ctx.state, cutoff_ms, now_ms)?;
     report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     info!(
         files = report.stats.files,
@@ -202,9 +186,10 @@ pub async fn mine(
 
 /// Folds the usage a crashed mining run left pending, so readers of the usage store see
 /// everything that was committed. Cheap when nothing is pending.
-pub fn fold_pending(state: &State, lookback_days: u32) -> anyhow::Result<()> {
-    let cutoff_ms = crate::clock::now_ms() - i64::from(lookback_days) * 86_400_000;
-    let folded = store::fold(state, cutoff_ms)?;
+pub fn fold_pending<P: Ports>(engine: &Engine<P>) -> anyhow::Result<()> {
+    let cutoff_ms = engine.now().as_millis_i64()
+        - i64::from(engine.config.mining.lookback_days) * 86_400_000;
+    let folded = store::fold(&engine.state, cutoff_ms)?;
     if folded > 0 {
         info!(
             chunks = folded,
@@ -215,8 +200,8 @@ pub fn fold_pending(state: &State, lookback_days: u32) -> anyhow::Result<()> {
 }
 
 /// What every source needs.
-pub(crate) struct Run<'a> {
-    pub ctx: &'a JobContext,
+pub(crate) struct Run<'a, P> {
+    pub ctx: &'a Engine<P>,
     /// Loaded on first use: a re-run with nothing new never parses it.
     catalog: std::sync::OnceLock<Cow<'static, Catalog>>,
     pub cutoff_ms: i64,
@@ -227,12 +212,12 @@ pub(crate) struct Run<'a> {
     pub cancel: &'a CancellationToken,
 }
 
-impl Run<'_> {
+impl<P: Ports> Run<'_, P> {
     pub fn catalog(&self) -> anyhow::Result<&Catalog> {
         if let Some(catalog) = self.catalog.get() {
             return Ok(catalog);
         }
-        let loaded = catalog(self.ctx.state.dir())?;
+        let loaded = crate::iam_data::catalog(self.ctx.state.dir())?;
         Ok(self.catalog.get_or_init(|| loaded))
     }
 
@@ -276,8 +261,8 @@ impl Run<'_> {
 
 /// Drops usage older than the look-back window from every principal, once a day: usage
 /// that a run touched is aged out when it is committed, this catches the rest.
-fn age_out(state: &State, cutoff_ms: i64) -> anyhow::Result<()> {
-    let today = day_of(crate::clock::now_ms());
+fn age_out(state: &State, cutoff_ms: i64, now_ms: i64) -> anyhow::Result<()> {
+    let today = day_of(now_ms);
     let meta = state.tree::<UsageMeta>()?;
     let key = "age_out".to_owned();
     if meta.get(&key)?.is_some_and(|m| m.aged_out_day >= today) {

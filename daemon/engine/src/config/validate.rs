@@ -601,7 +601,7 @@ fn cross_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
             && jitter.0.is_zero()
         {
             found.push((
-                vec![Key("jobs"), Seg::Name(name.to_owned()), Key("jitter")],
+                vec![Key("jobs"), Seg::Name(name.to_string()), Key("jitter")],
                 "jitter of zero: remove the key instead".to_owned(),
             ));
         }
@@ -833,7 +833,7 @@ staging_accounts = ["staging", "prod"]
 
     #[test]
     fn shipped_example_is_valid() {
-        let text = include_str!("../../../config.toml");
+        let text = include_str!("../../../../config.toml");
         // Its playbook paths are relative to the repository root, where it lives.
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         if let Err(found) = parse_in(text, &root) {

@@ -6,18 +6,17 @@
 //! the old catalog or the new one, never half of one); mining and planning use it from then
 //! on. Deleting the file goes back to the shipped snapshot.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use whittle_planner::catalog::service_reference::{IndexEntry, ServiceDoc, catalog_from};
 use whittle_planner::catalog::{Catalog, DataVersion};
-use whittle_state::State;
+
+use crate::Engine;
+use crate::ports::{Ports, Web, WebRequest};
 
 /// AWS's Service Reference index.
 pub const SERVICE_REFERENCE_URL: &str = "https://servicereference.us-east-1.amazonaws.com/";
@@ -42,8 +41,25 @@ pub struct CatalogInfo {
     pub file: Option<PathBuf>,
 }
 
+/// The catalog in use: a refreshed one in the state directory, else the embedded snapshot.
+pub fn catalog(state_dir: &Path) -> anyhow::Result<Cow<'static, Catalog>> {
+    let path = refreshed_path(state_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Catalog::parse(&text).map(Cow::Owned).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}; delete it to use the shipped catalog",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Cow::Borrowed(Catalog::embedded()))
+        }
+        Err(e) => Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+    }
+}
+
 pub fn info(state_dir: &Path) -> anyhow::Result<CatalogInfo> {
-    let catalog = crate::mine::catalog(state_dir)?;
+    let catalog = catalog(state_dir)?;
     let path = refreshed_path(state_dir);
     Ok(CatalogInfo {
         source: catalog.version.source.clone(),
@@ -66,37 +82,21 @@ pub struct RefreshReport {
     pub examples_removed: Vec<String>,
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<hyper::body::Bytes>>;
-
-fn client() -> anyhow::Result<HttpsClient> {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
-        .map_err(|e| anyhow::anyhow!("loading the system's TLS root certificates: {e}"))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Ok(Client::builder(TokioExecutor::new()).build(connector))
-}
-
-async fn get_json<T: serde::de::DeserializeOwned>(
-    client: &HttpsClient,
+async fn get_json<T: serde::de::DeserializeOwned, W: Web>(
+    web: &W,
     url: &str,
 ) -> anyhow::Result<T> {
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|e| anyhow::anyhow!("`{url}` is not a URL: {e}"))?;
-    let response = tokio::time::timeout(Duration::from_secs(30), client.get(uri))
+    let request = WebRequest {
+        method: "GET",
+        url: url.to_owned(),
+        json_body: None,
+        timeout: Duration::from_secs(30),
+    };
+    let (status, body) = web
+        .send(&request)
         .await
-        .map_err(|_| anyhow::anyhow!("GET {url}: no answer within 30 s"))?
         .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?
-        .to_bytes();
-    if !status.is_success() {
+    if !(200..300).contains(&status) {
         anyhow::bail!("GET {url}: HTTP {status}");
     }
     serde_json::from_slice(&body)
@@ -105,9 +105,9 @@ async fn get_json<T: serde::de::DeserializeOwned>(
 
 /// Fetches the index at `url` and every service document it lists, builds a catalog, and
 /// installs it in the state directory.
-pub async fn refresh(state: &State, url: &str) -> anyhow::Result<RefreshReport> {
-    let client = client()?;
-    let index: Vec<IndexEntry> = get_json(&client, url).await?;
+pub async fn refresh<P: Ports>(engine: &Engine<P>, url: &str) -> anyhow::Result<RefreshReport> {
+    let state = &*engine.state;
+    let index: Vec<IndexEntry> = get_json(&*engine.ports, url).await?;
     if index.is_empty() {
         anyhow::bail!("{url} lists no services");
     }
@@ -115,34 +115,34 @@ pub async fn refresh(state: &State, url: &str) -> anyhow::Result<RefreshReport> 
     for batch in index.chunks(FETCHES_AT_ONCE) {
         let mut set = tokio::task::JoinSet::new();
         for entry in batch {
-            let (client, entry) = (client.clone(), entry.clone());
-            set.spawn(async move { get_json::<ServiceDoc>(&client, &entry.url).await });
+            let (ports, entry) = (std::sync::Arc::clone(&engine.ports), entry.clone());
+            set.spawn(async move { get_json::<ServiceDoc, _>(&*ports, &entry.url).await });
         }
         while let Some(joined) = set.join_next().await {
             docs.push(joined.map_err(|e| anyhow::anyhow!("fetch task failed: {e}"))??);
         }
     }
     docs.sort_by(|a, b| a.name.cmp(&b.name));
-    let now = crate::clock::format(crate::clock::now());
+    let now = crate::time::format(engine.now());
     let version = DataVersion {
         source: "service-reference".to_owned(),
         version: now[..10].to_owned(),
         updated_at: now.clone(),
     };
-    let catalog = catalog_from(&docs, &version).map_err(|e| {
+    let refreshed = catalog_from(&docs, &version).map_err(|e| {
         anyhow::anyhow!("the Service Reference documents do not make a catalog: {e}")
     })?;
-    let before = crate::mine::catalog(state.dir())?;
+    let before = catalog(state.dir())?;
     let names =
         |c: &Catalog| -> BTreeSet<String> { c.actions().iter().map(|a| a.name.clone()).collect() };
-    let (old, new) = (names(&before), names(&catalog));
+    let (old, new) = (names(&before), names(&refreshed));
     let added: Vec<String> = new.difference(&old).cloned().collect();
     let removed: Vec<String> = old.difference(&new).cloned().collect();
 
     let path = refreshed_path(state.dir());
     let temporary = path.with_extension("txt.tmp");
     let header = format!("Written by `whittle iam-data refresh` from {url} at {now}.");
-    std::fs::write(&temporary, catalog.to_text(&header))
+    std::fs::write(&temporary, refreshed.to_text(&header))
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", temporary.display()))?;
     std::fs::rename(&temporary, &path)
         .map_err(|e| anyhow::anyhow!("installing {}: {e}", path.display()))?;

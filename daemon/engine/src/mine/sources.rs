@@ -10,14 +10,13 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 use whittle_planner::mapping::Mapper;
-use whittle_planner::targets::{Selection, role_arn_of_caller};
 use whittle_planner::trail::{Event, PrincipalKind, Record, format_time, parse_time};
 use whittle_planner::usage::Aggregate;
 use whittle_state::WriteBatch;
 
 use super::{Blob, Progress, Run, SourceReport, decode_parallel};
-use crate::aws::mining::{AthenaQuery, LookupError};
 use crate::config::SourceConfig;
+use crate::ports::{AthenaQuery, AwsErrorKind, Ports};
 use crate::records::{LastAccessed, TimeCheckpoint};
 
 /// How far back LookupEvents re-reads past its checkpoint: CloudTrail delivers an event to
@@ -89,8 +88,8 @@ fn list_dir(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
-pub(super) async fn directory(
-    run: &Run<'_>,
+pub(super) async fn directory<P: Ports>(
+    run: &Run<'_, P>,
     source: &SourceConfig,
     report: &mut SourceReport,
 ) -> anyhow::Result<()> {
@@ -123,8 +122,8 @@ pub(super) async fn directory(
 
 /// The candidates `(location, item)` that `source` has not mined yet, counting the others in
 /// `report`, and a progress display sized for them.
-fn unmined<T>(
-    run: &Run<'_>,
+fn unmined<T, P: Ports>(
+    run: &Run<'_, P>,
     source: &str,
     candidates: impl IntoIterator<Item = (String, T)>,
     report: &mut SourceReport,
@@ -149,8 +148,8 @@ fn unmined<T>(
 }
 
 /// Commits a chunk's usage with the checkpoint of every file it read.
-fn commit_files(
-    run: &Run<'_>,
+fn commit_files<P: Ports>(
+    run: &Run<'_, P>,
     source: &str,
     decoded: super::files::Decoded,
     report: &mut SourceReport,
@@ -170,8 +169,8 @@ fn commit_files(
     Ok(())
 }
 
-pub(super) async fn s3(
-    run: &Run<'_>,
+pub(super) async fn s3<P: Ports>(
+    run: &Run<'_, P>,
     source: &SourceConfig,
     report: &mut SourceReport,
 ) -> anyhow::Result<()> {
@@ -183,7 +182,7 @@ pub(super) async fn s3(
         Some(p) if !p.is_empty() => format!("{p}/AWSLogs/"),
         _ => "AWSLogs/".to_owned(),
     };
-    let aws = &run.ctx.aws;
+    let aws = &run.ctx.ports;
     let objects = aws.list_objects(account, bucket, &list_prefix).await?;
     let logs = objects
         .into_iter()
@@ -204,7 +203,7 @@ pub(super) async fn s3(
         let mut fetchers = tokio::task::JoinSet::new();
         for _ in 0..FETCHERS {
             let (tx, queue, failures) = (tx.clone(), queue.clone(), failures.clone());
-            let (aws, account, bucket) = (aws.clone(), account.clone(), bucket.clone());
+            let (aws, account, bucket) = (std::sync::Arc::clone(aws), account.clone(), bucket.clone());
             fetchers.spawn(async move {
                 loop {
                     let key = match queue.lock() {
@@ -220,7 +219,7 @@ pub(super) async fn s3(
                         }
                         Err(error) => {
                             if let Ok(mut f) = failures.lock() {
-                                f.push(crate::one_line(&error));
+                                f.push(error.to_string());
                             }
                         }
                     }
@@ -245,8 +244,8 @@ pub(super) async fn s3(
     Ok(())
 }
 
-pub(super) async fn lookup_events(
-    run: &Run<'_>,
+pub(super) async fn lookup_events<P: Ports>(
+    run: &Run<'_, P>,
     source: &SourceConfig,
     report: &mut SourceReport,
 ) -> anyhow::Result<()> {
@@ -285,17 +284,21 @@ pub(super) async fn lookup_events(
             let mut attempt = 0;
             let page = loop {
                 if let Some(at) = last_request {
-                    tokio::time::sleep_until((at + LOOKUP_INTERVAL).into()).await;
+                    run.ctx
+                        .ports
+                        .sleep(LOOKUP_INTERVAL.saturating_sub(at.elapsed()))
+                        .await;
                 }
                 last_request = Some(Instant::now());
                 match run
                     .ctx
-                    .aws
+                    .ports
                     .lookup_events(account, region, start, end, token.clone())
                     .await
                 {
                     Ok(page) => break page,
-                    Err(LookupError::Throttled(message)) => {
+                    Err(error) if error.kind == AwsErrorKind::Throttled => {
+                        let message = error.message;
                         let Some(pause) = LOOKUP_BACKOFF.get(attempt) else {
                             failures.push(format!(
                                 "{region}: throttled {} times ({message}); the next run resumes from the checkpoint",
@@ -304,10 +307,10 @@ pub(super) async fn lookup_events(
                             break 'pages false;
                         };
                         warn!(account = %account, region = %region, pause = ?pause, "LookupEvents throttled; backing off");
-                        tokio::time::sleep(*pause).await;
+                        run.ctx.ports.sleep(*pause).await;
                         attempt += 1;
                     }
-                    Err(LookupError::Other(error)) => return Err(error),
+                    Err(error) => return Err(error.into()),
                 }
                 if run.cancel.is_cancelled() {
                     break 'pages false;
@@ -428,8 +431,8 @@ GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 12, 13"
     ))
 }
 
-pub(super) async fn athena(
-    run: &Run<'_>,
+pub(super) async fn athena<P: Ports>(
+    run: &Run<'_, P>,
     source: &SourceConfig,
     report: &mut SourceReport,
 ) -> anyhow::Result<()> {
@@ -449,20 +452,17 @@ pub(super) async fn athena(
     let end = run.now_ms;
     let sql = athena_sql(source, start, end)?;
     let cancel = run.cancel.clone();
+    let query = AthenaQuery {
+        sql,
+        database: database.clone(),
+        workgroup: source.workgroup.clone(),
+        output_location: output.clone(),
+        columns: ATHENA_COLUMNS.iter().map(|c| (*c).to_owned()).collect(),
+    };
     let rows = run
         .ctx
-        .aws
-        .athena_query(
-            account,
-            &AthenaQuery {
-                sql: &sql,
-                database,
-                workgroup: source.workgroup.as_deref(),
-                output_location: output,
-                columns: &ATHENA_COLUMNS,
-            },
-            &move || cancel.is_cancelled(),
-        )
+        .ports
+        .athena_query(account, &query, &move || cancel.is_cancelled())
         .await?;
     let mut aggregate = Aggregate::new();
     let mut mapper = Mapper::new(run.catalog()?);
@@ -538,16 +538,16 @@ fn athena_row(row: &[Option<String>]) -> Result<(Event<'_>, u64, i64), String> {
 /// Refreshes IAM's last-accessed data for every target role of every account (from the
 /// `discover` inventory, or listed now when there is none). Returns the roles refreshed and
 /// the failures; a failure never fails the run.
-pub(super) async fn last_accessed(run: &Run<'_>) -> (usize, Vec<String>) {
+pub(super) async fn last_accessed<P: Ports>(run: &Run<'_, P>) -> (usize, Vec<String>) {
     let mut done = 0;
     let mut errors = Vec::new();
-    let aws = &run.ctx.aws;
+    let aws = &run.ctx.ports;
     let tree = match run.ctx.state.tree::<LastAccessed>() {
         Ok(tree) => tree,
         Err(e) => return (0, vec![e.to_string()]),
     };
-    for account in aws.account_names() {
-        let targets = match target_roles(run, account).await {
+    for account in run.ctx.config.account_names() {
+        let targets = match crate::targets::account_targets(run.ctx, account).await {
             Ok(targets) => targets,
             Err(error) => {
                 errors.push(format!("{account}: {}", crate::one_line(&error)));
@@ -561,7 +561,7 @@ pub(super) async fn last_accessed(run: &Run<'_>) -> (usize, Vec<String>) {
             match aws.last_accessed(account, &role).await {
                 Ok(services) => {
                     let record = LastAccessed {
-                        fetched_at: crate::clock::now(),
+                        fetched_at: run.ctx.now(),
                         services,
                     };
                     if let Err(e) = tree
@@ -573,31 +573,11 @@ pub(super) async fn last_accessed(run: &Run<'_>) -> (usize, Vec<String>) {
                         done += 1;
                     }
                 }
-                Err(error) => errors.push(format!("{role}: {}", crate::one_line(&error))),
+                Err(error) => errors.push(format!("{role}: {error}")),
             }
         }
     }
     (done, errors)
-}
-
-async fn target_roles(run: &Run<'_>, account: &str) -> anyhow::Result<Vec<String>> {
-    if let Some(inventory) = run
-        .ctx
-        .state
-        .tree::<crate::records::RoleInventory>()?
-        .get(&account.to_owned())?
-    {
-        return Ok(inventory.targets);
-    }
-    let selector = run.ctx.config.target_selector();
-    let identity = run.ctx.aws.caller_identity(account).await?;
-    let own = role_arn_of_caller(&identity.arn);
-    let roles = run.ctx.aws.list_roles(account).await?;
-    Ok(roles
-        .iter()
-        .filter(|r| selector.classify(r, own.as_deref()) == Selection::Target)
-        .map(|r| r.arn.clone())
-        .collect())
 }
 
 #[cfg(test)]

@@ -3,11 +3,10 @@
 
 use std::fmt::Write as _;
 
-use whittle_planner::catalog::Catalog;
 use whittle_planner::trail::parse_time;
 use whittle_planner::usage::{LastAccessedReport, RoleReport, UsageReport};
-use whittle_state::State;
-
+use crate::Engine;
+use crate::ports::Ports;
 use crate::records::{LastAccessed, StoredUsage};
 
 /// Reads `--since`: a day (`2026-11-01`, midnight UTC) or an RFC 3339 time.
@@ -25,14 +24,15 @@ pub fn parse_since(text: &str) -> anyhow::Result<i64> {
 }
 
 /// The report over every principal (or the `only` ones), usage since `since_ms`.
-pub fn build(
-    state: &State,
-    catalog: &Catalog,
-    lookback_days: u32,
+pub fn build<P: Ports>(
+    engine: &Engine<P>,
     only: &[String],
     since_ms: i64,
 ) -> anyhow::Result<UsageReport> {
-    crate::mine::fold_pending(state, lookback_days)?;
+    let state = &*engine.state;
+    let lookback_days = engine.config.mining.lookback_days;
+    let catalog = crate::iam_data::catalog(state.dir())?;
+    crate::mine::fold_pending(engine)?;
     let usage = state.tree::<StoredUsage>()?;
     let last_accessed = state.tree::<LastAccessed>()?;
     let mut roles = Vec::new();
@@ -42,7 +42,7 @@ pub fn build(
         if !wanted(&arn) {
             continue;
         }
-        if let Some(mut report) = RoleReport::build(&arn, &stored, since_ms, catalog) {
+        if let Some(mut report) = RoleReport::build(&arn, &stored, since_ms, &catalog) {
             report.last_accessed = last_accessed.get(&arn)?.map(|l| {
                 LastAccessedReport::build(i64::try_from(l.fetched_at.0).unwrap_or(0), &l.services)
             });
@@ -56,7 +56,7 @@ pub fn build(
     }
     Ok(UsageReport {
         schema: 1,
-        generated_at: crate::clock::format(crate::clock::now()),
+        generated_at: crate::time::format(engine.now()),
         lookback_days,
         catalog: catalog.version.to_string(),
         roles,

@@ -1,9 +1,313 @@
-//! The daemon's own records in the state.
+//! Every record the engine keeps in the state, in one place. Each is versioned
+//! ([`Record::VERSION`]); an older version is upgraded when read, so a newer whittle reads an
+//! older state directory.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
-use whittle_state::{Record, RecordKey, State, StateError, Timestamp};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use whittle_planner::plan::{Plan, RolePolicies};
+use whittle_playbooks::trial::{Mode, OnRestart};
+use whittle_state::{JournalEntry, Record, RecordKey, State, StateError, Timestamp};
+
+/// A scheduled job of the daemon. Stored by its name (`discover`, `rotate:NAME`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JobName {
+    /// Checks every account's credentials.
+    CheckAws,
+    /// Lists every account's roles and records which are targets.
+    Discover,
+    /// Mines the configured CloudTrail sources.
+    Mine,
+    /// Tries the newest untried plan in staging.
+    Trial,
+    /// Advances unfinished rotations (grace periods, retries).
+    RotationUpkeep,
+    /// One `[[rotation]]`'s timetable, by the rotation's name.
+    Rotate(String),
+}
+
+impl JobName {
+    const ROTATE_PREFIX: &'static str = "rotate:";
+}
+
+impl fmt::Display for JobName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobName::CheckAws => f.write_str("check-aws"),
+            JobName::Discover => f.write_str("discover"),
+            JobName::Mine => f.write_str("mine"),
+            JobName::Trial => f.write_str("trial"),
+            JobName::RotationUpkeep => f.write_str("rotation-upkeep"),
+            JobName::Rotate(name) => write!(f, "{}{name}", JobName::ROTATE_PREFIX),
+        }
+    }
+}
+
+impl FromStr for JobName {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match text {
+            "check-aws" => JobName::CheckAws,
+            "discover" => JobName::Discover,
+            "mine" => JobName::Mine,
+            "trial" => JobName::Trial,
+            "rotation-upkeep" => JobName::RotationUpkeep,
+            other => match other.strip_prefix(JobName::ROTATE_PREFIX) {
+                Some(name) => JobName::Rotate(name.to_owned()),
+                None => return Err(format!("unknown job `{other}`")),
+            },
+        })
+    }
+}
+
+impl Serialize for JobName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The kinds of journal the engine writes: each kind has its recovery in the reconcile pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalKind {
+    /// `whittle apply` changing one role; its intent holds the role's snapshot.
+    Apply,
+    /// A rollback restoring a role's snapshot.
+    Rollback,
+    /// A trial of one role; its intent holds the snapshot and the trial's settings.
+    Trial,
+    /// A rotation (the playbooks crate writes these).
+    Rotation,
+}
+
+impl JournalKind {
+    pub const ALL: [JournalKind; 4] = [
+        JournalKind::Apply,
+        JournalKind::Rollback,
+        JournalKind::Trial,
+        JournalKind::Rotation,
+    ];
+
+    /// The kind as the journal stores it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JournalKind::Apply => "apply",
+            JournalKind::Rollback => "rollback",
+            JournalKind::Trial => "trial",
+            JournalKind::Rotation => whittle_playbooks::rotation::machine::ROTATION_JOURNAL,
+        }
+    }
+
+    /// The kind of a stored journal; None for a kind this build does not write.
+    pub fn of(stored: &str) -> Option<JournalKind> {
+        JournalKind::ALL.into_iter().find(|k| k.as_str() == stored)
+    }
+}
+
+/// What an apply or rollback journal's intent holds: enough to restore the role without
+/// anything else from the state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreIntent {
+    pub change_id: String,
+    pub account: String,
+    pub before: RolePolicies,
+}
+
+/// What a trial journal's intent holds: enough to undo the trial with nothing else.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrialIntent {
+    pub trial_id: String,
+    pub plan_id: String,
+    pub account: String,
+    pub role_arn: String,
+    pub mode: Mode,
+    pub on_restart: OnRestart,
+    /// The trial boundary policy's name (boundary mode).
+    pub policy_name: String,
+    pub before: RolePolicies,
+    pub window_ms: u64,
+    pub detection_interval_ms: u64,
+    pub max_denials: u64,
+    #[serde(default)]
+    pub error_metric: Option<whittle_playbooks::trial::ErrorMetric>,
+    /// Denial events earlier trials of the role already accounted for. CloudTrail times are
+    /// to the second, so the watch starts at the second of the apply and may see them.
+    #[serde(default)]
+    pub known_events: Vec<String>,
+}
+
+/// The running trials: their unfinished journals, with the intents read.
+pub fn open_trials(
+    state: &State,
+) -> Result<impl Iterator<Item = (JournalEntry, TrialIntent)>, StateError> {
+    Ok(state
+        .journal_unfinished()?
+        .into_iter()
+        .filter(|e| JournalKind::of(&e.kind) == Some(JournalKind::Trial))
+        .filter_map(|e| {
+            let intent = serde_json::from_value::<TrialIntent>(e.intent.clone()).ok()?;
+            Some((e, intent))
+        }))
+}
+
+/// A stored plan, keyed by its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StoredPlan(pub Plan);
+
+impl Record for StoredPlan {
+    const TREE: &'static str = "plans";
+    const VERSION: u16 = 1;
+    type Key = String;
+}
+
+/// Actions a failed trial recorded as needed by a role (keyed by role ARN): the next plan
+/// keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NeededActions {
+    /// Action -> when it was recorded.
+    pub actions: BTreeMap<String, Timestamp>,
+}
+
+impl Record for NeededActions {
+    const TREE: &'static str = "needed_actions";
+    const VERSION: u16 = 1;
+    type Key = String;
+}
+
+/// One change to one role (an apply), with the snapshot a rollback restores; keyed by id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    pub id: String,
+    pub plan_id: String,
+    pub role_arn: String,
+    pub account: String,
+    pub started_at: Timestamp,
+    pub status: ChangeStatus,
+    /// The role's policies before the change.
+    pub before: RolePolicies,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeStatus {
+    InProgress,
+    Applied,
+    RolledBack,
+}
+
+impl ChangeStatus {
+    /// The name JSON uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeStatus::InProgress => "in-progress",
+            ChangeStatus::Applied => "applied",
+            ChangeStatus::RolledBack => "rolled-back",
+        }
+    }
+}
+
+impl Record for ChangeRecord {
+    const TREE: &'static str = "changes";
+    const VERSION: u16 = 1;
+    type Key = String;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrialStatus {
+    Running,
+    Passed,
+    RolledBack,
+    Refused,
+}
+
+impl TrialStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialStatus::Running => "running",
+            TrialStatus::Passed => "passed",
+            TrialStatus::RolledBack => "rolled-back",
+            TrialStatus::Refused => "refused",
+        }
+    }
+}
+
+/// One denial seen during a trial: the evidence of a rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeniedEvent {
+    pub action: String,
+    pub event_id: String,
+    pub time: String,
+}
+
+/// A trial of one role, keyed by its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialRecord {
+    pub id: String,
+    pub plan_id: String,
+    pub role_arn: String,
+    pub account: String,
+    pub mode: Mode,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub status: TrialStatus,
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub denied: Vec<DeniedEvent>,
+}
+
+impl Record for TrialRecord {
+    const TREE: &'static str = "trials";
+    const VERSION: u16 = 1;
+    type Key = String;
+}
+
+/// The last outcome of one rotation, keyed by its name. Never holds a secret value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RotationRecord {
+    pub last_attempt_at: Timestamp,
+    /// The last successful rotation, which the timetable counts from.
+    pub last_rotated_at: Option<Timestamp>,
+    pub last_version: Option<String>,
+    pub last_outcome: RotationOutcome,
+    /// Why the last attempt was parked or refused.
+    pub reason: Option<String>,
+}
+
+impl Record for RotationRecord {
+    const TREE: &'static str = "rotations";
+    const VERSION: u16 = 1;
+    type Key = String;
+}
+
+/// How the last attempt of a rotation ended, as [`RotationRecord`] stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RotationOutcome {
+    Rotated,
+    Parked,
+    Refused,
+}
+
+impl RotationOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotationOutcome::Rotated => "rotated",
+            RotationOutcome::Parked => "parked",
+            RotationOutcome::Refused => "refused",
+        }
+    }
+}
 
 /// How many runs of each job the history keeps.
 pub const RUNS_KEPT_PER_JOB: usize = 100;
@@ -11,7 +315,7 @@ pub const RUNS_KEPT_PER_JOB: usize = 100;
 /// One run of a scheduled job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRun {
-    pub job: String,
+    pub job: JobName,
     pub started_at: Timestamp,
     pub ended_at: Option<Timestamp>,
     pub outcome: RunOutcome,
@@ -50,13 +354,13 @@ impl fmt::Display for RunOutcome {
 /// time order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRunKey {
-    pub job: String,
+    pub job: JobName,
     pub started_at: Timestamp,
 }
 
 impl JobRunKey {
-    fn prefix(job: &str) -> Vec<u8> {
-        let mut bytes = job.as_bytes().to_vec();
+    fn prefix(job: &JobName) -> Vec<u8> {
+        let mut bytes = job.to_string().into_bytes();
         bytes.push(0);
         bytes
     }
@@ -76,7 +380,7 @@ impl RecordKey for JobRunKey {
     }
     fn decode(bytes: &[u8]) -> Option<Self> {
         let split = bytes.iter().position(|&b| b == 0)?;
-        let job = String::from_utf8(bytes[..split].to_vec()).ok()?;
+        let job = std::str::from_utf8(&bytes[..split]).ok()?.parse().ok()?;
         let millis = <[u8; 8]>::try_from(&bytes[split + 1..]).ok()?;
         Some(JobRunKey {
             job,
@@ -101,6 +405,7 @@ impl JobRun {
 }
 
 /// The job history in the state.
+#[derive(Debug)]
 pub struct JobHistory<'a> {
     state: &'a State,
 }
@@ -127,7 +432,7 @@ impl<'a> JobHistory<'a> {
     }
 
     /// The most recent run of `job`.
-    pub fn last(&self, job: &str) -> Result<Option<JobRun>, StateError> {
+    pub fn last(&self, job: &JobName) -> Result<Option<JobRun>, StateError> {
         let tree = self.state.tree::<JobRun>()?;
         tree.scan_prefix(&JobRunKey::prefix(job))
             .next_back()
@@ -136,7 +441,7 @@ impl<'a> JobHistory<'a> {
     }
 
     /// Counts of `job`'s kept runs per outcome.
-    pub fn outcome_counts(&self, job: &str) -> Result<Vec<(RunOutcome, u64)>, StateError> {
+    pub fn outcome_counts(&self, job: &JobName) -> Result<Vec<(RunOutcome, u64)>, StateError> {
         let tree = self.state.tree::<JobRun>()?;
         let mut counts: Vec<(RunOutcome, u64)> = Vec::new();
         for item in tree.scan_prefix(&JobRunKey::prefix(job)) {
@@ -216,9 +521,13 @@ mod tests {
         .expect("open")
     }
 
-    fn run(job: &str, at: u64, outcome: RunOutcome) -> JobRun {
+    fn job(name: &str) -> JobName {
+        name.parse().expect("a job name")
+    }
+
+    fn run(name: &str, at: u64, outcome: RunOutcome) -> JobRun {
         JobRun {
-            job: job.to_owned(),
+            job: job(name),
             started_at: Timestamp(at),
             ended_at: None,
             outcome,
@@ -231,26 +540,34 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let state = open(tmp.path());
         let history = JobHistory::new(&state);
-        // "disc" is a prefix of "discover": the key separator keeps them apart.
+        // "rotate:api" is a prefix of "rotate:api-key": the key separator keeps them apart.
         history
-            .record(&run("disc", 5, RunOutcome::Failed))
+            .record(&run("rotate:api", 5, RunOutcome::Failed))
             .expect("record");
         for at in 0..(RUNS_KEPT_PER_JOB as u64 + 5) {
             history
-                .record(&run("discover", 1000 + at, RunOutcome::Succeeded))
+                .record(&run("rotate:api-key", 1000 + at, RunOutcome::Succeeded))
                 .expect("record");
         }
-        let last = history.last("discover").expect("last").expect("some");
+        let last = history
+            .last(&job("rotate:api-key"))
+            .expect("last")
+            .expect("some");
         assert_eq!(
             last.started_at,
             Timestamp(1000 + RUNS_KEPT_PER_JOB as u64 + 4)
         );
         assert_eq!(
-            history.outcome_counts("discover").expect("counts"),
+            history
+                .outcome_counts(&job("rotate:api-key"))
+                .expect("counts"),
             [(RunOutcome::Succeeded, RUNS_KEPT_PER_JOB as u64)]
         );
         assert_eq!(
-            history.last("disc").expect("last").map(|r| r.outcome),
+            history
+                .last(&job("rotate:api"))
+                .expect("last")
+                .map(|r| r.outcome),
             Some(RunOutcome::Failed)
         );
     }
@@ -267,13 +584,16 @@ mod tests {
             .record(&run("check-aws", 2, RunOutcome::Succeeded))
             .expect("record");
         assert_eq!(history.mark_interrupted(Timestamp(9)).expect("mark"), 1);
-        let run = history.last("discover").expect("last").expect("some");
+        let run = history.last(&JobName::Discover).expect("last").expect("some");
         assert_eq!(
             (run.outcome, run.ended_at),
             (RunOutcome::Interrupted, Some(Timestamp(9)))
         );
         assert_eq!(
-            history.last("check-aws").expect("last").map(|r| r.outcome),
+            history
+                .last(&JobName::CheckAws)
+                .expect("last")
+                .map(|r| r.outcome),
             Some(RunOutcome::Succeeded)
         );
     }

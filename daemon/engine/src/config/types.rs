@@ -123,13 +123,23 @@ pub struct EndpointUrl(pub String);
 impl FromStr for EndpointUrl {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let uri: hyper::Uri = text
-            .parse()
-            .map_err(|e| format!("invalid endpoint URL `{text}`: {e}"))?;
-        match (uri.scheme_str(), uri.host()) {
-            (Some("http" | "https"), Some(_)) => {
-                Ok(EndpointUrl(text.trim_end_matches('/').to_owned()))
-            }
+        // scheme://host[:port][/path], with a host made of URL-safe characters.
+        let host = text
+            .strip_prefix("http://")
+            .or_else(|| text.strip_prefix("https://"))
+            .map(|rest| rest.split('/').next().unwrap_or_default());
+        let valid_host = |host: &str| {
+            !host.is_empty()
+                && !host.starts_with(':')
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._:[]".contains(c))
+                && host
+                    .rsplit_once(':')
+                    .is_none_or(|(_, port)| port.is_empty() || port.parse::<u16>().is_ok() || port.ends_with(']'))
+        };
+        match host {
+            Some(host) if valid_host(host) => Ok(EndpointUrl(text.trim_end_matches('/').to_owned())),
             _ => Err(format!(
                 "invalid endpoint URL `{text}`: write it as http://HOST:PORT or https://HOST"
             )),

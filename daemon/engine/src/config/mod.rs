@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::records::JobName;
+
 pub use types::{AccountId, CronSchedule, EndpointUrl, HumanDuration, LoopbackAddr};
 pub use validate::{ConfigError, load};
 
@@ -226,7 +228,7 @@ impl Default for StatusConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Readable lines, coloured on a terminal.
@@ -284,12 +286,6 @@ impl Default for TargetsConfig {
     }
 }
 
-/// The job that advances unfinished rotations every minute (grace periods, retries).
-pub const ROTATION_UPKEEP_JOB: &str = "rotation-upkeep";
-
-/// The name of a rotation's scheduled job is this prefix and the rotation's name.
-pub const ROTATION_JOB_PREFIX: &str = "rotate:";
-
 /// One scheduled job.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -325,12 +321,12 @@ pub struct JobsConfig {
 
 impl JobsConfig {
     /// The configured jobs in a stable order, with their names.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &JobSchedule)> {
+    pub fn iter(&self) -> impl Iterator<Item = (JobName, &JobSchedule)> {
         [
-            ("check-aws", &self.check_aws),
-            ("discover", &self.discover),
-            ("mine", &self.mine),
-            ("trial", &self.trial),
+            (JobName::CheckAws, &self.check_aws),
+            (JobName::Discover, &self.discover),
+            (JobName::Mine, &self.mine),
+            (JobName::Trial, &self.trial),
         ]
         .into_iter()
         .filter_map(|(name, schedule)| schedule.as_ref().map(|s| (name, s)))
@@ -574,19 +570,26 @@ impl Config {
         self.aws.accounts.iter().find(|a| a.name == name)
     }
 
+    /// The configured account names, sorted.
+    pub fn account_names(&self) -> impl Iterator<Item = &str> {
+        let mut names: Vec<&str> = self.aws.accounts.iter().map(|a| a.name.as_str()).collect();
+        names.sort_unstable();
+        names.into_iter()
+    }
+
     /// Every scheduled job with its name: the `[jobs]` tables, then one `rotate:NAME` job per
     /// `[[rotation]]`.
-    pub fn scheduled_jobs(&self) -> Vec<(String, JobSchedule)> {
-        let mut jobs: Vec<(String, JobSchedule)> = self
+    pub fn scheduled_jobs(&self) -> Vec<(JobName, JobSchedule)> {
+        let mut jobs: Vec<(JobName, JobSchedule)> = self
             .jobs
             .iter()
-            .map(|(name, schedule)| (name.to_owned(), schedule.clone()))
+            .map(|(name, schedule)| (name, schedule.clone()))
             .collect();
         // Revoking an old credential waits for its grace period; this job finishes those
         // rotations (and any other interrupted one) between their own ticks.
         if !self.rotation.is_empty() {
             jobs.push((
-                ROTATION_UPKEEP_JOB.to_owned(),
+                JobName::RotationUpkeep,
                 JobSchedule {
                     cron: "0 * * * * *"
                         .parse()
@@ -598,7 +601,7 @@ impl Config {
         }
         jobs.extend(self.rotation.iter().map(|r| {
             (
-                format!("{ROTATION_JOB_PREFIX}{}", r.name),
+                JobName::Rotate(r.name.clone()),
                 JobSchedule {
                     cron: r.cron.clone(),
                     jitter: r.jitter,

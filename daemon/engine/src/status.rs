@@ -6,10 +6,13 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use whittle_state::{State, Timestamp};
 
-use crate::aws::Identity;
-use crate::clock;
 use crate::config::Config;
-use crate::records::{JobHistory, JobRun, RoleInventory, StoredUsage};
+use crate::ports::Identity;
+use crate::records::{
+    ChangeRecord, ChangeStatus, JobHistory, JobRun, RoleInventory, RotationOutcome,
+    RotationRecord, StoredPlan, StoredUsage, TrialRecord, TrialStatus,
+};
+use crate::time::format;
 
 /// Version of the JSON shape of [`StatusReport`].
 pub const SCHEMA: u32 = 1;
@@ -50,12 +53,39 @@ pub struct TrialSummary {
     pub plan_id: String,
     pub role_arn: String,
     pub started_at: String,
-    pub status: String,
+    pub status: TrialStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The denied actions that made the trial roll back.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denied: Vec<String>,
+}
+
+/// Where a rotation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RotationState {
+    Idle,
+    /// An unfinished journal; `step` says where.
+    InProgress,
+    /// The new value is in use; `reason` says what the old credential's revocation waits for.
+    RevokingOld,
+    /// Given up before promotion; `reason` says why. The old value stays in use.
+    Parked,
+    /// Not started; `reason` says why.
+    Refused,
+}
+
+impl RotationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotationState::Idle => "idle",
+            RotationState::InProgress => "in-progress",
+            RotationState::RevokingOld => "revoking-old",
+            RotationState::Parked => "parked",
+            RotationState::Refused => "refused",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,10 +95,7 @@ pub struct RotationStatus {
     pub store: String,
     pub last_rotated: Option<String>,
     pub next_due: Option<String>,
-    /// `idle`, `in-progress` (an unfinished journal; `step` says where), `revoking-old` (the
-    /// new value is in use; `reason` says what the old credential's revocation waits for),
-    /// `parked` or `refused` (`reason` says why).
-    pub state: String,
+    pub state: RotationState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,7 +139,7 @@ pub struct ChangeSummary {
     pub plan_id: String,
     pub role_arn: String,
     pub started_at: String,
-    pub status: crate::plan::ChangeStatus,
+    pub status: ChangeStatus,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -154,8 +181,8 @@ pub struct RunView {
 impl From<&JobRun> for RunView {
     fn from(run: &JobRun) -> Self {
         RunView {
-            started_at: clock::format(run.started_at),
-            ended_at: run.ended_at.map(clock::format),
+            started_at: format(run.started_at),
+            ended_at: run.ended_at.map(format),
             outcome: run.outcome.to_string(),
             duration_ms: run
                 .ended_at
@@ -186,9 +213,10 @@ pub fn build(
     config: &Config,
     state: &State,
     daemon: Option<DaemonInfo>,
+    now: Timestamp,
 ) -> anyhow::Result<StatusReport> {
     let history = JobHistory::new(state);
-    let now = clock::to_chrono(clock::now());
+    let now = crate::time::to_chrono(now);
     let mut jobs = Vec::new();
     for (name, schedule) in config.scheduled_jobs() {
         let last_run = history.last(&name)?;
@@ -198,7 +226,7 @@ pub fn build(
             .map(|(outcome, n)| (outcome.to_string(), n))
             .collect();
         jobs.push(JobStatus {
-            name,
+            name: name.to_string(),
             cron: schedule.cron.as_str().to_owned(),
             enabled: schedule.enabled,
             last_run: last_run.as_ref().map(RunView::from),
@@ -218,10 +246,10 @@ pub fn build(
             last_step: entry.last_step().map(str::to_owned),
             kind: entry.kind,
             subject: entry.subject,
-            created_at: clock::format(entry.created_at),
+            created_at: format(entry.created_at),
         })
         .collect();
-    let mut plans: Vec<PlanSummary> = newest::<crate::plan::StoredPlan>(state)?
+    let mut plans: Vec<PlanSummary> = newest::<StoredPlan>(state)?
         .into_iter()
         .map(|plan| PlanSummary {
             roles: plan.0.roles.len(),
@@ -239,7 +267,7 @@ pub fn build(
     // Ids begin with their UTC time, so they sort by age.
     plans.sort_by(|a, b| b.id.cmp(&a.id));
     plans.truncate(RECENT);
-    let mut changes: Vec<(Timestamp, ChangeSummary)> = newest::<crate::plan::ChangeRecord>(state)?
+    let mut changes: Vec<(Timestamp, ChangeSummary)> = newest::<ChangeRecord>(state)?
         .into_iter()
         .map(|c| {
             (
@@ -248,7 +276,7 @@ pub fn build(
                     id: c.id,
                     plan_id: c.plan_id,
                     role_arn: c.role_arn,
-                    started_at: clock::format(c.started_at),
+                    started_at: format(c.started_at),
                     status: c.status,
                 },
             )
@@ -256,7 +284,7 @@ pub fn build(
         .collect();
     changes.sort_by_key(|c| std::cmp::Reverse(c.0));
     let changes = changes.into_iter().take(RECENT).map(|(_, c)| c).collect();
-    let mut trials = newest::<crate::trial::TrialRecord>(state)?;
+    let mut trials = newest::<TrialRecord>(state)?;
     trials.sort_by_key(|t| std::cmp::Reverse(t.started_at));
     let trials = trials
         .into_iter()
@@ -265,14 +293,14 @@ pub fn build(
             id: t.id,
             plan_id: t.plan_id,
             role_arn: t.role_arn,
-            started_at: clock::format(t.started_at),
-            status: t.status.as_str().to_owned(),
+            started_at: format(t.started_at),
+            status: t.status,
             reason: t.reason,
             denied: t.denied.into_iter().map(|d| d.action).collect(),
         })
         .collect();
     let mut rotations = Vec::new();
-    let records = state.tree::<crate::rotate::RotationRecord>()?;
+    let records = state.tree::<RotationRecord>()?;
     for rotation in &config.rotation {
         let record = records.get(&rotation.name)?;
         let open = whittle_playbooks::rotation::machine::open_journal(state, &rotation.name)?;
@@ -280,37 +308,40 @@ pub fn build(
             // Promoted: the new value is in use, the old credential's revocation waits.
             (Some(entry), Some(r))
                 if entry.steps.iter().any(|s| s.name == "promoted")
-                    && r.last_outcome == "rotated"
+                    && r.last_outcome == RotationOutcome::Rotated
                     && r.reason.is_some() =>
             {
                 (
-                    "revoking-old",
+                    RotationState::RevokingOld,
                     Some(entry.last_step().unwrap_or("promoted").to_owned()),
                     r.reason.clone(),
                 )
             }
             (Some(entry), _) => (
-                "in-progress",
+                RotationState::InProgress,
                 Some(entry.last_step().unwrap_or("begin").to_owned()),
                 None,
             ),
-            (None, Some(r)) if r.last_outcome != "rotated" => {
-                (r.last_outcome.as_str(), None, r.reason.clone())
+            (None, Some(r)) if r.last_outcome == RotationOutcome::Parked => {
+                (RotationState::Parked, None, r.reason.clone())
             }
-            _ => ("idle", None, None),
+            (None, Some(r)) if r.last_outcome == RotationOutcome::Refused => {
+                (RotationState::Refused, None, r.reason.clone())
+            }
+            _ => (RotationState::Idle, None, None),
         };
         let last = record.as_ref().and_then(|r| r.last_rotated_at);
         let next_due = match last {
-            Some(last) => rotation.cron.next_after(clock::to_chrono(last)),
+            Some(last) => rotation.cron.next_after(crate::time::to_chrono(last)),
             None => Some(now),
         };
         rotations.push(RotationStatus {
             name: rotation.name.clone(),
             secret: rotation.secret.clone(),
             store: rotation.store.as_str().to_owned(),
-            last_rotated: last.map(clock::format),
+            last_rotated: last.map(format),
             next_due: next_due.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            state: state_name.to_owned(),
+            state: state_name,
             step,
             reason,
         });
@@ -412,7 +443,7 @@ pub fn render_text(report: &StatusReport) -> String {
                 "  {}  {}  {}  {} (plan {}){}",
                 t.id,
                 t.started_at,
-                t.status,
+                t.status.as_str(),
                 t.role_arn,
                 t.plan_id,
                 t.reason
@@ -431,7 +462,7 @@ pub fn render_text(report: &StatusReport) -> String {
                 r.name,
                 r.store,
                 r.secret,
-                r.state,
+                r.state.as_str(),
                 r.step
                     .as_ref()
                     .map(|s| format!(" after {s}"))
@@ -506,7 +537,7 @@ pub fn render_text(report: &StatusReport) -> String {
             a.targets.len(),
             a.protected.len(),
             a.not_selected,
-            clock::format(a.refreshed_at)
+            format(a.refreshed_at)
         );
         for arn in &a.targets {
             let _ = writeln!(out, "    target     {arn}");
@@ -531,106 +562,6 @@ pub fn render_text(report: &StatusReport) -> String {
         }
     }
     out
-}
-
-/// A running daemon's status endpoint and token, as the lock file of its state names them.
-#[derive(Debug, Clone)]
-pub struct DaemonLink {
-    pub pid: u32,
-    pub address: String,
-    pub token: Option<String>,
-}
-
-impl DaemonLink {
-    /// The daemon holding `dir`, if one does.
-    pub fn of(dir: &std::path::Path) -> Option<DaemonLink> {
-        let owner = State::lock_owner(dir)?;
-        Some(DaemonLink {
-            pid: owner.pid,
-            address: owner.status_address?,
-            token: owner.token,
-        })
-    }
-}
-
-/// Asks a running daemon for its report.
-pub async fn fetch(daemon: &DaemonLink) -> anyhow::Result<StatusReport> {
-    ask_daemon(daemon, "/status", None).await
-}
-
-/// Hands a command to the running daemon and waits, however long it takes, for its output.
-pub async fn ask_daemon_to_run(
-    daemon: &DaemonLink,
-    request: serde_json::Value,
-) -> anyhow::Result<crate::commands::Output> {
-    request_daemon(daemon, "/command", Some(request), None).await
-}
-
-/// Asks the running daemon's loopback endpoint: GET `path`, or POST `body` as JSON.
-pub async fn ask_daemon<T: serde::de::DeserializeOwned>(
-    daemon: &DaemonLink,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> anyhow::Result<T> {
-    request_daemon(daemon, path, body, Some(std::time::Duration::from_secs(10))).await
-}
-
-async fn request_daemon<T: serde::de::DeserializeOwned>(
-    daemon: &DaemonLink,
-    path: &str,
-    body: Option<serde_json::Value>,
-    timeout: Option<std::time::Duration>,
-) -> anyhow::Result<T> {
-    let address = &daemon.address;
-    use http_body_util::{BodyExt, Full};
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
-
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<hyper::body::Bytes>>();
-    let uri: hyper::Uri = format!("http://{address}{path}").parse()?;
-    let mut request = match body {
-        Some(_) => {
-            hyper::Request::post(uri).header(hyper::header::CONTENT_TYPE, "application/json")
-        }
-        None => hyper::Request::get(uri),
-    };
-    if let Some(token) = &daemon.token {
-        request = request.header(crate::http::TOKEN_HEADER, token);
-    }
-    let request = request.body(Full::new(match body {
-        Some(body) => hyper::body::Bytes::from(body.to_string()),
-        None => hyper::body::Bytes::new(),
-    }))?;
-    let sent = client.request(request);
-    let answered = match timeout {
-        Some(limit) => tokio::time::timeout(limit, sent).await.map_err(|_| {
-            anyhow::anyhow!(
-                "the daemon at {address} did not answer within {} s",
-                limit.as_secs()
-            )
-        })?,
-        None => sent.await,
-    };
-    let response = answered.map_err(|e| {
-        anyhow::anyhow!("cannot reach the daemon's status endpoint at {address}: {e}")
-    })?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    if !status.is_success() {
-        // The daemon's own error, said as if the command had failed here.
-        #[derive(serde::Deserialize)]
-        struct Refusal {
-            error: String,
-        }
-        if let Ok(refusal) = serde_json::from_slice::<Refusal>(&body) {
-            anyhow::bail!("{}", refusal.error);
-        }
-        anyhow::bail!(
-            "the daemon at {address} answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-    Ok(serde_json::from_slice(&body)?)
 }
 
 #[cfg(test)]

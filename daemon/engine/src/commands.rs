@@ -1,0 +1,383 @@
+//! The commands that work on the state directory (`mine`, `plan`, `apply`, `rollback`,
+//! `rotate`) and the hand-over protocol to a running daemon, as wire types separate from
+//! the command line's. A command runs in the calling process when no daemon holds the state;
+//! while a daemon does, it is handed to it (`POST /command`) and the daemon runs it with its
+//! own state, ports and configuration. Either way it produces the same output and exit code,
+//! so a user (or a pipeline) sees no difference but a log line saying who ran it.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::plan::ApplyOutcome;
+use crate::ports::Ports;
+use crate::records::{TrialRecord, TrialStatus};
+use crate::{Engine, mine, plan, rotate, trial};
+
+/// Data formats of most commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// The formats of a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+    Terraform,
+    Cloudformation,
+    Serverless,
+}
+
+/// `whittle mine`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MineCommand {
+    /// Only this local copy of a trail instead of the configured sources (absolute).
+    pub from_dir: Option<PathBuf>,
+    pub lookback_days: Option<u32>,
+    /// Only these configured sources.
+    pub sources: Vec<String>,
+    pub format: OutputFormat,
+    pub no_progress: bool,
+}
+
+/// `whittle plan` (make one) or `whittle plan show ID`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanCommand {
+    Make { roles: Vec<String>, format: PlanFormat },
+    Show { id: String, format: PlanFormat },
+}
+
+/// `whittle apply`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyCommand {
+    pub plan_id: String,
+    pub force: bool,
+    pub roles: Vec<String>,
+    pub format: OutputFormat,
+}
+
+/// `whittle rollback`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RollbackCommand {
+    pub change_id: Option<String>,
+    pub role: Option<String>,
+    pub format: OutputFormat,
+}
+
+/// `whittle rotate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotateCommand {
+    pub secrets: Vec<String>,
+    pub now: bool,
+    pub dry_run: bool,
+    pub format: OutputFormat,
+}
+
+/// A command on the state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", content = "args", rename_all = "kebab-case")]
+pub enum StateCommand {
+    Mine(MineCommand),
+    Plan(PlanCommand),
+    Apply(ApplyCommand),
+    Rollback(RollbackCommand),
+    Rotate(RotateCommand),
+}
+
+impl StateCommand {
+    /// Whether the command changes roles or secrets, and so first finishes any apply,
+    /// rollback, trial or rotation a crashed whittle left unfinished.
+    pub fn reconciles_first(&self) -> bool {
+        match self {
+            StateCommand::Apply(_) | StateCommand::Rollback(_) => true,
+            StateCommand::Rotate(args) => !args.dry_run,
+            StateCommand::Mine(_) | StateCommand::Plan(_) => false,
+        }
+    }
+}
+
+/// What the person running the command is looking at.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Terminal {
+    /// stdout is a terminal: text plans are coloured.
+    pub color: bool,
+    /// stderr is a terminal: long work draws a progress bar.
+    pub progress: bool,
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Output {
+    pub stdout: String,
+    pub exit_code: u8,
+}
+
+/// `POST /command`: a command on the state that a `whittle` process hands to the daemon.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CommandRequest {
+    pub command: StateCommand,
+    /// The configuration text the command loaded; it must be the daemon's.
+    pub config_text: String,
+    pub terminal: Terminal,
+}
+
+/// `POST /usage`: what `whittle usage` asks a running daemon.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UsageQuery {
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub since_ms: i64,
+}
+
+/// `POST /trial`: what `whittle trial` hands to a running daemon.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TrialRequest {
+    pub plan_id: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// An absolute playbook path.
+    #[serde(default)]
+    pub playbook: Option<PathBuf>,
+}
+
+/// The answer to [`TrialRequest`]: the roles the daemon will try.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TrialAccepted {
+    pub plan_id: String,
+    pub roles: Vec<String>,
+}
+
+/// The latest finished trial of each of `roles` started at or after `since`, if every one
+/// has finished (what `whittle trial --wait` polls `GET /trials/{plan}` for).
+pub fn verdicts(
+    trials: &[TrialRecord],
+    roles: &[String],
+    since: whittle_state::Timestamp,
+) -> Option<Vec<TrialRecord>> {
+    roles
+        .iter()
+        .map(|role| {
+            trials
+                .iter()
+                .filter(|t| &t.role_arn == role && t.started_at >= since)
+                .filter(|t| t.status != TrialStatus::Running)
+                .max_by_key(|t| t.started_at)
+                .cloned()
+        })
+        .collect()
+}
+
+/// Runs `command` with `ctx`'s configuration, state and AWS clients. `cancel` stops long
+/// work (mining) after the step under way, keeping what was done.
+pub async fn run<P: Ports>(
+    engine: &Engine<P>,
+    command: &StateCommand,
+    terminal: Terminal,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Output> {
+    match command {
+        StateCommand::Mine(args) => mine_command(engine, args, terminal, cancel).await,
+        StateCommand::Plan(PlanCommand::Show { id, format }) => {
+            render_plan(&plan::load_plan(&engine.state, id)?, *format, terminal)
+        }
+        StateCommand::Plan(PlanCommand::Make { roles, format }) => {
+            render_plan(&plan::make_plan(engine, roles).await?, *format, terminal)
+        }
+        StateCommand::Apply(args) => apply_command(engine, args).await,
+        StateCommand::Rollback(args) => rollback_command(engine, args).await,
+        StateCommand::Rotate(args) => rotate_command(engine, args).await,
+    }
+}
+
+fn json(value: &impl Serialize) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(value)? + "\n")
+}
+
+async fn mine_command<P: Ports>(
+    engine: &Engine<P>,
+    args: &MineCommand,
+    terminal: Terminal,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Output> {
+    let mut config = (*engine.config).clone();
+    if let Some(days) = args.lookback_days {
+        config.mining.lookback_days = days;
+    }
+    let engine = engine.with_config(config);
+    let request = mine::MineRequest {
+        from_dir: args.from_dir.clone(),
+        only: args.sources.clone(),
+        progress: !args.no_progress && args.format == OutputFormat::Text && terminal.progress,
+    };
+    let report = mine::mine(&engine, &request, cancel).await?;
+    Ok(Output {
+        stdout: match args.format {
+            OutputFormat::Text => mine::render_text(&report),
+            OutputFormat::Json => json(&report)?,
+        },
+        exit_code: u8::from(report.nothing_read()),
+    })
+}
+
+/// A plan in one of its formats, and the exit code `whittle plan` gives it: 1 when a role
+/// could not be planned, else 2 when anything would change, else 0.
+pub fn render_plan(
+    plan: &whittle_planner::plan::Plan,
+    format: PlanFormat,
+    terminal: Terminal,
+) -> anyhow::Result<Output> {
+    use whittle_planner::plan::{RoleStatus, render};
+    let stdout = match format {
+        PlanFormat::Text => render::text(plan, terminal.color),
+        PlanFormat::Json => json(plan)?,
+        PlanFormat::Markdown => render::markdown(plan),
+        PlanFormat::Terraform => render::terraform(plan),
+        PlanFormat::Cloudformation => render::cloudformation(plan),
+        PlanFormat::Serverless => render::serverless(plan),
+    };
+    let exit_code = if plan.roles.iter().any(|r| r.status == RoleStatus::Error) {
+        1
+    } else if plan.has_changes() {
+        2
+    } else {
+        0
+    };
+    Ok(Output { stdout, exit_code })
+}
+
+async fn apply_command<P: Ports>(
+    engine: &Engine<P>,
+    args: &ApplyCommand,
+) -> anyhow::Result<Output> {
+    let outcomes = plan::apply(engine, &args.plan_id, &args.roles, args.force).await?;
+    let mut stdout = String::new();
+    match args.format {
+        OutputFormat::Text => {
+            for o in &outcomes {
+                writeln!(
+                    stdout,
+                    "{} {}: {}{}",
+                    o.outcome.as_str(),
+                    o.role_arn,
+                    o.detail,
+                    o.change_id
+                        .as_ref()
+                        .map(|id| format!(" (undo: whittle rollback {id})"))
+                        .unwrap_or_default()
+                )?;
+            }
+        }
+        OutputFormat::Json => stdout = json(&outcomes)?,
+    }
+    Ok(Output {
+        stdout,
+        exit_code: u8::from(outcomes.iter().any(|o| o.outcome == ApplyOutcome::Failed)),
+    })
+}
+
+async fn rollback_command<P: Ports>(
+    engine: &Engine<P>,
+    args: &RollbackCommand,
+) -> anyhow::Result<Output> {
+    let done = |stdout: String| Output {
+        stdout,
+        exit_code: 0,
+    };
+    // A running trial first (by id, or the role's); otherwise a change.
+    let trial_id = args
+        .change_id
+        .as_deref()
+        .filter(|id| id.starts_with("trial-"));
+    if trial_id.is_some() || args.role.is_some() {
+        if let Some(record) = trial::rollback(engine, trial_id, args.role.as_deref()).await? {
+            return Ok(done(match args.format {
+                OutputFormat::Text => format!(
+                    "restored {} to its snapshot before trial {} (plan {})\n",
+                    record.role_arn, record.id, record.plan_id
+                ),
+                OutputFormat::Json => json(&record)?,
+            }));
+        }
+        if let Some(id) = trial_id {
+            // Not running: already finished (a restart rolls an interrupted trial back).
+            return match engine.state.tree::<TrialRecord>()?.get(&id.to_owned())? {
+                Some(record) => Ok(done(format!(
+                    "trial {id} is not running: it {} {}\n",
+                    match record.status {
+                        TrialStatus::RolledBack => "was already rolled back;",
+                        TrialStatus::Passed => "passed;",
+                        TrialStatus::Refused => "was refused;",
+                        TrialStatus::Running => "is running elsewhere;",
+                    },
+                    record.reason.as_deref().unwrap_or("")
+                ))),
+                None => anyhow::bail!("no trial `{id}` (`whittle status` lists trials)"),
+            };
+        }
+    }
+    let change = plan::rollback(engine, args.change_id.as_deref(), args.role.as_deref()).await?;
+    Ok(done(match args.format {
+        OutputFormat::Text => format!(
+            "restored {} to its policies before change {} (plan {})\n",
+            change.role_arn, change.id, change.plan_id
+        ),
+        OutputFormat::Json => json(&change)?,
+    }))
+}
+
+async fn rotate_command<P: Ports>(
+    engine: &Engine<P>,
+    args: &RotateCommand,
+) -> anyhow::Result<Output> {
+    let reports = rotate::run(engine, &args.secrets, args.now, args.dry_run).await?;
+    let mut stdout = String::new();
+    match args.format {
+        OutputFormat::Text => {
+            if reports.is_empty() {
+                writeln!(
+                    stdout,
+                    "no rotations configured ([[rotation]] in {})",
+                    engine.config.base_dir.display()
+                )?;
+            }
+            for r in &reports {
+                writeln!(
+                    stdout,
+                    "{} {} ({} {}, {}): {}{}{}",
+                    r.outcome.as_str(),
+                    r.name,
+                    r.store.as_str(),
+                    r.secret,
+                    r.kind,
+                    r.when,
+                    r.version
+                        .as_ref()
+                        .map(|v| format!("; version {v}"))
+                        .unwrap_or_default(),
+                    r.reason
+                        .as_ref()
+                        .map(|v| format!("; {v}"))
+                        .unwrap_or_default(),
+                )?;
+                for (i, step) in r.steps.iter().enumerate() {
+                    writeln!(stdout, "    {}. {step}", i + 1)?;
+                }
+            }
+        }
+        OutputFormat::Json => stdout = json(&reports)?,
+    }
+    Ok(Output {
+        stdout,
+        exit_code: u8::from(reports.iter().any(|r| r.outcome.is_failure())),
+    })
+}

@@ -1,0 +1,258 @@
+//! The ports: everything the engine needs from outside the process, as traits over whittle's
+//! own types. `daemon/adapters` implements them with the AWS SDK, one HTTPS client, the
+//! process runner and the system clock; the engine's tests implement them in memory
+//! (`crate::testing`).
+//!
+//! Every method names the configured account it acts in; the adapter keeps one SDK
+//! configuration per account. Errors are [`AwsError`]s classified from the SDK's typed error
+//! codes, so the engine decides on a kind (`NotFound`, `Throttled`, …), never on message text.
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use whittle_planner::plan::{ManagedPolicy, RolePolicies};
+pub use whittle_planner::targets::RoleSummary;
+pub use whittle_planner::usage::ServiceLastAccessed;
+pub use whittle_playbooks::rotation::machine::{HttpCall, PortError, Ports as SecretPorts};
+pub use whittle_state::Clock;
+
+/// What kind of failure an AWS call had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsErrorKind {
+    /// The entity does not exist (`NoSuchEntity`, `ResourceNotFoundException`, …).
+    NotFound,
+    /// The entity exists already (`EntityAlreadyExists`).
+    AlreadyExists,
+    /// The service throttled the call (`ThrottlingException`, `Throttling`).
+    Throttled,
+    /// The caller may not make the call.
+    AccessDenied,
+    /// Anything else: no connection, a timeout, another service error.
+    Other,
+}
+
+/// A failed AWS call: its kind, and one line naming the call and what to check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct AwsError {
+    pub kind: AwsErrorKind,
+    pub message: String,
+}
+
+impl AwsError {
+    pub fn new(kind: AwsErrorKind, message: impl Into<String>) -> AwsError {
+        AwsError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+pub type AwsResult<T> = Result<T, AwsError>;
+
+/// Who an account's credentials are (sts:GetCallerIdentity).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub account: String,
+    pub arn: String,
+    pub user_id: String,
+}
+
+/// IAM and STS: identities, roles and their policies, last-accessed data.
+pub trait Iam: Send + Sync {
+    /// sts:GetCallerIdentity with the account's credentials.
+    fn caller_identity(&self, account: &str) -> impl Future<Output = AwsResult<Identity>> + Send;
+    /// Every role of the account, with its path and tags.
+    fn list_roles(&self, account: &str)
+    -> impl Future<Output = AwsResult<Vec<RoleSummary>>> + Send;
+    /// One role with its path and tags.
+    fn role_summary(
+        &self,
+        account: &str,
+        role_arn: &str,
+    ) -> impl Future<Output = AwsResult<RoleSummary>> + Send;
+    /// Everything that grants or limits the role's permissions: inline policies, attached
+    /// managed policies and the boundary, each managed one at its default version, documents
+    /// URL-decoded.
+    fn role_policies(
+        &self,
+        account: &str,
+        role_arn: &str,
+    ) -> impl Future<Output = AwsResult<RolePolicies>> + Send;
+    fn put_role_policy(
+        &self,
+        account: &str,
+        role_arn: &str,
+        policy_name: &str,
+        document: &str,
+    ) -> impl Future<Output = AwsResult<()>> + Send;
+    /// Deletes an inline policy; one already gone counts as deleted (a retried step).
+    fn delete_role_policy(
+        &self,
+        account: &str,
+        role_arn: &str,
+        policy_name: &str,
+    ) -> impl Future<Output = AwsResult<()>> + Send;
+    /// Attaches a managed policy (idempotent in IAM).
+    fn attach_role_policy(
+        &self,
+        account: &str,
+        role_arn: &str,
+        policy_arn: &str,
+    ) -> impl Future<Output = AwsResult<()>> + Send;
+    /// Detaches a managed policy; one not attached counts as detached.
+    fn detach_role_policy(
+        &self,
+        account: &str,
+        role_arn: &str,
+        policy_arn: &str,
+    ) -> impl Future<Output = AwsResult<()>> + Send;
+    /// Creates a customer-managed policy and returns its ARN; an existing policy of that
+    /// name (a retried step) is returned as it is.
+    fn create_policy(
+        &self,
+        account: &str,
+        name: &str,
+        document: &str,
+        description: &str,
+    ) -> impl Future<Output = AwsResult<String>> + Send;
+    /// Deletes a customer-managed policy; one already gone counts as deleted.
+    fn delete_policy(&self, account: &str, arn: &str) -> impl Future<Output = AwsResult<()>> + Send;
+    fn put_role_permissions_boundary(
+        &self,
+        account: &str,
+        role_arn: &str,
+        policy_arn: &str,
+    ) -> impl Future<Output = AwsResult<()>> + Send;
+    /// Removes the role's boundary; a role without one counts as done.
+    fn delete_role_permissions_boundary(
+        &self,
+        account: &str,
+        role_arn: &str,
+    ) -> impl Future<Output = AwsResult<()>> + Send;
+    /// IAM's last-accessed data for one role, at action level where AWS tracks it.
+    fn last_accessed(
+        &self,
+        account: &str,
+        role_arn: &str,
+    ) -> impl Future<Output = AwsResult<Vec<ServiceLastAccessed>>> + Send;
+}
+
+/// Where CloudTrail delivers its log files: S3.
+pub trait TrailStore: Send + Sync {
+    /// The key of every object under `prefix`.
+    fn list_objects(
+        &self,
+        account: &str,
+        bucket: &str,
+        prefix: &str,
+    ) -> impl Future<Output = AwsResult<Vec<String>>> + Send;
+    /// The folders directly under `prefix` (common prefixes for `/`), each ending with `/`.
+    fn list_folders(
+        &self,
+        account: &str,
+        bucket: &str,
+        prefix: &str,
+    ) -> impl Future<Output = AwsResult<Vec<String>>> + Send;
+    /// The bytes of one object.
+    fn get_object(
+        &self,
+        account: &str,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = AwsResult<Vec<u8>>> + Send;
+}
+
+/// One page of LookupEvents.
+#[derive(Debug, Clone, Default)]
+pub struct LookupPage {
+    /// Each event's `CloudTrailEvent`: the record as a JSON string.
+    pub events: Vec<String>,
+    pub next_token: Option<String>,
+}
+
+/// CloudTrail's LookupEvents API.
+pub trait LookupEvents: Send + Sync {
+    /// One page of events between two times (ms), in `region`, at most 50 events.
+    fn lookup_events(
+        &self,
+        account: &str,
+        region: &str,
+        start_ms: i64,
+        end_ms: i64,
+        next_token: Option<String>,
+    ) -> impl Future<Output = AwsResult<LookupPage>> + Send;
+}
+
+/// An Athena query and where to run it.
+#[derive(Debug, Clone)]
+pub struct AthenaQuery {
+    pub sql: String,
+    pub database: String,
+    pub workgroup: Option<String>,
+    pub output_location: String,
+    /// The expected column names, to recognise the header row.
+    pub columns: Vec<String>,
+}
+
+/// Athena.
+pub trait Athena: Send + Sync {
+    /// Runs one query to completion and returns its rows (header row removed), each a list
+    /// of nullable strings. `cancelled` is polled between status checks; when it says yes
+    /// the query is stopped and an error returned.
+    fn athena_query(
+        &self,
+        account: &str,
+        query: &AthenaQuery,
+        cancelled: &(dyn Fn() -> bool + Sync),
+    ) -> impl Future<Output = AwsResult<Vec<Vec<Option<String>>>>> + Send;
+}
+
+/// The workload a trial exercises and watches: Lambda and CloudWatch.
+pub trait Workload: Send + Sync {
+    /// Invokes a function synchronously; an error names a function error too.
+    fn invoke_function(
+        &self,
+        account: &str,
+        function: &str,
+        payload: &str,
+    ) -> impl Future<Output = AwsResult<()>> + Send;
+    /// The sum of a function's `Errors` (AWS/Lambda) between two times (ms).
+    fn lambda_errors(
+        &self,
+        account: &str,
+        function: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> impl Future<Output = AwsResult<f64>> + Send;
+}
+
+/// An outbound HTTP(S) request that is not a playbook's (which go through
+/// [`SecretPorts::http`], HTTPS only): a webhook, AWS's Service Reference.
+#[derive(Debug, Clone)]
+pub struct WebRequest {
+    pub method: &'static str,
+    pub url: String,
+    /// `content-type: application/json` when set.
+    pub json_body: Option<Vec<u8>>,
+    pub timeout: Duration,
+}
+
+/// Outbound HTTP(S), TLS verified against the system's roots.
+pub trait Web: Send + Sync {
+    /// Sends the request; returns the status and the body. Err when no answer came.
+    fn send(&self, request: &WebRequest) -> impl Future<Output = Result<(u16, Vec<u8>), String>> + Send;
+}
+
+/// Everything the engine's workflows need, as one bound: the AWS services, outbound HTTP,
+/// the rotation machine's ports (Secrets Manager, SSM, KMS, IAM access keys, playbook HTTPS
+/// and scripts, the clock).
+pub trait Ports:
+    Iam + TrailStore + LookupEvents + Athena + Workload + Web + SecretPorts + Clock + 'static
+{
+}
+
+impl<T> Ports for T where
+    T: Iam + TrailStore + LookupEvents + Athena + Workload + Web + SecretPorts + Clock + 'static
+{
+}

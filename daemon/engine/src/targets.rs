@@ -1,0 +1,162 @@
+//! Target discovery, in one place: which roles of the configured accounts whittle may
+//! change. The `discover` job, `plan`, `apply`, trials and the last-accessed refresh all ask
+//! here; the selector itself (patterns, tags, protected roles) is the planner's.
+
+use anyhow::Context as _;
+use tracing::info;
+use whittle_planner::targets::{Selection, role_arn_of_caller};
+
+use crate::Engine;
+use crate::ports::{Identity, Ports};
+use crate::records::{ProtectedRole, RoleInventory};
+
+/// A target role and the configured account it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub account: String,
+    pub arn: String,
+}
+
+/// sts:GetCallerIdentity for one account, checked against the configured account id.
+pub async fn identity<P: Ports>(engine: &Engine<P>, account: &str) -> anyhow::Result<Identity> {
+    let identity = engine.ports.caller_identity(account).await?;
+    let expected = engine.config.account(account).and_then(|a| a.id.as_ref());
+    if let Some(expected) = expected
+        && expected.0 != identity.account
+    {
+        anyhow::bail!(
+            "the credentials are for account {} ({}), but [[aws.accounts]] `{account}` says id {expected}; fix the id or the credentials",
+            identity.account,
+            identity.arn
+        );
+    }
+    Ok(identity)
+}
+
+/// Lists every role of `account` and classifies it (target, protected with why, or not
+/// selected). Read-only on AWS.
+pub async fn discover_account<P: Ports>(
+    engine: &Engine<P>,
+    account: &str,
+) -> anyhow::Result<RoleInventory> {
+    let selector = engine.config.target_selector();
+    let identity = identity(engine, account).await?;
+    let own_role = role_arn_of_caller(&identity.arn);
+    let roles = engine.ports.list_roles(account).await?;
+    let mut inventory = RoleInventory {
+        account: account.to_owned(),
+        account_id: identity.account.clone(),
+        refreshed_at: engine.now(),
+        targets: Vec::new(),
+        protected: Vec::new(),
+        not_selected: 0,
+    };
+    for role in &roles {
+        match selector.classify(role, own_role.as_deref()) {
+            Selection::Target => inventory.targets.push(role.arn.clone()),
+            Selection::Protected(reason) => inventory.protected.push(ProtectedRole {
+                arn: role.arn.clone(),
+                reason,
+            }),
+            Selection::NotSelected => inventory.not_selected += 1,
+        }
+    }
+    inventory.targets.sort();
+    inventory.protected.sort_by(|a, b| a.arn.cmp(&b.arn));
+    info!(
+        account,
+        targets = inventory.targets.len(),
+        protected = inventory.protected.len(),
+        not_selected = inventory.not_selected,
+        "Discovered roles"
+    );
+    Ok(inventory)
+}
+
+/// The target roles of every configured account, live from IAM, sorted.
+pub async fn all_targets<P: Ports>(engine: &Engine<P>) -> anyhow::Result<Vec<Target>> {
+    let mut out = Vec::new();
+    for account in engine.config.account_names() {
+        let inventory = discover_account(engine, account)
+            .await
+            .with_context(|| format!("account `{account}`"))?;
+        out.extend(inventory.targets.into_iter().map(|arn| Target {
+            account: account.to_owned(),
+            arn,
+        }));
+    }
+    out.sort_by(|a, b| a.arn.cmp(&b.arn));
+    Ok(out)
+}
+
+/// The targets of one account: the last `discover` inventory, or listed now when there is
+/// none yet.
+pub async fn account_targets<P: Ports>(
+    engine: &Engine<P>,
+    account: &str,
+) -> anyhow::Result<Vec<String>> {
+    if let Some(inventory) = engine
+        .state
+        .tree::<RoleInventory>()?
+        .get(&account.to_owned())?
+    {
+        return Ok(inventory.targets);
+    }
+    Ok(discover_account(engine, account).await?.targets)
+}
+
+/// Whether each of `arns` is a target now: the account it is in, or why not. One GetRole per
+/// role (its tags included) rather than listing every role of every account.
+pub async fn classify<P: Ports>(
+    engine: &Engine<P>,
+    arns: &[String],
+) -> anyhow::Result<Vec<(String, Result<String, String>)>> {
+    let selector = engine.config.target_selector();
+    let mut accounts = Vec::new();
+    for account in engine.config.account_names() {
+        let identity = identity(engine, account).await?;
+        let own = role_arn_of_caller(&identity.arn);
+        accounts.push((account.to_owned(), identity.account, own));
+    }
+    let mut out = Vec::new();
+    for arn in arns {
+        let id = arn.split(':').nth(4).unwrap_or_default();
+        let verdict = match accounts.iter().find(|(_, account_id, _)| account_id == id) {
+            None => Err(format!(
+                "role {arn} is in none of the configured accounts ({})",
+                engine.config.account_names().collect::<Vec<_>>().join(", ")
+            )),
+            Some((name, _, own)) => match engine.ports.role_summary(name, arn).await {
+                Ok(role) => match selector.classify(&role, own.as_deref()) {
+                    Selection::Target => Ok(name.clone()),
+                    Selection::Protected(reason) => Err(format!(
+                        "role {arn} is protected ({reason}); whittle never changes it"
+                    )),
+                    Selection::NotSelected => Err(format!(
+                        "role {arn} is not a target: it does not match [targets] arn_patterns and tags"
+                    )),
+                },
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        out.push((arn.clone(), verdict));
+    }
+    Ok(out)
+}
+
+/// Only the targets among `only` (each must be one; the error says why not), or every
+/// target of every account when `only` is empty.
+pub async fn targets<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow::Result<Vec<Target>> {
+    if only.is_empty() {
+        return all_targets(engine).await;
+    }
+    let mut out = Vec::new();
+    for (arn, verdict) in classify(engine, only).await? {
+        out.push(Target {
+            account: verdict.map_err(|reason| anyhow::anyhow!(reason))?,
+            arn,
+        });
+    }
+    out.sort_by(|a, b| a.arn.cmp(&b.arn));
+    Ok(out)
+}
