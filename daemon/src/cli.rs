@@ -6,7 +6,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{Config, EndpointUrl, LogFormat, LoopbackAddr};
+use whittle_engine::commands::{
+    ApplyCommand, MineCommand, PlanCommand as PlanWire, RollbackCommand, RotateCommand,
+    StateCommand,
+};
+use whittle_engine::config::{Config, EndpointUrl, LogFormat as ConfigLogFormat, LoopbackAddr};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -107,7 +111,10 @@ impl GlobalArgs {
             config.state.dir.clone_from(dir);
         }
         if let Some(format) = self.log_format {
-            config.log.format = format;
+            config.log.format = match format {
+                LogFormat::Human => ConfigLogFormat::Human,
+                LogFormat::Json => ConfigLogFormat::Json,
+            };
         }
         if let Some(level) = &self.log_level {
             config.log.level.clone_from(level);
@@ -123,6 +130,15 @@ impl GlobalArgs {
         }
         Ok(())
     }
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines, coloured on a terminal.
+    Human,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,7 +196,7 @@ pub enum Command {
     Version,
 }
 
-#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Args)]
 pub struct MineArgs {
     /// Read only this local copy of a trail (any depth of AWSLogs/... folders, or loose
     /// .json.gz / .json files) instead of the configured sources.
@@ -214,8 +230,7 @@ pub struct UsageArgs {
     pub format: OutputFormat,
 }
 
-#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
-#[command(args_conflicts_with_subcommands = true)]
+#[derive(Debug, Clone, Args)]
 pub struct PlanArgs {
     #[command(subcommand)]
     pub show: Option<PlanCommand>,
@@ -228,7 +243,7 @@ pub struct PlanArgs {
     pub format: PlanFormat,
 }
 
-#[derive(Debug, Clone, Subcommand, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum PlanCommand {
     /// Render a stored plan again.
     Show {
@@ -239,7 +254,7 @@ pub enum PlanCommand {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PlanFormat {
     Text,
     Json,
@@ -249,7 +264,7 @@ pub enum PlanFormat {
     Serverless,
 }
 
-#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Args)]
 pub struct ApplyArgs {
     /// The plan id.
     pub plan_id: String,
@@ -282,7 +297,7 @@ pub struct TrialArgs {
     pub format: OutputFormat,
 }
 
-#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Args)]
 pub struct RollbackArgs {
     /// The change id `whittle apply` printed, or a trial id.
     #[arg(required_unless_present = "role")]
@@ -294,7 +309,7 @@ pub struct RollbackArgs {
     pub format: OutputFormat,
 }
 
-#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Args)]
 pub struct RotateArgs {
     /// Only this rotation (its name, or its secret id / parameter name; repeatable).
     #[arg(long = "secret", value_name = "NAME|ID")]
@@ -367,7 +382,7 @@ pub enum IamDataCommand {
         #[arg(
             long,
             env = "WHITTLE_SERVICE_REFERENCE_URL",
-            default_value = crate::iam_data::SERVICE_REFERENCE_URL,
+            default_value = whittle_engine::iam_data::SERVICE_REFERENCE_URL,
             value_name = "URL"
         )]
         url: String,
@@ -394,7 +409,7 @@ impl DaemonArgs {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Text,
     Json,
@@ -409,4 +424,126 @@ pub struct StatusArgs {
     /// the exact error; exits 1 if any account fails.
     #[arg(long)]
     pub check_aws: bool,
+}
+
+impl From<OutputFormat> for whittle_engine::commands::OutputFormat {
+    fn from(format: OutputFormat) -> Self {
+        match format {
+            OutputFormat::Text => Self::Text,
+            OutputFormat::Json => Self::Json,
+        }
+    }
+}
+
+impl From<PlanFormat> for whittle_engine::commands::PlanFormat {
+    fn from(format: PlanFormat) -> Self {
+        match format {
+            PlanFormat::Text => Self::Text,
+            PlanFormat::Json => Self::Json,
+            PlanFormat::Markdown => Self::Markdown,
+            PlanFormat::Terraform => Self::Terraform,
+            PlanFormat::Cloudformation => Self::Cloudformation,
+            PlanFormat::Serverless => Self::Serverless,
+        }
+    }
+}
+
+impl MineArgs {
+    /// The command as the engine (or a running daemon) takes it. A relative `--from-dir`
+    /// is made absolute here: the daemon that may run it has another working directory.
+    pub fn to_command(&self) -> StateCommand {
+        StateCommand::Mine(MineCommand {
+            from_dir: self
+                .from_dir
+                .clone()
+                .map(|dir| std::fs::canonicalize(&dir).unwrap_or(dir)),
+            lookback_days: self.lookback_days,
+            sources: self.sources.clone(),
+            format: self.format.into(),
+            no_progress: self.no_progress,
+        })
+    }
+}
+
+impl PlanArgs {
+    pub fn to_command(&self) -> anyhow::Result<StateCommand> {
+        Ok(StateCommand::Plan(match &self.show {
+            Some(PlanCommand::Show { id, format }) => {
+                if !self.roles.is_empty() {
+                    anyhow::bail!(
+                        "--role chooses the roles of a new plan; `whittle plan show ID` shows a stored plan whole"
+                    );
+                }
+                PlanWire::Show {
+                    id: id.clone(),
+                    format: (*format).into(),
+                }
+            }
+            None => PlanWire::Make {
+                roles: self.roles.clone(),
+                format: self.format.into(),
+            },
+        }))
+    }
+}
+
+impl ApplyArgs {
+    pub fn to_command(&self) -> StateCommand {
+        StateCommand::Apply(ApplyCommand {
+            plan_id: self.plan_id.clone(),
+            force: self.force,
+            roles: self.roles.clone(),
+            format: self.format.into(),
+        })
+    }
+}
+
+impl RollbackArgs {
+    pub fn to_command(&self) -> StateCommand {
+        StateCommand::Rollback(RollbackCommand {
+            change_id: self.change_id.clone(),
+            role: self.role.clone(),
+            format: self.format.into(),
+        })
+    }
+}
+
+impl RotateArgs {
+    pub fn to_command(&self) -> StateCommand {
+        StateCommand::Rotate(RotateCommand {
+            secrets: self.secrets.clone(),
+            now: self.now,
+            dry_run: self.dry_run,
+            format: self.format.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_options_work_before_and_after_a_nested_subcommand() {
+        for argv in [
+            &["whittle", "plan", "--config", "c.toml", "show", "plan-1"][..],
+            &["whittle", "--config", "c.toml", "plan", "show", "plan-1"],
+            &["whittle", "plan", "show", "plan-1", "--config", "c.toml"],
+            &[
+                "whittle", "plan", "show", "--state", "s", "plan-1", "--format", "json",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            let Command::Plan(plan) = &cli.command else {
+                panic!("{argv:?}: not a plan command");
+            };
+            assert!(
+                matches!(&plan.show, Some(PlanCommand::Show { id, .. }) if id == "plan-1"),
+                "{argv:?}"
+            );
+        }
+        let cli = Cli::try_parse_from(["whittle", "plan", "--config", "c.toml", "show", "p"])
+            .expect("parses");
+        assert_eq!(cli.global.config, std::path::PathBuf::from("c.toml"));
+    }
 }

@@ -1,3 +1,18 @@
+//! The client side of the hand-over protocol: how a `whittle` command reaches the daemon
+//! that holds its state directory, over the loopback endpoint the lock file names, with the
+//! token the lock file (0600) carries. The wire types are the engine's
+//! (`whittle_engine::commands`); the requests go through the adapters' one HTTP client.
+
+use std::time::Duration;
+
+use whittle_adapters::Adapters;
+use whittle_engine::commands::{CommandRequest, Output};
+use whittle_engine::ports::{Web, WebRequest};
+use whittle_engine::status::StatusReport;
+use whittle_state::State;
+
+use crate::http::TOKEN_HEADER;
+
 /// A running daemon's status endpoint and token, as the lock file of its state names them.
 #[derive(Debug, Clone)]
 pub struct DaemonLink {
@@ -18,70 +33,65 @@ impl DaemonLink {
     }
 }
 
+/// How long a quick question (status, usage, a trial's progress) may take.
+const QUICK: Duration = Duration::from_secs(10);
+/// A handed-over command runs to its end, however long: a day is "no limit" in practice.
+const UNBOUNDED: Duration = Duration::from_secs(24 * 3600);
+
 /// Asks a running daemon for its report.
-pub async fn fetch(daemon: &DaemonLink) -> anyhow::Result<StatusReport> {
-    ask_daemon(daemon, "/status", None).await
+pub async fn fetch(web: &Adapters, daemon: &DaemonLink) -> anyhow::Result<StatusReport> {
+    ask_daemon(web, daemon, "/status", None).await
 }
 
 /// Hands a command to the running daemon and waits, however long it takes, for its output.
 pub async fn ask_daemon_to_run(
+    web: &Adapters,
     daemon: &DaemonLink,
-    request: serde_json::Value,
-) -> anyhow::Result<crate::commands::Output> {
-    request_daemon(daemon, "/command", Some(request), None).await
+    request: &CommandRequest,
+) -> anyhow::Result<Output> {
+    request_daemon(
+        web,
+        daemon,
+        "/command",
+        Some(serde_json::to_vec(request)?),
+        UNBOUNDED,
+    )
+    .await
 }
 
 /// Asks the running daemon's loopback endpoint: GET `path`, or POST `body` as JSON.
 pub async fn ask_daemon<T: serde::de::DeserializeOwned>(
+    web: &Adapters,
     daemon: &DaemonLink,
     path: &str,
-    body: Option<serde_json::Value>,
+    body: Option<Vec<u8>>,
 ) -> anyhow::Result<T> {
-    request_daemon(daemon, path, body, Some(std::time::Duration::from_secs(10))).await
+    request_daemon(web, daemon, path, body, QUICK).await
 }
 
 async fn request_daemon<T: serde::de::DeserializeOwned>(
+    web: &Adapters,
     daemon: &DaemonLink,
     path: &str,
-    body: Option<serde_json::Value>,
-    timeout: Option<std::time::Duration>,
+    body: Option<Vec<u8>>,
+    timeout: Duration,
 ) -> anyhow::Result<T> {
     let address = &daemon.address;
-    use http_body_util::{BodyExt, Full};
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
-
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<hyper::body::Bytes>>();
-    let uri: hyper::Uri = format!("http://{address}{path}").parse()?;
-    let mut request = match body {
-        Some(_) => {
-            hyper::Request::post(uri).header(hyper::header::CONTENT_TYPE, "application/json")
-        }
-        None => hyper::Request::get(uri),
+    let request = WebRequest {
+        method: if body.is_some() { "POST" } else { "GET" },
+        url: format!("http://{address}{path}"),
+        headers: daemon
+            .token
+            .iter()
+            .map(|token| (TOKEN_HEADER, token.clone()))
+            .collect(),
+        json_body: body,
+        timeout,
     };
-    if let Some(token) = &daemon.token {
-        request = request.header(crate::http::TOKEN_HEADER, token);
-    }
-    let request = request.body(Full::new(match body {
-        Some(body) => hyper::body::Bytes::from(body.to_string()),
-        None => hyper::body::Bytes::new(),
-    }))?;
-    let sent = client.request(request);
-    let answered = match timeout {
-        Some(limit) => tokio::time::timeout(limit, sent).await.map_err(|_| {
-            anyhow::anyhow!(
-                "the daemon at {address} did not answer within {} s",
-                limit.as_secs()
-            )
-        })?,
-        None => sent.await,
-    };
-    let response = answered.map_err(|e| {
+    let (status, body) = web.send(&request).await.map_err(|e| {
         anyhow::anyhow!("cannot reach the daemon's status endpoint at {address}: {e}")
     })?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    if !status.is_success() {
+    if !(200..300).contains(&status) {
         // The daemon's own error, said as if the command had failed here.
         #[derive(serde::Deserialize)]
         struct Refusal {
@@ -97,4 +107,3 @@ async fn request_daemon<T: serde::de::DeserializeOwned>(
     }
     Ok(serde_json::from_slice(&body)?)
 }
-

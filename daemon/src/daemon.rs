@@ -6,26 +6,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tracing::info;
+use whittle_adapters::Adapters;
+use whittle_engine::{Config, Engine};
 use whittle_state::{LockOwner, State};
 
-use crate::aws::Aws;
-use crate::clock;
-use crate::config::Config;
 use crate::http;
-use crate::jobs::JobContext;
 use crate::metrics::Metrics;
-use crate::reconcile::Registry;
 use crate::scheduler::Scheduler;
 
 /// Runs the daemon until `shutdown` resolves. Everything that can be refused (the lock, the
 /// listen address, the credentials) is checked before anything runs.
-pub async fn run(
-    config: Config,
-    registry: Registry,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let config = Arc::new(config);
-    let dir = &config.state.dir;
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let dir = &config.state.dir.clone();
     // Ask first, open second: a directory held by another daemon is reported without
     // touching it or AWS.
     if let Some(owner) = State::lock_owner(dir)
@@ -37,10 +29,9 @@ pub async fn run(
         }
         .into());
     }
-    let aws = Aws::new(&config).await?;
-    for account in aws.account_names() {
-        let identity = aws
-            .caller_identity(account)
+    let adapters = Adapters::new(&config).await?;
+    for account in config.account_names() {
+        let identity = whittle_engine::targets::check_identity(&adapters, &config, account)
             .await
             .with_context(|| format!("account `{account}`"))?;
         info!(account, arn = %identity.arn, account_id = %identity.account, "AWS credentials verified");
@@ -62,30 +53,25 @@ pub async fn run(
         status_address: Some(address.to_string()),
         token: Some(token.clone()),
     };
-    let state = Arc::new(open_waiting_for_commands(dir, &owner).await?);
+    let state = open_waiting_for_commands(dir, &owner).await?;
     info!(state = %dir.display(), pid = owner.pid, "State opened and locked");
+    let engine = Engine::new(config, state, adapters);
 
-    let summary = registry.reconcile(&state).await?;
+    let summary = whittle_engine::reconcile::reconcile(&engine).await?;
     info!(recovered = summary.recovered, "Reconcile pass done");
-    crate::mine::fold_pending(&state, config.mining.lookback_days)?;
+    whittle_engine::mine::fold_pending(&engine)?;
 
+    let started_at = engine.now();
     let metrics = Arc::new(Metrics::new(
-        i64::try_from(clock::now().0 / 1000).unwrap_or_default(),
+        i64::try_from(started_at.0 / 1000).unwrap_or_default(),
     ));
-    let ctx = Arc::new(JobContext {
-        config: Arc::clone(&config),
-        aws,
-        state: Arc::clone(&state),
-    });
     let stopping = tokio_util::sync::CancellationToken::new();
     let app = http::AppState {
         started: Instant::now(),
-        started_at: clock::now(),
-        config: Arc::clone(&config),
-        state: Arc::clone(&state),
+        started_at,
         metrics: Arc::clone(&metrics),
         listen: address.to_string(),
-        jobs: Arc::clone(&ctx),
+        engine: engine.clone(),
         stopping: stopping.clone(),
         token,
     };
@@ -93,8 +79,8 @@ pub async fn run(
     let server = tokio::spawn(http::serve(listener, app, http_stop.clone()));
     info!(%address, "Status endpoint listening (/healthz, /metrics, /status)");
 
-    let jobs = config.scheduled_jobs();
-    let scheduler = Scheduler::start(jobs, Arc::clone(&ctx), metrics).await?;
+    let jobs = engine.config.scheduled_jobs();
+    let scheduler = Scheduler::start(jobs, &engine, metrics).await?;
     info!("Daemon started");
 
     shutdown.await;
@@ -103,7 +89,7 @@ pub async fn run(
     scheduler.shutdown().await;
     http_stop.cancel();
     server.await.context("status endpoint task")??;
-    state.flush()?;
+    engine.state.flush()?;
     info!("Daemon stopped");
     Ok(())
 }

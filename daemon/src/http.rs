@@ -13,23 +13,24 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use whittle_state::{State, Timestamp};
+use whittle_adapters::Adapters;
+use whittle_engine::Engine;
+use whittle_engine::commands::{CommandRequest, TrialAccepted, TrialRequest, UsageQuery};
+use whittle_engine::records::TrialRecord;
+use whittle_engine::status::{self, DaemonInfo};
+use whittle_engine::{one_line, time};
+use whittle_state::Timestamp;
 
-use crate::clock;
-use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::status::{self, DaemonInfo};
 
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub started: Instant,
     pub started_at: Timestamp,
-    pub config: Arc<Config>,
-    pub state: Arc<State>,
     pub metrics: Arc<Metrics>,
     pub listen: String,
-    /// For work handed to the daemon (trials, commands).
-    pub jobs: Arc<crate::jobs::JobContext>,
+    /// The engine the daemon runs: the work handed to it (trials, commands) runs on it.
+    pub engine: Engine<Adapters>,
     /// Cancelled when the daemon starts to stop: a handed-over command stops after its
     /// current step (mining: the chunk under way), as the scheduled jobs do.
     pub stopping: CancellationToken,
@@ -43,10 +44,19 @@ pub struct AppState {
 pub const TOKEN_HEADER: &str = "x-whittle-token";
 
 impl AppState {
+    fn report(&self) -> anyhow::Result<status::StatusReport> {
+        status::build(
+            &self.engine.config,
+            &self.engine.state,
+            Some(self.daemon_info()),
+            self.engine.now(),
+        )
+    }
+
     fn daemon_info(&self) -> DaemonInfo {
         DaemonInfo {
             pid: std::process::id(),
-            started_at: clock::format(self.started_at),
+            started_at: time::format(self.started_at),
             uptime_seconds: self.started.elapsed().as_secs(),
             listen: self.listen.clone(),
         }
@@ -103,7 +113,7 @@ async fn require_token(
 }
 
 async fn healthz(Extract(app): Extract<AppState>) -> Response {
-    match status::build(&app.config, &app.state, Some(app.daemon_info())) {
+    match app.report() {
         Ok(report) => {
             let jobs: Vec<_> = report
                 .jobs
@@ -121,7 +131,7 @@ async fn healthz(Extract(app): Extract<AppState>) -> Response {
         // The state cannot be read: the daemon is not healthy, and says why.
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "error", "error": crate::one_line(&e) })),
+            Json(json!({ "status": "error", "error": one_line(&e) })),
         )
             .into_response(),
     }
@@ -139,56 +149,22 @@ async fn metrics(Extract(app): Extract<AppState>) -> Response {
 }
 
 async fn status_report(Extract(app): Extract<AppState>) -> Response {
-    match status::build(&app.config, &app.state, Some(app.daemon_info())) {
+    match app.report() {
         Ok(report) => Json(report).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, crate::one_line(&e)).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, one_line(&e)).into_response(),
     }
 }
 
-/// What `whittle usage` asks for.
-#[derive(Debug, serde::Deserialize, serde::Serialize)]
-pub struct UsageQuery {
-    #[serde(default)]
-    pub roles: Vec<String>,
-    #[serde(default)]
-    pub since_ms: i64,
-}
-
 async fn usage_report(Extract(app): Extract<AppState>, Json(query): Json<UsageQuery>) -> Response {
-    let report = crate::mine::catalog(app.state.dir()).and_then(|catalog| {
-        crate::usage::build(
-            &app.state,
-            &catalog,
-            app.config.mining.lookback_days,
-            &query.roles,
-            query.since_ms,
-        )
-    });
+    let report = whittle_engine::usage::build(&app.engine, &query.roles, query.since_ms);
     match report {
         Ok(report) => Json(report).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "error": crate::one_line(&e) })),
+            Json(json!({ "error": one_line(&e) })),
         )
             .into_response(),
     }
-}
-
-/// What `whittle trial` hands to a running daemon.
-#[derive(Debug, serde::Deserialize, serde::Serialize)]
-pub struct TrialRequest {
-    pub plan_id: String,
-    #[serde(default)]
-    pub roles: Vec<String>,
-    #[serde(default)]
-    pub playbook: Option<std::path::PathBuf>,
-}
-
-/// The roles a handed-over trial will try.
-#[derive(Debug, serde::Deserialize, serde::Serialize)]
-pub struct TrialAccepted {
-    pub plan_id: String,
-    pub roles: Vec<String>,
 }
 
 /// Starts a trial in the daemon (it holds the state, so a command cannot run one) and answers
@@ -197,22 +173,16 @@ async fn start_trial(
     Extract(app): Extract<AppState>,
     Json(request): Json<TrialRequest>,
 ) -> Response {
+    let engine = &app.engine;
     let checked = (|| {
-        let playbook = crate::trial::playbook(&app.config, request.playbook.as_deref())?;
-        let plan = crate::plan::load_plan(&app.state, &request.plan_id)?;
-        let roles: Vec<String> = plan
-            .roles
-            .iter()
-            .filter(|r| r.status == whittle_planner::plan::RoleStatus::Changes)
-            .filter(|r| request.roles.is_empty() || request.roles.contains(&r.role_arn))
-            .map(|r| r.role_arn.clone())
-            .collect();
-        if roles.is_empty() {
-            anyhow::bail!(
-                "plan {} changes no role (of those selected): nothing to try",
-                plan.id
-            );
-        }
+        let playbook =
+            whittle_engine::trial::playbook(&engine.config, request.playbook.as_deref())?;
+        let plan = whittle_engine::plan::load_plan(&engine.state, &request.plan_id)?;
+        let roles: Vec<String> =
+            whittle_engine::trial::roles_to_try(&engine.config, &plan, &request.roles)?
+                .into_iter()
+                .map(|r| r.role_arn)
+                .collect();
         anyhow::Ok((playbook, roles))
     })();
     let (playbook, roles) = match checked {
@@ -220,7 +190,7 @@ async fn start_trial(
         Err(e) => {
             return (
                 StatusCode::BAD_REQUEST,
-                Json(json!({ "error": crate::one_line(&e) })),
+                Json(json!({ "error": one_line(&e) })),
             )
                 .into_response();
         }
@@ -229,20 +199,13 @@ async fn start_trial(
         plan_id: request.plan_id.clone(),
         roles: roles.clone(),
     };
-    let ctx = Arc::clone(&app.jobs);
+    let engine = app.engine.clone();
     tokio::spawn(async move {
         // An interrupted trial is rolled back by the next start's reconcile pass.
-        if let Err(e) = crate::trial::run(
-            &ctx.config,
-            &ctx.aws,
-            &ctx.state,
-            &request.plan_id,
-            &roles,
-            &playbook,
-        )
-        .await
+        if let Err(e) =
+            whittle_engine::trial::run(&engine, &request.plan_id, &roles, &playbook).await
         {
-            tracing::error!(plan = %request.plan_id, error = %crate::one_line(&e), "Trial failed to run");
+            tracing::error!(plan = %request.plan_id, error = %one_line(&e), "Trial failed to run");
         }
     });
     (StatusCode::ACCEPTED, Json(accepted)).into_response()
@@ -253,7 +216,7 @@ async fn list_trials(
     Extract(app): Extract<AppState>,
     axum::extract::Path(plan): axum::extract::Path<String>,
 ) -> Response {
-    let trials = app.state.tree::<crate::trial::TrialRecord>().map(|tree| {
+    let trials = app.engine.state.tree::<TrialRecord>().map(|tree| {
         tree.iter()
             .filter_map(|item| item.ok().map(|(_, t)| t))
             .filter(|t| t.plan_id == plan)
@@ -269,22 +232,13 @@ async fn list_trials(
     }
 }
 
-/// A command on the state that a `whittle` process hands to the daemon holding it.
-#[derive(Debug, serde::Deserialize, serde::Serialize)]
-pub struct CommandRequest {
-    pub command: crate::commands::StateCommand,
-    /// The configuration text the command loaded; it must be the daemon's.
-    pub config_text: String,
-    pub terminal: crate::commands::Terminal,
-}
-
 /// Runs a handed-over command to its end and answers with its output and exit code. An error
 /// is answered as `{"error": …}` with status 422, and the command prints it as its own.
 async fn run_command(
     Extract(app): Extract<AppState>,
     Json(request): Json<CommandRequest>,
 ) -> Response {
-    if request.config_text != app.config.text {
+    if request.config_text != app.engine.config.text {
         let message = format!(
             "the running daemon (pid {}) loaded a different configuration than this command read; it would run the command with its own. Restart the daemon to load the edited file (or run the command with the file the daemon loaded)",
             std::process::id()
@@ -292,13 +246,18 @@ async fn run_command(
         return (StatusCode::CONFLICT, Json(json!({ "error": message }))).into_response();
     }
     tracing::info!(command = ?request.command, "Running a command handed over by whittle");
-    let ran =
-        crate::commands::run(&app.jobs, &request.command, request.terminal, &app.stopping).await;
+    let ran = whittle_engine::commands::run(
+        &app.engine,
+        &request.command,
+        request.terminal,
+        &app.stopping,
+    )
+    .await;
     match ran {
         Ok(output) => Json(output).into_response(),
         Err(e) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({ "error": crate::one_line(&e) })),
+            Json(json!({ "error": one_line(&e) })),
         )
             .into_response(),
     }

@@ -2,7 +2,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use whittle_engine::config::LogFormat;
 
 /// Installs the global subscriber. `verbosity` is -v count minus -q count: it moves the
 /// configured level up or down for whittle's own modules without touching the rest.

@@ -1,46 +1,33 @@
 //! `whittle`: a thin binary over the library crates. Parses the command line, loads the
-//! configuration, and dispatches; errors become one message on stderr and exit code 1.
+//! configuration, wires the adapters into the engine (the one composition root), and
+//! dispatches; errors become one message on stderr and exit code 1. Signals, the scheduler,
+//! the loopback HTTP server and its client live here; the workflows live in the engine.
 
-mod aws;
 mod cli;
-mod clock;
-mod commands;
-mod config;
+mod client;
 mod daemon;
-mod faults;
-mod guard;
 mod http;
-mod iam_data;
-mod jobs;
 mod logging;
 mod metrics;
-mod mine;
-mod notify;
-mod plan;
 mod policy;
-mod reconcile;
-mod records;
-mod rotate;
 mod scheduler;
-mod status;
-mod trial;
-mod usage;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use whittle_adapters::Adapters;
+use whittle_engine::commands::{
+    CommandRequest, OutputFormat, StateCommand, Terminal, TrialAccepted, TrialRequest, UsageQuery,
+};
+use whittle_engine::config::{self, Config};
+use whittle_engine::records::{TrialRecord, TrialStatus};
+use whittle_engine::{Engine, one_line};
 use whittle_state::{LockOwner, State};
 
-use std::io::IsTerminal;
-use std::sync::Arc;
-
-use tokio_util::sync::CancellationToken;
-
-use crate::cli::{
-    Cli, Command, IamDataCommand, OutputFormat, PolicyCommand, StatusArgs, TrialArgs, UsageArgs,
-};
-use crate::commands::StateCommand;
-use crate::config::Config;
+use crate::cli::{Cli, Command, IamDataCommand, PolicyCommand, StatusArgs, TrialArgs, UsageArgs};
+use crate::client::DaemonLink;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -85,34 +72,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => {
             let mut config = load(&cli)?;
             args.apply(&mut config)?;
-            let registry = reconcile::Registry::standard(&config);
-            runtime()?.block_on(daemon::run(config, registry, daemon::signals()))?;
+            runtime()?.block_on(daemon::run(config, daemon::signals()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(args) => {
             let config = load(&cli)?;
             runtime()?.block_on(status_command(config, args))
         }
-        Command::Mine(args) => {
-            let mut args = args.clone();
-            // The daemon may run it: a relative path must mean what it means here.
-            args.from_dir = args
-                .from_dir
-                .map(|dir| std::fs::canonicalize(&dir).unwrap_or(dir));
-            state_command(&cli, StateCommand::Mine(args))
-        }
+        Command::Mine(args) => state_command(&cli, args.to_command()),
         Command::Usage(args) => {
             let config = load(&cli)?;
-            usage_command(&config, args)
+            runtime()?.block_on(usage_command(config, args))
         }
-        Command::Plan(args) => state_command(&cli, StateCommand::Plan(args.clone())),
-        Command::Apply(args) => state_command(&cli, StateCommand::Apply(args.clone())),
+        Command::Plan(args) => state_command(&cli, args.to_command()?),
+        Command::Apply(args) => state_command(&cli, args.to_command()),
         Command::Trial(args) => {
             let config = load(&cli)?;
             runtime()?.block_on(trial_command(config, args))
         }
-        Command::Rollback(args) => state_command(&cli, StateCommand::Rollback(args.clone())),
-        Command::Rotate(args) => state_command(&cli, StateCommand::Rotate(args.clone())),
+        Command::Rollback(args) => state_command(&cli, args.to_command()),
+        Command::Rotate(args) => state_command(&cli, args.to_command()),
         Command::Policy(PolicyCommand::Eval(args)) => {
             // Offline: needs neither the configuration nor AWS.
             policy::eval_command(args)?;
@@ -120,7 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::IamData(command) => {
             let config = load(&cli)?;
-            iam_data_command(&config, command)
+            runtime()?.block_on(iam_data_command(config, command))
         }
     }
 }
@@ -130,37 +109,47 @@ fn open_state(config: &Config) -> anyhow::Result<State> {
     Ok(State::open(&config.state.dir, &LockOwner::this_process())?)
 }
 
+/// The engine of a command that runs here: the state opened (and, for commands that change
+/// roles or secrets, every unfinished journal a crashed whittle left finished first) and the
+/// adapters wired in.
+async fn engine(config: Config, reconcile_first: bool) -> anyhow::Result<Engine<Adapters>> {
+    let state = open_state(&config)?;
+    let adapters = Adapters::new(&config).await?;
+    let engine = Engine::new(config, state, adapters);
+    if reconcile_first {
+        let summary = whittle_engine::reconcile::reconcile(&engine).await?;
+        if summary.recovered > 0 {
+            tracing::warn!(
+                recovered = summary.recovered,
+                "Finished interrupted work first"
+            );
+        }
+    }
+    Ok(engine)
+}
+
 /// Runs a command on the state: here, or, while a daemon holds the state, in the daemon.
 fn state_command(cli: &Cli, command: StateCommand) -> anyhow::Result<ExitCode> {
     let config = load(cli)?;
-    let terminal = commands::Terminal {
+    let terminal = Terminal {
         color: std::io::stdout().is_terminal(),
         progress: std::io::stderr().is_terminal(),
     };
     let output = runtime()?.block_on(async {
-        if let Some(daemon) = status::DaemonLink::of(&config.state.dir) {
+        if let Some(daemon) = DaemonLink::of(&config.state.dir) {
             tracing::info!(
                 pid = daemon.pid,
                 "The daemon holds the state: handing the command to it"
             );
-            let request = serde_json::to_value(http::CommandRequest {
+            let web = Adapters::new(&config).await?;
+            let request = CommandRequest {
                 command,
                 config_text: config.text.clone(),
                 terminal,
-            })?;
-            return status::ask_daemon_to_run(&daemon, request).await;
+            };
+            return client::ask_daemon_to_run(&web, &daemon, &request).await;
         }
-        let state = if command.reconciles_first() {
-            open_state_reconciled(&config).await?
-        } else {
-            open_state(&config)?
-        };
-        let aws = aws::Aws::new(&config).await?;
-        let ctx = jobs::JobContext {
-            config: Arc::new(config),
-            aws,
-            state: Arc::new(state),
-        };
+        let engine = engine(config, command.reconciles_first()).await?;
         // Ctrl-C stops mining after the chunk being decoded is committed: what was mined is
         // kept, and the next run reads the rest.
         let cancel = CancellationToken::new();
@@ -170,43 +159,29 @@ fn state_command(cli: &Cli, command: StateCommand) -> anyhow::Result<ExitCode> {
                 on_signal.cancel();
             }
         });
-        commands::run(&ctx, &command, terminal, &cancel).await
+        whittle_engine::commands::run(&engine, &command, terminal, &cancel).await
     })?;
     print!("{}", output.stdout);
     Ok(ExitCode::from(output.exit_code))
 }
 
-/// Opens the state for a command that changes roles, after finishing (by restoring the
-/// snapshot) any apply or rollback a crashed whittle left unfinished.
-async fn open_state_reconciled(config: &Config) -> anyhow::Result<State> {
-    let state = open_state(config)?;
-    let summary = reconcile::Registry::standard(config)
-        .reconcile(&state)
-        .await?;
-    if summary.recovered > 0 {
-        tracing::warn!(
-            recovered = summary.recovered,
-            "Finished interrupted work first"
-        );
-    }
-    Ok(state)
-}
-
 async fn trial_command(config: Config, args: &TrialArgs) -> anyhow::Result<ExitCode> {
-    let playbook = trial::playbook(&config, args.playbook.as_deref())?;
-    let records = if let Some(daemon) = status::DaemonLink::of(&config.state.dir) {
+    let playbook = whittle_engine::trial::playbook(&config, args.playbook.as_deref())?;
+    let records = if let Some(daemon) = DaemonLink::of(&config.state.dir) {
         // A daemon holds the state: it runs the trial.
-        let requested_at = clock::now();
-        let request = serde_json::to_value(http::TrialRequest {
+        let web = Adapters::new(&config).await?;
+        let requested_at = whittle_state::Clock::now(&web);
+        let request = TrialRequest {
             plan_id: args.plan_id.clone(),
             roles: args.roles.clone(),
             playbook: args
                 .playbook
                 .as_ref()
                 .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),
-        })?;
-        let accepted: http::TrialAccepted =
-            status::ask_daemon(&daemon, "/trial", Some(request)).await?;
+        };
+        let accepted: TrialAccepted =
+            client::ask_daemon(&web, &daemon, "/trial", Some(serde_json::to_vec(&request)?))
+                .await?;
         if !args.wait {
             println!(
                 "handed to the daemon (pid {}): trial of plan {} on {}; `whittle status` shows the verdicts (or use --wait)",
@@ -216,13 +191,22 @@ async fn trial_command(config: Config, args: &TrialArgs) -> anyhow::Result<ExitC
             );
             return Ok(ExitCode::SUCCESS);
         }
-        wait_for_trials(&daemon, &accepted, requested_at).await?
+        // Poll until every role of the handed-over trial has a verdict.
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let path = format!("/trials/{}", accepted.plan_id);
+            let trials: Vec<TrialRecord> = client::ask_daemon(&web, &daemon, &path, None).await?;
+            if let Some(verdicts) =
+                whittle_engine::commands::verdicts(&trials, &accepted.roles, requested_at)
+            {
+                break verdicts;
+            }
+        }
     } else {
-        let state = open_state_reconciled(&config).await?;
-        let aws = aws::Aws::new(&config).await?;
-        trial::run(&config, &aws, &state, &args.plan_id, &args.roles, &playbook).await?
+        let engine = engine(config, true).await?;
+        whittle_engine::trial::run(&engine, &args.plan_id, &args.roles, &playbook).await?
     };
-    match args.format {
+    match OutputFormat::from(args.format) {
         OutputFormat::Text => {
             for r in &records {
                 println!(
@@ -245,85 +229,47 @@ async fn trial_command(config: Config, args: &TrialArgs) -> anyhow::Result<ExitC
         }
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&records)?),
     }
-    Ok(
-        if records
-            .iter()
-            .all(|r| r.status == trial::TrialStatus::Passed)
-        {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        },
-    )
+    Ok(if records.iter().all(|r| r.status == TrialStatus::Passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-/// Polls the daemon until every role of a handed-over trial has a verdict.
-async fn wait_for_trials(
-    daemon: &status::DaemonLink,
-    accepted: &http::TrialAccepted,
-    requested_at: whittle_state::Timestamp,
-) -> anyhow::Result<Vec<trial::TrialRecord>> {
-    loop {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let done: Vec<trial::TrialRecord> =
-            status::ask_daemon(daemon, &format!("/trials/{}", accepted.plan_id), None).await?;
-        let verdicts: Vec<trial::TrialRecord> = accepted
-            .roles
-            .iter()
-            .filter_map(|role| {
-                done.iter()
-                    .filter(|t| &t.role_arn == role && t.started_at >= requested_at)
-                    .filter(|t| t.status != trial::TrialStatus::Running)
-                    .max_by_key(|t| t.started_at)
-                    .cloned()
-            })
-            .collect();
-        if verdicts.len() == accepted.roles.len() {
-            return Ok(verdicts);
-        }
-    }
-}
-
-fn usage_command(config: &Config, args: &UsageArgs) -> anyhow::Result<ExitCode> {
+async fn usage_command(config: Config, args: &UsageArgs) -> anyhow::Result<ExitCode> {
     let since = args
         .since
         .as_deref()
-        .map(usage::parse_since)
+        .map(whittle_engine::usage::parse_since)
         .transpose()?
         .unwrap_or(0);
     // While a daemon holds the state, it answers; otherwise the state is read directly.
-    let report = match status::DaemonLink::of(&config.state.dir) {
+    let report = match DaemonLink::of(&config.state.dir) {
         Some(daemon) => {
-            let query = serde_json::to_value(http::UsageQuery {
+            let web = Adapters::new(&config).await?;
+            let query = UsageQuery {
                 roles: args.roles.clone(),
                 since_ms: since,
-            })?;
-            runtime()?.block_on(status::ask_daemon(&daemon, "/usage", Some(query)))?
+            };
+            client::ask_daemon(&web, &daemon, "/usage", Some(serde_json::to_vec(&query)?)).await?
         }
         None => {
-            let state = open_state(config)?;
-            let catalog = mine::catalog(state.dir())?;
-            usage::build(
-                &state,
-                &catalog,
-                config.mining.lookback_days,
-                &args.roles,
-                since,
-            )?
+            let engine = engine(config, false).await?;
+            whittle_engine::usage::build(&engine, &args.roles, since)?
         }
     };
-    match args.format {
-        OutputFormat::Text => print!("{}", usage::render_text(&report)),
+    match OutputFormat::from(args.format) {
+        OutputFormat::Text => print!("{}", whittle_engine::usage::render_text(&report)),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn iam_data_command(config: &Config, command: &IamDataCommand) -> anyhow::Result<ExitCode> {
+async fn iam_data_command(config: Config, command: &IamDataCommand) -> anyhow::Result<ExitCode> {
     match command {
         IamDataCommand::Info { format } => {
-            let info = iam_data::info(&config.state.dir)?;
-            match format {
+            let info = whittle_engine::iam_data::info(&config.state.dir)?;
+            match OutputFormat::from(*format) {
                 OutputFormat::Text => println!(
                     "IAM action catalog: {} {} (updated {}), {} actions in {} services, {}",
                     info.source,
@@ -340,9 +286,9 @@ fn iam_data_command(config: &Config, command: &IamDataCommand) -> anyhow::Result
             }
         }
         IamDataCommand::Refresh { url, format } => {
-            let state = open_state(config)?;
-            let report = runtime()?.block_on(iam_data::refresh(&state, url))?;
-            match format {
+            let engine = engine(config, false).await?;
+            let report = whittle_engine::iam_data::refresh(&engine, url).await?;
+            match OutputFormat::from(*format) {
                 OutputFormat::Text => println!(
                     "installed {} {}: {} actions in {} services ({} added, {} removed{}{})",
                     report.info.source,
@@ -379,20 +325,6 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// An error and its causes as one message, skipping a cause whose text the message already
-/// carries (error types that print their source would otherwise say it twice).
-pub(crate) fn one_line(error: &anyhow::Error) -> String {
-    let mut out = error.to_string();
-    for cause in error.chain().skip(1) {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-    }
-    out
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -400,18 +332,23 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn status_command(config: Config, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    use whittle_engine::status::{self, AwsCheck};
     let dir = &config.state.dir;
+    let adapters = Adapters::new(&config).await?;
     let mut report = match State::lock_owner(dir) {
         Some(LockOwner {
             pid,
             status_address: Some(address),
             token,
         }) => {
-            status::fetch(&status::DaemonLink {
-                pid,
-                address,
-                token,
-            })
+            client::fetch(
+                &adapters,
+                &DaemonLink {
+                    pid,
+                    address,
+                    token,
+                },
+            )
             .await?
         }
         Some(owner) => anyhow::bail!(
@@ -427,34 +364,34 @@ async fn status_command(config: Config, args: &StatusArgs) -> anyhow::Result<Exi
                 );
             }
             let state = State::open(dir, &LockOwner::this_process())?;
-            status::build(&config, &state, None)?
+            status::build(&config, &state, None, whittle_state::Clock::now(&adapters))?
         }
     };
     let mut failed = false;
     if args.check_aws {
-        let aws = aws::Aws::new(&config).await?;
         let mut checks = Vec::new();
-        for account in aws.account_names() {
-            let check = match aws.caller_identity(account).await {
-                Ok(identity) => status::AwsCheck {
-                    account: account.to_owned(),
-                    identity: Some(identity),
-                    error: None,
-                },
-                Err(e) => {
-                    failed = true;
-                    status::AwsCheck {
+        for account in config.account_names() {
+            let check =
+                match whittle_engine::targets::check_identity(&adapters, &config, account).await {
+                    Ok(identity) => AwsCheck {
                         account: account.to_owned(),
-                        identity: None,
-                        error: Some(one_line(&e)),
+                        identity: Some(identity),
+                        error: None,
+                    },
+                    Err(e) => {
+                        failed = true;
+                        AwsCheck {
+                            account: account.to_owned(),
+                            identity: None,
+                            error: Some(one_line(&e)),
+                        }
                     }
-                }
-            };
+                };
             checks.push(check);
         }
         report.aws = Some(checks);
     }
-    match args.format {
+    match OutputFormat::from(args.format) {
         OutputFormat::Text => print!("{}", status::render_text(&report)),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }

@@ -12,18 +12,21 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::clock;
-use crate::config::JobSchedule;
-use crate::jobs::{self, JobContext};
+use whittle_adapters::Adapters;
+use whittle_engine::Engine;
+use whittle_engine::config::JobSchedule;
+use whittle_engine::jobs;
+use whittle_engine::notify::{AlertKind, alert};
+use whittle_engine::records::{JobHistory, JobName, JobRun, RunOutcome};
+
 use crate::metrics::Metrics;
-use crate::records::{JobHistory, JobRun, RunOutcome};
 
 /// One job and its rules.
 struct Runner {
-    name: String,
+    name: JobName,
     jitter: Option<Duration>,
     busy: Arc<Mutex<()>>,
-    ctx: Arc<JobContext>,
+    engine: Engine<Adapters>,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -40,7 +43,7 @@ impl Runner {
                 job = %self.name,
                 "Skipped a tick: the previous run is still busy"
             );
-            self.metrics.run_skipped(&self.name);
+            self.metrics.run_skipped(&self.name.to_string());
             return;
         };
         let runner = Arc::clone(self);
@@ -59,10 +62,10 @@ impl Runner {
                 () = self.cancel.cancelled() => return,
             }
         }
-        let history = JobHistory::new(&self.ctx.state);
+        let history = JobHistory::new(&self.engine.state);
         let mut run = JobRun {
             job: self.name.clone(),
-            started_at: clock::now(),
+            started_at: self.engine.now(),
             ended_at: None,
             outcome: RunOutcome::Running,
             detail: String::new(),
@@ -73,9 +76,9 @@ impl Runner {
         }
         info!(job = %self.name, "Job started");
         let started = Instant::now();
-        let result = jobs::run(&self.name, &self.ctx, &self.cancel).await;
+        let result = jobs::run(&self.name, &self.engine, &self.cancel).await;
         let seconds = started.elapsed().as_secs_f64();
-        run.ended_at = Some(clock::now());
+        run.ended_at = Some(self.engine.now());
         match result {
             Ok(summary) => {
                 info!(job = %self.name, seconds, %summary, "Job succeeded");
@@ -83,15 +86,21 @@ impl Runner {
                 run.detail = summary;
             }
             Err(e) => {
-                let message = crate::one_line(&e);
+                let message = whittle_engine::one_line(&e);
                 error!(job = %self.name, seconds, error = %message, "Job failed");
-                crate::notify::alert(&self.ctx.config, "job-failed", &self.name, &message).await;
+                alert(
+                    &self.engine,
+                    AlertKind::JobFailed,
+                    &self.name.to_string(),
+                    &message,
+                )
+                .await;
                 run.outcome = RunOutcome::Failed;
                 run.detail = message;
             }
         }
         self.metrics
-            .run_finished(&self.name, run.outcome.as_str(), seconds);
+            .run_finished(&self.name.to_string(), run.outcome.as_str(), seconds);
         if let Err(e) = history.record(&run) {
             error!(job = %self.name, error = %e, "Cannot record the end of a run");
         }
@@ -108,15 +117,15 @@ pub struct Scheduler {
 impl Scheduler {
     /// Schedules `jobs` and starts ticking.
     pub async fn start(
-        jobs: Vec<(String, JobSchedule)>,
-        ctx: Arc<JobContext>,
+        jobs: Vec<(JobName, JobSchedule)>,
+        engine: &Engine<Adapters>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Scheduler> {
         let inner = JobScheduler::new().await?;
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         for (name, schedule) in jobs {
-            metrics.declare_job(&name);
+            metrics.declare_job(&name.to_string());
             if !schedule.enabled {
                 info!(job = %name, "Job disabled in the configuration");
                 continue;
@@ -125,7 +134,7 @@ impl Scheduler {
                 name: name.clone(),
                 jitter: schedule.jitter.map(|j| j.0),
                 busy: Arc::new(Mutex::new(())),
-                ctx: Arc::clone(&ctx),
+                engine: engine.clone(),
                 metrics: Arc::clone(&metrics),
                 cancel: cancel.clone(),
                 tracker: tracker.clone(),

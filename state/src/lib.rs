@@ -43,7 +43,17 @@ const FORMAT_KEY: &[u8] = b"format_version";
 /// Milliseconds since the Unix epoch: whittle's one time type. This crate only stores the
 /// instants it is given; [`Clock`] says where they come from.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+    Debug,
+    Default,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(transparent)]
 pub struct Timestamp(pub u64);
@@ -72,8 +82,7 @@ impl Timestamp {
 /// moves by hand in the engine's and the rotation machine's tests.
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
-    fn sleep(&self, duration: std::time::Duration)
-    -> impl std::future::Future<Output = ()> + Send;
+    fn sleep(&self, duration: std::time::Duration) -> impl std::future::Future<Output = ()> + Send;
 }
 
 /// An open, locked state directory.

@@ -1,32 +1,48 @@
-struct AwsPorts<'a> {
-    aws: &'a Aws,
-    /// The usage store, for the secret's consumers.
-    state: &'a State,
-    lookback_days: u32,
-}
+//! The rotation machine's ports ([`SecretPorts`]) with the AWS SDK: Secrets Manager, SSM
+//! Parameter Store, KMS, IAM access keys (and an sts test of a new key), Secrets Manager's
+//! own RotateSecret; the `http` playbook's request through the one HTTPS client
+//! ([`crate::https`]); a playbook's script run with the value on its standard input.
+//!
+//! Invariants: a secret value never reaches an error or a log line. AWS errors carry the
+//! call, the secret's *name* and the service's code and message, never a value; a script's
+//! stderr is redacted (`redact`) before its last line goes into an error; an `http`
+//! request is named by its label only. Which principals read a secret (its readers) is not
+//! asked here: the engine computes them from the mined usage and passes them in the `Spec`.
 
-/// Whether a secret id or parameter name from a CloudTrail event names the rotated secret: the
-/// same name, or an ARN of it (a Secrets Manager ARN ends in `-` and six random characters).
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use whittle_engine::ports::SecretPorts;
+use whittle_playbooks::rotation::SecretValue;
+use whittle_playbooks::rotation::machine::{
+    AccessKey, HttpCall, Inspection, PortError, Spec, Store,
+};
+use whittle_state::Timestamp;
+
+use crate::Adapters;
+use crate::aws::{describe, done_if_gone};
+
+/// A failed call on the rotated secret, naming the call and the secret (never its value).
 fn port_error(call: &str, spec: &Spec, e: impl std::fmt::Display) -> PortError {
     PortError(format!("{call} {}: {e}", spec.secret))
 }
 
-impl AwsPorts<'_> {
-    fn iam(&self, spec: &Spec) -> Result<aws_sdk_iam::Client, PortError> {
-        let sdk = self
-            .aws
+impl Adapters {
+    /// The SDK configuration of the secret's account.
+    fn sdk_for(&self, spec: &Spec) -> Result<&SdkConfig, PortError> {
+        self.aws
             .sdk(&spec.account)
-            .map_err(|e| PortError(e.to_string()))?;
-        Ok(aws_sdk_iam::Client::new(sdk))
+            .map_err(|e| PortError(e.message))
+    }
+
+    fn iam(&self, spec: &Spec) -> Result<aws_sdk_iam::Client, PortError> {
+        Ok(aws_sdk_iam::Client::new(self.sdk_for(spec)?))
     }
 }
 
-impl Ports for AwsPorts<'_> {
+impl SecretPorts for Adapters {
     async fn inspect(&self, spec: &Spec) -> Result<Inspection, PortError> {
-        let sdk = self
-            .aws
-            .sdk(&spec.account)
-            .map_err(|e| PortError(e.to_string()))?;
+        let sdk = self.sdk_for(spec)?;
         let endpoint = self.aws.endpoint();
         match spec.store {
             Store::SecretsManager => {
@@ -105,10 +121,7 @@ impl Ports for AwsPorts<'_> {
         if spec.store != Store::SecretsManager {
             return Ok(());
         }
-        let sdk = self
-            .aws
-            .sdk(&spec.account)
-            .map_err(|e| PortError(e.to_string()))?;
+        let sdk = self.sdk_for(spec)?;
         aws_sdk_secretsmanager::Client::new(sdk)
             .put_secret_value()
             .secret_id(&spec.secret)
@@ -135,10 +148,7 @@ impl Ports for AwsPorts<'_> {
         if spec.store != Store::SecretsManager {
             return Ok(None);
         }
-        let sdk = self
-            .aws
-            .sdk(&spec.account)
-            .map_err(|e| PortError(e.to_string()))?;
+        let sdk = self.sdk_for(spec)?;
         match aws_sdk_secretsmanager::Client::new(sdk)
             .get_secret_value()
             .secret_id(&spec.secret)
@@ -169,10 +179,7 @@ impl Ports for AwsPorts<'_> {
         token: &str,
         value: &SecretValue,
     ) -> Result<String, PortError> {
-        let sdk = self
-            .aws
-            .sdk(&spec.account)
-            .map_err(|e| PortError(e.to_string()))?;
+        let sdk = self.sdk_for(spec)?;
         let endpoint = self.aws.endpoint();
         let now = self.inspect(spec).await?;
         match spec.store {
@@ -216,7 +223,9 @@ impl Ports for AwsPorts<'_> {
                         .await
                         .map_err(|e| {
                             let text = describe(&e, endpoint);
-                            if text.contains("ParameterMaxVersionLimitExceeded") {
+                            if e.as_service_error()
+                                .is_some_and(|s| s.is_parameter_max_version_limit_exceeded())
+                            {
                                 port_error("ssm:PutParameter", spec, format!("{text}: the parameter has 100 versions and its oldest carries a label; remove it with `aws ssm unlabel-parameter-version` and retry"))
                             } else {
                                 port_error("ssm:PutParameter", spec, text)
@@ -247,10 +256,7 @@ impl Ports for AwsPorts<'_> {
         if spec.store != Store::SecretsManager {
             return Ok(());
         }
-        let sdk = self
-            .aws
-            .sdk(&spec.account)
-            .map_err(|e| PortError(e.to_string()))?;
+        let sdk = self.sdk_for(spec)?;
         let sm = aws_sdk_secretsmanager::Client::new(sdk);
         let described = sm
             .describe_secret()
@@ -287,10 +293,7 @@ impl Ports for AwsPorts<'_> {
     }
 
     async fn encrypt(&self, spec: &Spec, value: &SecretValue) -> Result<Vec<u8>, PortError> {
-        let sdk = self
-            .aws
-            .sdk(&spec.account)
-            .map_err(|e| PortError(e.to_string()))?;
+        let sdk = self.sdk_for(spec)?;
         let key = spec
             .kms_key
             .as_deref()
@@ -311,10 +314,7 @@ impl Ports for AwsPorts<'_> {
     }
 
     async fn decrypt(&self, spec: &Spec, blob: &[u8]) -> Result<SecretValue, PortError> {
-        let sdk = self
-            .aws
-            .sdk(&spec.account)
-            .map_err(|e| PortError(e.to_string()))?;
+        let sdk = self.sdk_for(spec)?;
         let out = aws_sdk_kms::Client::new(sdk)
             .decrypt()
             .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(blob))
@@ -332,10 +332,7 @@ impl Ports for AwsPorts<'_> {
     }
 
     async fn kms_random(&self, spec: &Spec, bytes: usize) -> Result<Vec<u8>, PortError> {
-        let sdk = self
-            .aws
-            .sdk(&spec.account)
-            .map_err(|e| PortError(e.to_string()))?;
+        let sdk = self.sdk_for(spec)?;
         let out = aws_sdk_kms::Client::new(sdk)
             .generate_random()
             .number_of_bytes(i32::try_from(bytes).unwrap_or(1024))
@@ -436,7 +433,7 @@ impl Ports for AwsPorts<'_> {
 
     async fn delete_access_key(&self, spec: &Spec, user: &str, id: &str) -> Result<(), PortError> {
         let iam = self.iam(spec)?;
-        crate::aws::done_if_gone(
+        done_if_gone(
             iam.delete_access_key()
                 .user_name(user)
                 .access_key_id(id)
@@ -445,7 +442,7 @@ impl Ports for AwsPorts<'_> {
             &format!("iam:DeleteAccessKey {id}"),
             self.aws.endpoint(),
         )
-        .map_err(|e| PortError(e.to_string()))
+        .map_err(|e| PortError(e.message))
     }
 
     async fn access_key_last_used(
@@ -470,7 +467,7 @@ impl Ports for AwsPorts<'_> {
         Ok(out
             .access_key_last_used()
             .and_then(|u| u.last_used_date())
-            .map(|d| Timestamp(u64::try_from(d.to_millis().unwrap_or(0)).unwrap_or(0))))
+            .map(|d| Timestamp::from_millis_i64(d.to_millis().unwrap_or(0))))
     }
 
     async fn test_access_key(
@@ -479,10 +476,7 @@ impl Ports for AwsPorts<'_> {
         id: &str,
         secret: &SecretValue,
     ) -> Result<(), PortError> {
-        let base = self
-            .aws
-            .sdk(&spec.account)
-            .map_err(|e| PortError(e.to_string()))?;
+        let base = self.sdk_for(spec)?;
         let credentials = aws_sdk_sts::config::Credentials::new(
             id,
             secret.expose(),
@@ -506,50 +500,8 @@ impl Ports for AwsPorts<'_> {
         Ok(())
     }
 
-    async fn consumers(&self, spec: &Spec, since: Timestamp) -> Option<machine::Consumers> {
-        let cutoff = clock::now()
-            .0
-            .saturating_sub(u64::from(self.lookback_days) * 86_400_000);
-        let cutoff = i64::try_from(cutoff).unwrap_or(0);
-        let since = i64::try_from(since.0).unwrap_or(i64::MAX);
-        // whittle reads the secret itself while rotating: it is not a consumer.
-        let me = self
-            .aws
-            .caller_identity(&spec.account)
-            .await
-            .ok()
-            .map(|identity| {
-                whittle_planner::targets::role_arn_of_caller(&identity.arn).unwrap_or(identity.arn)
-            });
-        let tree = self.state.tree::<crate::records::StoredUsage>().ok()?;
-        let mut found = machine::Consumers { known: 0, moved: 0 };
-        for item in tree.iter() {
-            let (principal, usage) = item.ok()?;
-            if me.as_deref() == Some(principal.as_str()) {
-                continue;
-            }
-            if let Some(last) = usage
-                .usage
-                .secrets_read
-                .iter()
-                .filter(|(key, last)| **last >= cutoff && names_secret(key, spec))
-                .map(|(_, last)| *last)
-                .max()
-            {
-                found.known += 1;
-                if last >= since {
-                    found.moved += 1;
-                }
-            }
-        }
-        Some(found)
-    }
-
     async fn rotate_native(&self, spec: &Spec, token: &str) -> Result<(), PortError> {
-        let sdk = self
-            .aws
-            .sdk(&spec.account)
-            .map_err(|e| PortError(e.to_string()))?;
+        let sdk = self.sdk_for(spec)?;
         aws_sdk_secretsmanager::Client::new(sdk)
             .rotate_secret()
             .secret_id(&spec.secret)
@@ -568,100 +520,12 @@ impl Ports for AwsPorts<'_> {
     }
 
     async fn http(&self, call: &HttpCall) -> Result<(u16, Vec<u8>), PortError> {
-        https_request(call).await
-    }
-
-    async fn sleep(&self, duration: Duration) {
-        tokio::time::sleep(duration).await;
-    }
-
-    fn now(&self) -> Timestamp {
-        clock::now()
+        self.https.playbook(call).await
     }
 
     fn after_step(&self, point: &str) {
-        crate::faults::crash_point(point);
+        whittle_engine::faults::crash_point(point);
     }
-}
-
-/// One request of an `http` playbook: HTTPS only, the server's certificate verified against
-/// the system's roots plus the playbook's `ca_file`. Errors name the request by its label
-/// (method and URL template), never by the rendered URL, headers or body, which may hold keys.
-async fn https_request(call: &HttpCall) -> Result<(u16, Vec<u8>), PortError> {
-    use http_body_util::BodyExt as _;
-    let fail = |what: String| PortError(format!("{}: {what}", call.label));
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        // A system root rustls cannot parse is skipped, as browsers do.
-        let _ = roots.add(cert);
-    }
-    if let Some(ca_file) = &call.ca_file {
-        use rustls::pki_types::{CertificateDer, pem::PemObject as _};
-        let certs = CertificateDer::pem_file_iter(ca_file)
-            .map_err(|e| fail(format!("ca_file {}: {e}", ca_file.display())))?;
-        for cert in certs {
-            let cert = cert.map_err(|e| fail(format!("ca_file {}: {e}", ca_file.display())))?;
-            roots
-                .add(cert)
-                .map_err(|e| fail(format!("ca_file {}: {e}", ca_file.display())))?;
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| fail(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .build();
-    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<hyper::body::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(connector);
-    let mut request = hyper::Request::builder()
-        .method(call.method.as_str())
-        .uri(call.url.expose());
-    for (name, value) in &call.headers {
-        request = request.header(name.as_str(), value.expose());
-    }
-    let body = call
-        .body
-        .as_ref()
-        .map(|b| hyper::body::Bytes::from(b.expose().to_owned()))
-        .unwrap_or_default();
-    let request = request
-        .body(http_body_util::Full::new(body))
-        .map_err(|_| fail("the rendered request is not valid HTTP".to_owned()))?;
-    let response = tokio::time::timeout(call.timeout, client.request(request))
-        .await
-        .map_err(|_| {
-            fail(format!(
-                "no answer within {}",
-                humantime::format_duration(call.timeout)
-            ))
-        })?
-        .map_err(|e| {
-            // The TLS error (an untrusted certificate, say) is in the source chain.
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                text = format!("{text}: {s}");
-                source = s.source();
-            }
-            fail(text)
-        })?;
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| fail(e.to_string()))?
-        .to_bytes()
-        .to_vec();
-    Ok((status, body))
 }
 
 /// Runs a playbook script with the value on stdin. Its stdout is discarded; the last line
@@ -732,4 +596,36 @@ fn redact(text: &str, value: &SecretValue) -> String {
     out
 }
 
-/// The machine's view of one configured rotation.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_output_is_redacted() {
+        let value = SecretValue::new("s3cr3t-value\nsecond-line".to_owned());
+        let out = redact("echo: s3cr3t-value\nsecond-line and second-line", &value);
+        assert!(!out.contains("s3cr3t"));
+        assert!(!out.contains("second-line"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_script_names_its_last_stderr_line_redacted() {
+        let argv: Vec<String> = ["sh", "-c", "read v; echo \"rejected: $v\" >&2; exit 3"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let value = SecretValue::new("s3cr3t-value".to_owned());
+        let error = run_script(&argv, &value, Duration::from_secs(10))
+            .await
+            .expect_err("exit 3");
+        assert_eq!(
+            error.0,
+            "`sh` exited with exit status: 3: rejected: [redacted]"
+        );
+        let ok: Vec<String> = vec!["true".to_owned()];
+        assert_eq!(
+            run_script(&ok, &value, Duration::from_secs(10)).await,
+            Ok(())
+        );
+    }
+}

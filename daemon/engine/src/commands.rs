@@ -52,8 +52,14 @@ pub struct MineCommand {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PlanCommand {
-    Make { roles: Vec<String>, format: PlanFormat },
-    Show { id: String, format: PlanFormat },
+    Make {
+        roles: Vec<String>,
+        format: PlanFormat,
+    },
+    Show {
+        id: String,
+        format: PlanFormat,
+    },
 }
 
 /// `whittle apply`.

@@ -82,13 +82,11 @@ pub struct RefreshReport {
     pub examples_removed: Vec<String>,
 }
 
-async fn get_json<T: serde::de::DeserializeOwned, W: Web>(
-    web: &W,
-    url: &str,
-) -> anyhow::Result<T> {
+async fn get_json<T: serde::de::DeserializeOwned, W: Web>(web: &W, url: &str) -> anyhow::Result<T> {
     let request = WebRequest {
         method: "GET",
         url: url.to_owned(),
+        headers: Vec::new(),
         json_body: None,
         timeout: Duration::from_secs(30),
     };

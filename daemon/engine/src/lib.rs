@@ -38,6 +38,8 @@ pub mod usage;
 
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod workflow_tests;
 
 use std::sync::Arc;
 

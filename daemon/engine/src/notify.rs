@@ -57,6 +57,7 @@ pub async fn alert<P: Ports>(engine: &Engine<P>, kind: AlertKind, subject: &str,
     let request = WebRequest {
         method: "POST",
         url: url.clone(),
+        headers: Vec::new(),
         json_body: serde_json::to_vec(&alert).ok(),
         timeout: Duration::from_secs(10),
     };

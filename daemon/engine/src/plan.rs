@@ -16,7 +16,6 @@ use whittle_planner::trail::format_time;
 use whittle_state::{JournalEntry, State};
 
 use crate::Engine;
-use crate::faults::crash_point;
 use crate::guard::{Subject, Turn};
 use crate::ports::{Iam, Ports};
 use crate::records::{
@@ -55,7 +54,11 @@ pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow:
     let needed = state.tree::<NeededActions>()?;
     let mut roles = Vec::new();
     for target in &targets {
-        let role_plan = match engine.ports.role_policies(&target.account, &target.arn).await {
+        let role_plan = match engine
+            .ports
+            .role_policies(&target.account, &target.arn)
+            .await
+        {
             Ok(current) => {
                 let usage = usage.get(&target.arn)?;
                 let last = last_accessed.get(&target.arn)?;
@@ -329,7 +332,7 @@ pub async fn apply_role<P: Ports>(
         serde_json::to_value(&intent)?,
         engine.now(),
     )?;
-    crash_point("apply:begin");
+    engine.ports.after_step("apply:begin");
     let result = async {
         // New permissions first, then take the old away, so that the role never has less
         // than the proposal grants.
@@ -348,22 +351,26 @@ pub async fn apply_role<P: Ports>(
                 json!(null),
                 engine.now(),
             )?;
-            crash_point("apply:put-inline");
+            engine.ports.after_step("apply:put-inline");
         }
         for arn in &role.proposal.detach {
-            ports.detach_role_policy(account, &role.role_arn, arn).await?;
+            ports
+                .detach_role_policy(account, &role.role_arn, arn)
+                .await?;
             state.journal_step(journal, &format!("detach {arn}"), json!(null), engine.now())?;
-            crash_point("apply:detach");
+            engine.ports.after_step("apply:detach");
         }
         for name in &role.proposal.delete_inline {
-            ports.delete_role_policy(account, &role.role_arn, name).await?;
+            ports
+                .delete_role_policy(account, &role.role_arn, name)
+                .await?;
             state.journal_step(
                 journal,
                 &format!("delete-inline {name}"),
                 json!(null),
                 engine.now(),
             )?;
-            crash_point("apply:delete-inline");
+            engine.ports.after_step("apply:delete-inline");
         }
         anyhow::Ok(())
     }
@@ -419,17 +426,23 @@ pub(crate) async fn restore<P: Iam>(ports: &P, intent: &RestoreIntent) -> anyhow
             .await?;
     }
     for managed in &before.managed {
-        ports.attach_role_policy(account, role, &managed.arn).await?;
+        ports
+            .attach_role_policy(account, role, &managed.arn)
+            .await?;
     }
     let now = ports.role_policies(account, role).await?;
     for inline in &now.inline {
         if !before.inline.iter().any(|b| b.name == inline.name) {
-            ports.delete_role_policy(account, role, &inline.name).await?;
+            ports
+                .delete_role_policy(account, role, &inline.name)
+                .await?;
         }
     }
     for managed in &now.managed {
         if !before.managed.iter().any(|b| b.arn == managed.arn) {
-            ports.detach_role_policy(account, role, &managed.arn).await?;
+            ports
+                .detach_role_policy(account, role, &managed.arn)
+                .await?;
         }
     }
     let after = ports.role_policies(account, role).await?;
@@ -496,7 +509,7 @@ pub async fn restore_change<P: Ports>(
         serde_json::to_value(&intent)?,
         engine.now(),
     )?;
-    crash_point("rollback:begin");
+    engine.ports.after_step("rollback:begin");
     restore(&*engine.ports, &intent).await?;
     state.journal_finish(journal, "restored", json!(null), engine.now())?;
     let done = ChangeRecord {

@@ -117,7 +117,8 @@ pub trait Iam: Send + Sync {
         description: &str,
     ) -> impl Future<Output = AwsResult<String>> + Send;
     /// Deletes a customer-managed policy; one already gone counts as deleted.
-    fn delete_policy(&self, account: &str, arn: &str) -> impl Future<Output = AwsResult<()>> + Send;
+    fn delete_policy(&self, account: &str, arn: &str)
+    -> impl Future<Output = AwsResult<()>> + Send;
     fn put_role_permissions_boundary(
         &self,
         account: &str,
@@ -233,6 +234,8 @@ pub trait Workload: Send + Sync {
 pub struct WebRequest {
     pub method: &'static str,
     pub url: String,
+    /// Extra headers (names in lower case).
+    pub headers: Vec<(&'static str, String)>,
     /// `content-type: application/json` when set.
     pub json_body: Option<Vec<u8>>,
     pub timeout: Duration,
@@ -241,7 +244,10 @@ pub struct WebRequest {
 /// Outbound HTTP(S), TLS verified against the system's roots.
 pub trait Web: Send + Sync {
     /// Sends the request; returns the status and the body. Err when no answer came.
-    fn send(&self, request: &WebRequest) -> impl Future<Output = Result<(u16, Vec<u8>), String>> + Send;
+    fn send(
+        &self,
+        request: &WebRequest,
+    ) -> impl Future<Output = Result<(u16, Vec<u8>), String>> + Send;
 }
 
 /// Everything the engine's workflows need, as one bound: the AWS services, outbound HTTP,

@@ -31,7 +31,10 @@ pub async fn reconcile<P: Ports>(engine: &Engine<P>) -> anyhow::Result<Reconcile
     }
     let unfinished = state.journal_unfinished()?;
     // Refuse before acting on any: an unknown kind means another build's work is pending.
-    if let Some(entry) = unfinished.iter().find(|e| JournalKind::of(&e.kind).is_none()) {
+    if let Some(entry) = unfinished
+        .iter()
+        .find(|e| JournalKind::of(&e.kind).is_none())
+    {
         anyhow::bail!(
             "unfinished journal {} of kind `{}` for {} has no recovery in this whittle build; run the whittle version that wrote it to finish it",
             entry.id,
@@ -63,7 +66,9 @@ pub async fn reconcile<P: Ports>(engine: &Engine<P>) -> anyhow::Result<Reconcile
 /// finished when it returns Ok; otherwise it is tried again at the next start.
 async fn recover<P: Ports>(engine: &Engine<P>, entry: &JournalEntry) -> anyhow::Result<String> {
     match JournalKind::of(&entry.kind) {
-        Some(JournalKind::Apply | JournalKind::Rollback) => crate::plan::recover(engine, entry).await,
+        Some(JournalKind::Apply | JournalKind::Rollback) => {
+            crate::plan::recover(engine, entry).await
+        }
         Some(JournalKind::Trial) => crate::trial::recover(engine, entry).await,
         Some(JournalKind::Rotation) => crate::rotate::recover(engine, entry).await,
         None => anyhow::bail!("journal kind `{}` is unknown to this build", entry.kind),

@@ -584,7 +584,10 @@ mod tests {
             .record(&run("check-aws", 2, RunOutcome::Succeeded))
             .expect("record");
         assert_eq!(history.mark_interrupted(Timestamp(9)).expect("mark"), 1);
-        let run = history.last(&JobName::Discover).expect("last").expect("some");
+        let run = history
+            .last(&JobName::Discover)
+            .expect("last")
+            .expect("some");
         assert_eq!(
             (run.outcome, run.ended_at),
             (RunOutcome::Interrupted, Some(Timestamp(9)))

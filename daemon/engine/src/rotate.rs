@@ -53,10 +53,7 @@ fn names_secret(key: &str, store: Store, secret: &str) -> bool {
 
 /// The machine's view of one configured rotation, as of `now`: its playbook read, its window
 /// from now, and its readers from the usage store.
-pub async fn spec<P: Ports>(
-    engine: &Engine<P>,
-    rotation: &RotationConfig,
-) -> anyhow::Result<Spec> {
+pub async fn spec<P: Ports>(engine: &Engine<P>, rotation: &RotationConfig) -> anyhow::Result<Spec> {
     let config = &*engine.config;
     let path = rotation.playbook_path(&config.base_dir);
     let playbook = rotation::load(&path).map_err(|e| anyhow::anyhow!("playbook {e}"))?;
@@ -383,9 +380,11 @@ pub async fn run<P: Ports>(
             Outcome::Waiting {
                 version, reason, ..
             } => (ReportOutcome::Rotated, Some(version), Some(reason)),
-            Outcome::Parked { step, reason, .. } => {
-                (ReportOutcome::Parked, None, Some(format!("{step}: {reason}")))
-            }
+            Outcome::Parked { step, reason, .. } => (
+                ReportOutcome::Parked,
+                None,
+                Some(format!("{step}: {reason}")),
+            ),
             Outcome::Refused { reason } => (ReportOutcome::Refused, None, Some(reason)),
         };
         reports.push(report);

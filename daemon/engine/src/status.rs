@@ -9,8 +9,8 @@ use whittle_state::{State, Timestamp};
 use crate::config::Config;
 use crate::ports::Identity;
 use crate::records::{
-    ChangeRecord, ChangeStatus, JobHistory, JobRun, RoleInventory, RotationOutcome,
-    RotationRecord, StoredPlan, StoredUsage, TrialRecord, TrialStatus,
+    ChangeRecord, ChangeStatus, JobHistory, JobRun, RoleInventory, RotationOutcome, RotationRecord,
+    StoredPlan, StoredUsage, TrialRecord, TrialStatus,
 };
 use crate::time::format;
 

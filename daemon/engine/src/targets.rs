@@ -7,7 +7,8 @@ use tracing::info;
 use whittle_planner::targets::{Selection, role_arn_of_caller};
 
 use crate::Engine;
-use crate::ports::{Identity, Ports};
+use crate::config::Config;
+use crate::ports::{Iam, Identity, Ports};
 use crate::records::{ProtectedRole, RoleInventory};
 
 /// A target role and the configured account it is in.
@@ -19,8 +20,18 @@ pub struct Target {
 
 /// sts:GetCallerIdentity for one account, checked against the configured account id.
 pub async fn identity<P: Ports>(engine: &Engine<P>, account: &str) -> anyhow::Result<Identity> {
-    let identity = engine.ports.caller_identity(account).await?;
-    let expected = engine.config.account(account).and_then(|a| a.id.as_ref());
+    check_identity(&*engine.ports, &engine.config, account).await
+}
+
+/// [`identity`] before there is an engine (the daemon checks every account's credentials
+/// before it opens the state).
+pub async fn check_identity<I: Iam>(
+    iam: &I,
+    config: &Config,
+    account: &str,
+) -> anyhow::Result<Identity> {
+    let identity = iam.caller_identity(account).await?;
+    let expected = config.account(account).and_then(|a| a.id.as_ref());
     if let Some(expected) = expected
         && expected.0 != identity.account
     {

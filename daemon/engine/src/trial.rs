@@ -25,7 +25,6 @@ use whittle_state::{JournalEntry, JournalId, State, Timestamp};
 
 use crate::Engine;
 use crate::config::{Config, SourceKind};
-use crate::faults::crash_point;
 use crate::guard::{Subject, Turn};
 use crate::notify::{AlertKind, alert};
 use crate::ports::Ports;
@@ -276,7 +275,7 @@ async fn trial_role<P: Ports>(
         serde_json::to_value(&intent)?,
         engine.now(),
     )?;
-    crash_point("trial:begin");
+    engine.ports.after_step("trial:begin");
     info!(role = %role.role_arn, trial = %trial_id, mode = ?playbook.mode, "Trial starts");
 
     // Apply.
@@ -299,7 +298,7 @@ async fn trial_role<P: Ports>(
                     json!({ "arn": arn }),
                     engine.now(),
                 )?;
-                crash_point("trial:policy-created");
+                engine.ports.after_step("trial:policy-created");
                 ports
                     .put_role_permissions_boundary(account, &role.role_arn, &arn)
                     .await?;
@@ -316,7 +315,7 @@ async fn trial_role<P: Ports>(
                 )?;
             }
         }
-        crash_point("trial:applied");
+        engine.ports.after_step("trial:applied");
         anyhow::Ok(())
     }
     .await;
@@ -345,8 +344,13 @@ async fn trial_role<P: Ports>(
         info!(role = %role.role_arn, trial = %record.id, "Trial ended by a rollback by hand");
         return stored_record(state, &record.id);
     }
-    state.journal_step(journal, "verdict", serde_json::to_value(&verdict)?, engine.now())?;
-    crash_point("trial:verdict");
+    state.journal_step(
+        journal,
+        "verdict",
+        serde_json::to_value(&verdict)?,
+        engine.now(),
+    )?;
+    engine.ports.after_step("trial:verdict");
     conclude(engine, journal, &intent, verdict, &turn).await
 }
 
@@ -605,7 +609,11 @@ async fn error_rise<P: Ports>(
 
 /// The exercise: a command (its standard input empty; a failure names its exit status and
 /// the last line of its stderr), then Lambda invocations, within the exercise's timeout.
-async fn run_exercise<P: Ports>(ports: &P, account: &str, exercise: &Exercise) -> anyhow::Result<()> {
+async fn run_exercise<P: Ports>(
+    ports: &P,
+    account: &str,
+    exercise: &Exercise,
+) -> anyhow::Result<()> {
     let work = async {
         if let Some(argv) = &exercise.command {
             if argv.is_empty() {
@@ -707,9 +715,11 @@ impl Denials {
         let account_id = intent.role_arn.split(':').nth(4).unwrap_or_default();
         let first_day = whittle_planner::trail::day_of(since.as_millis_i64());
         let today = whittle_planner::trail::day_of(engine.now().as_millis_i64());
-        for source in config.mining.sources.iter().filter(|s| {
-            s.kind == SourceKind::S3 && s.account.as_deref() == Some(&intent.account)
-        }) {
+        for source in
+            config.mining.sources.iter().filter(|s| {
+                s.kind == SourceKind::S3 && s.account.as_deref() == Some(&intent.account)
+            })
+        {
             let Some(bucket) = &source.bucket else {
                 continue;
             };
@@ -834,11 +844,17 @@ fn record_needed<P: Ports>(
 
 /// Puts the role back as the intent's snapshot has it: the trial boundary removed and its
 /// policy deleted, or the replaced policies restored. Idempotent.
-async fn undo<P: Ports>(engine: &Engine<P>, intent: &TrialIntent, turn: &Turn) -> anyhow::Result<()> {
+async fn undo<P: Ports>(
+    engine: &Engine<P>,
+    intent: &TrialIntent,
+    turn: &Turn,
+) -> anyhow::Result<()> {
     let ports = &*engine.ports;
     match intent.mode {
         Mode::Boundary => {
-            let now = ports.role_policies(&intent.account, &intent.role_arn).await?;
+            let now = ports
+                .role_policies(&intent.account, &intent.role_arn)
+                .await?;
             let ours = format!(":policy/{}", intent.policy_name);
             if now
                 .boundary
@@ -875,7 +891,9 @@ async fn undo<P: Ports>(engine: &Engine<P>, intent: &TrialIntent, turn: &Turn) -
             }
         }
     }
-    let after = ports.role_policies(&intent.account, &intent.role_arn).await?;
+    let after = ports
+        .role_policies(&intent.account, &intent.role_arn)
+        .await?;
     if !after.same_as(&intent.before) {
         anyhow::bail!(
             "role {} still differs from its snapshot after the rollback; check it by hand",
@@ -885,7 +903,10 @@ async fn undo<P: Ports>(engine: &Engine<P>, intent: &TrialIntent, turn: &Turn) -
     Ok(())
 }
 
-fn mark_trialled_when_all_passed<P: Ports>(engine: &Engine<P>, plan_id: &str) -> anyhow::Result<()> {
+fn mark_trialled_when_all_passed<P: Ports>(
+    engine: &Engine<P>,
+    plan_id: &str,
+) -> anyhow::Result<()> {
     let state = &*engine.state;
     let plans = state.tree::<StoredPlan>()?;
     let Some(StoredPlan(mut plan)) = plans.get(&plan_id.to_owned())? else {
@@ -972,7 +993,10 @@ pub async fn recover<P: Ports>(engine: &Engine<P>, entry: &JournalEntry) -> anyh
     let (verdict, how) = match (intent.on_restart, applied, decided) {
         (_, _, Some(verdict)) => (verdict, "had ended"),
         (OnRestart::Resume, Some(applied_at), None) => (
-            watch(engine, &intent, applied_at, None, || !ended(state, entry.id)).await,
+            watch(engine, &intent, applied_at, None, || {
+                !ended(state, entry.id)
+            })
+            .await,
             "resumed",
         ),
         _ => (

@@ -3,11 +3,11 @@
 
 use std::fmt::Write as _;
 
-use whittle_planner::trail::parse_time;
-use whittle_planner::usage::{LastAccessedReport, RoleReport, UsageReport};
 use crate::Engine;
 use crate::ports::Ports;
 use crate::records::{LastAccessed, StoredUsage};
+use whittle_planner::trail::parse_time;
+use whittle_planner::usage::{LastAccessedReport, RoleReport, UsageReport};
 
 /// Reads `--since`: a day (`2026-11-01`, midnight UTC) or an RFC 3339 time.
 pub fn parse_since(text: &str) -> anyhow::Result<i64> {

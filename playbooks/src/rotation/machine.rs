@@ -1165,40 +1165,94 @@ impl<P: Ports> Run<'_, P> {
     async fn park(self, token: &str, failure: Failure) -> Result<Outcome, MachineError> {
         let (ports, spec) = (self.ports, self.spec);
         let mut reason = failure.reason;
-        // Promotion may have gone through before the error (a lost response): then the new
-        // value is current and the rotation is done, not parked.
-        if failure.step == "promote"
-            && let Ok(now) = ports.inspect(spec).await
-            && (now.current_version == token
-                || (spec.store == Store::Ssm && self.done("pending-created") && {
-                    matches!(self.recover_pending(token).await, Ok(v) if v == now.current)
-                }))
+        // Past promotion the new value is the one in use: nothing may be withdrawn (least of
+        // all a new key). The journal stays open and the next run goes on from there.
+        if let Some(version) = self
+            .entry
+            .steps
+            .iter()
+            .find(|s| s.name == "promoted")
+            .and_then(|s| s.detail["version"].as_str())
         {
-            let mut this = self;
-            this.step("promoted", json!({ "version": now.current_version }))?;
-            if spec.playbook.revokes() {
-                // The old credential's revocation continues on the next run (it may wait for
-                // the grace period anyway).
-                return Ok(Outcome::Waiting {
+            warn!(rotation = %spec.name, step = failure.step, %reason, "Rotation step failed after promotion; retried on the next run");
+            return Ok(Outcome::Waiting {
+                version: version.to_owned(),
+                journal: self.entry.id.0,
+                reason: format!(
+                    "{} failed after promotion (retried on the next run): {reason}",
+                    failure.step
+                ),
+            });
+        }
+        // Promotion may have gone through before the error (a lost response): then the new
+        // value is current and the rotation is done, not parked. When the store cannot say,
+        // the new value may be in use, so nothing that holds it is withdrawn below.
+        let mut promotion_unknown = false;
+        if failure.step == "promote" {
+            let now = match ports.inspect(spec).await {
+                Ok(now) => Some(now),
+                Err(e) => {
+                    promotion_unknown = true;
+                    reason.push_str(&format!(
+                        "; whether the promotion went through is unknown (reading the secret failed: {e})"
+                    ));
+                    None
+                }
+            };
+            if let Some(now) = now
+                && (now.current_version == token
+                    || (spec.store == Store::Ssm && self.done("pending-created") && {
+                        matches!(self.recover_pending(token).await, Ok(v) if v == now.current)
+                    }))
+            {
+                // Promotion ends by removing AWSPENDING, and the error may have come before
+                // that: a label left on the current version would refuse every later
+                // rotation. Until it is gone `promoted` is not written, so the next run
+                // promotes (idempotently) again.
+                if spec.store == Store::SecretsManager
+                    && let Err(e) = ports.clear_pending(spec, token).await
+                {
+                    return Ok(Outcome::Waiting {
+                        version: now.current_version,
+                        journal: self.entry.id.0,
+                        reason: format!(
+                            "the new value is current, but removing its AWSPENDING label failed (retried on the next run): {e}"
+                        ),
+                    });
+                }
+                let mut this = self;
+                this.step("promoted", json!({ "version": now.current_version }))?;
+                if spec.playbook.revokes() {
+                    // The old credential's revocation continues on the next run (it may wait
+                    // for the grace period anyway).
+                    return Ok(Outcome::Waiting {
+                        version: now.current_version,
+                        journal: this.entry.id.0,
+                        reason: "promotion confirmed after an error; revoking the old credential continues on the next run".to_owned(),
+                    });
+                }
+                this.state.journal_finish(
+                    this.entry.id,
+                    "rotated",
+                    json!({ "version": now.current_version }),
+                    ports.now(),
+                )?;
+                return Ok(Outcome::Rotated {
                     version: now.current_version,
                     journal: this.entry.id.0,
-                    reason: "promotion confirmed after an error; revoking the old credential continues on the next run".to_owned(),
                 });
             }
-            this.state.journal_finish(
-                this.entry.id,
-                "rotated",
-                json!({ "version": now.current_version }),
-                ports.now(),
-            )?;
-            return Ok(Outcome::Rotated {
-                version: now.current_version,
-                journal: this.entry.id.0,
-            });
         }
         // A key made for this rotation but never promoted is withdrawn: IAM's, deleted (it is
         // in use nowhere); a provider's, reported, as only the provider can revoke it.
         if let Playbook::IamAccessKey(keys) = &spec.playbook
+            && promotion_unknown
+        {
+            reason.push_str(&format!(
+                "; the new key of user {} was kept, as it may be the one in the secret now: delete whichever of the user's two keys the secret's current value does not hold",
+                keys.user
+            ));
+        } else if let Playbook::IamAccessKey(keys) = &spec.playbook
             && let Some(old) = self
                 .entry
                 .steps
@@ -1223,9 +1277,11 @@ impl<P: Ports> Run<'_, P> {
             }
         }
         if matches!(spec.playbook, Playbook::Http(_)) && self.done("pending-created") {
-            reason.push_str(
-                "; the new key the provider created was not promoted: revoke it at the provider",
-            );
+            reason.push_str(if promotion_unknown {
+                "; the new key the provider created may be the one in the secret now: revoke at the provider whichever key the secret's current value does not hold"
+            } else {
+                "; the new key the provider created was not promoted: revoke it at the provider"
+            });
         }
         if let Playbook::Command {
             install, timeout, ..

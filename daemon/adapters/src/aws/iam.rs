@@ -1,13 +1,17 @@
-//! Reading and changing a role's policies.
+//! Reading and changing a role's policies, and the workload a trial watches (Lambda,
+//! CloudWatch).
 //!
 //! IAM returns policy documents URL-encoded (RFC 3986); they are decoded here and kept as
 //! text, and the planner parses them (so a bad document is reported against its role and
 //! policy, not as an AWS error). Managed policies are read at their default version, the
-//! one IAM enforces.
+//! one IAM enforces. Deletes and detaches of something already gone succeed, so a journaled
+//! step retried after a crash finishes.
 
+use whittle_engine::ports::{AwsErrorKind, AwsResult, RoleSummary};
 use whittle_planner::plan::{InlinePolicy, ManagedPolicy, RolePolicies};
 
-use super::{Aws, describe, done_if_gone};
+use super::errors::{failed, kind, other};
+use super::{Aws, done_if_gone};
 
 /// The role name from a role ARN (`arn:aws:iam::1:role/path/name` -> `name`).
 pub fn role_name(role_arn: &str) -> &str {
@@ -21,16 +25,12 @@ fn decode(text: &str) -> String {
 }
 
 impl Aws {
-    fn iam(&self, account: &str) -> anyhow::Result<aws_sdk_iam::Client> {
-        Ok(aws_sdk_iam::Client::new(&self.handle(account)?.sdk))
+    fn iam(&self, account: &str) -> AwsResult<aws_sdk_iam::Client> {
+        Ok(aws_sdk_iam::Client::new(self.sdk(account)?))
     }
 
     /// One role with its path and tags (GetRole returns the tags, ListRoles does not).
-    pub async fn role_summary(
-        &self,
-        account: &str,
-        role_arn: &str,
-    ) -> anyhow::Result<whittle_planner::targets::RoleSummary> {
+    pub async fn role_summary(&self, account: &str, role_arn: &str) -> AwsResult<RoleSummary> {
         let name = role_name(role_arn);
         let out = self
             .iam(account)?
@@ -38,16 +38,11 @@ impl Aws {
             .role_name(name)
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "iam:GetRole {name} failed: {}",
-                    describe(&e, self.endpoint.as_deref())
-                )
-            })?;
+            .map_err(|e| failed(&e, &format!("iam:GetRole {name}"), self.endpoint()))?;
         let role = out
             .role()
-            .ok_or_else(|| anyhow::anyhow!("iam:GetRole {name} returned no role"))?;
-        Ok(whittle_planner::targets::RoleSummary {
+            .ok_or_else(|| other(format!("iam:GetRole {name} returned no role")))?;
+        Ok(RoleSummary {
             arn: role.arn().to_owned(),
             path: role.path().to_owned(),
             tags: role
@@ -59,23 +54,17 @@ impl Aws {
     }
 
     /// Everything that grants or limits the role's permissions.
-    pub async fn role_policies(
-        &self,
-        account: &str,
-        role_arn: &str,
-    ) -> anyhow::Result<RolePolicies> {
+    pub async fn role_policies(&self, account: &str, role_arn: &str) -> AwsResult<RolePolicies> {
         let iam = self.iam(account)?;
-        let endpoint = self.endpoint.as_deref();
+        let endpoint = self.endpoint();
         let name = role_name(role_arn);
-        let fail = |call: &str, e: &dyn std::fmt::Display| {
-            anyhow::anyhow!("iam:{call} for role {name} failed: {e}")
-        };
+        let what = |call: &str| format!("iam:{call} for role {name}");
         let role = iam
             .get_role()
             .role_name(name)
             .send()
             .await
-            .map_err(|e| fail("GetRole", &describe(&e, endpoint)))?;
+            .map_err(|e| failed(&e, &what("GetRole"), endpoint))?;
         let boundary_arn = role
             .role()
             .and_then(|r| r.permissions_boundary())
@@ -90,7 +79,7 @@ impl Aws {
             .send();
         let mut names = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| fail("ListRolePolicies", &describe(&e, endpoint)))?;
+            let page = page.map_err(|e| failed(&e, &what("ListRolePolicies"), endpoint))?;
             names.extend(page.policy_names().iter().cloned());
         }
         for policy_name in names {
@@ -100,7 +89,7 @@ impl Aws {
                 .policy_name(&policy_name)
                 .send()
                 .await
-                .map_err(|e| fail("GetRolePolicy", &describe(&e, endpoint)))?;
+                .map_err(|e| failed(&e, &what("GetRolePolicy"), endpoint))?;
             inline.push(InlinePolicy {
                 name: policy_name,
                 document: decode(out.policy_document()),
@@ -115,8 +104,7 @@ impl Aws {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page =
-                page.map_err(|e| fail("ListAttachedRolePolicies", &describe(&e, endpoint)))?;
+            let page = page.map_err(|e| failed(&e, &what("ListAttachedRolePolicies"), endpoint))?;
             attached.extend(
                 page.attached_policies()
                     .iter()
@@ -142,15 +130,18 @@ impl Aws {
     }
 
     /// A managed policy at its default version.
-    pub async fn managed_policy(&self, account: &str, arn: &str) -> anyhow::Result<ManagedPolicy> {
+    pub async fn managed_policy(&self, account: &str, arn: &str) -> AwsResult<ManagedPolicy> {
         let iam = self.iam(account)?;
-        let endpoint = self.endpoint.as_deref();
-        let policy = iam.get_policy().policy_arn(arn).send().await.map_err(|e| {
-            anyhow::anyhow!("iam:GetPolicy {arn} failed: {}", describe(&e, endpoint))
-        })?;
+        let endpoint = self.endpoint();
+        let policy = iam
+            .get_policy()
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(|e| failed(&e, &format!("iam:GetPolicy {arn}"), endpoint))?;
         let policy = policy
             .policy()
-            .ok_or_else(|| anyhow::anyhow!("iam:GetPolicy {arn} returned no policy"))?;
+            .ok_or_else(|| other(format!("iam:GetPolicy {arn} returned no policy")))?;
         let version = policy.default_version_id().unwrap_or("v1").to_owned();
         let out = iam
             .get_policy_version()
@@ -159,9 +150,10 @@ impl Aws {
             .send()
             .await
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "iam:GetPolicyVersion {arn} {version} failed: {}",
-                    describe(&e, endpoint)
+                failed(
+                    &e,
+                    &format!("iam:GetPolicyVersion {arn} {version}"),
+                    endpoint,
                 )
             })?;
         let document = out
@@ -185,7 +177,7 @@ impl Aws {
         role_arn: &str,
         policy_name: &str,
         document: &str,
-    ) -> anyhow::Result<()> {
+    ) -> AwsResult<()> {
         let name = role_name(role_arn);
         self.iam(account)?
             .put_role_policy()
@@ -195,9 +187,10 @@ impl Aws {
             .send()
             .await
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "iam:PutRolePolicy {policy_name} on role {name} failed: {}",
-                    describe(&e, self.endpoint.as_deref())
+                failed(
+                    &e,
+                    &format!("iam:PutRolePolicy {policy_name} on role {name}"),
+                    self.endpoint(),
                 )
             })?;
         Ok(())
@@ -209,7 +202,7 @@ impl Aws {
         account: &str,
         role_arn: &str,
         policy_name: &str,
-    ) -> anyhow::Result<()> {
+    ) -> AwsResult<()> {
         let name = role_name(role_arn);
         done_if_gone(
             self.iam(account)?
@@ -219,7 +212,7 @@ impl Aws {
                 .send()
                 .await,
             &format!("iam:DeleteRolePolicy {policy_name} on role {name}"),
-            self.endpoint.as_deref(),
+            self.endpoint(),
         )
     }
 
@@ -229,7 +222,7 @@ impl Aws {
         account: &str,
         role_arn: &str,
         policy_arn: &str,
-    ) -> anyhow::Result<()> {
+    ) -> AwsResult<()> {
         let name = role_name(role_arn);
         self.iam(account)?
             .attach_role_policy()
@@ -238,9 +231,10 @@ impl Aws {
             .send()
             .await
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "iam:AttachRolePolicy {policy_arn} to role {name} failed: {}",
-                    describe(&e, self.endpoint.as_deref())
+                failed(
+                    &e,
+                    &format!("iam:AttachRolePolicy {policy_arn} to role {name}"),
+                    self.endpoint(),
                 )
             })?;
         Ok(())
@@ -252,7 +246,7 @@ impl Aws {
         account: &str,
         role_arn: &str,
         policy_arn: &str,
-    ) -> anyhow::Result<()> {
+    ) -> AwsResult<()> {
         let name = role_name(role_arn);
         done_if_gone(
             self.iam(account)?
@@ -262,7 +256,7 @@ impl Aws {
                 .send()
                 .await,
             &format!("iam:DetachRolePolicy {policy_arn} from role {name}"),
-            self.endpoint.as_deref(),
+            self.endpoint(),
         )
     }
 
@@ -274,7 +268,7 @@ impl Aws {
         name: &str,
         document: &str,
         description: &str,
-    ) -> anyhow::Result<String> {
+    ) -> AwsResult<String> {
         let iam = self.iam(account)?;
         match iam
             .create_policy()
@@ -289,22 +283,20 @@ impl Aws {
                 .and_then(|p| p.arn())
                 .unwrap_or_default()
                 .to_owned()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_entity_already_exists_exception()) =>
-            {
+            Err(e) if kind(&e) == AwsErrorKind::AlreadyExists => {
                 let identity = self.caller_identity(account).await?;
                 Ok(format!("arn:aws:iam::{}:policy/{name}", identity.account))
             }
-            Err(e) => Err(anyhow::anyhow!(
-                "iam:CreatePolicy {name} failed: {}",
-                describe(&e, self.endpoint.as_deref())
+            Err(e) => Err(failed(
+                &e,
+                &format!("iam:CreatePolicy {name}"),
+                self.endpoint(),
             )),
         }
     }
 
     /// Deletes a customer-managed policy; one already gone counts as deleted.
-    pub async fn delete_policy(&self, account: &str, arn: &str) -> anyhow::Result<()> {
+    pub async fn delete_policy(&self, account: &str, arn: &str) -> AwsResult<()> {
         done_if_gone(
             self.iam(account)?
                 .delete_policy()
@@ -312,7 +304,7 @@ impl Aws {
                 .send()
                 .await,
             &format!("iam:DeletePolicy {arn}"),
-            self.endpoint.as_deref(),
+            self.endpoint(),
         )
     }
 
@@ -321,7 +313,7 @@ impl Aws {
         account: &str,
         role_arn: &str,
         policy_arn: &str,
-    ) -> anyhow::Result<()> {
+    ) -> AwsResult<()> {
         let name = role_name(role_arn);
         self.iam(account)?
             .put_role_permissions_boundary()
@@ -330,9 +322,10 @@ impl Aws {
             .send()
             .await
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "iam:PutRolePermissionsBoundary on role {name} failed: {}",
-                    describe(&e, self.endpoint.as_deref())
+                failed(
+                    &e,
+                    &format!("iam:PutRolePermissionsBoundary on role {name}"),
+                    self.endpoint(),
                 )
             })?;
         Ok(())
@@ -343,7 +336,7 @@ impl Aws {
         &self,
         account: &str,
         role_arn: &str,
-    ) -> anyhow::Result<()> {
+    ) -> AwsResult<()> {
         let name = role_name(role_arn);
         done_if_gone(
             self.iam(account)?
@@ -352,7 +345,7 @@ impl Aws {
                 .send()
                 .await,
             &format!("iam:DeleteRolePermissionsBoundary on role {name}"),
-            self.endpoint.as_deref(),
+            self.endpoint(),
         )
     }
 
@@ -362,22 +355,19 @@ impl Aws {
         account: &str,
         function: &str,
         payload: &str,
-    ) -> anyhow::Result<()> {
-        let lambda = aws_sdk_lambda::Client::new(&self.handle(account)?.sdk);
+    ) -> AwsResult<()> {
+        let lambda = aws_sdk_lambda::Client::new(self.sdk(account)?);
         let out = lambda
             .invoke()
             .function_name(function)
             .payload(aws_sdk_lambda::primitives::Blob::new(payload.as_bytes()))
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "lambda:Invoke {function} failed: {}",
-                    describe(&e, self.endpoint.as_deref())
-                )
-            })?;
+            .map_err(|e| failed(&e, &format!("lambda:Invoke {function}"), self.endpoint()))?;
         if let Some(error) = out.function_error() {
-            anyhow::bail!("lambda:Invoke {function}: the function failed ({error})");
+            return Err(other(format!(
+                "lambda:Invoke {function}: the function failed ({error})"
+            )));
         }
         Ok(())
     }
@@ -389,10 +379,10 @@ impl Aws {
         function: &str,
         start_ms: i64,
         end_ms: i64,
-    ) -> anyhow::Result<f64> {
+    ) -> AwsResult<f64> {
         use aws_sdk_cloudwatch::primitives::DateTime;
         use aws_sdk_cloudwatch::types::{Dimension, Statistic};
-        let cloudwatch = aws_sdk_cloudwatch::Client::new(&self.handle(account)?.sdk);
+        let cloudwatch = aws_sdk_cloudwatch::Client::new(self.sdk(account)?);
         let out = cloudwatch
             .get_metric_statistics()
             .namespace("AWS/Lambda")
@@ -410,9 +400,10 @@ impl Aws {
             .send()
             .await
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "cloudwatch:GetMetricStatistics Errors of {function} failed: {}",
-                    describe(&e, self.endpoint.as_deref())
+                failed(
+                    &e,
+                    &format!("cloudwatch:GetMetricStatistics Errors of {function}"),
+                    self.endpoint(),
                 )
             })?;
         Ok(out.datapoints().iter().filter_map(|d| d.sum()).sum())

@@ -1,33 +1,22 @@
 //! The AWS calls mining makes: S3 listing and reads, CloudTrail LookupEvents, Athena, and
 //! IAM last-accessed data. Each returns whittle's own types; SDK types stay here.
+//!
+//! The polls here (Athena's query status, IAM's last-accessed job) wait with tokio's timer:
+//! they pace calls to AWS, they are not workflow time the engine's clock governs.
 
 use std::time::Duration;
 
 use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultConfiguration};
 use aws_sdk_iam::types::{AccessAdvisorUsageGranularityType, JobStatusType};
-use aws_sdk_sts::error::ProvideErrorMetadata;
-
-use super::{Aws, describe};
+use whittle_engine::ports::{AthenaQuery, AwsError, AwsErrorKind, AwsResult, LookupPage};
 use whittle_planner::usage::ServiceLastAccessed;
 
-/// One page of LookupEvents.
-#[derive(Debug, Default)]
-pub struct LookupPage {
-    /// Each event's `CloudTrailEvent`: the record as a JSON string.
-    pub events: Vec<String>,
-    pub next_token: Option<String>,
-}
-
-/// A LookupEvents failure: throttled (try again after a pause) or anything else.
-#[derive(Debug)]
-pub enum LookupError {
-    Throttled(String),
-    Other(anyhow::Error),
-}
+use super::Aws;
+use super::errors::{describe, failed, kind, other};
 
 impl Aws {
-    fn s3(&self, account: &str) -> anyhow::Result<aws_sdk_s3::Client> {
-        let sdk = &self.handle(account)?.sdk;
+    fn s3(&self, account: &str) -> AwsResult<aws_sdk_s3::Client> {
+        let sdk = self.sdk(account)?;
         // Emulators and S3-compatible endpoints serve buckets by path, not by host name.
         let config = aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(self.endpoint.is_some())
@@ -41,7 +30,7 @@ impl Aws {
         account: &str,
         bucket: &str,
         prefix: &str,
-    ) -> anyhow::Result<Vec<String>> {
+    ) -> AwsResult<Vec<String>> {
         Ok(self.list(account, bucket, prefix, None).await?.0)
     }
 
@@ -52,7 +41,7 @@ impl Aws {
         account: &str,
         bucket: &str,
         prefix: &str,
-    ) -> anyhow::Result<Vec<String>> {
+    ) -> AwsResult<Vec<String>> {
         Ok(self.list(account, bucket, prefix, Some("/")).await?.1)
     }
 
@@ -63,7 +52,7 @@ impl Aws {
         bucket: &str,
         prefix: &str,
         delimiter: Option<&str>,
-    ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    ) -> AwsResult<(Vec<String>, Vec<String>)> {
         let s3 = self.s3(account)?;
         let (mut keys, mut folders) = (Vec::new(), Vec::new());
         let mut pages = s3
@@ -75,9 +64,10 @@ impl Aws {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| {
-                anyhow::anyhow!(
-                    "s3:ListBucket s3://{bucket}/{prefix} failed: {}",
-                    describe(&e, self.endpoint.as_deref())
+                failed(
+                    &e,
+                    &format!("s3:ListBucket s3://{bucket}/{prefix}"),
+                    self.endpoint(),
                 )
             })?;
             keys.extend(
@@ -95,12 +85,7 @@ impl Aws {
     }
 
     /// The bytes of one object.
-    pub async fn get_object(
-        &self,
-        account: &str,
-        bucket: &str,
-        key: &str,
-    ) -> anyhow::Result<Vec<u8>> {
+    pub async fn get_object(&self, account: &str, bucket: &str, key: &str) -> AwsResult<Vec<u8>> {
         let s3 = self.s3(account)?;
         let out = s3
             .get_object()
@@ -109,16 +94,17 @@ impl Aws {
             .send()
             .await
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "s3:GetObject s3://{bucket}/{key} failed: {}",
-                    describe(&e, self.endpoint.as_deref())
+                failed(
+                    &e,
+                    &format!("s3:GetObject s3://{bucket}/{key}"),
+                    self.endpoint(),
                 )
             })?;
         let body = out
             .body
             .collect()
             .await
-            .map_err(|e| anyhow::anyhow!("reading s3://{bucket}/{key}: {e}"))?;
+            .map_err(|e| other(format!("reading s3://{bucket}/{key}: {e}")))?;
         Ok(body.into_bytes().to_vec())
     }
 
@@ -130,8 +116,8 @@ impl Aws {
         start_ms: i64,
         end_ms: i64,
         next_token: Option<String>,
-    ) -> Result<LookupPage, LookupError> {
-        let sdk = &self.handle(account).map_err(LookupError::Other)?.sdk;
+    ) -> AwsResult<LookupPage> {
+        let sdk = self.sdk(account)?;
         let config = aws_sdk_cloudtrail::config::Builder::from(sdk)
             .region(aws_config::Region::new(region.to_owned()))
             .build();
@@ -154,13 +140,16 @@ impl Aws {
                     .collect(),
                 next_token: out.next_token().map(str::to_owned),
             }),
-            Err(e) if e.code() == Some("ThrottlingException") => Err(LookupError::Throttled(
-                describe(&e, self.endpoint.as_deref()),
+            // A throttled page is retried by the engine, which names the call itself.
+            Err(e) if kind(&e) == AwsErrorKind::Throttled => Err(AwsError::new(
+                AwsErrorKind::Throttled,
+                describe(&e, self.endpoint()),
             )),
-            Err(e) => Err(LookupError::Other(anyhow::anyhow!(
-                "cloudtrail:LookupEvents in {region} failed: {}",
-                describe(&e, self.endpoint.as_deref())
-            ))),
+            Err(e) => Err(failed(
+                &e,
+                &format!("cloudtrail:LookupEvents in {region}"),
+                self.endpoint(),
+            )),
         }
     }
 
@@ -169,37 +158,34 @@ impl Aws {
     pub async fn athena_query(
         &self,
         account: &str,
-        query: &AthenaQuery<'_>,
+        query: &AthenaQuery,
         cancelled: &(dyn Fn() -> bool + Sync),
-    ) -> anyhow::Result<Vec<Vec<Option<String>>>> {
-        let sdk = &self.handle(account)?.sdk;
-        let athena = aws_sdk_athena::Client::new(sdk);
-        let endpoint = self.endpoint.as_deref();
+    ) -> AwsResult<Vec<Vec<Option<String>>>> {
+        let athena = aws_sdk_athena::Client::new(self.sdk(account)?);
+        let endpoint = self.endpoint();
         let mut start = athena
             .start_query_execution()
-            .query_string(query.sql)
+            .query_string(&query.sql)
             .query_execution_context(
                 QueryExecutionContext::builder()
-                    .database(query.database)
+                    .database(&query.database)
                     .build(),
             )
             .result_configuration(
                 ResultConfiguration::builder()
-                    .output_location(query.output_location)
+                    .output_location(&query.output_location)
                     .build(),
             );
-        if let Some(workgroup) = query.workgroup {
+        if let Some(workgroup) = &query.workgroup {
             start = start.work_group(workgroup);
         }
-        let started = start.send().await.map_err(|e| {
-            anyhow::anyhow!(
-                "athena:StartQueryExecution failed: {}",
-                describe(&e, endpoint)
-            )
-        })?;
+        let started = start
+            .send()
+            .await
+            .map_err(|e| failed(&e, "athena:StartQueryExecution", endpoint))?;
         let id = started
             .query_execution_id()
-            .ok_or_else(|| anyhow::anyhow!("athena:StartQueryExecution returned no query id"))?
+            .ok_or_else(|| other("athena:StartQueryExecution returned no query id"))?
             .to_owned();
         // Poll with a growing pause: a small query ends in seconds, an organization-wide one
         // in minutes.
@@ -210,23 +196,18 @@ impl Aws {
                 .query_execution_id(&id)
                 .send()
                 .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "athena:GetQueryExecution {id} failed: {}",
-                        describe(&e, endpoint)
-                    )
-                })?;
+                .map_err(|e| failed(&e, &format!("athena:GetQueryExecution {id}"), endpoint))?;
             let status = out.query_execution().and_then(|q| q.status());
             match status.and_then(|s| s.state()) {
                 Some(QueryExecutionState::Succeeded) => break,
                 Some(state @ (QueryExecutionState::Failed | QueryExecutionState::Cancelled)) => {
-                    anyhow::bail!(
+                    return Err(other(format!(
                         "Athena query {id} {}: {}",
                         state.as_str().to_lowercase(),
                         status
                             .and_then(|s| s.state_change_reason())
                             .unwrap_or("no reason given")
-                    );
+                    )));
                 }
                 _ => {}
             }
@@ -236,7 +217,9 @@ impl Aws {
                     .query_execution_id(&id)
                     .send()
                     .await;
-                anyhow::bail!("stopped: Athena query {id} cancelled on shutdown");
+                return Err(other(format!(
+                    "stopped: Athena query {id} cancelled on shutdown"
+                )));
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(5));
@@ -249,12 +232,8 @@ impl Aws {
             .send();
         let mut first = true;
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                anyhow::anyhow!(
-                    "athena:GetQueryResults {id} failed: {}",
-                    describe(&e, endpoint)
-                )
-            })?;
+            let page =
+                page.map_err(|e| failed(&e, &format!("athena:GetQueryResults {id}"), endpoint))?;
             for row in page.result_set().map(|s| s.rows()).unwrap_or_default() {
                 let values: Vec<Option<String>> = row
                     .data()
@@ -264,7 +243,7 @@ impl Aws {
                 // The first row of a SELECT's results repeats the column names.
                 let is_header = first
                     && values.len() == query.columns.len()
-                    && values.iter().zip(query.columns).all(|(v, name)| {
+                    && values.iter().zip(&query.columns).all(|(v, name)| {
                         v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(name))
                     });
                 first = false;
@@ -281,10 +260,9 @@ impl Aws {
         &self,
         account: &str,
         role_arn: &str,
-    ) -> anyhow::Result<Vec<ServiceLastAccessed>> {
-        let sdk = &self.handle(account)?.sdk;
-        let iam = aws_sdk_iam::Client::new(sdk);
-        let endpoint = self.endpoint.as_deref();
+    ) -> AwsResult<Vec<ServiceLastAccessed>> {
+        let iam = aws_sdk_iam::Client::new(self.sdk(account)?);
+        let endpoint = self.endpoint();
         let job = iam
             .generate_service_last_accessed_details()
             .arn(role_arn)
@@ -292,9 +270,10 @@ impl Aws {
             .send()
             .await
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "iam:GenerateServiceLastAccessedDetails {role_arn} failed: {}",
-                    describe(&e, endpoint)
+                failed(
+                    &e,
+                    &format!("iam:GenerateServiceLastAccessedDetails {role_arn}"),
+                    endpoint,
                 )
             })?;
         let job_id = job.job_id().unwrap_or_default().to_owned();
@@ -310,19 +289,22 @@ impl Aws {
                     .send()
                     .await
                     .map_err(|e| {
-                        anyhow::anyhow!(
-                            "iam:GetServiceLastAccessedDetails {role_arn} failed: {}",
-                            describe(&e, endpoint)
+                        failed(
+                            &e,
+                            &format!("iam:GetServiceLastAccessedDetails {role_arn}"),
+                            endpoint,
                         )
                     })?;
                 match out.job_status() {
                     JobStatusType::Completed => {}
-                    JobStatusType::Failed => anyhow::bail!(
-                        "IAM could not produce last-accessed data for {role_arn}: {}",
-                        out.error()
-                            .map(|e| e.message())
-                            .unwrap_or("no reason given")
-                    ),
+                    JobStatusType::Failed => {
+                        return Err(other(format!(
+                            "IAM could not produce last-accessed data for {role_arn}: {}",
+                            out.error()
+                                .map(|e| e.message())
+                                .unwrap_or("no reason given")
+                        )));
+                    }
                     _ => break,
                 }
                 for s in out.services_last_accessed() {
@@ -351,17 +333,8 @@ impl Aws {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(3));
         }
-        anyhow::bail!("IAM's last-accessed job for {role_arn} did not complete in time")
+        Err(other(format!(
+            "IAM's last-accessed job for {role_arn} did not complete in time"
+        )))
     }
-}
-
-/// An Athena query and where to run it.
-#[derive(Debug)]
-pub struct AthenaQuery<'a> {
-    pub sql: &'a str,
-    pub database: &'a str,
-    pub workgroup: Option<&'a str>,
-    pub output_location: &'a str,
-    /// The expected column names, to recognise the header row.
-    pub columns: &'a [&'a str],
 }

@@ -3,10 +3,16 @@
 //! [`Aws::new`] is the one place SDK configuration is built: region, endpoint override,
 //! credentials chain or profile, per-account assume-role, retry and timeout settings. Nothing
 //! here talks to the network until a call is made, so building it is cheap and offline.
+//!
+//! Invariants: SDK types stay in this module and its children; every failure leaves as an
+//! [`AwsError`](whittle_engine::ports::AwsError) whose kind comes from the SDK's typed error
+//! metadata ([`errors::kind`]) and whose message is one line naming the call and what to
+//! check. Checking that the credentials are the configured account's is the engine's job
+//! (`whittle_engine::targets::identity`); [`Aws::caller_identity`] only asks.
 
-mod errors;
-pub mod iam;
-pub mod mining;
+pub(crate) mod errors;
+pub(crate) mod iam;
+pub(crate) mod mining;
 
 use std::collections::BTreeMap;
 
@@ -14,32 +20,17 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sts::config::SharedCredentialsProvider;
-use serde::{Deserialize, Serialize};
+use whittle_engine::config::{AccountConfig, AwsConfig, Config};
+use whittle_engine::ports::{AwsResult, Identity, RoleSummary};
 
-use whittle_planner::targets::RoleSummary;
-
-use crate::config::{AccountConfig, AwsConfig, Config};
 pub use errors::{describe, done_if_gone};
+use errors::{failed, other};
 
 /// SDK configurations, one per configured account.
 #[derive(Debug, Clone)]
 pub struct Aws {
-    accounts: BTreeMap<String, AccountHandle>,
+    accounts: BTreeMap<String, SdkConfig>,
     endpoint: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-struct AccountHandle {
-    sdk: SdkConfig,
-    expected_id: Option<String>,
-}
-
-/// Who the credentials of an account are.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    pub account: String,
-    pub arn: String,
-    pub user_id: String,
 }
 
 impl Aws {
@@ -50,8 +41,7 @@ impl Aws {
         let mut accounts = BTreeMap::new();
         for account in &config.aws.accounts {
             let sdk = account_config(&config.aws, &base, account).await?;
-            let expected_id = account.id.as_ref().map(|id| id.0.clone());
-            accounts.insert(account.name.clone(), AccountHandle { sdk, expected_id });
+            accounts.insert(account.name.clone(), sdk);
         }
         Ok(Aws {
             accounts,
@@ -59,14 +49,13 @@ impl Aws {
         })
     }
 
-    /// The configured account names, sorted.
-    pub fn account_names(&self) -> impl Iterator<Item = &str> {
-        self.accounts.keys().map(String::as_str)
-    }
-
     /// The SDK configuration of an account.
-    pub fn sdk(&self, account: &str) -> anyhow::Result<&SdkConfig> {
-        Ok(&self.handle(account)?.sdk)
+    pub fn sdk(&self, account: &str) -> AwsResult<&SdkConfig> {
+        self.accounts.get(account).ok_or_else(|| {
+            other(format!(
+                "account `{account}` is not configured in [[aws.accounts]]"
+            ))
+        })
     }
 
     /// The endpoint override, for error messages.
@@ -74,49 +63,29 @@ impl Aws {
         self.endpoint.as_deref()
     }
 
-    fn handle(&self, account: &str) -> anyhow::Result<&AccountHandle> {
-        self.accounts.get(account).ok_or_else(|| {
-            anyhow::anyhow!("account `{account}` is not configured in [[aws.accounts]]")
-        })
-    }
-
-    /// sts:GetCallerIdentity for one account, checked against the configured account id.
-    pub async fn caller_identity(&self, account: &str) -> anyhow::Result<Identity> {
-        let handle = self.handle(account)?;
-        let sts = aws_sdk_sts::Client::new(&handle.sdk);
-        let out = sts.get_caller_identity().send().await.map_err(|e| {
-            anyhow::anyhow!(
-                "sts:GetCallerIdentity failed: {}",
-                describe(&e, self.endpoint.as_deref())
-            )
-        })?;
-        let identity = Identity {
+    /// sts:GetCallerIdentity for one account.
+    pub async fn caller_identity(&self, account: &str) -> AwsResult<Identity> {
+        let sts = aws_sdk_sts::Client::new(self.sdk(account)?);
+        let out = sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| failed(&e, "sts:GetCallerIdentity", self.endpoint()))?;
+        Ok(Identity {
             account: out.account().unwrap_or_default().to_owned(),
             arn: out.arn().unwrap_or_default().to_owned(),
             user_id: out.user_id().unwrap_or_default().to_owned(),
-        };
-        if let Some(expected) = &handle.expected_id
-            && expected != &identity.account
-        {
-            anyhow::bail!(
-                "the credentials are for account {} ({}), but [[aws.accounts]] `{account}` says id {expected}; fix the id or the credentials",
-                identity.account,
-                identity.arn
-            );
-        }
-        Ok(identity)
+        })
     }
 
     /// Every IAM role of the account, with its tags.
-    pub async fn list_roles(&self, account: &str) -> anyhow::Result<Vec<RoleSummary>> {
-        let handle = self.handle(account)?;
-        let iam = aws_sdk_iam::Client::new(&handle.sdk);
-        let endpoint = self.endpoint.as_deref();
+    pub async fn list_roles(&self, account: &str) -> AwsResult<Vec<RoleSummary>> {
+        let iam = aws_sdk_iam::Client::new(self.sdk(account)?);
+        let endpoint = self.endpoint();
         let mut roles = Vec::new();
         let mut pages = iam.list_roles().into_paginator().send();
         while let Some(page) = pages.next().await {
-            let page = page
-                .map_err(|e| anyhow::anyhow!("iam:ListRoles failed: {}", describe(&e, endpoint)))?;
+            let page = page.map_err(|e| failed(&e, "iam:ListRoles", endpoint))?;
             for role in page.roles() {
                 roles.push(RoleSummary {
                     arn: role.arn().to_owned(),
@@ -128,16 +97,15 @@ impl Aws {
         // ListRoles does not return tags (AWS documents that only GetRole and ListRoleTags
         // do), so each role's tags take one more paginated call.
         for role in &mut roles {
-            let name = role.arn.rsplit('/').next().unwrap_or_default().to_owned();
+            let name = iam::role_name(&role.arn).to_owned();
             let mut pages = iam
                 .list_role_tags()
                 .role_name(&name)
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| {
-                    anyhow::anyhow!("iam:ListRoleTags {name} failed: {}", describe(&e, endpoint))
-                })?;
+                let page =
+                    page.map_err(|e| failed(&e, &format!("iam:ListRoleTags {name}"), endpoint))?;
                 for tag in page.tags() {
                     role.tags
                         .insert(tag.key().to_owned(), tag.value().to_owned());

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::records::JobName;
 
 pub use types::{AccountId, CronSchedule, EndpointUrl, HumanDuration, LoopbackAddr};
-pub use validate::{ConfigError, load};
+pub use validate::{ConfigError, Diagnostic, load, parse_in};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]

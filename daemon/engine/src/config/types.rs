@@ -134,12 +134,14 @@ impl FromStr for EndpointUrl {
                 && host
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-._:[]".contains(c))
-                && host
-                    .rsplit_once(':')
-                    .is_none_or(|(_, port)| port.is_empty() || port.parse::<u16>().is_ok() || port.ends_with(']'))
+                && host.rsplit_once(':').is_none_or(|(_, port)| {
+                    port.is_empty() || port.parse::<u16>().is_ok() || port.ends_with(']')
+                })
         };
         match host {
-            Some(host) if valid_host(host) => Ok(EndpointUrl(text.trim_end_matches('/').to_owned())),
+            Some(host) if valid_host(host) => {
+                Ok(EndpointUrl(text.trim_end_matches('/').to_owned()))
+            }
             _ => Err(format!(
                 "invalid endpoint URL `{text}`: write it as http://HOST:PORT or https://HOST"
             )),

@@ -835,7 +835,7 @@ staging_accounts = ["staging", "prod"]
     fn shipped_example_is_valid() {
         let text = include_str!("../../../../config.toml");
         // Its playbook paths are relative to the repository root, where it lives.
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         if let Err(found) = parse_in(text, &root) {
             panic!("config.toml is invalid: {found:#?}");
         }

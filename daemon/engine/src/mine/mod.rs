@@ -187,8 +187,8 @@ pub async fn mine<P: Ports>(
 /// Folds the usage a crashed mining run left pending, so readers of the usage store see
 /// everything that was committed. Cheap when nothing is pending.
 pub fn fold_pending<P: Ports>(engine: &Engine<P>) -> anyhow::Result<()> {
-    let cutoff_ms = engine.now().as_millis_i64()
-        - i64::from(engine.config.mining.lookback_days) * 86_400_000;
+    let cutoff_ms =
+        engine.now().as_millis_i64() - i64::from(engine.config.mining.lookback_days) * 86_400_000;
     let folded = store::fold(&engine.state, cutoff_ms)?;
     if folded > 0 {
         info!(

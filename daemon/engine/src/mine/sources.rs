@@ -203,7 +203,8 @@ pub(super) async fn s3<P: Ports>(
         let mut fetchers = tokio::task::JoinSet::new();
         for _ in 0..FETCHERS {
             let (tx, queue, failures) = (tx.clone(), queue.clone(), failures.clone());
-            let (aws, account, bucket) = (std::sync::Arc::clone(aws), account.clone(), bucket.clone());
+            let (aws, account, bucket) =
+                (std::sync::Arc::clone(aws), account.clone(), bucket.clone());
             fetchers.spawn(async move {
                 loop {
                     let key = match queue.lock() {

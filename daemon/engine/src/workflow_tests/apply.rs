@@ -1,0 +1,176 @@
+//! `plan`, `apply` and `rollback`.
+
+use whittle_planner::plan::{PlanStatus, RoleStatus};
+
+use super::{EVENTS_SOURCE, TABLE, allow, mine, plan};
+use crate::plan::ApplyOutcome;
+use crate::records::{ChangeRecord, ChangeStatus};
+use crate::testing::{Call, TestEngine};
+
+fn orders_role(t: &TestEngine) -> String {
+    let role = t.fake.add_role(
+        "orders",
+        &[("whittle", "managed")],
+        &[
+            ("app", &allow(&["dynamodb:GetItem", "dynamodb:PutItem"])),
+            ("admin", &allow(&["dynamodb:DeleteTable"])),
+        ],
+    );
+    t.fake.world().workload = vec![Call {
+        role_arn: role.clone(),
+        action: "dynamodb:GetItem".to_owned(),
+        resource: TABLE.to_owned(),
+    }];
+    role
+}
+
+#[tokio::test]
+async fn a_plan_keeps_what_was_used_and_apply_then_rollback_restores_exactly() {
+    let t = TestEngine::new(EVENTS_SOURCE);
+    let role = orders_role(&t);
+    // Roles whittle may not touch are never planned.
+    t.fake
+        .add_role("untagged", &[], &[("app", &allow(&["s3:*"]))]);
+    assert_eq!(t.fake.exercise(), 0);
+    mine(&t.engine).await;
+    let before = t.fake.policies_of(&role).expect("the role");
+
+    let plan = plan(&t.engine).await;
+    assert_eq!(plan.roles.len(), 1, "only the target is planned");
+    let planned = &plan.roles[0];
+    assert_eq!(planned.status, RoleStatus::Changes);
+    let removed: Vec<&str> = planned.removed.iter().map(|r| r.action.as_str()).collect();
+    assert!(removed.contains(&"dynamodb:DeleteTable"), "{removed:?}");
+    assert!(removed.contains(&"dynamodb:PutItem"), "{removed:?}");
+    assert!(planned.kept.iter().any(|k| k.action == "dynamodb:GetItem"));
+    assert!(
+        t.fake
+            .world()
+            .calls
+            .iter()
+            .all(|c| !c.contains("Put") && !c.contains("Delete")),
+        "a plan changes nothing on AWS"
+    );
+
+    let untried = crate::plan::apply(&t.engine, &plan.id, &[], false).await;
+    assert!(
+        untried
+            .expect_err("refused")
+            .to_string()
+            .contains("has not passed a trial"),
+    );
+    let outcomes = crate::plan::apply(&t.engine, &plan.id, &[], true)
+        .await
+        .expect("applied");
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].outcome, ApplyOutcome::Applied, "{outcomes:?}");
+    let after = t.fake.policies_of(&role).expect("the role");
+    assert!(!after.same_as(&before), "the role changed");
+    assert_eq!(t.fake.exercise(), 0, "the workload still works");
+    t.fake.world().workload[0].action = "dynamodb:DeleteTable".to_owned();
+    assert_eq!(t.fake.exercise(), 1, "what was not used is gone");
+    let stored = crate::plan::load_plan(&t.engine.state, &plan.id).expect("stored");
+    assert_eq!(stored.status, PlanStatus::Applied);
+
+    let change_id = outcomes[0].change_id.clone().expect("a change id");
+    let undone = crate::plan::rollback(&t.engine, Some(&change_id), None)
+        .await
+        .expect("rolled back");
+    assert_eq!(undone.status, ChangeStatus::RolledBack);
+    assert!(t.fake.policies_of(&role).expect("role").same_as(&before));
+    assert!(
+        t.engine
+            .state
+            .journal_unfinished()
+            .expect("journals")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn an_apply_that_fails_part_way_restores_the_snapshot() {
+    let t = TestEngine::new(EVENTS_SOURCE);
+    let role = orders_role(&t);
+    t.fake.exercise();
+    mine(&t.engine).await;
+    let before = t.fake.policies_of(&role).expect("the role");
+    let plan = plan(&t.engine).await;
+    let proposal = &plan.roles[0].proposal;
+    assert_eq!(proposal.delete_inline, ["admin"], "{proposal:?}");
+    // The narrowed policy goes in, then taking the unused one away fails.
+    t.fake.fail("iam:DeleteRolePolicy", 1);
+    let outcomes = crate::plan::apply(&t.engine, &plan.id, &[], true)
+        .await
+        .expect("an outcome per role");
+    assert_eq!(outcomes[0].outcome, ApplyOutcome::Failed, "{outcomes:?}");
+    assert!(
+        outcomes[0].detail.contains("injected fault"),
+        "{outcomes:?}"
+    );
+    assert!(t.fake.policies_of(&role).expect("role").same_as(&before));
+    let change = t
+        .engine
+        .state
+        .tree::<ChangeRecord>()
+        .expect("tree")
+        .iter()
+        .next()
+        .expect("one change")
+        .expect("readable")
+        .1;
+    assert_eq!(change.status, ChangeStatus::RolledBack);
+    assert!(
+        t.engine
+            .state
+            .journal_unfinished()
+            .expect("journals")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn apply_refuses_a_stale_role_and_more_roles_than_the_limit() {
+    let mut t = TestEngine::new(EVENTS_SOURCE);
+    let mut config = (*t.engine.config).clone();
+    config.planner.max_roles_per_apply = 1;
+    t.engine = t.engine.with_config(config);
+    let role = orders_role(&t);
+    let other = t.fake.add_role(
+        "billing",
+        &[("whittle", "managed")],
+        &[("app", &allow(&["sqs:SendMessage", "sqs:DeleteQueue"]))],
+    );
+    t.fake.world().workload.push(crate::testing::Call {
+        role_arn: other.clone(),
+        action: "sqs:SendMessage".to_owned(),
+        resource: "arn:aws:sqs:us-east-1:111111111111:q".to_owned(),
+    });
+    t.fake.exercise();
+    mine(&t.engine).await;
+    let plan = plan(&t.engine).await;
+    let error = crate::plan::apply(&t.engine, &plan.id, &[], true)
+        .await
+        .expect_err("two roles, limit one");
+    assert!(
+        error.to_string().contains("max_roles_per_apply = 1"),
+        "{error}"
+    );
+
+    // Someone edits the role after the plan: the plan is stale for it.
+    t.fake
+        .world()
+        .roles
+        .get_mut(&role)
+        .expect("role")
+        .inline
+        .insert("hotfix".to_owned(), allow(&["sns:Publish"]));
+    let outcomes = crate::plan::apply(&t.engine, &plan.id, &[role.clone()], true)
+        .await
+        .expect("an outcome");
+    assert_eq!(outcomes[0].outcome, ApplyOutcome::Failed);
+    assert!(
+        outcomes[0].detail.contains("changed since plan"),
+        "{outcomes:?}"
+    );
+    assert_eq!(t.fake.policies_of(&role).expect("role").inline.len(), 3);
+}
