@@ -27,8 +27,17 @@ read -r line <&"${EMULATOR[0]}"
 endpoint="${line##* on }"
 daemon_pid=""
 cleanup() {
-  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
-  kill "$EMULATOR_PID" 2>/dev/null || true
+  # Stopping what may have stopped already: a failed kill here is not a failed demo.
+  set +e
+  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null
+  kill "$EMULATOR_PID" 2>/dev/null
+  return 0
+}
+# `whittle plan` exits 2 when it proposes changes, which is what each plan here must do.
+expect_changes() {
+  local code=0
+  "$@" || code=$?
+  [ "$code" -eq 2 ] || { echo "demo: whittle ${*:2} exited $code, expected 2 (changes proposed)" >&2; exit 1; }
 }
 trap cleanup EXIT
 echo "    emulator at $endpoint" >&2
@@ -87,15 +96,11 @@ echo "==> whittle mine again: incremental, only files delivered since the last r
 
 echo "==> whittle plan: least-privilege policies from what each role used (a dry run; exit 2 = changes proposed)" >&2
 # The demo's usage is minutes old, so [planner] min_observation_days is 0 here (14 by default).
-set +e
-"$whittle" plan --config "$config" > "$work/plan.txt"
-code=$?
-set -e
+expect_changes "$whittle" plan --config "$config" > "$work/plan.txt"
 cat "$work/plan.txt"
-[ "$code" -eq 2 ] || { echo "whittle plan exited $code, expected 2" >&2; exit 1; }
 plan_id="$(sed -n 's/^plan \(plan-[^ ]*\) .*/\1/p' "$work/plan.txt")"
 echo "==> whittle plan show $plan_id --format terraform (also: json, markdown, cloudformation, serverless)" >&2
-"$whittle" plan --config "$config" show "$plan_id" --format terraform || true
+expect_changes "$whittle" plan --config "$config" show "$plan_id" --format terraform
 echo "==> whittle apply $plan_id --force (no trial yet), then whittle rollback" >&2
 "$whittle" apply --config "$config" "$plan_id" --force
 "$whittle" rollback --config "$config" --role arn:aws:iam::123456789012:role/app-orders
@@ -115,17 +120,13 @@ timeout = "60s"
 TRIAL
 orders=arn:aws:iam::123456789012:role/app-orders
 echo "==> whittle plan --role app-orders, then whittle trial: the plan drops dynamodb:DescribeTable, which the function needs now and then" >&2
-set +e
-"$whittle" plan --config "$config" --role "$orders" > "$work/plan-orders.txt"
+expect_changes "$whittle" plan --config "$config" --role "$orders" > "$work/plan-orders.txt"
 plan_id="$(sed -n 's/^plan \(plan-[^ ]*\) .*/\1/p' "$work/plan-orders.txt")"
-"$whittle" trial --config "$config" --playbook "$work/trial.toml" "$plan_id"
-code=$?
-set -e
+code=0
+"$whittle" trial --config "$config" --playbook "$work/trial.toml" "$plan_id" || code=$?
 [ "$code" -eq 1 ] || { echo "the first trial should have rolled back (exit $code)" >&2; exit 1; }
 echo "==> the next plan keeps what the trial found needed; its trial passes; it applies without --force" >&2
-set +e
-"$whittle" plan --config "$config" --role "$orders" > "$work/plan-orders-2.txt"
-set -e
+expect_changes "$whittle" plan --config "$config" --role "$orders" > "$work/plan-orders-2.txt"
 grep -E "dynamodb:DescribeTable" "$work/plan-orders-2.txt" >&2
 plan_id="$(sed -n 's/^plan \(plan-[^ ]*\) .*/\1/p' "$work/plan-orders-2.txt")"
 "$whittle" trial --config "$config" --playbook "$work/trial.toml" "$plan_id"

@@ -706,7 +706,7 @@ impl<P: Ports> Run<'_, P> {
             Some(readers)
                 if !readers.is_empty() && readers.iter().all(|read| *read >= promoted) =>
             {
-                info!(rotation = %spec.name, readers = readers.len(), "Every known reader read the secret since promotion; the grace period ends early");
+                info!(rotation = %spec.name, readers = readers.len(), "Every known consumer read the secret since promotion; the grace period ends early");
                 None
             }
             _ => Some(super::format_ms(end)),

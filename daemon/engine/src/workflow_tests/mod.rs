@@ -3,6 +3,8 @@
 //! `rotate`, the reconcile pass and `status`, with a clock the tests move.
 
 mod apply;
+mod reconcile;
+mod rotate;
 mod trial;
 
 use tokio_util::sync::CancellationToken;
