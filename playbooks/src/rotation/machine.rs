@@ -19,7 +19,10 @@
 //!
 //! A failure that outlasts the retries before promotion *parks* the rotation: the pending
 //! value is withdrawn, a `command` playbook re-installs the current value, and the old
-//! credential stays the one in use.
+//! credential stays the one in use. When the park cannot remove `AWSPENDING` (its outcome
+//! says so), the next run of the same rotation recognises the label as its own (the version id
+//! is the token of a finished journal of this rotation and secret), journals the clean-up,
+//! removes it and rotates; any other `AWSPENDING` is refused untouched.
 
 use std::future::Future;
 use std::time::Duration;
@@ -269,6 +272,40 @@ pub fn token_of(journal: JournalId) -> String {
     format!("whittle-rotation-{:024}", journal.0)
 }
 
+/// The journal whose [`token_of`] `version` is, if it has that exact form.
+fn journal_of_token(version: &str) -> Option<JournalId> {
+    let id = JournalId(version.strip_prefix("whittle-rotation-")?.parse().ok()?);
+    (token_of(id) == version).then_some(id)
+}
+
+/// The journal of `spec`'s rotation whose `AWSPENDING` label `version` is and that is
+/// finished: a label its park could not remove, safe to remove now. Anything else (not a
+/// whittle token, no such journal, another rotation's, another secret's, one still open) is
+/// `None`: a rotation in progress that whittle must not touch.
+fn stale_own_pending(
+    state: &State,
+    spec: &Spec,
+    version: &str,
+) -> Result<Option<JournalId>, StateError> {
+    let Some(id) = journal_of_token(version) else {
+        return Ok(None);
+    };
+    Ok(state.journal_get(id)?.and_then(|entry| {
+        (entry.kind == ROTATION_JOURNAL
+            && entry.subject == spec.name
+            && entry.intent["secret"].as_str() == Some(spec.secret.as_str())
+            && entry.finished.is_some())
+        .then_some(id)
+    }))
+}
+
+/// The journal step that precedes removing `AWSPENDING` left on whittle's own version by a
+/// finished rotation (its detail names the versions), and the one that records it done.
+const CLEARING_STALE: &str = "clearing-stale-pending";
+const STALE_CLEARED: &str = "stale-pending-cleared";
+/// The step a parked clean-up names.
+const CLEAR_STALE_STEP: &str = "clear stale pending";
+
 /// The unfinished rotation journal of `name`, if one exists.
 pub fn open_journal(state: &State, name: &str) -> Result<Option<JournalEntry>, StateError> {
     Ok(state
@@ -303,12 +340,20 @@ pub async fn rotate<P: Ports>(
                     reason: "Secrets Manager's own rotation is enabled on this secret; turn it off or use a `native` playbook".to_owned(),
                 });
             }
-            if let Some(foreign) = inspection.pending_versions.first() {
-                return Ok(Outcome::Refused {
-                    reason: format!(
-                        "version {foreign} already carries AWSPENDING (another rotation is in progress); finish or cancel it first"
-                    ),
-                });
+            // A version of whittle's own whose park could not remove its AWSPENDING label is
+            // removed below, once this rotation's journal is begun; any other is refused.
+            let mut stale = Vec::new();
+            for version in &inspection.pending_versions {
+                match stale_own_pending(state, spec, version)? {
+                    Some(journal) => stale.push((version.clone(), journal)),
+                    None => {
+                        return Ok(Outcome::Refused {
+                            reason: format!(
+                                "version {version} already carries AWSPENDING (another rotation is in progress); finish or cancel it first"
+                            ),
+                        });
+                    }
+                }
             }
             let intent = Intent {
                 secret: spec.secret.clone(),
@@ -327,12 +372,29 @@ pub async fn rotate<P: Ports>(
                 ports.now(),
             )?;
             ports.after_step("rotation:begin");
-            state
+            let entry = state
                 .journal_get(id)?
                 .ok_or_else(|| MachineError::Journal {
                     journal: id.0,
                     reason: "vanished right after it was written".to_owned(),
-                })?
+                })?;
+            let mut run = Run {
+                ports,
+                state,
+                spec,
+                entry,
+            };
+            if !stale.is_empty() {
+                info!(rotation = %spec.name, versions = ?stale, "Removing AWSPENDING left on whittle's own version by an earlier rotation");
+                run.step(
+                    CLEARING_STALE,
+                    json!({
+                        "versions": stale.iter().map(|(v, _)| v).collect::<Vec<_>>(),
+                        "journals": stale.iter().map(|(_, j)| j.0).collect::<Vec<_>>(),
+                    }),
+                )?;
+            }
+            return run.drive().await;
         }
     };
     Run {
@@ -452,6 +514,13 @@ impl<P: Ports> Run<'_, P> {
     /// Runs the remaining steps; the inner error is a step that failed for good.
     async fn advance(&mut self, token: &str) -> Result<Result<Progress, Failure>, MachineError> {
         let (ports, spec) = (self.ports, self.spec);
+        // 0. AWSPENDING left by an earlier park of this rotation goes first.
+        if self.done(CLEARING_STALE) && !self.done(STALE_CLEARED) {
+            if let Err(failure) = self.clear_stale().await {
+                return Ok(Err(failure));
+            }
+            self.step(STALE_CLEARED, json!(null))?;
+        }
         if let Playbook::Native { timeout, poll } = &spec.playbook {
             return self.native(token, *timeout, *poll).await;
         }
@@ -631,6 +700,36 @@ impl<P: Ports> Run<'_, P> {
             _ => {}
         }
         Ok(Ok(Progress::Done(version)))
+    }
+
+    /// Removes `AWSPENDING` from the versions the `clearing-stale-pending` step names.
+    async fn clear_stale(&self) -> Result<(), Failure> {
+        let (ports, spec) = (self.ports, self.spec);
+        let versions: Vec<String> = self
+            .entry
+            .steps
+            .iter()
+            .find(|s| s.name == CLEARING_STALE)
+            .and_then(|s| s.detail["versions"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        for version in versions {
+            if let Err(e) = retry(ports, spec, "clear pending", || {
+                ports.clear_pending(spec, &version)
+            })
+            .await
+            {
+                return Err(Failure {
+                    step: CLEAR_STALE_STEP,
+                    reason: format!(
+                        "AWSPENDING could not be removed from version {version}, left by an earlier rotation that is over ({e}); the next run removes it"
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Runs Secrets Manager's own rotation and follows it until AWSCURRENT is on `token`.
@@ -1303,10 +1402,18 @@ impl<P: Ports> Run<'_, P> {
                 )),
             }
         }
+        // The next run recognises the label as whittle's own (the token names this journal,
+        // finished below) and removes it before it rotates.
         if spec.store == Store::SecretsManager
-            && let Err(e) = ports.clear_pending(spec, token).await
+            && failure.step != CLEAR_STALE_STEP
+            && let Err(e) = retry(ports, spec, "clear pending", || {
+                ports.clear_pending(spec, token)
+            })
+            .await
         {
-            reason.push_str(&format!("; removing AWSPENDING failed: {e}"));
+            reason.push_str(&format!(
+                "; AWSPENDING could not be removed from version {token} ({e}); the next run removes it"
+            ));
         }
         self.state.journal_finish(
             self.entry.id,

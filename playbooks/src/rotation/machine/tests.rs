@@ -1232,6 +1232,303 @@ fn a_foreign_pending_version_is_refused_before_any_write() {
     assert_eq!(world.secret.current().id, "v-initial");
 }
 
+/// Parks a `random` rotation at its test step with AWSPENDING stuck on its version (removing
+/// it fails on every attempt), then lifts every fault; returns the parked journal's id.
+fn park_with_awspending_stuck(h: &Harness) -> u64 {
+    // The `random` test reads the pending version back; from then on the reads fail.
+    h.fail_after_step("rotation:pending-created", "read_pending", Fault::Fails, 3);
+    h.fail_after_step(
+        "rotation:pending-created",
+        "clear_pending",
+        Fault::Fails,
+        100,
+    );
+    let parked = h.rotate();
+    let Outcome::Parked {
+        step,
+        reason,
+        journal,
+    } = &parked
+    else {
+        panic!("not parked: {parked:?}")
+    };
+    assert_eq!(step, "test");
+    let token = token_of(JournalId(*journal));
+    let mut world = h.world();
+    assert_eq!(
+        world.secret.labelled("AWSPENDING").map(|v| v.id.clone()),
+        Some(token.clone()),
+        "the park could not remove AWSPENDING"
+    );
+    assert_eq!(world.secret.current().id, "v-initial");
+    world.faults.clear();
+    world.faults_at.clear();
+    drop(world);
+    assert!(
+        reason.contains(&format!(
+            "AWSPENDING could not be removed from version {token}"
+        )) && reason.contains("the next run removes it"),
+        "the park says what is left behind: {reason}"
+    );
+    let entry = h.journal(*journal);
+    let finished = entry
+        .finished
+        .as_ref()
+        .expect("a parked journal is finished");
+    assert_eq!(finished.outcome, "parked");
+    assert_eq!(
+        finished.detail["reason"],
+        reason.as_str(),
+        "status shows it"
+    );
+    *journal
+}
+
+#[test]
+fn a_park_that_could_not_remove_awspending_is_cleaned_up_by_the_next_run() {
+    let h = Harness::new(Store::SecretsManager, shipped("rotate-random.toml"));
+    let parked = park_with_awspending_stuck(&h);
+    let stale = token_of(JournalId(parked));
+    let stale_value = h
+        .world()
+        .secret
+        .version(&stale)
+        .expect("the parked version")
+        .value
+        .clone();
+
+    // No fault left: the label is whittle's own, from a finished journal of this rotation.
+    h.advance(DAY);
+    let calls_before = h.world().calls.len();
+    let outcome = h.rotate();
+    let Outcome::Rotated { version, journal } = &outcome else {
+        panic!("not rotated: {outcome:?}")
+    };
+    assert_ne!(*journal, parked, "a new rotation, not the parked one");
+    assert_eq!(*version, token_of(JournalId(*journal)));
+    let world = h.world();
+    let current = world.secret.current();
+    assert_eq!(current.id, *version);
+    let new_value = current.value.clone();
+    assert_ne!(new_value, OLD_JSON);
+    assert_ne!(new_value, stale_value);
+    assert_eq!(
+        world.secret.labelled("AWSPREVIOUS").map(|v| v.id.as_str()),
+        Some("v-initial")
+    );
+    assert!(
+        world.secret.labelled("AWSPENDING").is_none(),
+        "AWSPENDING left behind"
+    );
+    // The stale label goes before anything new is written, and journaled before that.
+    let calls = &world.calls[calls_before..];
+    let position = |c: &str| calls.iter().position(|x| *x == c);
+    assert!(
+        position("clear_pending") < position("put_pending"),
+        "{calls:?}"
+    );
+    drop(world);
+    assert_eq!(
+        h.steps(*journal),
+        [
+            "clearing-stale-pending",
+            "stale-pending-cleared",
+            "pending-created",
+            "tested",
+            "promoting",
+            "promoted"
+        ]
+    );
+    let entry = h.journal(*journal);
+    assert_eq!(
+        entry.steps[0].detail["versions"],
+        json(&format!("[\"{stale}\"]"))
+    );
+    assert!(h.unfinished().is_none());
+    let new_key = json(&new_value)["api_key"]
+        .as_str()
+        .expect("api_key")
+        .to_owned();
+    let stale_key = json(&stale_value)["api_key"]
+        .as_str()
+        .expect("api_key")
+        .to_owned();
+    for id in [parked, *journal] {
+        h.assert_journal_never_holds(id, &[&new_key, &stale_key, "old-api-key-5f1c"]);
+    }
+
+    // And the one after that rotates plainly.
+    h.advance(DAY);
+    let next = h.rotate();
+    assert!(matches!(next, Outcome::Rotated { .. }), "{next:?}");
+    assert_eq!(h.steps(journal_of(&next))[0], "pending-created");
+}
+
+#[test]
+fn a_stale_awspending_that_still_cannot_be_removed_is_retried_on_the_run_after() {
+    let h = Harness::new(Store::SecretsManager, shipped("rotate-random.toml"));
+    let parked = park_with_awspending_stuck(&h);
+    let stale = token_of(JournalId(parked));
+
+    h.advance(DAY);
+    h.fail("clear_pending", Fault::Fails, 100);
+    let calls_before = h.world().calls.len();
+    let outcome = h.rotate();
+    let Outcome::Parked {
+        step,
+        reason,
+        journal,
+    } = &outcome
+    else {
+        panic!("not parked: {outcome:?}")
+    };
+    assert_eq!(step, "clear stale pending");
+    assert!(
+        reason.contains(&format!(
+            "AWSPENDING could not be removed from version {stale}"
+        )) && reason.contains("the next run removes it"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains(&token_of(JournalId(*journal))),
+        "nothing of the new rotation was written to withdraw: {reason}"
+    );
+    let mut world = h.world();
+    assert!(
+        !world.calls[calls_before..].contains(&"put_pending"),
+        "nothing new written: {:?}",
+        &world.calls[calls_before..]
+    );
+    assert_eq!(world.secret.versions.len(), 2);
+    assert_eq!(world.secret.current().id, "v-initial");
+    world.faults.clear();
+    drop(world);
+    assert_eq!(h.steps(*journal), ["clearing-stale-pending"]);
+    assert!(h.unfinished().is_none(), "the failed clean-up is parked");
+
+    h.advance(DAY);
+    let next = h.rotate();
+    assert!(matches!(next, Outcome::Rotated { .. }), "{next:?}");
+    assert!(h.world().secret.labelled("AWSPENDING").is_none());
+}
+
+#[test]
+fn a_rotation_interrupted_while_clearing_a_stale_awspending_finishes_on_resume() {
+    for point in [
+        "rotation:begin",
+        "rotation:clearing-stale-pending",
+        "rotation:stale-pending-cleared",
+    ] {
+        let h = Harness::new(Store::SecretsManager, shipped("rotate-random.toml"));
+        park_with_awspending_stuck(&h);
+        h.advance(DAY);
+        h.rotate_until_crash_at(point);
+        let open = h
+            .unfinished()
+            .expect("the interrupted journal is unfinished");
+        let outcome = h.rotate();
+        let Outcome::Rotated { journal, .. } = &outcome else {
+            panic!("{point}: not rotated on resume: {outcome:?}")
+        };
+        assert_eq!(*journal, open.id.0, "{point}: the same journal is resumed");
+        assert!(h.world().secret.labelled("AWSPENDING").is_none(), "{point}");
+    }
+}
+
+#[test]
+fn a_whittle_shaped_pending_version_that_is_not_this_rotations_finished_one_is_refused() {
+    type Setup = fn(&Harness) -> Option<JournalId>;
+    let cases: [(&str, Setup); 5] = [
+        ("no such journal", |_| Some(JournalId(4242))),
+        ("another rotation's finished journal", |h| {
+            let id = h
+                .state
+                .journal_begin(
+                    "rotation",
+                    "other-rotation",
+                    json(r#"{"secret":"prod/billing/api-key"}"#),
+                    Timestamp(T0),
+                )
+                .expect("begin");
+            h.state
+                .journal_finish(id, "parked", json("{}"), Timestamp(T0))
+                .expect("finish");
+            Some(id)
+        }),
+        ("another rotation's unfinished journal", |h| {
+            Some(
+                h.state
+                    .journal_begin(
+                        "rotation",
+                        "other-rotation",
+                        json(r#"{"secret":"prod/billing/api-key"}"#),
+                        Timestamp(T0),
+                    )
+                    .expect("begin"),
+            )
+        }),
+        ("a finished journal of another kind", |h| {
+            let id = h
+                .state
+                .journal_begin(
+                    "trial",
+                    "billing-key",
+                    json(r#"{"secret":"prod/billing/api-key"}"#),
+                    Timestamp(T0),
+                )
+                .expect("begin");
+            h.state
+                .journal_finish(id, "completed", json("{}"), Timestamp(T0))
+                .expect("finish");
+            Some(id)
+        }),
+        ("this rotation's finished journal of another secret", |h| {
+            let id = h
+                .state
+                .journal_begin(
+                    "rotation",
+                    "billing-key",
+                    json(r#"{"secret":"prod/other/api-key"}"#),
+                    Timestamp(T0),
+                )
+                .expect("begin");
+            h.state
+                .journal_finish(id, "parked", json("{}"), Timestamp(T0))
+                .expect("finish");
+            Some(id)
+        }),
+    ];
+    for (case, setup) in cases {
+        let h = Harness::new(Store::SecretsManager, shipped("rotate-random.toml"));
+        let id = setup(&h).expect("a journal id");
+        let token = token_of(id);
+        h.world().secret.versions.push(SmVersion {
+            id: token.clone(),
+            value: "half-made".to_owned(),
+            stages: vec!["AWSPENDING"],
+        });
+        let outcome = h.rotate();
+        let Outcome::Refused { reason } = &outcome else {
+            panic!("{case}: not refused: {outcome:?}")
+        };
+        assert_eq!(
+            *reason,
+            format!(
+                "version {token} already carries AWSPENDING (another rotation is in progress); finish or cancel it first"
+            ),
+            "{case}"
+        );
+        let world = h.world();
+        assert_eq!(world.calls, ["inspect"], "{case}");
+        assert!(world.points.is_empty(), "{case}");
+        assert_eq!(
+            world.secret.labelled("AWSPENDING").map(|v| v.id.as_str()),
+            Some(token.as_str()),
+            "{case}: the other version is left alone"
+        );
+    }
+}
+
 #[test]
 fn transient_failures_are_retried_with_doubling_back_off() {
     let mut h = Harness::new(Store::SecretsManager, shipped("rotate-random.toml"));
