@@ -33,6 +33,25 @@ pub enum StateError {
         supported: u32,
     },
 
+    #[error("{}", missing_message(dir, missing))]
+    Missing {
+        dir: PathBuf,
+        /// What is gone, each with what it is, e.g. `db/snap.* (the database snapshot)`.
+        missing: Vec<String>,
+    },
+
+    #[error(
+        "state directory {}: {problem}; whittle will not start on it, because unfinished journals and the records written since would be lost. Stop every whittle using it and restore the whole directory (db/ together with whittle-state.json) from one backup (see docs/state.md); if you put this db/ there on purpose and accept losing what came after it, remove whittle-state.json and run again",
+        dir.display()
+    )]
+    Mismatch { dir: PathBuf, problem: String },
+
+    #[error(
+        "cannot read whittle-state.json in state directory {}: {reason}; restore the whole directory from a backup (see docs/state.md)",
+        dir.display()
+    )]
+    BadMarker { dir: PathBuf, reason: String },
+
     #[error("state database at {}: {source}", path.display())]
     Sled {
         path: PathBuf,
@@ -83,6 +102,18 @@ fn locked_message(dir: &std::path::Path, owner: Option<&LockOwner>) -> String {
             dir.display()
         ),
     }
+}
+
+fn missing_message(dir: &std::path::Path, missing: &[String]) -> String {
+    let what = match missing {
+        [] => "nothing".to_owned(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    };
+    format!(
+        "state directory {} was initialised before but is missing {what}; whittle will not start on it, because it would start over with an empty state and forget its unfinished journals, job history, usage and targets. Stop every whittle using it and restore the whole directory from a backup (see docs/state.md); to start over on purpose, move the directory aside",
+        dir.display()
+    )
 }
 
 /// What the reader can do about an IO error on the state directory, for the kinds that have
