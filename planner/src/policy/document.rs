@@ -508,21 +508,63 @@ fn parse_condition(value: &Value, path: &str) -> Result<ConditionBlock, PolicyEr
                     "a condition value is a string, number or boolean",
                 )),
             };
+            let base = split_operator(operator).map_or("", |(_, base, _)| base);
+            let checked = |v: &Value, at: &str| {
+                let value = scalar(v, at)?;
+                check_value(base, &value.0, at)?;
+                Ok(value)
+            };
             let values = match values {
                 Value::Array(items) => OneOrMany::Many(
                     items
                         .iter()
                         .enumerate()
-                        .map(|(i, v)| scalar(v, &format!("{at}[{i}]")))
+                        .map(|(i, v)| checked(v, &format!("{at}[{i}]")))
                         .collect::<Result<_, _>>()?,
                 ),
-                other => OneOrMany::One(scalar(other, &at)?),
+                other => OneOrMany::One(checked(other, &at)?),
             };
             entries.insert(key.clone(), values);
         }
         block.insert(operator.clone(), entries);
     }
     Ok(block)
+}
+
+/// Refuses a condition value its operator cannot read, as IAM's policy validation does: a
+/// numeric operator needs a finite number, an IP operator an address or CIDR range. A value
+/// with a policy variable (`${...}`) is only known at request time.
+fn check_value(base_operator: &str, value: &Value, at: &str) -> Result<(), PolicyError> {
+    let text = match value {
+        Value::String(s) if s.contains("${") => return Ok(()),
+        Value::String(s) => s.trim().to_owned(),
+        other => other.to_string(),
+    };
+    match base_operator {
+        "NumericEquals"
+        | "NumericNotEquals"
+        | "NumericLessThan"
+        | "NumericLessThanEquals"
+        | "NumericGreaterThan"
+        | "NumericGreaterThanEquals" => match (value, text.parse::<f64>()) {
+            (Value::String(_) | Value::Number(_), Ok(n)) if n.is_finite() => Ok(()),
+            _ => Err(invalid(at, format!("`{text}` is not a number"))),
+        },
+        "IpAddress" | "NotIpAddress" => {
+            let ip = matches!(value, Value::String(_))
+                && (text.parse::<ipnet::IpNet>().is_ok()
+                    || text.parse::<std::net::IpAddr>().is_ok());
+            if ip {
+                Ok(())
+            } else {
+                Err(invalid(
+                    at,
+                    format!("`{text}` is not an IP address or CIDR range"),
+                ))
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -614,6 +656,23 @@ mod tests {
             (
                 r#"{"Statement":{"Effect":"Allow","Principal":{"User":"x"},"Action":"s3:GetObject"}}"#,
                 "unknown principal type",
+            ),
+            // IAM refuses condition values its operator cannot read.
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"s3:ListBucket","Resource":"*","Condition":{"NumericLessThan":{"s3:max-keys":"1e400"}}}}"#,
+                "Statement.Condition.NumericLessThan.s3:max-keys: `1e400` is not a number",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"s3:ListBucket","Resource":"*","Condition":{"NumericEqualsIfExists":{"s3:max-keys":["10","ten"]}}}}"#,
+                "Statement.Condition.NumericEqualsIfExists.s3:max-keys[1]: `ten` is not a number",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"s3:GetObject","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"999.1.1.1/99"}}}}"#,
+                "Statement.Condition.IpAddress.aws:SourceIp: `999.1.1.1/99` is not an IP address or CIDR range",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"s3:GetObject","Resource":"*","Condition":{"ForAnyValue:NotIpAddress":{"aws:SourceIp":["10.0.0.0/8",true]}}}}"#,
+                "not an IP address or CIDR range",
             ),
         ];
         for (text, expected) in cases {
