@@ -632,10 +632,27 @@ impl Config {
     }
 }
 
-/// Reads the file at `path`, or says exactly why not.
+/// The largest configuration file read: a mistaken path such as `/dev/zero` must not fill
+/// memory.
+const CONFIG_MAX_BYTES: u64 = 16 << 20;
+
+/// Reads the file at `path` (at most [`CONFIG_MAX_BYTES`]), or says exactly why not.
 pub fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    use std::io::{Error, ErrorKind, Read};
+    let failed = |source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(CONFIG_MAX_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(failed)?;
+    if bytes.len() as u64 > CONFIG_MAX_BYTES {
+        return Err(failed(Error::new(
+            ErrorKind::InvalidData,
+            "larger than 16 MiB, so not a configuration file",
+        )));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| failed(Error::new(ErrorKind::InvalidData, "not UTF-8 text")))
 }

@@ -42,7 +42,44 @@ impl CronSchedule {
     ) -> Option<chrono::DateTime<chrono::Utc>> {
         self.cron.find_next_occurrence(&after, false).ok()
     }
+
+    /// Fails when the expression has no occurrence within [`FIRES_WITHIN_YEARS`] after
+    /// `from` (`0 0 0 31 2 *`, or a year field in the past): the scheduler would wait for it
+    /// forever.
+    pub fn check_fires(&self, from: chrono::DateTime<chrono::Utc>) -> Result<(), String> {
+        let horizon = from + chrono::Duration::days(FIRES_WITHIN_YEARS * 366);
+        match self.next_after(from) {
+            Some(next) if next <= horizon => Ok(()),
+            _ => Err(format!(
+                "cron expression `{}` never fires: it has no occurrence in the next {FIRES_WITHIN_YEARS} years; check the day-of-month, month and year fields",
+                self.text
+            )),
+        }
+    }
+
+    /// The shortest time between two consecutive occurrences among the first
+    /// [`GAP_SAMPLES`] after `from`, or None when it fires at most once in them. Enough
+    /// samples cover a pattern's whole cycle, leap days included (`0 0 0 28,29 2 *`).
+    pub fn shortest_gap(&self, from: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+        let mut previous = self.next_after(from)?;
+        let mut shortest: Option<Duration> = None;
+        for _ in 1..GAP_SAMPLES {
+            let Some(next) = self.next_after(previous) else {
+                break;
+            };
+            let gap = (next - previous).to_std().unwrap_or_default();
+            shortest = Some(shortest.map_or(gap, |s| s.min(gap)));
+            previous = next;
+        }
+        shortest
+    }
 }
+
+/// A cron expression must fire at least once within this many years.
+pub const FIRES_WITHIN_YEARS: i64 = 10;
+
+/// How many consecutive occurrences [`CronSchedule::shortest_gap`] looks at.
+const GAP_SAMPLES: usize = 1000;
 
 /// The parser tokio-cron-scheduler uses (see its `Job::new_async_tz`): seconds required, and
 /// day-of-month and day-of-week both required to match. Using the same settings here means an
@@ -57,31 +94,46 @@ fn cron_parser() -> croner::parser::CronParser {
 
 impl FromStr for CronSchedule {
     type Err = String;
+    /// Parses the expression and checks that it fires within [`FIRES_WITHIN_YEARS`] from
+    /// now.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        cron_parser()
+        let schedule = cron_parser()
             .parse(text)
             .map(|cron| CronSchedule { text: text.to_owned(), cron })
             .map_err(|e| {
                 format!(
                     "invalid cron expression `{text}`: {e}; expected 6 fields `sec min hour day-of-month month day-of-week`, e.g. `0 */15 * * * *`"
                 )
-            })
+            })?;
+        schedule.check_fires(chrono::Utc::now())?;
+        Ok(schedule)
     }
 }
 deserialize_from_str!(CronSchedule);
 
-/// A duration written the human way: `30s`, `5m`, `1h 30m`, `7days`.
+/// A duration written the human way: `30s`, `5m`, `1h 30m`, `7days`; at most
+/// [`HumanDuration::LONGEST`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    /// No timeout, delay, window or jitter in the file is longer than this; anything longer
+    /// (`18446744073709551615s`) is a mistake that would make a job wait forever.
+    pub const LONGEST: Duration = Duration::from_secs(10 * 31_557_600);
+}
 
 impl FromStr for HumanDuration {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        humantime::parse_duration(text)
-            .map(HumanDuration)
-            .map_err(|e| {
-                format!("invalid duration `{text}`: {e}; write it like `30s`, `5m` or `1h 30m`")
-            })
+        let duration = humantime::parse_duration(text).map_err(|e| {
+            format!("invalid duration `{text}`: {e}; write it like `30s`, `5m` or `1h 30m`")
+        })?;
+        if duration > Self::LONGEST {
+            return Err(format!(
+                "invalid duration `{text}`: longer than 10 years; write it like `30s`, `5m` or `1h 30m`"
+            ));
+        }
+        Ok(HumanDuration(duration))
     }
 }
 deserialize_from_str!(HumanDuration);

@@ -2,7 +2,10 @@
 //!
 //! serde stops at the first error, so [`parse`] works in rounds over toml's spanned document
 //! tree: deserialize; on an error, record it with its span, remove the offending item from the
-//! tree, and deserialize again. Spans always refer to the original text because the tree keeps
+//! tree, and deserialize again. An unknown key is handled for its whole table at once: serde's
+//! message lists the table's known keys, so every other unknown key of that table is
+//! reported and removed in the same round (one round per key made a file of many unknown
+//! keys take quadratic time). Spans always refer to the original text because the tree keeps
 //! them, so every diagnostic is located in the file as the user wrote it. When deserializing
 //! succeeds (possibly with defaults in place of removed items), the cross-field checks run
 //! and locate their findings by key path in the same tree.
@@ -15,7 +18,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::Config;
+use super::{Config, CronSchedule, HumanDuration};
 
 /// One located problem in the configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,20 +76,30 @@ pub fn parse(text: &str) -> Result<Config, Vec<Diagnostic>> {
 /// Parses and validates configuration text, returning every problem found; relative paths
 /// in it (playbooks) start at `base_dir`.
 pub fn parse_in(text: &str, base_dir: &Path) -> Result<Config, Vec<Diagnostic>> {
+    parse_counting_rounds(text, base_dir).0
+}
+
+/// [`parse_in`], also returning how many times the tree was deserialized (for tests: the
+/// number of rounds must not grow with the number of unknown keys).
+fn parse_counting_rounds(text: &str, base_dir: &Path) -> (Result<Config, Vec<Diagnostic>>, usize) {
     let (mut root, syntax_errors) = DeTable::parse_recoverable(text);
-    let locate = |span: Option<Range<usize>>| position(text, span.map_or(0, |s| s.start));
+    let lines = Lines::new(text);
+    let locate = |span: Option<Range<usize>>| lines.position(span.map_or(0, |s| s.start));
     if !syntax_errors.is_empty() {
         // A syntax error leaves the tree unreliable; report the syntax alone.
-        return Err(syntax_errors
+        let found = syntax_errors
             .iter()
             .map(|e| diagnostic(locate(e.span()), e.message()))
-            .collect());
+            .collect();
+        return (Err(found), 0);
     }
 
     let mut diagnostics = Vec::new();
     // Key paths removed so far: a finding caused by a removal is not a mistake of its own.
     let mut removed: Vec<Vec<String>> = Vec::new();
+    let mut rounds = 0;
     let config = loop {
+        rounds += 1;
         match Config::deserialize(toml::de::Deserializer::from(root.clone())) {
             Ok(config) => break Some(config),
             Err(error) => {
@@ -95,6 +108,14 @@ pub fn parse_in(text: &str, base_dir: &Path) -> Result<Config, Vec<Diagnostic>> 
                     diagnostics.push(diagnostic(locate(None), error.message()));
                     break None;
                 };
+                // An unknown key: every unknown key of its table, in one round.
+                if let Some(unknown) = remove_unknown_keys(root.get_mut(), &span, error.message()) {
+                    for (path, key_span, message) in unknown {
+                        diagnostics.push(diagnostic(locate(Some(key_span)), &message));
+                        removed.push(path);
+                    }
+                    continue;
+                }
                 // A table that lost a required key to an earlier removal now reports that key
                 // missing; that is the same mistake again, so only the first is reported.
                 let missing = error
@@ -143,10 +164,11 @@ pub fn parse_in(text: &str, base_dir: &Path) -> Result<Config, Vec<Diagnostic>> 
     }
     diagnostics.sort_by_key(|d| (d.line, d.column));
     diagnostics.dedup();
-    match config {
+    let result = match config {
         Some(config) if diagnostics.is_empty() => Ok(config),
         _ => Err(diagnostics),
-    }
+    };
+    (result, rounds)
 }
 
 /// serde's messages for a value of the wrong type or shape, which do not say which key.
@@ -182,13 +204,123 @@ fn diagnostic((line, column): (usize, usize), message: &str) -> Diagnostic {
     }
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-fn position(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
+/// Where each line of a text starts, so that locating a diagnostic does not scan the text
+/// before it (thousands of diagnostics in a large file would take quadratic time).
+struct Lines<'t> {
+    text: &'t str,
+    starts: Vec<usize>,
+}
+
+impl<'t> Lines<'t> {
+    fn new(text: &'t str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Lines { text, starts }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        // The number of lines starting at or before the offset: at least 1 (the first).
+        let line = self.starts.partition_point(|&start| start <= offset);
+        let line_start = self.starts[line - 1];
+        (line, self.text[line_start..offset].chars().count() + 1)
+    }
+}
+
+/// serde's message for an unknown key of a struct, ``unknown field `NAME`, expected one of
+/// `a`, `b` `` (or ``expected `a` ``, ``expected `a` or `b` ``, `there are no fields`): the
+/// struct's known keys, and the message's text after the name.
+fn parse_unknown_field(message: &str) -> Option<(Vec<&str>, &str)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    // The unknown name is the user's and may hold anything; serde's part is at the end.
+    let end = ["`, expected ", "`, there are no fields"]
+        .iter()
+        .filter_map(|marker| rest.rfind(marker))
+        .max()?;
+    let tail = &rest[end + 1..];
+    let known = match tail.split_once("expected ") {
+        // Every second piece between backticks is a name: "one of `a`, `b`".
+        Some((_, list)) => list.split('`').skip(1).step_by(2).collect(),
+        None => Vec::new(),
+    };
+    Some((known, tail))
+}
+
+/// Removed unknown keys: each one's key path, the span of its key, and its message (or,
+/// below [`remove_unknown_keys`], its name).
+type UnknownKeys = Vec<(Vec<String>, Range<usize>, String)>;
+
+/// For an unknown-key error at `span`: removes every key of the same table that the error's
+/// message does not list as known, returning each one's path, span and message. None when
+/// the message is not about an unknown key or the table is not found (the caller then
+/// removes the one item the error points at).
+fn remove_unknown_keys(
+    root: &mut DeTable<'_>,
+    span: &Range<usize>,
+    message: &str,
+) -> Option<UnknownKeys> {
+    let (known, tail) = parse_unknown_field(message)?;
+    let mut found = remove_unknown_in_table(root, span, &known)?;
+    for (_, _, name) in &mut found {
+        *name = format!("unknown field `{name}`{tail}");
+    }
+    Some(found)
+}
+
+/// [`remove_unknown_keys`] in `table` or below; the third item of each result is the key.
+fn remove_unknown_in_table(
+    table: &mut DeTable<'_>,
+    span: &Range<usize>,
+    known: &[&str],
+) -> Option<UnknownKeys> {
+    if table.iter().any(|(key, _)| key.span() == *span) {
+        let unknown: Vec<_> = table
+            .keys()
+            .filter(|key| !known.contains(&key.get_ref().as_ref()))
+            .cloned()
+            .collect();
+        // The key the error names must go, or the next round would stop at it again.
+        if !unknown.iter().any(|key| key.span() == *span) {
+            return None;
+        }
+        // (The table is a BTreeMap: each removal takes logarithmic time.)
+        let found = unknown
+            .into_iter()
+            .map(|key| {
+                table.remove(&key);
+                let name = key.get_ref().to_string();
+                (vec![name.clone()], key.span(), name)
+            })
+            .collect();
+        return Some(found);
+    }
+    table.iter_mut().find_map(|(key, value)| {
+        let mut found = remove_unknown_in_value(value.get_mut(), span, known)?;
+        for (path, _, _) in &mut found {
+            path.insert(0, key.get_ref().to_string());
+        }
+        Some(found)
+    })
+}
+
+fn remove_unknown_in_value(
+    value: &mut DeValue<'_>,
+    span: &Range<usize>,
+    known: &[&str],
+) -> Option<UnknownKeys> {
+    match value {
+        DeValue::Table(table) => remove_unknown_in_table(table, span, known),
+        DeValue::Array(array) => array.iter_mut().enumerate().find_map(|(i, item)| {
+            let mut found = remove_unknown_in_value(item.get_mut(), span, known)?;
+            for (path, _, _) in &mut found {
+                path.insert(0, i.to_string());
+            }
+            Some(found)
+        }),
+        _ => None,
+    }
 }
 
 /// Removes the item the error span points at: a key whose key or value span matches, or an
@@ -344,10 +476,16 @@ fn rotation_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
         if rotation.attempts == 0 {
             found.push((at("attempts"), "attempts = 0 would never try".to_owned()));
         }
+        if let Some(message) = jitter_problem(&rotation.cron, rotation.jitter) {
+            found.push((at("jitter"), message));
+        }
+        let playbook_path = rotation.playbook_path(&config.base_dir);
         if rotation.playbook.as_os_str().is_empty() {
             found.push((whole, "rotation without a `playbook` file".to_owned()));
+        } else if let Err(message) = check_playbook_file(&playbook_path) {
+            found.push((at("playbook"), format!("playbook {message}")));
         } else {
-            match whittle_playbooks::rotation::load(&rotation.playbook_path(&config.base_dir)) {
+            match whittle_playbooks::rotation::load(&playbook_path) {
                 Err(error) => found.push((at("playbook"), format!("playbook {error}"))),
                 Ok(playbook)
                     if playbook.kind() == "native"
@@ -578,13 +716,19 @@ fn cross_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
             "max_roles_per_apply of 0 would make `whittle apply` refuse every plan".to_owned(),
         ));
     }
-    if let Some(path) = &config.trial.playbook
-        && let Err(error) = whittle_playbooks::trial::load(&config.base_dir.join(path))
-    {
-        found.push((
-            vec![Key("trial"), Key("playbook")],
-            format!("trial playbook {error}"),
-        ));
+    if let Some(path) = &config.trial.playbook {
+        let path = config.base_dir.join(path);
+        let problem = check_playbook_file(&path).err().or_else(|| {
+            whittle_playbooks::trial::load(&path)
+                .err()
+                .map(|e| e.to_string())
+        });
+        if let Some(problem) = problem {
+            found.push((
+                vec![Key("trial"), Key("playbook")],
+                format!("trial playbook {problem}"),
+            ));
+        }
     }
     for (i, name) in config.trial.staging_accounts.iter().enumerate() {
         if config.account(name).is_none() {
@@ -597,16 +741,47 @@ fn cross_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
     found.extend(source_checks(config));
     found.extend(rotation_checks(config));
     for (name, job) in config.jobs.iter() {
+        let at = vec![Key("jobs"), Seg::Name(name.to_string()), Key("jitter")];
         if let Some(jitter) = job.jitter
             && jitter.0.is_zero()
         {
-            found.push((
-                vec![Key("jobs"), Seg::Name(name.to_string()), Key("jitter")],
-                "jitter of zero: remove the key instead".to_owned(),
-            ));
+            found.push((at, "jitter of zero: remove the key instead".to_owned()));
+        } else if let Some(message) = jitter_problem(&job.cron, job.jitter) {
+            found.push((at, message));
         }
     }
     found
+}
+
+/// A jitter as long as the time between two runs would make every run still wait when the
+/// next tick comes, and the scheduler skips a tick while the job runs: it would never run
+/// on time, or (with an absurd jitter) never at all.
+fn jitter_problem(cron: &CronSchedule, jitter: Option<HumanDuration>) -> Option<String> {
+    let jitter = jitter?;
+    let gap = HumanDuration(cron.shortest_gap(chrono::Utc::now())?);
+    (jitter.0 >= gap.0).then(|| {
+        format!(
+            "jitter of {jitter} is not shorter than the period of `{}` ({gap} between runs): each run would wait past the next tick, which is then skipped; make it shorter than {gap}",
+            cron.as_str()
+        )
+    })
+}
+
+/// Playbooks are small TOML files. Larger ones are refused before reading.
+const PLAYBOOK_MAX_BYTES: u64 = 1 << 20;
+
+/// Refuses a playbook path that is not a regular file of at most [`PLAYBOOK_MAX_BYTES`]
+/// before the playbook is read: reading `/dev/zero` would fill memory and a FIFO would
+/// block `validate` forever. (A symlink counts as what it points to.) A path that cannot be
+/// examined passes, for the playbook loader to say why it cannot read it.
+fn check_playbook_file(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(format!("{}: not a regular file", path.display())),
+        Ok(meta) if meta.len() > PLAYBOOK_MAX_BYTES => {
+            Err(format!("{}: larger than 1 MiB", path.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 impl fmt::Display for Diagnostic {
@@ -839,5 +1014,237 @@ staging_accounts = ["staging", "prod"]
         if let Err(found) = parse_in(text, &root) {
             panic!("config.toml is invalid: {found:#?}");
         }
+    }
+
+    fn repo_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    /// The diagnostics for `MINIMAL` followed by `tail`, with paths relative to `base`.
+    fn errors_after_minimal(tail: &str, base: &Path) -> Vec<String> {
+        match parse_in(&format!("{MINIMAL}\n{tail}"), base) {
+            Ok(_) => Vec::new(),
+            Err(diagnostics) => diagnostics.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// Each case: what follows `MINIMAL` (its first line is line 12), and the start of each
+    /// expected diagnostic.
+    fn check_cases(cases: &[(&str, &[&str])], base: &Path) {
+        for (tail, expected) in cases {
+            let found = errors_after_minimal(tail, base);
+            assert_eq!(found.len(), expected.len(), "{tail}: {found:#?}");
+            for (found, expected) in found.iter().zip(expected.iter()) {
+                assert!(
+                    found.starts_with(expected),
+                    "{tail}: `{found}` should start with `{expected}`"
+                );
+            }
+        }
+    }
+
+    const ROTATION: &str = r#"[[rotation]]
+name = "key"
+account = "staging"
+store = "secrets-manager"
+secret = "demo/key"
+playbook = "playbooks/rotate-random.toml"
+cron = "0 0 3 * * 1"
+"#;
+
+    #[test]
+    fn schedules_that_never_work_are_located() {
+        let weekly = |jitter: &str| format!("{ROTATION}jitter = \"{jitter}\"\n");
+        let (week, six_days) = (weekly("7days"), weekly("6days"));
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "[jobs.discover]\ncron = \"0 0 0 31 2 *\"\n",
+                &[
+                    "13:8: cron expression `0 0 0 31 2 *` never fires: it has no occurrence in the next 10 years",
+                ],
+            ),
+            (
+                "[jobs.discover]\ncron = \"0 0 0 1 1 * 2020\"\n",
+                &["13:8: cron expression `0 0 0 1 1 * 2020` never fires"],
+            ),
+            // A leap day comes at most 8 years apart: rare, but it fires.
+            ("[jobs.discover]\ncron = \"0 0 0 29 2 *\"\n", &[]),
+            (
+                "[jobs.discover]\ncron = \"0 */5 * * * *\"\njitter = \"5m\"\n",
+                &[
+                    "14:10: jitter of 5m is not shorter than the period of `0 */5 * * * *` (5m between runs)",
+                ],
+            ),
+            // The shortest gap counts: 00:00 and 01:00 are an hour apart.
+            (
+                "[jobs.mine]\ncron = \"0 0 0,1 * * *\"\njitter = \"2h\"\n",
+                &[
+                    "14:10: jitter of 2h is not shorter than the period of `0 0 0,1 * * *` (1h between runs)",
+                ],
+            ),
+            (
+                "[jobs.mine]\ncron = \"0 0 * * * *\"\njitter = \"59m\"\n",
+                &[],
+            ),
+            (
+                "[jobs.discover]\ncron = \"0 0 * * * *\"\njitter = \"18446744073709551615s\"\n",
+                &["14:10: invalid duration `18446744073709551615s`: longer than 10 years"],
+            ),
+            (
+                "[jobs.discover]\ncron = \"0 0 * * * *\"\njitter = \"11years\"\n",
+                &["14:10: invalid duration `11years`: longer than 10 years"],
+            ),
+            (
+                &week,
+                &[
+                    "19:10: jitter of 7days is not shorter than the period of `0 0 3 * * 1` (7days between runs)",
+                ],
+            ),
+            (&six_days, &[]),
+            (
+                &format!("{ROTATION}jitter = \"18446744073709551615s\"\n"),
+                &["19:10: invalid duration `18446744073709551615s`: longer than 10 years"],
+            ),
+        ];
+        check_cases(cases, &repo_root());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn playbooks_that_are_not_small_regular_files_are_located() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; 2 << 20]).expect("write");
+        let fifo = dir.path().join("fifo.toml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        let (big, fifo) = (big.display().to_string(), fifo.display().to_string());
+        let trial = |path: &str| format!("[trial]\nplaybook = \"{path}\"\n");
+        let rotation = |path: &str| ROTATION.replace("playbooks/rotate-random.toml", path);
+        let cases: Vec<(String, Vec<String>)> = vec![
+            (
+                trial("/dev/zero"),
+                vec!["13:12: trial playbook /dev/zero: not a regular file".to_owned()],
+            ),
+            (
+                trial(&fifo),
+                vec![format!("13:12: trial playbook {fifo}: not a regular file")],
+            ),
+            (
+                trial(&big),
+                vec![format!("13:12: trial playbook {big}: larger than 1 MiB")],
+            ),
+            (
+                rotation("/dev/zero"),
+                vec!["17:12: playbook /dev/zero: not a regular file".to_owned()],
+            ),
+            (
+                rotation(&fifo),
+                vec![format!("17:12: playbook {fifo}: not a regular file")],
+            ),
+            (
+                rotation(&big),
+                vec![format!("17:12: playbook {big}: larger than 1 MiB")],
+            ),
+        ];
+        for (tail, expected) in &cases {
+            let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+            check_cases(&[(tail, &expected)], &repo_root());
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_configuration_path_that_never_ends_is_refused() {
+        let error = load(Path::new("/dev/zero")).err().map(|e| e.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some(
+                "/dev/zero: cannot read the configuration: larger than 16 MiB, so not a configuration file; pass --config PATH or set WHITTLE_CONFIG"
+            )
+        );
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_and_one_table_takes_one_round() {
+        // MINIMAL ends inside [targets]; its keys go on from line 11.
+        let mut text = MINIMAL.to_owned();
+        for i in 0..16_000 {
+            text.push_str(&format!("k{i:05} = 1\n"));
+        }
+        let (result, rounds) = parse_counting_rounds(&text, Path::new("."));
+        let found = result.err().unwrap_or_default();
+        assert_eq!(found.len(), 16_000, "{:#?}", &found[..found.len().min(5)]);
+        for (i, d) in found.iter().enumerate() {
+            assert_eq!((d.line, d.column), (11 + i, 1), "{d}");
+            assert!(
+                d.message
+                    .starts_with(&format!("unknown field `k{i:05}`, expected one of")),
+                "{d}"
+            );
+        }
+        // Deserializing once per unknown key made this quadratic.
+        assert!(rounds <= 3, "{rounds} rounds");
+    }
+
+    #[test]
+    fn unknown_keys_in_several_tables_are_each_located() {
+        let text = r#"bogus = 1
+[aws]
+colour = "blue"
+shade = "dark"
+
+[[aws.accounts]]
+name = "staging"
+nickname = "s"
+alias = "t"
+
+[[aws.accounts]]
+name = "prod"
+nickname = "p"
+
+[targets]
+arn_patterns = ["arn:aws:iam::*:role/app-*"]
+
+[jobs.discover]
+cron = "0 * * * * *"
+every = "5m"
+
+[jobs.sometimes]
+cron = "0 * * * * *"
+
+[jobs.check-aws]
+cron = "0 * * * * *"
+"#;
+        let (result, rounds) = parse_counting_rounds(text, Path::new("."));
+        let found: Vec<String> = result
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let starts: Vec<&str> = found
+            .iter()
+            .map(|f| f.split(", expected").next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                "1:1: unknown field `bogus`",
+                "3:1: unknown field `colour`",
+                "4:1: unknown field `shade`",
+                "8:1: unknown field `nickname`",
+                "9:1: unknown field `alias`",
+                "13:1: unknown field `nickname`",
+                "20:1: unknown field `every`",
+                "22:7: unknown field `sometimes`",
+            ],
+            "{found:#?}"
+        );
+        // One round per table with unknown keys, and a last one that succeeds.
+        assert!(rounds <= 7, "{rounds} rounds");
     }
 }
