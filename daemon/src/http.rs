@@ -4,15 +4,20 @@
 //! and `GET /trials/{plan}`, and `POST /command` (mine, plan, apply, rollback, rotate).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State as Extract;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use whittle_adapters::Adapters;
 use whittle_engine::Engine;
 use whittle_engine::commands::{CommandRequest, TrialAccepted, TrialRequest, UsageQuery};
@@ -63,6 +68,22 @@ impl AppState {
     }
 }
 
+/// At most this many connections are served at once; more wait in the listen backlog until
+/// one closes. The endpoint serves local monitoring and commands, never a crowd.
+const MAX_CONNECTIONS: usize = 64;
+/// A client must send a request's head (line and headers) within this time, or the
+/// connection is closed: a half-sent request cannot hold a connection (or the daemon) open.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// And its body (at most [`BODY_LIMIT`]) within this time.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request body taken (a handed-over command carries the configuration text);
+/// axum's default limit for its extractors.
+const BODY_LIMIT: usize = 2 * 1024 * 1024;
+/// When the daemon stops, a connection with no request being handled is closed after this
+/// grace; one whose request is being handled is let finish it (a handed-over command stops
+/// after its current step) and is closed this long after.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: AppState,
@@ -82,11 +103,151 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/status", get(status_report))
         .merge(work)
+        .layer(axum::middleware::from_fn(read_body_in_time))
         .with_state(app);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await?;
+
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = TaskTracker::new();
+    loop {
+        let slot = tokio::select! {
+            () = stop.cancelled() => break,
+            slot = Arc::clone(&slots).acquire_owned() => slot?,
+        };
+        let stream = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    tracing::warn!(error = %e, "Status endpoint: cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        connections.spawn(serve_connection(stream, router.clone(), stop.clone(), slot));
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
     Ok(())
+}
+
+/// Serves one connection until it closes, or, once `stop` is cancelled, until it has had no
+/// request in hand for [`SHUTDOWN_GRACE`].
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    router: Router,
+    stop: CancellationToken,
+    _slot: OwnedSemaphorePermit,
+) {
+    let handling = Arc::new(AtomicUsize::new(0));
+    let service = {
+        let router = TowerToHyperService::new(router);
+        let handling = Arc::clone(&handling);
+        hyper::service::service_fn(move |request| {
+            let handled = Handling::start(&handling);
+            let answer = hyper::service::Service::call(&router, request);
+            async move {
+                let answer = answer.await;
+                drop(handled);
+                answer
+            }
+        })
+    };
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let connection = http.serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => Some(ended),
+        () = stop.cancelled() => None,
+    };
+    let ended = match ended {
+        Some(ended) => ended,
+        None => {
+            // No further request on this connection: an idle one closes now; the others
+            // get the grace, counted while no request is in hand.
+            connection.as_mut().graceful_shutdown();
+            const TICK: Duration = Duration::from_millis(100);
+            let mut idle = Duration::ZERO;
+            let mut ticks = tokio::time::interval(TICK);
+            loop {
+                tokio::select! {
+                    ended = connection.as_mut() => break ended,
+                    _ = ticks.tick() => {
+                        if handling.load(Ordering::Acquire) == 0 {
+                            idle += TICK;
+                            if idle >= SHUTDOWN_GRACE {
+                                tracing::debug!("Status endpoint: closed a connection at shutdown");
+                                return;
+                            }
+                        } else {
+                            idle = Duration::ZERO;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if let Err(e) = ended {
+        // A client that went away or was too slow: nothing for the daemon to act on.
+        tracing::debug!(error = %e, "Status endpoint: connection ended with an error");
+    }
+}
+
+/// Counts a request in hand on a connection for as long as it lives.
+struct Handling(Arc<AtomicUsize>);
+
+impl Handling {
+    fn start(count: &Arc<AtomicUsize>) -> Handling {
+        count.fetch_add(1, Ordering::AcqRel);
+        Handling(Arc::clone(count))
+    }
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Reads a request's body, at most [`BODY_LIMIT`] bytes within [`BODY_READ_TIMEOUT`], before
+/// anything handles it: a trickled or endless body cannot hold a handler (or the stop).
+async fn read_body_in_time(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT));
+    let body = match read.await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": format!(
+                    "cannot read the request body (at most {BODY_LIMIT} bytes): {e}"
+                ) })),
+            )
+                .into_response();
+        }
+        Err(_) => {
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                Json(json!({ "error": format!(
+                    "the request body did not arrive within {}",
+                    humantime::format_duration(BODY_READ_TIMEOUT)
+                ) })),
+            )
+                .into_response();
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(body),
+    ))
+    .await
 }
 
 /// Lets a request for work through only with the daemon's token.
@@ -95,11 +256,8 @@ async fn require_token(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let shown = request
-        .headers()
-        .get(TOKEN_HEADER)
-        .and_then(|value| value.to_str().ok());
-    if shown != Some(app.token.as_str()) {
+    let shown = request.headers().get(TOKEN_HEADER);
+    if !shown.is_some_and(|shown| same_token(shown.as_bytes(), app.token.as_bytes())) {
         return (
             StatusCode::FORBIDDEN,
             Json(json!({ "error": format!(
@@ -110,6 +268,21 @@ async fn require_token(
             .into_response();
     }
     next.run(request).await
+}
+
+/// Compares a shown token with the daemon's in a time that does not depend on where they
+/// differ, so that timing the answers cannot reveal the token byte by byte. (Its length is
+/// not secret: always 32 hexadecimal digits.)
+fn same_token(shown: &[u8], token: &[u8]) -> bool {
+    if shown.len() != token.len() {
+        return false;
+    }
+    let difference = shown
+        .iter()
+        .zip(token)
+        .fold(0u8, |difference, (a, b)| difference | (a ^ b));
+    // Keeps the compiler from turning the fold into an early-exit comparison.
+    std::hint::black_box(difference) == 0
 }
 
 async fn healthz(Extract(app): Extract<AppState>) -> Response {
@@ -260,5 +433,19 @@ async fn run_command(
             Json(json!({ "error": one_line(&e) })),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_token;
+
+    #[test]
+    fn same_token_is_equality() {
+        assert!(same_token(b"0123abcd", b"0123abcd"));
+        assert!(!same_token(b"0123abce", b"0123abcd"));
+        assert!(!same_token(b"1123abcd", b"0123abcd"));
+        assert!(!same_token(b"0123abc", b"0123abcd"));
+        assert!(!same_token(b"", b"0123abcd"));
     }
 }

@@ -3,6 +3,22 @@
 //! dispatches; errors become one message on stderr and exit code 1. Signals, the scheduler,
 //! the loopback HTTP server and its client live here; the workflows live in the engine.
 
+/// `print!` for command output, ending the command quietly when standard output is closed:
+/// `out!(…)?`.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// `println!` for command output, ending the command quietly when standard output is closed:
+/// `outln!(…)?`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod cli;
 mod client;
 mod daemon;
@@ -33,16 +49,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // Whoever read the output stopped reading (`whittle status | head -1`): done, quietly.
+        Err(error) if error.chain().any(|cause| cause.is::<StdoutClosed>()) => ExitCode::SUCCESS,
         Err(error) => {
             match error.downcast_ref::<config::ConfigError>() {
-                // One located diagnostic per line, as compilers print them, then a count.
-                Some(invalid @ config::ConfigError::Invalid { path, diagnostics }) => {
-                    eprintln!("{invalid}");
-                    eprintln!(
-                        "error: {} problem(s) in {}",
-                        diagnostics.len(),
-                        path.display()
-                    );
+                // One located diagnostic per line, as compilers print them, then a count on
+                // a line of its own.
+                Some(config::ConfigError::Invalid { path, diagnostics }) => {
+                    eprint!("{}", config_diagnostics(path, diagnostics));
                 }
                 _ => eprintln!("error: {}", one_line(&error)),
             }
@@ -51,22 +65,78 @@ fn main() -> ExitCode {
     }
 }
 
+/// The lines `whittle` prints for an invalid configuration: `PATH:LINE:COLUMN: MESSAGE` per
+/// problem, then `error: N problem(s) in PATH`; each line ends with a newline.
+fn config_diagnostics(path: &std::path::Path, diagnostics: &[config::Diagnostic]) -> String {
+    let path = printable(&path.display().to_string());
+    let mut text = String::new();
+    for d in diagnostics {
+        let message = printable(d.message.trim());
+        text.push_str(&format!("{path}:{}:{}: {message}\n", d.line, d.column));
+    }
+    text.push_str(&format!(
+        "error: {} problem(s) in {path}\n",
+        diagnostics.len()
+    ));
+    text
+}
+
+/// `text` with its control characters written as escapes (`\r`, `\u{1b}`): a line break,
+/// carriage return or escape sequence that a key or value carries into a message would
+/// otherwise split, overwrite or restyle the lines on a terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// What [`write_stdout`] returns once standard output is closed: the command ends quietly.
+#[derive(Debug)]
+struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output is closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Writes to standard output, as [`out!`] and [`outln!`] do. `print!` panics once the reader
+/// has gone (EPIPE: `whittle status | head -1`); this returns [`StdoutClosed`] instead, which
+/// `main` turns into a quiet exit 0 after everything opened (the state) was dropped.
+fn write_stdout(text: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_fmt(text).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to standard output")),
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Version => {
-            println!("whittle {}", env!("CARGO_PKG_VERSION"));
+            outln!("whittle {}", env!("CARGO_PKG_VERSION"))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate => {
             let mut config = config::load(&cli.global.config)?;
             cli.global.apply(&mut config)?;
-            println!(
+            outln!(
                 "{}: valid ({} account(s), {} job(s), {} rotation(s))",
                 cli.global.config.display(),
                 config.aws.accounts.len(),
                 config.jobs.iter().count(),
                 config.rotation.len()
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Daemon(args) => {
@@ -161,7 +231,7 @@ fn state_command(cli: &Cli, command: StateCommand) -> anyhow::Result<ExitCode> {
         });
         whittle_engine::commands::run(&engine, &command, terminal, &cancel).await
     })?;
-    print!("{}", output.stdout);
+    out!("{}", output.stdout)?;
     Ok(ExitCode::from(output.exit_code))
 }
 
@@ -183,12 +253,12 @@ async fn trial_command(config: Config, args: &TrialArgs) -> anyhow::Result<ExitC
             client::ask_daemon(&web, &daemon, "/trial", Some(serde_json::to_vec(&request)?))
                 .await?;
         if !args.wait {
-            println!(
+            outln!(
                 "handed to the daemon (pid {}): trial of plan {} on {}; `whittle status` shows the verdicts (or use --wait)",
                 daemon.pid,
                 accepted.plan_id,
                 accepted.roles.join(", ")
-            );
+            )?;
             return Ok(ExitCode::SUCCESS);
         }
         // Poll until every role of the handed-over trial has a verdict.
@@ -209,7 +279,7 @@ async fn trial_command(config: Config, args: &TrialArgs) -> anyhow::Result<ExitC
     match OutputFormat::from(args.format) {
         OutputFormat::Text => {
             for r in &records {
-                println!(
+                outln!(
                     "{} {} (trial {}){}",
                     r.status.as_str(),
                     r.role_arn,
@@ -218,16 +288,18 @@ async fn trial_command(config: Config, args: &TrialArgs) -> anyhow::Result<ExitC
                         .as_ref()
                         .map(|x| format!(": {x}"))
                         .unwrap_or_default()
-                );
+                )?;
                 for d in &r.denied {
-                    println!(
+                    outln!(
                         "    denied {} at {} (event {})",
-                        d.action, d.time, d.event_id
-                    );
+                        d.action,
+                        d.time,
+                        d.event_id
+                    )?;
                 }
             }
         }
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&records)?),
+        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&records)?)?,
     }
     Ok(if records.iter().all(|r| r.status == TrialStatus::Passed) {
         ExitCode::SUCCESS
@@ -259,8 +331,8 @@ async fn usage_command(config: Config, args: &UsageArgs) -> anyhow::Result<ExitC
         }
     };
     match OutputFormat::from(args.format) {
-        OutputFormat::Text => print!("{}", whittle_engine::usage::render_text(&report)),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Text => out!("{}", whittle_engine::usage::render_text(&report))?,
+        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -270,7 +342,7 @@ async fn iam_data_command(config: Config, command: &IamDataCommand) -> anyhow::R
         IamDataCommand::Info { format } => {
             let info = whittle_engine::iam_data::info(&config.state.dir)?;
             match OutputFormat::from(*format) {
-                OutputFormat::Text => println!(
+                OutputFormat::Text => outln!(
                     "IAM action catalog: {} {} (updated {}), {} actions in {} services, {}",
                     info.source,
                     info.version,
@@ -281,15 +353,15 @@ async fn iam_data_command(config: Config, command: &IamDataCommand) -> anyhow::R
                         || "built into this binary".to_owned(),
                         |p| format!("from {}", p.display())
                     )
-                ),
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&info)?),
+                )?,
+                OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&info)?)?,
             }
         }
         IamDataCommand::Refresh { url, format } => {
             let engine = engine(config, false).await?;
             let report = whittle_engine::iam_data::refresh(&engine, url).await?;
             match OutputFormat::from(*format) {
-                OutputFormat::Text => println!(
+                OutputFormat::Text => outln!(
                     "installed {} {}: {} actions in {} services ({} added, {} removed{}{})",
                     report.info.source,
                     report.info.version,
@@ -307,8 +379,8 @@ async fn iam_data_command(config: Config, command: &IamDataCommand) -> anyhow::R
                     } else {
                         format!("; removed e.g. {}", report.examples_removed.join(", "))
                     },
-                ),
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                )?,
+                OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?)?,
             }
         }
     }
@@ -392,8 +464,8 @@ async fn status_command(config: Config, args: &StatusArgs) -> anyhow::Result<Exi
         report.aws = Some(checks);
     }
     match OutputFormat::from(args.format) {
-        OutputFormat::Text => print!("{}", status::render_text(&report)),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Text => out!("{}", status::render_text(&report))?,
+        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?)?,
     }
     Ok(if failed {
         ExitCode::FAILURE

@@ -82,13 +82,13 @@ pub fn eval_command(args: &PolicyEvalArgs) -> anyhow::Result<()> {
     });
     match args.format {
         OutputFormat::Text => {
-            println!("{}", evaluation.decision);
-            println!("  {}", evaluation.reason);
+            outln!("{}", evaluation.decision)?;
+            outln!("  {}", evaluation.reason)?;
             if let Some(warning) = &warning {
                 eprintln!("warning: {warning}");
             }
         }
-        OutputFormat::Json => println!(
+        OutputFormat::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&EvalOutput {
                 action: &args.action,
@@ -96,7 +96,7 @@ pub fn eval_command(args: &PolicyEvalArgs) -> anyhow::Result<()> {
                 evaluation: &evaluation,
                 warning,
             })?
-        ),
+        )?,
     }
     Ok(())
 }

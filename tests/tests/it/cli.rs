@@ -483,3 +483,91 @@ tags = {{ "whittle:managed" = "true" }}
         "{assumed}"
     );
 }
+
+/// Runs whittle with its standard output a pipe whose reading end is closed before whittle
+/// writes (as `whittle … | head -0` does): exit code and stderr.
+fn with_stdout_closed(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = crate::support::command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn whittle");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    (out.status, text(&out.stderr))
+}
+
+#[test]
+fn a_closed_stdout_ends_commands_quietly() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let example = whittle_tests::repo_root().join("config.toml");
+    let example = example.to_str().expect("path");
+    // `status` reads a state directory (no daemon, no AWS call).
+    let ws = Workspace::new();
+    let config = ws.emulator_config("http://127.0.0.1:9", "itp");
+    drop(
+        whittle_state::State::open(&ws.state_dir(), &whittle_state::LockOwner::this_process())
+            .expect("state"),
+    );
+    let config = config.to_str().expect("path");
+    let identity = whittle_tests::repo_root().join("tests/fixtures/policy/identity.json");
+    let identity = identity.to_str().expect("path");
+    let runs: [&[&str]; 5] = [
+        &["version"],
+        &["validate", "--config", example],
+        &["status", "--format", "json", "--config", config],
+        &["status", "--config", config],
+        &[
+            "policy",
+            "eval",
+            "--identity",
+            identity,
+            "--action",
+            "s3:GetObject",
+            "--resource",
+            "arn:aws:s3:::orders/2026/1.json",
+        ],
+    ];
+    for args in runs {
+        let (status, stderr) = with_stdout_closed(args);
+        assert!(
+            status.code() == Some(0) || status.code() == Some(141) || status.signal() == Some(13),
+            "{args:?}: {status}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn config_problems_print_one_per_line_then_the_count_on_its_own_line() {
+    let ws = Workspace::new();
+    // The second unknown key carries a carriage return and an escape: echoed raw, they would
+    // overwrite the line's location on a terminal (or start a line of their own).
+    let config = ws.write_config(
+        "[aws]\nregion = \"us-east-1\"\nretries = 3\n\"a\\rb\\u001b[2K\" = 1\n\n[[aws.accounts]]\nname = \"staging\"\nid = \"123456789012\"\n\n[targets]\narn_patterns = [\"arn:aws:iam::*:role/app-*\"]\n",
+    );
+    let out = whittle(&["validate", "--config", config.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let path = config.display().to_string();
+    assert!(
+        !stderr.chars().any(|c| c.is_control() && c != '\n'),
+        "{stderr:?}"
+    );
+    let lines: Vec<&str> = stderr.split('\n').collect();
+    assert_eq!(lines.len(), 4, "{stderr:?}");
+    assert!(
+        lines[0].starts_with(&format!("{path}:3:1: unknown field `retries`")),
+        "{stderr:?}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(r"{path}:4:1: unknown field `a\rb\u{{1b}}[2K`")),
+        "{stderr:?}"
+    );
+    assert_eq!(lines[2], format!("error: 2 problem(s) in {path}"));
+    assert_eq!(lines[3], "", "the count ends with a newline: {stderr:?}");
+    assert!(out.stdout.is_empty());
+}

@@ -350,3 +350,146 @@ async fn unfinished_journal_without_recovery_stops_the_start() {
         "from-a-newer-whittle"
     );
 }
+
+/// A local process holding connections open must not hold the daemon: one sends a partial
+/// request (no blank line), twenty trickle a header a byte at a time, and SIGTERM still stops
+/// the daemon within seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn half_open_and_trickling_connections_do_not_hold_the_daemon_after_sigterm() {
+    use std::io::Write as _;
+    use std::net::TcpStream;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let emulator = Emulator::shared();
+    let ws = Workspace::new();
+    let config = ws.emulator_config(&emulator.url, "ith");
+    let log = ws.path("daemon.log");
+    let mut daemon = spawn_daemon(&config, &log);
+    let address = wait_for(Duration::from_secs(30), "the status endpoint", || {
+        let report = status_json(&config)?;
+        report["daemon"]["listen"].as_str().map(str::to_owned)
+    });
+
+    let mut half_open = TcpStream::connect(&address).expect("connect");
+    half_open
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .expect("partial request");
+    let done = Arc::new(AtomicBool::new(false));
+    let tricklers: Vec<_> = (0..20)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&address).expect("connect");
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                if stream
+                    .write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+                    .is_err()
+                {
+                    return;
+                }
+                while !done.load(Ordering::Relaxed) {
+                    if stream.write_all(b"a").is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })
+        })
+        .collect();
+    // The endpoint still answers beside them.
+    let (status, health) = http_get(&address, "/healthz");
+    assert_eq!(status, 200, "{health}");
+    std::thread::sleep(Duration::from_millis(500));
+
+    signal(&daemon, "TERM");
+    let start = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = daemon.try_wait().expect("try_wait") {
+            break Some(exit);
+        }
+        if start.elapsed() > Duration::from_secs(5) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    done.store(true, Ordering::Relaxed);
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let Some(exit) = exit else {
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        panic!("the daemon still ran 5 s after SIGTERM:\n{logged}");
+    };
+    assert_eq!(exit.code(), Some(0), "{logged}");
+    assert!(logged.contains("Daemon stopped"), "{logged}");
+    drop(half_open);
+    for trickler in tricklers {
+        trickler.join().expect("trickler");
+    }
+}
+
+/// SIGTERM while a handed-over command waits on AWS: the command is let finish its step and
+/// its answer reaches the command, though it outlasts the grace idle connections get.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_a_handed_over_command_answer_before_the_daemon_exits() {
+    // A private emulator: the delay fault below must not hold another test's calls.
+    let emulator = Emulator::start(&[]);
+    let iam = aws_sdk_iam::Client::new(&emulator.sdk_config().await);
+    create_role(&iam, "itc-app-orders", &[("whittle:managed", "true")]).await;
+    let ws = Workspace::new();
+    let config = ws.emulator_config(&emulator.url, "itc");
+    // No scheduled job: only the handed-over command calls AWS.
+    let written = std::fs::read_to_string(&config).expect("config");
+    let jobs = written.find("[jobs.check-aws]").expect("jobs");
+    let trial = written.find("[trial]").expect("trial");
+    std::fs::write(
+        &config,
+        format!("{}{}", &written[..jobs], &written[trial..]),
+    )
+    .expect("config");
+    let log = ws.path("daemon.log");
+    let mut daemon = spawn_daemon(&config, &log);
+    crate::support::wait_for_log(&log, "Daemon started");
+
+    emulator.post_json(
+        "/whittle-emulator/faults",
+        &serde_json::json!({"service": "iam", "action": "*", "delay_seconds": 5, "count": 1}),
+    );
+    let started = std::time::Instant::now();
+    let command = crate::support::command(&[
+        "plan",
+        "--role",
+        "arn:aws:iam::123456789012:role/itc-app-orders",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().expect("path"),
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("spawn plan");
+    crate::support::wait_for_log(&log, "Running a command handed over by whittle");
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&daemon, "TERM");
+
+    let out = command.wait_with_output().expect("plan");
+    let stderr = text(&out.stderr);
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "the command did not wait on the held call: {stderr}"
+    );
+    assert!(
+        stderr.contains("The daemon holds the state: handing the command to it")
+            && !stderr.contains("cannot reach the daemon"),
+        "{stderr}"
+    );
+    assert!(
+        matches!(out.status.code(), Some(0 | 2)),
+        "{}: {}\n{stderr}",
+        out.status,
+        text(&out.stdout)
+    );
+    let exit = wait_exit(&mut daemon, Duration::from_secs(30));
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(exit.code(), Some(0), "{logged}");
+}

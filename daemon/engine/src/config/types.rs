@@ -208,7 +208,8 @@ impl fmt::Display for EndpointUrl {
     }
 }
 
-/// A socket address on a loopback interface. The status endpoint has no authentication, so
+/// A socket address on a loopback interface. The status endpoint's reports are open to any
+/// process that reaches it (only handing work over needs the lock file's token), so
 /// it is never exposed beyond the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoopbackAddr(pub SocketAddr);
@@ -223,7 +224,7 @@ impl FromStr for LoopbackAddr {
             Ok(LoopbackAddr(addr))
         } else {
             Err(format!(
-                "address `{text}` is not a loopback address: the status endpoint has no authentication, so it listens on 127.0.0.1 or [::1] only"
+                "address `{text}` is not a loopback address: the status endpoint serves its reports to anyone who reaches it, so it listens on 127.0.0.1 or [::1] only"
             ))
         }
     }
