@@ -176,13 +176,6 @@ impl Fake {
         policies_in(&world, role_arn)
     }
 
-    /// Records a CloudTrail event of `role_arn` calling `action` on `resource` now, denied or
-    /// not, for LookupEvents.
-    pub fn record_call(&self, role_arn: &str, action: &str, resource: &str, denied: bool) {
-        let mut world = self.world();
-        record_event(&mut world, role_arn, action, resource, denied);
-    }
-
     /// The workload's calls, each decided against the role's policies now and recorded.
     /// Returns how many were denied.
     pub fn exercise(&self) -> usize {
@@ -837,7 +830,8 @@ impl SecretPorts for Fake {
 pub struct TestEngine {
     pub engine: Engine<Fake>,
     pub fake: Fake,
-    pub dir: tempfile::TempDir,
+    /// Holds the state directory until the test ends.
+    _dir: tempfile::TempDir,
 }
 
 /// The configuration every test starts from: one staging account, targets tagged
@@ -880,7 +874,7 @@ impl TestEngine {
         TestEngine {
             engine: Engine::new(config, state, fake.clone()),
             fake,
-            dir,
+            _dir: dir,
         }
     }
 

@@ -164,7 +164,7 @@ async fn apply_refuses_a_stale_role_and_more_roles_than_the_limit() {
         .expect("role")
         .inline
         .insert("hotfix".to_owned(), allow(&["sns:Publish"]));
-    let outcomes = crate::plan::apply(&t.engine, &plan.id, &[role.clone()], true)
+    let outcomes = crate::plan::apply(&t.engine, &plan.id, std::slice::from_ref(&role), true)
         .await
         .expect("an outcome");
     assert_eq!(outcomes[0].outcome, ApplyOutcome::Failed);
