@@ -466,104 +466,487 @@ pub enum Item<'a> {
 
 /// Reads a whole log file held in memory, calling `sink` for every record in order.
 ///
-/// The fast path decodes records straight from `bytes`. If a record does not fit the
-/// expected shape, the file is read again from that record on, one raw value at a time, so
-/// that only the bad record is skipped; the records before it are not delivered twice.
+/// The fast path decodes records straight from `bytes`. If it stops (a record of the wrong
+/// shape, a NUL or invalid UTF-8 byte inside a record, a file cut short), the file is read
+/// again from that record on by [`split`], which finds where each record begins and ends
+/// without decoding it, so that only the bad record is skipped; the records before it are
+/// not delivered twice.
 pub fn read_log<'a>(bytes: &'a [u8], sink: &mut dyn FnMut(Item<'a>)) -> FileOutcome {
     let mut delivered = 0u64;
     let first = {
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        de.deserialize_any(FileVisitor::<Record<'a>, _> {
+        de.deserialize_any(FileVisitor {
             sink: &mut |item: Record<'a>| {
                 delivered += 1;
                 sink(Item::Record(item));
             },
-            skip: 0,
-            marker: std::marker::PhantomData,
         })
         .and_then(|()| de.end())
     };
-    match first {
-        Ok(()) => FileOutcome {
+    if first.is_ok() {
+        return FileOutcome {
             records: delivered,
             error: None,
-        },
-        Err(error) if error.is_data() => {
-            // A record of the wrong shape: read the rest one raw value at a time.
-            let skip = delivered;
-            let mut index = skip;
-            let mut de = serde_json::Deserializer::from_slice(bytes);
-            let result = de
-                .deserialize_any(FileVisitor::<&'a serde_json::value::RawValue, _> {
-                    sink: &mut |raw: &'a serde_json::value::RawValue| {
-                        match serde_json::from_str::<Record<'a>>(raw.get()) {
-                            Ok(record) => sink(Item::Record(record)),
-                            Err(e) => sink(Item::Skipped {
-                                index,
-                                reason: format!("record does not fit the CloudTrail shape: {e}"),
-                            }),
-                        }
-                        index += 1;
-                    },
-                    skip,
-                    marker: std::marker::PhantomData,
-                })
-                .and_then(|()| de.end());
-            FileOutcome {
-                records: index,
-                error: result
-                    .err()
-                    .map(|e| format!("after record {index}: invalid JSON: {e}")),
-            }
-        }
-        Err(error) => FileOutcome {
-            records: delivered,
-            error: Some(format!("after record {delivered}: invalid JSON: {error}")),
-        },
+        };
     }
+    // serde_json cannot go on after a syntax error (a control character or invalid UTF-8
+    // in a string is one), so the rest of the file is split into records here.
+    let mut input = SliceInput {
+        bytes,
+        pos: 0,
+        mark: 0,
+    };
+    let result = split(&mut input, delivered, &mut |input, index, offset| {
+        sink(decode_record(input.captured(), index, offset));
+    });
+    outcome(result)
 }
 
 /// Reads a log file from a stream (for files too large to hold in memory): records are
-/// decoded one at a time, so memory stays bounded by the largest record.
+/// split out and decoded one at a time, so memory stays bounded by the largest record. A
+/// record that does not decode (the wrong shape, a NUL or invalid UTF-8 byte) is skipped
+/// with its index and reason and the rest of the file is read.
 pub fn read_log_stream<R: std::io::Read>(
     reader: R,
     sink: &mut dyn for<'r> FnMut(Item<'r>),
 ) -> FileOutcome {
-    let mut index = 0u64;
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    let result = de
-        .deserialize_any(FileVisitor::<Box<serde_json::value::RawValue>, _> {
-            sink: &mut |raw: Box<serde_json::value::RawValue>| {
-                match serde_json::from_str::<Record<'_>>(raw.get()) {
-                    Ok(record) => sink(Item::Record(record)),
-                    Err(e) => sink(Item::Skipped {
-                        index,
-                        reason: format!("record does not fit the CloudTrail shape: {e}"),
-                    }),
+    let mut input = StreamInput {
+        reader,
+        buf: vec![0; 64 * 1024].into_boxed_slice(),
+        pos: 0,
+        len: 0,
+        offset: 0,
+        mark: None,
+        record: Vec::new(),
+    };
+    let result = split(&mut input, 0, &mut |input, index, offset| {
+        sink(decode_record(input.captured(), index, offset));
+    });
+    outcome(result)
+}
+
+fn outcome(result: Result<u64, Stop>) -> FileOutcome {
+    match result {
+        Ok(records) => FileOutcome {
+            records,
+            error: None,
+        },
+        Err(Stop { records, reason }) => FileOutcome {
+            records,
+            error: Some(match reason {
+                Broken::Json(reason) => format!("after record {records}: invalid JSON: {reason}"),
+                Broken::Read(at, e) => {
+                    format!("after record {records}: cannot read at byte {at}: {e}")
                 }
-                index += 1;
-            },
-            skip: 0,
-            marker: std::marker::PhantomData,
+            }),
+        },
+    }
+}
+
+/// Decodes one record's bytes (as [`split`] found them), or says why it is skipped.
+fn decode_record(raw: &[u8], index: u64, offset: u64) -> Item<'_> {
+    match serde_json::from_slice::<Record<'_>>(raw) {
+        Ok(record) => Item::Record(record),
+        Err(e) if e.is_data() => Item::Skipped {
+            index,
+            reason: format!("record does not fit the CloudTrail shape: {e}"),
+        },
+        Err(e) => Item::Skipped {
+            index,
+            // The reason's class is the text before the first colon: keep it constant.
+            reason: format!(
+                "record is not valid JSON: {e} (the record starts at byte {offset} of the file)"
+            ),
+        },
+    }
+}
+
+/// Why [`split`] stopped before the end of a file.
+#[derive(Debug)]
+struct Stop {
+    /// Records found before the stop (delivered or skipped).
+    records: u64,
+    reason: Broken,
+}
+
+#[derive(Debug)]
+enum Broken {
+    /// The file's structure breaks here.
+    Json(String),
+    /// Reading failed at this byte (a truncated or corrupt gzip stream).
+    Read(u64, std::io::Error),
+}
+
+/// The bytes [`split`] reads: a file in memory or a stream.
+trait Input {
+    /// The next byte without taking it; `None` at the end.
+    fn peek(&mut self) -> std::io::Result<Option<u8>>;
+    /// Takes the byte [`Input::peek`] returned.
+    fn bump(&mut self);
+    /// The position of the next byte in the file.
+    fn offset(&self) -> u64;
+    /// Starts keeping the bytes taken from here on (one record).
+    fn start_record(&mut self);
+    /// Stops keeping bytes; [`split`] then hands the input to its callback, which reads the
+    /// kept bytes.
+    fn end_record(&mut self);
+
+    fn next(&mut self) -> std::io::Result<Option<u8>> {
+        let byte = self.peek()?;
+        if byte.is_some() {
+            self.bump();
+        }
+        Ok(byte)
+    }
+}
+
+struct SliceInput<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    mark: usize,
+}
+
+impl<'a> SliceInput<'a> {
+    /// The bytes of the last record.
+    fn captured(&self) -> &'a [u8] {
+        &self.bytes[self.mark..self.pos]
+    }
+}
+
+impl Input for SliceInput<'_> {
+    fn peek(&mut self) -> std::io::Result<Option<u8>> {
+        Ok(self.bytes.get(self.pos).copied())
+    }
+    fn bump(&mut self) {
+        self.pos += 1;
+    }
+    fn offset(&self) -> u64 {
+        self.pos as u64
+    }
+    fn start_record(&mut self) {
+        self.mark = self.pos;
+    }
+    fn end_record(&mut self) {}
+}
+
+struct StreamInput<R> {
+    reader: R,
+    buf: Box<[u8]>,
+    pos: usize,
+    len: usize,
+    /// The file position of `buf[0]`.
+    offset: u64,
+    /// While a record is read: where it starts in `buf` (or 0 after a refill, the start
+    /// having moved to `record`).
+    mark: Option<usize>,
+    /// The record read so far, from earlier fills of `buf`, then the whole record.
+    record: Vec<u8>,
+}
+
+impl<R> StreamInput<R> {
+    /// The bytes of the last record.
+    fn captured(&self) -> &[u8] {
+        &self.record
+    }
+}
+
+impl<R: std::io::Read> Input for StreamInput<R> {
+    fn peek(&mut self) -> std::io::Result<Option<u8>> {
+        if self.pos == self.len {
+            if let Some(mark) = self.mark {
+                self.record.extend_from_slice(&self.buf[mark..self.len]);
+                self.mark = Some(0);
+            }
+            self.offset += self.len as u64;
+            self.pos = 0;
+            self.len = 0;
+            self.len = loop {
+                match self.reader.read(&mut self.buf) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            };
+        }
+        Ok(self.buf[..self.len].get(self.pos).copied())
+    }
+    fn bump(&mut self) {
+        self.pos += 1;
+    }
+    fn offset(&self) -> u64 {
+        self.offset + self.pos as u64
+    }
+    fn start_record(&mut self) {
+        self.record.clear();
+        self.mark = Some(self.pos);
+    }
+    fn end_record(&mut self) {
+        if let Some(mark) = self.mark.take() {
+            self.record.extend_from_slice(&self.buf[mark..self.pos]);
+        }
+    }
+}
+
+/// Reads the structure of a log file (`{"Records":[...]}`, other keys skipped, or a bare
+/// array) without decoding the records: for each record after the first `skip`, its bytes
+/// are kept and `record` is called with the input, the record's index and where it starts.
+/// Inside a string any byte is taken as it is (a backslash escapes the next one), so a NUL,
+/// a control character or invalid UTF-8 stays inside its record, which then fails to decode
+/// alone. Returns the number of records, or where and why the file's structure broke.
+fn split<I: Input>(
+    input: &mut I,
+    skip: u64,
+    record: &mut dyn FnMut(&mut I, u64, u64),
+) -> Result<u64, Stop> {
+    let mut splitter = Splitter {
+        input,
+        skip,
+        index: 0,
+        record,
+    };
+    match splitter.file() {
+        Ok(()) => Ok(splitter.index),
+        Err(reason) => Err(Stop {
+            records: splitter.index,
+            reason,
+        }),
+    }
+}
+
+struct Splitter<'i, 'r, I> {
+    input: &'i mut I,
+    skip: u64,
+    /// Records found so far.
+    index: u64,
+    record: &'r mut dyn FnMut(&mut I, u64, u64),
+}
+
+impl<I: Input> Splitter<'_, '_, I> {
+    fn peek(&mut self) -> Result<Option<u8>, Broken> {
+        let at = self.input.offset();
+        self.input.peek().map_err(|e| Broken::Read(at, e))
+    }
+
+    fn next(&mut self) -> Result<Option<u8>, Broken> {
+        let at = self.input.offset();
+        self.input.next().map_err(|e| Broken::Read(at, e))
+    }
+
+    /// Skips white space; returns the next byte, not taken.
+    fn skip_space(&mut self) -> Result<Option<u8>, Broken> {
+        loop {
+            match self.peek()? {
+                Some(b' ' | b'\t' | b'\n' | b'\r') => self.input.bump(),
+                other => return Ok(other),
+            }
+        }
+    }
+
+    fn unexpected(&self, byte: Option<u8>, expected: &str) -> Broken {
+        let at = self.input.offset();
+        Broken::Json(match byte {
+            None => format!("EOF at byte {at} where {expected} was expected"),
+            Some(b) if b.is_ascii_graphic() => {
+                format!("`{}` at byte {at} where {expected} was expected", b as char)
+            }
+            Some(b) => format!("byte 0x{b:02x} at byte {at} where {expected} was expected"),
         })
-        .and_then(|()| de.end());
-    FileOutcome {
-        records: index,
-        error: result
-            .err()
-            .map(|e| format!("after record {index}: invalid JSON: {e}")),
+    }
+
+    /// Takes `byte` or fails.
+    fn expect(&mut self, byte: u8, expected: &str) -> Result<(), Broken> {
+        match self.skip_space()? {
+            Some(b) if b == byte => {
+                self.input.bump();
+                Ok(())
+            }
+            other => Err(self.unexpected(other, expected)),
+        }
+    }
+
+    fn file(&mut self) -> Result<(), Broken> {
+        match self.skip_space()? {
+            Some(b'{') => self.object()?,
+            Some(b'[') => self.records()?,
+            other => {
+                return Err(self.unexpected(
+                    other,
+                    r#"a CloudTrail log file ({"Records":[...]} or an array of records)"#,
+                ));
+            }
+        }
+        match self.skip_space()? {
+            None => Ok(()),
+            other => Err(self.unexpected(other, "the end of the file")),
+        }
+    }
+
+    /// The top-level object: the `Records` array, other keys skipped.
+    fn object(&mut self) -> Result<(), Broken> {
+        self.input.bump();
+        let mut found = false;
+        if self.skip_space()? == Some(b'}') {
+            self.input.bump();
+        } else {
+            loop {
+                self.expect(b'"', "a key")?;
+                let is_records = self.key_is_records()?;
+                self.expect(b':', "`:`")?;
+                if is_records {
+                    match self.skip_space()? {
+                        Some(b'[') => self.records()?,
+                        other => return Err(self.unexpected(other, "the `Records` array")),
+                    }
+                    found = true;
+                } else {
+                    match self.skip_space()? {
+                        Some(b',' | b'}' | b']' | b':') | None => {
+                            let byte = self.peek()?;
+                            return Err(self.unexpected(byte, "a value"));
+                        }
+                        Some(_) => self.value()?,
+                    }
+                }
+                match self.skip_space()? {
+                    Some(b',') => self.input.bump(),
+                    Some(b'}') => {
+                        self.input.bump();
+                        break;
+                    }
+                    other => return Err(self.unexpected(other, "`,` or `}`")),
+                }
+            }
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(Broken::Json(
+                "no `Records` array: not a CloudTrail log file".to_owned(),
+            ))
+        }
+    }
+
+    /// Reads a key (its opening quote taken) and tells whether it is `Records`.
+    fn key_is_records(&mut self) -> Result<bool, Broken> {
+        const RECORDS: &[u8] = b"Records";
+        let mut matched = 0usize;
+        let mut plain = true;
+        loop {
+            match self.next()? {
+                Some(b'"') => return Ok(plain && matched == RECORDS.len()),
+                Some(b'\\') => {
+                    // Escapes in the key `Records` are not worth decoding.
+                    plain = false;
+                    if self.next()?.is_none() {
+                        return Err(self.unexpected(None, "the end of a key"));
+                    }
+                }
+                Some(b) => {
+                    if RECORDS.get(matched) == Some(&b) {
+                        matched += 1;
+                    } else {
+                        plain = false;
+                    }
+                }
+                None => return Err(self.unexpected(None, "the end of a key")),
+            }
+        }
+    }
+
+    /// The records array (its `[` not taken yet).
+    fn records(&mut self) -> Result<(), Broken> {
+        self.input.bump();
+        if self.skip_space()? == Some(b']') {
+            self.input.bump();
+            return Ok(());
+        }
+        loop {
+            let byte = self.skip_space()?;
+            if matches!(byte, Some(b',' | b']' | b'}' | b':') | None) {
+                return Err(self.unexpected(byte, "a record"));
+            }
+            let at = self.input.offset();
+            if self.index >= self.skip {
+                self.input.start_record();
+                self.value()?;
+                self.input.end_record();
+                (self.record)(self.input, self.index, at);
+            } else {
+                self.value()?;
+            }
+            self.index += 1;
+            match self.skip_space()? {
+                Some(b',') => self.input.bump(),
+                Some(b']') => {
+                    self.input.bump();
+                    return Ok(());
+                }
+                other => return Err(self.unexpected(other, "`,` or `]`")),
+            }
+        }
+    }
+
+    /// Takes one value, whatever its bytes: a string, an object or array (brackets counted
+    /// outside strings), or anything else up to the next delimiter. The value is checked
+    /// when it is decoded.
+    fn value(&mut self) -> Result<(), Broken> {
+        match self.next()? {
+            Some(b'"') => self.string(),
+            Some(b'{' | b'[') => {
+                let mut depth = 1usize;
+                loop {
+                    match self.next()? {
+                        Some(b'"') => self.string()?,
+                        Some(b'{' | b'[') => depth += 1,
+                        Some(b'}' | b']') => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return Ok(());
+                            }
+                        }
+                        Some(_) => {}
+                        None => return Err(self.unexpected(None, "the end of a record")),
+                    }
+                }
+            }
+            Some(_) => loop {
+                match self.peek()? {
+                    None
+                    | Some(
+                        b',' | b']' | b'}' | b'[' | b'{' | b'"' | b':' | b' ' | b'\t' | b'\n'
+                        | b'\r',
+                    ) => return Ok(()),
+                    Some(_) => self.input.bump(),
+                }
+            },
+            None => Err(self.unexpected(None, "a value")),
+        }
+    }
+
+    /// The rest of a string whose opening quote was taken.
+    fn string(&mut self) -> Result<(), Broken> {
+        loop {
+            match self.next()? {
+                Some(b'"') => return Ok(()),
+                Some(b'\\') => {
+                    if self.next()?.is_none() {
+                        return Err(self.unexpected(None, "the end of a string"));
+                    }
+                }
+                Some(_) => {}
+                None => return Err(self.unexpected(None, "the end of a string")),
+            }
+        }
     }
 }
 
 /// Visits the top level of a log file: `{"Records": [...]}` (other keys ignored) or a bare
-/// array, handing each element (after the first `skip`) to `sink`.
-struct FileVisitor<'s, T, F: FnMut(T)> {
+/// array, handing each record to `sink`.
+struct FileVisitor<'s, F> {
     sink: &'s mut F,
-    skip: u64,
-    marker: std::marker::PhantomData<fn(T)>,
 }
 
-impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for FileVisitor<'_, T, F> {
+impl<'de, F: FnMut(Record<'de>)> Visitor<'de> for FileVisitor<'_, F> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -576,8 +959,6 @@ impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for FileVisitor<'_, T, 
             if key == "Records" {
                 map.next_value_seed(RecordsSeed {
                     sink: &mut *self.sink,
-                    skip: self.skip,
-                    marker: std::marker::PhantomData,
                 })?;
                 found = true;
             } else {
@@ -594,29 +975,22 @@ impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for FileVisitor<'_, T, 
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        RecordsSeed {
-            sink: self.sink,
-            skip: self.skip,
-            marker: std::marker::PhantomData,
-        }
-        .visit_seq(seq)
+        RecordsSeed { sink: self.sink }.visit_seq(seq)
     }
 }
 
-struct RecordsSeed<'s, T, F: FnMut(T)> {
+struct RecordsSeed<'s, F> {
     sink: &'s mut F,
-    skip: u64,
-    marker: std::marker::PhantomData<fn(T)>,
 }
 
-impl<'de, T: Deserialize<'de>, F: FnMut(T)> DeserializeSeed<'de> for RecordsSeed<'_, T, F> {
+impl<'de, F: FnMut(Record<'de>)> DeserializeSeed<'de> for RecordsSeed<'_, F> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_seq(self)
     }
 }
 
-impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for RecordsSeed<'_, T, F> {
+impl<'de, F: FnMut(Record<'de>)> Visitor<'de> for RecordsSeed<'_, F> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -624,20 +998,10 @@ impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for RecordsSeed<'_, T, 
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut index = 0u64;
-        loop {
-            if index < self.skip {
-                if seq.next_element::<IgnoredAny>()?.is_none() {
-                    return Ok(());
-                }
-            } else {
-                match seq.next_element::<T>()? {
-                    Some(item) => (self.sink)(item),
-                    None => return Ok(()),
-                }
-            }
-            index += 1;
+        while let Some(item) = seq.next_element::<Record<'de>>()? {
+            (self.sink)(item);
         }
+        Ok(())
     }
 }
 
@@ -728,6 +1092,152 @@ mod tests {
         assert!(bad[0].1.contains("CloudTrail shape"), "{}", bad[0].1);
         assert_eq!(outcome.records, 3);
         assert!(outcome.error.is_none());
+    }
+
+    /// A file of three records whose second holds `bad` inside its `eventName` string.
+    fn file_with_a_bad_byte(bad: &[u8]) -> Vec<u8> {
+        let second = ROLE_RECORD.replace(r#""GetObject""#, r#""Get@@Object""#);
+        let (before, after) = second.split_once("@@").expect("marker");
+        let mut file = Vec::new();
+        file.extend_from_slice(br#"{"Records":["#);
+        file.extend_from_slice(ROLE_RECORD.as_bytes());
+        file.push(b',');
+        file.extend_from_slice(before.as_bytes());
+        file.extend_from_slice(bad);
+        file.extend_from_slice(after.as_bytes());
+        file.push(b',');
+        file.extend_from_slice(ROLE_RECORD.replace("GetObject", "PutObject").as_bytes());
+        file.extend_from_slice(b"]}");
+        file
+    }
+
+    fn collect_stream(bytes: &[u8]) -> (Vec<String>, Vec<(u64, String)>, FileOutcome) {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        // A reader that hands out a few bytes at a time, so records straddle reads.
+        struct Trickle<'b>(&'b [u8]);
+        impl std::io::Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.0.len()).min(7);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let outcome = read_log_stream(Trickle(bytes), &mut |item| match item {
+            Item::Record(r) => good.push(
+                r.event()
+                    .map(|e| format!("{}:{}", e.source, e.name))
+                    .unwrap_or_else(|reason| format!("unusable: {reason}")),
+            ),
+            Item::Skipped { index, reason } => bad.push((index, reason)),
+        });
+        (good, bad, outcome)
+    }
+
+    #[test]
+    fn a_nul_or_invalid_utf8_byte_loses_only_its_record() {
+        for (what, bad) in [
+            ("NUL", &b"\0"[..]),
+            ("invalid UTF-8", &b"\xff\xfe"[..]),
+            ("unescaped newline", &b"\n"[..]),
+        ] {
+            let file = file_with_a_bad_byte(bad);
+            for (reader, (good, bad, outcome)) in [
+                ("read_log", collect(&file)),
+                ("read_log_stream", collect_stream(&file)),
+            ] {
+                assert_eq!(
+                    good,
+                    vec!["s3.amazonaws.com:GetObject", "s3.amazonaws.com:PutObject"],
+                    "{what} via {reader}: {bad:?} {outcome:?}"
+                );
+                assert_eq!(bad.len(), 1, "{what} via {reader}: {bad:?}");
+                assert_eq!(bad[0].0, 1, "{what} via {reader}");
+                assert!(
+                    bad[0].1.starts_with("record is not valid JSON: "),
+                    "{what} via {reader}: {}",
+                    bad[0].1
+                );
+                assert!(bad[0].1.contains("starts at byte"), "{}", bad[0].1);
+                assert_eq!(
+                    outcome,
+                    FileOutcome {
+                        records: 3,
+                        error: None
+                    },
+                    "{what} via {reader}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_byte_in_an_ignored_field_keeps_the_record_or_skips_only_it() {
+        // NUL in a field whittle does not read: serde still rejects the control character,
+        // so the record goes, but nothing after it.
+        let file = format!(
+            r#"{{"Records":[{ROLE_RECORD},{{"eventTime":"2026-11-20T10:00:00Z","x":"a{}b"}},{ROLE_RECORD}]}}"#,
+            '\0'
+        );
+        for (reader, (good, bad, outcome)) in [
+            ("read_log", collect(file.as_bytes())),
+            ("read_log_stream", collect_stream(file.as_bytes())),
+        ] {
+            assert_eq!(good.len() + bad.len(), 3, "{reader}: {good:?} {bad:?}");
+            assert_eq!(
+                good.last().map(String::as_str),
+                Some("s3.amazonaws.com:GetObject")
+            );
+            assert!(
+                bad.iter().all(|(index, _)| *index == 1),
+                "{reader}: {bad:?}"
+            );
+            assert_eq!(outcome.records, 3, "{reader}");
+            assert!(outcome.error.is_none(), "{reader}: {outcome:?}");
+        }
+    }
+
+    #[test]
+    fn stream_reads_like_the_in_memory_reader() {
+        let shape = format!(
+            r#"{{"Other":{{"a":["]","}}"]}},"Records":[{ROLE_RECORD}, {{"eventTime":"2026-11-20T10:00:00Z","userIdentity":"oops"}} ,3,{ROLE_RECORD}],"Tail":null}}"#
+        );
+        for file in [
+            shape.clone(),
+            format!("[{ROLE_RECORD}]"),
+            "[]".to_owned(),
+            r#" {"Records" : [ ] } "#.to_owned(),
+        ] {
+            let (good_a, bad_a, outcome_a) = collect(file.as_bytes());
+            let (good_b, bad_b, outcome_b) = collect_stream(file.as_bytes());
+            assert_eq!(good_a, good_b);
+            assert_eq!(bad_a.len(), bad_b.len());
+            assert_eq!(outcome_a, outcome_b);
+        }
+        let (good, bad, outcome) = collect_stream(shape.as_bytes());
+        assert_eq!(good.len(), 2);
+        assert_eq!(
+            bad.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![1, 2],
+            "{bad:?}"
+        );
+        assert!(outcome.error.is_none(), "{outcome:?}");
+    }
+
+    #[test]
+    fn stream_reports_a_cut_file_and_a_file_that_is_not_a_log() {
+        let file = format!(r#"{{"Records":[{ROLE_RECORD},{ROLE_RECORD}"#);
+        let (good, _, outcome) = collect_stream(&file.as_bytes()[..file.len() - 40]);
+        assert_eq!(good.len(), 1);
+        let error = outcome.error.expect("an error");
+        assert!(error.contains("after record 1"), "{error}");
+        let (_, _, outcome) = collect_stream(br#"{"Something":"else"}"#);
+        assert!(outcome.error.expect("error").contains("no `Records`"));
+        let (_, _, outcome) = collect_stream(b"hello");
+        assert!(outcome.error.is_some());
+        let (_, _, outcome) = collect_stream(br#"{"Records":[]} trailing"#);
+        assert!(outcome.error.is_some());
     }
 
     #[test]

@@ -686,6 +686,8 @@ fn shared_real_world_records_are_ingested_or_skipped_with_a_reason() {
         "no userIdentity",
         "eventTime is not",
         "record does not fit",
+        // A record with a bad byte (a NUL, invalid UTF-8) is skipped alone.
+        "record is not valid JSON",
     ];
     for reason in stats["skipped"].as_object().expect("skipped").keys() {
         assert!(

@@ -9,7 +9,7 @@
 //! `workers × stream_above` whatever the corpus or file size.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -195,13 +195,29 @@ impl<'c> Worker<'c> {
             reason: format!("cannot read: {e}"),
             transient: true,
         };
+        // Only regular files are read: opening a FIFO blocks until a writer comes, and a
+        // device (`/dev/zero`) never ends. `metadata` follows a symlink to what it points
+        // at. The listing has skipped these already; this guards a file replaced since.
+        let not_a_file = |kind: std::fs::FileType| FileError {
+            reason: format!("{}; skipped", not_regular(kind)),
+            // Not checkpointed: a regular file of that name is read by a later run.
+            transient: true,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if !meta.is_file() {
+            return Err(not_a_file(meta.file_type()));
+        }
         let mut file = File::open(path).map_err(io)?;
-        let size = file.metadata().map_err(io)?.len();
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(not_a_file(meta.file_type()));
+        }
+        let size = meta.len();
         if size > self.options.stream_above {
             // Too big to hold even compressed: stream from the file.
             let mut magic = [0u8; 2];
             let n = file.read(&mut magic).map_err(io)?;
-            let file = File::open(path).map_err(io)?;
+            file.seek(SeekFrom::Start(0)).map_err(io)?;
             let reader = BufReader::with_capacity(1 << 20, file);
             let (records, plain) = if n == 2 && magic == GZIP_MAGIC {
                 self.stream(location, flate2::read::MultiGzDecoder::new(reader))
@@ -309,6 +325,27 @@ fn looks_like_json(bytes: &[u8]) -> bool {
     )
 }
 
+/// Why an entry that is not a regular file is not read: `not a regular file (a FIFO)`.
+pub(super) fn not_regular(kind: std::fs::FileType) -> String {
+    use std::os::unix::fs::FileTypeExt;
+    let what = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_symlink() {
+        "a symlink"
+    } else {
+        "of an unknown kind"
+    };
+    format!("not a regular file ({what})")
+}
+
 fn not_a_log() -> FileError {
     FileError {
         reason: "not a CloudTrail log file (not JSON, plain or gzip)".to_owned(),
@@ -350,5 +387,120 @@ impl<R: Read> Read for CountingReader<R> {
         let n = self.inner.read(buf)?;
         self.count += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use whittle_planner::catalog::Catalog;
+
+    use super::*;
+
+    const RECORD: &str = r#"{"userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::111122223333:assumed-role/app/fn","accountId":"111122223333"},"eventTime":"2026-11-20T10:00:00Z","eventSource":"s3.amazonaws.com","eventName":"GetObject","awsRegion":"us-east-1"}"#;
+
+    /// Three records, the second with a NUL byte inside its `eventName`.
+    fn log_with_a_nul_byte() -> Vec<u8> {
+        let bad = RECORD.replace("GetObject", "Get\0Object");
+        format!(r#"{{"Records":[{RECORD},{bad},{RECORD}]}}"#).into_bytes()
+    }
+
+    /// Decodes the file at `path` on a thread, failing the test if it blocks.
+    fn decode_in_time(path: PathBuf, stream_above: u64) -> Decoded {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let options = DecodeOptions {
+                cutoff_ms: 0,
+                stream_above,
+            };
+            let mut worker = Worker::new(Catalog::embedded(), &options);
+            let location = "here".to_owned();
+            worker.decode(Blob::Path { location, path }, &Progress::new(None));
+            let _ = tx.send(worker.decoded);
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("decoding finished instead of blocking")
+    }
+
+    #[test]
+    fn a_nul_byte_loses_one_record_and_the_file_is_read_to_its_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = dir.path().join("a.json");
+        std::fs::write(&plain, log_with_a_nul_byte()).expect("write");
+        let gzip = dir.path().join("a.json.gz");
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(&log_with_a_nul_byte()).expect("gzip");
+        std::fs::write(&gzip, encoder.finish().expect("gzip")).expect("write");
+        // In memory, and streamed (a limit below the file's size).
+        for (path, stream_above) in [
+            (&plain, 1 << 20),
+            (&gzip, 1 << 20),
+            (&plain, 10),
+            (&gzip, 10),
+        ] {
+            let what = format!("{} streamed above {stream_above}", path.display());
+            let decoded = decode_in_time(path.clone(), stream_above);
+            let stats = &decoded.aggregate.stats;
+            assert_eq!(stats.records, 3, "{what}: {stats:?}");
+            assert_eq!(stats.skipped_total(), 1, "{what}: {stats:?}");
+            assert_eq!(stats.bad_files, 0, "{what}: {stats:?}");
+            assert_eq!(stats.events(), 2, "{what}: {stats:?}");
+            assert!(
+                stats
+                    .warnings
+                    .iter()
+                    .any(|w| w.starts_with("here: record 1: record is not valid JSON: ")),
+                "{what}: {:?}",
+                stats.warnings
+            );
+            assert_eq!(decoded.done.len(), 1, "{what}: checkpointed as read");
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_log_is_reported_and_checkpointed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notes.json");
+        std::fs::write(&path, "hello, not JSON").expect("write");
+        let decoded = decode_in_time(path, 1 << 20);
+        assert_eq!(decoded.aggregate.stats.bad_files, 1);
+        assert!(
+            decoded.aggregate.stats.warnings[0].contains("not a CloudTrail log file"),
+            "{:?}",
+            decoded.aggregate.stats.warnings
+        );
+        assert_eq!(decoded.done, vec![("here".to_owned(), 0)]);
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A FIFO would block `open` until a writer comes; none ever does.
+        let fifo = dir.path().join("pipe.json");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("run mkfifo");
+        assert!(made.success(), "mkfifo failed");
+        // A symlink to /dev/zero would be read forever.
+        let zero = dir.path().join("zero.json");
+        std::os::unix::fs::symlink("/dev/zero", &zero).expect("symlink");
+        for path in [fifo, zero] {
+            let decoded = decode_in_time(path.clone(), 1 << 20);
+            let stats = &decoded.aggregate.stats;
+            assert_eq!(stats.bad_files, 1, "{}: {stats:?}", path.display());
+            assert!(
+                stats.warnings.len() == 1
+                    && stats.warnings[0].starts_with("here: not a regular file"),
+                "{}: {:?}",
+                path.display(),
+                stats.warnings
+            );
+            // Not checkpointed: the next run looks again (and the listing warns first).
+            assert!(decoded.done.is_empty(), "{}", path.display());
+        }
     }
 }

@@ -14,6 +14,7 @@ use whittle_planner::trail::{Event, PrincipalKind, Record, format_time, parse_ti
 use whittle_planner::usage::Aggregate;
 use whittle_state::WriteBatch;
 
+use super::files::not_regular;
 use super::{Blob, Progress, Run, SourceReport, decode_parallel};
 use crate::config::SourceConfig;
 use crate::ports::{AthenaQuery, AwsErrorKind, Ports};
@@ -46,46 +47,118 @@ fn is_log_file(name: &str) -> bool {
         && (lower.ends_with(".json.gz") || lower.ends_with(".json") || lower.ends_with(".gz"))
 }
 
-/// Every log file under `root` (or `root` itself), as (location relative to root, path),
-/// sorted so runs are deterministic. Hidden entries are skipped.
-fn list_dir(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+/// What listing a trail directory found.
+#[derive(Debug, Default)]
+struct Listing {
+    /// Every log file under the root (or the root itself), as (location relative to the
+    /// root, path), sorted so runs are deterministic.
+    files: Vec<(String, PathBuf)>,
+    /// What was skipped, located: sub-directories that cannot be listed, and entries named
+    /// like log files that are not regular files.
+    warnings: Vec<String>,
+}
+
+/// Lists the log files under `root`. Hidden entries are skipped. Only regular files are
+/// listed: a FIFO would block the reader and a device (`/dev/zero`) never ends. A symlink
+/// is followed to what it points at and listed only when that is a regular file; a
+/// symlinked directory is not walked. A sub-directory that cannot be listed is skipped with
+/// a warning; only a root that cannot be read fails the listing.
+fn list_dir(root: &Path) -> anyhow::Result<Listing> {
     let meta = std::fs::metadata(root).map_err(|e| anyhow::anyhow!("{}: {e}", root.display()))?;
     if meta.is_file() {
         let name = root
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        return Ok(vec![(name, root.to_path_buf())]);
+        return Ok(Listing {
+            files: vec![(name, root.to_path_buf())],
+            warnings: Vec::new(),
+        });
     }
-    let mut out = Vec::new();
+    if !meta.is_dir() {
+        anyhow::bail!(
+            "{}: {}; a trail source is a directory or a log file",
+            root.display(),
+            not_regular(meta.file_type())
+        );
+    }
+    let mut listing = Listing::default();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if dir == root => anyhow::bail!("{}: {e}", dir.display()),
+            Err(e) => {
+                listing.warnings.push(format!(
+                    "{}: cannot list the directory ({e}); skipped",
+                    dir.display()
+                ));
+                continue;
+            }
+        };
         for entry in entries {
-            let entry = entry.map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    listing.warnings.push(format!(
+                        "{}: cannot list the directory to its end ({e}); the rest is skipped",
+                        dir.display()
+                    ));
+                    break;
+                }
+            };
             let name = entry.file_name();
             if name.to_string_lossy().starts_with('.') {
                 continue;
             }
             let path = entry.path();
-            let kind = entry
-                .file_type()
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let kind = match entry.file_type() {
+                Ok(kind) => kind,
+                Err(e) => {
+                    listing
+                        .warnings
+                        .push(format!("{}: cannot read ({e}); skipped", path.display()));
+                    continue;
+                }
+            };
             if kind.is_dir() {
                 stack.push(path);
-            } else if is_log_file(&path.to_string_lossy()) {
-                let location = path
-                    .strip_prefix(root)
-                    .unwrap_or(&path)
-                    .to_string_lossy()
-                    .into_owned();
-                out.push((location, path));
+                continue;
             }
+            if !is_log_file(&path.to_string_lossy()) {
+                continue;
+            }
+            let kind = if kind.is_symlink() {
+                match std::fs::metadata(&path) {
+                    Ok(meta) => meta.file_type(),
+                    Err(e) => {
+                        listing
+                            .warnings
+                            .push(format!("{}: cannot read ({e}); skipped", path.display()));
+                        continue;
+                    }
+                }
+            } else {
+                kind
+            };
+            if !kind.is_file() {
+                listing.warnings.push(format!(
+                    "{}: {}; skipped",
+                    path.display(),
+                    not_regular(kind)
+                ));
+                continue;
+            }
+            let location = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            listing.files.push((location, path));
         }
     }
-    out.sort();
-    Ok(out)
+    listing.files.sort();
+    Ok(listing)
 }
 
 pub(super) async fn directory<P: Ports>(
@@ -97,8 +170,11 @@ pub(super) async fn directory<P: Ports>(
         .path
         .clone()
         .ok_or_else(|| anyhow::anyhow!("source `{}` has no `path`", source.name))?;
-    let files = tokio::task::block_in_place(|| list_dir(&root))?;
-    let (new, progress) = unmined(run, &source.name, files, report)?;
+    let listing = tokio::task::block_in_place(|| list_dir(&root))?;
+    for warning in listing.warnings {
+        report.stats.warn(warning);
+    }
+    let (new, progress) = unmined(run, &source.name, listing.files, report)?;
     for chunk in new.chunks(run.ctx.config.mining.chunk_files) {
         if run.cancel.is_cancelled() {
             break;
@@ -595,6 +671,119 @@ mod tests {
             "AWSLogs/1/CloudTrail-Digest/us-east-1/2026/11/24/1_CloudTrail-Digest_x.json.gz"
         ));
         assert!(!is_log_file("notes.txt"));
+    }
+
+    /// Lists `root` on a thread, failing the test if it blocks: the locations found and the
+    /// warnings.
+    fn listed(root: &Path) -> (Vec<String>, Vec<String>) {
+        let root = root.to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let listing = list_dir(&root).map(|listing| {
+                let files = listing.files.into_iter().map(|(location, _)| location);
+                (files.collect(), listing.warnings)
+            });
+            let _ = tx.send(listing.map_err(|e| e.to_string()));
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("listing finished instead of blocking")
+            .expect("the listing succeeds")
+    }
+
+    #[test]
+    fn listing_skips_what_is_not_a_regular_file_and_unreadable_directories() {
+        use std::os::unix::fs::{PermissionsExt, symlink};
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("trail");
+        let logs = root.join("AWSLogs/1/CloudTrail/us-east-1");
+        std::fs::create_dir_all(&logs).expect("mkdir");
+        std::fs::write(logs.join("good.json"), r#"{"Records":[]}"#).expect("write");
+        let outside = tmp.path().join("outside.json");
+        std::fs::write(&outside, r#"{"Records":[]}"#).expect("write");
+        symlink(&outside, root.join("linked.json")).expect("symlink");
+        symlink("/dev/zero", root.join("zero.json.gz")).expect("symlink");
+        symlink(tmp.path().join("nowhere"), root.join("dangling.json")).expect("symlink");
+        symlink(tmp.path(), root.join("dir-link.json")).expect("symlink");
+        let made = std::process::Command::new("mkfifo")
+            .arg(root.join("pipe.json"))
+            .status()
+            .expect("run mkfifo");
+        assert!(made.success(), "mkfifo failed");
+        // A FIFO or device that is not named like a log is not looked at, as before.
+        std::process::Command::new("mkfifo")
+            .arg(root.join("pipe.txt"))
+            .status()
+            .expect("run mkfifo");
+
+        // An unreadable sub-directory. chmod 000 does not stop root (or a process with
+        // CAP_DAC_READ_SEARCH), so a directory whose path is longer than PATH_MAX stands
+        // for one too: opening it fails with ENAMETOOLONG whoever runs the test.
+        let locked = root.join("locked");
+        std::fs::create_dir(&locked).expect("mkdir");
+        std::fs::write(locked.join("a.json"), r#"{"Records":[]}"#).expect("write");
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+        let privileged = std::fs::read_dir(&locked).is_ok();
+        // Twenty levels of 250-byte names, built in two halves (each under PATH_MAX) and
+        // joined by a rename.
+        let level = "d".repeat(250);
+        let half = |base: PathBuf| (0..10).fold(base, |path, _| path.join(&level));
+        let near = half(root.join("deep"));
+        std::fs::create_dir_all(&near).expect("mkdir");
+        let far = half(tmp.path().join("side"));
+        std::fs::create_dir_all(&far).expect("mkdir");
+        std::fs::write(far.join("far.json"), r#"{"Records":[]}"#).expect("write");
+        std::fs::rename(tmp.path().join("side").join(&level), near.join(&level))
+            .expect("join the halves");
+        let (files, warnings) = listed(&root);
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod back");
+
+        let mut expected = vec![
+            "AWSLogs/1/CloudTrail/us-east-1/good.json".to_owned(),
+            "linked.json".to_owned(),
+        ];
+        if privileged {
+            println!(
+                "note: running with the privilege to read a chmod-000 directory (root?): \
+                 its unreadability is checked with the over-long path only"
+            );
+            expected.push("locked/a.json".to_owned());
+        }
+        expected.sort();
+        assert_eq!(files, expected, "{warnings:#?}");
+        let warned = |name: &str, what: &str| {
+            warnings
+                .iter()
+                .any(|w| w.contains(name) && w.contains(what))
+        };
+        assert!(
+            warned("pipe.json", "not a regular file (a FIFO)"),
+            "{warnings:#?}"
+        );
+        assert!(
+            warned("zero.json.gz", "not a regular file (a character device)"),
+            "{warnings:#?}"
+        );
+        assert!(
+            warned("dir-link.json", "not a regular file (a directory)"),
+            "{warnings:#?}"
+        );
+        assert!(warned("dangling.json", "cannot read"), "{warnings:#?}");
+        assert!(warned(&level, "cannot list the directory"), "{warnings:#?}");
+        assert!(!warned("pipe.txt", ""), "{warnings:#?}");
+        if !privileged {
+            assert!(
+                warned("locked", "cannot list the directory"),
+                "{warnings:#?}"
+            );
+        }
+        assert_eq!(
+            warnings.len(),
+            if privileged { 5 } else { 6 },
+            "{warnings:#?}"
+        );
+        // An unreadable root still fails the source.
+        assert!(list_dir(&tmp.path().join("missing")).is_err());
     }
 
     #[test]
