@@ -129,6 +129,11 @@ impl TargetSelector {
     }
 }
 
+/// The role's name from its ARN (`arn:aws:iam::1:role/path/name` -> `name`).
+pub fn role_name(role_arn: &str) -> &str {
+    role_arn.rsplit('/').next().unwrap_or(role_arn)
+}
+
 /// The role ARN behind a caller identity: `arn:aws:sts::A:assumed-role/NAME/SESSION` becomes
 /// `arn:aws:iam::A:role/NAME`. Roles with a path appear in the assumed-role ARN by name only,
 /// so the result is matched by name, not by path.

@@ -24,11 +24,6 @@ use crate::records::{
 };
 use crate::time::new_id;
 
-/// The role name from a role ARN (`arn:aws:iam::1:role/path/name` -> `name`).
-pub fn role_name(role_arn: &str) -> &str {
-    role_arn.rsplit('/').next().unwrap_or(role_arn)
-}
-
 /// Makes a plan for the target roles and stores it.
 pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow::Result<Plan> {
     let (config, state) = (&*engine.config, &*engine.state);
@@ -86,7 +81,7 @@ pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow:
                     observed_days: 0,
                     current: RolePolicies {
                         role_arn: target.arn.clone(),
-                        role_name: role_name(&target.arn).to_owned(),
+                        role_name: whittle_planner::targets::role_name(&target.arn).to_owned(),
                         inline: Vec::new(),
                         managed: Vec::new(),
                         boundary: None,

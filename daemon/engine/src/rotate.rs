@@ -51,13 +51,13 @@ fn names_secret(key: &str, store: Store, secret: &str) -> bool {
     }
 }
 
-/// The machine's view of one configured rotation, as of `now`: its playbook read, its window
-/// from now, and its readers from the usage store.
-pub async fn spec<P: Ports>(engine: &Engine<P>, rotation: &RotationConfig) -> anyhow::Result<Spec> {
+/// The machine's view of one configured rotation, as of `now`: its playbook read and its
+/// window from now. Its readers are looked up only when it runs ([`rotate_one`]): a due check
+/// or a dry run needs no scan of the usage store.
+pub fn spec<P: Ports>(engine: &Engine<P>, rotation: &RotationConfig) -> anyhow::Result<Spec> {
     let config = &*engine.config;
     let path = rotation.playbook_path(&config.base_dir);
     let playbook = rotation::load(&path).map_err(|e| anyhow::anyhow!("playbook {e}"))?;
-    let readers = readers(engine, &rotation.account, rotation.store, &rotation.secret).await;
     Ok(Spec {
         name: rotation.name.clone(),
         account: rotation.account.clone(),
@@ -69,7 +69,7 @@ pub async fn spec<P: Ports>(engine: &Engine<P>, rotation: &RotationConfig) -> an
         retry_delay: rotation.retry_delay.0,
         deadline: Some(engine.now().plus(rotation.window.0)),
         grace: rotation.grace.0,
-        readers,
+        readers: None,
     })
 }
 
@@ -336,7 +336,7 @@ pub async fn run<P: Ports>(
             true => None,
             false => Some(engine.turns.wait(Subject::Rotation(&rotation.name)).await),
         };
-        let spec = spec(engine, rotation).await?;
+        let spec = spec(engine, rotation)?;
         let (is_due, when) = due(&engine.state, rotation, engine.now())?;
         let mut report = RotationReport {
             name: rotation.name.clone(),
@@ -395,6 +395,10 @@ pub async fn run<P: Ports>(
 /// Runs (or resumes) one rotation and records its outcome. The caller holds its turn.
 pub async fn rotate_one<P: Ports>(engine: &Engine<P>, spec: &Spec) -> anyhow::Result<Outcome> {
     let state = &*engine.state;
+    let spec = &Spec {
+        readers: readers(engine, &spec.account, spec.store, &spec.secret).await,
+        ..spec.clone()
+    };
     let outcome = machine::rotate(&*engine.ports, state, spec).await?;
     let records = state.tree::<RotationRecord>()?;
     let previous = records.get(&spec.name)?;
@@ -482,7 +486,7 @@ pub async fn recover<P: Ports>(engine: &Engine<P>, entry: &JournalEntry) -> anyh
         );
     };
     let _turn = engine.turns.wait(Subject::Rotation(&rotation.name)).await;
-    let spec = spec(engine, rotation).await?;
+    let spec = spec(engine, rotation)?;
     let outcome = rotate_one(engine, &spec).await?;
     info!(rotation = %spec.name, ?outcome, "Interrupted rotation finished");
     Ok(match outcome {
@@ -514,7 +518,7 @@ pub async fn upkeep<P: Ports>(engine: &Engine<P>) -> anyhow::Result<String> {
         if machine::open_journal(&engine.state, &rotation.name)?.is_none() {
             continue;
         }
-        let spec = spec(engine, rotation).await?;
+        let spec = spec(engine, rotation)?;
         let outcome = rotate_one(engine, &spec).await?;
         advanced.push(format!(
             "{}: {}",

@@ -353,11 +353,6 @@ pub fn markdown(plan: &Plan) -> String {
     out
 }
 
-/// The role's name from its ARN (`arn:aws:iam::1:role/path/name` -> `name`).
-fn role_name(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
-}
-
 /// An identifier for IaC: letters, digits and `_` (Terraform) or alphanumerics (CFN).
 fn identifier(parts: &[&str], separator: &str) -> String {
     parts
@@ -396,7 +391,7 @@ fn changed_roles(plan: &Plan) -> impl Iterator<Item = &RolePlan> {
 pub fn terraform(plan: &Plan) -> String {
     let mut out = format!("# whittle plan {} ({})\n", plan.id, plan.created_at);
     for role in changed_roles(plan) {
-        let name = role_name(&role.role_arn);
+        let name = crate::targets::role_name(&role.role_arn);
         let _ = writeln!(out, "\n# {}", role.role_arn);
         for deleted in &role.proposal.delete_inline {
             let _ = writeln!(
@@ -440,7 +435,7 @@ pub fn cloudformation(plan: &Plan) -> String {
         plan.id, plan.created_at
     );
     for role in changed_roles(plan) {
-        let name = role_name(&role.role_arn);
+        let name = crate::targets::role_name(&role.role_arn);
         let _ = writeln!(out, "  # {}", role.role_arn);
         for deleted in &role.proposal.delete_inline {
             let _ = writeln!(out, "  # remove the inline policy {deleted} of this role");

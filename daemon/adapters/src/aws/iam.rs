@@ -13,10 +13,7 @@ use whittle_planner::plan::{InlinePolicy, ManagedPolicy, RolePolicies};
 use super::errors::{failed, kind, other};
 use super::{Aws, done_if_gone};
 
-/// The role name from a role ARN (`arn:aws:iam::1:role/path/name` -> `name`).
-pub fn role_name(role_arn: &str) -> &str {
-    role_arn.rsplit('/').next().unwrap_or(role_arn)
-}
+use whittle_planner::targets::role_name;
 
 fn decode(text: &str) -> String {
     percent_encoding::percent_decode_str(text)

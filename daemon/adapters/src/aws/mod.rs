@@ -97,7 +97,7 @@ impl Aws {
         // ListRoles does not return tags (AWS documents that only GetRole and ListRoleTags
         // do), so each role's tags take one more paginated call.
         for role in &mut roles {
-            let name = iam::role_name(&role.arn).to_owned();
+            let name = whittle_planner::targets::role_name(&role.arn).to_owned();
             let mut pages = iam
                 .list_role_tags()
                 .role_name(&name)
