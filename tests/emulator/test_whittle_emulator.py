@@ -19,6 +19,15 @@ from botocore.exceptions import ClientError
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def load_module():
+    """The extension as a module (its functions, without starting a server)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("whittle_emulator", os.path.join(HERE, "whittle_emulator.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 class Emulator:
     def __init__(self, **env):
         self.proc = subprocess.Popen(
@@ -45,6 +54,10 @@ class Emulator:
             return json.loads(body)
         except ValueError:
             return body
+
+    def get(self, path):
+        with urllib.request.urlopen(self.url + path) as resp:
+            return json.loads(resp.read())
 
     def close(self):
         self.proc.terminate()
@@ -120,6 +133,182 @@ class ExtensionTest(WithEmulator):
         keys = [k for k in self.emu.post("/whittle-emulator/deliver")["delivered"] if "org-trail-bucket" in k]
         self.assertTrue(keys)
         self.assertRegex(keys[0].split("/", 3)[3], rf"^AWSLogs/{org_id}/123456789012/CloudTrail/us-east-1/\d{{4}}/")
+
+    def test_s3_sub_resource_operations_are_recorded_by_their_names(self):
+        s3 = self.emu.client("s3")
+        s3.create_bucket(Bucket="subs")
+        s3.put_bucket_tagging(Bucket="subs", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
+        s3.get_bucket_tagging(Bucket="subs")
+        s3.delete_bucket_tagging(Bucket="subs")
+        s3.get_bucket_location(Bucket="subs")
+        s3.get_bucket_versioning(Bucket="subs")
+        s3.get_bucket_acl(Bucket="subs")
+        pab = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
+        s3.put_public_access_block(Bucket="subs", PublicAccessBlockConfiguration=pab)
+        s3.get_public_access_block(Bucket="subs")
+        s3.delete_public_access_block(Bucket="subs")
+        s3.put_bucket_encryption(Bucket="subs", ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+        s3.get_bucket_encryption(Bucket="subs")
+        s3.delete_bucket_encryption(Bucket="subs")
+        s3.put_bucket_lifecycle_configuration(Bucket="subs", LifecycleConfiguration={
+            "Rules": [{"ID": "r", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 1}}]})
+        s3.get_bucket_lifecycle_configuration(Bucket="subs")
+        s3.delete_bucket_lifecycle(Bucket="subs")
+        s3.put_bucket_policy(Bucket="subs", Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "s3:GetObject", "Resource": "arn:aws:s3:::subs/*"}]}))
+        s3.get_bucket_policy(Bucket="subs")
+        s3.delete_bucket_policy(Bucket="subs")
+        s3.list_objects(Bucket="subs")
+        s3.list_objects_v2(Bucket="subs")
+        s3.list_object_versions(Bucket="subs")
+        s3.head_bucket(Bucket="subs")
+        s3.put_object(Bucket="subs", Key="a/b.txt", Body=b"x")
+        s3.head_object(Bucket="subs", Key="a/b.txt")
+        s3.put_object_tagging(Bucket="subs", Key="a/b.txt", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
+        s3.get_object_tagging(Bucket="subs", Key="a/b.txt")
+        s3.delete_object_tagging(Bucket="subs", Key="a/b.txt")
+        s3.get_object_acl(Bucket="subs", Key="a/b.txt")
+        s3.copy_object(Bucket="subs", Key="c.txt", CopySource={"Bucket": "subs", "Key": "a/b.txt"})
+        upload = s3.create_multipart_upload(Bucket="subs", Key="big")["UploadId"]
+        s3.list_multipart_uploads(Bucket="subs")
+        etag = s3.upload_part(Bucket="subs", Key="big", UploadId=upload, PartNumber=1, Body=b"y")["ETag"]
+        s3.list_parts(Bucket="subs", Key="big", UploadId=upload)
+        s3.complete_multipart_upload(Bucket="subs", Key="big", UploadId=upload,
+                                     MultipartUpload={"Parts": [{"ETag": etag, "PartNumber": 1}]})
+        aborted = s3.create_multipart_upload(Bucket="subs", Key="gone")["UploadId"]
+        s3.abort_multipart_upload(Bucket="subs", Key="gone", UploadId=aborted)
+        s3.delete_objects(Bucket="subs", Delete={"Objects": [{"Key": "c.txt"}]})
+        s3.delete_object(Bucket="subs", Key="a/b.txt")
+        with urllib.request.urlopen(self.emu.url + "/whittle-emulator/events") as resp:
+            records = json.loads(resp.read())["Records"]
+        names = [r["eventName"] for r in records if r["eventSource"] == "s3.amazonaws.com"]
+        self.assertEqual(names, [
+            "CreateBucket", "PutBucketTagging", "GetBucketTagging", "DeleteBucketTagging",
+            "GetBucketLocation", "GetBucketVersioning", "GetBucketAcl",
+            "PutBucketPublicAccessBlock", "GetBucketPublicAccessBlock", "DeleteBucketPublicAccessBlock",
+            "PutBucketEncryption", "GetBucketEncryption", "DeleteBucketEncryption",
+            "PutBucketLifecycle", "GetBucketLifecycle", "DeleteBucketLifecycle",
+            "PutBucketPolicy", "GetBucketPolicy", "DeleteBucketPolicy",
+            "ListObjects", "ListObjectsV2", "ListObjectVersions", "HeadBucket",
+            "PutObject", "HeadObject", "PutObjectTagging", "GetObjectTagging", "DeleteObjectTagging",
+            "GetObjectAcl", "CopyObject",
+            "CreateMultipartUpload", "ListMultipartUploads", "UploadPart", "ListParts", "CompleteMultipartUpload",
+            "CreateMultipartUpload", "AbortMultipartUpload", "DeleteObjects", "DeleteObject",
+        ])
+        # Bucket configuration calls are management events, object calls data events.
+        by_name = {r["eventName"]: r for r in records}
+        self.assertTrue(by_name["GetBucketTagging"]["managementEvent"])
+        self.assertTrue(by_name["GetBucketTagging"]["readOnly"])
+        self.assertFalse(by_name["GetObjectTagging"]["managementEvent"])
+        self.assertEqual(by_name["GetObjectTagging"]["requestParameters"]["key"], "a/b.txt")
+
+    def test_s3_operations_and_the_actions_they_need(self):
+        emu = load_module()
+        cases = [
+            (("GET", "/b", "tagging", {}), "GetBucketTagging", "s3:GetBucketTagging"),
+            (("DELETE", "/b", "tagging", {}), "DeleteBucketTagging", "s3:PutBucketTagging"),
+            (("GET", "/b", "policy", {}), "GetBucketPolicy", "s3:GetBucketPolicy"),
+            (("GET", "/b", "policyStatus", {}), "GetBucketPolicyStatus", "s3:GetBucketPolicyStatus"),
+            (("GET", "/b", "location", {}), "GetBucketLocation", "s3:GetBucketLocation"),
+            (("GET", "/b", "versioning", {}), "GetBucketVersioning", "s3:GetBucketVersioning"),
+            (("DELETE", "/b", "publicAccessBlock", {}), "DeleteBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock"),
+            (("GET", "/b", "publicAccessBlock", {}), "GetBucketPublicAccessBlock", "s3:GetBucketPublicAccessBlock"),
+            (("GET", "/b", "encryption", {}), "GetBucketEncryption", "s3:GetEncryptionConfiguration"),
+            (("DELETE", "/b", "encryption", {}), "DeleteBucketEncryption", "s3:PutEncryptionConfiguration"),
+            (("GET", "/b", "lifecycle", {}), "GetBucketLifecycle", "s3:GetLifecycleConfiguration"),
+            (("DELETE", "/b", "lifecycle", {}), "DeleteBucketLifecycle", "s3:PutLifecycleConfiguration"),
+            (("GET", "/b", "cors", {}), "GetBucketCors", "s3:GetBucketCORS"),
+            (("GET", "/b", "replication", {}), "GetBucketReplication", "s3:GetReplicationConfiguration"),
+            (("GET", "/b", "ownershipControls", {}), "GetBucketOwnershipControls", "s3:GetBucketOwnershipControls"),
+            (("DELETE", "/b", "ownershipControls", {}), "DeleteBucketOwnershipControls", "s3:PutBucketOwnershipControls"),
+            (("GET", "/b", "object-lock", {}), "GetObjectLockConfiguration", "s3:GetBucketObjectLockConfiguration"),
+            (("GET", "/b", "accelerate", {}), "GetBucketAccelerateConfiguration", "s3:GetAccelerateConfiguration"),
+            (("GET", "/b", "requestPayment", {}), "GetBucketRequestPayment", "s3:GetBucketRequestPayment"),
+            (("GET", "/b", "inventory", {}), "ListBucketInventoryConfigurations", "s3:GetInventoryConfiguration"),
+            (("GET", "/b", "inventory&id=x", {}), "GetBucketInventoryConfiguration", "s3:GetInventoryConfiguration"),
+            (("PUT", "/b", "metrics&id=x", {}), "PutBucketMetricsConfiguration", "s3:PutMetricsConfiguration"),
+            (("DELETE", "/b", "analytics&id=x", {}), "DeleteBucketAnalyticsConfiguration", "s3:PutAnalyticsConfiguration"),
+            (("GET", "/b", "intelligent-tiering", {}), "ListBucketIntelligentTieringConfigurations", "s3:GetIntelligentTieringConfiguration"),
+            (("GET", "/b", "", {}), "ListObjects", "s3:ListBucket"),
+            (("GET", "/b", "list-type=2&prefix=a", {}), "ListObjectsV2", "s3:ListBucket"),
+            (("GET", "/b", "versions", {}), "ListObjectVersions", "s3:ListBucketVersions"),
+            (("GET", "/b", "uploads", {}), "ListMultipartUploads", "s3:ListBucketMultipartUploads"),
+            (("HEAD", "/b", "", {}), "HeadBucket", "s3:ListBucket"),
+            (("POST", "/b", "delete", {}), "DeleteObjects", "s3:DeleteObject"),
+            (("GET", "/", "", {}), "ListBuckets", "s3:ListAllMyBuckets"),
+            (("HEAD", "/b/k", "", {}), "HeadObject", "s3:GetObject"),
+            (("HEAD", "/b/k", "versionId=1", {}), "HeadObject", "s3:GetObjectVersion"),
+            (("GET", "/b/k", "tagging", {}), "GetObjectTagging", "s3:GetObjectTagging"),
+            (("GET", "/b/k", "tagging&versionId=1", {}), "GetObjectTagging", "s3:GetObjectVersionTagging"),
+            (("DELETE", "/b/k", "tagging", {}), "DeleteObjectTagging", "s3:DeleteObjectTagging"),
+            (("PUT", "/b/k", "acl", {}), "PutObjectAcl", "s3:PutObjectAcl"),
+            (("GET", "/b/k", "retention", {}), "GetObjectRetention", "s3:GetObjectRetention"),
+            (("PUT", "/b/k", "legal-hold", {}), "PutObjectLegalHold", "s3:PutObjectLegalHold"),
+            (("GET", "/b/k", "attributes", {}), "GetObjectAttributes", "s3:GetObjectAttributes"),
+            (("POST", "/b/k", "uploads", {}), "CreateMultipartUpload", "s3:PutObject"),
+            (("PUT", "/b/k", "partNumber=1&uploadId=u", {}), "UploadPart", "s3:PutObject"),
+            (("PUT", "/b/k", "partNumber=1&uploadId=u", {"x-amz-copy-source": "b/j"}), "UploadPartCopy", "s3:PutObject"),
+            (("GET", "/b/k", "uploadId=u", {}), "ListParts", "s3:ListMultipartUploadParts"),
+            (("POST", "/b/k", "uploadId=u", {}), "CompleteMultipartUpload", "s3:PutObject"),
+            (("DELETE", "/b/k", "uploadId=u", {}), "AbortMultipartUpload", "s3:AbortMultipartUpload"),
+            (("POST", "/b/k", "restore", {}), "RestoreObject", "s3:RestoreObject"),
+            (("PUT", "/b/k", "", {"x-amz-copy-source": "b/j"}), "CopyObject", "s3:PutObject"),
+            (("DELETE", "/b/k", "versionId=1", {}), "DeleteObject", "s3:DeleteObjectVersion"),
+            (("GET", "/b/k", "", {}), "GetObject", "s3:GetObject"),
+        ]
+        from urllib.parse import parse_qs
+        for (method, path, qs, headers), name, action in cases:
+            with self.subTest(method=method, path=path, qs=qs):
+                query = parse_qs(qs, keep_blank_values=True)
+                self.assertEqual(emu.s3_operation(method, path, query, headers)[0], name)
+                self.assertEqual(emu.s3_iam_action(method, path, query, headers), action)
+
+    def test_visibility_lag_set_at_run_time_holds_lookup_and_delivery(self):
+        self.assertEqual(self.emu.get("/whittle-emulator/visibility-lag"), {"lookup_seconds": 0.0, "delivery_seconds": 0.0})
+        s3 = self.emu.client("s3")
+        s3.create_bucket(Bucket="lag-trail")
+        ct = self.emu.client("cloudtrail")
+        ct.create_trail(Name="lagged", S3BucketName="lag-trail")
+        ct.start_logging(Name="lagged")
+        lags = self.emu.post("/whittle-emulator/visibility-lag", {"lookup_seconds": 1.0, "delivery_seconds": 2.0})
+        self.assertEqual(lags, {"lookup_seconds": 1.0, "delivery_seconds": 2.0})
+        called = time.time()
+        self.emu.client("sts").get_caller_identity()
+        # Injected records are held from the moment they are injected, whatever their eventTime.
+        self.emu.post("/whittle-emulator/events", {"Records": [{
+            "eventName": "InjectedOld", "eventSource": "iam.amazonaws.com", "awsRegion": "us-east-1",
+            "eventTime": "2020-01-01T00:00:00Z", "userIdentity": {"type": "Root", "accountId": "123456789012"}}]})
+
+        def looked_up(name):
+            return ct.lookup_events(LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": name}])["Events"]
+
+        def delivered(name):
+            self.emu.post("/whittle-emulator/deliver")
+            names = []
+            for item in s3.list_objects_v2(Bucket="lag-trail").get("Contents", []):
+                body = s3.get_object(Bucket="lag-trail", Key=item["Key"])["Body"].read()
+                names += [r["eventName"] for r in json.loads(gzip.decompress(body))["Records"]]
+            return names.count(name)
+
+        self.assertEqual(looked_up("GetCallerIdentity"), [])
+        self.assertEqual(looked_up("InjectedOld"), [])
+        self.assertEqual(delivered("GetCallerIdentity"), 0)
+        time.sleep(max(0, called + 1.1 - time.time()))
+        events = looked_up("GetCallerIdentity")
+        self.assertEqual(len(events), 1)
+        # The event keeps the time of the call, not the time it became visible.
+        self.assertLessEqual(events[0]["EventTime"].timestamp(), called + 1)
+        self.assertEqual(len(looked_up("InjectedOld")), 1)
+        self.assertEqual(delivered("GetCallerIdentity"), 0)
+        time.sleep(max(0, called + 2.1 - time.time()))
+        self.assertEqual(delivered("GetCallerIdentity"), 1)
+        # Not delivered twice, and nothing pending is lost.
+        self.assertEqual(delivered("GetCallerIdentity"), 1)
+        self.assertEqual(delivered("InjectedOld"), 1)
+        # A reset goes back to the lags the emulator started with.
+        self.emu.post("/whittle-emulator/reset")
+        self.assertEqual(self.emu.get("/whittle-emulator/visibility-lag"), {"lookup_seconds": 0.0, "delivery_seconds": 0.0})
 
     def test_simulate_principal_policy(self):
         iam = self.emu.client("iam")
@@ -286,6 +475,115 @@ class AuthModeTest(WithEmulator):
             LookupAttributes=[{"AttributeKey": "Username", "AttributeValue": "admin"}])["Events"][0]["CloudTrailEvent"])
         self.assertEqual(admin_event["userIdentity"]["type"], "IAMUser")
 
+
+    def test_s3_sub_resource_denials_name_the_action_aws_checks(self):
+        self.emu.post("/moto-api/reset-auth", b"inf", content_type="text/plain")
+        iam = self.emu.client("iam")
+        s3 = self.emu.client("s3")
+        s3.create_bucket(Bucket="tagged")
+        s3.put_bucket_tagging(Bucket="tagged", Tagging={"TagSet": [{"Key": "team", "Value": "a"}]})
+        s3.put_object(Bucket="tagged", Key="k", Body=b"x")
+        iam.create_user(UserName="boss3")
+        iam.put_user_policy(UserName="boss3", PolicyName="all", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        boss = iam.create_access_key(UserName="boss3")["AccessKey"]
+        boss = dict(key=boss["AccessKeyId"], secret=boss["SecretAccessKey"])
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
+        iam.create_role(RoleName="reader", AssumeRolePolicyDocument=json.dumps(trust))
+
+        def allow(*actions):
+            self.emu.client("iam", **boss).put_role_policy(RoleName="reader", PolicyName="p", PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}]}))
+
+        allow("s3:GetObject")
+        self.emu.post("/moto-api/reset-auth", b"0", content_type="text/plain")
+        try:
+            creds = self.emu.client("sts", **boss).assume_role(
+                RoleArn="arn:aws:iam::123456789012:role/reader", RoleSessionName="reader-fn")["Credentials"]
+            reader = self.emu.client("s3", creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
+            reader.get_object(Bucket="tagged", Key="k")
+            with self.assertRaises(ClientError) as caught:
+                reader.get_bucket_tagging(Bucket="tagged")
+            error = caught.exception.response["Error"]
+            self.assertEqual(error["Code"], "AccessDenied")
+            self.assertIn("arn:aws:sts::123456789012:assumed-role/reader/reader-fn is not authorized to perform: "
+                          's3:GetBucketTagging on resource: "arn:aws:s3:::tagged"', error["Message"])
+            events = self.emu.client("cloudtrail", **boss).lookup_events(
+                LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "GetBucketTagging"}])["Events"]
+            record = json.loads(events[0]["CloudTrailEvent"])
+            self.assertEqual(record["eventName"], "GetBucketTagging")
+            self.assertEqual(record["errorCode"], "AccessDenied")
+            self.assertIn("not authorized to perform: s3:GetBucketTagging on resource", record["errorMessage"])
+            self.assertEqual(self.emu.client("cloudtrail", **boss).lookup_events(
+                LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "ListObjects"}])["Events"], [])
+
+            # The check moto makes is the one AWS makes: each call passes with exactly its action.
+            calls = [
+                ("s3:GetBucketTagging", lambda: reader.get_bucket_tagging(Bucket="tagged")),
+                ("s3:ListBucket", lambda: reader.head_bucket(Bucket="tagged")),
+                ("s3:ListBucket", lambda: reader.list_objects_v2(Bucket="tagged")),
+                ("s3:GetBucketLocation", lambda: reader.get_bucket_location(Bucket="tagged")),
+                ("s3:GetBucketVersioning", lambda: reader.get_bucket_versioning(Bucket="tagged")),
+                ("s3:GetBucketAcl", lambda: reader.get_bucket_acl(Bucket="tagged")),
+                ("s3:ListBucketVersions", lambda: reader.list_object_versions(Bucket="tagged")),
+                ("s3:PutBucketPublicAccessBlock", lambda: reader.put_public_access_block(Bucket="tagged", PublicAccessBlockConfiguration={"BlockPublicAcls": True})),
+                ("s3:GetBucketPublicAccessBlock", lambda: reader.get_public_access_block(Bucket="tagged")),
+                ("s3:PutBucketPublicAccessBlock", lambda: reader.delete_public_access_block(Bucket="tagged")),
+                ("s3:PutEncryptionConfiguration", lambda: reader.delete_bucket_encryption(Bucket="tagged")),
+                ("s3:PutBucketTagging", lambda: reader.delete_bucket_tagging(Bucket="tagged")),
+                ("s3:GetObjectTagging", lambda: reader.get_object_tagging(Bucket="tagged", Key="k")),
+                ("s3:DeleteObjectTagging", lambda: reader.delete_object_tagging(Bucket="tagged", Key="k")),
+                ("s3:ListBucketMultipartUploads", lambda: reader.list_multipart_uploads(Bucket="tagged")),
+            ]
+            for action, call in calls:
+                with self.subTest(action=action):
+                    allow("s3:GetObject")
+                    with self.assertRaises(ClientError) as caught:
+                        call()
+                    denial = f"perform: {action} on resource"
+                    if caught.exception.operation_name != "HeadBucket":  # a HEAD answer has no body
+                        self.assertIn(denial, caught.exception.response["Error"]["Message"])
+                    with urllib.request.urlopen(self.emu.url + "/whittle-emulator/events") as resp:
+                        record = json.loads(resp.read())["Records"][-1]
+                    self.assertEqual(record["errorCode"], "AccessDenied")
+                    self.assertIn(denial, record["errorMessage"])
+                    allow(action)
+                    call()
+        finally:
+            self.emu.post("/moto-api/reset-auth", b"inf", content_type="text/plain")
+
+class LagFromEnvironmentTest(unittest.TestCase):
+    """The lags set at start-up by environment variables; the two may differ."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.emu = Emulator(WHITTLE_EMULATOR_LOOKUP_LAG_SECONDS="1.5", WHITTLE_EMULATOR_DELIVERY_LAG_SECONDS="0")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.emu.close()
+
+    def test_lookup_lags_while_delivery_does_not(self):
+        self.assertEqual(self.emu.get("/whittle-emulator/visibility-lag"), {"lookup_seconds": 1.5, "delivery_seconds": 0.0})
+        s3 = self.emu.client("s3")
+        s3.create_bucket(Bucket="env-trail")
+        ct = self.emu.client("cloudtrail")
+        ct.create_trail(Name="env", S3BucketName="env-trail")
+        ct.start_logging(Name="env")
+        called = time.time()
+        self.emu.client("sts").get_caller_identity()
+        lookup = [{"AttributeKey": "EventName", "AttributeValue": "GetCallerIdentity"}]
+        self.assertEqual(ct.lookup_events(LookupAttributes=lookup)["Events"], [])
+        keys = self.emu.post("/whittle-emulator/deliver")["delivered"]
+        records = [r for k in keys for r in json.loads(gzip.decompress(
+            s3.get_object(Bucket="env-trail", Key=k.split("/", 3)[3])["Body"].read()))["Records"]]
+        self.assertIn("GetCallerIdentity", [r["eventName"] for r in records])
+        time.sleep(max(0, called + 1.6 - time.time()))
+        self.assertEqual(len(ct.lookup_events(LookupAttributes=lookup)["Events"]), 1)
+        # A reset keeps the start-up lags.
+        self.emu.post("/whittle-emulator/visibility-lag", {"lookup_seconds": 0})
+        self.emu.post("/whittle-emulator/reset")
+        self.assertEqual(self.emu.get("/whittle-emulator/visibility-lag")["lookup_seconds"], 1.5)
 
 if __name__ == "__main__":
     unittest.main()

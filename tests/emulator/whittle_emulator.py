@@ -32,9 +32,33 @@ What it adds to moto 5.2.5 (see ../../../shared/EMULATOR.md for the measured gap
   without Docker): POST /whittle-emulator/native-rotation {"secret", "outcome": "succeed" |
   "fail"} makes the next RotateSecret of that secret act as a working Lambda (a new version
   becomes AWSCURRENT) or as one that failed after createSecret (AWSPENDING left on it).
-- Control endpoints under /whittle-emulator/: POST events (inject records), GET events,
-  POST deliver (deliver log files now), POST faults (fail or delay the next N matching calls), and
-  POST reset (clear the recording; moto's own /moto-api/reset clears it too).
+- S3 calls recorded under their CloudTrail eventName per method and sub-resource (s3_call:
+  GetBucketTagging, GetBucketPublicAccessBlock, GetBucketLifecycle, ListObjectVersions,
+  CreateMultipartUpload, DeleteObjects, HeadBucket, CopyObject, …), and in auth mode checked by
+  moto against the IAM action AWS checks (s3:GetBucketTagging, s3:ListBucket for
+  ListObjects/HeadBucket, s3:PutBucketPublicAccessBlock for DeletePublicAccessBlock, …); a
+  denial reads `User: ARN is not authorized to perform: s3:ACTION on resource: "arn:aws:s3:::…"
+  because no identity-based policy allows the s3:ACTION action` (or `with an explicit deny in an
+  identity-based policy`, `because no permissions boundary allows …`), in the response and in
+  the recorded errorMessage (for a body-less HEAD denial, in the recording only).
+- Control endpoints under /whittle-emulator/: POST events (inject records), GET events (every
+  record, visible or not), POST deliver (deliver due log files now), POST faults (fail or delay
+  the next N matching calls), GET/POST visibility-lag (below), and POST reset (clear the
+  recording and faults, lags back to their start-up values; moto's /moto-api/reset does the same).
+
+CloudTrail visibility lag (as in AWS, where events show up minutes after the call):
+- An event recorded at T (a call: when the emulator answered it; an injected record: when it
+  was injected, not its eventTime) is returned by LookupEvents only once now >= T + lookup lag,
+  and written to trail log files only once now >= T + delivery lag (by the next delivery after
+  that: the periodic one or POST deliver). Its eventTime stays T. A pending event is never
+  lost nor delivered twice. Each event takes the lags in force when it is recorded.
+- Start-up: env WHITTLE_EMULATOR_LOOKUP_LAG_SECONDS and WHITTLE_EMULATOR_DELIVERY_LAG_SECONDS
+  (seconds, floats, default 0 = no lag).
+- Run time: POST /whittle-emulator/visibility-lag with JSON {"lookup_seconds": N,
+  "delivery_seconds": M} (numbers >= 0; a key left out keeps that lag; else 400) answers 200 with
+  the lags now in force, {"lookup_seconds": N, "delivery_seconds": M}; GET on the same path
+  returns them. Reset (POST /whittle-emulator/reset or /moto-api/reset) restores the start-up
+  (environment) values, as it clears the other run-time settings (faults).
 """
 
 import argparse
@@ -67,7 +91,14 @@ SECRET_FIELDS = {
 READ_PREFIXES = ("Get", "List", "Describe", "Head", "Lookup", "Simulate", "BatchGet", "Select")
 # Data events (not management events): object-level S3 and Lambda Invoke.
 DATA_EVENTS = {
-    "s3": {"GetObject", "PutObject", "HeadObject", "DeleteObject", "DeleteObjects", "CopyObject"},
+    "s3": {
+        "GetObject", "PutObject", "PostObject", "HeadObject", "DeleteObject", "DeleteObjects", "CopyObject",
+        "GetObjectTagging", "PutObjectTagging", "DeleteObjectTagging", "GetObjectAcl", "PutObjectAcl",
+        "GetObjectAttributes", "GetObjectRetention", "PutObjectRetention", "GetObjectLegalHold",
+        "PutObjectLegalHold", "GetObjectTorrent", "RestoreObject", "SelectObjectContent",
+        "CreateMultipartUpload", "UploadPart", "UploadPartCopy", "CompleteMultipartUpload",
+        "AbortMultipartUpload", "ListParts",
+    },
     "lambda": {"Invoke"},
 }
 JSON_ERROR_CODES = {
@@ -189,25 +220,143 @@ def hide_secrets(value):
     return value
 
 
+# S3 sub-resources: query key -> {method: (CloudTrail eventName, IAM action checked by AWS)}.
+# Event names are CloudTrail's where it differs from the SDK operation (GetBucketLifecycle for
+# GetBucketLifecycleConfiguration, Get/Put/DeleteBucketPublicAccessBlock for
+# Get/Put/DeletePublicAccessBlock, GetBucketCors, GetBucketNotification, …); actions are those the
+# Service Authorization Reference names for the operation (a Delete of a configuration mostly
+# needs its Put permission). The first key present in the query decides.
+def _config(name, get_action, put_action, delete_action=None):
+    table = {
+        "GET": (f"GetBucket{name}", get_action),
+        "PUT": (f"PutBucket{name}", put_action),
+    }
+    if delete_action:
+        table["DELETE"] = (f"DeleteBucket{name}", delete_action)
+    return table
+
+
+S3_BUCKET_SUBRESOURCES = (
+    ("uploads", {"GET": ("ListMultipartUploads", "s3:ListBucketMultipartUploads")}),
+    ("versions", {"GET": ("ListObjectVersions", "s3:ListBucketVersions")}),
+    ("policyStatus", {"GET": ("GetBucketPolicyStatus", "s3:GetBucketPolicyStatus")}),
+    ("policy", _config("Policy", "s3:GetBucketPolicy", "s3:PutBucketPolicy", "s3:DeleteBucketPolicy")),
+    ("tagging", _config("Tagging", "s3:GetBucketTagging", "s3:PutBucketTagging", "s3:PutBucketTagging")),
+    ("acl", _config("Acl", "s3:GetBucketAcl", "s3:PutBucketAcl")),
+    ("location", {"GET": ("GetBucketLocation", "s3:GetBucketLocation")}),
+    ("versioning", _config("Versioning", "s3:GetBucketVersioning", "s3:PutBucketVersioning")),
+    ("lifecycle", _config("Lifecycle", "s3:GetLifecycleConfiguration", "s3:PutLifecycleConfiguration", "s3:PutLifecycleConfiguration")),
+    ("encryption", _config("Encryption", "s3:GetEncryptionConfiguration", "s3:PutEncryptionConfiguration", "s3:PutEncryptionConfiguration")),
+    ("publicAccessBlock", _config("PublicAccessBlock", "s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock")),
+    ("cors", _config("Cors", "s3:GetBucketCORS", "s3:PutBucketCORS", "s3:PutBucketCORS")),
+    ("website", _config("Website", "s3:GetBucketWebsite", "s3:PutBucketWebsite", "s3:DeleteBucketWebsite")),
+    ("logging", _config("Logging", "s3:GetBucketLogging", "s3:PutBucketLogging")),
+    ("notification", _config("Notification", "s3:GetBucketNotification", "s3:PutBucketNotification")),
+    ("replication", _config("Replication", "s3:GetReplicationConfiguration", "s3:PutReplicationConfiguration", "s3:PutReplicationConfiguration")),
+    ("ownershipControls", _config("OwnershipControls", "s3:GetBucketOwnershipControls", "s3:PutBucketOwnershipControls", "s3:PutBucketOwnershipControls")),
+    ("object-lock", {"GET": ("GetObjectLockConfiguration", "s3:GetBucketObjectLockConfiguration"),
+                     "PUT": ("PutObjectLockConfiguration", "s3:PutBucketObjectLockConfiguration")}),
+    ("accelerate", _config("AccelerateConfiguration", "s3:GetAccelerateConfiguration", "s3:PutAccelerateConfiguration")),
+    ("requestPayment", _config("RequestPayment", "s3:GetBucketRequestPayment", "s3:PutBucketRequestPayment")),
+) + tuple(
+    # Get (with ?id) / List (without) / Put / Delete of a bucket's named configurations.
+    (key, {
+        "GET": (f"GetBucket{name}Configuration", f"s3:Get{name}Configuration"),
+        "LIST": (f"ListBucket{name}Configurations", f"s3:Get{name}Configuration"),
+        "PUT": (f"PutBucket{name}Configuration", f"s3:Put{name}Configuration"),
+        "DELETE": (f"DeleteBucket{name}Configuration", f"s3:Put{name}Configuration"),
+    })
+    for key, name in (("inventory", "Inventory"), ("metrics", "Metrics"), ("analytics", "Analytics"),
+                      ("intelligent-tiering", "IntelligentTiering"))
+)
+
+# Object sub-resources: query key -> {method: (eventName, action, action with ?versionId)}.
+S3_OBJECT_SUBRESOURCES = (
+    ("uploadId", {
+        "GET": ("ListParts", "s3:ListMultipartUploadParts", None),
+        "PUT": ("UploadPart", "s3:PutObject", None),
+        "POST": ("CompleteMultipartUpload", "s3:PutObject", None),
+        "DELETE": ("AbortMultipartUpload", "s3:AbortMultipartUpload", None),
+    }),
+    ("uploads", {"POST": ("CreateMultipartUpload", "s3:PutObject", None)}),
+    ("tagging", {
+        "GET": ("GetObjectTagging", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"),
+        "PUT": ("PutObjectTagging", "s3:PutObjectTagging", "s3:PutObjectVersionTagging"),
+        "DELETE": ("DeleteObjectTagging", "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"),
+    }),
+    ("acl", {
+        "GET": ("GetObjectAcl", "s3:GetObjectAcl", "s3:GetObjectVersionAcl"),
+        "PUT": ("PutObjectAcl", "s3:PutObjectAcl", "s3:PutObjectVersionAcl"),
+    }),
+    ("retention", {"GET": ("GetObjectRetention", "s3:GetObjectRetention", None),
+                   "PUT": ("PutObjectRetention", "s3:PutObjectRetention", None)}),
+    ("legal-hold", {"GET": ("GetObjectLegalHold", "s3:GetObjectLegalHold", None),
+                    "PUT": ("PutObjectLegalHold", "s3:PutObjectLegalHold", None)}),
+    ("attributes", {"GET": ("GetObjectAttributes", "s3:GetObjectAttributes", "s3:GetObjectVersionAttributes")}),
+    ("torrent", {"GET": ("GetObjectTorrent", "s3:GetObjectTorrent", "s3:GetObjectVersionTorrent")}),
+    ("restore", {"POST": ("RestoreObject", "s3:RestoreObject", None)}),
+    ("select", {"POST": ("SelectObjectContent", "s3:GetObject", None)}),
+)
+S3_OBJECT_DEFAULTS = {
+    "GET": ("GetObject", "s3:GetObject", "s3:GetObjectVersion"),
+    "HEAD": ("HeadObject", "s3:GetObject", "s3:GetObjectVersion"),
+    "PUT": ("PutObject", "s3:PutObject", None),
+    "DELETE": ("DeleteObject", "s3:DeleteObject", "s3:DeleteObjectVersion"),
+    "POST": ("PostObject", "s3:PutObject", None),
+}
+
+
+def s3_call(method, on_object, query, headers):
+    """(CloudTrail eventName, IAM action AWS checks) of an S3 request on a bucket or object.
+    `query` must come from parse_qs(..., keep_blank_values=True): sub-resources are blank keys."""
+    copy = "x-amz-copy-source" in headers
+    if on_object:
+        for key, by_method in S3_OBJECT_SUBRESOURCES:
+            if key in query and method in by_method:
+                name, action, versioned = by_method[method]
+                break
+        else:
+            name, action, versioned = S3_OBJECT_DEFAULTS.get(method, (method, None, None))
+            if method == "PUT" and copy:
+                name = "CopyObject"
+        if name == "UploadPart" and copy:
+            name = "UploadPartCopy"
+        if versioned and "versionId" in query:
+            action = versioned
+        return name, action
+    for key, by_method in S3_BUCKET_SUBRESOURCES:
+        if key in query and method in by_method:
+            if method == "GET" and "LIST" in by_method and "id" not in query:
+                return by_method["LIST"]
+            return by_method[method]
+    if method == "GET":
+        return ("ListObjectsV2" if query.get("list-type") == ["2"] else "ListObjects"), "s3:ListBucket"
+    if method == "POST":
+        return ("DeleteObjects", "s3:DeleteObject") if "delete" in query else ("PostObject", "s3:PutObject")
+    return {
+        "PUT": ("CreateBucket", "s3:CreateBucket"),
+        "DELETE": ("DeleteBucket", "s3:DeleteBucket"),
+        "HEAD": ("HeadBucket", "s3:ListBucket"),
+    }.get(method, (method, None))
+
+
 def s3_operation(method, path, query, headers):
+    """(eventName, requestParameters) of a path-style S3 request."""
     parts = [p for p in path.split("/") if p]
     if not parts:
         return "ListBuckets", {}
     params = {"bucketName": parts[0]}
-    if len(parts) == 1:
-        sub = next((k for k in ("policy", "tagging", "acl", "versioning", "lifecycle", "encryption", "location") if k in query), None)
-        if sub:
-            verb = {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}.get(method, "Get")
-            name = {"acl": "Acl", "location": "Location"}.get(sub, sub.capitalize())
-            return f"{verb}Bucket{name}", params
-        if method == "POST" and "delete" in query:
-            return "DeleteObjects", params
-        return {"PUT": "CreateBucket", "DELETE": "DeleteBucket", "HEAD": "HeadBucket"}.get(
-            method, "ListObjectsV2" if query.get("list-type") == ["2"] else "ListObjects"), params
-    params["key"] = unquote("/".join(parts[1:]))
-    if method == "PUT" and "x-amz-copy-source" in headers:
-        return "CopyObject", params
-    return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(method, method), params
+    if len(parts) > 1:
+        params["key"] = unquote("/".join(parts[1:]))
+    return s3_call(method, len(parts) > 1, query, headers)[0], params
+
+
+def s3_iam_action(method, path, query, headers):
+    """The IAM action AWS checks for a path-style S3 request (None if unknown)."""
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        return "s3:ListAllMyBuckets"
+    return s3_call(method, len(parts) > 1, query, headers)[1]
 
 
 def lambda_operation(method, path):
@@ -232,7 +381,8 @@ def describe_request(environ, body):
     access_key, region, service = match.groups()
     method = environ["REQUEST_METHOD"]
     path = environ.get("PATH_INFO", "/")
-    query = parse_qs(environ.get("QUERY_STRING", ""))
+    # Blank keys kept: S3 names its sub-resources by them (`?tagging`, `?uploads`).
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
     target = environ.get("HTTP_X_AMZ_TARGET")
     headers = {k[5:].lower().replace("_", "-"): v for k, v in environ.items() if k.startswith("HTTP_")}
     params = {}
@@ -249,7 +399,7 @@ def describe_request(environ, body):
     elif service == "lambda":
         action, params = lambda_operation(method, path)
     else:
-        form = parse_qs(body.decode("utf-8", "replace")) if body else {}
+        form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True) if body else {}
         form.update(query)
         action = (form.pop("Action", [None]) or [None])[0] or f"{method}{path}"
         form.pop("Version", None)
@@ -280,27 +430,77 @@ def error_of(status, body):
 # --- the recording ----------------------------------------------------------------------------
 
 class Recorder:
-    def __init__(self):
+    """The recording, with CloudTrail's visibility lag.
+
+    Each event is stamped when it is recorded (a call: when the emulator answered it; an
+    injected record: when it was injected, whatever its eventTime says) with the moment it
+    becomes visible to LookupEvents (+ lookup_lag) and the moment it may be delivered to trail
+    files (+ delivery_lag), using the lags in force then: changing a lag affects the events
+    recorded afterwards, never hides an event already visible. eventTime keeps the call time."""
+
+    def __init__(self, lookup_lag=0.0, delivery_lag=0.0):
         self.lock = threading.Lock()
+        self.delivery_lock = threading.Lock()  # one delivery at a time: none is written twice
         self.events = []
-        self.delivered = {}  # trail ARN -> number of events already delivered
+        self.due = []  # per event, (visible to LookupEvents at, deliverable at), time.monotonic()
+        self.delivered = {}  # trail ARN -> {"next": first index not delivered, "done": indices past it}
         self.faults = []
         self.jobs = {}
+        self.start_lags = (float(lookup_lag), float(delivery_lag))
+        self.lookup_lag, self.delivery_lag = self.start_lags
 
     def add(self, event):
         with self.lock:
+            now = time.monotonic()
             self.events.append(event)
+            self.due.append((now + self.lookup_lag, now + self.delivery_lag))
 
     def snapshot(self):
+        """Every event recorded, visible or not (GET /whittle-emulator/events, last-accessed)."""
         with self.lock:
             return list(self.events)
 
+    def visible(self):
+        """The events LookupEvents may return now."""
+        now = time.monotonic()
+        with self.lock:
+            return [e for e, (lookup_at, _) in zip(self.events, self.due) if lookup_at <= now]
+
+    def lags(self):
+        with self.lock:
+            return {"lookup_seconds": self.lookup_lag, "delivery_seconds": self.delivery_lag}
+
+    def set_lags(self, lookup=None, delivery=None):
+        with self.lock:
+            if lookup is not None:
+                self.lookup_lag = float(lookup)
+            if delivery is not None:
+                self.delivery_lag = float(delivery)
+
     def reset(self):
+        """Clears the recording and faults; the lags go back to their start-up values."""
         with self.lock:
             self.events.clear()
+            self.due.clear()
             self.delivered.clear()
             self.faults.clear()
             self.jobs.clear()
+            self.lookup_lag, self.delivery_lag = self.start_lags
+
+    def take_deliverable(self, arn):
+        """The events due for delivery to a trail and not yet delivered to it, marked delivered."""
+        now = time.monotonic()
+        with self.lock:
+            state = self.delivered.setdefault(arn, {"next": 0, "done": set()})
+            batch = [
+                i for i in range(state["next"], len(self.events))
+                if i not in state["done"] and self.due[i][1] <= now
+            ]
+            state["done"].update(batch)
+            while state["next"] in state["done"]:
+                state["done"].discard(state["next"])
+                state["next"] += 1
+            return [self.events[i] for i in batch]
 
     def take_fault(self, service, action):
         with self.lock:
@@ -366,7 +566,7 @@ def lookup_events(recorder, request, account_id, region):
     if not 1 <= limit <= 50:
         return 400, {"__type": "InvalidMaxResultsException", "message": "MaxResults must be between 1 and 50."}
     events = [
-        e for e in recorder.snapshot()
+        e for e in recorder.visible()
         if e.get("managementEvent", True) and e.get("recipientAccountId") == account_id and e.get("awsRegion") == region
     ]
     for attr in attrs:
@@ -423,26 +623,28 @@ def organization_id(account_id):
 
 
 def deliver(recorder):
-    """Writes each logging trail's new events to its bucket. Returns the keys written."""
+    """Writes each logging trail's events that are due (past the delivery lag) and not yet
+    delivered to it to its bucket. Returns the keys written."""
+    with recorder.delivery_lock:
+        return _deliver(recorder)
+
+
+def _deliver(recorder):
     from moto.cloudtrail.models import cloudtrail_backends
     from moto.s3.models import s3_backends
 
     written = []
-    events = recorder.snapshot()
     for account_id, per_region in list(cloudtrail_backends.items()):
         for trail_region, backend in list(per_region.items()):
             for trail in list(backend.trails.values()):
                 if not trail.status.is_logging:
                     continue
-                arn = trail.arn
-                with recorder.lock:
-                    start = recorder.delivered.get(arn, 0)
-                    recorder.delivered[arn] = len(events)
+                due = recorder.take_deliverable(trail.arn)
                 wants_data = bool(trail.advanced_event_selectors) or any(
                     s.get("DataResources") for s in trail.event_selectors or []
                 )
                 fresh = [
-                    e for e in events[start:]
+                    e for e in due
                     if e.get("recipientAccountId") == account_id
                     and (trail.is_multi_region or e.get("awsRegion") == trail_region)
                     and (e.get("managementEvent", True) or wants_data)
@@ -815,10 +1017,13 @@ class Extension:
             if path == "/moto-api/reset":
                 self.recorder.reset()
             described = describe_request(environ, body)
+            S3_DENIAL.message = None
             status, headers, out = self.handle(environ, body, described)
             if described:
                 access_key, region, service, action, params = described
                 code, message = error_of(status, out)
+                if status == 403 and S3_DENIAL.message and code in ("HTTP403", "AccessDenied"):
+                    code, message = "AccessDenied", S3_DENIAL.message
                 self.recorder.add(make_event(
                     identity_for(access_key), region, service, action, params, status, code, message,
                     environ.get("REMOTE_ADDR", "127.0.0.1"), environ.get("HTTP_USER_AGENT", ""),
@@ -844,7 +1049,7 @@ class Extension:
                 return json_response(status, doc, doc.get("__type"))
             if service == "iam" and action in ("SimulatePrincipalPolicy", "SimulateCustomPolicy",
                                                "GenerateServiceLastAccessedDetails", "GetServiceLastAccessedDetails"):
-                raw = parse_qs(body.decode("utf-8", "replace"))
+                raw = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
                 try:
                     if action == "SimulatePrincipalPolicy":
                         return simulate(raw | {"PolicySourceArn": raw.get("PolicySourceArn", [""])[0]}, custom=False)
@@ -916,6 +1121,19 @@ class Extension:
         if action == "native-rotation" and method == "POST":
             NATIVE_OUTCOMES[doc["secret"]] = doc.get("outcome", "succeed")
             return json_response(200, {"seeded": doc})
+        if action == "visibility-lag" and method == "GET":
+            return json_response(200, self.recorder.lags())
+        if action == "visibility-lag" and method == "POST":
+            # Either key may be left out (that lag is kept); applies to events recorded from now.
+            values = [(doc or {}).get(k) for k in ("lookup_seconds", "delivery_seconds")]
+            try:
+                lookup, delivery = (None if v is None else float(v) for v in values)
+            except (TypeError, ValueError):
+                lookup = delivery = -1.0
+            if any(v is not None and not 0 <= v < float("inf") for v in (lookup, delivery)):
+                return json_response(400, {"error": "lookup_seconds and delivery_seconds must be numbers >= 0"})
+            self.recorder.set_lags(lookup, delivery)
+            return json_response(200, self.recorder.lags())
         if action == "reset" and method == "POST":
             self.recorder.reset()
             return json_response(200, {"reset": True})
@@ -1062,9 +1280,88 @@ def patch_permissions_boundaries():
         policy = backend.get_policy(arn)
         document = next(v.document for v in policy.versions if v.is_default)
         if _boundary_allows(document, self._action, resource) != "allow":
+            self._whittle_boundary = True  # for the denial message (patch_s3_authorization)
             self._raise_access_denied()
 
     access_control.IAMRequestBase.check_action_permitted = check_action_permitted
+
+
+# The message of the S3 denial raised while the current request was handled (same thread).
+S3_DENIAL = threading.local()
+
+
+def patch_s3_authorization():
+    """In auth mode moto checks an S3 request against the action AWS checks (s3_call), and a
+    denial names it as AWS does.
+
+    moto 5.2.5 picks the action from its ACTION_MAP, which has wrong keys (`public_access_block`
+    for `?publicAccessBlock`, so GetPublicAccessBlock checks s3:ListBucket and
+    DeletePublicAccessBlock s3:DeleteBucket), misses sub-resources (encryption, replication,
+    ownershipControls, object-lock, object tagging on DELETE, …, all checked as s3:ListBucket,
+    s3:CreateBucket or s3:DeleteObject), checks HeadBucket as the non-existent s3:HeadBucket, and
+    denies every S3 call with a bare "Access Denied". The action is set only for the check:
+    moto's own dispatch and response serialisation keep the Action value they had."""
+    from moto.iam import access_control
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from moto.s3.exceptions import BucketAccessDeniedError, S3AccessDeniedError, S3ClientError
+    from moto.s3.responses import S3Response
+
+    original = S3Response._authenticate_and_authorize_s3_action
+
+    def _authenticate_and_authorize_s3_action(self, bucket_name=None, key_name=None):
+        action = None
+        if bucket_name:
+            query = parse_qs(urlparse(self.uri).query, keep_blank_values=True)
+            headers = {k.lower(): v for k, v in dict(self.headers).items()}
+            action = s3_call(self.method, bool(key_name), query, headers)[1]
+        if not action:
+            return original(self, bucket_name=bucket_name, key_name=key_name)
+        had, previous = "Action" in self.data, self.data.get("Action")
+        self.data["Action"] = action.split(":", 1)[1]
+        try:
+            return original(self, bucket_name=bucket_name, key_name=key_name)
+        finally:
+            if had:
+                self.data["Action"] = previous
+            else:
+                self.data.pop("Action", None)
+
+    S3Response._authenticate_and_authorize_s3_action = _authenticate_and_authorize_s3_action
+
+    class S3ActionDenied(BucketAccessDeniedError):
+        def __init__(self, bucket, message):
+            S3ClientError.__init__(self, "AccessDenied", message)
+            self.bucket_name = bucket
+
+    def check_action_permitted(self, resource):
+        self._whittle_resource = resource
+        self._whittle_boundary = False
+        return access_control.IAMRequestBase.check_action_permitted(self, resource)
+
+    def _raise_access_denied(self):
+        action = self._action
+        resource = getattr(self, "_whittle_resource", "*")
+        explicit = any(
+            IAMPolicy(p).is_action_permitted(action, resource) == PermissionResult.DENIED
+            for p in self._access_key.collect_policies()
+        )
+        if explicit:
+            why = "with an explicit deny in an identity-based policy"
+        elif getattr(self, "_whittle_boundary", False):
+            why = f"because no permissions boundary allows the {action} action"
+        else:
+            why = f"because no identity-based policy allows the {action} action"
+        message = f'User: {self._access_key.arn} is not authorized to perform: {action} on resource: "{resource}" {why}'
+        # A HEAD answer has no body to carry the message; the recording takes it from here.
+        S3_DENIAL.message = message
+        if "BucketName" in self._data:
+            raise S3ActionDenied(self._data["BucketName"], message)
+        error = S3AccessDeniedError()
+        error.message = message
+        raise error
+
+    access_control.S3IAMRequest.check_action_permitted = check_action_permitted
+    access_control.S3IAMRequest._raise_access_denied = _raise_access_denied
 
 
 def patch_inactive_access_keys():
@@ -1093,7 +1390,11 @@ def main():
     patch_inactive_access_keys()
     patch_native_rotation()
     patch_permissions_boundaries()
-    recorder = Recorder()
+    patch_s3_authorization()
+    recorder = Recorder(
+        lookup_lag=float(os.environ.get("WHITTLE_EMULATOR_LOOKUP_LAG_SECONDS") or 0),
+        delivery_lag=float(os.environ.get("WHITTLE_EMULATOR_DELIVERY_LAG_SECONDS") or 0),
+    )
     app = Extension(DomainDispatcherApplication(create_backend_app), recorder)
     server = make_server(args.host, args.port, app, threaded=True)
 
