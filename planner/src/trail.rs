@@ -7,6 +7,11 @@
 //! with its index and reason while the rest of the file is still read. Real data has
 //! `readOnly` as a bool or a string, and some pipelines write `@timestamp` for `eventTime`;
 //! both are accepted.
+//!
+//! [`read_log`] reads a file held in memory; [`read_log_stream`] (and
+//! [`read_log_stream_limited`]) reads any `std::io::Read` (a gzip decoder, an S3 object
+//! body) holding one record at a time, and skips a record larger than the limit
+//! ([`DEFAULT_MAX_RECORD_BYTES`]) without holding it.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -107,6 +112,10 @@ pub struct Record<'a> {
     pub event_source: Lenient<'a>,
     #[serde(rename = "eventName", borrow, default)]
     pub event_name: Lenient<'a>,
+    /// `AwsApiCall`, `AwsServiceEvent`, `AwsConsoleSignIn`, `AwsConsoleAction`, …; absent in
+    /// records before eventVersion 1.02.
+    #[serde(rename = "eventType", borrow, default)]
+    pub event_type: Lenient<'a>,
     #[serde(rename = "awsRegion", borrow, default)]
     pub aws_region: Lenient<'a>,
     #[serde(rename = "eventID", borrow, default)]
@@ -470,7 +479,8 @@ pub enum Item<'a> {
 /// shape, a NUL or invalid UTF-8 byte inside a record, a file cut short), the file is read
 /// again from that record on by [`split`], which finds where each record begins and ends
 /// without decoding it, so that only the bad record is skipped; the records before it are
-/// not delivered twice.
+/// not delivered twice. The file is in memory already and records are decoded in place, so
+/// no record size limit applies here (files too large to hold go to [`read_log_stream`]).
 pub fn read_log<'a>(bytes: &'a [u8], sink: &mut dyn FnMut(Item<'a>)) -> FileOutcome {
     let mut delivered = 0u64;
     let first = {
@@ -502,25 +512,48 @@ pub fn read_log<'a>(bytes: &'a [u8], sink: &mut dyn FnMut(Item<'a>)) -> FileOutc
     outcome(result)
 }
 
-/// Reads a log file from a stream (for files too large to hold in memory): records are
-/// split out and decoded one at a time, so memory stays bounded by the largest record. A
-/// record that does not decode (the wrong shape, a NUL or invalid UTF-8 byte) is skipped
-/// with its index and reason and the rest of the file is read.
+/// The largest record the stream reader holds, by default: 16 MiB. CloudTrail caps what a
+/// record carries (`requestParameters` and `responseElements` are left out past about
+/// 100 KB each; an event data store's largest events are 1 MB), so a real record is far
+/// smaller; one past this is not a CloudTrail record, and holding it would let one file
+/// take a worker's memory.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+
+/// Reads a log file from a stream (for files too large to hold in memory, or an S3 object
+/// body): records are split out and decoded one at a time, so memory stays bounded by the
+/// largest record, at most [`DEFAULT_MAX_RECORD_BYTES`]. A record that does not decode
+/// (the wrong shape, a NUL or invalid UTF-8 byte) or is larger is skipped with its index
+/// and reason and the rest of the file is read.
 pub fn read_log_stream<R: std::io::Read>(
     reader: R,
     sink: &mut dyn for<'r> FnMut(Item<'r>),
 ) -> FileOutcome {
-    let mut input = StreamInput {
-        reader,
-        buf: vec![0; 64 * 1024].into_boxed_slice(),
-        pos: 0,
-        len: 0,
-        offset: 0,
-        mark: None,
-        record: Vec::new(),
-    };
+    read_log_stream_limited(reader, DEFAULT_MAX_RECORD_BYTES, sink)
+}
+
+/// [`read_log_stream`] with the largest record to hold: a record of more than
+/// `max_record_bytes` bytes is skipped as `Item::Skipped` with the reason `record too large:
+/// N bytes (the record starts at byte O of the file), over the M-byte limit`, without ever
+/// holding more than `max_record_bytes` of it; the rest of the file is read.
+pub fn read_log_stream_limited<R: std::io::Read>(
+    reader: R,
+    max_record_bytes: usize,
+    sink: &mut dyn for<'r> FnMut(Item<'r>),
+) -> FileOutcome {
+    let mut input = StreamInput::new(reader, max_record_bytes);
     let result = split(&mut input, 0, &mut |input, index, offset| {
-        sink(decode_record(input.captured(), index, offset));
+        if input.oversize {
+            let size = input.offset() - offset;
+            sink(Item::Skipped {
+                index,
+                reason: format!(
+                    "record too large: {size} bytes (the record starts at byte {offset} of the file), over the {}-byte limit",
+                    input.max_record
+                ),
+            });
+        } else {
+            sink(decode_record(input.captured(), index, offset));
+        }
     });
     outcome(result)
 }
@@ -591,6 +624,10 @@ trait Input {
     /// kept bytes.
     fn end_record(&mut self);
 
+    /// Takes the bytes of a string's inside that need no look (neither `"` nor a
+    /// backslash) from what is at hand, without reading more; a fast path for long strings.
+    fn skip_plain(&mut self) {}
+
     fn next(&mut self) -> std::io::Result<Option<u8>> {
         let byte = self.peek()?;
         if byte.is_some() {
@@ -627,6 +664,13 @@ impl Input for SliceInput<'_> {
         self.mark = self.pos;
     }
     fn end_record(&mut self) {}
+    fn skip_plain(&mut self) {
+        let rest = &self.bytes[self.pos..];
+        self.pos += rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\')
+            .unwrap_or(rest.len());
+    }
 }
 
 struct StreamInput<R> {
@@ -639,14 +683,53 @@ struct StreamInput<R> {
     /// While a record is read: where it starts in `buf` (or 0 after a refill, the start
     /// having moved to `record`).
     mark: Option<usize>,
-    /// The record read so far, from earlier fills of `buf`, then the whole record.
+    /// The record read so far, from earlier fills of `buf`, then the whole record; never
+    /// more than `max_record` bytes (nor capacity).
     record: Vec<u8>,
+    max_record: usize,
+    /// The record being read is larger than `max_record`: its bytes are not kept.
+    oversize: bool,
 }
 
 impl<R> StreamInput<R> {
+    fn new(reader: R, max_record: usize) -> StreamInput<R> {
+        StreamInput {
+            reader,
+            buf: vec![0; 64 * 1024].into_boxed_slice(),
+            pos: 0,
+            len: 0,
+            offset: 0,
+            mark: None,
+            record: Vec::new(),
+            max_record,
+            oversize: false,
+        }
+    }
+
     /// The bytes of the last record.
     fn captured(&self) -> &[u8] {
         &self.record
+    }
+
+    /// Keeps `buf[from..to]` as more of the record, unless that makes it too large.
+    fn keep(&mut self, from: usize, to: usize) {
+        if self.oversize {
+            return;
+        }
+        let chunk = &self.buf[from..to];
+        let want = self.record.len() + chunk.len();
+        if want > self.max_record {
+            self.oversize = true;
+            // Give the memory back now: the record is not decoded.
+            self.record = Vec::new();
+            return;
+        }
+        if want > self.record.capacity() {
+            // Doubling, but never past the limit.
+            let target = (self.record.capacity() * 2).max(want).min(self.max_record);
+            self.record.reserve_exact(target - self.record.len());
+        }
+        self.record.extend_from_slice(chunk);
     }
 }
 
@@ -654,7 +737,7 @@ impl<R: std::io::Read> Input for StreamInput<R> {
     fn peek(&mut self) -> std::io::Result<Option<u8>> {
         if self.pos == self.len {
             if let Some(mark) = self.mark {
-                self.record.extend_from_slice(&self.buf[mark..self.len]);
+                self.keep(mark, self.len);
                 self.mark = Some(0);
             }
             self.offset += self.len as u64;
@@ -678,12 +761,20 @@ impl<R: std::io::Read> Input for StreamInput<R> {
     }
     fn start_record(&mut self) {
         self.record.clear();
+        self.oversize = false;
         self.mark = Some(self.pos);
     }
     fn end_record(&mut self) {
         if let Some(mark) = self.mark.take() {
-            self.record.extend_from_slice(&self.buf[mark..self.pos]);
+            self.keep(mark, self.pos);
         }
+    }
+    fn skip_plain(&mut self) {
+        let rest = &self.buf[self.pos..self.len];
+        self.pos += rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\')
+            .unwrap_or(rest.len());
     }
 }
 
@@ -926,6 +1017,7 @@ impl<I: Input> Splitter<'_, '_, I> {
     /// The rest of a string whose opening quote was taken.
     fn string(&mut self) -> Result<(), Broken> {
         loop {
+            self.input.skip_plain();
             match self.next()? {
                 Some(b'"') => return Ok(()),
                 Some(b'\\') => {
@@ -1240,6 +1332,154 @@ mod tests {
         assert!(outcome.error.is_some());
     }
 
+    /// A reader of `head`, then `fill` repeated `size` times, then `tail`, produced as it is
+    /// read (so a huge record costs the test no memory either).
+    struct Huge {
+        head: Vec<u8>,
+        fill: u8,
+        size: u64,
+        tail: Vec<u8>,
+        pos: u64,
+    }
+
+    impl std::io::Read for Huge {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let head = self.head.len() as u64;
+            let total = head + self.size + self.tail.len() as u64;
+            let mut n = 0;
+            while n < buf.len() && self.pos < total {
+                let p = self.pos;
+                let (chunk, len): (&[u8], u64) = if p < head {
+                    (&self.head[p as usize..], head - p)
+                } else if p < head + self.size {
+                    let len = (head + self.size - p).min((buf.len() - n) as u64);
+                    buf[n..n + len as usize].fill(self.fill);
+                    n += len as usize;
+                    self.pos += len;
+                    continue;
+                } else {
+                    let t = (p - head - self.size) as usize;
+                    (&self.tail[t..], (self.tail.len() - t) as u64)
+                };
+                let len = len.min((buf.len() - n) as u64) as usize;
+                buf[n..n + len].copy_from_slice(&chunk[..len]);
+                n += len;
+                self.pos += len as u64;
+            }
+            Ok(n)
+        }
+    }
+
+    fn huge_record_file(size: u64) -> Huge {
+        Huge {
+            head: format!(
+                r#"{{"Records":[{ROLE_RECORD},{{"eventTime":"2026-11-20T10:00:00Z","padding":""#
+            )
+            .into_bytes(),
+            fill: b'a',
+            size,
+            tail: format!(r#""}},{ROLE_RECORD}]}}"#).into_bytes(),
+            pos: 0,
+        }
+    }
+
+    #[test]
+    fn a_record_over_the_limit_is_skipped_with_its_place_and_size() {
+        let limit = 64 * 1024;
+        let size = 1024 * 1024;
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        let outcome =
+            read_log_stream_limited(huge_record_file(size), limit, &mut |item| match item {
+                Item::Record(r) => {
+                    good.push(r.event().map(|e| e.name.into_owned()).unwrap_or_default())
+                }
+                Item::Skipped { index, reason } => bad.push((index, reason)),
+            });
+        assert_eq!(good, ["GetObject", "GetObject"]);
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        let (index, reason) = &bad[0];
+        assert_eq!(*index, 1);
+        let start = format!(r#"{{"Records":[{ROLE_RECORD},"#).len();
+        assert!(reason.starts_with("record too large: "), "{reason}");
+        assert!(
+            reason.contains(&format!("starts at byte {start}")),
+            "{reason}"
+        );
+        let record_size =
+            size as usize + r#"{"eventTime":"2026-11-20T10:00:00Z","padding":""}"#.len();
+        assert!(reason.contains(&format!("{record_size} bytes")), "{reason}");
+        assert!(reason.contains(&format!("{limit}-byte limit")), "{reason}");
+        assert_eq!(
+            outcome,
+            FileOutcome {
+                records: 3,
+                error: None
+            }
+        );
+    }
+
+    #[test]
+    fn the_stream_reader_never_holds_more_than_the_limit() {
+        // Driven directly so the buffer can be watched: a 4 MiB record against a 64 KiB
+        // limit, and records around the limit on either side.
+        let limit = 64 * 1024;
+        let mut input = StreamInput::new(huge_record_file(4 << 20), limit);
+        let mut peak = 0;
+        let mut seen = Vec::new();
+        let result = split(&mut input, 0, &mut |input, index, _| {
+            peak = peak.max(input.record.capacity());
+            seen.push((index, input.oversize));
+        });
+        assert_eq!(result.ok(), Some(3));
+        assert_eq!(seen, [(0, false), (1, true), (2, false)]);
+        assert!(peak <= limit, "peak {peak}");
+        for (size, over) in [(limit - 100, false), (limit + 100, true)] {
+            let mut input = StreamInput::new(huge_record_file(size as u64), limit);
+            let mut oversize = Vec::new();
+            split(&mut input, 0, &mut |input, _, _| {
+                oversize.push(input.oversize)
+            })
+            .expect("reads");
+            assert_eq!(oversize, [false, over, false], "{size}");
+        }
+    }
+
+    /// The peak resident memory of this process, where Linux tells it.
+    fn peak_rss_bytes() -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// A single 1 GiB record read with the default limit: skipped, the records around it
+    /// kept, and the process never near a gigabyte (about 5 s in a debug build).
+    #[test]
+    fn a_one_gib_record_is_skipped_in_bounded_memory() {
+        let mut kinds = Vec::new();
+        let outcome = read_log_stream(huge_record_file(1 << 30), &mut |item| {
+            kinds.push(match item {
+                Item::Record(_) => "record".to_owned(),
+                Item::Skipped { reason, .. } => reason,
+            });
+        });
+        assert_eq!(kinds.len(), 3, "{kinds:?}");
+        assert_eq!(kinds[0], "record");
+        let size = (1 << 30) + r#"{"eventTime":"2026-11-20T10:00:00Z","padding":""}"#.len();
+        assert!(
+            kinds[1].starts_with(&format!("record too large: {size} bytes")),
+            "{}",
+            kinds[1]
+        );
+        assert_eq!(kinds[2], "record");
+        assert!(outcome.error.is_none());
+        if let Some(peak) = peak_rss_bytes() {
+            // Other tests run in this process too; a held record alone would be 1 GiB.
+            assert!(peak < 512 << 20, "peak resident memory {peak} bytes");
+        }
+    }
+
     #[test]
     fn truncated_json_keeps_the_records_before_the_cut() {
         let file = format!(r#"{{"Records":[{ROLE_RECORD},{ROLE_RECORD}"#);
@@ -1305,5 +1545,179 @@ mod tests {
         let t = parse_time("2024-02-29T23:59:59Z").expect("leap day");
         assert_eq!(format_time(t), "2024-02-29T23:59:59Z");
         assert_eq!(day_of(parse_time("1970-01-02T00:00:00Z").expect("t")), 1);
+    }
+}
+
+/// Property tests: whatever the bytes, the readers do not panic, count what they hand out,
+/// and a corrupted record costs only itself.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config(cases: u32) -> ProptestConfig {
+        ProptestConfig {
+            cases,
+            // No regression files in the source tree; a failure prints its input.
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Reads with both readers (the stream one in chunks of `chunk` bytes) and returns, per
+    /// reader, each item as `Ok(eventID)` or `Err(index)`, with the outcome.
+    fn read_both(bytes: &[u8], chunk: usize) -> [(Vec<Result<String, u64>>, FileOutcome); 2] {
+        struct Chunks<'b>(&'b [u8], usize);
+        impl std::io::Read for Chunks<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.0.len()).min(self.1);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let item_of = |item: Item<'_>| match item {
+            Item::Record(r) => Ok(r.event_id.as_deref().unwrap_or("").to_owned()),
+            Item::Skipped { index, .. } => Err(index),
+        };
+        let mut memory = Vec::new();
+        let a = read_log(bytes, &mut |item| memory.push(item_of(item)));
+        let mut stream = Vec::new();
+        let b = read_log_stream_limited(Chunks(bytes, chunk.max(1)), 4096, &mut |item| {
+            stream.push(item_of(item))
+        });
+        [(memory, a), (stream, b)]
+    }
+
+    /// A plausible record without escapes, brackets or quotes in its values, so a byte
+    /// changed inside it cannot move where it ends.
+    fn record() -> impl Strategy<Value = (String, String)> {
+        (
+            "[a-z0-9]{1,12}",
+            "[A-Z][A-Za-z]{2,20}",
+            prop::sample::select(vec!["s3", "ec2", "iam", "kms", "lambda"]),
+            prop::sample::select(vec!["AssumedRole", "IAMUser", "Root", "AWSService"]),
+            "[a-z0-9 ./:-]{0,40}",
+            any::<bool>(),
+        )
+            .prop_map(|(id, name, service, kind, text, read_only)| {
+                let json = format!(
+                    r#"{{"eventVersion":"1.08","userIdentity":{{"type":"{kind}","arn":"arn:aws:sts::111122223333:assumed-role/r/{id}","accountId":"111122223333","sessionContext":{{"sessionIssuer":{{"type":"Role","arn":"arn:aws:iam::111122223333:role/r"}}}}}},"eventTime":"2026-11-20T10:00:00Z","eventSource":"{service}.amazonaws.com","eventName":"{name}","awsRegion":"eu-west-1","eventType":"AwsApiCall","requestParameters":{{"bucketName":"b","key":"{text}","list":[1,2,{{"x":null}}]}},"eventID":"{id}","readOnly":{read_only}}}"#
+                );
+                (id, json)
+            })
+    }
+
+    /// Where a byte may change inside a record without moving its end: not a quote,
+    /// bracket or backslash (the structure the splitter follows), replaced by a byte that
+    /// is none of those either.
+    fn corrupt(record: &str, at: usize, byte: u8, insert: bool) -> Vec<u8> {
+        const STRUCTURE: &[u8] = b"\"\\{}[]";
+        let mut bytes = record.as_bytes().to_vec();
+        let byte = if STRUCTURE.contains(&byte) { 0 } else { byte };
+        let candidates: Vec<usize> = (1..bytes.len() - 1)
+            .filter(|&i| insert || !STRUCTURE.contains(&bytes[i]))
+            .collect();
+        let at = candidates[at % candidates.len()];
+        if insert {
+            bytes.insert(at, byte);
+        } else {
+            bytes[at] = byte;
+        }
+        bytes
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512), chunk in 1usize..64) {
+            for (items, outcome) in read_both(&bytes, chunk) {
+                prop_assert_eq!(items.len() as u64, outcome.records);
+            }
+        }
+
+        #[test]
+        fn json_shaped_bytes_never_panic(
+            parts in prop::collection::vec(
+                prop::sample::select(vec![
+                    "{", "}", "[", "]", ",", ":", "\"", "\\", "\"Records\"", "\"eventTime\"",
+                    "\"2026-11-20T10:00:00Z\"", "null", "1", "true", " ", "\u{0}", "\u{ff}", "x",
+                ]),
+                0..80,
+            ),
+            chunk in 1usize..64,
+        ) {
+            let bytes = format!("{{\"Records\":[{}", parts.concat()).into_bytes();
+            for (items, outcome) in read_both(&bytes, chunk) {
+                prop_assert_eq!(items.len() as u64, outcome.records);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config(128))]
+
+        #[test]
+        fn a_corrupted_record_costs_only_itself(
+            records in prop::collection::vec(record(), 1..6),
+            victim in any::<prop::sample::Index>(),
+            at in any::<usize>(),
+            byte in any::<u8>(),
+            insert in any::<bool>(),
+            bare_array in any::<bool>(),
+            chunk in 1usize..200,
+        ) {
+            let victim = victim.index(records.len());
+            let mut file = if bare_array { b"[".to_vec() } else { br#"{"Records":["#.to_vec() };
+            for (i, (_, json)) in records.iter().enumerate() {
+                if i > 0 {
+                    file.push(b',');
+                }
+                if i == victim {
+                    file.extend_from_slice(&corrupt(json, at, byte, insert));
+                } else {
+                    file.extend_from_slice(json.as_bytes());
+                }
+            }
+            file.extend_from_slice(if bare_array { b"]" } else { b"]}" });
+            for (items, outcome) in read_both(&file, chunk) {
+                prop_assert_eq!(&outcome, &FileOutcome { records: records.len() as u64, error: None });
+                prop_assert_eq!(items.len(), records.len());
+                for (i, ((id, _), item)) in records.iter().zip(&items).enumerate() {
+                    if i != victim {
+                        prop_assert_eq!(item, &Ok(id.clone()), "record {} of {:?}", i, String::from_utf8_lossy(&file));
+                    } else if let Err(index) = item {
+                        prop_assert_eq!(*index, i as u64);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn any_mutation_of_a_valid_file_never_panics(
+            records in prop::collection::vec(record(), 1..4),
+            edits in prop::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..8),
+            chunk in 1usize..100,
+        ) {
+            let mut file = br#"{"Records":["#.to_vec();
+            let jsons: Vec<&str> = records.iter().map(|(_, j)| j.as_str()).collect();
+            file.extend_from_slice(jsons.join(",").as_bytes());
+            file.extend_from_slice(b"]}");
+            for (at, byte, kind) in edits {
+                let at = at % (file.len() + 1);
+                match kind {
+                    0 if at < file.len() => file[at] = byte,
+                    1 if at < file.len() => {
+                        file.remove(at);
+                    }
+                    _ => file.insert(at, byte),
+                }
+            }
+            for (items, outcome) in read_both(&file, chunk) {
+                prop_assert_eq!(items.len() as u64, outcome.records);
+            }
+        }
     }
 }

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{ActionId, Catalog};
-use crate::mapping::{Mapper, Mapping, denied_action_of_message, is_denial};
+use crate::mapping::{Mapper, Mapping, denied_actions_mapped, is_denial};
 use crate::trail::{Event, PrincipalKind, Record, RequestParameters, day_of, format_time};
 
 /// Resources remembered per action; the least recently seen is dropped beyond this.
@@ -257,6 +257,10 @@ pub struct Stats {
     pub denials: u64,
     pub unmapped: u64,
     pub permissionless: u64,
+    /// Events that are not API calls of the principal (console sign-in, console actions,
+    /// AWS service events): neither usage nor unmapped.
+    #[serde(default)]
+    pub not_api_calls: u64,
     /// Events older than the look-back window, ignored.
     pub too_old: u64,
     /// Records skipped as malformed, by reason.
@@ -297,6 +301,7 @@ impl Stats {
         self.denials += other.denials;
         self.unmapped += other.unmapped;
         self.permissionless += other.permissionless;
+        self.not_api_calls += other.not_api_calls;
         self.too_old += other.too_old;
         for (k, v) in &other.skipped {
             *self.skipped.entry(k.clone()).or_default() += v;
@@ -336,6 +341,8 @@ pub struct Aggregate {
 /// One event after parsing, with what resource extraction needs.
 struct Input<'e> {
     event: Event<'e>,
+    /// The record's `eventType`, when it has one.
+    event_type: Option<&'e str>,
     count: u64,
     last_ms: i64,
 }
@@ -367,6 +374,7 @@ impl Aggregate {
         self.add(
             Input {
                 event,
+                event_type: record.event_type.as_deref(),
                 count: 1,
                 last_ms,
             },
@@ -392,6 +400,7 @@ impl Aggregate {
         self.add(
             Input {
                 event,
+                event_type: None,
                 count,
                 last_ms,
             },
@@ -412,6 +421,7 @@ impl Aggregate {
     ) {
         let Input {
             event,
+            event_type,
             count,
             last_ms,
         } = input;
@@ -430,7 +440,7 @@ impl Aggregate {
         let Some(principal) = event.principal.as_deref() else {
             return;
         };
-        let mapping = mapper.map(&event.source, &event.name);
+        let mapping = mapper.map_typed(&event.source, &event.name, event_type);
         let denied = event.error_code.as_deref().is_some_and(is_denial);
 
         self.resources.clear();
@@ -460,31 +470,29 @@ impl Aggregate {
 
         if denied {
             self.stats.denials += count;
-            let catalog = mapper.catalog();
-            let named = event
-                .error_message
-                .as_deref()
-                .and_then(denied_action_of_message)
-                .map(|a| {
-                    catalog
-                        .lookup(a)
-                        .map_or_else(|| a.to_owned(), |id| catalog.action(id).name.clone())
-                });
-            let actions: Vec<String> = match (named, &*mapping) {
-                (Some(action), _) => vec![action],
-                (None, Mapping::Actions { actions, .. }) => actions
-                    .iter()
-                    .map(|id| catalog.action(*id).name.clone())
-                    .collect(),
-                (None, _) => vec![format!(
-                    "{}:{}",
-                    crate::mapping::prefix_of_source(&event.source),
-                    event.name
-                )],
-            };
-            for action in actions {
+            // Only catalog actions: the message's when the catalog knows it, else the event's.
+            let denial =
+                denied_actions_mapped(mapper.catalog(), &mapping, event.error_message.as_deref());
+            for action in denial.actions {
                 let usage = agg.denied.entry(action).or_default();
                 record_use(usage, &event, first_ms, last_ms, count, &self.resources);
+            }
+            if denial.from == crate::mapping::DeniedFrom::Nothing {
+                // No action to file it under: kept with the unmapped calls, saying why.
+                self.scratch.clear();
+                let _ = write!(self.scratch, "{}\t{}", event.source, event.name);
+                let reason = format!(
+                    "denied: {}",
+                    denial.note.as_deref().unwrap_or("no action established")
+                );
+                agg.unmapped
+                    .entry(self.scratch.clone())
+                    .or_insert_with(|| UnmappedUsage {
+                        counts: Counted::default(),
+                        reason,
+                    })
+                    .counts
+                    .add(first_ms, last_ms, count);
             }
             return;
         }
@@ -500,6 +508,7 @@ impl Aggregate {
                 }
             }
             Mapping::Permissionless { .. } => self.stats.permissionless += count,
+            Mapping::NotAnApiCall { .. } => self.stats.not_api_calls += count,
             Mapping::Unmapped { reason } => {
                 self.stats.unmapped += count;
                 self.scratch.clear();
@@ -1052,6 +1061,69 @@ mod tests {
         assert!(role.actions.is_empty());
         assert!(role.denied.contains_key("ec2:RunInstances"));
         assert_eq!(stats.denials, 1);
+    }
+
+    #[test]
+    fn a_denial_naming_a_non_action_is_kept_under_the_events_action() {
+        // S3 writes `s3:ListObjects` (an API name, not an IAM action) in some denials.
+        let records = vec![record(
+            "app-orders",
+            "2026-11-20T10:00:00Z",
+            "s3.amazonaws.com",
+            "GetBucketTagging",
+            r#","errorCode":"AccessDenied","errorMessage":"User: x is not authorized to perform: s3:ListObjects on resource: arn:aws:s3:::orders""#,
+        )];
+        let (usage, stats) = aggregate(&records, 0);
+        let role = &usage[ROLE];
+        assert_eq!(
+            role.denied.keys().collect::<Vec<_>>(),
+            ["s3:GetBucketTagging"],
+            "{:?}",
+            role.denied
+        );
+        assert_eq!(stats.denials, 1);
+    }
+
+    #[test]
+    fn events_that_are_not_api_calls_are_not_unmapped() {
+        let records = vec![
+            record(
+                "app-orders",
+                "2026-11-20T10:00:00Z",
+                "kms.amazonaws.com",
+                "RotateKey",
+                r#","eventType":"AwsServiceEvent""#,
+            ),
+            record(
+                "app-orders",
+                "2026-11-20T10:00:01Z",
+                "signin.amazonaws.com",
+                "ConsoleLogin",
+                r#","eventType":"AwsConsoleSignIn""#,
+            ),
+            record(
+                "app-orders",
+                "2026-11-20T10:00:02Z",
+                "signin.amazonaws.com",
+                "GetSigninToken",
+                r#","eventType":"AwsConsoleSignIn""#,
+            ),
+            record(
+                "app-orders",
+                "2026-11-20T10:00:03Z",
+                "s3.amazonaws.com",
+                "ListBuckets",
+                r#","eventType":"AwsConsoleAction""#,
+            ),
+        ];
+        let (usage, stats) = aggregate(&records, 0);
+        assert_eq!(stats.unmapped, 0, "{usage:?}");
+        assert_eq!(stats.not_api_calls, 4);
+        assert!(
+            usage
+                .get(ROLE)
+                .is_none_or(|u| u.unmapped.is_empty() && u.actions.is_empty())
+        );
     }
 
     #[test]

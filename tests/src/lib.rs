@@ -167,6 +167,9 @@ impl Emulator {
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url(&self.url)
             .credentials_provider(credentials)
+            // The SDK crates are built without a default HTTP client (see the root
+            // Cargo.toml); the emulator is plain HTTP on loopback.
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
             // moto answers unimplemented calls with 500, which the SDK would retry.
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
             .load()

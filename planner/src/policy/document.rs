@@ -712,3 +712,270 @@ mod tests {
         assert_eq!(split_operator("stringequals"), None);
     }
 }
+
+/// Property tests: any text parses or fails cleanly, and a document written back reads as
+/// the same document in the same shape.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn config(cases: u32) -> ProptestConfig {
+        ProptestConfig {
+            cases,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Any JSON value, with the policy language's words among its keys and strings so that
+    /// the parser gets past its first checks.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let word = prop::sample::select(vec![
+            "Version",
+            "Id",
+            "Statement",
+            "Sid",
+            "Effect",
+            "Allow",
+            "Deny",
+            "Action",
+            "NotAction",
+            "Resource",
+            "NotResource",
+            "Principal",
+            "NotPrincipal",
+            "Condition",
+            "AWS",
+            "Service",
+            "StringEquals",
+            "ForAnyValue:StringLike",
+            "NumericLessThan",
+            "IpAddress",
+            "BoolIfExists",
+            "NullIfExists",
+            "2012-10-17",
+            "2008-10-17",
+            "*",
+            "s3:GetObject",
+            "s3:",
+            ":x",
+            "arn:aws:s3:::b/*",
+            "arn:aws",
+            "10.0.0.0/8",
+            "1e400",
+            "${aws:username}",
+            "",
+        ])
+        .prop_map(str::to_owned);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            word.clone().prop_map(Value::String),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(5, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::vec((word.clone(), inner), 0..6)
+                    .prop_map(|entries| Value::Object(entries.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn one_or_many<S: Strategy<Value = String> + Clone>(item: S) -> impl Strategy<Value = Value> {
+        prop_oneof![
+            item.clone().prop_map(Value::String),
+            prop::collection::vec(item, 1..4)
+                .prop_map(|items| Value::Array(items.into_iter().map(Value::String).collect())),
+        ]
+    }
+
+    /// A valid identity-policy document, as a JSON value.
+    fn valid_document() -> impl Strategy<Value = Value> {
+        let action = prop_oneof![
+            Just("*".to_owned()),
+            ("[a-z][a-z0-9-]{0,10}", "[A-Za-z*?]{1,16}").prop_map(|(s, n)| format!("{s}:{n}")),
+        ];
+        let resource = prop_oneof![
+            Just("*".to_owned()),
+            (
+                "[a-z0-9-]{1,8}",
+                "[a-z0-9-]{1,8}",
+                "[a-z0-9-]{0,9}",
+                "[0-9]{0,12}",
+                "[a-zA-Z0-9/*:_-]{0,20}"
+            )
+                .prop_map(|(p, s, r, a, rest)| format!("arn:{p}:{s}:{r}:{a}:{rest}")),
+        ];
+        let condition_value = prop_oneof![
+            "[a-zA-Z0-9:/*${}]{0,12}".prop_map(Value::String),
+            any::<bool>().prop_map(Value::Bool),
+        ];
+        let numeric = prop_oneof![
+            any::<i32>().prop_map(|n| json!(n)),
+            any::<i32>().prop_map(|n| json!(n.to_string())),
+        ];
+        let condition = prop::collection::btree_map(
+            prop::sample::select(vec![
+                "StringEquals",
+                "StringLike",
+                "ForAnyValue:StringLike",
+                "ForAllValues:StringEqualsIfExists",
+                "ArnLike",
+                "Bool",
+                "Null",
+            ]),
+            prop::collection::btree_map(
+                "[a-z]{1,6}:[A-Za-z]{1,10}",
+                prop_oneof![
+                    condition_value.clone(),
+                    prop::collection::vec(condition_value, 1..3).prop_map(Value::Array),
+                ],
+                1..3,
+            ),
+            0..3,
+        );
+        let numeric_condition =
+            prop::option::of(prop::collection::vec(numeric, 1..3).prop_map(Value::Array));
+        let statement = (
+            prop::option::of("[A-Za-z0-9]{1,10}"),
+            any::<bool>(),
+            any::<bool>(),
+            one_or_many(action),
+            prop::option::of((any::<bool>(), one_or_many(resource))),
+            condition,
+            numeric_condition,
+        )
+            .prop_map(
+                |(sid, allow, not_action, actions, resources, condition, numeric)| {
+                    let mut s = serde_json::Map::new();
+                    if let Some(sid) = sid {
+                        s.insert("Sid".into(), json!(sid));
+                    }
+                    s.insert("Effect".into(), json!(if allow { "Allow" } else { "Deny" }));
+                    s.insert(
+                        if not_action { "NotAction" } else { "Action" }.into(),
+                        actions,
+                    );
+                    if let Some((not_resource, resources)) = resources {
+                        s.insert(
+                            if not_resource {
+                                "NotResource"
+                            } else {
+                                "Resource"
+                            }
+                            .into(),
+                            resources,
+                        );
+                    }
+                    let mut block: serde_json::Map<String, Value> = condition
+                        .into_iter()
+                        .map(|(op, keys)| (op.to_owned(), json!(keys)))
+                        .collect();
+                    if let Some(values) = numeric {
+                        block.insert("NumericLessThan".into(), json!({ "s3:max-keys": values }));
+                    }
+                    if !block.is_empty() {
+                        s.insert("Condition".into(), Value::Object(block));
+                    }
+                    Value::Object(s)
+                },
+            )
+            .boxed();
+        (
+            prop::option::of(prop::sample::select(vec![VERSION_2012, "2008-10-17"])),
+            prop::option::of("[a-z0-9-]{1,10}"),
+            prop_oneof![
+                statement.clone(),
+                prop::collection::vec(statement, 0..4).prop_map(Value::Array),
+            ],
+        )
+            .prop_map(|(version, id, statement)| {
+                let mut doc = serde_json::Map::new();
+                if let Some(v) = version {
+                    doc.insert("Version".into(), json!(v));
+                }
+                if let Some(id) = id {
+                    doc.insert("Id".into(), json!(id));
+                }
+                doc.insert("Statement".into(), statement);
+                Value::Object(doc)
+            })
+    }
+
+    /// Parsed again from its own text, a document is the same document.
+    fn assert_round_trips(doc: &PolicyDocument) -> Result<(), TestCaseError> {
+        let compact = PolicyDocument::parse(&doc.to_compact());
+        prop_assert_eq!(compact.as_ref(), Ok(doc));
+        let pretty = PolicyDocument::parse(&doc.to_pretty());
+        prop_assert_eq!(pretty.as_ref(), Ok(doc));
+        prop_assert_eq!(
+            &PolicyDocument::from_value(&doc.to_value()),
+            &Ok(doc.clone())
+        );
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(config(512))]
+
+        #[test]
+        fn any_text_parses_or_fails_cleanly(text in ".{0,200}") {
+            let _ = PolicyDocument::parse(&text);
+            let _ = PolicyDocument::from_iam(&text);
+        }
+
+        #[test]
+        fn json_ish_text_parses_or_fails_cleanly(
+            parts in prop::collection::vec(
+                prop::sample::select(vec![
+                    "{", "}", "[", "]", ",", ":", "\"", "\\", "\"Statement\"", "\"Effect\"",
+                    "\"Allow\"", "\"Action\"", "\"s3:Get*\"", "\"Resource\"", "\"*\"",
+                    "\"Condition\"", "\"NumericEquals\"", "1e999", "-0", "null", "%7B", "%22",
+                    "%", " ",
+                ]),
+                0..60,
+            ),
+        ) {
+            let text = parts.concat();
+            let _ = PolicyDocument::parse(&text);
+            let _ = PolicyDocument::from_iam(&text);
+        }
+
+        #[test]
+        fn any_json_value_parses_or_fails_cleanly_and_what_parses_round_trips(value in any_json()) {
+            if let Ok(doc) = PolicyDocument::from_value(&value) {
+                assert_round_trips(&doc)?;
+                let _ = doc.check_identity_policy();
+            }
+            let _ = PolicyDocument::parse(&value.to_string());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn valid_documents_round_trip_in_their_shape(value in valid_document()) {
+            let text = value.to_string();
+            let doc = PolicyDocument::parse(&text);
+            prop_assert!(doc.is_ok(), "{} does not parse: {:?}", text, doc);
+            let doc = doc.unwrap_or_else(|_| unreachable!());
+            // Written back in the shape it was written in: one string stays a string.
+            prop_assert_eq!(doc.to_value(), value);
+            assert_round_trips(&doc)?;
+            // And as IAM returns it, URL-encoded.
+            let encoded = percent_encoding::utf8_percent_encode(
+                &doc.to_compact(),
+                percent_encoding::NON_ALPHANUMERIC,
+            )
+            .to_string();
+            prop_assert_eq!(PolicyDocument::from_iam(&encoded), Ok(doc));
+        }
+    }
+}

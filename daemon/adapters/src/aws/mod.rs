@@ -118,6 +118,15 @@ impl Aws {
 
 fn loader(aws: &AwsConfig, profile: Option<&str>) -> aws_config::ConfigLoader {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        // The SDK crates are built without `default-https-client`: this is their HTTP
+        // client, hyper over rustls with the ring provider (as crate::https uses).
+        .http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                ))
+                .build_https(),
+        )
         .region(Region::new(aws.region.clone()))
         .retry_config(RetryConfig::standard().with_max_attempts(aws.max_attempts))
         .timeout_config(
