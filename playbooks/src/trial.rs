@@ -72,6 +72,15 @@ pub struct TrialPlaybook {
     pub max_denials: u64,
     /// The function's error metric, compared with its baseline before the apply.
     pub error_metric: Option<ErrorMetric>,
+    /// How long after the window the watch waits, at most, for CloudTrail to show the whole
+    /// window (an event of the account at or after the window's end in every watched source).
+    pub max_settle: Duration,
+    /// Whether a trial still passes (and marks its plan trialled) when `max_settle` ran out
+    /// before the evidence was complete. Off by default: such a trial proves nothing.
+    pub pass_without_complete_evidence: bool,
+    /// Calls of the role (seen in CloudTrail since the apply) a trial needs to be conclusive.
+    /// None: at least one call, or an exercise that ran to its end.
+    pub min_role_calls: Option<u64>,
 }
 
 /// `[signals] error_metric`: the Lambda function's `Errors` (AWS/Lambda) since the apply may
@@ -101,6 +110,10 @@ struct TrialFile {
     on_restart: OnRestart,
     #[serde(default = "default_dead_man")]
     dead_man: String,
+    #[serde(default = "default_max_settle")]
+    max_settle: String,
+    #[serde(default)]
+    pass_without_complete_evidence: bool,
     #[serde(default)]
     exercise: Option<ExerciseFile>,
     #[serde(default)]
@@ -125,6 +138,8 @@ struct SignalsFile {
     max_denials: u64,
     #[serde(default)]
     error_metric: Option<ErrorMetric>,
+    #[serde(default)]
+    min_role_calls: Option<u64>,
 }
 
 fn default_window() -> String {
@@ -142,6 +157,10 @@ fn default_on_restart() -> OnRestart {
 fn default_dead_man() -> String {
     "2h".to_owned()
 }
+fn default_max_settle() -> String {
+    "20m".to_owned()
+}
+
 fn default_exercise_timeout() -> String {
     "10m".to_owned()
 }
@@ -170,6 +189,7 @@ pub fn parse(path: &str, text: &str) -> Result<TrialPlaybook, PlaybookError> {
     let window = duration("window", &f.window)?;
     let detection_interval = duration("detection_interval", &f.detection_interval)?;
     let dead_man = duration("dead_man", &f.dead_man)?;
+    let max_settle = duration("max_settle", &f.max_settle)?;
     if detection_interval.is_zero() || detection_interval > window {
         return Err(invalid(
             path,
@@ -207,7 +227,10 @@ pub fn parse(path: &str, text: &str) -> Result<TrialPlaybook, PlaybookError> {
         dead_man,
         exercise,
         max_denials: f.signals.as_ref().map_or(0, |s| s.max_denials),
+        min_role_calls: f.signals.as_ref().and_then(|s| s.min_role_calls),
         error_metric: f.signals.and_then(|s| s.error_metric),
+        max_settle,
+        pass_without_complete_evidence: f.pass_without_complete_evidence,
     })
 }
 
@@ -225,6 +248,9 @@ mod tests {
         assert_eq!(p.mode, Mode::Boundary);
         assert_eq!(p.on_restart, OnRestart::Rollback);
         assert_eq!(p.window, Duration::from_secs(120));
+        assert_eq!(p.max_settle, Duration::from_secs(20 * 60));
+        assert!(!p.pass_without_complete_evidence);
+        assert_eq!(p.min_role_calls, None);
         assert_eq!(
             p.exercise.command.as_deref(),
             Some(&["./tests.sh".to_owned()][..])

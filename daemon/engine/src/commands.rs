@@ -323,7 +323,10 @@ async fn rollback_command<P: Ports>(
                         TrialStatus::RolledBack => "was already rolled back;",
                         TrialStatus::Passed => "passed;",
                         TrialStatus::Refused => "was refused;",
-                        TrialStatus::Running => "is running elsewhere;",
+                        TrialStatus::Running | TrialStatus::Settling => "is running elsewhere;",
+                        TrialStatus::PassedWithoutCompleteEvidence =>
+                            "passed without complete evidence;",
+                        TrialStatus::Inconclusive => "was inconclusive;",
                     },
                     record.reason.as_deref().unwrap_or("")
                 ))),

@@ -70,3 +70,34 @@ mod tests {
         assert!(turns.try_take(Subject::Rotation("api-key")).is_some());
     }
 }
+
+/// LookupEvents' pace: AWS allows 2 requests per second per account and region, for the
+/// whole account. Mining and every trial's denial watch of one process share these slots,
+/// so together they stay within the quota instead of each using all of it.
+#[derive(Debug, Default)]
+pub struct LookupPace {
+    /// The next free slot per `(account, region)`.
+    next: Mutex<HashMap<(String, String), whittle_state::Timestamp>>,
+}
+
+/// The time between two LookupEvents requests of one account and region.
+pub const LOOKUP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl LookupPace {
+    /// Reserves the next slot of `(account, region)` at or after `now` and returns how long
+    /// to wait for it.
+    pub fn reserve(
+        &self,
+        account: &str,
+        region: &str,
+        now: whittle_state::Timestamp,
+    ) -> std::time::Duration {
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = next
+            .entry((account.to_owned(), region.to_owned()))
+            .or_insert(now);
+        let at = (*slot).max(now);
+        *slot = at.plus(LOOKUP_INTERVAL);
+        std::time::Duration::from_millis(at.0.saturating_sub(now.0))
+    }
+}

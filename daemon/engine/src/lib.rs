@@ -56,6 +56,8 @@ pub struct Engine<P> {
     pub state: Arc<State>,
     pub ports: Arc<P>,
     pub turns: Arc<guard::Turns>,
+    /// LookupEvents' shared request pace per account and region.
+    pub pace: Arc<guard::LookupPace>,
 }
 
 impl<P> Clone for Engine<P> {
@@ -65,6 +67,7 @@ impl<P> Clone for Engine<P> {
             state: Arc::clone(&self.state),
             ports: Arc::clone(&self.ports),
             turns: Arc::clone(&self.turns),
+            pace: Arc::clone(&self.pace),
         }
     }
 }
@@ -76,6 +79,7 @@ impl<P: Ports> Engine<P> {
             state: Arc::new(state),
             ports: Arc::new(ports),
             turns: Arc::default(),
+            pace: Arc::default(),
         }
     }
 

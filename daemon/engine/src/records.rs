@@ -143,6 +143,16 @@ pub struct TrialIntent {
     /// to the second, so the watch starts at the second of the apply and may see them.
     #[serde(default)]
     pub known_events: Vec<String>,
+    /// How long after the window the watch may wait for CloudTrail to show the window whole
+    /// (journals of earlier builds: 0, they passed at the window's end).
+    #[serde(default)]
+    pub max_settle_ms: u64,
+    /// Whether a trial whose evidence stayed incomplete after `max_settle` still passes.
+    #[serde(default)]
+    pub pass_without_complete_evidence: bool,
+    /// Calls of the role the window must show; None: at least one, or an exercise that ran.
+    #[serde(default)]
+    pub min_role_calls: Option<u64>,
 }
 
 /// The running trials: their unfinished journals, with the intents read.
@@ -225,8 +235,17 @@ impl Record for ChangeRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TrialStatus {
+    /// Applied; the window is open.
     Running,
+    /// The window has ended; the watch waits for CloudTrail to show all of it (see
+    /// [`TrialRecord::settle_until`]).
+    Settling,
     Passed,
+    /// Nothing failed, but CloudTrail had not shown the whole window by `max_settle`: the
+    /// change is undone and the plan is not marked trialled.
+    PassedWithoutCompleteEvidence,
+    /// The role made too few calls during the window to prove anything: undone, not trialled.
+    Inconclusive,
     RolledBack,
     Refused,
 }
@@ -235,7 +254,10 @@ impl TrialStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             TrialStatus::Running => "running",
+            TrialStatus::Settling => "settling",
             TrialStatus::Passed => "passed",
+            TrialStatus::PassedWithoutCompleteEvidence => "passed-without-complete-evidence",
+            TrialStatus::Inconclusive => "inconclusive",
             TrialStatus::RolledBack => "rolled-back",
             TrialStatus::Refused => "refused",
         }
@@ -245,9 +267,74 @@ impl TrialStatus {
 /// One denial seen during a trial: the evidence of a rollback.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeniedEvent {
+    /// The IAM action (from the catalog; empty when neither the message nor the event's
+    /// mapping gives one, and then never recorded as needed).
     pub action: String,
     pub event_id: String,
     pub time: String,
+    /// Where the action came from when not from the denial's message, e.g. "the denial names
+    /// `s3:ListObjects`, which is not an IAM action; the actions are the event's".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The signal that ended a trial that did not pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Signal {
+    /// Denials of the role after the apply (the events are the record's `denied`).
+    Denial { count: usize },
+    /// The exercise failed: its exit status and the last lines of its stderr (redacted), or
+    /// the function error.
+    Exercise { detail: String },
+    /// The function's error metric rose.
+    ErrorMetric {
+        function: String,
+        before: f64,
+        after: f64,
+        max_increase: f64,
+    },
+    /// A signal could not be read at the end, so nothing was proven.
+    Unreadable { what: String },
+    /// Applying the trial's change failed.
+    ApplyFailed,
+    /// Rolled back by hand.
+    ByHand,
+    /// whittle stopped during the trial and rolled it back on restart.
+    Interrupted,
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Signal::Denial { count } => write!(f, "{count} denial(s)"),
+            Signal::Exercise { detail } => write!(f, "exercise failed: {detail}"),
+            Signal::ErrorMetric {
+                function,
+                before,
+                after,
+                max_increase,
+            } => write!(
+                f,
+                "{after} errors of function {function} since the apply, against {before} before it (at most {max_increase} more allowed)"
+            ),
+            Signal::Unreadable { what } => write!(f, "could not read {what}"),
+            Signal::ApplyFailed => f.write_str("the apply failed"),
+            Signal::ByHand => f.write_str("rolled back by hand"),
+            Signal::Interrupted => f.write_str("whittle stopped during the trial"),
+        }
+    }
+}
+
+/// What a trial's watch saw of the window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Every watched CloudTrail source showed an event at or after the window's end.
+    pub complete: bool,
+    /// Calls of the role seen since the apply (denials included).
+    pub role_calls: u64,
+    /// An exercise ran to its end without failing.
+    pub exercised: bool,
 }
 
 /// A trial of one role, keyed by its id.
@@ -264,6 +351,15 @@ pub struct TrialRecord {
     pub reason: Option<String>,
     #[serde(default)]
     pub denied: Vec<DeniedEvent>,
+    /// What ended a trial that did not pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<Signal>,
+    /// While settling: the latest time the watch waits for complete evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_until: Option<Timestamp>,
+    /// What the watch saw, once it ended without a failure signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
 }
 
 impl Record for TrialRecord {

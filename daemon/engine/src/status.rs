@@ -59,6 +59,12 @@ pub struct TrialSummary {
     /// The denied actions that made the trial roll back.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denied: Vec<String>,
+    /// The signal that ended a trial that did not pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<crate::records::Signal>,
+    /// While settling: until when, at the latest (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_until: Option<String>,
 }
 
 /// Where a rotation stands.
@@ -296,7 +302,14 @@ pub fn build(
             started_at: format(t.started_at),
             status: t.status,
             reason: t.reason,
-            denied: t.denied.into_iter().map(|d| d.action).collect(),
+            denied: t
+                .denied
+                .into_iter()
+                .map(|d| d.action)
+                .filter(|a| !a.is_empty())
+                .collect(),
+            signal: t.signal,
+            settle_until: t.settle_until.map(format),
         })
         .collect();
     let mut rotations = Vec::new();
@@ -440,17 +453,26 @@ pub fn render_text(report: &StatusReport) -> String {
         for t in &report.trials {
             let _ = writeln!(
                 out,
-                "  {}  {}  {}  {} (plan {}){}",
+                "  {}  {}  {}  {} (plan {}){}{}",
                 t.id,
                 t.started_at,
                 t.status.as_str(),
                 t.role_arn,
                 t.plan_id,
+                t.settle_until
+                    .as_ref()
+                    .map(|u| format!(
+                        ": waiting for CloudTrail to show the whole window, until {u} at the latest"
+                    ))
+                    .unwrap_or_default(),
                 t.reason
                     .as_ref()
                     .map(|r| format!(": {r}"))
                     .unwrap_or_default()
             );
+            if let Some(signal) = &t.signal {
+                let _ = writeln!(out, "      signal: {signal}");
+            }
         }
     }
     if !report.rotations.is_empty() {

@@ -97,14 +97,20 @@ pub struct World {
     pub last_accessed: HashMap<String, Vec<ServiceLastAccessed>>,
     /// (bucket, key) -> bytes.
     pub objects: BTreeMap<(String, String), Vec<u8>>,
-    /// CloudTrail records (JSON text) that LookupEvents serves, with their times.
+    /// CloudTrail records (JSON text) that LookupEvents serves, with their times. Every
+    /// call of an AWS API through the fake is recorded too (as whittle's own role), as
+    /// CloudTrail records whittle's calls in a real account.
     pub events: Vec<(i64, String)>,
+    /// How long after its call an event becomes visible to LookupEvents (CloudTrail's delay).
+    pub lookup_lag: Duration,
     pub athena_rows: Vec<Vec<Option<String>>>,
     /// Function -> error data points (time ms, count).
     pub lambda_errors: BTreeMap<String, Vec<(i64, f64)>>,
     pub invocations: Vec<String>,
     /// What the workload does when exercised (`run(["exercise", ...])` or an invocation).
     pub workload: Vec<Call>,
+    /// Calls the workload makes by itself (live traffic) when the clock reaches their time.
+    pub scheduled: Vec<(Timestamp, Call)>,
     pub secrets: BTreeMap<String, Secret>,
     /// Calls made, by name (`iam:PutRolePolicy`, …), in order.
     pub calls: Vec<String>,
@@ -167,7 +173,22 @@ impl Fake {
 
     pub fn advance(&self, by: Duration) {
         let mut world = self.world();
-        world.now = world.now.plus(by);
+        let end = world.now.plus(by);
+        // Live traffic due by then happens at its own time, under the policies of that time.
+        world.scheduled.sort_by_key(|(at, _)| *at);
+        while world.scheduled.first().is_some_and(|(at, _)| *at <= end) {
+            let (at, call) = world.scheduled.remove(0);
+            world.now = at.max(world.now);
+            let allowed = allows(&world, &call);
+            record_event(
+                &mut world,
+                &call.role_arn,
+                &call.action,
+                &call.resource,
+                !allowed,
+            );
+        }
+        world.now = end;
     }
 
     /// The role's policies as IAM would return them now.
@@ -301,11 +322,40 @@ fn record_event(world: &mut World, role_arn: &str, action: &str, resource: &str,
     world.events.push((at, record.to_string()));
 }
 
+/// whittle's own role in the fake account: its calls are CloudTrail events too.
+pub const WHITTLE_ROLE: &str = "arn:aws:iam::111111111111:role/whittle";
+
+/// Records a call whittle made (`service:Operation`) as CloudTrail would.
+fn record_own_call(world: &mut World, name: &str) {
+    let Some((service, operation)) = name.split_once(':') else {
+        return;
+    };
+    world.next_id += 1;
+    let record = json!({
+        "eventVersion": "1.08",
+        "eventTime": crate::time::format(world.now),
+        "eventSource": format!("{service}.amazonaws.com"),
+        "eventName": operation,
+        "awsRegion": "us-east-1",
+        "eventID": format!("event-{}", world.next_id),
+        "recipientAccountId": ACCOUNT_ID,
+        "userIdentity": {
+            "type": "AssumedRole",
+            "arn": format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/whittle/whittle"),
+            "accountId": ACCOUNT_ID,
+            "sessionContext": {"sessionIssuer": {"type": "Role", "arn": WHITTLE_ROLE}},
+        },
+    });
+    let at = world.now.as_millis_i64();
+    world.events.push((at, record.to_string()));
+}
+
 impl Fake {
     /// Counts the call and fails it if a fault is armed for it.
     fn call(&self, name: &str) -> AwsResult<MutexGuard<'_, World>> {
         let mut world = self.world();
         world.calls.push(name.to_owned());
+        record_own_call(&mut world, name);
         if let Some(left) = world.faults.get_mut(name)
             && *left > 0
         {
@@ -561,10 +611,12 @@ impl LookupEvents for Fake {
     ) -> AwsResult<LookupPage> {
         let world = self.call("cloudtrail:LookupEvents")?;
         let skip: usize = next_token.and_then(|t| t.parse().ok()).unwrap_or(0);
+        let lag = i64::try_from(world.lookup_lag.as_millis()).unwrap_or(i64::MAX);
+        let visible_until = world.now.as_millis_i64().saturating_sub(lag);
         let matching: Vec<&String> = world
             .events
             .iter()
-            .filter(|(at, _)| *at >= start_ms && *at < end_ms)
+            .filter(|(at, _)| *at >= start_ms && *at < end_ms && *at <= visible_until)
             .map(|(_, text)| text)
             .collect();
         let page: Vec<String> = matching

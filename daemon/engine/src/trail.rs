@@ -85,3 +85,24 @@ mod tests {
         assert!(for_each_event(b"hello", |_| {}).is_err());
     }
 }
+
+/// One LookupEvents page, in its turn: the request waits for the next of the account and
+/// region's shared slots ([`crate::guard::LookupPace`]), so mining and trial watches together
+/// stay within AWS's 2 requests per second.
+pub async fn lookup_page<P: crate::ports::Ports>(
+    engine: &crate::Engine<P>,
+    account: &str,
+    region: &str,
+    start_ms: i64,
+    end_ms: i64,
+    token: Option<String>,
+) -> crate::ports::AwsResult<crate::ports::LookupPage> {
+    let wait = engine.pace.reserve(account, region, engine.now());
+    if !wait.is_zero() {
+        engine.ports.sleep(wait).await;
+    }
+    engine
+        .ports
+        .lookup_events(account, region, start_ms, end_ms, token)
+        .await
+}

@@ -6,9 +6,12 @@
 //! the intent with the role's snapshot; apply (as a permissions boundary carrying a dead-man
 //! statement, or by replacing the policies as `whittle apply` does); exercise the workload;
 //! watch the role's denials (CloudTrail LookupEvents and the trail's files) and the exercise
-//! for the window; on any failure restore the snapshot, record the denied actions as *needed*
-//! (the next plan keeps them) and alert; on success remove the trial boundary (replaced
-//! policies stay) and, once every changed role of the plan passed, mark the plan trialled.
+//! for the window, then until CloudTrail has shown the whole window (its watermark, at most
+//! `max_settle`; docs/trials.md has the timing model); on any failure restore the snapshot,
+//! record the denied actions as *needed* (the next plan keeps them) and alert; on success
+//! remove the trial boundary (replaced policies stay) and, once every changed role of the
+//! plan passed, mark the plan trialled. A trial whose role was not used, or whose evidence
+//! stayed incomplete, proves nothing: it is undone and its plan is not marked trialled.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -29,8 +32,8 @@ use crate::guard::{Subject, Turn};
 use crate::notify::{AlertKind, alert};
 use crate::ports::Ports;
 use crate::records::{
-    ChangeRecord, ChangeStatus, DeniedEvent, JournalKind, NeededActions, StoredPlan, TrialIntent,
-    TrialRecord, TrialStatus, open_trials,
+    ChangeRecord, ChangeStatus, DeniedEvent, Evidence, JournalKind, NeededActions, Signal,
+    StoredPlan, TrialIntent, TrialRecord, TrialStatus, open_trials,
 };
 use crate::time::new_id;
 
@@ -164,6 +167,9 @@ fn refused<P: Ports>(
         status: TrialStatus::Refused,
         reason: Some(reason),
         denied: Vec::new(),
+        signal: None,
+        settle_until: None,
+        evidence: None,
     };
     engine
         .state
@@ -255,6 +261,9 @@ async fn trial_role<P: Ports>(
             .filter(|t| t.role_arn == role.role_arn)
             .flat_map(|t| t.denied.into_iter().map(|d| d.event_id))
             .collect(),
+        max_settle_ms: millis(playbook.max_settle),
+        pass_without_complete_evidence: playbook.pass_without_complete_evidence,
+        min_role_calls: playbook.min_role_calls,
     };
     let record = TrialRecord {
         id: trial_id.clone(),
@@ -267,6 +276,9 @@ async fn trial_role<P: Ports>(
         status: TrialStatus::Running,
         reason: None,
         denied: Vec::new(),
+        signal: None,
+        settle_until: None,
+        evidence: None,
     };
     state.tree::<TrialRecord>()?.put(&record.id, &record)?;
     let journal = state.journal_begin(
@@ -326,9 +338,11 @@ async fn trial_role<P: Ports>(
             engine,
             journal,
             record,
-            TrialStatus::RolledBack,
-            Some(reason),
-            Vec::new(),
+            Outcome::failed(Failure {
+                reason,
+                denied: Vec::new(),
+                signal: Some(Signal::ApplyFailed),
+            }),
         )
         .await;
     }
@@ -354,9 +368,11 @@ async fn trial_role<P: Ports>(
     conclude(engine, journal, &intent, verdict, &turn).await
 }
 
-/// Ends a trial on its verdict: a pass removes the trial boundary (policies a `replace`
-/// trial put in place stay until `whittle apply`, which finds nothing left to do); a failure
-/// restores the snapshot and records the denied actions as needed by the role.
+/// Ends a trial on its verdict. A pass removes the trial boundary (policies a `replace` trial
+/// put in place stay until `whittle apply`, which finds nothing left to do). A failure
+/// restores the snapshot and records the denied actions as needed by the role. A trial that
+/// proved nothing (the role was not used, or CloudTrail had not shown the whole window by
+/// `max_settle`) is undone in either mode: its change was never shown to be safe.
 async fn conclude<P: Ports>(
     engine: &Engine<P>,
     journal: JournalId,
@@ -365,33 +381,89 @@ async fn conclude<P: Ports>(
     turn: &Turn,
 ) -> anyhow::Result<TrialRecord> {
     let record = stored_record(&engine.state, &intent.trial_id)?;
-    match verdict {
-        Ok(()) => {
-            if intent.mode == Mode::Boundary {
+    let outcome = match verdict {
+        Ok(evidence) => {
+            let outcome = judge(intent, evidence);
+            if outcome.status != TrialStatus::Passed || intent.mode == Mode::Boundary {
                 undo(engine, intent, turn).await?;
             }
-            finish(
-                engine,
-                journal,
-                record,
-                TrialStatus::Passed,
-                None,
-                Vec::new(),
-            )
-            .await
+            outcome
         }
         Err(failure) => {
             undo(engine, intent, turn).await?;
             record_needed(engine, &intent.role_arn, &failure.denied)?;
-            finish(
-                engine,
-                journal,
-                record,
-                TrialStatus::RolledBack,
-                Some(failure.reason),
-                failure.denied,
-            )
-            .await
+            Outcome::failed(failure)
+        }
+    };
+    finish(engine, journal, record, outcome).await
+}
+
+/// How a trial that saw no failure signal ends, by what its watch saw.
+fn judge(intent: &TrialIntent, evidence: Evidence) -> Outcome {
+    let used = match intent.min_role_calls {
+        Some(needed) => evidence.role_calls >= needed,
+        None => evidence.role_calls > 0 || evidence.exercised,
+    };
+    let (status, reason) = if !used {
+        (
+            TrialStatus::Inconclusive,
+            Some(format!(
+                "inconclusive: the role was not used enough to prove anything ({} call(s) of the role seen{}, {})",
+                evidence.role_calls,
+                if evidence.exercised {
+                    ", exercise ran"
+                } else {
+                    ", no exercise"
+                },
+                match intent.min_role_calls {
+                    Some(n) => format!("the playbook needs {n}"),
+                    None => "at least one call or an exercise needed".to_owned(),
+                }
+            )),
+        )
+    } else if evidence.complete {
+        (TrialStatus::Passed, None)
+    } else if intent.pass_without_complete_evidence {
+        (
+            TrialStatus::Passed,
+            Some("passed without complete evidence, as the playbook allows".to_owned()),
+        )
+    } else {
+        (
+            TrialStatus::PassedWithoutCompleteEvidence,
+            Some(format!(
+                "passed without complete evidence: CloudTrail showed no event at or after the window's end within max_settle ({}); the plan is not marked trialled",
+                humantime::format_duration(Duration::from_millis(intent.max_settle_ms))
+            )),
+        )
+    };
+    Outcome {
+        status,
+        reason,
+        denied: Vec::new(),
+        signal: None,
+        evidence: Some(evidence),
+    }
+}
+
+/// How a trial ended, as its record keeps it.
+#[derive(Debug)]
+struct Outcome {
+    status: TrialStatus,
+    reason: Option<String>,
+    denied: Vec<DeniedEvent>,
+    signal: Option<Signal>,
+    evidence: Option<Evidence>,
+}
+
+impl Outcome {
+    fn failed(failure: Failure) -> Outcome {
+        Outcome {
+            status: TrialStatus::RolledBack,
+            reason: Some(failure.reason),
+            denied: failure.denied,
+            signal: failure.signal,
+            evidence: None,
         }
     }
 }
@@ -400,23 +472,26 @@ async fn finish<P: Ports>(
     engine: &Engine<P>,
     journal: JournalId,
     mut record: TrialRecord,
-    status: TrialStatus,
-    reason: Option<String>,
-    denied: Vec<DeniedEvent>,
+    outcome: Outcome,
 ) -> anyhow::Result<TrialRecord> {
     let state = &*engine.state;
+    let status = outcome.status;
     record.status = status;
-    record.reason.clone_from(&reason);
-    record.denied = denied;
+    record.reason.clone_from(&outcome.reason);
+    record.denied = outcome.denied;
+    record.signal = outcome.signal;
+    record.evidence = outcome.evidence;
+    record.settle_until = None;
     record.ended_at = Some(engine.now());
     state.tree::<TrialRecord>()?.put(&record.id, &record)?;
     state.journal_finish(
         journal,
         status.as_str(),
-        json!({ "reason": reason }),
+        json!({ "reason": outcome.reason }),
         engine.now(),
     )?;
     state.flush()?;
+    let reason = outcome.reason.as_deref().unwrap_or("");
     match status {
         TrialStatus::RolledBack => {
             alert(
@@ -424,13 +499,14 @@ async fn finish<P: Ports>(
                 AlertKind::TrialRolledBack,
                 &record.role_arn,
                 &format!(
-                    "trial {} of plan {} rolled back: {}",
-                    record.id,
-                    record.plan_id,
-                    reason.as_deref().unwrap_or("")
+                    "trial {} of plan {} rolled back: {reason}",
+                    record.id, record.plan_id
                 ),
             )
             .await;
+        }
+        TrialStatus::Inconclusive | TrialStatus::PassedWithoutCompleteEvidence => {
+            warn!(role = %record.role_arn, trial = %record.id, status = status.as_str(), %reason, "Trial proved nothing; undone");
         }
         _ => {
             info!(role = %record.role_arn, trial = %record.id, status = status.as_str(), "Trial finished")
@@ -439,25 +515,38 @@ async fn finish<P: Ports>(
     Ok(record)
 }
 
-/// Why a trial failed, with the denied events it saw.
+/// Why a trial failed, with the denied events it saw and the signal that fired.
 #[derive(Debug, Serialize, Deserialize)]
 struct Failure {
     reason: String,
     #[serde(default)]
     denied: Vec<DeniedEvent>,
+    /// None in journals of earlier builds.
+    #[serde(default)]
+    signal: Option<Signal>,
 }
 
-/// How a trial ended. Journalled as its `verdict` step (`{"Ok":null}` or `{"Err":{...}}`),
-/// so a restart finishes the trial as it ended, denials included.
-type Verdict = Result<(), Failure>;
+/// How a trial's watch ended. Journalled as its `verdict` step (`{"Ok":{...evidence}}` or
+/// `{"Err":{...}}`), so a restart finishes the trial as it ended, denials included.
+type Verdict = Result<Evidence, Failure>;
 
-/// A journalled verdict. Journals of earlier builds wrote `{"passed": bool, "reason": ...}`.
+/// A journalled verdict. Journals of earlier builds wrote `{"Ok":null}` for a pass (then read
+/// as a used role with complete evidence: those builds passed only so) or
+/// `{"passed": bool, "reason": ...}`.
 fn read_verdict(detail: &serde_json::Value) -> Verdict {
     if let Ok(verdict) = serde_json::from_value::<Verdict>(detail.clone()) {
         return verdict;
     }
+    let legacy_pass = Evidence {
+        complete: true,
+        role_calls: 0,
+        exercised: true,
+    };
+    if let Ok(verdict) = serde_json::from_value::<Result<(), Failure>>(detail.clone()) {
+        return verdict.map(|()| legacy_pass);
+    }
     if detail["passed"] == true {
-        return Ok(());
+        return Ok(legacy_pass);
     }
     Err(Failure {
         reason: detail["reason"]
@@ -465,24 +554,67 @@ fn read_verdict(detail: &serde_json::Value) -> Verdict {
             .unwrap_or("the trial failed")
             .to_owned(),
         denied: Vec::new(),
+        signal: None,
     })
 }
 
-/// Runs the exercise (if any) and watches the role's denials until the window ends; the
-/// first failure signal ends the watch.
+/// Marks a trial as settling: its window has ended, and the watch waits for CloudTrail.
+fn mark_settling<P: Ports>(
+    engine: &Engine<P>,
+    intent: &TrialIntent,
+    until: Timestamp,
+) -> anyhow::Result<()> {
+    let mut record = stored_record(&engine.state, &intent.trial_id)?;
+    record.status = TrialStatus::Settling;
+    record.settle_until = Some(until);
+    engine
+        .state
+        .tree::<TrialRecord>()?
+        .put(&record.id, &record)?;
+    engine.ports.after_step("trial:settling");
+    info!(role = %intent.role_arn, trial = %intent.trial_id, until = %whittle_planner::trail::format_time(until.as_millis_i64()), "Window ended; settling until CloudTrail shows all of it");
+    Ok(())
+}
+
+/// Runs the exercise (if any) and watches the role in CloudTrail until the window has ended
+/// and CloudTrail has shown all of it (or `max_settle` has passed); the first failure signal
+/// ends the watch.
+///
+/// The timing model: CloudTrail makes an event visible minutes after the call (LookupEvents
+/// and the trail's files both lag, and AWS guarantees no bound), so "no denial yet" at the
+/// window's end proves nothing. The watch's watermark is the latest event time each watched
+/// source has shown, of any principal of the account and region; once every source shows an
+/// event at or after the window's end, every call made during the window is taken as
+/// visible. Denials that surface while settling fail the trial as during the window.
 async fn watch<P: Ports>(
     engine: &Engine<P>,
     intent: &TrialIntent,
     applied_at: Timestamp,
     exercise: Option<&Exercise>,
     still_open: impl Fn() -> bool,
-) -> Result<(), Failure> {
+) -> Verdict {
     let ports = &*engine.ports;
     let window_end = applied_at.0 + intent.window_ms;
+    let settle_end = Timestamp(window_end.saturating_add(intent.max_settle_ms));
     let interval = Duration::from_millis(intent.detection_interval_ms);
     // Why the latest reading of a signal failed, if it did.
     let mut unread: Option<String>;
-    let mut denials = Denials::default();
+    let mut settling = false;
+    let mut exercised = false;
+    let mut trail = match TrailWatch::new(engine, intent, applied_at) {
+        Ok(trail) => trail,
+        Err(e) => {
+            return Err(Failure {
+                reason: format!("cannot watch the role: {}", crate::one_line(&e)),
+                denied: Vec::new(),
+                signal: Some(Signal::Unreadable {
+                    what: "the IAM action catalog".to_owned(),
+                }),
+            });
+        }
+    };
+    // A playbook without [exercise] relies on live traffic: nothing runs, nothing is exercised.
+    let exercise = exercise.filter(|e| e.command.is_some() || e.invoke.is_some());
     let mut exercising = exercise.map(|e| {
         let (e, engine, account) = (e.clone(), engine.clone(), intent.account.clone());
         tokio::spawn(async move { run_exercise(&*engine.ports, &account, &e).await })
@@ -507,6 +639,7 @@ async fn watch<P: Ports>(
             return Err(Failure {
                 reason: "rolled back by hand".to_owned(),
                 denied: Vec::new(),
+                signal: Some(Signal::ByHand),
             });
         }
         if let Some(result) = finished {
@@ -516,32 +649,40 @@ async fn watch<P: Ports>(
                 Ok(Err(e)) => Some(crate::one_line(&e)),
                 Err(e) => Some(format!("the exercise task failed: {e}")),
             };
-            if let Some(reason) = failed {
-                // The exercise failed: look at the denials first, they say why.
-                let denied = denials
-                    .poll(engine, intent, applied_at)
-                    .await
-                    .unwrap_or_default();
-                return Err(Failure {
-                    reason: format!("the exercise failed: {reason}"),
-                    denied,
-                });
+            match failed {
+                None => exercised = true,
+                Some(detail) => {
+                    // The exercise failed: look at the denials first, they say why.
+                    let _ = trail.poll(engine).await;
+                    return Err(Failure {
+                        reason: format!("the exercise failed: {detail}"),
+                        denied: trail.denied.clone(),
+                        signal: Some(Signal::Exercise { detail }),
+                    });
+                }
             }
         }
-        match denials.poll(engine, intent, applied_at).await {
-            Ok(denied) if denied.len() as u64 > intent.max_denials => {
-                let actions: std::collections::BTreeSet<&str> =
-                    denied.iter().map(|d| d.action.as_str()).collect();
+        match trail.poll(engine).await {
+            Ok(()) if trail.denied_events() as u64 > intent.max_denials => {
+                let actions: std::collections::BTreeSet<&str> = trail
+                    .denied
+                    .iter()
+                    .map(|d| d.action.as_str())
+                    .filter(|a| !a.is_empty())
+                    .collect();
                 return Err(Failure {
                     reason: format!(
                         "{} denial(s) of the role after the apply: {}",
-                        denied.len(),
+                        trail.denied_events(),
                         actions.into_iter().collect::<Vec<_>>().join(", ")
                     ),
-                    denied,
+                    denied: trail.denied.clone(),
+                    signal: Some(Signal::Denial {
+                        count: trail.denied_events(),
+                    }),
                 });
             }
-            Ok(_) => unread = None,
+            Ok(()) => unread = None,
             Err(e) => {
                 warn!(error = %crate::one_line(&e), "Cannot look for denials now; trying again");
                 unread = Some(format!("the role's denials: {}", crate::one_line(&e)));
@@ -549,13 +690,12 @@ async fn watch<P: Ports>(
         }
         if let Some(metric) = &intent.error_metric {
             match error_rise(engine, intent, metric, applied_at).await {
-                Ok(Some(reason)) => {
+                Ok(Some(signal)) => {
+                    let _ = trail.poll(engine).await;
                     return Err(Failure {
-                        reason,
-                        denied: denials
-                            .poll(engine, intent, applied_at)
-                            .await
-                            .unwrap_or_default(),
+                        reason: signal.to_string(),
+                        denied: trail.denied.clone(),
+                        signal: Some(signal),
                     });
                 }
                 Ok(None) => {}
@@ -565,15 +705,31 @@ async fn watch<P: Ports>(
                 }
             }
         }
-        if engine.now().0 >= window_end && exercising.is_none() {
+        let now = engine.now();
+        if now.0 < window_end || exercising.is_some() {
+            continue;
+        }
+        let complete = trail.shows(window_end);
+        if (complete && unread.is_none()) || now >= settle_end {
             // A signal that could not be read proves nothing: pass only on a good reading.
             if let Some(what) = unread {
                 return Err(Failure {
-                    reason: format!("could not read {what} at the end of the window"),
+                    reason: format!("could not read {what} at the end of the trial"),
                     denied: Vec::new(),
+                    signal: Some(Signal::Unreadable { what }),
                 });
             }
-            return Ok(());
+            return Ok(Evidence {
+                complete,
+                role_calls: trail.role_calls(),
+                exercised,
+            });
+        }
+        if !settling {
+            settling = true;
+            if let Err(e) = mark_settling(engine, intent, settle_end) {
+                warn!(error = %crate::one_line(&e), "Cannot record the trial as settling");
+            }
         }
     }
 }
@@ -584,7 +740,7 @@ async fn error_rise<P: Ports>(
     intent: &TrialIntent,
     metric: &whittle_playbooks::trial::ErrorMetric,
     applied_at: Timestamp,
-) -> Result<Option<String>, crate::ports::AwsError> {
+) -> Result<Option<Signal>, crate::ports::AwsError> {
     let applied = applied_at.as_millis_i64();
     let now = engine.now().as_millis_i64().max(applied + 1);
     let ports = &*engine.ports;
@@ -599,16 +755,19 @@ async fn error_rise<P: Ports>(
             applied,
         )
         .await?;
-    Ok((during > baseline + metric.max_increase).then(|| {
-        format!(
-            "{} errors of function {} since the apply, against {} before it (at most {} more allowed)",
-            during, metric.function, baseline, metric.max_increase
-        )
-    }))
+    Ok(
+        (during > baseline + metric.max_increase).then(|| Signal::ErrorMetric {
+            function: metric.function.clone(),
+            // A sum of no data points can come back as -0.
+            before: baseline + 0.0,
+            after: during,
+            max_increase: metric.max_increase,
+        }),
+    )
 }
 
 /// The exercise: a command (its standard input empty; a failure names its exit status and
-/// the last line of its stderr), then Lambda invocations, within the exercise's timeout.
+/// the last lines of its stderr), then Lambda invocations, within the exercise's timeout.
 async fn run_exercise<P: Ports>(
     ports: &P,
     account: &str,
@@ -643,95 +802,184 @@ async fn run_exercise<P: Ports>(
         })?
 }
 
-/// A CloudTrail event as a denial of the trial's role at or after `since` (to the second),
-/// not already accounted for by an earlier trial.
-fn denial_in(event: &Event<'_>, intent: &TrialIntent, since: Timestamp) -> Option<DeniedEvent> {
-    let id = event.event_id.as_deref().unwrap_or_default();
-    if event.principal.as_deref() != Some(intent.role_arn.as_str())
-        || !event
-            .error_code
-            .as_deref()
-            .is_some_and(whittle_planner::mapping::is_denial)
-        || intent.known_events.iter().any(|known| known == id)
-        || event.time_ms < i64::try_from(since.0 / 1000 * 1000).unwrap_or(0)
-    {
-        return None;
-    }
-    let action = event
-        .error_message
-        .as_deref()
-        .and_then(whittle_planner::mapping::denied_action_of_message)
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            format!(
-                "{}:{}",
-                whittle_planner::mapping::prefix_of_source(&event.source),
-                event.name
-            )
-        });
-    Some(DeniedEvent {
-        action,
-        event_id: id.to_owned(),
-        time: whittle_planner::trail::format_time(event.time_ms),
-    })
-}
-
-/// The role's denials seen so far: LookupEvents (management events) asked afresh each time,
-/// and the trail's log files in S3 (which also carry data events, such as a denied
-/// s3:GetObject) read once each, from the `[[mining.sources]]` of kind `s3` of the account.
-#[derive(Debug, Default)]
-struct Denials {
+/// What the watch has seen of CloudTrail since the apply: LookupEvents (management events)
+/// asked afresh on each poll, and the trail's log files in S3 (which also carry data events,
+/// such as a denied s3:GetObject) read once each, from the `[[mining.sources]]` of kind `s3`
+/// of the account.
+struct TrailWatch {
+    catalog: std::borrow::Cow<'static, whittle_planner::catalog::Catalog>,
+    /// The configured account's name, and the trial's role.
+    account: String,
+    intent_role: String,
+    known_events: HashSet<String>,
+    /// CloudTrail times are to the second: events from the second of the apply on.
+    since_ms: i64,
     read_files: HashSet<String>,
-    from_files: Vec<DeniedEvent>,
+    /// One entry per denied action of each denial event.
+    denied: Vec<DeniedEvent>,
+    /// Ids of the role's events since the apply (denials included).
+    role_events: HashSet<String>,
+    /// The latest event time LookupEvents has shown (any principal), in ms.
+    lookup_latest: Option<i64>,
+    /// The latest event time the trail files have shown; None while none was read. Only
+    /// watched when the account has an S3 source.
+    files_latest: Option<i64>,
+    watches_files: bool,
 }
 
-impl Denials {
-    async fn poll<P: Ports>(
-        &mut self,
+impl TrailWatch {
+    fn new<P: Ports>(
         engine: &Engine<P>,
         intent: &TrialIntent,
         since: Timestamp,
-    ) -> anyhow::Result<Vec<DeniedEvent>> {
-        let mut all = denials_since(engine, intent, since).await?;
-        self.read_trail_files(engine, intent, since).await?;
-        for denied in &self.from_files {
-            if !all.iter().any(|d| d.event_id == denied.event_id) {
-                all.push(denied.clone());
+    ) -> anyhow::Result<TrailWatch> {
+        Ok(TrailWatch {
+            catalog: crate::iam_data::catalog(engine.state.dir())?,
+            account: intent.account.clone(),
+            intent_role: intent.role_arn.clone(),
+            known_events: intent.known_events.iter().cloned().collect(),
+            since_ms: i64::try_from(since.0 / 1000 * 1000).unwrap_or(0),
+            read_files: HashSet::new(),
+            denied: Vec::new(),
+            role_events: HashSet::new(),
+            lookup_latest: None,
+            files_latest: None,
+            watches_files: engine.config.mining.sources.iter().any(|s| {
+                s.kind == SourceKind::S3
+                    && s.bucket.is_some()
+                    && s.account.as_deref() == Some(&intent.account)
+            }),
+        })
+    }
+
+    /// Denial events seen (an event denied several actions counts once).
+    fn denied_events(&self) -> usize {
+        self.denied
+            .iter()
+            .map(|d| d.event_id.as_str())
+            .collect::<HashSet<_>>()
+            .len()
+    }
+
+    fn role_calls(&self) -> u64 {
+        self.role_events.len() as u64
+    }
+
+    /// Whether every watched source has shown an event at or after `time_ms` (its watermark).
+    fn shows(&self, time_ms: u64) -> bool {
+        let time_ms = i64::try_from(time_ms).unwrap_or(i64::MAX);
+        self.lookup_latest.is_some_and(|t| t >= time_ms)
+            && (!self.watches_files || self.files_latest.is_some_and(|t| t >= time_ms))
+    }
+
+    /// Takes in one event of a source; returns its time.
+    fn see(&mut self, event: &Event<'_>) -> i64 {
+        let id = event.event_id.as_deref().unwrap_or_default();
+        if event.principal.as_deref() != Some(self.intent_role.as_str())
+            || event.time_ms < self.since_ms
+            || self.known_events.contains(id)
+        {
+            return event.time_ms;
+        }
+        let new = self.role_events.insert(id.to_owned());
+        if new
+            && event
+                .error_code
+                .as_deref()
+                .is_some_and(whittle_planner::mapping::is_denial)
+        {
+            let denied = whittle_planner::mapping::denied_actions(
+                &self.catalog,
+                &event.source,
+                &event.name,
+                event.error_message.as_deref(),
+            );
+            let time = whittle_planner::trail::format_time(event.time_ms);
+            let note = denied.note;
+            if denied.actions.is_empty() {
+                self.denied.push(DeniedEvent {
+                    action: String::new(),
+                    event_id: id.to_owned(),
+                    time,
+                    note,
+                });
+            } else {
+                for action in denied.actions {
+                    self.denied.push(DeniedEvent {
+                        action,
+                        event_id: id.to_owned(),
+                        time: time.clone(),
+                        note: note.clone(),
+                    });
+                }
             }
         }
-        Ok(all)
+        event.time_ms
     }
 
-    /// New log files of the days since `since`, in the account trail layout
+    async fn poll<P: Ports>(&mut self, engine: &Engine<P>) -> anyhow::Result<()> {
+        self.poll_lookup(engine).await?;
+        self.poll_files(engine).await
+    }
+
+    /// LookupEvents from the second of the apply to now, every page.
+    async fn poll_lookup<P: Ports>(&mut self, engine: &Engine<P>) -> anyhow::Result<()> {
+        let end = engine.now().as_millis_i64() + 1000;
+        let mut token = None;
+        loop {
+            let page = crate::trail::lookup_page(
+                engine,
+                &self.account,
+                &engine.config.aws.region,
+                self.since_ms,
+                end,
+                token.take(),
+            )
+            .await?;
+            for text in &page.events {
+                let mut latest = None;
+                crate::trail::with_lookup_event(text, |event| latest = Some(self.see(event)));
+                if let Some(t) = latest {
+                    self.lookup_latest = Some(self.lookup_latest.map_or(t, |l| l.max(t)));
+                }
+            }
+            match page.next_token {
+                Some(next) => token = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// New log files of the days since the apply, in the account trail layout
     /// `[prefix/]AWSLogs/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/` and the organization trail
     /// layout `[prefix/]AWSLogs/o-ORGID/ACCOUNT/CloudTrail/…`.
-    async fn read_trail_files<P: Ports>(
-        &mut self,
-        engine: &Engine<P>,
-        intent: &TrialIntent,
-        since: Timestamp,
-    ) -> anyhow::Result<()> {
+    async fn poll_files<P: Ports>(&mut self, engine: &Engine<P>) -> anyhow::Result<()> {
         let (config, ports) = (&*engine.config, &*engine.ports);
-        let account_id = intent.role_arn.split(':').nth(4).unwrap_or_default();
-        let first_day = whittle_planner::trail::day_of(since.as_millis_i64());
+        let account_id = self
+            .intent_role
+            .split(':')
+            .nth(4)
+            .unwrap_or_default()
+            .to_owned();
+        let first_day = whittle_planner::trail::day_of(self.since_ms);
         let today = whittle_planner::trail::day_of(engine.now().as_millis_i64());
-        for source in
-            config.mining.sources.iter().filter(|s| {
-                s.kind == SourceKind::S3 && s.account.as_deref() == Some(&intent.account)
-            })
-        {
-            let Some(bucket) = &source.bucket else {
-                continue;
-            };
-            let base = match source.prefix.as_deref() {
-                Some(p) if !p.is_empty() => format!("{}/AWSLogs/", p.trim_end_matches('/')),
-                _ => "AWSLogs/".to_owned(),
+        let sources: Vec<(String, String)> = config
+            .mining
+            .sources
+            .iter()
+            .filter(|s| s.kind == SourceKind::S3 && s.account.as_deref() == Some(&self.account))
+            .filter_map(|s| Some((s.bucket.clone()?, s.prefix.clone().unwrap_or_default())))
+            .collect();
+        for (bucket, prefix) in sources {
+            let base = match prefix.as_str() {
+                "" => "AWSLogs/".to_owned(),
+                p => format!("{}/AWSLogs/", p.trim_end_matches('/')),
             };
             // An organization trail writes each account's files one level lower, under the
             // organization's id. Listed on every poll: it is one request, and a trail can be
             // turned into an organization trail at any time.
             let mut roots = vec![format!("{base}{account_id}/")];
-            for folder in ports.list_folders(&intent.account, bucket, &base).await? {
+            for folder in ports.list_folders(&self.account, &bucket, &base).await? {
                 if folder[base.len()..].starts_with("o-") {
                     roots.push(format!("{folder}{account_id}/"));
                 }
@@ -750,59 +998,25 @@ impl Denials {
                 .flat_map(|day| roots.iter().map(move |root| format!("{root}{day}")))
                 .collect();
             for prefix in prefixes {
-                for key in ports.list_objects(&intent.account, bucket, &prefix).await? {
+                for key in ports.list_objects(&self.account, &bucket, &prefix).await? {
                     if self.read_files.contains(&key) {
                         continue;
                     }
-                    let bytes = ports.get_object(&intent.account, bucket, &key).await?;
+                    let bytes = ports.get_object(&self.account, &bucket, &key).await?;
+                    let mut latest = None;
                     crate::trail::for_each_event(&bytes, |event| {
-                        if let Some(denied) = denial_in(event, intent, since) {
-                            self.from_files.push(denied);
-                        }
+                        let t = self.see(event);
+                        latest = Some(latest.map_or(t, |l: i64| l.max(t)));
                     })?;
+                    if let Some(t) = latest {
+                        self.files_latest = Some(self.files_latest.map_or(t, |l| l.max(t)));
+                    }
                     self.read_files.insert(key);
                 }
             }
         }
         Ok(())
     }
-}
-
-/// Denials of the trial's role since `since` (LookupEvents, management events).
-async fn denials_since<P: Ports>(
-    engine: &Engine<P>,
-    intent: &TrialIntent,
-    since: Timestamp,
-) -> anyhow::Result<Vec<DeniedEvent>> {
-    // CloudTrail times are to the second: start at the second of the apply.
-    let start = i64::try_from(since.0 / 1000 * 1000).unwrap_or(0);
-    let end = engine.now().as_millis_i64() + 1000;
-    let mut token = None;
-    let mut out = Vec::new();
-    loop {
-        let page = engine
-            .ports
-            .lookup_events(
-                &intent.account,
-                &engine.config.aws.region,
-                start,
-                end,
-                token.take(),
-            )
-            .await?;
-        for text in &page.events {
-            crate::trail::with_lookup_event(text, |event| {
-                if let Some(denied) = denial_in(event, intent, since) {
-                    out.push(denied);
-                }
-            });
-        }
-        match page.next_token {
-            Some(next) => token = Some(next),
-            None => break,
-        }
-    }
-    Ok(out)
 }
 
 /// Whether a trial's journal has ended (a `whittle rollback` of it finishes it).
@@ -966,9 +1180,11 @@ pub async fn rollback<P: Ports>(
             engine,
             entry.id,
             record,
-            TrialStatus::RolledBack,
-            Some("rolled back by hand".to_owned()),
-            Vec::new(),
+            Outcome::failed(Failure {
+                reason: "rolled back by hand".to_owned(),
+                denied: Vec::new(),
+                signal: Some(Signal::ByHand),
+            }),
         )
         .await?,
     ))
@@ -1003,19 +1219,19 @@ pub async fn recover<P: Ports>(engine: &Engine<P>, entry: &JournalEntry) -> anyh
             Err(Failure {
                 reason: "whittle stopped during the trial; rolled back on restart".to_owned(),
                 denied: Vec::new(),
+                signal: Some(Signal::Interrupted),
             }),
             "was interrupted",
         ),
     };
-    let passed = verdict.is_ok();
     let turn = engine.turns.wait(Subject::Role(&intent.role_arn)).await;
-    conclude(engine, entry.id, &intent, verdict, &turn).await?;
-    if passed {
+    let record = conclude(engine, entry.id, &intent, verdict, &turn).await?;
+    if record.status == TrialStatus::Passed {
         mark_trialled_when_all_passed(engine, &intent.plan_id)?;
     }
     Ok(format!(
-        "trial {} {how} and {}",
+        "trial {} {how} and ended {}",
         intent.trial_id,
-        if passed { "passed" } else { "rolled back" }
+        record.status.as_str()
     ))
 }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::{info, warn};
 use whittle_planner::mapping::Mapper;
@@ -25,8 +25,6 @@ use crate::records::{LastAccessed, TimeCheckpoint};
 /// minutes"), so a window ending now may still gain events. Ids seen in the overlap are
 /// remembered, so an event is never counted twice.
 const LOOKUP_OVERLAP_MS: i64 = 15 * 60 * 1000;
-/// LookupEvents allows 2 requests per second per account and region (AWS CloudTrail quotas).
-const LOOKUP_INTERVAL: Duration = Duration::from_millis(500);
 /// Pauses after a ThrottlingException before the region is left for the next run.
 const LOOKUP_BACKOFF: [Duration; 5] = [
     Duration::from_secs(1),
@@ -354,23 +352,12 @@ pub(super) async fn lookup_events<P: Ports>(
         let mut mapper = Mapper::new(run.catalog()?);
         let mut recent = Vec::new();
         let mut token = None;
-        let mut last_request: Option<Instant> = None;
         let location = format!("lookup-events {account}/{region}");
         let mut index = 0u64;
         let finished = 'pages: loop {
             let mut attempt = 0;
             let page = loop {
-                if let Some(at) = last_request {
-                    run.ctx
-                        .ports
-                        .sleep(LOOKUP_INTERVAL.saturating_sub(at.elapsed()))
-                        .await;
-                }
-                last_request = Some(Instant::now());
-                match run
-                    .ctx
-                    .ports
-                    .lookup_events(account, region, start, end, token.clone())
+                match crate::trail::lookup_page(run.ctx, account, region, start, end, token.clone())
                     .await
                 {
                     Ok(page) => break page,

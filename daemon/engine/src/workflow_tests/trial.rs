@@ -5,7 +5,7 @@ use whittle_playbooks::trial::TrialPlaybook;
 
 use super::{EVENTS_SOURCE, TABLE, allow, mine, plan};
 use crate::plan::ApplyOutcome;
-use crate::records::{NeededActions, TrialStatus, open_trials};
+use crate::records::{NeededActions, Signal, TrialRecord, TrialStatus, open_trials};
 use crate::testing::{Call, TestEngine};
 
 fn playbook(extra: &str) -> TrialPlaybook {
@@ -186,8 +186,17 @@ async fn an_error_metric_rise_rolls_back_a_trial_without_denials() {
             .reason
             .as_deref()
             .unwrap_or("")
-            .contains("5 errors of function orders-fn"),
+            .contains("5 errors of function orders-fn since the apply, against 0 before it"),
         "{records:?}"
+    );
+    assert_eq!(
+        records[0].signal,
+        Some(Signal::ErrorMetric {
+            function: "orders-fn".to_owned(),
+            before: 0.0,
+            after: 5.0,
+            max_increase: 1.0
+        })
     );
     assert!(records[0].denied.is_empty());
     assert!(t.fake.policies_of(&role).expect("role").boundary.is_none());
@@ -238,4 +247,317 @@ async fn a_trial_interrupted_after_the_apply_is_rolled_back_by_the_reconcile_pas
         .collect();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].status, TrialStatus::RolledBack);
+}
+
+/// A trial playbook for the timing tests: a 15-second window looked at every second.
+fn timed_playbook(extra: &str, exercise: bool) -> TrialPlaybook {
+    let text = format!(
+        "kind = \"trial\"\nwindow = \"15s\"\ndetection_interval = \"1s\"\ndead_man = \"1h\"\n{extra}\n{}",
+        if exercise {
+            "[exercise]\ncommand = [\"exercise\"]\ntimeout = \"1m\"\n"
+        } else {
+            ""
+        }
+    );
+    whittle_playbooks::trial::parse("test playbook", &text).expect("a trial playbook")
+}
+
+/// The live traffic of `role`: `action` on the table at `after` from now.
+fn call_later(t: &TestEngine, role: &str, action: &str, after: std::time::Duration) {
+    let mut world = t.fake.world();
+    let at = world.now.plus(after);
+    world.scheduled.push((
+        at,
+        Call {
+            role_arn: role.to_owned(),
+            action: action.to_owned(),
+            resource: TABLE.to_owned(),
+        },
+    ));
+}
+
+#[tokio::test]
+async fn a_denial_in_the_last_second_of_the_window_made_visible_after_it_rolls_back() {
+    let t = TestEngine::new(EVENTS_SOURCE);
+    let role = occasional_role(&t);
+    mine(&t.engine).await;
+    let before = t.fake.policies_of(&role).expect("role");
+    let plan = plan(&t.engine).await;
+    // CloudTrail shows an event 10 s after the call; the workload calls the dropped action
+    // only 14.9 s into the 15 s window, so its denial becomes visible 10 s after the window.
+    t.fake.world().lookup_lag = std::time::Duration::from_secs(10);
+    t.fake.world().workload = vec![Call {
+        role_arn: role.clone(),
+        action: "dynamodb:GetItem".to_owned(),
+        resource: TABLE.to_owned(),
+    }];
+    call_later(
+        &t,
+        &role,
+        "dynamodb:DescribeTable",
+        std::time::Duration::from_millis(14_900),
+    );
+    let records = crate::trial::run(&t.engine, &plan.id, &[], &timed_playbook("", true))
+        .await
+        .expect("a verdict");
+    let record = &records[0];
+    assert_eq!(record.status, TrialStatus::RolledBack, "{record:?}");
+    assert_eq!(record.signal, Some(Signal::Denial { count: 1 }));
+    assert_eq!(record.denied[0].action, "dynamodb:DescribeTable");
+    assert!(t.fake.policies_of(&role).expect("role").same_as(&before));
+    assert_eq!(
+        crate::plan::load_plan(&t.engine.state, &plan.id)
+            .expect("plan")
+            .status,
+        PlanStatus::Proposed
+    );
+}
+
+#[tokio::test]
+async fn a_role_never_called_during_the_window_is_inconclusive_and_not_trialled() {
+    let t = TestEngine::new(EVENTS_SOURCE);
+    let role = occasional_role(&t);
+    mine(&t.engine).await;
+    let before = t.fake.policies_of(&role).expect("role");
+    let plan = plan(&t.engine).await;
+    let records = crate::trial::run(&t.engine, &plan.id, &[], &timed_playbook("", false))
+        .await
+        .expect("a verdict");
+    let record = &records[0];
+    assert_eq!(record.status, TrialStatus::Inconclusive, "{record:?}");
+    assert!(
+        record
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("the role was not used"),
+        "{record:?}"
+    );
+    assert!(t.fake.policies_of(&role).expect("role").same_as(&before));
+    assert_eq!(
+        crate::plan::load_plan(&t.engine.state, &plan.id)
+            .expect("plan")
+            .status,
+        PlanStatus::Proposed
+    );
+
+    // A playbook may ask for more calls of the role than an exercise that ran.
+    t.fake.world().workload = vec![Call {
+        role_arn: role.clone(),
+        action: "dynamodb:GetItem".to_owned(),
+        resource: TABLE.to_owned(),
+    }];
+    let records = crate::trial::run(
+        &t.engine,
+        &plan.id,
+        &[],
+        &timed_playbook("[signals]\nmin_role_calls = 5", true),
+    )
+    .await
+    .expect("a verdict");
+    assert_eq!(records[0].status, TrialStatus::Inconclusive, "{records:?}");
+    assert_eq!(records[0].evidence.as_ref().map(|e| e.role_calls), Some(1));
+}
+
+#[tokio::test]
+async fn a_passing_trial_settles_until_cloudtrail_shows_the_window_then_passes() {
+    let t = TestEngine::new(EVENTS_SOURCE);
+    let role = occasional_role(&t);
+    mine(&t.engine).await;
+    // The second plan keeps what the first trial found; here the role's only calls are
+    // allowed ones, so a plan from the mined usage is right for this workload.
+    t.fake.world().workload = vec![Call {
+        role_arn: role.clone(),
+        action: "dynamodb:GetItem".to_owned(),
+        resource: TABLE.to_owned(),
+    }];
+    let plan = plan(&t.engine).await;
+    t.fake.world().lookup_lag = std::time::Duration::from_secs(10);
+    let started = t.fake.world().now;
+    let records = crate::trial::run(&t.engine, &plan.id, &[], &timed_playbook("", true))
+        .await
+        .expect("a verdict");
+    let record = &records[0];
+    assert_eq!(record.status, TrialStatus::Passed, "{record:?}");
+    let evidence = record.evidence.as_ref().expect("evidence");
+    assert!(evidence.complete && evidence.exercised, "{evidence:?}");
+    // Not at the window's end (15 s) but once an event after it was visible (10 s later).
+    let ended = record.ended_at.expect("ended");
+    assert!(
+        ended.0 >= started.0 + 25_000,
+        "ended {} ms after the start",
+        ended.0 - started.0
+    );
+    assert!(t.fake.world().steps.iter().any(|s| s == "trial:settling"));
+    assert_eq!(
+        crate::plan::load_plan(&t.engine.state, &plan.id)
+            .expect("plan")
+            .status,
+        PlanStatus::Trialled
+    );
+}
+
+#[tokio::test]
+async fn evidence_still_incomplete_after_max_settle_passes_only_if_the_playbook_allows() {
+    let t = TestEngine::new(EVENTS_SOURCE);
+    let role = occasional_role(&t);
+    mine(&t.engine).await;
+    t.fake.world().workload = vec![Call {
+        role_arn: role.clone(),
+        action: "dynamodb:GetItem".to_owned(),
+        resource: TABLE.to_owned(),
+    }];
+    let plan = plan(&t.engine).await;
+    // CloudTrail is an hour behind: nothing after the window shows within a minute.
+    t.fake.world().lookup_lag = std::time::Duration::from_secs(3600);
+    let records = crate::trial::run(
+        &t.engine,
+        &plan.id,
+        &[],
+        &timed_playbook("max_settle = \"1m\"", true),
+    )
+    .await
+    .expect("a verdict");
+    assert_eq!(
+        records[0].status,
+        TrialStatus::PassedWithoutCompleteEvidence,
+        "{records:?}"
+    );
+    assert!(t.fake.policies_of(&role).expect("role").boundary.is_none());
+    assert_eq!(
+        crate::plan::load_plan(&t.engine.state, &plan.id)
+            .expect("plan")
+            .status,
+        PlanStatus::Proposed
+    );
+    let records = crate::trial::run(
+        &t.engine,
+        &plan.id,
+        &[],
+        &timed_playbook(
+            "max_settle = \"1m\"\npass_without_complete_evidence = true",
+            true,
+        ),
+    )
+    .await
+    .expect("a verdict");
+    assert_eq!(records[0].status, TrialStatus::Passed, "{records:?}");
+    assert!(
+        records[0]
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("without complete evidence")
+    );
+}
+
+#[tokio::test]
+async fn a_trial_killed_while_settling_resumes_or_rolls_back_as_its_playbook_says() {
+    for (on_restart, expected) in [
+        ("resume", TrialStatus::Passed),
+        ("rollback", TrialStatus::RolledBack),
+    ] {
+        let t = TestEngine::new(EVENTS_SOURCE);
+        let role = occasional_role(&t);
+        mine(&t.engine).await;
+        t.fake.world().workload = vec![Call {
+            role_arn: role.clone(),
+            action: "dynamodb:GetItem".to_owned(),
+            resource: TABLE.to_owned(),
+        }];
+        let before = t.fake.policies_of(&role).expect("role");
+        let plan = plan(&t.engine).await;
+        t.fake.world().lookup_lag = std::time::Duration::from_secs(10);
+        t.fake.world().crash_at = Some("trial:settling".to_owned());
+        let engine = t.engine.clone();
+        let plan_id = plan.id.clone();
+        let playbook = timed_playbook(&format!("on_restart = \"{on_restart}\""), true);
+        let trial =
+            tokio::spawn(async move { crate::trial::run(&engine, &plan_id, &[], &playbook).await });
+        assert!(trial.await.is_err(), "the trial died while settling");
+        t.fake.world().crash_at = None;
+        // `whittle status` shows it settling, and until when.
+        let report = crate::status::build(&t.engine.config, &t.engine.state, None, t.engine.now())
+            .expect("status");
+        assert_eq!(
+            report.trials[0].status,
+            TrialStatus::Settling,
+            "{on_restart}"
+        );
+        assert!(report.trials[0].settle_until.is_some(), "{on_restart}");
+
+        crate::reconcile::reconcile(&t.restarted())
+            .await
+            .expect("reconciled");
+        let records: Vec<TrialRecord> = t
+            .engine
+            .state
+            .tree::<TrialRecord>()
+            .expect("tree")
+            .iter()
+            .map(|item| item.expect("record").1)
+            .collect();
+        assert_eq!(records[0].status, expected, "{on_restart}: {records:?}");
+        assert!(
+            t.fake.policies_of(&role).expect("role").same_as(&before),
+            "{on_restart}: the boundary is gone either way"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_denial_naming_a_non_action_records_the_events_action_as_needed() {
+    let t = TestEngine::new(EVENTS_SOURCE);
+    let role = occasional_role(&t);
+    mine(&t.engine).await;
+    let plan = plan(&t.engine).await;
+    t.fake.world().workload = Vec::new();
+    // As the emulator's S3 once said of a denied GetBucketTagging: an API name, not an action.
+    let record = |t: &TestEngine| {
+        let world = t.fake.world();
+        serde_json::json!({
+            "eventVersion": "1.08",
+            "eventTime": crate::time::format(world.now.plus(std::time::Duration::from_secs(2))),
+            "eventSource": "s3.amazonaws.com",
+            "eventName": "GetBucketTagging",
+            "awsRegion": "us-east-1",
+            "eventID": "tagging-denied",
+            "errorCode": "AccessDenied",
+            "errorMessage": "User: arn:aws:sts::111111111111:assumed-role/orders/fn is not authorized to perform: s3:ListObjects",
+            "userIdentity": {
+                "type": "AssumedRole",
+                "sessionContext": {"sessionIssuer": {"type": "Role", "arn": role}},
+            },
+        })
+    };
+    let event = record(&t);
+    let at = t.fake.world().now.as_millis_i64() + 2000;
+    t.fake.world().events.push((at, event.to_string()));
+    let records = crate::trial::run(&t.engine, &plan.id, &[], &timed_playbook("", false))
+        .await
+        .expect("a verdict");
+    let record = &records[0];
+    assert_eq!(record.status, TrialStatus::RolledBack, "{record:?}");
+    assert_eq!(record.denied.len(), 1, "{record:?}");
+    assert_eq!(record.denied[0].action, "s3:GetBucketTagging");
+    assert!(
+        record.denied[0]
+            .note
+            .as_deref()
+            .unwrap_or("")
+            .contains("s3:ListObjects"),
+        "{record:?}"
+    );
+    let needed = t
+        .engine
+        .state
+        .tree::<NeededActions>()
+        .expect("tree")
+        .get(&role)
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(
+        needed.actions.keys().collect::<Vec<_>>(),
+        ["s3:GetBucketTagging"]
+    );
 }
