@@ -225,6 +225,10 @@ pub struct UsageArgs {
     /// Only usage on or after this day (YYYY-MM-DD) or time (RFC 3339).
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
+    /// Instead of per-principal usage: the calls that map to no IAM action, summed over
+    /// every principal with their reasons (what the plans are blind to).
+    #[arg(long)]
+    pub unmapped: bool,
     /// Output format; JSON follows docs/usage-schema.md.
     #[arg(long, value_enum, default_value = "text")]
     pub format: OutputFormat,

@@ -257,7 +257,9 @@ async fn require_token(
     next: axum::middleware::Next,
 ) -> Response {
     let shown = request.headers().get(TOKEN_HEADER);
-    if !shown.is_some_and(|shown| same_token(shown.as_bytes(), app.token.as_bytes())) {
+    if !shown.is_some_and(|shown| {
+        whittle_engine::commands::same_token(shown.as_bytes(), app.token.as_bytes())
+    }) {
         return (
             StatusCode::FORBIDDEN,
             Json(json!({ "error": format!(
@@ -268,21 +270,6 @@ async fn require_token(
             .into_response();
     }
     next.run(request).await
-}
-
-/// Compares a shown token with the daemon's in a time that does not depend on where they
-/// differ, so that timing the answers cannot reveal the token byte by byte. (Its length is
-/// not secret: always 32 hexadecimal digits.)
-fn same_token(shown: &[u8], token: &[u8]) -> bool {
-    if shown.len() != token.len() {
-        return false;
-    }
-    let difference = shown
-        .iter()
-        .zip(token)
-        .fold(0u8, |difference, (a, b)| difference | (a ^ b));
-    // Keeps the compiler from turning the fold into an early-exit comparison.
-    std::hint::black_box(difference) == 0
 }
 
 async fn healthz(Extract(app): Extract<AppState>) -> Response {
@@ -433,19 +420,5 @@ async fn run_command(
             Json(json!({ "error": one_line(&e) })),
         )
             .into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_token;
-
-    #[test]
-    fn same_token_is_equality() {
-        assert!(same_token(b"0123abcd", b"0123abcd"));
-        assert!(!same_token(b"0123abce", b"0123abcd"));
-        assert!(!same_token(b"1123abcd", b"0123abcd"));
-        assert!(!same_token(b"0123abc", b"0123abcd"));
-        assert!(!same_token(b"", b"0123abcd"));
     }
 }

@@ -330,6 +330,14 @@ async fn usage_command(config: Config, args: &UsageArgs) -> anyhow::Result<ExitC
             whittle_engine::usage::build(&engine, &args.roles, since)?
         }
     };
+    if args.unmapped {
+        let summary = whittle_engine::usage::unmapped(&report);
+        match OutputFormat::from(args.format) {
+            OutputFormat::Text => out!("{}", whittle_engine::usage::render_unmapped(&summary))?,
+            OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&summary)?)?,
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     match OutputFormat::from(args.format) {
         OutputFormat::Text => out!("{}", whittle_engine::usage::render_text(&report))?,
         OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?)?,
@@ -343,7 +351,7 @@ async fn iam_data_command(config: Config, command: &IamDataCommand) -> anyhow::R
             let info = whittle_engine::iam_data::info(&config.state.dir)?;
             match OutputFormat::from(*format) {
                 OutputFormat::Text => outln!(
-                    "IAM action catalog: {} {} (updated {}), {} actions in {} services, {}",
+                    "IAM action catalog: {} {} (updated {}), {} actions in {} services, {}\nevent -> action mapping: {}; then {} exception(s) for operations named unlike their action; then the operation's name",
                     info.source,
                     info.version,
                     info.updated_at,
@@ -352,7 +360,9 @@ async fn iam_data_command(config: Config, command: &IamDataCommand) -> anyhow::R
                     info.file.as_ref().map_or_else(
                         || "built into this binary".to_owned(),
                         |p| format!("from {}", p.display())
-                    )
+                    ),
+                    info.operations,
+                    info.exceptions
                 )?,
                 OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&info)?)?,
             }

@@ -390,3 +390,32 @@ async fn rotate_command<P: Ports>(
         exit_code: u8::from(reports.iter().any(|r| r.outcome.is_failure())),
     })
 }
+
+/// Compares a shown token with the daemon's in a time that does not depend on where they
+/// differ, so that timing the answers cannot reveal the token byte by byte. (Its length is
+/// not secret: always 32 hexadecimal digits.)
+pub fn same_token(shown: &[u8], token: &[u8]) -> bool {
+    if shown.len() != token.len() {
+        return false;
+    }
+    let difference = shown
+        .iter()
+        .zip(token)
+        .fold(0u8, |difference, (a, b)| difference | (a ^ b));
+    // Keeps the compiler from turning the fold into an early-exit comparison.
+    std::hint::black_box(difference) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_token;
+
+    #[test]
+    fn same_token_is_equality() {
+        assert!(same_token(b"0123abcd", b"0123abcd"));
+        assert!(!same_token(b"0123abce", b"0123abcd"));
+        assert!(!same_token(b"1123abcd", b"0123abcd"));
+        assert!(!same_token(b"0123abc", b"0123abcd"));
+        assert!(!same_token(b"", b"0123abcd"));
+    }
+}

@@ -39,6 +39,10 @@ pub struct CatalogInfo {
     pub services: usize,
     /// The refreshed file in use, if any (else the snapshot built into the binary).
     pub file: Option<PathBuf>,
+    /// Operations whose authorized actions AWS's Service Reference gave (mapped first).
+    pub operations: whittle_planner::catalog::OperationCoverage,
+    /// Entries of the built-in exception table (mapped next).
+    pub exceptions: usize,
 }
 
 /// The catalog in use: a refreshed one in the state directory, else the embedded snapshot.
@@ -68,6 +72,8 @@ pub fn info(state_dir: &Path) -> anyhow::Result<CatalogInfo> {
         actions: catalog.actions().len(),
         services: catalog.service_count(),
         file: path.exists().then_some(path),
+        operations: catalog.operation_coverage(),
+        exceptions: whittle_planner::mapping::exception_count(),
     })
 }
 

@@ -74,6 +74,66 @@ fn some<T: AsRef<str>>(items: &[T], n: usize) -> String {
     out.join(", ")
 }
 
+/// One unmapped call, over every principal: what the plans are blind to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnmappedSummary {
+    pub event_source: String,
+    pub event_name: String,
+    /// Calls over all principals.
+    pub count: u64,
+    /// Principals that made it.
+    pub principals: usize,
+    pub reason: String,
+}
+
+/// `whittle usage --unmapped`: the report's unmapped calls summed over its principals, most
+/// frequent first.
+pub fn unmapped(report: &UsageReport) -> Vec<UnmappedSummary> {
+    let mut by_call: std::collections::BTreeMap<(&str, &str), UnmappedSummary> =
+        std::collections::BTreeMap::new();
+    for role in &report.roles {
+        for u in &role.unmapped {
+            let entry = by_call
+                .entry((&u.event_source, &u.event_name))
+                .or_insert_with(|| UnmappedSummary {
+                    event_source: u.event_source.clone(),
+                    event_name: u.event_name.clone(),
+                    count: 0,
+                    principals: 0,
+                    reason: u.reason.clone(),
+                });
+            entry.count += u.count;
+            entry.principals += 1;
+        }
+    }
+    let mut out: Vec<UnmappedSummary> = by_call.into_values().collect();
+    out.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.event_name.cmp(&b.event_name))
+    });
+    out
+}
+
+pub fn render_unmapped(summary: &[UnmappedSummary]) -> String {
+    if summary.is_empty() {
+        return "no unmapped calls: every mined event maps to IAM actions (or needs none)\n"
+            .to_owned();
+    }
+    let mut out = format!(
+        "{} unmapped call(s): no plan can keep or remove what they need\n",
+        summary.len()
+    );
+    for u in summary {
+        let _ = writeln!(
+            out,
+            "  {:>8}  {} {}  ({} principal(s)): {}",
+            u.count, u.event_source, u.event_name, u.principals, u.reason
+        );
+    }
+    out
+}
+
 pub fn render_text(report: &UsageReport) -> String {
     let mut out = String::new();
     if report.roles.is_empty() {

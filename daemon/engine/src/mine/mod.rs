@@ -315,7 +315,7 @@ pub fn render_text(report: &MineReport) -> String {
         .collect();
     let skipped: Vec<String> = s.skipped.iter().map(|(k, n)| format!("{k}: {n}")).collect();
     out.push_str(&format!(
-        "mined {} file(s) ({:.1} MB), {} record(s), {} event(s) [{}]; {} denial(s), {} unmapped, {} permissionless, {} older than the look-back, {} skipped malformed{}; {} file(s) not read to the end; {:.1} s, {:.0} events/s, {:.1} MB/s\n",
+        "mined {} file(s) ({:.1} MB), {} record(s), {} event(s) [{}]; {} denial(s), {} unmapped (`whittle usage --unmapped`), {} permissionless, {} not API calls, {} older than the look-back, {} skipped malformed{}; {} file(s) not read to the end; {:.1} s, {:.0} events/s, {:.1} MB/s\n",
         s.files,
         s.bytes as f64 / 1e6,
         s.records,
@@ -324,6 +324,7 @@ pub fn render_text(report: &MineReport) -> String {
         s.denials,
         s.unmapped,
         s.permissionless,
+        s.not_api_calls,
         s.too_old,
         s.skipped_total(),
         if skipped.is_empty() { String::new() } else { format!(" ({})", skipped.join("; ")) },
