@@ -209,8 +209,14 @@ impl TrailStore for Adapters {
         self.aws.list_folders(account, bucket, prefix).await
     }
 
-    async fn get_object(&self, account: &str, bucket: &str, key: &str) -> AwsResult<Vec<u8>> {
-        self.aws.get_object(account, bucket, key).await
+    async fn download_object(
+        &self,
+        account: &str,
+        bucket: &str,
+        key: &str,
+        dest: &std::path::Path,
+    ) -> AwsResult<u64> {
+        self.aws.download_object(account, bucket, key, dest).await
     }
 }
 

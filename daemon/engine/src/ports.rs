@@ -155,13 +155,15 @@ pub trait TrailStore: Send + Sync {
         bucket: &str,
         prefix: &str,
     ) -> impl Future<Output = AwsResult<Vec<String>>> + Send;
-    /// The bytes of one object.
-    fn get_object(
+    /// Writes one object into the file `dest` (created or truncated), streamed: memory holds
+    /// a chunk of it, never the object. Returns its size in bytes.
+    fn download_object(
         &self,
         account: &str,
         bucket: &str,
         key: &str,
-    ) -> impl Future<Output = AwsResult<Vec<u8>>> + Send;
+        dest: &std::path::Path,
+    ) -> impl Future<Output = AwsResult<u64>> + Send;
 }
 
 /// One page of LookupEvents.

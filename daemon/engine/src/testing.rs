@@ -590,13 +590,21 @@ impl TrailStore for Fake {
         Ok(folders)
     }
 
-    async fn get_object(&self, _account: &str, bucket: &str, key: &str) -> AwsResult<Vec<u8>> {
+    async fn download_object(
+        &self,
+        _account: &str,
+        bucket: &str,
+        key: &str,
+        dest: &std::path::Path,
+    ) -> AwsResult<u64> {
         let world = self.call("s3:GetObject")?;
-        world
+        let bytes = world
             .objects
             .get(&(bucket.to_owned(), key.to_owned()))
-            .cloned()
-            .ok_or_else(|| not_found(format!("s3:GetObject s3://{bucket}/{key}")))
+            .ok_or_else(|| not_found(format!("s3:GetObject s3://{bucket}/{key}")))?;
+        std::fs::write(dest, bytes)
+            .map_err(|e| AwsError::new(AwsErrorKind::Other, format!("{}: {e}", dest.display())))?;
+        Ok(bytes.len() as u64)
     }
 }
 

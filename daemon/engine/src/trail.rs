@@ -4,35 +4,78 @@
 
 use std::io::Read as _;
 
-use whittle_planner::trail::{Event, Item, Record, read_log};
+use whittle_planner::trail::{Event, Item, Record, read_log_stream};
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// Calls `sink` with every usable event of a log file's bytes, gzip or plain
-/// (`{"Records":[...]}` or a bare array). Err when the file is not gzip or JSON at all.
-pub fn for_each_event(bytes: &[u8], mut sink: impl FnMut(&Event<'_>)) -> anyhow::Result<()> {
-    let plain;
-    let text: &[u8] = if bytes.starts_with(&GZIP_MAGIC) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| anyhow::anyhow!("not a gzip trail file: {e}"))?;
-        plain = out;
-        &plain
-    } else {
-        bytes
-    };
-    let outcome = read_log(text, &mut |item| {
+/// Calls `sink` with every usable event of a log file, gzip or plain (`{"Records":[...]}` or
+/// a bare array), streamed through the planner's bounded reader: a record over its size limit
+/// is skipped, and memory never holds the file. Err when it is not gzip or JSON at all.
+pub fn for_each_event(
+    mut input: impl std::io::Read,
+    mut sink: impl FnMut(&Event<'_>),
+) -> anyhow::Result<()> {
+    let mut magic = [0u8; 2];
+    let mut filled = 0;
+    while filled < 2 {
+        match input.read(&mut magic[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    let head = std::io::Cursor::new(magic[..filled].to_vec());
+    let mut on_item = |item: Item<'_>| {
         if let Item::Record(record) = item
             && let Ok(event) = record.event()
         {
             sink(&event);
         }
-    });
+    };
+    let outcome = if magic[..filled] == GZIP_MAGIC {
+        read_log_stream(
+            flate2::read::MultiGzDecoder::new(head.chain(input)),
+            &mut on_item,
+        )
+    } else {
+        read_log_stream(head.chain(input), &mut on_item)
+    };
     match outcome.error {
         Some(error) if outcome.records == 0 => Err(anyhow::anyhow!("{error}")),
         _ => Ok(()),
     }
+}
+
+/// The directory downloaded trail objects are streamed into, created (0700) if missing.
+pub fn downloads_dir(state_dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let dir = state_dir.join("downloads");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .create(&dir)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    }
+    Ok(dir)
+}
+
+/// Downloads one object into a new file of `dir` that deletes itself when dropped.
+pub async fn download<P: crate::ports::TrailStore>(
+    ports: &P,
+    account: &str,
+    bucket: &str,
+    key: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<tempfile::TempPath> {
+    let file = tempfile::Builder::new()
+        .prefix("object-")
+        .tempfile_in(dir)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?
+        .into_temp_path();
+    ports.download_object(account, bucket, key, &file).await?;
+    Ok(file)
 }
 
 /// Calls `sink` with the event of one LookupEvents record (its `CloudTrailEvent` string), if
@@ -43,6 +86,27 @@ pub fn with_lookup_event(text: &str, mut sink: impl FnMut(&Event<'_>)) {
     {
         sink(&event);
     }
+}
+
+/// One LookupEvents page, in its turn: the request waits for the next of the account and
+/// region's shared slots ([`crate::guard::LookupPace`]), so mining and trial watches together
+/// stay within AWS's 2 requests per second.
+pub async fn lookup_page<P: crate::ports::Ports>(
+    engine: &crate::Engine<P>,
+    account: &str,
+    region: &str,
+    start_ms: i64,
+    end_ms: i64,
+    token: Option<String>,
+) -> crate::ports::AwsResult<crate::ports::LookupPage> {
+    let wait = engine.pace.reserve(account, region, engine.now());
+    if !wait.is_zero() {
+        engine.ports.sleep(wait).await;
+    }
+    engine
+        .ports
+        .lookup_events(account, region, start_ms, end_ms, token)
+        .await
 }
 
 #[cfg(test)]
@@ -81,28 +145,7 @@ mod tests {
                 )]
             );
         }
-        assert!(for_each_event(b"\x1f\x8bnot gzip", |_| {}).is_err());
-        assert!(for_each_event(b"hello", |_| {}).is_err());
+        assert!(for_each_event(&b"\x1f\x8bnot gzip"[..], |_| {}).is_err());
+        assert!(for_each_event(&b"hello"[..], |_| {}).is_err());
     }
-}
-
-/// One LookupEvents page, in its turn: the request waits for the next of the account and
-/// region's shared slots ([`crate::guard::LookupPace`]), so mining and trial watches together
-/// stay within AWS's 2 requests per second.
-pub async fn lookup_page<P: crate::ports::Ports>(
-    engine: &crate::Engine<P>,
-    account: &str,
-    region: &str,
-    start_ms: i64,
-    end_ms: i64,
-    token: Option<String>,
-) -> crate::ports::AwsResult<crate::ports::LookupPage> {
-    let wait = engine.pace.reserve(account, region, engine.now());
-    if !wait.is_zero() {
-        engine.ports.sleep(wait).await;
-    }
-    engine
-        .ports
-        .lookup_events(account, region, start_ms, end_ms, token)
-        .await
 }

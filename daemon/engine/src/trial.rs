@@ -1002,9 +1002,11 @@ impl TrailWatch {
                     if self.read_files.contains(&key) {
                         continue;
                     }
-                    let bytes = ports.get_object(&self.account, &bucket, &key).await?;
+                    let dir = crate::trail::downloads_dir(engine.state.dir())?;
+                    let file =
+                        crate::trail::download(ports, &self.account, &bucket, &key, &dir).await?;
                     let mut latest = None;
-                    crate::trail::for_each_event(&bytes, |event| {
+                    crate::trail::for_each_event(std::fs::File::open(&file)?, |event| {
                         let t = self.see(event);
                         latest = Some(latest.map_or(t, |l: i64| l.max(t)));
                     })?;

@@ -85,9 +85,18 @@ impl Aws {
     }
 
     /// The bytes of one object.
-    pub async fn get_object(&self, account: &str, bucket: &str, key: &str) -> AwsResult<Vec<u8>> {
+    /// Streams one object into `dest`, a chunk at a time (the SDK's body is read as it
+    /// arrives; nothing holds the whole object).
+    pub async fn download_object(
+        &self,
+        account: &str,
+        bucket: &str,
+        key: &str,
+        dest: &std::path::Path,
+    ) -> AwsResult<u64> {
+        use tokio::io::AsyncWriteExt as _;
         let s3 = self.s3(account)?;
-        let out = s3
+        let mut out = s3
             .get_object()
             .bucket(bucket)
             .key(key)
@@ -100,12 +109,16 @@ impl Aws {
                     self.endpoint(),
                 )
             })?;
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| other(format!("reading s3://{bucket}/{key}: {e}")))?;
-        Ok(body.into_bytes().to_vec())
+        let local = |e: std::io::Error| other(format!("{}: {e}", dest.display()));
+        let mut file = tokio::fs::File::create(dest).await.map_err(local)?;
+        let mut size = 0u64;
+        while let Some(chunk) = out.body.next().await {
+            let chunk = chunk.map_err(|e| other(format!("reading s3://{bucket}/{key}: {e}")))?;
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(local)?;
+        }
+        file.flush().await.map_err(local)?;
+        Ok(size)
     }
 
     /// One LookupEvents page between two times (ms), in `region`.

@@ -24,8 +24,12 @@ use whittle_planner::usage::Aggregate;
 pub enum Blob {
     /// A local file, read by the worker itself.
     Path { location: String, path: PathBuf },
-    /// Bytes already fetched (an S3 object).
-    Bytes { location: String, bytes: Vec<u8> },
+    /// An S3 object downloaded into a file of the state directory's `downloads/`, deleted
+    /// when the worker is done with it.
+    Download {
+        location: String,
+        file: tempfile::TempPath,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -157,12 +161,9 @@ impl<'c> Worker<'c> {
                 let result = self.decode_path(&location, &path);
                 (location, result)
             }
-            Blob::Bytes { location, bytes } => {
-                let size = bytes.len() as u64;
-                self.compressed = bytes;
-                let result = self
-                    .decode_buffer(&location)
-                    .map(|(events, plain)| (events, plain, size));
+            Blob::Download { location, file } => {
+                let result = self.decode_path(&location, &file);
+                drop(file);
                 (location, result)
             }
         };

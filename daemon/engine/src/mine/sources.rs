@@ -267,16 +267,19 @@ pub(super) async fn s3<P: Ports>(
         if run.cancel.is_cancelled() {
             break;
         }
-        // Downloads run as async tasks, at most `FETCHERS` at once, and hand the bytes to
-        // the decode threads through a bounded channel: memory holds a few objects, not
-        // the chunk.
+        // Downloads run as async tasks, at most `FETCHERS` at once, each streaming its object
+        // into a file of `downloads/`, and hand the files to the decode threads through a
+        // bounded channel: memory holds a chunk of each download, never an object, and the
+        // decode threads read the files as they read local ones (bounded, streamed).
         const FETCHERS: usize = 8;
+        let downloads = crate::trail::downloads_dir(run.ctx.state.dir())?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Blob>(run.workers * 2);
         let queue = std::sync::Arc::new(Mutex::new(chunk.to_vec()));
         let failures = std::sync::Arc::new(Mutex::new(Vec::<String>::new()));
         let mut fetchers = tokio::task::JoinSet::new();
         for _ in 0..FETCHERS {
             let (tx, queue, failures) = (tx.clone(), queue.clone(), failures.clone());
+            let downloads = downloads.clone();
             let (aws, account, bucket) =
                 (std::sync::Arc::clone(aws), account.clone(), bucket.clone());
             fetchers.spawn(async move {
@@ -286,17 +289,17 @@ pub(super) async fn s3<P: Ports>(
                         Err(_) => None,
                     };
                     let Some((location, key)) = key else { break };
-                    match aws.get_object(&account, &bucket, &key).await {
-                        Ok(bytes) => {
-                            if tx.send(Blob::Bytes { location, bytes }).await.is_err() {
-                                break;
-                            }
-                        }
+                    let fetched = match crate::trail::download(&*aws, &account, &bucket, &key, &downloads).await {
+                        Ok(file) => tx.send(Blob::Download { location, file }).await.is_ok(),
                         Err(error) => {
                             if let Ok(mut f) = failures.lock() {
                                 f.push(error.to_string());
                             }
+                            true
                         }
+                    };
+                    if !fetched {
+                        break;
                     }
                 }
             });
