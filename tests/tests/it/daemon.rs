@@ -493,3 +493,55 @@ async fn sigterm_lets_a_handed_over_command_answer_before_the_daemon_exits() {
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(exit.code(), Some(0), "{logged}");
 }
+
+/// A flood of connections to the status endpoint is held to 64 at a time: the daemon never
+/// holds more sockets than that however many a local process opens, and once the flood
+/// stops the endpoint answers again at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_flood_is_bounded_and_the_endpoint_recovers() {
+    use std::io::Write as _;
+    use std::net::TcpStream;
+
+    let emulator = Emulator::shared();
+    let ws = Workspace::new();
+    let config = ws.emulator_config(&emulator.url, "flood");
+    let log = ws.path("daemon.log");
+    let mut daemon = spawn_daemon(&config, &log);
+    let address = wait_for(Duration::from_secs(30), "the status endpoint", || {
+        let report = status_json(&config)?;
+        report["daemon"]["listen"].as_str().map(str::to_owned)
+    });
+    let sockets = || {
+        std::fs::read_dir(format!("/proc/{}/fd", daemon.id()))
+            .expect("the daemon's fds")
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count()
+    };
+    let before = sockets();
+    // 200 connections, each with a request head that never ends.
+    let flood: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&address).expect("connect");
+            let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ");
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let during = sockets();
+    assert!(
+        during <= before + 64,
+        "the daemon holds {during} sockets with 200 connections open (it held {before} before)"
+    );
+    drop(flood);
+    let started = std::time::Instant::now();
+    let (status, body) = http_get(&address, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered {:?} after the flood ended",
+        started.elapsed()
+    );
+    signal(&daemon, "TERM");
+    assert!(wait_exit(&mut daemon, Duration::from_secs(20)).success());
+}
