@@ -849,12 +849,23 @@ fn iam_data_refresh_installs_a_catalog_from_a_service_reference() {
         {"service": "wombat", "url": format!("{base}/v1/wombat/wombat.json")}
     ])
     .to_string();
+    // Shaped as AWS publishes them: `Operations` list each operation's `AuthorizedActions`
+    // (with their service, another one included) and its SDK methods.
     let s3 = json!({"Name": "s3", "Actions": [
         {"Name": "GetObject", "Annotations": {"Properties": {"IsWrite": false}}, "Resources": [{"Name": "object"}]},
-        {"Name": "ListBucket", "Annotations": {"Properties": {"IsList": true}}}
-    ], "Resources": [{"Name": "object", "ARNFormats": ["arn:${Partition}:s3:::${BucketName}/${ObjectName}"]}]})
+        {"Name": "ListBucket", "Annotations": {"Properties": {"IsList": true}}},
+        {"Name": "PutObject", "Annotations": {"Properties": {"IsWrite": true}}, "Resources": [{"Name": "object"}]}
+    ], "Resources": [{"Name": "object", "ARNFormats": ["arn:${Partition}:s3:::${BucketName}/${ObjectName}"]}],
+    "Operations": [
+        {"Name": "CopyObject", "AuthorizedActions": [{"Name": "GetObject", "Service": "s3"}, {"Name": "PutObject", "Service": "s3"}],
+         "SDK": [{"Name": "s3", "Method": "copy_object", "Package": "Boto3"}]}
+    ]})
     .to_string();
-    let wombat = json!({"Name": "wombat", "Actions": [{"Name": "Burrow", "Annotations": {"Properties": {"IsWrite": true}}}]}).to_string();
+    let wombat = json!({"Name": "wombat", "Actions": [{"Name": "Burrow", "Annotations": {"Properties": {"IsWrite": true}}}],
+    "Operations": [
+        {"Name": "DigTunnel", "AuthorizedActions": [{"Name": "Burrow", "Service": "wombat"}, {"Name": "PutObject", "Service": "s3"}],
+         "SDK": [{"Name": "wombat", "Method": "dig_tunnel", "Package": "Boto3"}]}
+    ]}).to_string();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten().take(3) {
             let mut stream = stream;
@@ -895,11 +906,17 @@ fn iam_data_refresh_installs_a_catalog_from_a_service_reference() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let refreshed: Value = serde_json::from_slice(&out.stdout).expect("refresh report");
     assert_eq!(refreshed["info"]["source"], "service-reference");
-    assert_eq!(refreshed["info"]["actions"], 3);
+    assert_eq!(refreshed["info"]["actions"], 4);
     assert_eq!(refreshed["info"]["services"], 2);
     assert_eq!(refreshed["added"], 1, "wombat:Burrow is new: {refreshed}");
+    let info = whittle(&["--config", cfg, "iam-data", "info", "--format", "json"]);
+    let info: Value = serde_json::from_slice(&info.stdout).expect("info");
+    assert_eq!(info["operations"]["operations"], 2, "{info}");
+    assert_eq!(info["operations"]["services"], 2, "{info}");
 
-    // Mining now maps with the refreshed catalog: the new action is known, others are not.
+    // Mining now maps with the refreshed catalog: the new action is known, others are not;
+    // an operation the name alone would not map (no `wombat:DigTunnel` action) maps to the
+    // two actions AWS says it authorizes.
     let trail = ws.path("trail");
     std::fs::create_dir_all(&trail).expect("mkdir");
     let day = chrono::Utc::now().format("%Y-%m-%dT00:00:00Z").to_string();
@@ -909,7 +926,7 @@ fn iam_data_refresh_installs_a_catalog_from_a_service_reference() {
     };
     std::fs::write(
         trail.join("t.json"),
-        json!({"Records": [record("wombat.amazonaws.com", "Burrow"), record("dynamodb.amazonaws.com", "GetItem")]}).to_string(),
+        json!({"Records": [record("wombat.amazonaws.com", "Burrow"), record("dynamodb.amazonaws.com", "GetItem"), record("wombat.amazonaws.com", "DigTunnel")]}).to_string(),
     )
     .expect("write");
     let out = whittle(&[
@@ -922,7 +939,10 @@ fn iam_data_refresh_installs_a_catalog_from_a_service_reference() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let role = usage(&config, "arn:aws:iam::1:role/r");
-    assert_eq!(names(&role["actions"], "action"), set(&["wombat:Burrow"]));
+    assert_eq!(
+        names(&role["actions"], "action"),
+        set(&["wombat:Burrow", "s3:PutObject"])
+    );
     assert_eq!(
         role["unmapped"][0]["event_source"],
         "dynamodb.amazonaws.com"
