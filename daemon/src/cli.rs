@@ -245,6 +245,14 @@ pub struct PlanArgs {
     /// (a pull-request comment), or terraform / cloudformation / serverless snippets.
     #[arg(long, value_enum, default_value = "text")]
     pub format: PlanFormat,
+    /// Markdown: the most bytes of one comment (GitHub's limit by default). A bigger plan is
+    /// split into parts, the summary in the first, never mid-section.
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = 65_536)]
+    pub max_bytes: usize,
+    /// Markdown: write the parts to DIR/plan-1.md, plan-2.md, … and print their paths
+    /// (otherwise the parts go to stdout, separated by `<!-- whittle: next part -->`).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub output_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -481,11 +489,13 @@ impl PlanArgs {
                 PlanWire::Show {
                     id: id.clone(),
                     format: (*format).into(),
+                    max_bytes: Some(self.max_bytes),
                 }
             }
             None => PlanWire::Make {
                 roles: self.roles.clone(),
                 format: self.format.into(),
+                max_bytes: Some(self.max_bytes),
             },
         }))
     }

@@ -154,7 +154,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(&cli)?;
             runtime()?.block_on(usage_command(config, args))
         }
-        Command::Plan(args) => state_command(&cli, args.to_command()?),
+        Command::Plan(args) => match &args.output_dir {
+            Some(dir) => plan_to_files(&cli, args.to_command()?, dir),
+            None => state_command(&cli, args.to_command()?),
+        },
         Command::Apply(args) => state_command(&cli, args.to_command()),
         Command::Trial(args) => {
             let config = load(&cli)?;
@@ -198,14 +201,45 @@ async fn engine(config: Config, reconcile_first: bool) -> anyhow::Result<Engine<
     Ok(engine)
 }
 
+/// `whittle plan --output-dir DIR`: each Markdown part (or the one output of another format)
+/// in its own file, `plan-1.md`, `plan-2.md`, …; their paths on stdout.
+fn plan_to_files(
+    cli: &Cli,
+    command: StateCommand,
+    dir: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let output = run_state_command(cli, command)?;
+    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    for (i, part) in output
+        .stdout
+        .split(whittle_engine::commands::MARKDOWN_PART_SEPARATOR)
+        .enumerate()
+    {
+        let path = dir.join(format!("plan-{}.md", i + 1));
+        std::fs::write(&path, part)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        outln!("{}", path.display())?;
+    }
+    Ok(ExitCode::from(output.exit_code))
+}
+
 /// Runs a command on the state: here, or, while a daemon holds the state, in the daemon.
 fn state_command(cli: &Cli, command: StateCommand) -> anyhow::Result<ExitCode> {
+    let output = run_state_command(cli, command)?;
+    out!("{}", output.stdout)?;
+    Ok(ExitCode::from(output.exit_code))
+}
+
+fn run_state_command(
+    cli: &Cli,
+    command: StateCommand,
+) -> anyhow::Result<whittle_engine::commands::Output> {
     let config = load(cli)?;
     let terminal = Terminal {
         color: std::io::stdout().is_terminal(),
         progress: std::io::stderr().is_terminal(),
     };
-    let output = runtime()?.block_on(async {
+    runtime()?.block_on(async {
         if let Some(daemon) = DaemonLink::of(&config.state.dir) {
             tracing::info!(
                 pid = daemon.pid,
@@ -230,9 +264,7 @@ fn state_command(cli: &Cli, command: StateCommand) -> anyhow::Result<ExitCode> {
             }
         });
         whittle_engine::commands::run(&engine, &command, terminal, &cancel).await
-    })?;
-    out!("{}", output.stdout)?;
-    Ok(ExitCode::from(output.exit_code))
+    })
 }
 
 async fn trial_command(config: Config, args: &TrialArgs) -> anyhow::Result<ExitCode> {

@@ -55,12 +55,21 @@ pub enum PlanCommand {
     Make {
         roles: Vec<String>,
         format: PlanFormat,
+        /// Markdown: the most bytes of one part (a pull-request comment).
+        #[serde(default)]
+        max_bytes: Option<usize>,
     },
     Show {
         id: String,
         format: PlanFormat,
+        #[serde(default)]
+        max_bytes: Option<usize>,
     },
 }
+
+/// Between two Markdown parts of a plan in one output (`--output-dir` writes each to its
+/// own file instead).
+pub const MARKDOWN_PART_SEPARATOR: &str = "\n<!-- whittle: next part -->\n";
 
 /// `whittle apply`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -193,12 +202,26 @@ pub async fn run<P: Ports>(
 ) -> anyhow::Result<Output> {
     match command {
         StateCommand::Mine(args) => mine_command(engine, args, terminal, cancel).await,
-        StateCommand::Plan(PlanCommand::Show { id, format }) => {
-            render_plan(&plan::load_plan(&engine.state, id)?, *format, terminal)
-        }
-        StateCommand::Plan(PlanCommand::Make { roles, format }) => {
-            render_plan(&plan::make_plan(engine, roles).await?, *format, terminal)
-        }
+        StateCommand::Plan(PlanCommand::Show {
+            id,
+            format,
+            max_bytes,
+        }) => render_plan(
+            &plan::load_plan(&engine.state, id)?,
+            *format,
+            *max_bytes,
+            terminal,
+        ),
+        StateCommand::Plan(PlanCommand::Make {
+            roles,
+            format,
+            max_bytes,
+        }) => render_plan(
+            &plan::make_plan(engine, roles).await?,
+            *format,
+            *max_bytes,
+            terminal,
+        ),
         StateCommand::Apply(args) => apply_command(engine, args).await,
         StateCommand::Rollback(args) => rollback_command(engine, args).await,
         StateCommand::Rotate(args) => rotate_command(engine, args).await,
@@ -240,13 +263,17 @@ async fn mine_command<P: Ports>(
 pub fn render_plan(
     plan: &whittle_planner::plan::Plan,
     format: PlanFormat,
+    max_bytes: Option<usize>,
     terminal: Terminal,
 ) -> anyhow::Result<Output> {
     use whittle_planner::plan::{RoleStatus, render};
     let stdout = match format {
         PlanFormat::Text => render::text(plan, terminal.color),
         PlanFormat::Json => json(plan)?,
-        PlanFormat::Markdown => render::markdown(plan),
+        PlanFormat::Markdown => {
+            render::markdown_parts(plan, max_bytes.unwrap_or(render::GITHUB_COMMENT_LIMIT))
+                .join(MARKDOWN_PART_SEPARATOR)
+        }
         PlanFormat::Terraform => render::terraform(plan),
         PlanFormat::Cloudformation => render::cloudformation(plan),
         PlanFormat::Serverless => render::serverless(plan),

@@ -263,92 +263,266 @@ pub fn text(plan: &Plan, colour: bool) -> String {
     out
 }
 
-/// Markdown for a pull-request comment.
+/// A GitHub comment's limit, in characters: the default budget of a Markdown part.
+pub const GITHUB_COMMENT_LIMIT: usize = 65_536;
+
+/// The most a part's closing "part i of n" line takes.
+const PART_FOOTER: usize = 160;
+
+/// Markdown for a pull-request comment, in one piece (see [`markdown_parts`]).
 pub fn markdown(plan: &Plan) -> String {
-    let mut out = String::new();
+    markdown_parts(plan, usize::MAX).concat()
+}
+
+/// Markdown for pull-request comments, read top-down: a summary table (one row per role)
+/// first, then per role its risks, the removed actions counted per service and access level,
+/// every removed action and the policy diff folded in `<details>`, and what is kept.
+///
+/// Split into parts of at most `max_bytes` each, the summary in the first; a role's section is
+/// never cut (a section too big for any part loses its folded lists first, with a line that
+/// says where to find them: `whittle plan show ID`).
+pub fn markdown_parts(plan: &Plan, max_bytes: usize) -> Vec<String> {
+    let mut head = String::new();
     let changed = plan
         .roles
         .iter()
         .filter(|r| r.status == RoleStatus::Changes)
         .count();
-    let _ = writeln!(out, "## whittle plan `{}`\n", plan.id);
+    let _ = writeln!(head, "## whittle plan `{}`\n", plan.id);
     let _ = writeln!(
-        out,
+        head,
         "{changed} of {} role(s) would change · {} · catalog {} · look-back {} days\n",
         plan.roles.len(),
         plan.created_at,
         plan.catalog,
         plan.lookback_days
     );
-    for role in &plan.roles {
-        let _ = writeln!(out, "### `{}`\n", role.role_arn);
-        let _ = writeln!(out, "**{}**\n", status_line(role));
-        for risk in &role.risks {
-            let _ = writeln!(out, "- ⚠️ {risk}");
-        }
-        for note in &role.notes {
-            let _ = writeln!(out, "- {note}");
-        }
-        if !role.risks.is_empty() || !role.notes.is_empty() {
-            let _ = writeln!(out);
-        }
+    // The summary: one row per role, those that change with the most write and permissions
+    // removals first; rows beyond half the budget are left to the roles' own sections.
+    let risky = |role: &RolePlan| -> usize {
+        role.removed
+            .iter()
+            .filter(|r| is_risky(&r.access_level))
+            .map(|r| r.actions)
+            .sum()
+    };
+    let mut order: Vec<&RolePlan> = plan.roles.iter().collect();
+    order.sort_by_key(|r| (r.status != RoleStatus::Changes, std::cmp::Reverse(risky(r))));
+    let _ = writeln!(
+        head,
+        "| role | status | kept | removed | write / permissions removed | to look at |\n|---|---|---|---|---|---|"
+    );
+    let room = max_bytes / 2;
+    let mut listed = 0;
+    for role in &order {
+        let removed: usize = role.removed.iter().map(|r| r.actions).sum();
+        let status = match role.status {
+            RoleStatus::Changes => "changes",
+            RoleStatus::NoChange => "no change",
+            RoleStatus::NotShrunk => "not shrunk",
+            RoleStatus::Error => "error",
+        };
+        let mut look = role.risks.len() + role.notes.len();
         if role.status == RoleStatus::Error {
-            continue;
+            look += 1;
         }
-        if !role.removed.is_empty() {
-            let _ = writeln!(out, "| removed | access level | evidence |\n|---|---|---|");
-            for r in &role.removed {
-                let _ = writeln!(
-                    out,
-                    "| `{}`{} | {} | {} |",
-                    r.action,
-                    if r.actions > 1 {
-                        format!(" ({} actions)", r.actions)
-                    } else {
-                        String::new()
-                    },
-                    r.access_level,
-                    r.evidence
-                );
+        let row = format!(
+            "| `{}` | {status} | {} | {removed} | {} | {} |\n",
+            role_name(&role.role_arn),
+            role.kept.len(),
+            risky(role),
+            if look == 0 {
+                String::new()
+            } else {
+                format!("{look} note(s)")
             }
-            let _ = writeln!(out);
+        );
+        if head.len() + row.len() > room {
+            break;
         }
-        if !role.kept.is_empty() {
+        head.push_str(&row);
+        listed += 1;
+    }
+    if listed < order.len() {
+        let _ = writeln!(
+            head,
+            "\n…and {} more role(s), each in its section below (`whittle plan show {} --format json` has them all).",
+            order.len() - listed,
+            plan.id
+        );
+    }
+    let _ = writeln!(head);
+    let sections: Vec<String> = plan
+        .roles
+        .iter()
+        .map(|role| {
+            let full = role_section(plan, role, true);
+            if full.len() <= max_bytes.saturating_sub(PART_FOOTER) {
+                full
+            } else {
+                role_section(plan, role, false)
+            }
+        })
+        .collect();
+    // Room for the "part i of n" line each part ends with.
+    let budget = max_bytes.saturating_sub(PART_FOOTER);
+    let mut parts = vec![head];
+    for section in sections {
+        let filled = parts.last().map_or(0, String::len);
+        if filled > 0 && filled + section.len() > budget {
+            parts.push(String::new());
+        }
+        if let Some(part) = parts.last_mut() {
+            part.push_str(&section);
+        }
+    }
+    let total = parts.len();
+    if total > 1 {
+        for (i, part) in parts.iter_mut().enumerate() {
+            let _ = writeln!(
+                part,
+                "<sub>part {} of {total} of plan `{}`</sub>",
+                i + 1,
+                plan.id
+            );
+        }
+    }
+    parts
+}
+
+/// Write and permissions-management removals are the ones a reviewer must see.
+fn is_risky(level: &str) -> bool {
+    level == "Write" || level.starts_with("Permissions")
+}
+
+fn role_name(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// One role's Markdown; `folded` adds the `<details>` lists (every removed action, the diff).
+fn role_section(plan: &Plan, role: &RolePlan, folded: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "### `{}`\n", role.role_arn);
+    let _ = writeln!(out, "**{}**\n", status_line(role));
+    for risk in &role.risks {
+        let _ = writeln!(out, "- ⚠️ {risk}");
+    }
+    for note in &role.notes {
+        let _ = writeln!(out, "- {note}");
+    }
+    if !role.risks.is_empty() || !role.notes.is_empty() {
+        let _ = writeln!(out);
+    }
+    if role.status == RoleStatus::Error {
+        return out;
+    }
+    if !role.removed.is_empty() {
+        // service -> level -> (count, names)
+        let mut by_service: std::collections::BTreeMap<
+            &str,
+            std::collections::BTreeMap<&str, (usize, Vec<&str>)>,
+        > = Default::default();
+        for r in &role.removed {
+            let (service, name) = r.action.split_once(':').unwrap_or((&r.action, ""));
+            let entry = by_service
+                .entry(service)
+                .or_default()
+                .entry(r.access_level.as_str())
+                .or_default();
+            entry.0 += r.actions;
+            entry.1.push(name);
+        }
+        let _ = writeln!(
+            out,
+            "| removed from | actions | by access level |\n|---|---|---|"
+        );
+        for (service, levels) in &by_service {
+            let total: usize = levels.values().map(|(n, _)| n).sum();
             let _ = writeln!(
                 out,
-                "| kept | why | calls | last seen | sample event |\n|---|---|---|---|---|"
+                "| `{service}` | {total} | {} |",
+                levels
+                    .iter()
+                    .map(|(level, (n, _))| if is_risky(level) {
+                        format!("**{level} {n}**")
+                    } else {
+                        format!("{level} {n}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
-            for k in &role.kept {
-                let why = k.reason.as_str();
-                let why = if k.note.is_empty() {
-                    why.to_owned()
-                } else {
-                    format!("{why}: {}", k.note)
-                };
-                let _ = writeln!(
-                    out,
-                    "| `{}` | {why} | {} | {} | {} |",
-                    k.action,
-                    k.count.map(|c| c.to_string()).unwrap_or_default(),
-                    k.last_seen.as_deref().unwrap_or(""),
-                    k.sample_event_id
-                        .as_deref()
-                        .map(|id| format!("`{id}`"))
-                        .unwrap_or_default()
-                );
-            }
-            let _ = writeln!(out);
         }
-        if role.status == RoleStatus::Changes {
-            let _ = writeln!(out, "<details><summary>policy diff</summary>\n\n```diff");
-            for change in changes(role) {
-                let _ = writeln!(out, "--- {}", change.title);
-                for (sign, line) in diff(&change) {
-                    let _ = writeln!(out, "{sign}{line}");
+        let _ = writeln!(out);
+        if folded {
+            let removed: usize = role.removed.iter().map(|r| r.actions).sum();
+            let _ = writeln!(
+                out,
+                "<details><summary>every removed action ({removed}) and its evidence</summary>\n"
+            );
+            let mut by_evidence: std::collections::BTreeMap<&str, Vec<&super::RemovedAction>> =
+                Default::default();
+            for r in &role.removed {
+                by_evidence.entry(r.evidence.as_str()).or_default().push(r);
+            }
+            for (evidence, list) in by_evidence {
+                let _ = writeln!(out, "{evidence}:");
+                let mut service = "";
+                for r in list {
+                    let (s, name) = r.action.split_once(':').unwrap_or((&r.action, ""));
+                    if s != service {
+                        let _ = write!(out, "\n- `{s}`: ");
+                        service = s;
+                    } else {
+                        out.push_str(", ");
+                    }
+                    out.push_str(name);
                 }
+                let _ = writeln!(out, "\n");
             }
-            let _ = writeln!(out, "```\n\n</details>\n");
+            let _ = writeln!(out, "</details>\n");
+        } else {
+            let _ = writeln!(
+                out,
+                "(every removed action and the policy diff: `whittle plan show {}`)\n",
+                plan.id
+            );
         }
+    }
+    if !role.kept.is_empty() {
+        let _ = writeln!(
+            out,
+            "| kept | why | calls | last seen | sample event |\n|---|---|---|---|---|"
+        );
+        for k in &role.kept {
+            let why = k.reason.as_str();
+            let why = if k.note.is_empty() {
+                why.to_owned()
+            } else {
+                format!("{why}: {}", k.note)
+            };
+            let _ = writeln!(
+                out,
+                "| `{}` | {why} | {} | {} | {} |",
+                k.action,
+                k.count.map(|c| c.to_string()).unwrap_or_default(),
+                k.last_seen.as_deref().unwrap_or(""),
+                k.sample_event_id
+                    .as_deref()
+                    .map(|id| format!("`{id}`"))
+                    .unwrap_or_default()
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if role.status == RoleStatus::Changes && folded {
+        let _ = writeln!(out, "<details><summary>policy diff</summary>\n\n```diff");
+        for change in changes(role) {
+            let _ = writeln!(out, "--- {}", change.title);
+            for (sign, line) in diff(&change) {
+                let _ = writeln!(out, "{sign}{line}");
+            }
+        }
+        let _ = writeln!(out, "```\n\n</details>\n");
     }
     out
 }

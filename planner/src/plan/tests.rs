@@ -494,6 +494,52 @@ fn plans_render_in_every_format() {
         "{markdown}"
     );
     assert!(markdown.contains("```diff"));
+    // The summary table comes first, one row per role; removals are counted per service.
+    let summary = markdown.find("| role | status |").expect("a summary table");
+    assert!(summary < markdown.find("### `").expect("a role section"));
+    assert!(
+        markdown.contains("| `app-orders` | changes | 2 |"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("| removed from | actions | by access level |"));
+
+    // A plan too big for one comment splits into parts under the budget, never mid-section,
+    // the summary (every role's row) in the first.
+    let mut big = plan.clone();
+    big.roles = (0..2000)
+        .map(|i| {
+            let mut role = plan.roles[0].clone();
+            role.role_arn = format!("arn:aws:iam::123456789012:role/app-{i:04}");
+            role
+        })
+        .collect();
+    let parts = render::markdown_parts(&big, render::GITHUB_COMMENT_LIMIT);
+    assert!(parts.len() > 1);
+    for (i, part) in parts.iter().enumerate() {
+        assert!(
+            part.len() <= render::GITHUB_COMMENT_LIMIT,
+            "part {} has {} bytes",
+            i + 1,
+            part.len()
+        );
+        assert!(part.contains(&format!("part {} of {}", i + 1, parts.len())));
+        assert_eq!(
+            part.matches("<details>").count(),
+            part.matches("</details>").count(),
+            "part {} cuts a section",
+            i + 1
+        );
+    }
+    assert!(
+        parts[0].contains("| role | status |"),
+        "the summary opens part 1"
+    );
+    assert!(parts[0].contains("more role(s), each in its section below"));
+    let sections: usize = parts
+        .iter()
+        .map(|p| p.lines().filter(|l| l.starts_with("### `")).count())
+        .sum();
+    assert_eq!(sections, 2000, "every role's section, once");
 
     let terraform = render::terraform(&plan);
     assert!(terraform.contains("resource \"aws_iam_role_policy\" \"app_orders__app\""));

@@ -289,15 +289,18 @@ pub(super) async fn s3<P: Ports>(
                         Err(_) => None,
                     };
                     let Some((location, key)) = key else { break };
-                    let fetched = match crate::trail::download(&*aws, &account, &bucket, &key, &downloads).await {
-                        Ok(file) => tx.send(Blob::Download { location, file }).await.is_ok(),
-                        Err(error) => {
-                            if let Ok(mut f) = failures.lock() {
-                                f.push(error.to_string());
+                    let fetched =
+                        match crate::trail::download(&*aws, &account, &bucket, &key, &downloads)
+                            .await
+                        {
+                            Ok(file) => tx.send(Blob::Download { location, file }).await.is_ok(),
+                            Err(error) => {
+                                if let Ok(mut f) = failures.lock() {
+                                    f.push(error.to_string());
+                                }
+                                true
                             }
-                            true
-                        }
-                    };
+                        };
                     if !fetched {
                         break;
                     }
