@@ -264,6 +264,17 @@ pub enum PlanCommand {
         #[arg(long, value_enum, default_value = "text")]
         format: PlanFormat,
     },
+    /// What changed between two stored plans: roles added or dropped, actions newly removed
+    /// or newly kept (and why), so a review reads only what is new since the last one.
+    Diff {
+        /// The older plan's id.
+        old: String,
+        /// The newer plan's id.
+        new: String,
+        /// text, json or markdown.
+        #[arg(long, value_enum, default_value = "text")]
+        format: PlanFormat,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -492,6 +503,11 @@ impl PlanArgs {
                     max_bytes: Some(self.max_bytes),
                 }
             }
+            Some(PlanCommand::Diff { old, new, format }) => PlanWire::Diff {
+                old: old.clone(),
+                new: new.clone(),
+                format: (*format).into(),
+            },
             None => PlanWire::Make {
                 roles: self.roles.clone(),
                 format: self.format.into(),

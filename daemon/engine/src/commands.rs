@@ -65,6 +65,12 @@ pub enum PlanCommand {
         #[serde(default)]
         max_bytes: Option<usize>,
     },
+    /// What changed from one stored plan to another.
+    Diff {
+        old: String,
+        new: String,
+        format: PlanFormat,
+    },
 }
 
 /// Between two Markdown parts of a plan in one output (`--output-dir` writes each to its
@@ -212,6 +218,23 @@ pub async fn run<P: Ports>(
             *max_bytes,
             terminal,
         ),
+        StateCommand::Plan(PlanCommand::Diff { old, new, format }) => {
+            use whittle_planner::plan::diff;
+            let changes = diff::compare(
+                &plan::load_plan(&engine.state, old)?,
+                &plan::load_plan(&engine.state, new)?,
+            );
+            let stdout = match format {
+                PlanFormat::Json => json(&changes)?,
+                PlanFormat::Markdown => diff::markdown(&changes),
+                PlanFormat::Text => diff::text(&changes),
+                other => anyhow::bail!("`plan diff` writes text, json or markdown, not {other:?}"),
+            };
+            Ok(Output {
+                stdout,
+                exit_code: 0,
+            })
+        }
         StateCommand::Plan(PlanCommand::Make {
             roles,
             format,

@@ -20,6 +20,7 @@
 //!   observed resource is evaluated against the current and the proposed policies, and a
 //!   role whose proposal would turn an allow into a deny gets an error, not a plan.
 
+pub mod diff;
 pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
