@@ -101,6 +101,12 @@ cat "$work/plan.txt"
 plan_id="$(sed -n 's/^plan \(plan-[^ ]*\) .*/\1/p' "$work/plan.txt")"
 echo "==> whittle plan show $plan_id --format terraform (also: json, markdown, cloudformation, serverless)" >&2
 expect_changes "$whittle" plan --config "$config" show "$plan_id" --format terraform
+echo "==> whittle plan show $plan_id --format markdown --output-dir: the pull-request comment(s), summary first" >&2
+expect_changes "$whittle" plan --config "$config" show "$plan_id" --format markdown --output-dir "$work/review" >&2
+head -n 8 "$work/review/plan-1.md"
+size="$(wc -c < "$work/review/plan-1.md")"
+echo "    ($size bytes in $(ls "$work/review" | wc -l) part(s))" >&2
+[ "$size" -lt 8192 ] || { echo "demo: the plan's Markdown is $size bytes, over 8 KB" >&2; exit 1; }
 echo "==> whittle apply $plan_id --force (no trial yet), then whittle rollback" >&2
 "$whittle" apply --config "$config" "$plan_id" --force
 "$whittle" rollback --config "$config" --role arn:aws:iam::123456789012:role/app-orders
@@ -122,6 +128,7 @@ orders=arn:aws:iam::123456789012:role/app-orders
 echo "==> whittle plan --role app-orders, then whittle trial: the plan drops dynamodb:DescribeTable, which the function needs now and then" >&2
 expect_changes "$whittle" plan --config "$config" --role "$orders" > "$work/plan-orders.txt"
 plan_id="$(sed -n 's/^plan \(plan-[^ ]*\) .*/\1/p' "$work/plan-orders.txt")"
+first_plan="$plan_id"
 code=0
 "$whittle" trial --config "$config" --playbook "$work/trial.toml" "$plan_id" || code=$?
 [ "$code" -eq 1 ] || { echo "the first trial should have rolled back (exit $code)" >&2; exit 1; }
@@ -129,7 +136,14 @@ echo "==> the next plan keeps what the trial found needed; its trial passes; it 
 expect_changes "$whittle" plan --config "$config" --role "$orders" > "$work/plan-orders-2.txt"
 grep -E "dynamodb:DescribeTable" "$work/plan-orders-2.txt" >&2
 plan_id="$(sed -n 's/^plan \(plan-[^ ]*\) .*/\1/p' "$work/plan-orders-2.txt")"
-"$whittle" trial --config "$config" --playbook "$work/trial.toml" "$plan_id"
+echo "==> whittle plan diff: what the review has to look at again since the first plan" >&2
+"$whittle" plan --config "$config" diff "$first_plan" "$plan_id" | tee "$work/plan-diff.txt"
+grep -q "+ kept dynamodb:DescribeTable" "$work/plan-diff.txt"
+echo "==> CloudTrail made slow (events visible 8 s after the call): the trial settles after its window until CloudTrail shows all of it" >&2
+"$root/.venv-moto/bin/python" -c "import urllib.request,sys; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/whittle-emulator/visibility-lag', data=b'{\"lookup_seconds\": 8}', method='POST', headers={'Content-Type': 'application/json'}))" "$endpoint"
+"$whittle" trial --config "$config" --playbook "$work/trial.toml" "$plan_id" 2> "$work/trial.log"
+grep -E "settling|Trial finished" "$work/trial.log" >&2
+grep -q "Window ended; settling until CloudTrail shows all of it" "$work/trial.log"
 "$whittle" apply --config "$config" "$plan_id"
 echo "==> whittle status: trials, plans, changes, rotations" >&2
 "$whittle" status --config "$config" | sed -n '/^trials/,$p'

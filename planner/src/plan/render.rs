@@ -269,6 +269,10 @@ pub const GITHUB_COMMENT_LIMIT: usize = 65_536;
 /// The most a part's closing "part i of n" line takes.
 const PART_FOOTER: usize = 160;
 
+/// Removed actions named per service and evidence in Markdown; the rest are counted (a
+/// wildcard's hundreds of actions say nothing a reviewer reads).
+const NAMES_PER_SERVICE: usize = 24;
+
 /// Markdown for a pull-request comment, in one piece (see [`markdown_parts`]).
 pub fn markdown(plan: &Plan) -> String {
     markdown_parts(plan, usize::MAX).concat()
@@ -465,19 +469,33 @@ fn role_section(plan: &Plan, role: &RolePlan, folded: bool) -> String {
                 by_evidence.entry(r.evidence.as_str()).or_default().push(r);
             }
             for (evidence, list) in by_evidence {
-                let _ = writeln!(out, "{evidence}:");
-                let mut service = "";
+                let _ = writeln!(out, "{evidence}:\n");
+                let mut by_service: Vec<(&str, Vec<&str>)> = Vec::new();
                 for r in list {
                     let (s, name) = r.action.split_once(':').unwrap_or((&r.action, ""));
-                    if s != service {
-                        let _ = write!(out, "\n- `{s}`: ");
-                        service = s;
-                    } else {
-                        out.push_str(", ");
+                    match by_service.last_mut() {
+                        Some((service, names)) if *service == s => names.push(name),
+                        _ => by_service.push((s, vec![name])),
                     }
-                    out.push_str(name);
                 }
-                let _ = writeln!(out, "\n");
+                for (service, names) in by_service {
+                    let shown: Vec<&str> = names.iter().take(NAMES_PER_SERVICE).copied().collect();
+                    let more = names.len() - shown.len();
+                    let _ = writeln!(
+                        out,
+                        "- `{service}`: {}{}",
+                        shown.join(", "),
+                        if more > 0 {
+                            format!(
+                                " and {more} more (`whittle plan show {} --format json` lists them)",
+                                plan.id
+                            )
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+                let _ = writeln!(out);
             }
             let _ = writeln!(out, "</details>\n");
         } else {
@@ -518,7 +536,27 @@ fn role_section(plan: &Plan, role: &RolePlan, folded: bool) -> String {
         let _ = writeln!(out, "<details><summary>policy diff</summary>\n\n```diff");
         for change in changes(role) {
             let _ = writeln!(out, "--- {}", change.title);
-            for (sign, line) in diff(&change) {
+            // Changed lines with one line of context; unchanged runs are elided.
+            let lines = diff(&change);
+            if lines.iter().all(|(sign, _)| *sign == '-') {
+                let _ = writeln!(out, "-(the whole policy, {} lines)", lines.len());
+                continue;
+            }
+            let near_change = |i: usize| {
+                lines[i.saturating_sub(1)..(i + 2).min(lines.len())]
+                    .iter()
+                    .any(|(sign, _)| *sign != ' ')
+            };
+            let mut elided = false;
+            for (i, (sign, line)) in lines.iter().enumerate() {
+                if *sign == ' ' && !near_change(i) {
+                    if !elided {
+                        let _ = writeln!(out, " …");
+                        elided = true;
+                    }
+                    continue;
+                }
+                elided = false;
                 let _ = writeln!(out, "{sign}{line}");
             }
         }
