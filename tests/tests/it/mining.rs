@@ -1189,3 +1189,89 @@ fn a_mining_run_killed_after_a_commit_or_mid_fold_counts_every_file_exactly_once
         assert_eq!(usage_of(&config), clean, "{point}");
     }
 }
+
+/// Hostile local input cannot stall mining or bloat it: a 1 GiB single-record log, a FIFO
+/// and a symlink to /dev/zero in the trail directory are each skipped with a located reason,
+/// the good records around them are counted, and whittle's peak memory (its `VmHWM`, read
+/// while it runs) stays under 100 MB.
+#[test]
+fn a_gib_record_a_fifo_and_dev_zero_are_skipped_in_bounded_memory() {
+    use std::io::Write as _;
+    let ws = Workspace::new();
+    let config = local_config(&ws);
+    let day = chrono::Utc::now().format("%Y-%m-%dT00:00:00Z").to_string();
+    let record = |id: &str| {
+        json!({"eventTime": day, "eventSource": "s3.amazonaws.com", "eventName": "GetObject", "eventID": id,
+        "userIdentity": {"type": "AssumedRole", "sessionContext": {"sessionIssuer": {"arn": "arn:aws:iam::1:role/r"}}}})
+        .to_string()
+    };
+    let trail = ws.path("trail");
+    std::fs::create_dir_all(&trail).expect("mkdir");
+    {
+        let file = std::fs::File::create(trail.join("huge.json")).expect("create");
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
+        write!(file, "{{\"Records\":[{},{{\"eventName\":\"Huge\",\"pad\":\"", record("before")).expect("write");
+        let chunk = vec![b'A'; 1 << 20];
+        for _ in 0..1024 {
+            file.write_all(&chunk).expect("write");
+        }
+        write!(file, "\"}},{}]}}", record("after")).expect("write");
+        file.flush().expect("flush");
+    }
+    let fifo = trail.join("stuck.json");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    std::os::unix::fs::symlink("/dev/zero", trail.join("zero.json")).expect("symlink");
+
+    let mut child = command(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        "mine",
+        "--no-progress",
+        "--from-dir",
+        trail.to_str().expect("utf-8"),
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("whittle");
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0u64;
+    let started = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("try_wait") {
+            break exit;
+        }
+        let hwm = std::fs::read_to_string(&status_file)
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .unwrap_or(0);
+        peak_kb = peak_kb.max(hwm);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "mining hangs (a FIFO read?)"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().expect("output");
+    let stderr = text(&out.stderr);
+    assert!(exit.success(), "{stderr}");
+    println!("peak memory mining a 1 GiB record: {} MB", peak_kb / 1024);
+    assert!(
+        peak_kb < 100 * 1024,
+        "peak memory {} MB while mining a 1 GiB record",
+        peak_kb / 1024
+    );
+    assert!(stderr.contains("record too large"), "{stderr}");
+    assert!(stderr.contains("stuck.json"), "the FIFO is named: {stderr}");
+    assert!(stderr.contains("zero.json"), "the device is named: {stderr}");
+    let role = usage(&config, "arn:aws:iam::1:role/r");
+    assert_eq!(role["actions"][0]["count"], 2, "{role:#}");
+}
