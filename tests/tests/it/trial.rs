@@ -408,9 +408,11 @@ async fn a_trial_set_to_resume_is_watched_to_its_end_after_a_restart() {
     let before = s.policies().await;
     s.trial_killed_at(&plan_id, "trial:applied");
     assert!(s.policies().await.1.is_some(), "the trial boundary is on");
+    // Live traffic during the window: the role is used (a quiet role would prove nothing).
+    assert!(s.workload(&emulator.url, false));
     let (mut daemon, log) = s.daemon("daemon.log", Some("Reconcile pass done"));
     let logged = std::fs::read_to_string(&log).expect("log");
-    assert!(logged.contains("resumed and passed"), "{logged}");
+    assert!(logged.contains("resumed and ended passed"), "{logged}");
     let status = status_json_as(&s.config, &s.admin_id, &s.admin_secret);
     assert_eq!(status["trials"][0]["status"], "passed", "{status:#}");
     assert_eq!(
