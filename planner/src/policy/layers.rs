@@ -27,6 +27,7 @@ use super::eval::{
     Context, Decision, Evaluation, Layer, NamedPolicy, Request, StatementRef, Truth,
     statement_matches,
 };
+use super::pattern::action_matches;
 use super::principal::{Caller, Named, not_principal_spares, principal_names};
 use super::rules::{
     RequiredPolicy, aws_owned_refusal, needs_no_permission, rcps_cover, resource_account,
@@ -829,4 +830,54 @@ fn verdict(
         reason,
         notes: Vec::new(),
     }
+}
+
+/// Whether the SCP `levels` (root first) close `action` to every request, and why: a level
+/// none of whose Allow statements names the action (whatever their resources and
+/// conditions), or a Deny naming it on every resource (`"Resource": "*"`) without a
+/// condition. The planner asks this of an action it would keep without evidence of use (the
+/// keep-list, permissions CloudTrail cannot show): one the organization closes grants
+/// nothing, so keeping it only widens the policy. Anything less certain is not closed.
+pub fn organization_closes(levels: &[Vec<NamedPolicy<'_>>], action: &str) -> Option<String> {
+    let names = |statement: &Statement| match (&statement.action, &statement.not_action) {
+        (Some(list), _) => list.iter().any(|p| action_matches(p, action)),
+        (None, Some(list)) => !list.iter().any(|p| action_matches(p, action)),
+        (None, None) => false,
+    };
+    for (level, policies) in levels.iter().enumerate() {
+        for policy in policies {
+            for (index, statement) in policy.document.statements().iter().enumerate() {
+                let everywhere = statement.not_resource.is_none()
+                    && statement
+                        .resource
+                        .as_ref()
+                        .is_none_or(|list| list.iter().any(|r| r == "*"));
+                if statement.effect == Effect::Deny
+                    && statement.condition.is_none()
+                    && everywhere
+                    && names(statement)
+                {
+                    let at = StatementRef::new(policy, index, statement, Layer::Scp);
+                    return Some(format!("{at} denies {action} everywhere"));
+                }
+            }
+        }
+        let allowed = policies.iter().any(|policy| {
+            policy
+                .document
+                .statements()
+                .iter()
+                .any(|s| s.effect == Effect::Allow && names(s))
+        });
+        if !allowed {
+            let names: Vec<&str> = policies.iter().map(|p| p.name).collect();
+            return Some(format!(
+                "no SCP at level {} of {} ({}) allows {action}",
+                level + 1,
+                levels.len(),
+                names.join(", ")
+            ));
+        }
+    }
+    None
 }

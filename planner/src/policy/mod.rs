@@ -30,5 +30,5 @@ pub use eval::{
     Context, Decision, Evaluation, Layer, NamedPolicy, Request, StatementRef, Truth, evaluate,
     named,
 };
-pub use layers::{AccessRequest, Policies, ResourcePolicies, decide};
+pub use layers::{AccessRequest, Policies, ResourcePolicies, decide, organization_closes};
 pub use principal::{Caller, CallerError};
