@@ -347,37 +347,97 @@ pub struct RotateArgs {
     pub format: OutputFormat,
 }
 
+/// Every policy layer of `whittle policy eval`, each with an example, for its --help.
+const POLICY_EVAL_HELP: &str = "\
+Layers (each flag takes JSON policy files; URL-encoded text as IAM returns it is accepted):
+  --identity FILE...         the principal's identity-based policies; none: it has no
+                             permissions (the root user needs none in its own account)
+      whittle policy eval --identity app.json --action s3:GetObject \\
+        --resource arn:aws:s3:::orders/2026/1.json
+  --boundary FILE...         the principal's permissions boundary: caps identity policies
+      whittle policy eval --identity app.json --boundary boundary.json \\
+        --action iam:CreateUser --resource arn:aws:iam::111122223333:user/new
+  --session-policy FILE...   session policies of a role or federated user session
+      whittle policy eval --principal arn:aws:sts::111122223333:assumed-role/app/ci \\
+        --identity app.json --session-policy narrow.json --action s3:PutObject \\
+        --resource arn:aws:s3:::orders/k --resource-account 111122223333
+  --resource-policy FILE...  the resource's policy: bucket, queue, key or trust policy;
+                             none: the resource has none (a KMS key or a role to assume
+                             then refuses everyone)
+      whittle policy eval --principal arn:aws:iam::111111111111:role/app \\
+        --identity app.json --resource-policy queue-policy.json \\
+        --action sqs:SendMessage --resource arn:aws:sqs:us-east-1:222222222222:orders
+  --scp FILE                 an SCP of the principal's account; repeat once per level,
+                             from the organization root down to the account (merge the
+                             SCPs of one level into one file)
+      whittle policy eval --identity app.json --scp root.json --scp ou.json \\
+        --scp account.json --action ec2:RunInstances --context aws:RequestedRegion=us-east-1
+  --rcp FILE                 an RCP of the resource's account, once per level likewise
+      whittle policy eval --principal arn:aws:iam::999999999999:user/partner \\
+        --identity partner.json --resource-policy bucket.json --rcp root-rcp.json \\
+        --action s3:GetObject --resource arn:aws:s3:::exchange/k \\
+        --resource-account 111122223333 --context aws:PrincipalOrgID=o-other
+
+Accounts: the principal's comes from --principal, the resource's from its ARN, or from
+--resource-account when the ARN has none (S3); unknown, it is taken to be the principal's.
+In different accounts, both the principal's policies and the resource's policy must allow.
+
+AWS's own rules come first: operations that need no permission (sts:GetCallerIdentity,
+sts:GetSessionToken) are Allowed, and changes to what AWS owns (AWS managed policies,
+service-linked roles, alias/aws/ KMS aliases) are ExplicitlyDenied, whatever the policies say.
+
+The JSON answer names the deciding layer (\"layer\": scp, rcp, resource, identity, boundary,
+session or aws), the deciding statements with their policy and layer, and notes on what was
+assumed or left out.";
+
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Decide one request against policy files with IAM's evaluation logic, like a local
-    /// `aws iam simulate-custom-policy`: prints Allowed, ImplicitlyDenied or ExplicitlyDenied
-    /// and the deciding statement (or DependsOnCondition with --partial-context).
+    /// Decide one request with IAM's whole evaluation logic, like a local
+    /// `aws iam simulate-custom-policy` that also knows resource-based policies, SCPs, RCPs,
+    /// session policies and cross-account requests: prints Allowed, ImplicitlyDenied or
+    /// ExplicitlyDenied, why, and the deciding statement and layer (or DependsOnCondition
+    /// with --partial-context).
     ///
     /// A condition key not given with --context is absent from the request, and IAM's rules
     /// for a missing key apply (StringEquals false, StringNotEquals true, ...IfExists true).
     /// Exits 0 whatever the decision, 1 when a file cannot be read or is not a valid policy.
-    #[command(
-        after_help = "Example:\n  whittle policy eval --identity app.json --boundary boundary.json \\\n    --action s3:GetObject --resource arn:aws:s3:::bucket/key \\\n    --context aws:SourceIp=10.1.2.3 --context aws:TagKeys=env --context aws:TagKeys=team"
-    )]
+    #[command(after_help = POLICY_EVAL_HELP)]
     Eval(PolicyEvalArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct PolicyEvalArgs {
-    /// An identity-based policy document (JSON; URL-encoded as IAM returns it is accepted).
-    #[arg(long = "identity", value_name = "FILE", required = true, num_args = 1..)]
+    /// An identity-based policy of the principal (zero or more).
+    #[arg(long = "identity", value_name = "FILE", num_args = 1..)]
     pub identity: Vec<PathBuf>,
     /// A permissions boundary document; the request must be allowed by it too.
     #[arg(long = "boundary", value_name = "FILE", num_args = 1..)]
     pub boundary: Vec<PathBuf>,
+    /// A session policy of the role or federated user session making the request.
+    #[arg(long = "session-policy", value_name = "FILE", num_args = 1..)]
+    pub session: Vec<PathBuf>,
+    /// A resource-based policy of the resource (bucket, queue, key or role trust policy).
+    #[arg(long = "resource-policy", value_name = "FILE", num_args = 1..)]
+    pub resource_policy: Vec<PathBuf>,
+    /// An SCP of the principal's account, one per level from the root to the account.
+    #[arg(long = "scp", value_name = "FILE")]
+    pub scp: Vec<PathBuf>,
+    /// An RCP of the resource's account, one per level from the root to the account.
+    #[arg(long = "rcp", value_name = "FILE")]
+    pub rcp: Vec<PathBuf>,
     /// The action, `service:Action` (any case).
     #[arg(long, value_name = "ACTION")]
     pub action: String,
     /// The resource ARN; `*` for actions without resource-level permissions.
     #[arg(long, value_name = "ARN", default_value = "*")]
     pub resource: String,
-    /// The calling principal's ARN; also sets aws:PrincipalArn, aws:PrincipalAccount and,
-    /// for an IAM user, aws:username (unless given with --context).
+    /// The resource's account, for an ARN that names none (S3 buckets and objects).
+    #[arg(long, value_name = "ACCOUNT")]
+    pub resource_account: Option<String>,
+    /// The calling principal: a user, role, assumed-role session, federated user or root
+    /// ARN, or a service (sns.amazonaws.com). Also sets aws:PrincipalArn (a session's role),
+    /// aws:PrincipalAccount, aws:PrincipalIsAWSService and, for an IAM user, aws:username
+    /// (unless given with --context).
     #[arg(long, value_name = "ARN")]
     pub principal: Option<String>,
     /// A condition key's value in the request; repeat a key for a multivalued key.

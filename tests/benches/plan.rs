@@ -148,8 +148,7 @@ fn main() {
                 policies,
                 &Evidence {
                     usage: Some(usage),
-                    last_accessed: &[],
-                    needed: &[],
+                    ..Evidence::default()
                 },
                 &settings,
                 catalog,

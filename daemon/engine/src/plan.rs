@@ -6,12 +6,15 @@
 //! undone by the reconcile pass (the role is restored to the snapshot); a rollback restores a
 //! snapshot the same way, by hand.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::json;
 use tracing::{info, warn};
 use whittle_planner::plan::{
     self, Evidence, PLAN_SCHEMA, Plan, PlanStatus, RolePlan, RolePolicies, RoleStatus, Settings,
 };
+use whittle_planner::policy::NamedPolicy;
 use whittle_planner::trail::format_time;
 use whittle_state::{JournalEntry, State};
 
@@ -28,6 +31,22 @@ use crate::time::new_id;
 pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow::Result<Plan> {
     let (config, state) = (&*engine.config, &*engine.state);
     let catalog = crate::iam_data::catalog(state.dir())?;
+    // The SCPs of each account's organization chain, read once per plan, before
+    // AWS is asked anything: a broken file stops the plan at once.
+    let organization = config
+        .planner
+        .organization(&config.base_dir)
+        .map_err(|e| anyhow::anyhow!("[planner.organization_policies]: {e}"))?;
+    let levels: BTreeMap<&str, Vec<Vec<NamedPolicy<'_>>>> = organization
+        .iter()
+        .map(|(account, files)| {
+            let levels = files
+                .iter()
+                .map(|(name, document)| vec![NamedPolicy { name, document }])
+                .collect();
+            (account.as_str(), levels)
+        })
+        .collect();
     let targets = crate::targets::targets(engine, only).await?;
     if targets.is_empty() {
         anyhow::bail!(
@@ -67,6 +86,9 @@ pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow:
                         usage: usage.as_ref().map(|u| &u.usage),
                         last_accessed: last.as_ref().map_or(&[], |l| l.services.as_slice()),
                         needed: &needed,
+                        organization: levels
+                            .get(target.account.as_str())
+                            .map_or(&[], Vec::as_slice),
                     },
                     &settings,
                     &catalog,

@@ -5,7 +5,9 @@
 //! - keep what is used: mined actions in the look-back window, actions IAM's last-accessed
 //!   data saw used, the configured keep-list, actions trials recorded as *needed*, and —
 //!   unless configured otherwise — permissions CloudTrail cannot show (`iam:PassRole`, KMS
-//!   calls AWS makes on the caller's behalf, the Lambda runtime's logging);
+//!   calls AWS makes on the caller's behalf, the Lambda runtime's logging); but not what the
+//!   organization's SCPs close to the role's account (`Evidence::organization`): a kept
+//!   permission that can never be used only widens the policy;
 //! - never add: a kept action keeps at most the resources and conditions it had;
 //! - keep every `Deny` statement verbatim, and every `Condition` on the statements that stay;
 //! - explicit action lists, grouped by identical resource sets, sorted: the same inputs give
@@ -29,7 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{AccessLevel, Catalog};
 use crate::policy::{
-    Context, Decision, Effect, OneOrMany, PolicyDocument, Request, Statement, evaluate, named,
+    Context, Decision, Effect, NamedPolicy, OneOrMany, PolicyDocument, Request, Statement,
+    evaluate, named, organization_closes,
 };
 use crate::trail::format_time;
 use crate::usage::{PrincipalUsage, ServiceLastAccessed};
@@ -147,6 +150,9 @@ pub struct Evidence<'a> {
     pub last_accessed: &'a [ServiceLastAccessed],
     /// Actions failed trials recorded as needed.
     pub needed: &'a [String],
+    /// The SCPs of the role's account, one list per level from the organization root down
+    /// (`[planner.organization_policies]`); empty when not configured.
+    pub organization: &'a [Vec<NamedPolicy<'a>>],
 }
 
 /// The `[planner]` settings, and the time of planning.
@@ -552,10 +558,26 @@ pub fn propose(
             }
         }
     }
+    // An action kept without evidence of use that the organization's SCPs close grants
+    // nothing: it is not kept, and the plan says so.
+    let mut closed = |action: &str, why: &str| -> bool {
+        match organization_closes(evidence.organization, action) {
+            Some(reason) => {
+                notes.push(format!(
+                    "`{action}` is not kept ({why}): {reason}, so it grants nothing"
+                ));
+                true
+            }
+            None => false,
+        }
+    };
     for pattern in &settings.keep {
         for id in catalog.expand(pattern) {
             let name = &catalog.action(id).name;
-            if granted.contains(name) {
+            if granted.contains(name)
+                && !kept.contains_key(name)
+                && !closed(name, &format!("[planner] keep `{pattern}`"))
+            {
                 keep(
                     &mut kept,
                     name,
@@ -567,7 +589,10 @@ pub fn propose(
     }
     if settings.keep_unobservable {
         for (action, why) in UNOBSERVABLE {
-            if granted.contains(*action) {
+            if granted.contains(*action)
+                && !kept.contains_key(*action)
+                && !closed(action, "unobservable")
+            {
                 keep(
                     &mut kept,
                     action,

@@ -62,8 +62,7 @@ fn plan_for(current: &RolePolicies, usage: &PrincipalUsage, settings: &Settings)
         current,
         &Evidence {
             usage: Some(usage),
-            last_accessed: &[],
-            needed: &[],
+            ..Evidence::default()
         },
         settings,
         Catalog::embedded(),
@@ -250,6 +249,7 @@ fn unobservable_keep_list_needed_and_last_accessed_actions_stay_with_their_reaso
             usage: Some(&used),
             last_accessed: &last_accessed,
             needed: &needed,
+            ..Evidence::default()
         },
         &settings,
         Catalog::embedded(),
@@ -298,7 +298,7 @@ fn service_level_last_accessed_keeps_the_service_unless_the_trail_explains_it() 
         &Evidence {
             usage: Some(&used),
             last_accessed: &last_accessed,
-            needed: &[],
+            ..Evidence::default()
         },
         &settings(),
         Catalog::embedded(),
@@ -563,4 +563,90 @@ fn plans_render_in_every_format() {
     let json = serde_json::to_string(&plan).expect("serializes");
     let back: Plan = serde_json::from_str(&json).expect("reads back");
     assert_eq!(back, plan);
+}
+
+/// What the organization's SCPs close to the role's account is not kept for lack of
+/// evidence (keep-list, unobservable): it could never be used. A conditional deny, or a
+/// deny on some resources only, closes nothing.
+#[test]
+fn what_the_scps_close_is_not_kept_without_evidence() {
+    let current = role(
+        &[(
+            "app",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","iam:PassRole","kms:Decrypt","kms:GenerateDataKey","ssm:GetParameter"],"Resource":"*"}]}"#,
+        )],
+        &[],
+    );
+    let used = usage(&[("s3:GetObject", 30, &["arn:aws:s3:::orders/a.json"])]);
+    let root = PolicyDocument::parse(
+        r#"{"Version":"2012-10-17","Statement":[{"Sid":"FullAWSAccess","Effect":"Allow","Action":"*","Resource":"*"},{"Sid":"NoPassRole","Effect":"Deny","Action":"iam:PassRole","Resource":"*"},{"Sid":"OnlyEncrypted","Effect":"Deny","Action":"kms:GenerateDataKey","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"false"}}}]}"#,
+    )
+    .expect("root SCP");
+    let ou = PolicyDocument::parse(
+        r#"{"Version":"2012-10-17","Statement":[{"Sid":"Workloads","Effect":"Allow","Action":["s3:*","kms:*","iam:*"],"Resource":"*"}]}"#,
+    )
+    .expect("OU SCP");
+    let levels = vec![
+        vec![NamedPolicy {
+            name: "root.json",
+            document: &root,
+        }],
+        vec![NamedPolicy {
+            name: "ou.json",
+            document: &ou,
+        }],
+    ];
+    let mut settings = settings();
+    settings.keep = vec!["ssm:GetParameter".to_owned()];
+    let propose_with = |organization: &[Vec<NamedPolicy<'_>>]| {
+        propose(
+            &current,
+            &Evidence {
+                usage: Some(&used),
+                organization,
+                ..Evidence::default()
+            },
+            &settings,
+            Catalog::embedded(),
+        )
+    };
+    let kept =
+        |plan: &RolePlan| -> Vec<String> { plan.kept.iter().map(|k| k.action.clone()).collect() };
+
+    let without = propose_with(&[]);
+    assert_eq!(
+        kept(&without),
+        [
+            "iam:PassRole",
+            "kms:Decrypt",
+            "kms:GenerateDataKey",
+            "s3:GetObject",
+            "ssm:GetParameter"
+        ]
+    );
+
+    let with = propose_with(&levels);
+    assert_eq!(
+        kept(&with),
+        ["kms:Decrypt", "kms:GenerateDataKey", "s3:GetObject"]
+    );
+    assert!(
+        with.notes.contains(&"`iam:PassRole` is not kept (unobservable): SCP root.json statement 1 (Sid NoPassRole) denies iam:PassRole everywhere, so it grants nothing".to_owned()),
+        "{:#?}",
+        with.notes
+    );
+    assert!(
+        with.notes.contains(&"`ssm:GetParameter` is not kept ([planner] keep `ssm:GetParameter`): no SCP at level 2 of 2 (ou.json) allows ssm:GetParameter, so it grants nothing".to_owned()),
+        "{:#?}",
+        with.notes
+    );
+    assert!(
+        with.removed.iter().any(|r| r.action == "iam:PassRole"),
+        "{:#?}",
+        with.removed
+    );
+    assert_eq!(
+        decide(&with, "iam:PassRole", "arn:aws:iam::123456789012:role/x"),
+        Decision::ImplicitlyDenied
+    );
 }

@@ -153,6 +153,93 @@ fn evaluation_scenarios() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Today's identity-and-boundary scenarios give the same decisions through the full
+/// evaluator when the resource's side is left out (except those that put a resource policy
+/// among the identity policies, which the full evaluator refuses to mix up).
+#[test]
+fn the_full_evaluator_agrees_on_identity_and_boundary_scenarios() {
+    use super::layers::{AccessRequest, Policies, ResourcePolicies, decide};
+    use super::principal::Caller;
+
+    let cases: Cases = toml::from_str(EVALUATION).expect("evaluation.toml parses");
+    let mut compared = 0;
+    let mut failures = Vec::new();
+    for scenario in &cases.scenario {
+        let parse = |texts: &[String]| -> Vec<PolicyDocument> {
+            texts
+                .iter()
+                .map(|t| PolicyDocument::parse(t).expect("parses"))
+                .collect()
+        };
+        let identity = parse(&scenario.identity);
+        if identity.iter().any(|d| d.check_identity_policy().is_err()) {
+            continue;
+        }
+        let boundary = parse(&scenario.boundary);
+        let name = |i: usize| format!("policy{i}");
+        let names: Vec<String> = (0..identity.len().max(boundary.len())).map(name).collect();
+        fn named<'a>(docs: &'a [PolicyDocument], names: &'a [String]) -> Vec<NamedPolicy<'a>> {
+            docs.iter()
+                .zip(names)
+                .map(|(document, name)| NamedPolicy { name, document })
+                .collect()
+        }
+        let mut context = if scenario.partial {
+            Context::partial()
+        } else {
+            Context::complete()
+        };
+        for (key, values) in &scenario.context {
+            for value in values {
+                context.insert(key, value);
+            }
+        }
+        let caller = Caller::parse_optional(scenario.principal.as_deref()).expect("principal");
+        if let Some(principal) = &scenario.principal {
+            context = context.with_principal(principal);
+        }
+        let old_identity = named(&identity, &names);
+        let old_boundary = named(&boundary, &names);
+        let policies = Policies {
+            identity: named(&identity, &names),
+            boundary: named(&boundary, &names),
+            resource: ResourcePolicies::NotConsidered,
+            ..Policies::default()
+        };
+        for [action, resource, _] in &scenario.checks {
+            compared += 1;
+            let old = evaluate(
+                &old_identity,
+                &old_boundary,
+                &Request {
+                    action,
+                    resource,
+                    principal: scenario.principal.as_deref(),
+                    context: &context,
+                },
+            );
+            let new = decide(
+                &policies,
+                &AccessRequest {
+                    action,
+                    resource,
+                    caller: &caller,
+                    resource_account: None,
+                    context: &context,
+                },
+            );
+            if old.decision != new.decision {
+                failures.push(format!(
+                    "{}: {action} on {resource}: {} before, {} now ({})",
+                    scenario.name, old.decision, new.decision, new.reason
+                ));
+            }
+        }
+    }
+    assert!(compared >= 100, "only {compared} compared");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn the_deciding_statement_is_named() {
     let document = PolicyDocument::parse(
@@ -186,4 +273,217 @@ fn the_deciding_statement_is_named() {
     let allowed = ask("arn:aws:s3:::public/k");
     assert_eq!(allowed.deciding[0].sid.as_deref(), Some("Read"));
     assert_eq!(allowed.reason, "allowed by app.json statement 0 (Sid Read)");
+}
+
+/// `testdata/layers.toml`: whole requests through every layer, written from AWS's
+/// evaluation-logic pages and examples; each scenario cites the page it comes from.
+mod layers {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    use crate::policy::document::{PolicyDocument, PolicyKind};
+    use crate::policy::eval::{Context, NamedPolicy};
+    use crate::policy::layers::{AccessRequest, Policies, ResourcePolicies, decide};
+    use crate::policy::principal::Caller;
+
+    const LAYERS: &str = include_str!("testdata/layers.toml");
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Cases {
+        scenario: Vec<Scenario>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Scenario {
+        name: String,
+        /// The AWS documentation page the scenario is written from.
+        source: String,
+        #[serde(default)]
+        principal: Option<String>,
+        #[serde(default)]
+        resource_account: Option<String>,
+        #[serde(default)]
+        identity: Vec<String>,
+        #[serde(default)]
+        boundary: Vec<String>,
+        #[serde(default)]
+        session: Vec<String>,
+        /// The resource's policies; absent, the resource has none.
+        #[serde(default)]
+        resource: Vec<String>,
+        /// True: the resource's policies are left out (the planner's question).
+        #[serde(default)]
+        resource_not_considered: bool,
+        /// One list of policies per level, from the organization root to the account.
+        #[serde(default)]
+        scp: Vec<Vec<String>>,
+        #[serde(default)]
+        rcp: Vec<Vec<String>>,
+        #[serde(default)]
+        context: BTreeMap<String, Vec<String>>,
+        #[serde(default)]
+        partial: bool,
+        /// [action, resource, decision, deciding layer or "-"].
+        checks: Vec<[String; 4]>,
+    }
+
+    fn parse(
+        scenario: &str,
+        what: &str,
+        texts: &[String],
+        kind: Option<PolicyKind>,
+    ) -> Vec<PolicyDocument> {
+        texts
+            .iter()
+            .map(|text| {
+                let doc = PolicyDocument::parse(text)
+                    .unwrap_or_else(|e| panic!("{scenario}: {what} policy: {e}"));
+                match kind {
+                    Some(kind) => doc.check_kind(kind),
+                    None => doc.check_identity_policy(),
+                }
+                .unwrap_or_else(|e| panic!("{scenario}: {what} policy: {e}"));
+                doc
+            })
+            .collect()
+    }
+
+    fn named<'a>(docs: &'a [PolicyDocument], names: &'a [String]) -> Vec<NamedPolicy<'a>> {
+        docs.iter()
+            .zip(names)
+            .map(|(document, name)| NamedPolicy { name, document })
+            .collect()
+    }
+
+    fn labels(prefix: &str, count: usize) -> Vec<String> {
+        (0..count).map(|i| format!("{prefix}{i}")).collect()
+    }
+
+    #[test]
+    fn layered_scenarios_from_the_aws_documentation() {
+        let cases: Cases = toml::from_str(LAYERS).expect("layers.toml parses");
+        let mut failures = Vec::new();
+        let mut count = 0;
+        for scenario in &cases.scenario {
+            let name = scenario.name.as_str();
+            assert!(
+                scenario.source.starts_with("https://docs.aws.amazon.com/"),
+                "{name}: the source must be an AWS documentation page"
+            );
+            let identity = parse(name, "identity", &scenario.identity, None);
+            let boundary = parse(name, "boundary", &scenario.boundary, None);
+            let session = parse(name, "session", &scenario.session, None);
+            let resource = parse(
+                name,
+                "resource",
+                &scenario.resource,
+                Some(PolicyKind::Resource),
+            );
+            let scp: Vec<Vec<PolicyDocument>> = scenario
+                .scp
+                .iter()
+                .map(|level| parse(name, "scp", level, Some(PolicyKind::ServiceControl)))
+                .collect();
+            let rcp: Vec<Vec<PolicyDocument>> = scenario
+                .rcp
+                .iter()
+                .map(|level| parse(name, "rcp", level, Some(PolicyKind::ResourceControl)))
+                .collect();
+            let identity_names = labels("identity", identity.len());
+            let boundary_names = labels("boundary", boundary.len());
+            let session_names = labels("session", session.len());
+            let resource_names = labels("resource", resource.len());
+            let scp_names: Vec<Vec<String>> = scp
+                .iter()
+                .enumerate()
+                .map(|(level, docs)| labels(&format!("scp{level}."), docs.len()))
+                .collect();
+            let rcp_names: Vec<Vec<String>> = rcp
+                .iter()
+                .enumerate()
+                .map(|(level, docs)| labels(&format!("rcp{level}."), docs.len()))
+                .collect();
+            let policies = Policies {
+                identity: named(&identity, &identity_names),
+                boundary: named(&boundary, &boundary_names),
+                session: named(&session, &session_names),
+                resource: if scenario.resource_not_considered {
+                    ResourcePolicies::NotConsidered
+                } else {
+                    ResourcePolicies::Known(named(&resource, &resource_names))
+                },
+                scp: scp
+                    .iter()
+                    .zip(&scp_names)
+                    .map(|(docs, names)| named(docs, names))
+                    .collect(),
+                rcp: rcp
+                    .iter()
+                    .zip(&rcp_names)
+                    .map(|(docs, names)| named(docs, names))
+                    .collect(),
+            };
+            let caller = Caller::parse_optional(scenario.principal.as_deref())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            for [action, resource, expected, layer] in &scenario.checks {
+                count += 1;
+                let mut context = if scenario.partial {
+                    Context::partial()
+                } else {
+                    Context::complete()
+                };
+                for (key, values) in &scenario.context {
+                    for value in values {
+                        context.insert(key, value);
+                    }
+                }
+                context = context.with_caller(&caller);
+                let resource_account = crate::policy::rules::resource_account(resource)
+                    .or(scenario.resource_account.as_deref());
+                if let Some(account) = resource_account.or(caller.account()) {
+                    context = context.with_resource_account(account);
+                }
+                let evaluation = decide(
+                    &policies,
+                    &AccessRequest {
+                        action,
+                        resource,
+                        caller: &caller,
+                        resource_account: scenario.resource_account.as_deref(),
+                        context: &context,
+                    },
+                );
+                let got_layer = evaluation
+                    .layer
+                    .map_or_else(|| "-".to_owned(), |l| l.to_string());
+                if evaluation.decision.to_string() != *expected || got_layer != *layer {
+                    failures.push(format!(
+                        "{name}: {action} on {resource}: expected {expected} ({layer}), got {} ({got_layer}): {}",
+                        evaluation.decision, evaluation.reason
+                    ));
+                }
+                // Every decision names what decided it: a statement, or AWS's own rule.
+                let named = !evaluation.deciding.is_empty()
+                    || !evaluation.undecided.is_empty()
+                    || evaluation.decision.to_string() == "ImplicitlyDenied"
+                    || got_layer == "aws"
+                    || evaluation.reason.contains("root user");
+                if !named {
+                    failures.push(format!(
+                        "{name}: {action} on {resource}: no deciding statement named"
+                    ));
+                }
+            }
+        }
+        assert!(count >= 300, "only {count} layered checks");
+        assert!(
+            failures.is_empty(),
+            "{} failures:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
 }

@@ -328,6 +328,68 @@ impl PolicyDocument {
     }
 }
 
+/// The kind of policy a document is checked as, for the elements IAM allows in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// A resource-based policy (bucket, key, queue policy) or a role's trust policy.
+    Resource,
+    /// An Organizations service control policy.
+    ServiceControl,
+    /// An Organizations resource control policy.
+    ResourceControl,
+}
+
+impl PolicyDocument {
+    /// Checks what AWS requires of a policy of `kind`: a resource-based policy names whom
+    /// each statement is about (`Principal`, or `NotPrincipal` in a Deny); an SCP names no
+    /// principal (it applies to the account's principals); an RCP's principal is `"*"`
+    /// (AWS Organizations User Guide, "SCP syntax" and "RCP syntax").
+    pub fn check_kind(&self, kind: PolicyKind) -> Result<(), PolicyError> {
+        for (i, s) in self.statements().iter().enumerate() {
+            let path = format!("Statement[{i}]");
+            match kind {
+                PolicyKind::Resource => {
+                    if s.principal.is_none() && s.not_principal.is_none() {
+                        return Err(invalid(
+                            &path,
+                            "a resource-based policy statement needs Principal (or NotPrincipal in a Deny)",
+                        ));
+                    }
+                    if s.not_principal.is_some() && s.effect == Effect::Allow {
+                        return Err(invalid(
+                            &path,
+                            "NotPrincipal works only with \"Effect\": \"Deny\"",
+                        ));
+                    }
+                }
+                PolicyKind::ServiceControl => {
+                    if s.principal.is_some() || s.not_principal.is_some() {
+                        return Err(invalid(&path, "an SCP cannot name a Principal"));
+                    }
+                }
+                PolicyKind::ResourceControl => {
+                    if s.not_principal.is_some() {
+                        return Err(invalid(&path, "an RCP cannot use NotPrincipal"));
+                    }
+                    let any = match &s.principal {
+                        None | Some(Principal::Any(_)) => true,
+                        Some(Principal::Map(map)) => {
+                            map.len() == 1
+                                && map
+                                    .get("AWS")
+                                    .is_some_and(|ids| ids.iter().all(|id| id == "*"))
+                        }
+                    };
+                    if !any {
+                        return Err(invalid(&path, "an RCP's Principal can only be \"*\""));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn string(value: &Value, path: &str) -> Result<String, PolicyError> {
     value
         .as_str()
@@ -438,8 +500,12 @@ fn parse_resources(value: &Value, path: &str) -> Result<OneOrMany<String>, Polic
         if resource == "*" {
             continue;
         }
+        // An incomplete ARN (`arn:aws:sqs`) is valid: AWS completes it with `*` in every
+        // missing field ("IAM ARNs"), which the evaluator does when it matches. Only the
+        // partition and, when present, the service must be named.
         let parts: Vec<&str> = resource.splitn(6, ':').collect();
-        if parts.len() < 6 || parts[0] != "arn" || parts[1].is_empty() || parts[2].is_empty() {
+        let named = |i: usize| parts.get(i).is_none_or(|part| !part.is_empty());
+        if parts[0] != "arn" || parts.len() < 2 || !named(1) || !named(2) {
             return Err(invalid(
                 path,
                 format!(
@@ -638,8 +704,12 @@ mod tests {
                 "Statement[0].Action[1]: must be a string",
             ),
             (
-                r#"{"Statement":{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:bucket"}}"#,
-                "`arn:aws:s3:bucket` is not an ARN",
+                r#"{"Statement":{"Effect":"Allow","Action":"s3:GetObject","Resource":"aws:s3:::bucket"}}"#,
+                "`aws:s3:::bucket` is not an ARN",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn::s3:::bucket"}}"#,
+                "`arn::s3:::bucket` is not an ARN",
             ),
             (
                 r#"{"Statement":{"Effect":"Allow","Action":"s3:GetObject","Resource":"*","Condition":{"StringEqualz":{"a":"b"}}}}"#,
@@ -697,6 +767,51 @@ mod tests {
                 .expect_err("no resource")
                 .to_string()
                 .contains("needs Resource")
+        );
+    }
+
+    #[test]
+    fn policy_kinds_check_their_principals() {
+        let check = |text: &str, kind| {
+            PolicyDocument::parse(text)
+                .expect("parses")
+                .check_kind(kind)
+                .map_err(|e| e.to_string())
+        };
+        let bucket = r#"{"Statement":{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}}"#;
+        assert_eq!(check(bucket, PolicyKind::Resource), Ok(()));
+        assert!(
+            check(bucket, PolicyKind::ServiceControl)
+                .expect_err("principal")
+                .contains("an SCP cannot name a Principal")
+        );
+        assert!(
+            check(bucket, PolicyKind::ResourceControl)
+                .expect_err("principal")
+                .contains("can only be")
+        );
+        let anyone =
+            r#"{"Statement":{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*"}}"#;
+        assert_eq!(check(anyone, PolicyKind::ResourceControl), Ok(()));
+        let plain = r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#;
+        assert_eq!(check(plain, PolicyKind::ServiceControl), Ok(()));
+        assert!(
+            check(plain, PolicyKind::Resource)
+                .expect_err("no principal")
+                .contains("needs Principal")
+        );
+        let allow_not = r#"{"Statement":{"Effect":"Allow","NotPrincipal":{"AWS":"111122223333"},"Action":"s3:*","Resource":"*"}}"#;
+        assert!(
+            check(allow_not, PolicyKind::Resource)
+                .expect_err("NotPrincipal allow")
+                .contains("only with")
+        );
+    }
+
+    #[test]
+    fn incomplete_arns_are_resources() {
+        round_trip(
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"sqs:SendMessage","Resource":["arn:aws:sqs","arn:aws:sns:us-east-1","arn:aws"]}}"#,
         );
     }
 

@@ -21,7 +21,7 @@ use serde::Serialize;
 use super::document::{
     ConditionBlock, ConditionValue, Effect, PolicyDocument, Principal, Statement, split_operator,
 };
-use super::pattern::{action_matches, arn_matches, expand_matches};
+use super::pattern::{action_matches, arn_matches, expand_matches, resource_matches};
 
 /// A three-valued truth, for conditions whose keys the caller may not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,11 +62,11 @@ impl Truth {
         }
     }
 
-    fn any(items: impl IntoIterator<Item = Truth>) -> Truth {
+    pub(crate) fn any(items: impl IntoIterator<Item = Truth>) -> Truth {
         items.into_iter().fold(Truth::False, Truth::or)
     }
 
-    fn all(items: impl IntoIterator<Item = Truth>) -> Truth {
+    pub(crate) fn all(items: impl IntoIterator<Item = Truth>) -> Truth {
         items.into_iter().fold(Truth::True, Truth::and)
     }
 }
@@ -178,6 +178,59 @@ impl fmt::Display for Decision {
     }
 }
 
+/// The kind of policy a statement sits in, and so the part it plays in a decision
+/// (`reference_policies_evaluation-logic_policy-eval-denyallow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    /// An Organizations resource control policy of the resource's account: it never grants,
+    /// and every level from the root to the account must allow.
+    Rcp,
+    /// An Organizations service control policy of the principal's account: the same, for
+    /// the principal.
+    Scp,
+    /// The resource's own policy (a bucket or key policy, a role's trust policy).
+    Resource,
+    /// The principal's identity-based policies.
+    Identity,
+    /// The principal's permissions boundary: it never grants, it caps identity policies.
+    Boundary,
+    /// The session policies passed when the session was created.
+    Session,
+    /// A rule AWS applies whatever the policies say (an operation that needs no
+    /// permission, a resource AWS owns).
+    Aws,
+}
+
+impl Layer {
+    /// The name people use for the layer, in sentences.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Layer::Rcp => "resource control policy (RCP)",
+            Layer::Scp => "service control policy (SCP)",
+            Layer::Resource => "resource-based policy",
+            Layer::Identity => "identity-based policy",
+            Layer::Boundary => "permissions boundary",
+            Layer::Session => "session policy",
+            Layer::Aws => "AWS rule",
+        }
+    }
+}
+
+impl fmt::Display for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Layer::Rcp => "rcp",
+            Layer::Scp => "scp",
+            Layer::Resource => "resource",
+            Layer::Identity => "identity",
+            Layer::Boundary => "boundary",
+            Layer::Session => "session",
+            Layer::Aws => "aws",
+        })
+    }
+}
+
 /// A statement, located.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StatementRef {
@@ -187,22 +240,44 @@ pub struct StatementRef {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
     pub effect: String,
-    /// True when the statement is in the permissions boundary.
+    /// True when the statement is in the permissions boundary (kept beside `layer` for
+    /// readers of the first JSON shape).
     pub boundary: bool,
+    /// The kind of policy the statement is in.
+    pub layer: Layer,
+}
+
+impl StatementRef {
+    pub(crate) fn new(
+        policy: &NamedPolicy<'_>,
+        index: usize,
+        statement: &Statement,
+        layer: Layer,
+    ) -> StatementRef {
+        StatementRef {
+            policy: policy.name.to_owned(),
+            index,
+            sid: statement.sid.clone(),
+            effect: statement.effect.to_string(),
+            boundary: layer == Layer::Boundary,
+            layer,
+        }
+    }
 }
 
 impl fmt::Display for StatementRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} statement {}",
-            if self.boundary {
-                format!("boundary {}", self.policy)
-            } else {
-                self.policy.clone()
-            },
-            self.index
-        )?;
+        match self.layer {
+            // Identity policies are the common case and read best by their name alone.
+            Layer::Identity => {}
+            Layer::Boundary => f.write_str("boundary ")?,
+            Layer::Session => f.write_str("session policy ")?,
+            Layer::Resource => f.write_str("resource policy ")?,
+            Layer::Scp => f.write_str("SCP ")?,
+            Layer::Rcp => f.write_str("RCP ")?,
+            Layer::Aws => f.write_str("AWS ")?,
+        }
+        write!(f, "{} statement {}", self.policy, self.index)?;
         if let Some(sid) = &self.sid {
             write!(f, " (Sid {sid})")?;
         }
@@ -221,12 +296,19 @@ pub fn named(docs: &[(String, PolicyDocument)]) -> Vec<NamedPolicy<'_>> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Evaluation {
     pub decision: Decision,
+    /// The layer that decided: the one that denied (explicitly, or by allowing nothing), or
+    /// the one that granted an allowed request. None when conditions left it undecided.
+    pub layer: Option<Layer>,
     /// The statements that decided: the explicit Deny, or the Allow(s) that allowed.
     pub deciding: Vec<StatementRef>,
     /// Statements that would change the answer but whose conditions could not be decided.
     pub undecided: Vec<StatementRef>,
     /// One sentence for a person.
     pub reason: String,
+    /// What the evaluation assumed or left out (a resource account taken to be the
+    /// principal's, SCPs that do not apply to a service-linked role, ...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Decides `request` against `identity` policies and, when not empty, the permissions
@@ -247,21 +329,22 @@ pub fn evaluate(
                 if applies == Truth::False {
                     continue;
                 }
-                let at = StatementRef {
-                    policy: policy.name.to_owned(),
-                    index,
-                    sid: statement.sid.clone(),
-                    effect: statement.effect.to_string(),
-                    boundary: is_boundary,
+                let layer = if is_boundary {
+                    Layer::Boundary
+                } else {
+                    Layer::Identity
                 };
+                let at = StatementRef::new(policy, index, statement, layer);
                 match (statement.effect, applies) {
                     (Effect::Deny, Truth::True) => {
                         let reason = format!("explicitly denied by {at}");
                         return Evaluation {
                             decision: Decision::ExplicitlyDenied,
+                            layer: Some(layer),
                             deciding: vec![at],
                             undecided: Vec::new(),
                             reason,
+                            notes: Vec::new(),
                         };
                     }
                     (Effect::Deny, _) => deny_unknown.push(at),
@@ -301,17 +384,21 @@ pub fn evaluate(
     if by_identity == Truth::False {
         return Evaluation {
             decision: Decision::ImplicitlyDenied,
+            layer: Some(Layer::Identity),
             deciding: Vec::new(),
             undecided: Vec::new(),
             reason: format!("no identity-policy statement allows {what}"),
+            notes: Vec::new(),
         };
     }
     if by_boundary == Truth::False {
         return Evaluation {
             decision: Decision::ImplicitlyDenied,
+            layer: Some(Layer::Boundary),
             deciding: Vec::new(),
             undecided: Vec::new(),
             reason: format!("the permissions boundary does not allow {what}"),
+            notes: Vec::new(),
         };
     }
     let denied = if deny_unknown.is_empty() {
@@ -332,9 +419,11 @@ pub fn evaluate(
         );
         return Evaluation {
             decision: Decision::Allowed,
+            layer: Some(Layer::Identity),
             deciding,
             undecided: Vec::new(),
             reason,
+            notes: Vec::new(),
         };
     }
     let mut undecided = deny_unknown;
@@ -354,19 +443,21 @@ pub fn evaluate(
     );
     Evaluation {
         decision: Decision::DependsOnCondition,
+        layer: None,
         deciding: Vec::new(),
         undecided,
         reason,
+        notes: Vec::new(),
     }
 }
 
-/// Whether `statement` applies to `request` (its effect aside).
+/// Whether `statement` applies to `request` (its effect aside), matching `Principal` and
+/// `NotPrincipal` the simple way: the caller's ARN, its account, or `*`.
 pub fn statement_applies(
     statement: &Statement,
     document: &PolicyDocument,
     request: &Request<'_>,
 ) -> Truth {
-    let variables = document.resolves_variables();
     if let Some(principal) = &statement.principal
         && !principal_matches(principal, request.principal)
     {
@@ -377,6 +468,17 @@ pub fn statement_applies(
     {
         return Truth::False;
     }
+    statement_matches(statement, document, request)
+}
+
+/// Whether `statement`'s action, resource and condition match `request`; its principal
+/// elements are the caller's to judge.
+pub(crate) fn statement_matches(
+    statement: &Statement,
+    document: &PolicyDocument,
+    request: &Request<'_>,
+) -> Truth {
+    let variables = document.resolves_variables();
     let action = match (&statement.action, &statement.not_action) {
         (Some(list), _) => list.iter().any(|p| action_matches(p, request.action)),
         (None, Some(list)) => !list.iter().any(|p| action_matches(p, request.action)),
@@ -388,11 +490,11 @@ pub fn statement_applies(
     let resource = match (&statement.resource, &statement.not_resource) {
         (Some(list), _) => Truth::any(
             list.iter()
-                .map(|p| arn_matches(p, request.resource, request.context, variables)),
+                .map(|p| resource_matches(p, request.resource, request.context, variables)),
         ),
         (None, Some(list)) => Truth::any(
             list.iter()
-                .map(|p| arn_matches(p, request.resource, request.context, variables)),
+                .map(|p| resource_matches(p, request.resource, request.context, variables)),
         )
         .negate(),
         // Resource-less statements (trust policies) apply to the resource they sit on.

@@ -219,6 +219,24 @@ pub(crate) fn arn_matches(pattern: &str, arn: &str, context: &Context, variables
     result
 }
 
+/// Matches a `Resource` / `NotResource` pattern against the request's resource. An
+/// incomplete ARN (fewer than six fields, such as `arn:aws:sqs`) is completed with `*` in
+/// every missing field first, as AWS does ("IAM ARNs": incomplete ARNs in identity-based
+/// policies): `arn:aws:sqs` is `arn:aws:sqs:*:*:*`, every queue everywhere.
+pub(crate) fn resource_matches(
+    pattern: &str,
+    arn: &str,
+    context: &Context,
+    variables: bool,
+) -> Truth {
+    let fields = pattern.splitn(6, ':').count();
+    if pattern.starts_with("arn:") && fields < 6 {
+        let completed = format!("{pattern}{}", ":*".repeat(6 - fields));
+        return arn_matches(&completed, arn, context, variables);
+    }
+    arn_matches(pattern, arn, context, variables)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,5 +336,49 @@ mod tests {
         );
         assert_eq!(m("*", "anything"), Truth::True);
         assert_eq!(m("arn:aws:s3:::b", "*"), Truth::False);
+    }
+
+    #[test]
+    fn incomplete_resource_arns_are_completed_with_wildcards() {
+        let c = ctx(&[]);
+        let r = |p: &str, a: &str| resource_matches(p, a, &c, true);
+        assert_eq!(
+            r("arn:aws:sqs", "arn:aws:sqs:eu-west-1:111122223333:q"),
+            Truth::True
+        );
+        assert_eq!(
+            r("arn:aws:sqs", "arn:aws:sns:eu-west-1:111122223333:t"),
+            Truth::False
+        );
+        assert_eq!(
+            r(
+                "arn:aws:sqs:eu-west-1",
+                "arn:aws:sqs:eu-west-1:111122223333:q"
+            ),
+            Truth::True
+        );
+        assert_eq!(
+            r(
+                "arn:aws:sqs:eu-west-1",
+                "arn:aws:sqs:us-east-1:111122223333:q"
+            ),
+            Truth::False
+        );
+        assert_eq!(r("arn:aws:s3", "arn:aws:s3:::bucket/a:b"), Truth::True);
+        // A complete ARN is matched as it is, and the request's own ARN is never padded.
+        assert_eq!(
+            r("arn:aws:sqs:*:*:q", "arn:aws:sqs:eu-west-1:1:q"),
+            Truth::True
+        );
+        assert_eq!(r("arn:aws:sqs:*:*:*", "arn:aws:sqs"), Truth::False);
+        // Only `Resource` is completed: an ARN condition compares as written.
+        assert_eq!(
+            m_cond("arn:aws:sqs", "arn:aws:sqs:eu-west-1:1:q"),
+            Truth::False
+        );
+    }
+
+    fn m_cond(pattern: &str, arn: &str) -> Truth {
+        arn_matches(pattern, arn, &ctx(&[]), true)
     }
 }

@@ -330,6 +330,323 @@ fn policy_eval_decides_like_iam_and_names_the_deciding_statement() {
     }
 }
 
+/// The requests that IAM's evaluation logic decides differently from identity policies
+/// alone: each answer is what AWS answers.
+#[test]
+fn policy_eval_answers_as_aws_where_identity_policies_alone_mislead() {
+    // No identity policy at all is a principal without permissions, not an argument error.
+    let nothing = decision(&[
+        "--action",
+        "s3:GetObject",
+        "--resource",
+        "arn:aws:s3:::orders/k",
+    ]);
+    assert_eq!(nothing["decision"], "ImplicitlyDenied");
+    assert_eq!(nothing["layer"], "identity");
+
+    // A resource in another account needs its resource-based policy to allow the request.
+    let cross = decision(&[
+        "--identity",
+        "admin.json",
+        "--principal",
+        "arn:aws:iam::111111111111:role/app",
+        "--action",
+        "sqs:SendMessage",
+        "--resource",
+        "arn:aws:sqs:us-east-1:222222222222:orders",
+    ]);
+    assert_eq!(cross["decision"], "ImplicitlyDenied", "{cross}");
+    assert_eq!(cross["layer"], "resource");
+
+    // AWS refuses to modify what it owns, whatever the policies allow.
+    for (action, resource) in [
+        (
+            "iam:CreatePolicyVersion",
+            "arn:aws:iam::aws:policy/AdministratorAccess",
+        ),
+        (
+            "iam:DeleteRole",
+            "arn:aws:iam::111111111111:role/aws-service-role/elasticbeanstalk.amazonaws.com/AWSServiceRoleForElasticBeanstalk",
+        ),
+        (
+            "kms:DeleteAlias",
+            "arn:aws:kms:us-east-1:111111111111:alias/aws/s3",
+        ),
+    ] {
+        let owned = decision(&[
+            "--identity",
+            "admin.json",
+            "--principal",
+            "arn:aws:iam::111111111111:role/app",
+            "--action",
+            action,
+            "--resource",
+            resource,
+        ]);
+        assert_eq!(owned["decision"], "ExplicitlyDenied", "{action}: {owned}");
+        assert_eq!(owned["layer"], "aws", "{action}");
+    }
+
+    // sts:GetCallerIdentity needs no permission: even an explicit Deny does not stop it.
+    let whoami = decision(&[
+        "--identity",
+        "deny-sts.json",
+        "--action",
+        "sts:GetCallerIdentity",
+    ]);
+    assert_eq!(whoami["decision"], "Allowed", "{whoami}");
+    assert_eq!(whoami["layer"], "aws");
+
+    // An incomplete ARN in a Resource is completed with wildcards in every missing field.
+    let queue = decision(&[
+        "--identity",
+        "incomplete-arn.json",
+        "--action",
+        "sqs:SendMessage",
+        "--resource",
+        "arn:aws:sqs:eu-west-1:111111111111:orders",
+    ]);
+    assert_eq!(queue["decision"], "Allowed", "{queue}");
+    assert_eq!(queue["deciding"][0]["sid"], "AnyQueue");
+}
+
+/// Every layer from files: the resource's policy, SCP levels, RCPs, session policies, and
+/// the accounts of both sides.
+#[test]
+fn policy_eval_takes_every_layer() {
+    let app = "arn:aws:iam::111111111111:role/app";
+    let queue = "arn:aws:sqs:us-east-1:222222222222:orders";
+    let ask = |extra: &[&str], action: &str| {
+        let mut args = vec!["--identity", "admin.json", "--action", action];
+        args.extend(extra);
+        decision(&args)
+    };
+
+    // Cross-account: the queue's policy names the role, the identity policy allows.
+    let sent = ask(
+        &[
+            "--principal",
+            app,
+            "--resource-policy",
+            "queue-policy.json",
+            "--resource",
+            queue,
+        ],
+        "sqs:SendMessage",
+    );
+    assert_eq!(sent["decision"], "Allowed", "{sent}");
+    assert_eq!(sent["layer"], "resource");
+    let layers: Vec<&str> = sent["deciding"]
+        .as_array()
+        .expect("deciding")
+        .iter()
+        .map(|s| s["layer"].as_str().expect("layer"))
+        .collect();
+    assert_eq!(layers, ["identity", "resource"]);
+    let received = ask(
+        &[
+            "--principal",
+            app,
+            "--resource-policy",
+            "queue-policy.json",
+            "--resource",
+            queue,
+        ],
+        "sqs:ReceiveMessage",
+    );
+    assert_eq!(received["decision"], "ImplicitlyDenied");
+    assert_eq!(received["layer"], "resource");
+
+    // SCP levels: every level must allow; a deny at any level wins.
+    let scps = [
+        "--principal",
+        app,
+        "--scp",
+        "scp-root.json",
+        "--scp",
+        "scp-ou.json",
+        "--resource",
+        "arn:aws:sqs:us-east-1:111111111111:own",
+    ];
+    assert_eq!(ask(&scps, "sqs:SendMessage")["decision"], "Allowed");
+    let purge = ask(&scps, "sqs:PurgeQueue");
+    assert_eq!(purge["decision"], "ExplicitlyDenied");
+    assert_eq!(purge["layer"], "scp");
+    assert_eq!(purge["deciding"][0]["sid"], "NoPurge");
+    let topic = ask(
+        &[
+            "--principal",
+            app,
+            "--scp",
+            "scp-root.json",
+            "--scp",
+            "scp-ou.json",
+            "--resource",
+            "arn:aws:sns:us-east-1:111111111111:t",
+        ],
+        "sns:Publish",
+    );
+    assert_eq!(topic["decision"], "ImplicitlyDenied");
+    assert_eq!(topic["layer"], "scp");
+    assert!(
+        topic["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("level 2 of 2 (scp-ou.json)"),
+        "{topic}"
+    );
+
+    // RCPs of the resource's account, which --resource-account names for an S3 ARN.
+    let bucket = |org: &str| {
+        let context = format!("aws:PrincipalOrgID={org}");
+        ask(
+            &[
+                "--principal",
+                "arn:aws:iam::111111111111:user/dana",
+                "--rcp",
+                "rcp-perimeter.json",
+                "--resource",
+                "arn:aws:s3:::exchange/k",
+                "--resource-account",
+                "111111111111",
+                "--context",
+                &context,
+            ],
+            "s3:GetObject",
+        )
+    };
+    assert_eq!(bucket("o-mine")["decision"], "Allowed");
+    let outsider = bucket("o-other");
+    assert_eq!(outsider["decision"], "ExplicitlyDenied");
+    assert_eq!(outsider["layer"], "rcp");
+
+    // A session policy narrows a role session.
+    let session = |action: &str| {
+        ask(
+            &[
+                "--principal",
+                "arn:aws:sts::111111111111:assumed-role/app/ci",
+                "--session-policy",
+                "session-read.json",
+                "--resource",
+                "arn:aws:s3:::orders/k",
+                "--resource-account",
+                "111111111111",
+            ],
+            action,
+        )
+    };
+    assert_eq!(session("s3:GetObject")["decision"], "Allowed");
+    let put = session("s3:PutObject");
+    assert_eq!(put["decision"], "ImplicitlyDenied");
+    assert_eq!(put["layer"], "session");
+
+    // An S3 ARN without --resource-account: the principal's account is assumed, and said.
+    let (code, stdout, stderr) = policy_eval(&[
+        "--identity",
+        "admin.json",
+        "--principal",
+        app,
+        "--action",
+        "s3:GetObject",
+        "--resource",
+        "arn:aws:s3:::orders/k",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "Allowed\n  allowed by admin.json statement 0 (Sid Admin)\n  note: the resource's ARN names no account: it is taken to be the principal's, 111111111111\n"
+    );
+}
+
+#[test]
+fn policy_eval_help_shows_every_layer_with_an_example() {
+    let out = crate::support::command(&["policy", "eval", "--help"])
+        .output()
+        .expect("run whittle");
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    for flag in [
+        "--identity",
+        "--boundary",
+        "--session-policy",
+        "--resource-policy",
+        "--scp",
+        "--rcp",
+        "--resource-account",
+        "--principal",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    // One example command per layer.
+    let examples = help
+        .lines()
+        .filter(|line| line.trim_start().starts_with("whittle policy eval"))
+        .count();
+    assert!(examples >= 6, "{examples} examples in:\n{help}");
+    for layer in [
+        "scp", "rcp", "resource", "identity", "boundary", "session", "aws",
+    ] {
+        assert!(help.contains(layer), "{layer} missing");
+    }
+}
+
+#[test]
+fn policy_eval_rejects_bad_layers_clearly() {
+    let refused = |args: &[&str], expected: &str| {
+        let (code, _, stderr) = policy_eval(args);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    };
+    refused(
+        &["--principal", "role/app", "--action", "s3:GetObject"],
+        "error: --principal: `role/app` is not a principal",
+    );
+    refused(
+        &[
+            "--resource-policy",
+            "admin.json",
+            "--action",
+            "s3:GetObject",
+        ],
+        "admin.json is not a resource-based policy: Statement[0]: a resource-based policy statement needs Principal",
+    );
+    refused(
+        &["--scp", "queue-policy.json", "--action", "s3:GetObject"],
+        "queue-policy.json is not a service control policy: Statement[0]: an SCP cannot name a Principal",
+    );
+    refused(
+        &["--rcp", "queue-policy.json", "--action", "s3:GetObject"],
+        "queue-policy.json is not a resource control policy",
+    );
+    refused(
+        &[
+            "--principal",
+            "arn:aws:iam::111111111111:user/dana",
+            "--session-policy",
+            "session-read.json",
+            "--action",
+            "s3:GetObject",
+        ],
+        "session policies belong to a role session or a federated user session",
+    );
+    refused(
+        &[
+            "--action",
+            "sqs:SendMessage",
+            "--resource",
+            "arn:aws:sqs:us-east-1:222222222222:orders",
+            "--resource-account",
+            "111111111111",
+        ],
+        "--resource-account 111111111111: the resource's ARN names account 222222222222",
+    );
+    refused(
+        &["--action", "s3:GetObject", "--resource-account", "1111"],
+        "write a 12-digit account id",
+    );
+}
+
 #[test]
 fn policy_eval_rejects_bad_policies_and_arguments_clearly() {
     let (code, _, stderr) = policy_eval(&[

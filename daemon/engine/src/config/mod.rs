@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use whittle_planner::policy::{PolicyDocument, PolicyKind};
 
 use crate::records::JobName;
 
@@ -479,6 +480,50 @@ pub struct PlannerConfig {
     /// The most roles one `whittle apply` changes.
     #[serde(default = "default_max_roles_per_run")]
     pub max_roles_per_apply: u32,
+    /// Per account name (from `[[aws.accounts]]`): the SCP files of its organization chain,
+    /// one JSON file per level from the root down to the account (several SCPs of one level
+    /// merged into one file), relative to this file. What they close to the account is not
+    /// kept for the keep-list or as unobservable: it could never be used.
+    #[serde(default)]
+    pub organization_policies: BTreeMap<String, Vec<PathBuf>>,
+}
+
+impl PlannerConfig {
+    /// Reads and checks one SCP file of `[planner.organization_policies]`; the error names
+    /// the file.
+    pub fn read_scp(base_dir: &Path, path: &Path) -> Result<PolicyDocument, String> {
+        let full = base_dir.join(path);
+        let text = std::fs::read_to_string(&full)
+            .map_err(|e| format!("cannot read SCP file {}: {e}", full.display()))?;
+        let document = PolicyDocument::from_iam(&text)
+            .map_err(|e| format!("{} is not a valid policy: {e}", full.display()))?;
+        document
+            .check_kind(PolicyKind::ServiceControl)
+            .map_err(|e| format!("{} is not a service control policy: {e}", full.display()))?;
+        Ok(document)
+    }
+
+    /// Every account's SCP levels, read: account name -> (file, document) per level.
+    pub fn organization(
+        &self,
+        base_dir: &Path,
+    ) -> Result<BTreeMap<String, Vec<(String, PolicyDocument)>>, String> {
+        self.organization_policies
+            .iter()
+            .map(|(account, paths)| {
+                let levels = paths
+                    .iter()
+                    .map(|path| {
+                        Ok((
+                            path.display().to_string(),
+                            PlannerConfig::read_scp(base_dir, path)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, String>>()?;
+                Ok((account.clone(), levels))
+            })
+            .collect()
+    }
 }
 
 impl Default for PlannerConfig {
@@ -489,6 +534,7 @@ impl Default for PlannerConfig {
             keep: Vec::new(),
             keep_unobservable: true,
             max_roles_per_apply: default_max_roles_per_run(),
+            organization_policies: BTreeMap::new(),
         }
     }
 }

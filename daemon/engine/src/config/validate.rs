@@ -18,7 +18,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::{Config, CronSchedule, HumanDuration};
+use super::{Config, CronSchedule, HumanDuration, PlannerConfig};
 
 /// One located problem in the configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -709,6 +709,38 @@ fn cross_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
             vec![Key("notify"), Key("webhook_url")],
             format!("`{url}` is not an http(s) URL"),
         ));
+    }
+    for (account, paths) in &config.planner.organization_policies {
+        let at = |rest: Vec<Seg>| {
+            let mut at = vec![
+                Key("planner"),
+                Key("organization_policies"),
+                Seg::Name(account.clone()),
+            ];
+            at.extend(rest);
+            at
+        };
+        if config.account(account).is_none() {
+            found.push((
+                at(Vec::new()),
+                format!("account `{account}` is not one of the [[aws.accounts]] names"),
+            ));
+        }
+        if paths.is_empty() {
+            found.push((
+                at(Vec::new()),
+                "no SCP file: list one per level, from the organization root down to the account"
+                    .to_owned(),
+            ));
+        }
+        for (i, path) in paths.iter().enumerate() {
+            let problem = check_playbook_file(&config.base_dir.join(path))
+                .err()
+                .or_else(|| PlannerConfig::read_scp(&config.base_dir, path).err());
+            if let Some(problem) = problem {
+                found.push((at(vec![Index(i)]), problem));
+            }
+        }
     }
     if config.planner.max_roles_per_apply == 0 {
         found.push((

@@ -174,3 +174,85 @@ async fn apply_refuses_a_stale_role_and_more_roles_than_the_limit() {
     );
     assert_eq!(t.fake.policies_of(&role).expect("role").inline.len(), 3);
 }
+
+/// `[planner.organization_policies]`: an unobservable permission the account's SCPs close
+/// is not kept, and the plan says which SCP closes it.
+#[tokio::test]
+async fn a_plan_drops_what_the_accounts_scps_close() {
+    let t = TestEngine::new(&format!(
+        "{EVENTS_SOURCE}\n[planner.organization_policies]\nstaging = [\"tests/fixtures/policy/scp-root.json\", \"tests/fixtures/policy/scp-ou.json\"]\n"
+    ));
+    let role = t.fake.add_role(
+        "orders",
+        &[("whittle", "managed")],
+        &[(
+            "app",
+            &allow(&[
+                "dynamodb:GetItem",
+                "iam:PassRole",
+                "kms:Decrypt",
+                "sqs:SendMessage",
+            ]),
+        )],
+    );
+    t.fake.world().workload = vec![Call {
+        role_arn: role.clone(),
+        action: "sqs:SendMessage".to_owned(),
+        resource: "arn:aws:sqs:us-east-1:111111111111:orders".to_owned(),
+    }];
+    assert_eq!(t.fake.exercise(), 0);
+    mine(&t.engine).await;
+    let plan = plan(&t.engine).await;
+    let planned = &plan.roles[0];
+    let kept: Vec<&str> = planned.kept.iter().map(|k| k.action.as_str()).collect();
+    // The OU's SCP allows only SQS and S3: the unobservable IAM and KMS permissions could
+    // never be used, and the unused DynamoDB one goes as unused.
+    assert_eq!(kept, ["sqs:SendMessage"], "{:#?}", planned.notes);
+    assert!(
+        planned.notes.iter().any(|n| n
+            == "`iam:PassRole` is not kept (unobservable): no SCP at level 2 of 2 (tests/fixtures/policy/scp-ou.json) allows iam:PassRole, so it grants nothing"),
+        "{:#?}",
+        planned.notes
+    );
+
+    // Validation names a file that is not an SCP, located in the configuration...
+    let error = crate::config::parse_in(
+        &format!(
+            "{}\n[planner.organization_policies]\nstaging = [\"tests/fixtures/policy/queue-policy.json\"]\nnowhere = [\"tests/fixtures/policy/scp-root.json\"]\n",
+            crate::testing::BASE_CONFIG
+        ),
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+    )
+    .expect_err("refused");
+    let messages = format!("{error:?}");
+    assert!(
+        messages.contains("queue-policy.json is not a service control policy: Statement[0]: an SCP cannot name a Principal"),
+        "{messages}"
+    );
+    assert!(
+        messages.contains("account `nowhere` is not one of the [[aws.accounts]] names"),
+        "{messages}"
+    );
+    // ...and a file broken after the configuration was loaded stops the plan, named.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scp = dir.path().join("root.json");
+    std::fs::write(
+        &scp,
+        r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#,
+    )
+    .expect("write");
+    let later = TestEngine::new(&format!(
+        "{EVENTS_SOURCE}\n[planner.organization_policies]\nstaging = [{:?}]\n",
+        scp.display().to_string()
+    ));
+    std::fs::write(&scp, "{").expect("write");
+    let error = crate::plan::make_plan(&later.engine, &[])
+        .await
+        .expect_err("refused");
+    assert!(
+        error
+            .to_string()
+            .contains("root.json is not a valid policy"),
+        "{error}"
+    );
+}
