@@ -1210,7 +1210,12 @@ fn a_gib_record_a_fifo_and_dev_zero_are_skipped_in_bounded_memory() {
     {
         let file = std::fs::File::create(trail.join("huge.json")).expect("create");
         let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
-        write!(file, "{{\"Records\":[{},{{\"eventName\":\"Huge\",\"pad\":\"", record("before")).expect("write");
+        write!(
+            file,
+            "{{\"Records\":[{},{{\"eventName\":\"Huge\",\"pad\":\"",
+            record("before")
+        )
+        .expect("write");
         let chunk = vec![b'A'; 1 << 20];
         for _ in 0..1024 {
             file.write_all(&chunk).expect("write");
@@ -1271,7 +1276,10 @@ fn a_gib_record_a_fifo_and_dev_zero_are_skipped_in_bounded_memory() {
     );
     assert!(stderr.contains("record too large"), "{stderr}");
     assert!(stderr.contains("stuck.json"), "the FIFO is named: {stderr}");
-    assert!(stderr.contains("zero.json"), "the device is named: {stderr}");
+    assert!(
+        stderr.contains("zero.json"),
+        "the device is named: {stderr}"
+    );
     let role = usage(&config, "arn:aws:iam::1:role/r");
     assert_eq!(role["actions"][0]["count"], 2, "{role:#}");
 }
