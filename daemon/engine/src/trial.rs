@@ -595,7 +595,9 @@ async fn watch<P: Ports>(
 ) -> Verdict {
     let ports = &*engine.ports;
     let window_end = applied_at.0 + intent.window_ms;
-    let settle_end = Timestamp(window_end.saturating_add(intent.max_settle_ms));
+    // What CloudTrail must show before a pass: the window, and an exercise that outlasted it
+    // (its calls are the trial's evidence too).
+    let mut watermark = window_end;
     let interval = Duration::from_millis(intent.detection_interval_ms);
     // Why the latest reading of a signal failed, if it did.
     let mut unread: Option<String>;
@@ -650,7 +652,10 @@ async fn watch<P: Ports>(
                 Err(e) => Some(format!("the exercise task failed: {e}")),
             };
             match failed {
-                None => exercised = true,
+                None => {
+                    exercised = true;
+                    watermark = watermark.max(engine.now().0);
+                }
                 Some(detail) => {
                     // The exercise failed: look at the denials first, they say why.
                     let _ = trail.poll(engine).await;
@@ -709,7 +714,8 @@ async fn watch<P: Ports>(
         if now.0 < window_end || exercising.is_some() {
             continue;
         }
-        let complete = trail.shows(window_end);
+        let complete = trail.shows(watermark);
+        let settle_end = Timestamp(watermark.saturating_add(intent.max_settle_ms));
         if (complete && unread.is_none()) || now >= settle_end {
             // A signal that could not be read proves nothing: pass only on a good reading.
             if let Some(what) = unread {

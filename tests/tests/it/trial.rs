@@ -881,3 +881,267 @@ async fn data_event_denial_rolls_back(organization_trail: bool) {
         );
     }
 }
+
+/// The workload as live traffic that logs an error and carries on (exit 0), its occasional
+/// call replaced by `occasional` (Python, indented 4, using `kw`), after `delay_s` seconds.
+fn live_workload(s: &Setup, occasional: &str, delay_s: f64) -> PathBuf {
+    let live = s.ws.path("live.py");
+    std::fs::write(
+        &live,
+        WORKLOAD.replace(
+            "    if occasional:\n        boto3.client(\"secretsmanager\", **kw).get_secret_value(SecretId=\"trial/api-key\")",
+            &format!(
+                "    if occasional:\n        import time\n        time.sleep({delay_s})\n        try:\n{occasional}\n        except ClientError as e:\n            print(f\"occasional call failed: {{e}}\", file=sys.stderr)"
+            ),
+        ),
+    )
+    .expect("live workload");
+    live
+}
+
+fn set_lookup_lag(emulator: &whittle_tests::Emulator, seconds: f64) {
+    emulator.post_json(
+        "/whittle-emulator/visibility-lag",
+        &json!({ "lookup_seconds": seconds }),
+    );
+}
+
+/// CloudTrail's delay, honestly: with events visible 10 s after the call, a plan that drops
+/// an action the workload calls only in the last second of a 15 s window is rolled back
+/// when the denial becomes visible, after the window (a timer would have passed it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denial_in_the_last_second_visible_only_after_the_window_rolls_back() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let s = setup(emulator).await;
+    emulator.enable_auth();
+    let plan_id = s.mined_plan(&emulator.url);
+    let before = s.policies().await;
+    let live = live_workload(
+        &s,
+        "            boto3.client(\"secretsmanager\", **kw).get_secret_value(SecretId=\"trial/api-key\")",
+        14.0,
+    );
+    std::fs::write(
+        s.ws.path("trial.toml"),
+        format!(
+            "kind = \"trial\"\nwindow = \"15s\"\ndetection_interval = \"1s\"\ndead_man = \"10m\"\nmax_settle = \"2m\"\n[exercise]\ncommand = [\"{}\", \"{}\", \"{}\", \"yes\"]\ntimeout = \"40s\"\n",
+            python().display(),
+            live.display(),
+            emulator.url
+        ),
+    )
+    .expect("playbook");
+    set_lookup_lag(emulator, 10.0);
+    let started = Instant::now();
+    let (code, stdout, stderr) = s.whittle(&["trial", &plan_id]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("denial(s) of the role after the apply: secretsmanager:GetSecretValue"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stderr.contains("settling"), "{stderr}");
+    assert!(
+        started.elapsed() > Duration::from_secs(20),
+        "the verdict came after the window and the lag: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(s.policies().await, before, "rolled back");
+}
+
+/// A role nobody called during the window proves nothing: the trial ends inconclusive, the
+/// role is as before, and the plan is not marked trialled (apply still needs --force).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trial_whose_role_is_never_called_is_inconclusive() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let s = setup(emulator).await;
+    emulator.enable_auth();
+    let plan_id = s.mined_plan(&emulator.url);
+    let before = s.policies().await;
+    std::fs::write(
+        s.ws.path("trial.toml"),
+        "kind = \"trial\"\nwindow = \"3s\"\ndetection_interval = \"1s\"\ndead_man = \"10m\"\n",
+    )
+    .expect("playbook");
+    let (code, stdout, stderr) = s.whittle(&["trial", &plan_id]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("inconclusive"), "{stdout}\n{stderr}");
+    assert_eq!(s.policies().await, before);
+    let status = status_json_as(&s.config, &s.admin_id, &s.admin_secret);
+    assert_eq!(status["trials"][0]["status"], "inconclusive", "{status:#}");
+    let (code, _, stderr) = s.whittle(&["apply", &plan_id]);
+    assert_eq!(code, 1, "an untrialled plan needs --force: {stderr}");
+}
+
+/// A correct plan passes only once CloudTrail has shown its whole window: with events
+/// visible 6 s after the call, `whittle status` (asked of the daemon running the trial)
+/// shows it settling, with until when, and then passed; the plan is trialled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_correct_plan_settles_in_status_then_passes() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let s = setup(emulator).await;
+    emulator.enable_auth();
+    // Mined from the whole workload: the plan keeps the occasional secret read too.
+    assert!(s.workload(&emulator.url, true));
+    let (code, _, stderr) = s.whittle(&["mine", "--no-progress"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    let plan_id = serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    std::fs::write(
+        s.ws.path("trial.toml"),
+        format!(
+            "kind = \"trial\"\nwindow = \"4s\"\ndetection_interval = \"1s\"\ndead_man = \"10m\"\nmax_settle = \"2m\"\n[exercise]\ncommand = [\"{}\", \"{}\", \"{}\", \"yes\"]\ntimeout = \"30s\"\n",
+            python().display(),
+            s.workload.display(),
+            emulator.url
+        ),
+    )
+    .expect("playbook");
+    set_lookup_lag(emulator, 6.0);
+    let (mut daemon, _log) = s.daemon("daemon.log", Some("Reconcile pass done"));
+    let (code, stdout, stderr) = s.whittle(&["trial", &plan_id]);
+    assert_eq!(code, 0, "handed to the daemon: {stdout}\n{stderr}");
+    let settling = wait_for(Duration::from_secs(60), "the trial settling", || {
+        let status = status_json_as(&s.config, &s.admin_id, &s.admin_secret);
+        (status["trials"][0]["status"] == "settling").then(|| status["trials"][0].clone())
+    });
+    assert!(settling["settle_until"].is_string(), "{settling:#}");
+    let done = wait_for(Duration::from_secs(90), "the verdict", || {
+        let status = status_json_as(&s.config, &s.admin_id, &s.admin_secret);
+        let trial = status["trials"][0].clone();
+        (trial["status"] != "settling" && trial["status"] != "running").then_some(trial)
+    });
+    assert_eq!(done["status"], "passed", "{done:#}");
+    let status = status_json_as(&s.config, &s.admin_id, &s.admin_secret);
+    assert_eq!(status["plans"][0]["status"], "trialled", "{status:#}");
+    signal(&daemon, "TERM");
+    assert!(wait_exit(&mut daemon, Duration::from_secs(20)).success());
+}
+
+/// whittle killed while a trial settles: on restart the trial resumes and passes, or is
+/// rolled back, as its playbook's `on_restart` says.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trial_killed_while_settling_resumes_or_rolls_back_on_restart() {
+    for (on_restart, expected) in [("resume", "passed"), ("rollback", "rolled-back")] {
+        let emulator = &whittle_tests::Emulator::start(&[]);
+        let s = setup(emulator).await;
+        emulator.enable_auth();
+        assert!(s.workload(&emulator.url, true));
+        let (code, _, stderr) = s.whittle(&["mine", "--no-progress"]);
+        assert_eq!(code, 0, "{stderr}");
+        let (_, stdout, _) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
+        let plan_id = serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let before = s.policies().await;
+        std::fs::write(
+            s.ws.path("trial.toml"),
+            format!(
+                "kind = \"trial\"\nwindow = \"3s\"\ndetection_interval = \"1s\"\ndead_man = \"10m\"\nmax_settle = \"2m\"\non_restart = \"{on_restart}\"\n[exercise]\ncommand = [\"{}\", \"{}\", \"{}\", \"yes\"]\ntimeout = \"30s\"\n",
+                python().display(),
+                s.workload.display(),
+                emulator.url
+            ),
+        )
+        .expect("playbook");
+        set_lookup_lag(emulator, 5.0);
+        s.trial_killed_at(&plan_id, "trial:settling");
+        let (mut daemon, log) = s.daemon("daemon.log", Some("Reconcile pass done"));
+        let status = status_json_as(&s.config, &s.admin_id, &s.admin_secret);
+        assert_eq!(
+            status["trials"][0]["status"],
+            expected,
+            "{on_restart}: {status:#}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert_eq!(
+            s.policies().await,
+            before,
+            "{on_restart}: the boundary is gone"
+        );
+        signal(&daemon, "TERM");
+        assert!(wait_exit(&mut daemon, Duration::from_secs(20)).success());
+    }
+}
+
+/// A denial whose message once named a non-action (the emulator's S3 said `s3:ListObjects`
+/// for GetBucketTagging): the trial records `s3:GetBucketTagging` as needed, the next plan
+/// keeps it, and that plan's trial passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denied_get_bucket_tagging_is_recorded_as_that_action_and_the_next_trial_passes() {
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let s = setup(emulator).await;
+    let root = emulator.sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&root)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket("trial-data")
+        .send()
+        .await
+        .expect("bucket");
+    s3.put_bucket_tagging()
+        .bucket("trial-data")
+        .tagging(
+            aws_sdk_s3::types::Tagging::builder()
+                .tag_set(
+                    aws_sdk_s3::types::Tag::builder()
+                        .key("team")
+                        .value("orders")
+                        .build()
+                        .expect("tag"),
+                )
+                .build()
+                .expect("tagging"),
+        )
+        .send()
+        .await
+        .expect("tags");
+    // The occasional call is GetBucketTagging; the workload fails when it is denied.
+    let tagging = s.ws.path("tagging.py");
+    std::fs::write(
+        &tagging,
+        WORKLOAD.replace(
+            "boto3.client(\"secretsmanager\", **kw).get_secret_value(SecretId=\"trial/api-key\")",
+            "boto3.client(\"s3\", **kw).get_bucket_tagging(Bucket=\"trial-data\")",
+        ),
+    )
+    .expect("workload");
+    std::fs::write(
+        s.ws.path("trial.toml"),
+        format!(
+            "kind = \"trial\"\nwindow = \"3s\"\ndetection_interval = \"1s\"\ndead_man = \"10m\"\n[exercise]\ncommand = [\"{}\", \"{}\", \"{}\", \"yes\"]\ntimeout = \"30s\"\n",
+            python().display(),
+            tagging.display(),
+            emulator.url
+        ),
+    )
+    .expect("playbook");
+    emulator.enable_auth();
+    let plan_id = s.mined_plan(&emulator.url);
+    let (code, stdout, stderr) = s.whittle(&["trial", &plan_id]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let status = status_json_as(&s.config, &s.admin_id, &s.admin_secret);
+    assert_eq!(
+        status["trials"][0]["denied"],
+        json!(["s3:GetBucketTagging"]),
+        "{status:#}"
+    );
+    let (code, stdout, stderr) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    let plan: Value = serde_json::from_str(&stdout).expect("plan");
+    assert!(
+        kept(&plan).contains(&("s3:GetBucketTagging".to_owned(), "needed".to_owned())),
+        "{:?}",
+        kept(&plan)
+    );
+    let plan_id = plan["id"].as_str().expect("id").to_owned();
+    let (code, stdout, stderr) = s.whittle(&["trial", &plan_id]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+}
