@@ -947,6 +947,19 @@ fn iam_data_refresh_installs_a_catalog_from_a_service_reference() {
         role["unmapped"][0]["event_source"],
         "dynamodb.amazonaws.com"
     );
+    // What the plans are blind to, over every principal.
+    let out = whittle(&["--config", cfg, "usage", "--unmapped", "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let unmapped: Value = serde_json::from_slice(&out.stdout).expect("unmapped report");
+    assert_eq!(unmapped[0]["event_name"], "GetItem", "{unmapped:#}");
+    assert_eq!(unmapped[0]["count"], 1);
+    assert_eq!(unmapped[0]["principals"], 1);
+    let out = whittle(&["--config", cfg, "usage", "--unmapped"]);
+    assert!(
+        text(&out.stdout).contains("dynamodb.amazonaws.com GetItem  (1 principal(s))"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 /// Runs whittle, expects exit code 1 and an error that mentions `needle`.
