@@ -12,6 +12,9 @@ fi
 # The emulator's own tests first: the Rust integration tests stand on it.
 "$root/.venv-moto/bin/python" -m unittest discover -s "$root/tests/emulator"
 # The integration tests run the real binary, which `cargo test` does not build for another
-# package's tests.
-cargo build -p whittle
+# package's tests. It is built with every workspace test target in one resolution of
+# features: `cargo build -p whittle` alone resolves dependency features without the test
+# targets' dev-dependencies (proptest turns on features of getrandom and regex-syntax),
+# which made `cargo test --workspace` build the whole AWS SDK a second time.
+cargo build --workspace --bins --tests
 cargo test --workspace
