@@ -237,7 +237,7 @@ pub fn whittle_binary() -> PathBuf {
     let binary = profile_dir.join("whittle");
     assert!(
         binary.exists(),
-        "{} is missing: build it first (cargo build -p whittle), as the test command does",
+        "{} is missing: build it first (cargo build --workspace --bins --tests), as the test command does",
         binary.display()
     );
     binary
