@@ -585,5 +585,58 @@ class LagFromEnvironmentTest(unittest.TestCase):
         self.emu.post("/whittle-emulator/reset")
         self.assertEqual(self.emu.get("/whittle-emulator/visibility-lag")["lookup_seconds"], 1.5)
 
+class ForkServerTest(unittest.TestCase):
+    """fork_server.py, which the Rust harness starts its emulators with: each forked emulator is
+    a server of its own (own state, own identifiers, start-up environment), stopped on request,
+    and none outlives the fork server's stdin."""
+
+    def test_forked_emulators_are_isolated_and_end_with_the_server(self):
+        server = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "fork_server.py")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+
+        def ask(request):
+            server.stdin.write(json.dumps(request) + "\n")
+            server.stdin.flush()
+            return json.loads(server.stdout.readline())
+
+        def alive(pid):
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+            except FileNotFoundError:
+                return False
+
+        self.assertEqual(json.loads(server.stdout.readline()), {"ready": True})
+        forked = []
+        for env in ({}, {"WHITTLE_EMULATOR_LOOKUP_LAG_SECONDS": "2"}):
+            answer = ask({"start": env})
+            emu = Emulator.__new__(Emulator)
+            emu.url = answer["url"]
+            forked.append((answer["pid"], emu))
+        (pid_a, a), (pid_b, b) = forked
+        self.assertEqual(a.get("/whittle-emulator/visibility-lag")["lookup_seconds"], 0.0)
+        self.assertEqual(b.get("/whittle-emulator/visibility-lag")["lookup_seconds"], 2.0)
+        a.client("secretsmanager").create_secret(Name="only-in-a", SecretString="x")
+        self.assertEqual(b.client("secretsmanager").list_secrets()["SecretList"], [])
+        keys = []
+        for emu in (a, b):
+            iam = emu.client("iam")
+            iam.create_user(UserName="u")
+            keys.append(iam.create_access_key(UserName="u")["AccessKey"]["AccessKeyId"])
+        self.assertNotEqual(keys[0], keys[1], "each forked emulator draws its own identifiers")
+        self.assertEqual(ask({"stop": pid_a}), {"stopped": pid_a})
+        self.assertFalse(alive(pid_a))
+        self.assertTrue(alive(pid_b))
+        server.stdin.close()
+        server.wait(timeout=10)
+        server.stdout.close()
+        deadline = time.time() + 10
+        while alive(pid_b) and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(alive(pid_b), "an emulator outlived the fork server")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -2,7 +2,8 @@
 
 Started as `python whittle_emulator.py --port 0`; prints ` * Running on http://127.0.0.1:PORT`
 once it answers, and exits when its stdin closes (so a test process that dies never leaves an
-emulator behind) or on SIGTERM.
+emulator behind) or on SIGTERM. The Rust tests fork it instead from fork_server.py, which
+imports this module once and calls serve() in each child.
 
 What it adds to moto 5.2.5 (see ../../../shared/EMULATOR.md for the measured gaps):
 - CloudTrail recording of every signed API call the server handles: caller identity from the
@@ -1380,23 +1381,32 @@ def patch_inactive_access_keys():
     access_control.IAMUserAccessKey.__init__ = __init__
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    args = parser.parse_args()
-
+def patch_moto():
+    """Applies the patches to moto, once per process (a forked emulator inherits them)."""
+    global _PATCHED
+    if _PATCHED:
+        return
     patch_secretsmanager()
     patch_inactive_access_keys()
     patch_native_rotation()
     patch_permissions_boundaries()
     patch_s3_authorization()
+    _PATCHED = True
+
+
+_PATCHED = False
+
+
+def serve(host, port, announce, watch_stdin):
+    """Runs the emulator on host:port until the process exits; calls announce(port) once it
+    listens. With watch_stdin, exits when stdin closes."""
+    patch_moto()
     recorder = Recorder(
         lookup_lag=float(os.environ.get("WHITTLE_EMULATOR_LOOKUP_LAG_SECONDS") or 0),
         delivery_lag=float(os.environ.get("WHITTLE_EMULATOR_DELIVERY_LAG_SECONDS") or 0),
     )
     app = Extension(DomainDispatcherApplication(create_backend_app), recorder)
-    server = make_server(args.host, args.port, app, threaded=True)
+    server = make_server(host, port, app, threaded=True)
 
     interval = float(os.environ.get("WHITTLE_EMULATOR_DELIVERY_SECONDS", "5"))
 
@@ -1415,11 +1425,24 @@ def main():
         os._exit(0)
 
     threading.Thread(target=deliver_forever, daemon=True).start()
-    if not os.environ.get("WHITTLE_EMULATOR_DETACHED"):
+    if watch_stdin:
         threading.Thread(target=exit_when_stdin_closes, daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    print(f" * Running on http://{args.host}:{server.server_port}", flush=True)
+    announce(server.server_port)
     server.serve_forever()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    args = parser.parse_args()
+    serve(
+        args.host,
+        args.port,
+        lambda port: print(f" * Running on http://{args.host}:{port}", flush=True),
+        watch_stdin=not os.environ.get("WHITTLE_EMULATOR_DETACHED"),
+    )
 
 
 if __name__ == "__main__":

@@ -3,15 +3,23 @@
 //! [`Emulator::shared`] starts one emulator per test binary; [`Emulator::start`] starts a
 //! private one for a test that needs auth mode or a clean server. Each is
 //! `tests/emulator/whittle_emulator.py` (moto plus whittle's extension) in the venv that
-//! `tests/emulator/setup.sh` installs, on a free loopback port. A private emulator is killed
-//! by pid on drop; the shared one is never dropped (it is a static), so the emulator also
-//! exits by itself when its stdin, held by this process, closes.
+//! `tests/emulator/setup.sh` installs, on a free loopback port.
+//!
+//! Emulators are forked from one warmed-up Python process per test binary,
+//! `tests/emulator/fork_server.py`, which has imported moto once: a fresh emulator then costs
+//! milliseconds instead of the second or two of CPU its imports take (the tests start about
+//! ninety). Each is still a process of its own with its own state. `WHITTLE_EMULATOR_FORK=0`
+//! starts each emulator as its own `python whittle_emulator.py` instead.
+//!
+//! A private emulator is killed on drop; the shared one is never dropped (it is a static). An
+//! emulator also exits by itself when this process goes: the fork server when its stdin, held
+//! by this process, closes, and its emulators with it; an emulator of its own likewise.
 
 pub mod trailgen;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -34,9 +42,90 @@ fn python() -> PathBuf {
 #[derive(Debug)]
 pub struct Emulator {
     pub url: String,
-    child: Mutex<Child>,
-    // Held open: the emulator exits when it closes.
-    _stdin: ChildStdin,
+    process: Process,
+}
+
+#[derive(Debug)]
+enum Process {
+    /// Forked by the fork server, which stops it.
+    Forked { pid: u32 },
+    /// Started on its own (`WHITTLE_EMULATOR_FORK=0`).
+    Own {
+        child: Mutex<Child>,
+        // Held open: the emulator exits when it closes.
+        _stdin: ChildStdin,
+    },
+}
+
+/// Whether emulators are forked from the fork server (unless `WHITTLE_EMULATOR_FORK=0`).
+fn forking() -> bool {
+    std::env::var_os("WHITTLE_EMULATOR_FORK").is_none_or(|v| v != "0")
+}
+
+fn assert_installed(python: &Path) {
+    assert!(
+        python.exists(),
+        "the emulator is not installed: {} is missing; run tests/emulator/setup.sh (or the README's test command)",
+        python.display()
+    );
+}
+
+/// `tests/emulator/fork_server.py`, running: one per test binary, never dropped. Requests and
+/// their answers are one JSON line each, one request at a time.
+#[derive(Debug)]
+struct ForkServer {
+    // Held open: the server (and every emulator it forked) exits when it closes.
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    _child: Child,
+}
+
+impl ForkServer {
+    fn get() -> &'static Mutex<ForkServer> {
+        static SERVER: OnceLock<Mutex<ForkServer>> = OnceLock::new();
+        SERVER.get_or_init(|| {
+            let python = python();
+            assert_installed(&python);
+            let mut child = Command::new(&python)
+                .arg(repo_root().join("tests/emulator/fork_server.py"))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the emulator fork server");
+            let stdin = child.stdin.take().expect("piped stdin");
+            let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+            let mut server = ForkServer {
+                stdin,
+                stdout,
+                _child: child,
+            };
+            let ready = server.answer();
+            assert_eq!(
+                ready["ready"], true,
+                "the emulator fork server did not start: {ready}"
+            );
+            Mutex::new(server)
+        })
+    }
+
+    fn answer(&mut self) -> serde_json::Value {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("read the emulator fork server's answer");
+        serde_json::from_str(&line).unwrap_or_else(|_| {
+            panic!("the emulator fork server answered {line:?} (run with WHITTLE_EMULATOR_FORK=0 to see whether forking is the problem)")
+        })
+    }
+
+    fn request(request: &serde_json::Value) -> serde_json::Value {
+        let mut server = Self::get()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        writeln!(server.stdin, "{request}").expect("write to the emulator fork server");
+        server.answer()
+    }
 }
 
 impl Emulator {
@@ -47,14 +136,39 @@ impl Emulator {
         SHARED.get_or_init(|| Emulator::start(&[]))
     }
 
-    /// A private emulator with these extra environment variables.
+    /// A private emulator with these extra environment variables (when forked, only settings
+    /// the emulator reads at run time take effect: the emulator's own `WHITTLE_EMULATOR_*`,
+    /// moto's `MOTO_IAM_LOAD_MANAGED_POLICIES`).
     pub fn start(env: &[(&str, &str)]) -> Emulator {
+        let emulator = if forking() {
+            Self::fork(env)
+        } else {
+            Self::spawn(env)
+        };
+        emulator.wait_until_ready();
+        emulator
+    }
+
+    fn fork(env: &[(&str, &str)]) -> Emulator {
+        let env: serde_json::Map<String, serde_json::Value> = env
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).into()))
+            .collect();
+        let answer = ForkServer::request(&serde_json::json!({ "start": env }));
+        let (Some(pid), Some(url)) = (answer["pid"].as_u64(), answer["url"].as_str()) else {
+            panic!("the emulator fork server did not start an emulator: {answer}");
+        };
+        Emulator {
+            url: url.to_owned(),
+            process: Process::Forked {
+                pid: u32::try_from(pid).expect("a pid"),
+            },
+        }
+    }
+
+    fn spawn(env: &[(&str, &str)]) -> Emulator {
         let python = python();
-        assert!(
-            python.exists(),
-            "the emulator is not installed: {} is missing; run tests/emulator/setup.sh (or the README's test command)",
-            python.display()
-        );
+        assert_installed(&python);
         let mut command = Command::new(&python);
         command
             .arg(repo_root().join("tests/emulator/whittle_emulator.py"))
@@ -78,13 +192,13 @@ impl Emulator {
             .nth(1)
             .unwrap_or_else(|| panic!("unexpected emulator output: {line:?}"))
             .to_owned();
-        let emulator = Emulator {
+        Emulator {
             url,
-            child: Mutex::new(child),
-            _stdin: stdin,
-        };
-        emulator.wait_until_ready();
-        emulator
+            process: Process::Own {
+                child: Mutex::new(child),
+                _stdin: stdin,
+            },
+        }
     }
 
     fn wait_until_ready(&self) {
@@ -184,9 +298,22 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        if let Ok(child) = self.child.get_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
+        match &mut self.process {
+            Process::Forked { pid } => {
+                // Never a panic here (a drop while a failed test unwinds would abort).
+                if let Ok(mut server) = ForkServer::get().lock() {
+                    let stop = serde_json::json!({ "stop": *pid });
+                    if writeln!(server.stdin, "{stop}").is_ok() {
+                        let _ = server.stdout.read_line(&mut String::new());
+                    }
+                }
+            }
+            Process::Own { child, .. } => {
+                if let Ok(child) = child.get_mut() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
         }
     }
 }

@@ -221,6 +221,9 @@ async fn sigkill_mid_run_then_restart_records_the_run_as_interrupted() {
             (report["daemon"]["pid"] == again.id()).then_some(())
         },
     );
+    // The daemon takes signals once it has started (before, SIGINT would end it at once, or
+    // be lost where the test runs with SIGINT ignored, as a shell's background job does).
+    crate::support::wait_for_log(&log2, "Daemon started");
     signal(&again, "INT");
     assert_eq!(
         wait_exit(&mut again, Duration::from_secs(30)).code(),

@@ -461,6 +461,8 @@ async fn an_apply_killed_after_any_journal_step_is_undone_on_restart() {
             before,
             "{point}: role restored to its snapshot"
         );
+        // (It takes signals once it has started.)
+        wait_for_log(&log, "Daemon started");
         signal(&daemon, "TERM");
         assert!(wait_exit(&mut daemon, Duration::from_secs(20)).success());
     }

@@ -94,18 +94,48 @@ pub fn command(args: &[&str]) -> Command {
     command
 }
 
+/// A running `whittle daemon` (a [`Child`] otherwise), killed when dropped while it still
+/// runs: a test that fails before it stops its daemon leaves none behind, polling a gone
+/// emulator and loading the machine for the tests after it.
+#[derive(Debug)]
+pub struct Daemon(Child);
+
+impl std::ops::Deref for Daemon {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts `whittle daemon --config CONFIG`, logging to `log`.
-pub fn spawn_daemon(config: &Path, log: &Path) -> Child {
-    daemon_command(config, log).spawn().expect("spawn daemon")
+pub fn spawn_daemon(config: &Path, log: &Path) -> Daemon {
+    Daemon(daemon_command(config, log).spawn().expect("spawn daemon"))
 }
 
 /// Starts the daemon with these access keys (auth mode rejects the default test key).
-pub fn spawn_daemon_as(config: &Path, log: &Path, key_id: &str, secret: &str) -> Child {
-    daemon_command(config, log)
-        .env("AWS_ACCESS_KEY_ID", key_id)
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .spawn()
-        .expect("spawn daemon")
+pub fn spawn_daemon_as(config: &Path, log: &Path, key_id: &str, secret: &str) -> Daemon {
+    Daemon(
+        daemon_command(config, log)
+            .env("AWS_ACCESS_KEY_ID", key_id)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .spawn()
+            .expect("spawn daemon"),
+    )
 }
 
 fn daemon_command(config: &Path, log: &Path) -> Command {
@@ -156,7 +186,13 @@ pub fn status_json_as(config: &Path, key_id: &str, secret: &str) -> serde_json::
     .env("AWS_SECRET_ACCESS_KEY", secret)
     .output()
     .expect("status");
-    serde_json::from_slice(&out.stdout).expect("status json")
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status json: {e} ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 /// `whittle status --format json` parsed, if it succeeds.
@@ -265,6 +301,17 @@ pub async fn inline_policies(
 /// A logging trail `name` that delivers to `bucket`, with S3 object-level (data) events:
 /// a trail logs those only when asked to.
 pub async fn start_trail(sdk: &aws_config::SdkConfig, name: &str, bucket: &str) {
+    start_trail_of(sdk, name, bucket, false).await;
+}
+
+/// [`start_trail`], as an organization trail if `organization` (made one before it starts
+/// logging, so that no delivery writes the account layout first).
+pub async fn start_trail_of(
+    sdk: &aws_config::SdkConfig,
+    name: &str,
+    bucket: &str,
+    organization: bool,
+) {
     let cloudtrail = aws_sdk_cloudtrail::Client::new(sdk);
     cloudtrail
         .create_trail()
@@ -291,10 +338,121 @@ pub async fn start_trail(sdk: &aws_config::SdkConfig, name: &str, bucket: &str) 
         .send()
         .await
         .expect("event selectors");
+    if organization {
+        cloudtrail
+            .update_trail()
+            .name(name)
+            .is_organization_trail(true)
+            .send()
+            .await
+            .expect("organization trail");
+    }
     cloudtrail
         .start_logging()
         .name(name)
         .send()
         .await
         .expect("start logging");
+}
+
+/// How many cases [`run_cases`] runs at once across the whole test binary (every test that
+/// uses it shares these slots): `WHITTLE_TEST_CASES_AT_ONCE`, else 4. A case partly waits (on
+/// `whittle` runs, a daemon's tick, a retry delay), but CI has 2 cores and the test threads
+/// run other tests beside it: measured there, 6 at once spent more CPU and time than 4 (they
+/// only queue for the CPU, and stretch the timing-sensitive tests beside them), and 2 left the
+/// end of the run to a few long tests.
+fn cases_at_once() -> usize {
+    std::env::var("WHITTLE_TEST_CASES_AT_ONCE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(4)
+}
+
+/// The free case slots of this test binary.
+fn case_slots() -> &'static (std::sync::Mutex<usize>, std::sync::Condvar) {
+    static SLOTS: std::sync::OnceLock<(std::sync::Mutex<usize>, std::sync::Condvar)> =
+        std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        (
+            std::sync::Mutex::new(cases_at_once()),
+            std::sync::Condvar::new(),
+        )
+    })
+}
+
+/// A taken case slot, given back when dropped (a panicking case included).
+struct CaseSlot;
+
+impl CaseSlot {
+    fn take() -> CaseSlot {
+        let (free, freed) = case_slots();
+        let mut free = free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *free == 0 {
+            free = freed
+                .wait(free)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *free -= 1;
+        CaseSlot
+    }
+}
+
+impl Drop for CaseSlot {
+    fn drop(&mut self) {
+        let (free, freed) = case_slots();
+        *free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+        freed.notify_one();
+    }
+}
+
+/// Runs independent cases concurrently, each on its own thread (named after the case) with its
+/// own tokio runtime: a case blocks on `whittle` runs and plain HTTP calls, so cases must not
+/// share a runtime's workers. At most [`cases_at_once`] run at a time in the whole binary. Every
+/// case runs even if another fails; then a failure fails the test, naming each failed case
+/// and its panic message. Each case keeps its own isolation (emulator, workspace, state).
+pub fn run_cases<C, F, Fut>(cases: Vec<(String, C)>, case: F)
+where
+    C: Send,
+    F: Fn(C) -> Fut + Sync,
+    Fut: std::future::Future<Output = ()>,
+{
+    let case = &case;
+    let failed: Vec<String> = std::thread::scope(|scope| {
+        let mut running = Vec::new();
+        for (name, input) in cases {
+            let slot = CaseSlot::take();
+            let thread = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn_scoped(scope, move || {
+                    let _slot = slot;
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(1)
+                        .enable_all()
+                        .build()
+                        .expect("a tokio runtime for the case")
+                        .block_on(case(input));
+                })
+                .expect("spawn the case's thread");
+            running.push((name, thread));
+        }
+        running
+            .into_iter()
+            .filter_map(|(name, thread)| {
+                thread.join().err().map(|panic| {
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| panic.downcast_ref::<&str>().copied())
+                        .unwrap_or("(a panic without a message)");
+                    format!("case `{name}` failed: {message}")
+                })
+            })
+            .collect()
+    });
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
