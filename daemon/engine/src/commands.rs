@@ -179,7 +179,8 @@ pub struct TrialAccepted {
 }
 
 /// The latest finished trial of each of `roles` started at or after `since`, if every one
-/// has finished (what `whittle trial --wait` polls `GET /trials/{plan}` for).
+/// has finished (what `whittle trial --wait` polls `GET /trials/{plan}` for). A trial that
+/// is settling has not finished.
 pub fn verdicts(
     trials: &[TrialRecord],
     roles: &[String],
@@ -191,7 +192,7 @@ pub fn verdicts(
             trials
                 .iter()
                 .filter(|t| &t.role_arn == role && t.started_at >= since)
-                .filter(|t| t.status != TrialStatus::Running)
+                .filter(|t| !t.status.is_open())
                 .max_by_key(|t| t.started_at)
                 .cloned()
         })
@@ -459,6 +460,34 @@ pub fn same_token(shown: &[u8], token: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::same_token;
+
+    #[test]
+    fn a_settling_trial_is_not_a_verdict_yet() {
+        use crate::records::{TrialRecord, TrialStatus};
+        let record = |status: TrialStatus| TrialRecord {
+            id: "trial-1".to_owned(),
+            plan_id: "plan-1".to_owned(),
+            role_arn: "arn:aws:iam::1:role/r".to_owned(),
+            account: "staging".to_owned(),
+            mode: whittle_playbooks::trial::Mode::Boundary,
+            started_at: whittle_state::Timestamp(10),
+            ended_at: None,
+            status,
+            reason: None,
+            denied: Vec::new(),
+            signal: None,
+            settle_until: None,
+            evidence: None,
+        };
+        let roles = ["arn:aws:iam::1:role/r".to_owned()];
+        let since = whittle_state::Timestamp(0);
+        for open in [TrialStatus::Running, TrialStatus::Settling] {
+            assert!(super::verdicts(&[record(open)], &roles, since).is_none());
+        }
+        for done in [TrialStatus::Passed, TrialStatus::Inconclusive] {
+            assert!(super::verdicts(&[record(done)], &roles, since).is_some());
+        }
+    }
 
     #[test]
     fn same_token_is_equality() {

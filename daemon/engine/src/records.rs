@@ -251,6 +251,11 @@ pub enum TrialStatus {
 }
 
 impl TrialStatus {
+    /// Still under way: applied and watched (the window, or settling after it).
+    pub fn is_open(self) -> bool {
+        matches!(self, TrialStatus::Running | TrialStatus::Settling)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             TrialStatus::Running => "running",
