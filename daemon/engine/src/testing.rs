@@ -292,6 +292,8 @@ fn allows(world: &World, call: &Call) -> bool {
     evaluation.decision == Decision::Allowed
 }
 
+/// Records a call of `role_arn` (an assumed-role session) as CloudTrail would, denied or not;
+/// `resource` is empty for a call on no particular resource.
 fn record_event(world: &mut World, role_arn: &str, action: &str, resource: &str, denied: bool) {
     world.next_id += 1;
     let (service, name) = action.split_once(':').unwrap_or((action, ""));
@@ -310,8 +312,10 @@ fn record_event(world: &mut World, role_arn: &str, action: &str, resource: &str,
             "accountId": ACCOUNT_ID,
             "sessionContext": {"sessionIssuer": {"type": "Role", "arn": role_arn}},
         },
-        "resources": [{"ARN": resource}],
     });
+    if !resource.is_empty() {
+        record["resources"] = json!([{ "ARN": resource }]);
+    }
     if denied {
         record["errorCode"] = json!("AccessDenied");
         record["errorMessage"] = json!(format!(
@@ -322,40 +326,18 @@ fn record_event(world: &mut World, role_arn: &str, action: &str, resource: &str,
     world.events.push((at, record.to_string()));
 }
 
-/// whittle's own role in the fake account: its calls are CloudTrail events too.
+/// whittle's own role in the fake account: its calls (`service:Operation`) are CloudTrail
+/// events too, as in a real account.
 pub const WHITTLE_ROLE: &str = "arn:aws:iam::111111111111:role/whittle";
-
-/// Records a call whittle made (`service:Operation`) as CloudTrail would.
-fn record_own_call(world: &mut World, name: &str) {
-    let Some((service, operation)) = name.split_once(':') else {
-        return;
-    };
-    world.next_id += 1;
-    let record = json!({
-        "eventVersion": "1.08",
-        "eventTime": crate::time::format(world.now),
-        "eventSource": format!("{service}.amazonaws.com"),
-        "eventName": operation,
-        "awsRegion": "us-east-1",
-        "eventID": format!("event-{}", world.next_id),
-        "recipientAccountId": ACCOUNT_ID,
-        "userIdentity": {
-            "type": "AssumedRole",
-            "arn": format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/whittle/whittle"),
-            "accountId": ACCOUNT_ID,
-            "sessionContext": {"sessionIssuer": {"type": "Role", "arn": WHITTLE_ROLE}},
-        },
-    });
-    let at = world.now.as_millis_i64();
-    world.events.push((at, record.to_string()));
-}
 
 impl Fake {
     /// Counts the call and fails it if a fault is armed for it.
     fn call(&self, name: &str) -> AwsResult<MutexGuard<'_, World>> {
         let mut world = self.world();
         world.calls.push(name.to_owned());
-        record_own_call(&mut world, name);
+        if name.contains(':') {
+            record_event(&mut world, WHITTLE_ROLE, name, "", false);
+        }
         if let Some(left) = world.faults.get_mut(name)
             && *left > 0
         {

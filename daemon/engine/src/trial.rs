@@ -830,7 +830,10 @@ struct TrailWatch {
     /// The latest event time the trail files have shown; None while none was read. Only
     /// watched when the account has an S3 source.
     files_latest: Option<i64>,
-    watches_files: bool,
+    /// The account's S3 trail sources, `(bucket, prefix)`: the trail files to watch.
+    sources: Vec<(String, String)>,
+    /// Where objects are downloaded to; created on the first download.
+    downloads: Option<std::path::PathBuf>,
 }
 
 impl TrailWatch {
@@ -850,11 +853,17 @@ impl TrailWatch {
             role_events: HashSet::new(),
             lookup_latest: None,
             files_latest: None,
-            watches_files: engine.config.mining.sources.iter().any(|s| {
-                s.kind == SourceKind::S3
-                    && s.bucket.is_some()
-                    && s.account.as_deref() == Some(&intent.account)
-            }),
+            sources: engine
+                .config
+                .mining
+                .sources
+                .iter()
+                .filter(|s| {
+                    s.kind == SourceKind::S3 && s.account.as_deref() == Some(&intent.account)
+                })
+                .filter_map(|s| Some((s.bucket.clone()?, s.prefix.clone().unwrap_or_default())))
+                .collect(),
+            downloads: None,
         })
     }
 
@@ -875,7 +884,7 @@ impl TrailWatch {
     fn shows(&self, time_ms: u64) -> bool {
         let time_ms = i64::try_from(time_ms).unwrap_or(i64::MAX);
         self.lookup_latest.is_some_and(|t| t >= time_ms)
-            && (!self.watches_files || self.files_latest.is_some_and(|t| t >= time_ms))
+            && (self.sources.is_empty() || self.files_latest.is_some_and(|t| t >= time_ms))
     }
 
     /// Takes in one event of a source; returns its time.
@@ -969,14 +978,7 @@ impl TrailWatch {
             .to_owned();
         let first_day = whittle_planner::trail::day_of(self.since_ms);
         let today = whittle_planner::trail::day_of(engine.now().as_millis_i64());
-        let sources: Vec<(String, String)> = config
-            .mining
-            .sources
-            .iter()
-            .filter(|s| s.kind == SourceKind::S3 && s.account.as_deref() == Some(&self.account))
-            .filter_map(|s| Some((s.bucket.clone()?, s.prefix.clone().unwrap_or_default())))
-            .collect();
-        for (bucket, prefix) in sources {
+        for (bucket, prefix) in self.sources.clone() {
             let base = match prefix.as_str() {
                 "" => "AWSLogs/".to_owned(),
                 p => format!("{}/AWSLogs/", p.trim_end_matches('/')),
@@ -1008,7 +1010,13 @@ impl TrailWatch {
                     if self.read_files.contains(&key) {
                         continue;
                     }
-                    let dir = crate::trail::downloads_dir(engine.state.dir())?;
+                    let dir = match &self.downloads {
+                        Some(dir) => dir.clone(),
+                        None => self
+                            .downloads
+                            .insert(crate::trail::downloads_dir(engine.state.dir())?)
+                            .clone(),
+                    };
                     let file =
                         crate::trail::download(ports, &self.account, &bucket, &key, &dir).await?;
                     let mut latest = None;

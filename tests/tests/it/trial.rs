@@ -91,7 +91,13 @@ impl Setup {
     /// The day-to-day workload (configuration reads only), mined, and the plan made from it:
     /// it drops everything else, the occasional secret read included. Returns the plan id.
     fn mined_plan(&self, url: &str) -> String {
-        assert!(self.workload(url, false));
+        self.mined_plan_of(url, false)
+    }
+
+    /// The plan made from the workload mined with (`occasional`) or without its occasional
+    /// secret read. Returns the plan id.
+    fn mined_plan_of(&self, url: &str, occasional: bool) -> String {
+        assert!(self.workload(url, occasional));
         let (code, _, stderr) = self.whittle(&["mine", "--no-progress"]);
         assert_eq!(code, 0, "{stderr}");
         let (code, stdout, stderr) =
@@ -1003,15 +1009,7 @@ async fn a_correct_plan_settles_in_status_then_passes() {
     let s = setup(emulator).await;
     emulator.enable_auth();
     // Mined from the whole workload: the plan keeps the occasional secret read too.
-    assert!(s.workload(&emulator.url, true));
-    let (code, _, stderr) = s.whittle(&["mine", "--no-progress"]);
-    assert_eq!(code, 0, "{stderr}");
-    let (code, stdout, stderr) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
-    assert_eq!(code, 2, "{stdout}\n{stderr}");
-    let plan_id = serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let plan_id = s.mined_plan_of(&emulator.url, true);
     std::fs::write(
         s.ws.path("trial.toml"),
         format!(
@@ -1051,14 +1049,7 @@ async fn a_trial_killed_while_settling_resumes_or_rolls_back_on_restart() {
         let emulator = &whittle_tests::Emulator::start(&[]);
         let s = setup(emulator).await;
         emulator.enable_auth();
-        assert!(s.workload(&emulator.url, true));
-        let (code, _, stderr) = s.whittle(&["mine", "--no-progress"]);
-        assert_eq!(code, 0, "{stderr}");
-        let (_, stdout, _) = s.whittle(&["plan", "--role", ROLE_ARN, "--format", "json"]);
-        let plan_id = serde_json::from_str::<Value>(&stdout).expect("plan")["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
+        let plan_id = s.mined_plan_of(&emulator.url, true);
         let before = s.policies().await;
         std::fs::write(
             s.ws.path("trial.toml"),

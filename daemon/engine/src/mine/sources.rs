@@ -263,6 +263,10 @@ pub(super) async fn s3<P: Ports>(
         .filter(|key| key.contains("/CloudTrail/") && is_log_file(key))
         .map(|key| (format!("s3://{bucket}/{key}"), key));
     let (new, progress) = unmined(run, &source.name, logs, report)?;
+    if new.is_empty() {
+        return Ok(());
+    }
+    let downloads = crate::trail::downloads_dir(run.ctx.state.dir())?;
     for chunk in new.chunks(run.ctx.config.mining.chunk_files) {
         if run.cancel.is_cancelled() {
             break;
@@ -272,7 +276,6 @@ pub(super) async fn s3<P: Ports>(
         // bounded channel: memory holds a chunk of each download, never an object, and the
         // decode threads read the files as they read local ones (bounded, streamed).
         const FETCHERS: usize = 8;
-        let downloads = crate::trail::downloads_dir(run.ctx.state.dir())?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Blob>(run.workers * 2);
         let queue = std::sync::Arc::new(Mutex::new(chunk.to_vec()));
         let failures = std::sync::Arc::new(Mutex::new(Vec::<String>::new()));

@@ -93,12 +93,7 @@ async fn a_denied_trial_rolls_back_and_the_next_plan_keeps_the_action_then_passe
         "no webhook is configured: the alert is a log line only"
     );
     // Untrialled: apply needs --force.
-    assert_eq!(
-        crate::plan::load_plan(&t.engine.state, &first.id)
-            .expect("plan")
-            .status,
-        PlanStatus::Proposed
-    );
+    assert_eq!(plan_status(&t, &first.id), PlanStatus::Proposed);
 
     let second = plan(&t.engine).await;
     assert!(
@@ -113,12 +108,7 @@ async fn a_denied_trial_rolls_back_and_the_next_plan_keeps_the_action_then_passe
         .expect("the trial runs");
     assert_eq!(records[0].status, TrialStatus::Passed, "{records:?}");
     assert!(t.fake.policies_of(&role).expect("role").same_as(&before));
-    assert_eq!(
-        crate::plan::load_plan(&t.engine.state, &second.id)
-            .expect("plan")
-            .status,
-        PlanStatus::Trialled
-    );
+    assert_eq!(plan_status(&t, &second.id), PlanStatus::Trialled);
     let outcomes = crate::plan::apply(&t.engine, &second.id, &[], false)
         .await
         .expect("a trialled plan applies without --force");
@@ -249,6 +239,21 @@ async fn a_trial_interrupted_after_the_apply_is_rolled_back_by_the_reconcile_pas
     assert_eq!(records[0].status, TrialStatus::RolledBack);
 }
 
+/// The workload from now on: only the table reads every plan keeps.
+fn reads_only(t: &TestEngine, role: &str) {
+    t.fake.world().workload = vec![Call {
+        role_arn: role.to_owned(),
+        action: "dynamodb:GetItem".to_owned(),
+        resource: TABLE.to_owned(),
+    }];
+}
+
+fn plan_status(t: &TestEngine, id: &str) -> PlanStatus {
+    crate::plan::load_plan(&t.engine.state, id)
+        .expect("plan")
+        .status
+}
+
 /// A trial playbook for the timing tests: a 15-second window looked at every second.
 fn timed_playbook(extra: &str, exercise: bool) -> TrialPlaybook {
     let text = format!(
@@ -286,11 +291,7 @@ async fn a_denial_in_the_last_second_of_the_window_made_visible_after_it_rolls_b
     // CloudTrail shows an event 10 s after the call; the workload calls the dropped action
     // only 14.9 s into the 15 s window, so its denial becomes visible 10 s after the window.
     t.fake.world().lookup_lag = std::time::Duration::from_secs(10);
-    t.fake.world().workload = vec![Call {
-        role_arn: role.clone(),
-        action: "dynamodb:GetItem".to_owned(),
-        resource: TABLE.to_owned(),
-    }];
+    reads_only(&t, &role);
     call_later(
         &t,
         &role,
@@ -305,12 +306,7 @@ async fn a_denial_in_the_last_second_of_the_window_made_visible_after_it_rolls_b
     assert_eq!(record.signal, Some(Signal::Denial { count: 1 }));
     assert_eq!(record.denied[0].action, "dynamodb:DescribeTable");
     assert!(t.fake.policies_of(&role).expect("role").same_as(&before));
-    assert_eq!(
-        crate::plan::load_plan(&t.engine.state, &plan.id)
-            .expect("plan")
-            .status,
-        PlanStatus::Proposed
-    );
+    assert_eq!(plan_status(&t, &plan.id), PlanStatus::Proposed);
 }
 
 #[tokio::test]
@@ -334,19 +330,10 @@ async fn a_role_never_called_during_the_window_is_inconclusive_and_not_trialled(
         "{record:?}"
     );
     assert!(t.fake.policies_of(&role).expect("role").same_as(&before));
-    assert_eq!(
-        crate::plan::load_plan(&t.engine.state, &plan.id)
-            .expect("plan")
-            .status,
-        PlanStatus::Proposed
-    );
+    assert_eq!(plan_status(&t, &plan.id), PlanStatus::Proposed);
 
     // A playbook may ask for more calls of the role than an exercise that ran.
-    t.fake.world().workload = vec![Call {
-        role_arn: role.clone(),
-        action: "dynamodb:GetItem".to_owned(),
-        resource: TABLE.to_owned(),
-    }];
+    reads_only(&t, &role);
     let records = crate::trial::run(
         &t.engine,
         &plan.id,
@@ -364,13 +351,8 @@ async fn a_passing_trial_settles_until_cloudtrail_shows_the_window_then_passes()
     let t = TestEngine::new(EVENTS_SOURCE);
     let role = occasional_role(&t);
     mine(&t.engine).await;
-    // The second plan keeps what the first trial found; here the role's only calls are
-    // allowed ones, so a plan from the mined usage is right for this workload.
-    t.fake.world().workload = vec![Call {
-        role_arn: role.clone(),
-        action: "dynamodb:GetItem".to_owned(),
-        resource: TABLE.to_owned(),
-    }];
+    // The role's only calls are ones the plan keeps: the plan is right for this workload.
+    reads_only(&t, &role);
     let plan = plan(&t.engine).await;
     t.fake.world().lookup_lag = std::time::Duration::from_secs(10);
     let started = t.fake.world().now;
@@ -389,12 +371,7 @@ async fn a_passing_trial_settles_until_cloudtrail_shows_the_window_then_passes()
         ended.0 - started.0
     );
     assert!(t.fake.world().steps.iter().any(|s| s == "trial:settling"));
-    assert_eq!(
-        crate::plan::load_plan(&t.engine.state, &plan.id)
-            .expect("plan")
-            .status,
-        PlanStatus::Trialled
-    );
+    assert_eq!(plan_status(&t, &plan.id), PlanStatus::Trialled);
 }
 
 #[tokio::test]
@@ -402,11 +379,7 @@ async fn evidence_still_incomplete_after_max_settle_passes_only_if_the_playbook_
     let t = TestEngine::new(EVENTS_SOURCE);
     let role = occasional_role(&t);
     mine(&t.engine).await;
-    t.fake.world().workload = vec![Call {
-        role_arn: role.clone(),
-        action: "dynamodb:GetItem".to_owned(),
-        resource: TABLE.to_owned(),
-    }];
+    reads_only(&t, &role);
     let plan = plan(&t.engine).await;
     // CloudTrail is an hour behind: nothing after the window shows within a minute.
     t.fake.world().lookup_lag = std::time::Duration::from_secs(3600);
@@ -424,12 +397,7 @@ async fn evidence_still_incomplete_after_max_settle_passes_only_if_the_playbook_
         "{records:?}"
     );
     assert!(t.fake.policies_of(&role).expect("role").boundary.is_none());
-    assert_eq!(
-        crate::plan::load_plan(&t.engine.state, &plan.id)
-            .expect("plan")
-            .status,
-        PlanStatus::Proposed
-    );
+    assert_eq!(plan_status(&t, &plan.id), PlanStatus::Proposed);
     let records = crate::trial::run(
         &t.engine,
         &plan.id,
@@ -460,11 +428,7 @@ async fn a_trial_killed_while_settling_resumes_or_rolls_back_as_its_playbook_say
         let t = TestEngine::new(EVENTS_SOURCE);
         let role = occasional_role(&t);
         mine(&t.engine).await;
-        t.fake.world().workload = vec![Call {
-            role_arn: role.clone(),
-            action: "dynamodb:GetItem".to_owned(),
-            resource: TABLE.to_owned(),
-        }];
+        reads_only(&t, &role);
         let before = t.fake.policies_of(&role).expect("role");
         let plan = plan(&t.engine).await;
         t.fake.world().lookup_lag = std::time::Duration::from_secs(10);
