@@ -13,7 +13,7 @@
 //! - a secret value never reaches an error or a log line (see `secrets`).
 //!
 //! Modules: `aws` (SDK configuration per account, IAM, STS, S3, CloudTrail, Athena, Lambda,
-//! CloudWatch), `https` (the one outbound HTTP(S) client), `secrets` (the rotation
+//! CloudWatch, Organizations), `https` (the one outbound HTTP(S) client), `secrets` (the rotation
 //! machine's ports).
 
 mod aws;
@@ -24,8 +24,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use whittle_engine::Config;
 use whittle_engine::ports::{
-    Athena, AthenaQuery, AwsResult, Iam, Identity, LookupEvents, LookupPage, RolePolicies,
-    RoleSummary, ServiceLastAccessed, TrailStore, Web, WebRequest, Workload,
+    Athena, AthenaQuery, AwsResult, Iam, Identity, LookupEvents, LookupPage, OrgParent,
+    OrgPolicySummary, Organizations, RolePolicies, RoleSummary, ServiceLastAccessed, TrailStore,
+    Web, WebRequest, Workload,
 };
 use whittle_state::{Clock, Timestamp};
 
@@ -261,6 +262,24 @@ impl Workload for Adapters {
         self.aws
             .lambda_errors(account, function, start_ms, end_ms)
             .await
+    }
+}
+
+impl Organizations for Adapters {
+    async fn org_parent(&self, account: &str, child_id: &str) -> AwsResult<OrgParent> {
+        self.aws.org_parent(account, child_id).await
+    }
+
+    async fn org_scps_for_target(
+        &self,
+        account: &str,
+        target_id: &str,
+    ) -> AwsResult<Vec<OrgPolicySummary>> {
+        self.aws.org_scps_for_target(account, target_id).await
+    }
+
+    async fn org_policy_content(&self, account: &str, policy_id: &str) -> AwsResult<String> {
+        self.aws.org_policy_content(account, policy_id).await
     }
 }
 

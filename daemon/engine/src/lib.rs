@@ -24,6 +24,7 @@ pub mod iam_data;
 pub mod jobs;
 pub mod mine;
 pub mod notify;
+pub mod organization;
 pub mod plan;
 pub mod ports;
 pub mod reconcile;

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use anyhow::Context;
 use serde::Serialize;
 use serde_json::json;
 use tracing::{info, warn};
@@ -20,6 +21,7 @@ use whittle_state::{JournalEntry, State};
 
 use crate::Engine;
 use crate::guard::{Subject, Turn};
+use crate::organization::{Level, OrganizationReader};
 use crate::ports::{Iam, Ports};
 use crate::records::{
     ChangeRecord, ChangeStatus, JournalKind, LastAccessed, NeededActions, RestoreIntent,
@@ -33,19 +35,12 @@ pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow:
     let catalog = crate::iam_data::catalog(state.dir())?;
     // The SCPs of each account's organization chain, read once per plan, before
     // AWS is asked anything: a broken file stops the plan at once.
-    let organization = config
+    let mut organization: BTreeMap<String, Vec<Level>> = config
         .planner
         .organization(&config.base_dir)
-        .map_err(|e| anyhow::anyhow!("[planner.organization_policies]: {e}"))?;
-    let levels: BTreeMap<&str, Vec<Vec<NamedPolicy<'_>>>> = organization
-        .iter()
-        .map(|(account, files)| {
-            let levels = files
-                .iter()
-                .map(|(name, document)| vec![NamedPolicy { name, document }])
-                .collect();
-            (account.as_str(), levels)
-        })
+        .map_err(|e| anyhow::anyhow!("[planner.organization_policies]: {e}"))?
+        .into_iter()
+        .map(|(account, files)| (account, files.into_iter().map(|f| vec![f]).collect()))
         .collect();
     let targets = crate::targets::targets(engine, only).await?;
     if targets.is_empty() {
@@ -54,6 +49,39 @@ pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow:
             config.account_names().collect::<Vec<_>>().join(", ")
         );
     }
+    // Accounts without SCP files: their chain read through Organizations, once per account
+    // and plan (SCPs change rarely, but a plan must reflect the ones in force now).
+    if let Some(via) = &config.planner.organization_from {
+        let mut reader = OrganizationReader::new(engine, via);
+        for target in &targets {
+            if organization.contains_key(&target.account) {
+                continue;
+            }
+            let account_id = target.arn.split(':').nth(4).unwrap_or_default();
+            let levels = reader.scp_levels(account_id).await.with_context(|| {
+                format!(
+                    "reading the SCPs above account `{}` ({account_id}) through `{via}`",
+                    target.account
+                )
+            })?;
+            organization.insert(target.account.clone(), levels);
+        }
+    }
+    let levels: BTreeMap<&str, Vec<Vec<NamedPolicy<'_>>>> = organization
+        .iter()
+        .map(|(account, levels)| {
+            let levels = levels
+                .iter()
+                .map(|level| {
+                    level
+                        .iter()
+                        .map(|(name, document)| NamedPolicy { name, document })
+                        .collect()
+                })
+                .collect();
+            (account.as_str(), levels)
+        })
+        .collect();
     let settings = Settings {
         lookback_days: config.mining.lookback_days,
         min_observation_days: config.planner.min_observation_days,

@@ -230,6 +230,47 @@ pub trait Workload: Send + Sync {
     ) -> impl Future<Output = AwsResult<f64>> + Send;
 }
 
+/// Where an account or organizational unit sits in an AWS organization: its parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgParent {
+    /// `r-…` for the root, `ou-…` for an organizational unit.
+    pub id: String,
+    /// Whether the parent is the organization's root (the top of the chain).
+    pub is_root: bool,
+}
+
+/// A service control policy attached to a root, OU or account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgPolicySummary {
+    /// `p-…` (`p-FullAWSAccess` for AWS's own).
+    pub id: String,
+    pub name: String,
+}
+
+/// AWS Organizations, read-only, through an account allowed to read the organization's
+/// policies (the management account or a delegated administrator).
+pub trait Organizations: Send + Sync {
+    /// The parent of an account or OU (organizations:ListParents; a child has exactly one).
+    fn org_parent(
+        &self,
+        account: &str,
+        child_id: &str,
+    ) -> impl Future<Output = AwsResult<OrgParent>> + Send;
+    /// The SCPs attached directly to a root, OU or account (organizations:
+    /// ListPoliciesForTarget with the SERVICE_CONTROL_POLICY filter, every page).
+    fn org_scps_for_target(
+        &self,
+        account: &str,
+        target_id: &str,
+    ) -> impl Future<Output = AwsResult<Vec<OrgPolicySummary>>> + Send;
+    /// A policy's document, as text (organizations:DescribePolicy).
+    fn org_policy_content(
+        &self,
+        account: &str,
+        policy_id: &str,
+    ) -> impl Future<Output = AwsResult<String>> + Send;
+}
+
 /// An outbound HTTP(S) request that is not a playbook's (which go through
 /// [`SecretPorts::http`], HTTPS only): a webhook, AWS's Service Reference.
 #[derive(Debug, Clone)]
@@ -256,11 +297,29 @@ pub trait Web: Send + Sync {
 /// the rotation machine's ports (Secrets Manager, SSM, KMS, IAM access keys, playbook HTTPS
 /// and scripts, the clock).
 pub trait Ports:
-    Iam + TrailStore + LookupEvents + Athena + Workload + Web + SecretPorts + Clock + 'static
+    Iam
+    + TrailStore
+    + LookupEvents
+    + Athena
+    + Workload
+    + Organizations
+    + Web
+    + SecretPorts
+    + Clock
+    + 'static
 {
 }
 
 impl<T> Ports for T where
-    T: Iam + TrailStore + LookupEvents + Athena + Workload + Web + SecretPorts + Clock + 'static
+    T: Iam
+        + TrailStore
+        + LookupEvents
+        + Athena
+        + Workload
+        + Organizations
+        + Web
+        + SecretPorts
+        + Clock
+        + 'static
 {
 }

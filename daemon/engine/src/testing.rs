@@ -24,7 +24,8 @@ use crate::Engine;
 use crate::config::Config;
 use crate::ports::{
     Athena, AthenaQuery, AwsError, AwsErrorKind, AwsResult, Iam, Identity, LookupEvents,
-    LookupPage, SecretPorts, TrailStore, Web, WebRequest, Workload,
+    LookupPage, OrgParent, OrgPolicySummary, Organizations, SecretPorts, TrailStore, Web,
+    WebRequest, Workload,
 };
 
 /// The account every test works in.
@@ -112,6 +113,14 @@ pub struct World {
     /// Calls the workload makes by itself (live traffic) when the clock reaches their time.
     pub scheduled: Vec<(Timestamp, Call)>,
     pub secrets: BTreeMap<String, Secret>,
+    /// AWS Organizations: child (account id or `ou-…`) -> parent (`ou-…` or `r-…`).
+    pub org_parents: BTreeMap<String, String>,
+    /// Target (root, OU or account id) -> the ids of the SCPs attached to it.
+    pub org_attached: BTreeMap<String, Vec<String>>,
+    /// SCP id -> (name, document).
+    pub org_policies: BTreeMap<String, (String, String)>,
+    /// Whether Organizations refuses whittle's credentials (not the management account).
+    pub org_denied: bool,
     /// Calls made, by name (`iam:PutRolePolicy`, …), in order.
     pub calls: Vec<String>,
     /// Port method name -> how many more calls fail.
@@ -668,6 +677,66 @@ impl Workload for Fake {
     }
 }
 
+impl Fake {
+    fn org_call(&self, name: &str) -> AwsResult<MutexGuard<'_, World>> {
+        let world = self.call(name)?;
+        if world.org_denied {
+            return Err(AwsError::new(
+                AwsErrorKind::AccessDenied,
+                format!(
+                    "{name} failed: AccessDeniedException: You don't have permissions to access this resource."
+                ),
+            ));
+        }
+        Ok(world)
+    }
+}
+
+impl Organizations for Fake {
+    async fn org_parent(&self, _account: &str, child_id: &str) -> AwsResult<OrgParent> {
+        let world = self.org_call("organizations:ListParents")?;
+        let id = world
+            .org_parents
+            .get(child_id)
+            .cloned()
+            .ok_or_else(|| not_found(format!("organizations:ListParents of {child_id}")))?;
+        Ok(OrgParent {
+            is_root: id.starts_with("r-"),
+            id,
+        })
+    }
+
+    async fn org_scps_for_target(
+        &self,
+        _account: &str,
+        target_id: &str,
+    ) -> AwsResult<Vec<OrgPolicySummary>> {
+        let world = self.org_call("organizations:ListPoliciesForTarget")?;
+        Ok(world
+            .org_attached
+            .get(target_id)
+            .into_iter()
+            .flatten()
+            .map(|id| OrgPolicySummary {
+                id: id.clone(),
+                name: world
+                    .org_policies
+                    .get(id)
+                    .map_or(id.clone(), |(n, _)| n.clone()),
+            })
+            .collect())
+    }
+
+    async fn org_policy_content(&self, _account: &str, policy_id: &str) -> AwsResult<String> {
+        let world = self.org_call("organizations:DescribePolicy")?;
+        world
+            .org_policies
+            .get(policy_id)
+            .map(|(_, document)| document.clone())
+            .ok_or_else(|| not_found(format!("organizations:DescribePolicy {policy_id}")))
+    }
+}
+
 impl Web for Fake {
     async fn send(&self, request: &WebRequest) -> Result<(u16, Vec<u8>), String> {
         let mut world = self.call("web").map_err(|e| e.message)?;
@@ -899,7 +968,18 @@ pub fn config(extra: &str) -> Config {
         .join("../..")
         .canonicalize()
         .expect("the repository root");
-    let text = format!("{BASE_CONFIG}\n{extra}");
+    // A `[planner]` table in `extra` adds its keys to the base's: TOML allows a table once.
+    let (base, extra) = match extra.split_once("[planner]\n") {
+        Some((before, after)) => {
+            let end = after.find("\n[").map_or(after.len(), |i| i + 1);
+            (
+                BASE_CONFIG.replace("[planner]\n", &format!("[planner]\n{}", &after[..end])),
+                format!("{before}{}", &after[end..]),
+            )
+        }
+        None => (BASE_CONFIG.to_owned(), extra.to_owned()),
+    };
+    let text = format!("{base}\n{extra}");
     let mut config = crate::config::parse_in(&text, &root)
         .unwrap_or_else(|e| panic!("test configuration: {e:?}\n{text}"));
     config.text = text;

@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{AccessLevel, Catalog};
+use crate::policy::rules::resource_account;
 use crate::policy::{
     Context, Decision, Effect, NamedPolicy, OneOrMany, PolicyDocument, Request, Statement,
     evaluate, named, organization_closes,
@@ -378,6 +379,26 @@ impl RolePlan {
     }
 }
 
+/// The note of an action used on resources in other accounts than the role's: a
+/// cross-account call succeeds only when the resource's own policy allows it too, so the
+/// reviewer learns which account's policy the role's use depends on. Resources whose ARN
+/// names no account (S3 buckets) say nothing either way.
+fn cross_account_note(role_arn: &str, resources: &[String]) -> String {
+    let own = resource_account(role_arn);
+    let others: BTreeSet<&str> = resources
+        .iter()
+        .filter_map(|r| resource_account(r))
+        .filter(|a| Some(*a) != own)
+        .collect();
+    if others.is_empty() {
+        return String::new();
+    }
+    format!(
+        "used on resources in account {} (cross-account: the resource's policy allows it too)",
+        others.into_iter().collect::<Vec<_>>().join(", ")
+    )
+}
+
 fn parse(text: &str, name: &str) -> Result<PolicyDocument, String> {
     PolicyDocument::from_iam(text).map_err(|e| format!("policy {name}: {e}"))
 }
@@ -500,6 +521,7 @@ pub fn propose(
             k.last_seen = Some(format_time(last));
             k.sample_event_id.clone_from(&use_.sample_event_id);
             k.resources = use_.resources.keys().cloned().collect();
+            k.note = cross_account_note(&current.role_arn, &k.resources);
         }
     }
     for service in evidence.last_accessed {

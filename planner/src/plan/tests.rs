@@ -345,6 +345,42 @@ fn scope_resources_narrows_star_to_observed_arns() {
     );
 }
 
+/// An action used on resources of another account is kept like any used action, and says
+/// which account's resource policy the use depends on; same-account and account-less ARNs
+/// (S3 buckets) add nothing.
+#[test]
+fn cross_account_use_is_kept_with_the_resources_account() {
+    let current = role(&[("app", BROAD)], &[]);
+    let used = usage(&[
+        ("s3:GetObject", 3, &["arn:aws:s3:::orders/a.json"]),
+        (
+            "sqs:SendMessage",
+            3,
+            &[
+                "arn:aws:sqs:us-east-1:222222222222:shared-events",
+                "arn:aws:sqs:us-east-1:333333333333:audit",
+                &format!(
+                    "arn:aws:sqs:us-east-1:{}:orders",
+                    ROLE.split(':').nth(4).unwrap_or_default()
+                ),
+            ],
+        ),
+    ]);
+    let plan = plan_for(&current, &used, &settings());
+    let note = |action: &str| {
+        plan.kept
+            .iter()
+            .find(|k| k.action == action)
+            .map(|k| k.note.clone())
+            .unwrap_or_else(|| panic!("{action} kept: {:#?}", plan.kept))
+    };
+    assert_eq!(
+        note("sqs:SendMessage"),
+        "used on resources in account 222222222222, 333333333333 (cross-account: the resource's policy allows it too)"
+    );
+    assert_eq!(note("s3:GetObject"), "");
+}
+
 #[test]
 fn oversized_proposals_are_compacted_with_proven_wildcards() {
     let catalog = Catalog::embedded();

@@ -600,3 +600,114 @@ async fn apply_refuses_more_changed_roles_than_the_limit_and_takes_them_a_few_at
     assert!(!broad(inline_policies(&iam, "limit-a").await));
     assert!(broad(inline_policies(&iam, "limit-b").await));
 }
+
+/// `[planner] organization_from`: the SCPs above the account, read through the emulator's
+/// AWS Organizations (root, OU, account, each level's policies), close a keep-listed
+/// permission: the plan drops it and names the SCP and the OU it is attached to.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_reads_the_organizations_scps_and_drops_what_they_close() {
+    use aws_sdk_organizations::types::{OrganizationFeatureSet, PolicyType};
+    let emulator = &whittle_tests::Emulator::start(&[("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")]);
+    let Seeded { config, .. } = &seeded(emulator).await;
+    let org = aws_sdk_organizations::Client::new(&emulator.sdk_config().await);
+    org.create_organization()
+        .feature_set(OrganizationFeatureSet::All)
+        .send()
+        .await
+        .expect("organization");
+    let roots = org.list_roots().send().await.expect("roots");
+    let root = roots.roots()[0].id().expect("root id").to_owned();
+    org.enable_policy_type()
+        .root_id(&root)
+        .policy_type(PolicyType::ServiceControlPolicy)
+        .send()
+        .await
+        .expect("SCPs enabled");
+    let ou = org
+        .create_organizational_unit()
+        .parent_id(&root)
+        .name("workloads")
+        .send()
+        .await
+        .expect("OU");
+    let ou = ou
+        .organizational_unit()
+        .and_then(|o| o.id())
+        .expect("OU id")
+        .to_owned();
+    org.move_account()
+        .account_id("123456789012")
+        .source_parent_id(&root)
+        .destination_parent_id(&ou)
+        .send()
+        .await
+        .expect("account moved into the OU");
+    let scp = org
+        .create_policy()
+        .name("no-queue-lookups")
+        .description("workloads resolve queues from configuration")
+        .r#type(PolicyType::ServiceControlPolicy)
+        .content(r#"{"Version":"2012-10-17","Statement":[{"Sid":"NoQueueUrls","Effect":"Deny","Action":"sqs:GetQueueUrl","Resource":"*"}]}"#)
+        .send()
+        .await
+        .expect("SCP");
+    let scp = scp
+        .policy()
+        .and_then(|p| p.policy_summary())
+        .and_then(|s| s.id())
+        .expect("SCP id")
+        .to_owned();
+    org.attach_policy()
+        .policy_id(&scp)
+        .target_id(&ou)
+        .send()
+        .await
+        .expect("SCP attached");
+    let text = std::fs::read_to_string(config).expect("config");
+    std::fs::write(
+        config,
+        text.replace(
+            "[planner]\n",
+            "[planner]\norganization_from = \"staging\"\n",
+        ),
+    )
+    .expect("config");
+
+    let (code, stdout, stderr) = run(config, &["plan", "--format", "json"]);
+    assert_eq!(code, 2, "{stderr}\n{stdout}");
+    let plan: Value = serde_json::from_str(&stdout).expect("plan JSON");
+    let app = plan["roles"]
+        .as_array()
+        .expect("roles")
+        .iter()
+        .find(|r| r["role_arn"] == ROLE_ARN)
+        .expect("the app role is planned");
+    let kept: Vec<&str> = app["kept"]
+        .as_array()
+        .expect("kept")
+        .iter()
+        .filter_map(|k| k["action"].as_str())
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            "s3:GetObject",
+            "s3:ListBucket",
+            "s3:PutObject",
+            "ssm:GetParameter"
+        ],
+        "{app:#}"
+    );
+    let note = format!(
+        "`sqs:GetQueueUrl` is not kept ([planner] keep `sqs:GetQueueUrl`): SCP `no-queue-lookups` ({scp}) on {ou} statement 0 (Sid NoQueueUrls) denies sqs:GetQueueUrl everywhere, so it grants nothing"
+    );
+    assert!(
+        app["notes"]
+            .as_array()
+            .expect("notes")
+            .iter()
+            .any(|n| n == note.as_str()),
+        "{:#}",
+        app["notes"]
+    );
+}

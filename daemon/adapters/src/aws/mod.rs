@@ -13,6 +13,7 @@
 pub(crate) mod errors;
 pub(crate) mod iam;
 pub(crate) mod mining;
+pub(crate) mod organizations;
 
 use std::collections::BTreeMap;
 

@@ -486,6 +486,13 @@ pub struct PlannerConfig {
     /// kept for the keep-list or as unobservable: it could never be used.
     #[serde(default)]
     pub organization_policies: BTreeMap<String, Vec<PathBuf>>,
+    /// An account name (from `[[aws.accounts]]`) whose credentials may read the
+    /// organization's policies (the management account, or a delegated administrator): the
+    /// SCPs above every planned account without files in `organization_policies` are read
+    /// through AWS Organizations (ListParents, ListPoliciesForTarget, DescribePolicy) at each
+    /// plan.
+    #[serde(default)]
+    pub organization_from: Option<String>,
 }
 
 impl PlannerConfig {
@@ -535,6 +542,7 @@ impl Default for PlannerConfig {
             keep_unobservable: true,
             max_roles_per_apply: default_max_roles_per_run(),
             organization_policies: BTreeMap::new(),
+            organization_from: None,
         }
     }
 }

@@ -710,6 +710,14 @@ fn cross_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
             format!("`{url}` is not an http(s) URL"),
         ));
     }
+    if let Some(account) = &config.planner.organization_from
+        && config.account(account).is_none()
+    {
+        found.push((
+            vec![Key("planner"), Key("organization_from")],
+            format!("account `{account}` is not one of the [[aws.accounts]] names"),
+        ));
+    }
     for (account, paths) in &config.planner.organization_policies {
         let at = |rest: Vec<Seg>| {
             let mut at = vec![

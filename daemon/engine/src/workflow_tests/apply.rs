@@ -256,3 +256,96 @@ async fn a_plan_drops_what_the_accounts_scps_close() {
         "{error}"
     );
 }
+
+/// `[planner] organization_from`: the SCPs above the account are read through AWS
+/// Organizations, level by level from the root, each policy described once; what they close
+/// is dropped as with files, the note naming the SCP and the OU it is attached to.
+#[tokio::test]
+async fn a_plan_reads_the_accounts_scps_through_organizations() {
+    let t = TestEngine::new(&format!(
+        "{EVENTS_SOURCE}\n[planner]\norganization_from = \"staging\"\n"
+    ));
+    let full =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+    let no_iam = r#"{"Version":"2012-10-17","Statement":[{"Sid":"NoPassRole","Effect":"Deny","Action":["iam:PassRole","kms:*"],"Resource":"*"}]}"#;
+    {
+        let mut world = t.fake.world();
+        world.org_parents = [
+            ("111111111111", "ou-ab12-workloads"),
+            ("ou-ab12-workloads", "r-ab12"),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .into();
+        // AWS's FullAWSAccess at every level (as Organizations attaches it), the Deny on the OU.
+        world.org_attached = [
+            ("r-ab12", vec!["p-FullAWSAccess"]),
+            ("ou-ab12-workloads", vec!["p-FullAWSAccess", "p-nopassrole"]),
+            ("111111111111", vec!["p-FullAWSAccess"]),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.into_iter().map(str::to_owned).collect()))
+        .into();
+        world.org_policies = [
+            ("p-FullAWSAccess", ("FullAWSAccess", full)),
+            ("p-nopassrole", ("no-passrole", no_iam)),
+        ]
+        .map(|(id, (name, doc))| (id.to_owned(), (name.to_owned(), doc.to_owned())))
+        .into();
+    }
+    let role = t.fake.add_role(
+        "orders",
+        &[("whittle", "managed")],
+        &[(
+            "app",
+            &allow(&["iam:PassRole", "kms:Decrypt", "sqs:SendMessage"]),
+        )],
+    );
+    t.fake.world().workload = vec![Call {
+        role_arn: role.clone(),
+        action: "sqs:SendMessage".to_owned(),
+        resource: "arn:aws:sqs:us-east-1:111111111111:orders".to_owned(),
+    }];
+    assert_eq!(t.fake.exercise(), 0);
+    mine(&t.engine).await;
+    let plan = plan(&t.engine).await;
+    let planned = &plan.roles[0];
+    let kept: Vec<&str> = planned.kept.iter().map(|k| k.action.as_str()).collect();
+    assert_eq!(kept, ["sqs:SendMessage"], "{:#?}", planned.notes);
+    assert!(
+        planned.notes.iter().any(|n| n.starts_with(
+            "`iam:PassRole` is not kept (unobservable): SCP `no-passrole` (p-nopassrole) on ou-ab12-workloads statement 0 (Sid NoPassRole) denies iam:PassRole everywhere"
+        )),
+        "{:#?}",
+        planned.notes
+    );
+    let calls = t.fake.world().calls.clone();
+    let count = |name: &str| calls.iter().filter(|c| *c == name).count();
+    // Three levels listed, two parents asked, and each distinct policy described once.
+    assert_eq!(count("organizations:ListPoliciesForTarget"), 3, "{calls:?}");
+    assert_eq!(count("organizations:ListParents"), 2, "{calls:?}");
+    assert_eq!(count("organizations:DescribePolicy"), 2, "{calls:?}");
+
+    // Credentials Organizations refuses stop the plan, saying what the account needs.
+    t.fake.world().org_denied = true;
+    let error = crate::plan::make_plan(&t.engine, &[])
+        .await
+        .expect_err("refused");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("organization_from = \"staging\" needs an account that may call organizations:ListParents, ListPoliciesForTarget and DescribePolicy"),
+        "{message}"
+    );
+    // A name that is not a configured account is a located configuration error.
+    let error = crate::config::parse_in(
+        &crate::testing::BASE_CONFIG.replace(
+            "[planner]\n",
+            "[planner]\norganization_from = \"management\"\n",
+        ),
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+    )
+    .expect_err("refused");
+    assert!(
+        format!("{error:?}")
+            .contains("account `management` is not one of the [[aws.accounts]] names"),
+        "{error:?}"
+    );
+}
