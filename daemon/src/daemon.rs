@@ -18,6 +18,7 @@ use crate::scheduler::Scheduler;
 /// listen address, the credentials) is checked before anything runs.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let dir = &config.state.dir.clone();
+    info!(state = %dir.display(), "Daemon starting");
     // Ask first, open second: a directory held by another daemon is reported without
     // touching it or AWS.
     if let Some(owner) = State::lock_owner(dir)
@@ -35,6 +36,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .await
             .with_context(|| format!("account `{account}`"))?;
         info!(account, arn = %identity.arn, account_id = %identity.account, "AWS credentials verified");
+    }
+    let mut shutdown = std::pin::pin!(shutdown);
+    if requested(&mut shutdown).await {
+        info!("Shutdown requested during start-up: the state was not opened, nothing runs");
+        info!("Daemon stopped");
+        return Ok(());
     }
 
     let listener = tokio::net::TcpListener::bind(config.status.listen.0)
@@ -60,6 +67,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let summary = whittle_engine::reconcile::reconcile(&engine).await?;
     info!(recovered = summary.recovered, "Reconcile pass done");
     whittle_engine::mine::fold_pending(&engine)?;
+    if requested(&mut shutdown).await {
+        info!("Shutdown requested during start-up: recovery done, nothing scheduled");
+        engine.state.flush()?;
+        info!("Daemon stopped");
+        return Ok(());
+    }
 
     let started_at = engine.now();
     let metrics = Arc::new(Metrics::new(
@@ -118,19 +131,33 @@ async fn open_waiting_for_commands(
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-pub async fn signals() {
+/// Installs the SIGTERM and SIGINT handlers now (not when the future is first polled: until
+/// then the default action would kill the process) and resolves on the first of them. Call
+/// it inside a Tokio runtime.
+pub fn signals() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let streams = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the daemon could never stop cleanly; fall back to Ctrl-C.
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = streams else {
+            // Without signal handlers the daemon could never stop cleanly; fall back to Ctrl-C.
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => info!(signal = "SIGTERM", "Signal received"),
+            _ = int.recv() => info!(signal = "SIGINT", "Signal received"),
+        }
+    }
+}
+
+/// Whether `shutdown` has already resolved (a signal came while the daemon was starting).
+async fn requested(shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
     tokio::select! {
-        _ = term.recv() => info!(signal = "SIGTERM", "Signal received"),
-        _ = int.recv() => info!(signal = "SIGINT", "Signal received"),
+        biased;
+        () = shutdown.as_mut() => true,
+        () = std::future::ready(()) => false,
     }
 }

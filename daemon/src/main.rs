@@ -142,7 +142,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => {
             let mut config = load(&cli)?;
             args.apply(&mut config)?;
-            runtime()?.block_on(daemon::run(config, daemon::signals()))?;
+            let runtime = runtime()?;
+            // The handlers are installed before the daemon opens anything, so a SIGTERM during
+            // start-up ends it cleanly after the step in progress rather than killing it.
+            let shutdown = {
+                let _inside = runtime.enter();
+                daemon::signals()
+            };
+            runtime.block_on(daemon::run(config, shutdown))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(args) => {

@@ -497,6 +497,34 @@ async fn sigterm_lets_a_handed_over_command_answer_before_the_daemon_exits() {
     assert_eq!(exit.code(), Some(0), "{logged}");
 }
 
+/// SIGTERM while the daemon is still starting (here: its credentials check held 3 s by the
+/// emulator) stops it cleanly once the step in progress is done — exit 0, nothing scheduled —
+/// instead of killing it as an unhandled signal would.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_start_up_stops_the_daemon_cleanly() {
+    // A private emulator: the delay fault below must not hold another test's calls.
+    let emulator = Emulator::start(&[]);
+    let ws = Workspace::new();
+    let config = ws.emulator_config(&emulator.url, "early");
+    emulator.post_json(
+        "/whittle-emulator/faults",
+        &serde_json::json!({"service": "sts", "action": "GetCallerIdentity", "delay_seconds": 3, "count": 1}),
+    );
+    let log = ws.path("daemon.log");
+    let mut daemon = spawn_daemon(&config, &log);
+    crate::support::wait_for_log(&log, "Daemon starting");
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&daemon, "TERM");
+    let exit = wait_exit(&mut daemon, Duration::from_secs(30));
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(exit.code(), Some(0), "{exit}: {logged}");
+    assert!(logged.contains("AWS credentials verified"), "{logged}");
+    assert!(
+        logged.contains("Shutdown requested during start-up") && !logged.contains("Daemon started"),
+        "{logged}"
+    );
+}
+
 /// A flood of connections to the status endpoint is held to 64 at a time: the daemon never
 /// holds more sockets than that however many a local process opens, and once the flood
 /// stops the endpoint answers again at once.
