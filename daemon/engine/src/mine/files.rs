@@ -196,19 +196,26 @@ impl<'c> Worker<'c> {
             reason: format!("cannot read: {e}"),
             transient: true,
         };
-        // Only regular files are read: opening a FIFO blocks until a writer comes, and a
-        // device (`/dev/zero`) never ends. `metadata` follows a symlink to what it points
-        // at. The listing has skipped these already; this guards a file replaced since.
+        // Only regular files are read: a FIFO blocks until a writer comes, and a device
+        // (`/dev/zero`) never ends. The open follows a symlink to what it points at. The
+        // listing has skipped these already; this guards a file replaced since.
         let not_a_file = |kind: std::fs::FileType| FileError {
             reason: format!("{}; skipped", not_regular(kind)),
             // Not checkpointed: a regular file of that name is read by a later run.
             transient: true,
         };
-        let meta = std::fs::metadata(path).map_err(io)?;
-        if !meta.is_file() {
-            return Err(not_a_file(meta.file_type()));
-        }
-        let mut file = File::open(path).map_err(io)?;
+        // Opened without blocking, then checked on the open file: a FIFO put in place of a
+        // listed file (a race with whatever writes the directory) would block a plain `open`
+        // until a writer comes. O_NONBLOCK changes nothing for a regular file (open(2): it
+        // has no effect on regular files' reads), and anything else is refused below.
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits().cast_signed())
+                .open(path)
+                .map_err(io)?
+        };
         let meta = file.metadata().map_err(io)?;
         if !meta.is_file() {
             return Err(not_a_file(meta.file_type()));
