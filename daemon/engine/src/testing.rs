@@ -177,27 +177,7 @@ impl Fake {
         tags: &[(&str, &str)],
         inline: &[(&str, &str)],
     ) -> String {
-        let arn = self.add_role(name, tags, inline);
-        let role = self.world().roles.remove(&arn).unwrap_or_default();
         let arn = format!("arn:aws:iam::{account_id}:role/{name}");
-        self.world().roles.insert(arn.clone(), role);
-        arn
-    }
-
-    pub fn world(&self) -> MutexGuard<'_, World> {
-        // A panicking test poisons it; the next assertion should still see the world.
-        self.world
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Makes the next `n` calls of `call` (e.g. `iam:DeleteRolePolicy`) fail.
-    pub fn fail(&self, call: &str, n: u32) {
-        self.world().faults.insert(call.to_owned(), n);
-    }
-
-    pub fn add_role(&self, name: &str, tags: &[(&str, &str)], inline: &[(&str, &str)]) -> String {
-        let arn = format!("arn:aws:iam::{ACCOUNT_ID}:role/{name}");
         self.world().roles.insert(
             arn.clone(),
             Role {
@@ -215,6 +195,22 @@ impl Fake {
             },
         );
         arn
+    }
+
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        // A panicking test poisons it; the next assertion should still see the world.
+        self.world
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes the next `n` calls of `call` (e.g. `iam:DeleteRolePolicy`) fail.
+    pub fn fail(&self, call: &str, n: u32) {
+        self.world().faults.insert(call.to_owned(), n);
+    }
+
+    pub fn add_role(&self, name: &str, tags: &[(&str, &str)], inline: &[(&str, &str)]) -> String {
+        self.add_role_in(ACCOUNT_ID, name, tags, inline)
     }
 
     pub fn advance(&self, by: Duration) {
