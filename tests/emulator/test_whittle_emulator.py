@@ -604,6 +604,8 @@ class AuthorizationDetailsTest(unittest.TestCase):
         # AWS-managed policies only when in use: ReadOnlyAccess is attached, the other ~1,300 are not.
         self.assertEqual(sorted(policies), ["arn:aws:iam::123456789012:policy/fence", "arn:aws:iam::123456789012:policy/shared",
                                             "arn:aws:iam::aws:policy/ReadOnlyAccess"])
+        self.assertEqual(policies["arn:aws:iam::123456789012:policy/shared"]["PolicyName"], "shared")
+        self.assertTrue(policies["arn:aws:iam::aws:policy/ReadOnlyAccess"]["PolicyId"])
         versions = policies["arn:aws:iam::123456789012:policy/shared"]["PolicyVersionList"]
         default = [v for v in versions if v["IsDefaultVersion"]]
         self.assertEqual(len(versions), 2)
@@ -623,6 +625,19 @@ class AuthorizationDetailsTest(unittest.TestCase):
         self.assertEqual(names, ["other-1"])
         recorded = [e for e in self.emu.get("/whittle-emulator/events")["Records"] if e["eventName"] == "GetAccountAuthorizationDetails"]
         self.assertEqual(sorted({e["recipientAccountId"] for e in recorded}), ["123456789012", "222222222222"])
+
+    def test_a_seeded_aws_managed_policy_is_loaded_on_demand(self):
+        emu = Emulator()
+        try:
+            emu.post("/whittle-emulator/seed-iam", {"account": "333333333333", "roles": [
+                {"name": "lambda-1", "managed": ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]}]})
+            creds = emu.client("sts").assume_role(RoleArn="arn:aws:iam::333333333333:role/reader", RoleSessionName="reader")["Credentials"]
+            iam = emu.client("iam", creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
+            page = iam.get_account_authorization_details(Filter=["Role", "AWSManagedPolicy"])
+            self.assertEqual([p["Arn"] for p in page["Policies"]], ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"])
+            self.assertIn("logs:CreateLogGroup", json.dumps(page["Policies"][0]["PolicyVersionList"][0]["Document"]))
+        finally:
+            emu.close()
 
     def test_a_bad_seed_is_refused(self):
         with self.assertRaises(urllib.error.HTTPError) as caught:

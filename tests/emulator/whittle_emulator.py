@@ -1424,8 +1424,9 @@ def authorization_details_items(backend, filters):
 
 def patch_authorization_details():
     """iam:GetAccountAuthorizationDetails pages as AWS does (MaxItems, default 100, at most
-    1,000 entities a page; Marker; IsTruncated), honours Filter, and lists only the AWS-managed
-    policies in use. moto 5.2.5 ignores MaxItems and Marker and answers everything at once."""
+    1,000 entities a page; Marker; IsTruncated), honours Filter, lists only the AWS-managed
+    policies in use, and names each policy (PolicyName, PolicyId). moto 5.2.5 ignores MaxItems
+    and Marker, answers everything at once, and leaves the names out."""
     from moto.core.responses import ActionResult
     from moto.iam.responses import IamResponse
 
@@ -1450,6 +1451,11 @@ def patch_authorization_details():
         return ActionResult(result)
 
     IamResponse.get_account_authorization_details = get_account_authorization_details
+    # moto's ManagedPolicyDetail lacks PolicyName and PolicyId (its serializer reads them as
+    # attributes the policy does not have); AWS returns both.
+    from moto.iam.models import ManagedPolicy
+    ManagedPolicy.policy_name = property(lambda policy: policy.name)
+    ManagedPolicy.policy_id = property(lambda policy: policy.id)
 
 
 def seed_iam(doc):
@@ -1465,6 +1471,22 @@ def seed_iam(doc):
     backend = iam_backends[str(doc.get("account") or DEFAULT_ACCOUNT_ID)]["aws"]
     trust = json.dumps({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    # An AWS-managed policy a role names is loaded into the account on demand: moto loads all
+    # of them only with MOTO_IAM_LOAD_MANAGED_POLICIES=true, and then into every partition of
+    # every account it touches (seconds each), which makes several accounts slow.
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+    from moto.iam.models import AWSManagedPolicy
+
+    catalog = None
+    for role in doc.get("roles", []):
+        for arn in role.get("managed") or []:
+            if arn.startswith("arn:aws:iam::aws:policy/") and arn not in backend.managed_policies:
+                catalog = catalog or json.loads(aws_managed_policies_data)
+                name = arn.rsplit("/", 1)[-1]
+                if name in catalog:
+                    policy = AWSManagedPolicy.from_data(name, backend.account_id, backend.region_name, catalog[name])
+                    backend.managed_policies[policy.arn] = policy
+                    backend.aws_managed_policies.append(policy)
     # Refuse a seed naming a policy that will not exist before creating anything, so a bad
     # request leaves the account as it was.
     account = backend.account_id

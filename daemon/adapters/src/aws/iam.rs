@@ -208,7 +208,11 @@ impl Aws {
             let Some(default) = default else { continue };
             policies.push(ManagedPolicy {
                 arn: arn.to_owned(),
-                name: policy.policy_name().unwrap_or_default().to_owned(),
+                // The name is the ARN's last part (after the policy's path).
+                name: policy
+                    .policy_name()
+                    .unwrap_or_else(|| arn.rsplit('/').next().unwrap_or_default())
+                    .to_owned(),
                 aws_managed: arn.contains(":iam::aws:policy/"),
                 version: default.version_id().unwrap_or("v1").to_owned(),
                 document: default.document().map(decode).unwrap_or_default(),

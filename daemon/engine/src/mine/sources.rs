@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use tracing::info;
 use whittle_planner::mapping::Mapper;
@@ -674,7 +673,7 @@ mod tests {
             });
             let _ = tx.send(listing.map_err(|e| e.to_string()));
         });
-        rx.recv_timeout(Duration::from_secs(20))
+        rx.recv_timeout(std::time::Duration::from_secs(20))
             .expect("listing finished instead of blocking")
             .expect("the listing succeeds")
     }
