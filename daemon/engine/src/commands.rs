@@ -330,14 +330,14 @@ pub fn render_plan(
         PlanFormat::Cloudformation => render::cloudformation(plan),
         PlanFormat::Serverless => render::serverless(plan),
     };
-    let exit_code = if !unread.is_empty() || plan.roles.iter().any(|r| r.status == RoleStatus::Error)
-    {
-        1
-    } else if plan.has_changes() {
-        2
-    } else {
-        0
-    };
+    let exit_code =
+        if !unread.is_empty() || plan.roles.iter().any(|r| r.status == RoleStatus::Error) {
+            1
+        } else if plan.has_changes() {
+            2
+        } else {
+            0
+        };
     Ok(Output { stdout, exit_code })
 }
 

@@ -12,8 +12,8 @@ use serde::Serialize;
 use serde_json::json;
 use tracing::{info, warn};
 use whittle_planner::plan::{
-    self, AccountRead, Evidence, PLAN_SCHEMA, Plan, PlanStatus, RolePlan, RolePolicies,
-    RoleStatus, Settings,
+    self, AccountRead, Evidence, PLAN_SCHEMA, Plan, PlanStatus, RolePlan, RolePolicies, RoleStatus,
+    Settings,
 };
 use whittle_planner::policy::NamedPolicy;
 use whittle_planner::trail::format_time;

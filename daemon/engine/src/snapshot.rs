@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use tracing::info;
+use tracing::{info, warn};
 use whittle_state::Timestamp;
 
 use crate::Engine;
 use crate::guard::{Quota, paced};
 use crate::ports::{
-    AwsResult, ManagedPolicy, Ports, RoleDetail, RolePolicies, SnapshotScope,
+    AwsErrorKind, AwsResult, ManagedPolicy, Ports, RoleDetail, RolePolicies, SnapshotScope,
 };
 
 /// IAM is global: its requests are counted per account, not per region.
@@ -43,7 +43,11 @@ impl AccountSnapshot {
     /// ARN), or the ARN of a managed policy the snapshot lacks.
     pub fn role_policies(&self, role: &RoleDetail) -> Result<RolePolicies, String> {
         let policy = |arn: &String| self.policies.get(arn).cloned().ok_or_else(|| arn.clone());
-        let mut managed = role.attached.iter().map(policy).collect::<Result<Vec<_>, _>>()?;
+        let mut managed = role
+            .attached
+            .iter()
+            .map(policy)
+            .collect::<Result<Vec<_>, _>>()?;
         managed.sort_by(|a, b| a.arn.cmp(&b.arn));
         let mut inline = role.inline.clone();
         inline.sort_by(|a, b| a.name.cmp(&b.name));
@@ -113,8 +117,18 @@ pub async fn read_account<P: Ports>(
                     ports.managed_policy(account, &arn)
                 },
             )
-            .await?;
-            policies.insert(arn, policy);
+            .await;
+            match policy {
+                Ok(policy) => {
+                    policies.insert(arn, policy);
+                }
+                // Deleted since the pages were read: the roles naming it fail alone
+                // (`role_policies` names it), the account is still read.
+                Err(error) if error.kind == AwsErrorKind::NotFound => {
+                    warn!(account, policy = %arn, %error, "Managed policy gone while reading the account");
+                }
+                Err(error) => return Err(error),
+            }
         }
     } else {
         policies.clear();
@@ -140,7 +154,10 @@ pub async fn read_account<P: Ports>(
 /// Runs `work` for every configured account, at most `[aws] concurrent_accounts` at a time,
 /// and returns each account's outcome in the configuration's order. One account failing (or
 /// its task panicking) does not stop the others.
-pub async fn each_account<P, T, F, Fut>(engine: &Engine<P>, work: F) -> Vec<(String, anyhow::Result<T>)>
+pub async fn each_account<P, T, F, Fut>(
+    engine: &Engine<P>,
+    work: F,
+) -> Vec<(String, anyhow::Result<T>)>
 where
     P: Ports,
     T: Send + 'static,

@@ -140,7 +140,9 @@ fn assert_planned_everything(code: i32, plan: &Value, stderr: &str, roles: usize
     let planned = plan["roles"].as_array().expect("roles");
     assert_eq!(planned.len(), roles, "{stderr}");
     assert!(
-        planned.iter().all(|r| r["status"] != "error" && r["read_at"].is_string()),
+        planned
+            .iter()
+            .all(|r| r["status"] != "error" && r["read_at"].is_string()),
         "{stderr}"
     );
     let accounts = plan["accounts"].as_array().expect("accounts");
@@ -251,7 +253,11 @@ async fn a_plan_of_whole_accounts_proposes_what_reading_each_role_proposes() {
     aws_sdk_iam::Client::new(&in_account)
         .create_policy_version()
         .policy_arn(format!("arn:aws:iam::{}:policy/scale-read", ACCOUNTS[0].1))
-        .policy_document(allow(&["s3:GetObject", "s3:ListBucket", "s3:GetObjectTagging"]))
+        .policy_document(allow(&[
+            "s3:GetObject",
+            "s3:ListBucket",
+            "s3:GetObjectTagging",
+        ]))
         .set_as_default(true)
         .send()
         .await
@@ -283,6 +289,9 @@ async fn a_plan_of_whole_accounts_proposes_what_reading_each_role_proposes() {
     }
     let (code, named, stderr, _) = run_plan(&config, &args);
     assert!(code == 0 || code == 2, "{stderr}");
-    assert!(named.get("accounts").is_none(), "named roles are read one by one");
+    assert!(
+        named.get("accounts").is_none(),
+        "named roles are read one by one"
+    );
     assert_eq!(comparable(&named), comparable(&whole));
 }

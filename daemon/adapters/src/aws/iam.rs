@@ -155,13 +155,10 @@ impl Aws {
                 .filter(EntityType::LocalManagedPolicy)
                 .filter(EntityType::AwsManagedPolicy);
         }
-        let out = request.send().await.map_err(|e| {
-            failed(
-                &e,
-                "iam:GetAccountAuthorizationDetails",
-                self.endpoint(),
-            )
-        })?;
+        let out = request
+            .send()
+            .await
+            .map_err(|e| failed(&e, "iam:GetAccountAuthorizationDetails", self.endpoint()))?;
         let mut roles = Vec::new();
         for role in out.role_detail_list() {
             let Some(arn) = role.arn() else { continue };

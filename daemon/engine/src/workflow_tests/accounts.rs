@@ -59,7 +59,10 @@ fn seed(t: &TestEngine, account: &str, n: usize) -> Vec<String> {
         let mut world = t.fake.world();
         world.policies.insert(
             SHARED.replace(ACCOUNT_ID, &id),
-            ("shared".to_owned(), allow(&["s3:GetObject", "s3:PutObject"])),
+            (
+                "shared".to_owned(),
+                allow(&["s3:GetObject", "s3:PutObject"]),
+            ),
         );
         world.policies.insert(
             READ_ONLY.to_owned(),
@@ -85,7 +88,8 @@ fn seed(t: &TestEngine, account: &str, n: usize) -> Vec<String> {
         }
         arns.push(arn);
     }
-    t.fake.add_role_in(&id, "untagged", &[], &[("x", &allow(&["s3:*"]))]);
+    t.fake
+        .add_role_in(&id, "untagged", &[], &[("x", &allow(&["s3:*"]))]);
     arns
 }
 
@@ -94,10 +98,7 @@ fn without_read_times(plan: &Plan) -> Vec<serde_json::Value> {
         .iter()
         .map(|r| {
             let mut value = serde_json::to_value(r).expect("JSON");
-            value
-                .as_object_mut()
-                .expect("an object")
-                .remove("read_at");
+            value.as_object_mut().expect("an object").remove("read_at");
             value
         })
         .collect()
@@ -118,8 +119,16 @@ async fn a_plan_reads_each_account_once_and_proposes_what_per_role_reads_would()
     // Account a: 6 roles (one not a target) and 2 policies (its customer-managed one, the
     // AWS-managed one attached) at 2 a page; the AWS-managed policy used only as a boundary
     // is not listed, so it is read on its own, once.
-    assert_eq!(t.fake.calls_in("a", GAAD), 4, "(6 roles + 2 policies) / 2 a page");
-    assert_eq!(t.fake.calls_in("b", GAAD), 3, "(4 roles + 2 policies) / 2 a page");
+    assert_eq!(
+        t.fake.calls_in("a", GAAD),
+        4,
+        "(6 roles + 2 policies) / 2 a page"
+    );
+    assert_eq!(
+        t.fake.calls_in("b", GAAD),
+        3,
+        "(4 roles + 2 policies) / 2 a page"
+    );
     assert_eq!(t.fake.calls_in("a", "iam:GetPolicy"), 1, "FenceLike, once");
     assert_eq!(t.fake.calls_in("b", "iam:GetPolicy"), 1);
     let calls = t.fake.world().calls.clone();
@@ -183,7 +192,11 @@ async fn throttled_accounts_back_off_and_an_unreadable_account_is_reported_not_p
     let throttled = error_of("c").expect("c is reported");
     assert!(throttled.contains("throttled 6 times"), "{throttled}");
     assert!(throttled.contains("account `c`"), "{throttled}");
-    assert!(error_of("d").expect("d is reported").contains("AccessDenied"));
+    assert!(
+        error_of("d")
+            .expect("d is reported")
+            .contains("AccessDenied")
+    );
     // b waited 1 s and 2 s; c the whole back-off (1+2+4+8+16 s) before giving up.
     assert_eq!(t.fake.calls_in("c", GAAD), 6);
     assert!(t.engine.now().0 - started.0 >= 31_000);
@@ -235,7 +248,10 @@ async fn the_discover_job_stores_what_it_read_and_names_the_account_it_could_not
     .await;
     let error = run.expect_err("b failed").to_string();
     assert!(error.contains("account `b`"), "{error}");
-    assert!(error.contains("a: 2 target(s), 0 protected, 1 not selected"), "{error}");
+    assert!(
+        error.contains("a: 2 target(s), 0 protected, 1 not selected"),
+        "{error}"
+    );
     let inventories = t.engine.state.tree::<RoleInventory>().expect("tree");
     let a = inventories
         .get(&"a".to_owned())
@@ -258,4 +274,40 @@ async fn the_discover_job_stores_what_it_read_and_names_the_account_it_could_not
     .await
     .expect("both read");
     assert!(summary.contains("b: 1 target(s)"), "{summary}");
+}
+
+#[tokio::test]
+async fn a_managed_policy_gone_during_the_read_fails_only_the_roles_that_use_it() {
+    let t = accounts(&["a"], 1);
+    let arns = seed(&t, "a", 3);
+    let gone = "arn:aws:iam::aws:policy/Gone";
+    t.fake
+        .world()
+        .roles
+        .get_mut(&arns[1])
+        .expect("role")
+        .attached
+        .push(gone.to_owned());
+    // Attached, yet not listed and not found: as a policy deleted between the pages and now.
+    let plan = super::plan(&t.engine).await;
+    let statuses: Vec<(&str, RoleStatus)> = plan
+        .roles
+        .iter()
+        .map(|r| (r.role_arn.as_str(), r.status))
+        .collect();
+    assert_eq!(statuses.len(), 3);
+    let broken = &plan.roles[1];
+    assert_eq!(broken.status, RoleStatus::Error, "{statuses:?}");
+    assert!(
+        broken.error.as_deref().unwrap_or_default().contains(gone),
+        "{:?}",
+        broken.error
+    );
+    assert!(
+        plan.roles
+            .iter()
+            .filter(|r| r.role_arn != arns[1])
+            .all(|r| r.status != RoleStatus::Error)
+    );
+    assert!(plan.accounts[0].error.is_none());
 }
