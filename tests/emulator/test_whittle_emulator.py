@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 import boto3
@@ -551,6 +552,98 @@ class AuthModeTest(WithEmulator):
                     call()
         finally:
             self.emu.post("/moto-api/reset-auth", b"inf", content_type="text/plain")
+
+class AuthorizationDetailsTest(unittest.TestCase):
+    """GetAccountAuthorizationDetails as whittle reads an account with it: paged, with every
+    field that grants or limits a role, AWS-managed policies only when in use, per account;
+    and roles seeded in bulk."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.emu = Emulator(MOTO_IAM_LOAD_MANAGED_POLICIES="true")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.emu.close()
+
+    def pages(self, iam, **args):
+        pages, marker = [], None
+        while True:
+            page = iam.get_account_authorization_details(**args, **({"Marker": marker} if marker else {}))
+            pages.append(page)
+            if not page["IsTruncated"]:
+                return pages
+            marker = page["Marker"]
+
+    def test_pages_fields_filters_and_accounts(self):
+        doc = lambda action: json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]})
+        seeded = self.emu.post("/whittle-emulator/seed-iam", {
+            "account": "123456789012",
+            "policies": [{"name": "shared", "document": doc("s3:GetObject")}, {"name": "fence", "document": doc("s3:*")}],
+            "roles": [{"name": f"gaad-{i}", "tags": {"team": "a"}, "inline": {"own": doc("sqs:SendMessage")},
+                       "managed": ["arn:aws:iam::123456789012:policy/shared", "arn:aws:iam::aws:policy/ReadOnlyAccess"],
+                       "boundary": "arn:aws:iam::123456789012:policy/fence" if i == 0 else None} for i in range(7)],
+        })
+        self.assertEqual(seeded, {"policies": 2, "roles": 7})
+        iam = self.emu.client("iam")
+        iam.create_policy_version(PolicyArn="arn:aws:iam::123456789012:policy/shared", PolicyDocument=doc("s3:PutObject"), SetAsDefault=True)
+
+        pages = self.pages(iam, Filter=["Role", "LocalManagedPolicy", "AWSManagedPolicy"], MaxItems=3)
+        self.assertEqual(len(pages), 4, "7 roles and 3 policies, 3 a page")
+        self.assertTrue(all(len(p["RoleDetailList"]) + len(p["Policies"]) <= 3 for p in pages))
+        roles = [r for p in pages for r in p["RoleDetailList"]]
+        self.assertEqual(sorted(r["RoleName"] for r in roles), [f"gaad-{i}" for i in range(7)], "each role once")
+        first = next(r for r in roles if r["RoleName"] == "gaad-0")
+        self.assertEqual([p["PolicyName"] for p in first["RolePolicyList"]], ["own"])
+        self.assertEqual(first["RolePolicyList"][0]["PolicyDocument"]["Statement"][0]["Action"], "sqs:SendMessage")
+        self.assertEqual(sorted(p["PolicyArn"] for p in first["AttachedManagedPolicies"]),
+                         ["arn:aws:iam::123456789012:policy/shared", "arn:aws:iam::aws:policy/ReadOnlyAccess"])
+        self.assertEqual(first["PermissionsBoundary"]["PermissionsBoundaryArn"], "arn:aws:iam::123456789012:policy/fence")
+        self.assertEqual(first["Tags"], [{"Key": "team", "Value": "a"}])
+        policies = {p["Arn"]: p for page in pages for p in page["Policies"]}
+        # AWS-managed policies only when in use: ReadOnlyAccess is attached, the other ~1,300 are not.
+        self.assertEqual(sorted(policies), ["arn:aws:iam::123456789012:policy/fence", "arn:aws:iam::123456789012:policy/shared",
+                                            "arn:aws:iam::aws:policy/ReadOnlyAccess"])
+        self.assertEqual(policies["arn:aws:iam::123456789012:policy/shared"]["PolicyName"], "shared")
+        self.assertTrue(policies["arn:aws:iam::aws:policy/ReadOnlyAccess"]["PolicyId"])
+        versions = policies["arn:aws:iam::123456789012:policy/shared"]["PolicyVersionList"]
+        default = [v for v in versions if v["IsDefaultVersion"]]
+        self.assertEqual(len(versions), 2)
+        self.assertEqual([v["VersionId"] for v in default], ["v2"])
+        self.assertEqual(default[0]["Document"]["Statement"][0]["Action"], "s3:PutObject")
+
+        only_roles = self.pages(iam, Filter=["Role"])
+        self.assertEqual(len(only_roles), 1, "100 items a page by default")
+        self.assertEqual(only_roles[0]["Policies"], [])
+        self.assertEqual(len(only_roles[0]["RoleDetailList"]), 7)
+
+        # Another account (credentials assumed into it) sees its own roles only.
+        self.emu.post("/whittle-emulator/seed-iam", {"account": "222222222222", "roles": [{"name": "other-1"}]})
+        creds = self.emu.client("sts").assume_role(RoleArn="arn:aws:iam::222222222222:role/reader", RoleSessionName="reader")["Credentials"]
+        other = self.emu.client("iam", creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
+        names = [r["RoleName"] for p in self.pages(other, Filter=["Role", "LocalManagedPolicy"]) for r in p["RoleDetailList"]]
+        self.assertEqual(names, ["other-1"])
+        recorded = [e for e in self.emu.get("/whittle-emulator/events")["Records"] if e["eventName"] == "GetAccountAuthorizationDetails"]
+        self.assertEqual(sorted({e["recipientAccountId"] for e in recorded}), ["123456789012", "222222222222"])
+
+    def test_a_seeded_aws_managed_policy_is_loaded_on_demand(self):
+        emu = Emulator()
+        try:
+            emu.post("/whittle-emulator/seed-iam", {"account": "333333333333", "roles": [
+                {"name": "lambda-1", "managed": ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]}]})
+            creds = emu.client("sts").assume_role(RoleArn="arn:aws:iam::333333333333:role/reader", RoleSessionName="reader")["Credentials"]
+            iam = emu.client("iam", creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
+            page = iam.get_account_authorization_details(Filter=["Role", "AWSManagedPolicy"])
+            self.assertEqual([p["Arn"] for p in page["Policies"]], ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"])
+            self.assertIn("logs:CreateLogGroup", json.dumps(page["Policies"][0]["PolicyVersionList"][0]["Document"]))
+        finally:
+            emu.close()
+
+    def test_a_bad_seed_is_refused(self):
+        with self.assertRaises(urllib.error.HTTPError) as caught:
+            self.emu.post("/whittle-emulator/seed-iam", {"roles": [{"name": "x", "managed": ["arn:aws:iam::123456789012:policy/none"]}]})
+        self.assertEqual(caught.exception.code, 400)
+
 
 class LagFromEnvironmentTest(unittest.TestCase):
     """The lags set at start-up by environment variables; the two may differ."""

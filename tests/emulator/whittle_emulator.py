@@ -42,7 +42,10 @@ What it adds to moto 5.2.5 (see ../../../shared/EMULATOR.md for the measured gap
   because no identity-based policy allows the s3:ACTION action` (or `with an explicit deny in an
   identity-based policy`, `because no permissions boundary allows …`), in the response and in
   the recorded errorMessage (for a body-less HEAD denial, in the recording only).
-- Control endpoints under /whittle-emulator/: POST events (inject records), GET events (every
+- IAM GetAccountAuthorizationDetails pages (MaxItems, Marker, IsTruncated; moto answers all at
+  once) and lists only the AWS-managed policies in use, as AWS does.
+- Control endpoints under /whittle-emulator/: POST seed-iam (thousands of roles and policies
+  in one request, straight into moto's backend), POST events (inject records), GET events (every
   record, visible or not), POST deliver (deliver due log files now), POST faults (fail or delay
   the next N matching calls), GET/POST visibility-lag (below), and POST reset (clear the
   recording and faults, lags back to their start-up values; moto's /moto-api/reset does the same).
@@ -1119,6 +1122,11 @@ class Extension:
             with self.recorder.lock:
                 self.recorder.faults.append(fault)
             return json_response(200, {"fault": fault})
+        if action == "seed-iam" and method == "POST":
+            try:
+                return json_response(200, seed_iam(doc))
+            except Exception as error:  # a malformed document, an unknown policy ARN
+                return json_response(400, {"error": str(error)})
         if action == "native-rotation" and method == "POST":
             NATIVE_OUTCOMES[doc["secret"]] = doc.get("outcome", "succeed")
             return json_response(200, {"seeded": doc})
@@ -1381,6 +1389,132 @@ def patch_inactive_access_keys():
     access_control.IAMUserAccessKey.__init__ = __init__
 
 
+# GetAccountAuthorizationDetails' page size when MaxItems is not given, and its largest
+# (AWS: "If you do not include this parameter, the number of items defaults to 100";
+# maxItemsType is 1..1000).
+AUTHORIZATION_DETAILS_DEFAULT_ITEMS = 100
+AUTHORIZATION_DETAILS_MAX_ITEMS = 1000
+
+
+def authorization_details_items(backend, filters):
+    """Every entity GetAccountAuthorizationDetails returns for `filters`, in a stable order, as
+    (result list name, entity).
+
+    moto 5.2.5 returns every AWS-managed policy it loaded (about 1,300) whether used or not; AWS
+    returns the AWS-managed policies in use in the account (attached to a user, group or role),
+    as tools built on this call observe. moto also gets the filter partly wrong (`Role` alone
+    still returns every managed policy)."""
+    wanted = set(filters or ["User", "Group", "Role", "LocalManagedPolicy", "AWSManagedPolicy"])
+    aws_managed = {p.arn for p in backend.aws_managed_policies}
+    items = []
+    if "User" in wanted:
+        items += [("UserDetailList", u) for u in backend.users.values()]
+    if "Group" in wanted:
+        items += [("GroupDetailList", g) for g in backend.groups.values()]
+    if "Role" in wanted:
+        items += [("RoleDetailList", r) for r in backend.roles.values()]
+    for policy in backend.managed_policies.values():
+        if policy.arn in aws_managed:
+            if "AWSManagedPolicy" in wanted and policy.attachment_count > 0:
+                items.append(("Policies", policy))
+        elif "LocalManagedPolicy" in wanted:
+            items.append(("Policies", policy))
+    return items
+
+
+def patch_authorization_details():
+    """iam:GetAccountAuthorizationDetails pages as AWS does (MaxItems, default 100, at most
+    1,000 entities a page; Marker; IsTruncated), honours Filter, lists only the AWS-managed
+    policies in use, and names each policy (PolicyName, PolicyId). moto 5.2.5 ignores MaxItems
+    and Marker, answers everything at once, and leaves the names out."""
+    from moto.core.responses import ActionResult
+    from moto.iam.responses import IamResponse
+
+    def get_account_authorization_details(self):
+        filters = self._get_param("Filter", [])
+        try:
+            max_items = int(self._get_param("MaxItems") or AUTHORIZATION_DETAILS_DEFAULT_ITEMS)
+            start = int(self._get_param("Marker") or 0)
+        except ValueError:
+            from moto.iam.exceptions import ValidationError
+            raise ValidationError("Invalid Marker or MaxItems")
+        max_items = max(1, min(max_items, AUTHORIZATION_DETAILS_MAX_ITEMS))
+        items = authorization_details_items(self.backend, filters)
+        page = items[start:start + max_items]
+        result = {"UserDetailList": [], "GroupDetailList": [], "RoleDetailList": [], "Policies": []}
+        for name, entity in page:
+            result[name].append(entity)
+        result["IsTruncated"] = start + max_items < len(items)
+        if result["IsTruncated"]:
+            # Opaque to callers; here the index of the next entity.
+            result["Marker"] = str(start + max_items)
+        return ActionResult(result)
+
+    IamResponse.get_account_authorization_details = get_account_authorization_details
+    # moto's ManagedPolicyDetail lacks PolicyName and PolicyId (its serializer reads them as
+    # attributes the policy does not have); AWS returns both.
+    from moto.iam.models import ManagedPolicy
+    ManagedPolicy.policy_name = property(lambda policy: policy.name)
+    ManagedPolicy.policy_id = property(lambda policy: policy.id)
+
+
+def seed_iam(doc):
+    """POST /whittle-emulator/seed-iam: creates managed policies and roles in one account
+    directly in moto's backend (no request per entity, nothing recorded in CloudTrail), for
+    tests that need thousands of roles. Body:
+    {"account": "111111111111", "policies": [{"name", "document", "path"?}],
+     "roles": [{"name", "path"?, "tags"?: {k: v}, "inline"?: {name: document},
+                "managed"?: [arn], "boundary"?: arn}]}.
+    Answers {"policies": N, "roles": M}."""
+    from moto.iam.models import iam_backends
+
+    backend = iam_backends[str(doc.get("account") or DEFAULT_ACCOUNT_ID)]["aws"]
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    # An AWS-managed policy a role names is loaded into the account on demand: moto loads all
+    # of them only with MOTO_IAM_LOAD_MANAGED_POLICIES=true, and then into every partition of
+    # every account it touches (seconds each), which makes several accounts slow.
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+    from moto.iam.models import AWSManagedPolicy
+
+    catalog = None
+    for role in doc.get("roles", []):
+        for arn in role.get("managed") or []:
+            if arn.startswith("arn:aws:iam::aws:policy/") and arn not in backend.managed_policies:
+                catalog = catalog or json.loads(aws_managed_policies_data)
+                name = arn.rsplit("/", 1)[-1]
+                if name in catalog:
+                    policy = AWSManagedPolicy.from_data(name, backend.account_id, backend.region_name, catalog[name])
+                    backend.managed_policies[policy.arn] = policy
+                    backend.aws_managed_policies.append(policy)
+    # Refuse a seed naming a policy that will not exist before creating anything, so a bad
+    # request leaves the account as it was.
+    account = backend.account_id
+    known = set(backend.managed_policies) | {
+        f"arn:aws:iam::{account}:policy{p.get('path', '/')}{p['name']}" for p in doc.get("policies", [])}
+    for role in doc.get("roles", []):
+        for arn in (role.get("managed") or []) + ([role["boundary"]] if role.get("boundary") else []):
+            if arn not in known:
+                raise ValueError(f"role {role['name']}: no policy {arn}")
+    for policy in doc.get("policies", []):
+        backend.create_policy(
+            description="", path=policy.get("path", "/"), policy_document=policy["document"],
+            policy_name=policy["name"], tags=[],
+        )
+    for role in doc.get("roles", []):
+        backend.create_role(
+            role_name=role["name"], assume_role_policy_document=trust, path=role.get("path", "/"),
+            permissions_boundary=role.get("boundary"), description="",
+            tags=[{"Key": k, "Value": v} for k, v in (role.get("tags") or {}).items()],
+            max_session_duration=None,
+        )
+        for name, document in (role.get("inline") or {}).items():
+            backend.put_role_policy(role["name"], name, document)
+        for arn in role.get("managed") or []:
+            backend.attach_role_policy(arn, role["name"])
+    return {"policies": len(doc.get("policies", [])), "roles": len(doc.get("roles", []))}
+
+
 def patch_moto():
     """Applies the patches to moto, once per process (a forked emulator inherits them)."""
     global _PATCHED
@@ -1391,6 +1525,7 @@ def patch_moto():
     patch_native_rotation()
     patch_permissions_boundaries()
     patch_s3_authorization()
+    patch_authorization_details()
     _PATCHED = True
 
 

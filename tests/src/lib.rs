@@ -352,8 +352,12 @@ pub fn http_request(
     Ok((status, body))
 }
 
-/// The `whittle` binary built for this test run.
+/// The `whittle` binary built for this test run, or `WHITTLE_BINARY` when set.
 pub fn whittle_binary() -> PathBuf {
+    // Another build can be measured with the same tests (BENCHMARKS.md's "before" figures).
+    if let Some(path) = std::env::var_os("WHITTLE_BINARY") {
+        return PathBuf::from(path);
+    }
     // Integration tests of another package do not get CARGO_BIN_EXE_whittle; the binary sits
     // beside this test binary's directory in the same target profile.
     let exe = std::env::current_exe().expect("current exe");

@@ -24,9 +24,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use whittle_engine::Config;
 use whittle_engine::ports::{
-    Athena, AthenaQuery, AwsResult, Iam, Identity, LookupEvents, LookupPage, OrgParent,
-    OrgPolicySummary, Organizations, RolePolicies, RoleSummary, ServiceLastAccessed, TrailStore,
-    Web, WebRequest, Workload,
+    Athena, AthenaQuery, AuthorizationPage, AwsResult, Iam, Identity, LookupEvents, LookupPage,
+    ManagedPolicy, OrgParent, OrgPolicySummary, Organizations, RolePolicies, RoleSummary,
+    ServiceLastAccessed, SnapshotScope, TrailStore, Web, WebRequest, Workload,
 };
 use whittle_state::{Clock, Timestamp};
 
@@ -88,8 +88,17 @@ impl Iam for Adapters {
         self.aws.caller_identity(account).await
     }
 
-    async fn list_roles(&self, account: &str) -> AwsResult<Vec<RoleSummary>> {
-        self.aws.list_roles(account).await
+    async fn authorization_details(
+        &self,
+        account: &str,
+        scope: SnapshotScope,
+        marker: Option<String>,
+    ) -> AwsResult<AuthorizationPage> {
+        self.aws.authorization_details(account, scope, marker).await
+    }
+
+    async fn managed_policy(&self, account: &str, policy_arn: &str) -> AwsResult<ManagedPolicy> {
+        self.aws.managed_policy(account, policy_arn).await
     }
 
     async fn role_summary(&self, account: &str, role_arn: &str) -> AwsResult<RoleSummary> {

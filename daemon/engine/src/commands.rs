@@ -283,7 +283,9 @@ async fn mine_command<P: Ports>(
 }
 
 /// A plan in one of its formats, and the exit code `whittle plan` gives it: 1 when a role
-/// could not be planned, else 2 when anything would change, else 0.
+/// or an account could not be read or planned, else 2 when anything would change, else 0.
+/// Accounts that could not be read are named in the text and Markdown forms (the JSON has
+/// them in `accounts`), since none of their roles is in the plan.
 pub fn render_plan(
     plan: &whittle_planner::plan::Plan,
     format: PlanFormat,
@@ -291,24 +293,51 @@ pub fn render_plan(
     terminal: Terminal,
 ) -> anyhow::Result<Output> {
     use whittle_planner::plan::{RoleStatus, render};
+    let unread: Vec<(&str, &str)> = plan
+        .accounts
+        .iter()
+        .filter_map(|a| a.error.as_deref().map(|e| (a.account.as_str(), e)))
+        .collect();
     let stdout = match format {
-        PlanFormat::Text => render::text(plan, terminal.color),
+        PlanFormat::Text => {
+            let mut text = render::text(plan, terminal.color);
+            for (account, error) in &unread {
+                let _ = writeln!(
+                    text,
+                    "account {account} not read, its roles are not in this plan: {error}"
+                );
+            }
+            text
+        }
         PlanFormat::Json => json(plan)?,
         PlanFormat::Markdown => {
-            render::markdown_parts(plan, max_bytes.unwrap_or(render::GITHUB_COMMENT_LIMIT))
-                .join(MARKDOWN_PART_SEPARATOR)
+            let mut parts =
+                render::markdown_parts(plan, max_bytes.unwrap_or(render::GITHUB_COMMENT_LIMIT));
+            if let Some(first) = parts.first_mut() {
+                let notes: String = unread
+                    .iter()
+                    .map(|(account, error)| {
+                        format!(
+                            "> **Account `{account}` not read**, its roles are not in this plan: {error}\n\n"
+                        )
+                    })
+                    .collect();
+                first.insert_str(0, &notes);
+            }
+            parts.join(MARKDOWN_PART_SEPARATOR)
         }
         PlanFormat::Terraform => render::terraform(plan),
         PlanFormat::Cloudformation => render::cloudformation(plan),
         PlanFormat::Serverless => render::serverless(plan),
     };
-    let exit_code = if plan.roles.iter().any(|r| r.status == RoleStatus::Error) {
-        1
-    } else if plan.has_changes() {
-        2
-    } else {
-        0
-    };
+    let exit_code =
+        if !unread.is_empty() || plan.roles.iter().any(|r| r.status == RoleStatus::Error) {
+            1
+        } else if plan.has_changes() {
+            2
+        } else {
+            0
+        };
     Ok(Output { stdout, exit_code })
 }
 

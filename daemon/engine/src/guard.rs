@@ -71,33 +71,118 @@ mod tests {
     }
 }
 
-/// LookupEvents' pace: AWS allows 2 requests per second per account and region, for the
-/// whole account. Mining and every trial's denial watch of one process share these slots,
-/// so together they stay within the quota instead of each using all of it.
-#[derive(Debug, Default)]
-pub struct LookupPace {
-    /// The next free slot per `(account, region)`.
-    next: Mutex<HashMap<(String, String), whittle_state::Timestamp>>,
+/// A request quota AWS counts per account (and region), which whittle keeps to on its side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Quota {
+    /// CloudTrail LookupEvents: 2 requests per second per account and region (AWS documents
+    /// it in LookupEvents' reference), for the whole account.
+    LookupEvents,
+    /// IAM's reads of whole accounts (GetAccountAuthorizationDetails pages and the managed
+    /// policies they lack). IAM throttles per account without publishing a rate for these
+    /// calls; a few requests a second is far below where it throttles, and an account needs
+    /// only a handful of these calls (1,000 entities a page).
+    IamReads,
+}
+
+impl Quota {
+    /// The time between two requests of one account and region.
+    pub fn interval(self) -> std::time::Duration {
+        match self {
+            Quota::LookupEvents => LOOKUP_INTERVAL,
+            Quota::IamReads => IAM_READ_INTERVAL,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Quota::LookupEvents => "cloudtrail:LookupEvents",
+            Quota::IamReads => "iam:GetAccountAuthorizationDetails",
+        }
+    }
 }
 
 /// The time between two LookupEvents requests of one account and region.
 pub const LOOKUP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+/// The time between two whole-account IAM reads of one account (5 a second).
+pub const IAM_READ_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
-impl LookupPace {
-    /// Reserves the next slot of `(account, region)` at or after `now` and returns how long
-    /// to wait for it.
+/// The pauses after a throttled call before it is tried again; after the last one the
+/// throttle is the call's error (31 s of waiting in all).
+pub const THROTTLE_BACKOFF: [std::time::Duration; 5] = [
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(4),
+    std::time::Duration::from_secs(8),
+    std::time::Duration::from_secs(16),
+];
+
+/// The request pace of one process per quota, account and region. Every caller of a quota
+/// (mining and every trial's denial watch for LookupEvents; discovery and planning, across
+/// accounts read at once, for IAM) shares these slots, so together they stay within the
+/// quota instead of each using all of it.
+#[derive(Debug, Default)]
+pub struct Pace {
+    /// The next free slot per `(quota, account, region)`.
+    next: Mutex<HashMap<(Quota, String, String), whittle_state::Timestamp>>,
+}
+
+impl Pace {
+    /// Reserves the next slot of `quota` in `(account, region)` at or after `now` and returns
+    /// how long to wait for it.
     pub fn reserve(
         &self,
+        quota: Quota,
         account: &str,
         region: &str,
         now: whittle_state::Timestamp,
     ) -> std::time::Duration {
         let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = next
-            .entry((account.to_owned(), region.to_owned()))
+            .entry((quota, account.to_owned(), region.to_owned()))
             .or_insert(now);
         let at = (*slot).max(now);
-        *slot = at.plus(LOOKUP_INTERVAL);
+        *slot = at.plus(quota.interval());
         std::time::Duration::from_millis(at.0.saturating_sub(now.0))
+    }
+}
+
+/// Makes one call of `quota` in `(account, region)` in its turn of the pace, and again after
+/// each pause of [`THROTTLE_BACKOFF`] while AWS throttles it (each retry takes a new turn).
+/// A throttle after the last pause, or once `cancelled` says so, is returned as a
+/// [`Throttled`](crate::ports::AwsErrorKind::Throttled) error that says how many times the
+/// call was throttled; any other error at once.
+pub async fn paced<C, T, F, Fut>(
+    clock: &C,
+    pace: &Pace,
+    (quota, account, region): (Quota, &str, &str),
+    cancelled: &(dyn Fn() -> bool + Sync),
+    mut call: F,
+) -> crate::ports::AwsResult<T>
+where
+    C: whittle_state::Clock,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::ports::AwsResult<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        let wait = pace.reserve(quota, account, region, clock.now());
+        if !wait.is_zero() {
+            clock.sleep(wait).await;
+        }
+        match call().await {
+            Err(error) if error.kind == crate::ports::AwsErrorKind::Throttled => {
+                let pause = THROTTLE_BACKOFF.get(attempt).filter(|_| !cancelled());
+                let Some(pause) = pause else {
+                    return Err(crate::ports::AwsError::new(
+                        crate::ports::AwsErrorKind::Throttled,
+                        format!("throttled {} times ({})", attempt + 1, error.message),
+                    ));
+                };
+                tracing::warn!(account, region, call = quota.name(), pause = ?pause, "AWS throttled the call; backing off");
+                clock.sleep(*pause).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
 }

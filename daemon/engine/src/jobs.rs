@@ -137,27 +137,50 @@ async fn check_aws<P: Ports>(
     }
 }
 
-/// Lists each account's roles, classifies them with the target selector and stores the
-/// inventory. Read-only on AWS.
+/// Reads each account's roles (accounts at once, up to `[aws] concurrent_accounts`),
+/// classifies them with the target selector and stores each inventory. An account that
+/// cannot be read keeps its last inventory and fails the run, named, after the others are
+/// stored. Read-only on AWS.
 async fn discover<P: Ports>(
     engine: &Engine<P>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<String> {
+    if cancel.is_cancelled() {
+        return Ok(String::new());
+    }
     let inventories = engine.state.tree::<RoleInventory>()?;
     let mut summaries = Vec::new();
-    for account in engine.config.account_names() {
-        if cancel.is_cancelled() {
-            break;
+    let mut failed = Vec::new();
+    let reads = crate::targets::read_all(engine, crate::ports::SnapshotScope::Roles).await;
+    for (account, read) in reads {
+        match read {
+            Ok((inventory, _)) => {
+                summaries.push(format!(
+                    "{account}: {} target(s), {} protected, {} not selected",
+                    inventory.targets.len(),
+                    inventory.protected.len(),
+                    inventory.not_selected
+                ));
+                inventories.put(&account, &inventory)?;
+            }
+            Err(error) => {
+                let error = crate::one_line(&error);
+                warn!(account, %error, "Account not discovered");
+                failed.push(error);
+            }
         }
-        let inventory = crate::targets::discover_account(engine, account).await?;
-        summaries.push(format!(
-            "{account}: {} target(s), {} protected, {} not selected",
-            inventory.targets.len(),
-            inventory.protected.len(),
-            inventory.not_selected
-        ));
-        inventories.put(&account.to_owned(), &inventory)?;
-        engine.state.flush()?;
+    }
+    engine.state.flush()?;
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{}{}",
+            failed.join("; "),
+            if summaries.is_empty() {
+                String::new()
+            } else {
+                format!(" (stored: {})", summaries.join("; "))
+            }
+        );
     }
     Ok(summaries.join("; "))
 }

@@ -9,7 +9,8 @@
 //!
 //! Modules, from the bottom up (none imports one above it):
 //! - [`ports`], [`config`], [`records`] (every record stored in the state), [`time`],
-//!   [`faults`], [`guard`] (turns), [`targets`] (the one target discovery), [`trail`] (the
+//!   [`faults`], [`guard`] (turns, request pace, back-off), [`snapshot`] (one IAM read per
+//!   account), [`targets`] (the one target discovery), [`trail`] (the
 //!   one CloudTrail reader of whole log files), [`notify`];
 //! - [`mine`], [`usage`], [`iam_data`];
 //! - [`plan`] (plan, apply, rollback), [`trial`], [`rotate`];
@@ -30,6 +31,7 @@ pub mod ports;
 pub mod reconcile;
 pub mod records;
 pub mod rotate;
+pub mod snapshot;
 pub mod status;
 pub mod targets;
 pub mod time;
@@ -57,8 +59,9 @@ pub struct Engine<P> {
     pub state: Arc<State>,
     pub ports: Arc<P>,
     pub turns: Arc<guard::Turns>,
-    /// LookupEvents' shared request pace per account and region.
-    pub pace: Arc<guard::LookupPace>,
+    /// The shared request pace per quota (LookupEvents, IAM account reads), account and
+    /// region.
+    pub pace: Arc<guard::Pace>,
 }
 
 impl<P> Clone for Engine<P> {

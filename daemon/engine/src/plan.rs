@@ -6,23 +6,24 @@
 //! undone by the reconcile pass (the role is restored to the snapshot); a rollback restores a
 //! snapshot the same way, by hand.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context;
 use serde::Serialize;
 use serde_json::json;
 use tracing::{info, warn};
 use whittle_planner::plan::{
-    self, Evidence, PLAN_SCHEMA, Plan, PlanStatus, RolePlan, RolePolicies, RoleStatus, Settings,
+    self, AccountRead, Evidence, PLAN_SCHEMA, Plan, PlanStatus, RolePlan, RolePolicies, RoleStatus,
+    Settings,
 };
 use whittle_planner::policy::NamedPolicy;
 use whittle_planner::trail::format_time;
-use whittle_state::{JournalEntry, State};
+use whittle_state::{JournalEntry, State, Timestamp};
 
 use crate::Engine;
 use crate::guard::{Subject, Turn};
 use crate::organization::{Level, OrganizationReader};
-use crate::ports::{Iam, Ports};
+use crate::ports::{Iam, Ports, SnapshotScope};
 use crate::records::{
     ChangeRecord, ChangeStatus, JournalKind, LastAccessed, NeededActions, RestoreIntent,
     StoredPlan, StoredUsage, TrialStatus, open_trials,
@@ -42,18 +43,12 @@ pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow:
         .into_iter()
         .map(|(account, files)| (account, files.into_iter().map(|f| vec![f]).collect()))
         .collect();
-    let targets = crate::targets::targets(engine, only).await?;
-    if targets.is_empty() {
-        anyhow::bail!(
-            "no target roles in {}: check [targets] arn_patterns and tags",
-            config.account_names().collect::<Vec<_>>().join(", ")
-        );
-    }
+    let (reads, accounts) = read_targets(engine, only).await?;
     // Accounts without SCP files: their chain read through Organizations, once per account
     // and plan (SCPs change rarely, but a plan must reflect the ones in force now).
     if let Some(via) = &config.planner.organization_from {
         let mut reader = OrganizationReader::new(engine, via);
-        for target in &targets {
+        for target in &reads {
             if organization.contains_key(&target.account) {
                 continue;
             }
@@ -95,17 +90,13 @@ pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow:
     let last_accessed = state.tree::<LastAccessed>()?;
     let needed = state.tree::<NeededActions>()?;
     let mut roles = Vec::new();
-    for target in &targets {
-        let role_plan = match engine
-            .ports
-            .role_policies(&target.account, &target.arn)
-            .await
-        {
+    for read in reads {
+        let mut role_plan = match read.current {
             Ok(current) => {
-                let usage = usage.get(&target.arn)?;
-                let last = last_accessed.get(&target.arn)?;
+                let usage = usage.get(&read.arn)?;
+                let last = last_accessed.get(&read.arn)?;
                 let needed: Vec<String> = needed
-                    .get(&target.arn)?
+                    .get(&read.arn)?
                     .map(|n| n.actions.into_keys().collect())
                     .unwrap_or_default();
                 plan::propose(
@@ -114,24 +105,23 @@ pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow:
                         usage: usage.as_ref().map(|u| &u.usage),
                         last_accessed: last.as_ref().map_or(&[], |l| l.services.as_slice()),
                         needed: &needed,
-                        organization: levels
-                            .get(target.account.as_str())
-                            .map_or(&[], Vec::as_slice),
+                        organization: levels.get(read.account.as_str()).map_or(&[], Vec::as_slice),
                     },
                     &settings,
                     &catalog,
                 )
             }
             Err(error) => {
-                warn!(role = %target.arn, %error, "Cannot read the role's policies");
+                warn!(role = %read.arn, %error, "Cannot read the role's policies");
                 RolePlan {
-                    role_arn: target.arn.clone(),
+                    role_arn: read.arn.clone(),
                     status: RoleStatus::Error,
-                    error: Some(error.to_string()),
+                    error: Some(error),
+                    read_at: None,
                     observed_days: 0,
                     current: RolePolicies {
-                        role_arn: target.arn.clone(),
-                        role_name: whittle_planner::targets::role_name(&target.arn).to_owned(),
+                        role_arn: read.arn.clone(),
+                        role_name: whittle_planner::targets::role_name(&read.arn).to_owned(),
                         inline: Vec::new(),
                         managed: Vec::new(),
                         boundary: None,
@@ -145,8 +135,9 @@ pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow:
                 }
             }
         };
+        role_plan.read_at = Some(format_time(read.read_at.as_millis_i64()));
         if let Some(error) = &role_plan.error {
-            warn!(role = %target.arn, %error, "Role not planned");
+            warn!(role = %read.arn, %error, "Role not planned");
         }
         roles.push(role_plan);
     }
@@ -157,6 +148,7 @@ pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow:
         catalog: catalog.version.to_string(),
         lookback_days: settings.lookback_days,
         status: PlanStatus::Proposed,
+        accounts,
         roles,
     };
     state
@@ -165,6 +157,94 @@ pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow:
     state.flush()?;
     info!(plan = %plan.id, roles = plan.roles.len(), "Plan stored");
     Ok(plan)
+}
+
+/// One target role's policies as read for a plan, or why they could not be.
+struct TargetRead {
+    account: String,
+    arn: String,
+    current: Result<RolePolicies, String>,
+    /// When they were read: the account's snapshot, or the role's own read.
+    read_at: Timestamp,
+}
+
+/// The target roles' policies, sorted by ARN, and how each account was read.
+///
+/// Without `only`, every account is read whole, at once up to `[aws] concurrent_accounts`:
+/// one iam:GetAccountAuthorizationDetails read per account, whatever its number of roles.
+/// An account that cannot be read is recorded in the plan with its error and the others are
+/// planned. Named roles (`only`) are read one by one instead (GetRole, then the role's
+/// policies), which costs a handful of calls each rather than reading whole accounts.
+async fn read_targets<P: Ports>(
+    engine: &Engine<P>,
+    only: &[String],
+) -> anyhow::Result<(Vec<TargetRead>, Vec<AccountRead>)> {
+    let mut reads = Vec::new();
+    let mut accounts = Vec::new();
+    if only.is_empty() {
+        let all = crate::targets::read_all(engine, SnapshotScope::RolesAndPolicies).await;
+        for (account, outcome) in all {
+            match outcome {
+                Ok((inventory, snapshot)) => {
+                    let targets: BTreeSet<&String> = inventory.targets.iter().collect();
+                    for role in &snapshot.roles {
+                        if !targets.contains(&role.summary.arn) {
+                            continue;
+                        }
+                        reads.push(TargetRead {
+                            account: account.clone(),
+                            arn: role.summary.arn.clone(),
+                            current: snapshot.role_policies(role).map_err(|arn| {
+                                format!("iam:GetAccountAuthorizationDetails did not return managed policy {arn}")
+                            }),
+                            read_at: snapshot.read_at,
+                        });
+                    }
+                    accounts.push(AccountRead {
+                        account,
+                        read_at: Some(format_time(snapshot.read_at.as_millis_i64())),
+                        error: None,
+                    });
+                }
+                Err(error) => {
+                    let error = crate::one_line(&error);
+                    warn!(account, %error, "Account not read; its roles are not planned");
+                    accounts.push(AccountRead {
+                        account,
+                        read_at: None,
+                        error: Some(error),
+                    });
+                }
+            }
+        }
+    } else {
+        for target in crate::targets::named_targets(engine, only).await? {
+            let read_at = engine.now();
+            let current = engine
+                .ports
+                .role_policies(&target.account, &target.arn)
+                .await
+                .map_err(|e| e.to_string());
+            reads.push(TargetRead {
+                account: target.account,
+                arn: target.arn,
+                current,
+                read_at,
+            });
+        }
+    }
+    reads.sort_by(|a, b| a.arn.cmp(&b.arn));
+    if reads.is_empty() {
+        let failed: Vec<&str> = accounts.iter().filter_map(|a| a.error.as_deref()).collect();
+        if !failed.is_empty() {
+            anyhow::bail!("{}", failed.join("; "));
+        }
+        anyhow::bail!(
+            "no target roles in {}: check [targets] arn_patterns and tags",
+            engine.config.account_names().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok((reads, accounts))
 }
 
 pub fn load_plan(state: &State, id: &str) -> anyhow::Result<Plan> {

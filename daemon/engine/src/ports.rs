@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-pub use whittle_planner::plan::{ManagedPolicy, RolePolicies};
+pub use whittle_planner::plan::{InlinePolicy, ManagedPolicy, RolePolicies};
 pub use whittle_planner::targets::RoleSummary;
 pub use whittle_planner::usage::ServiceLastAccessed;
 pub use whittle_playbooks::rotation::machine::{HttpCall, PortError, Ports as SecretPorts};
@@ -58,13 +58,45 @@ pub struct Identity {
     pub user_id: String,
 }
 
+/// What a read of a whole account asks IAM for besides its roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotScope {
+    /// Roles only, each with its tags, inline policies and the ARNs of its attached policies
+    /// and boundary: enough to choose the targets (`discover`).
+    Roles,
+    /// Roles and the account's managed policies (customer-managed, and the AWS-managed ones in
+    /// use) at their default versions: enough to plan every role.
+    RolesAndPolicies,
+}
+
+/// One role as iam:GetAccountAuthorizationDetails describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleDetail {
+    /// ARN, path and tags.
+    pub summary: RoleSummary,
+    /// Inline policies, documents URL-decoded, sorted by name.
+    pub inline: Vec<InlinePolicy>,
+    /// The ARNs of the attached managed policies.
+    pub attached: Vec<String>,
+    /// The ARN of the permissions boundary, if any.
+    pub boundary: Option<String>,
+}
+
+/// One page of iam:GetAccountAuthorizationDetails.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthorizationPage {
+    pub roles: Vec<RoleDetail>,
+    /// Managed policies at their default version, documents URL-decoded (each once in the
+    /// account, however many roles it is attached to).
+    pub policies: Vec<ManagedPolicy>,
+    /// Where the next page starts; `None` on the last page.
+    pub marker: Option<String>,
+}
+
 /// IAM and STS: identities, roles and their policies, last-accessed data.
 pub trait Iam: Send + Sync {
     /// sts:GetCallerIdentity with the account's credentials.
     fn caller_identity(&self, account: &str) -> impl Future<Output = AwsResult<Identity>> + Send;
-    /// Every role of the account, with its path and tags.
-    fn list_roles(&self, account: &str)
-    -> impl Future<Output = AwsResult<Vec<RoleSummary>>> + Send;
     /// One role with its path and tags.
     fn role_summary(
         &self,
@@ -79,6 +111,20 @@ pub trait Iam: Send + Sync {
         account: &str,
         role_arn: &str,
     ) -> impl Future<Output = AwsResult<RolePolicies>> + Send;
+    /// One page of iam:GetAccountAuthorizationDetails (up to 1,000 entities), from `marker`
+    /// (`None`: the first page).
+    fn authorization_details(
+        &self,
+        account: &str,
+        scope: SnapshotScope,
+        marker: Option<String>,
+    ) -> impl Future<Output = AwsResult<AuthorizationPage>> + Send;
+    /// One managed policy at its default version, document URL-decoded.
+    fn managed_policy(
+        &self,
+        account: &str,
+        policy_arn: &str,
+    ) -> impl Future<Output = AwsResult<ManagedPolicy>> + Send;
     fn put_role_policy(
         &self,
         account: &str,

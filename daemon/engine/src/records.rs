@@ -610,6 +610,28 @@ impl Record for RoleInventory {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_plan_stored_before_accounts_were_read_whole_still_reads() {
+        // A role entry as whittle wrote it before `read_at` and the plan's `accounts`.
+        let older = serde_json::json!({
+            "schema": 1, "id": "plan-1", "created_at": "2026-11-24T10:00:00Z",
+            "catalog": "test", "lookback_days": 90, "status": "proposed",
+            "roles": [{
+                "role_arn": "arn:aws:iam::111111111111:role/app", "status": "no-change",
+                "observed_days": 3,
+                "current": {"role_arn": "arn:aws:iam::111111111111:role/app", "role_name": "app",
+                            "inline": [], "managed": [], "boundary": null},
+                "proposal": {"put_inline": [], "delete_inline": [], "detach": []},
+                "kept": [], "removed": [], "risks": [], "notes": [], "inline_size": 0
+            }]
+        });
+        let plan: StoredPlan = serde_json::from_value(older.clone()).expect("an older plan");
+        assert!(plan.0.accounts.is_empty());
+        assert_eq!(plan.0.roles[0].read_at, None);
+        // Written back, it has the same fields: nothing is invented for it.
+        assert_eq!(serde_json::to_value(&plan).expect("JSON"), older);
+    }
+
     fn open(dir: &std::path::Path) -> State {
         State::open(
             dir,

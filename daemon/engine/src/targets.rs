@@ -8,8 +8,9 @@ use whittle_planner::targets::{Selection, role_arn_of_caller};
 
 use crate::Engine;
 use crate::config::Config;
-use crate::ports::{Iam, Identity, Ports};
+use crate::ports::{Iam, Identity, Ports, SnapshotScope};
 use crate::records::{ProtectedRole, RoleInventory};
+use crate::snapshot::AccountSnapshot;
 
 /// A target role and the configured account it is in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,25 +45,36 @@ pub async fn check_identity<I: Iam>(
     Ok(identity)
 }
 
-/// Lists every role of `account` and classifies it (target, protected with why, or not
-/// selected). Read-only on AWS.
-pub async fn discover_account<P: Ports>(
+/// Reads `account` whole ([`crate::snapshot::read_account`]) with its identity checked, and
+/// classifies every role (target, protected with why, or not selected). Read-only on AWS.
+pub async fn read_account<P: Ports>(
     engine: &Engine<P>,
     account: &str,
-) -> anyhow::Result<RoleInventory> {
-    let selector = engine.config.target_selector();
+    scope: SnapshotScope,
+) -> anyhow::Result<(RoleInventory, AccountSnapshot)> {
     let identity = identity(engine, account).await?;
+    let snapshot = crate::snapshot::read_account(engine, account, scope).await?;
+    let inventory = inventory_of(engine, &identity, &snapshot);
+    Ok((inventory, snapshot))
+}
+
+fn inventory_of<P: Ports>(
+    engine: &Engine<P>,
+    identity: &Identity,
+    snapshot: &AccountSnapshot,
+) -> RoleInventory {
+    let selector = engine.config.target_selector();
     let own_role = role_arn_of_caller(&identity.arn);
-    let roles = engine.ports.list_roles(account).await?;
     let mut inventory = RoleInventory {
-        account: account.to_owned(),
+        account: snapshot.account.clone(),
         account_id: identity.account.clone(),
-        refreshed_at: engine.now(),
+        refreshed_at: snapshot.read_at,
         targets: Vec::new(),
         protected: Vec::new(),
         not_selected: 0,
     };
-    for role in &roles {
+    for role in &snapshot.roles {
+        let role = &role.summary;
         match selector.classify(role, own_role.as_deref()) {
             Selection::Target => inventory.targets.push(role.arn.clone()),
             Selection::Protected(reason) => inventory.protected.push(ProtectedRole {
@@ -75,29 +87,37 @@ pub async fn discover_account<P: Ports>(
     inventory.targets.sort();
     inventory.protected.sort_by(|a, b| a.arn.cmp(&b.arn));
     info!(
-        account,
+        account = %snapshot.account,
         targets = inventory.targets.len(),
         protected = inventory.protected.len(),
         not_selected = inventory.not_selected,
         "Discovered roles"
     );
-    Ok(inventory)
+    inventory
 }
 
-/// The target roles of every configured account, live from IAM, sorted.
-pub async fn all_targets<P: Ports>(engine: &Engine<P>) -> anyhow::Result<Vec<Target>> {
-    let mut out = Vec::new();
-    for account in engine.config.account_names() {
-        let inventory = discover_account(engine, account)
+/// Lists every role of `account` and classifies it. Read-only on AWS.
+pub async fn discover_account<P: Ports>(
+    engine: &Engine<P>,
+    account: &str,
+) -> anyhow::Result<RoleInventory> {
+    Ok(read_account(engine, account, SnapshotScope::Roles).await?.0)
+}
+
+/// Every configured account read whole and classified, at most `[aws] concurrent_accounts`
+/// at a time, in the configuration's order; an account that cannot be read (credentials,
+/// identity, IAM refusing or throttling past the back-off) is an `Err` of its own and the
+/// others are read all the same.
+pub async fn read_all<P: Ports>(
+    engine: &Engine<P>,
+    scope: SnapshotScope,
+) -> Vec<(String, anyhow::Result<(RoleInventory, AccountSnapshot)>)> {
+    crate::snapshot::each_account(engine, move |engine, account| async move {
+        read_account(&engine, &account, scope)
             .await
-            .with_context(|| format!("account `{account}`"))?;
-        out.extend(inventory.targets.into_iter().map(|arn| Target {
-            account: account.to_owned(),
-            arn,
-        }));
-    }
-    out.sort_by(|a, b| a.arn.cmp(&b.arn));
-    Ok(out)
+            .with_context(|| format!("account `{account}`"))
+    })
+    .await
 }
 
 /// The targets of one account: the last `discover` inventory, or listed now when there is
@@ -155,12 +175,12 @@ pub async fn classify<P: Ports>(
     Ok(out)
 }
 
-/// Only the targets among `only` (each must be one; the error says why not), or every
-/// target of every account when `only` is empty.
-pub async fn targets<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow::Result<Vec<Target>> {
-    if only.is_empty() {
-        return all_targets(engine).await;
-    }
+/// The targets among `only`, each checked with its own read (one GetRole per role); each
+/// must be a target, else the error says why not.
+pub async fn named_targets<P: Ports>(
+    engine: &Engine<P>,
+    only: &[String],
+) -> anyhow::Result<Vec<Target>> {
     let mut out = Vec::new();
     for (arn, verdict) in classify(engine, only).await? {
         out.push(Target {

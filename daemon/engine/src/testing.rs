@@ -23,9 +23,9 @@ use whittle_state::{Clock, LockOwner, State, Timestamp};
 use crate::Engine;
 use crate::config::Config;
 use crate::ports::{
-    Athena, AthenaQuery, AwsError, AwsErrorKind, AwsResult, Iam, Identity, LookupEvents,
-    LookupPage, OrgParent, OrgPolicySummary, Organizations, SecretPorts, TrailStore, Web,
-    WebRequest, Workload,
+    Athena, AthenaQuery, AuthorizationPage, AwsError, AwsErrorKind, AwsResult, Iam, Identity,
+    LookupEvents, LookupPage, OrgParent, OrgPolicySummary, Organizations, RoleDetail, SecretPorts,
+    SnapshotScope, TrailStore, Web, WebRequest, Workload,
 };
 
 /// The account every test works in.
@@ -125,6 +125,18 @@ pub struct World {
     pub calls: Vec<String>,
     /// Port method name -> how many more calls fail.
     pub faults: HashMap<String, u32>,
+    /// (call, configured account) -> how the next calls in that account fail, and how many.
+    pub account_faults: HashMap<(String, String), (AwsErrorKind, u32)>,
+    /// Calls made, with the configured account they were made in (the calls that name one).
+    pub account_calls: Vec<(String, String)>,
+    /// Configured account name -> its account id (every name is `ACCOUNT_ID` unless set).
+    pub account_ids: BTreeMap<String, String>,
+    /// Entities per page of iam:GetAccountAuthorizationDetails.
+    pub page_size: usize,
+    /// Accounts whose whole-account read has begun (first page served) and not ended (last
+    /// page served), and the most there were at once.
+    pub reading: std::collections::BTreeSet<String>,
+    pub most_reading: usize,
     pub posted: Vec<(String, Vec<u8>)>,
     pub next_id: u64,
     /// Crash points passed, in order.
@@ -144,23 +156,36 @@ impl Fake {
     pub fn new() -> Fake {
         let fake = Fake::default();
         fake.world().now = START;
+        fake.world().page_size = 100;
         fake
     }
 
-    pub fn world(&self) -> MutexGuard<'_, World> {
-        // A panicking test poisons it; the next assertion should still see the world.
-        self.world
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Makes the next `n` calls of `call` in the configured `account` fail with `kind`
+    /// (`Throttled`: as IAM throttles an account).
+    pub fn fail_in(&self, call: &str, account: &str, kind: AwsErrorKind, n: u32) {
+        self.world()
+            .account_faults
+            .insert((call.to_owned(), account.to_owned()), (kind, n));
     }
 
-    /// Makes the next `n` calls of `call` (e.g. `iam:DeleteRolePolicy`) fail.
-    pub fn fail(&self, call: &str, n: u32) {
-        self.world().faults.insert(call.to_owned(), n);
+    /// How many calls of `call` were made in `account`.
+    pub fn calls_in(&self, account: &str, call: &str) -> usize {
+        self.world()
+            .account_calls
+            .iter()
+            .filter(|(a, c)| a == account && c == call)
+            .count()
     }
 
-    pub fn add_role(&self, name: &str, tags: &[(&str, &str)], inline: &[(&str, &str)]) -> String {
-        let arn = format!("arn:aws:iam::{ACCOUNT_ID}:role/{name}");
+    /// A role in another account (by id) of the fake.
+    pub fn add_role_in(
+        &self,
+        account_id: &str,
+        name: &str,
+        tags: &[(&str, &str)],
+        inline: &[(&str, &str)],
+    ) -> String {
+        let arn = format!("arn:aws:iam::{account_id}:role/{name}");
         self.world().roles.insert(
             arn.clone(),
             Role {
@@ -178,6 +203,22 @@ impl Fake {
             },
         );
         arn
+    }
+
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        // A panicking test poisons it; the next assertion should still see the world.
+        self.world
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes the next `n` calls of `call` (e.g. `iam:DeleteRolePolicy`) fail.
+    pub fn fail(&self, call: &str, n: u32) {
+        self.world().faults.insert(call.to_owned(), n);
+    }
+
+    pub fn add_role(&self, name: &str, tags: &[(&str, &str)], inline: &[(&str, &str)]) -> String {
+        self.add_role_in(ACCOUNT_ID, name, tags, inline)
     }
 
     pub fn advance(&self, by: Duration) {
@@ -359,6 +400,39 @@ impl Fake {
         Ok(world)
     }
 
+    /// [`Fake::call`] in a configured account: counted per account, failed by
+    /// [`Fake::fail_in`] first.
+    fn call_in(&self, account: &str, name: &str) -> AwsResult<MutexGuard<'_, World>> {
+        {
+            let mut world = self.world();
+            world
+                .account_calls
+                .push((account.to_owned(), name.to_owned()));
+            if let Some((kind, left)) = world
+                .account_faults
+                .get_mut(&(name.to_owned(), account.to_owned()))
+                && *left > 0
+            {
+                *left -= 1;
+                let kind = *kind;
+                world.calls.push(name.to_owned());
+                return Err(AwsError::new(
+                    kind,
+                    format!("{name} in {account}: injected {kind:?}"),
+                ));
+            }
+        }
+        self.call(name)
+    }
+
+    fn account_id(world: &World, account: &str) -> String {
+        world
+            .account_ids
+            .get(account)
+            .cloned()
+            .unwrap_or_else(|| ACCOUNT_ID.to_owned())
+    }
+
     fn secret_call(&self, name: &str) -> Result<MutexGuard<'_, World>, PortError> {
         self.call(name).map_err(|e| PortError(e.message))
     }
@@ -381,26 +455,107 @@ impl Clock for Fake {
 }
 
 impl Iam for Fake {
-    async fn caller_identity(&self, _account: &str) -> AwsResult<Identity> {
-        let _world = self.call("sts:GetCallerIdentity")?;
+    async fn caller_identity(&self, account: &str) -> AwsResult<Identity> {
+        let world = self.call_in(account, "sts:GetCallerIdentity")?;
+        let id = Fake::account_id(&world, account);
         Ok(Identity {
-            account: ACCOUNT_ID.to_owned(),
-            arn: WHITTLE_ARN.to_owned(),
+            arn: WHITTLE_ARN.replace(ACCOUNT_ID, &id),
+            account: id,
             user_id: "AIDAWHITTLE".to_owned(),
         })
     }
 
-    async fn list_roles(&self, _account: &str) -> AwsResult<Vec<RoleSummary>> {
-        let world = self.call("iam:ListRoles")?;
-        Ok(world
-            .roles
-            .iter()
-            .map(|(arn, role)| RoleSummary {
-                arn: arn.clone(),
-                path: role.path.clone(),
-                tags: role.tags.clone(),
-            })
-            .collect())
+    async fn authorization_details(
+        &self,
+        account: &str,
+        scope: SnapshotScope,
+        marker: Option<String>,
+    ) -> AwsResult<AuthorizationPage> {
+        let page = {
+            let mut world = self.call_in(account, "iam:GetAccountAuthorizationDetails")?;
+            let id = Fake::account_id(&world, account);
+            let in_account = |arn: &String| arn.split(':').nth(4) == Some(id.as_str());
+            let roles: Vec<RoleDetail> = world
+                .roles
+                .iter()
+                .filter(|(arn, _)| in_account(arn))
+                .map(|(arn, role)| RoleDetail {
+                    summary: RoleSummary {
+                        arn: arn.clone(),
+                        path: role.path.clone(),
+                        tags: role.tags.clone(),
+                    },
+                    inline: role
+                        .inline
+                        .iter()
+                        .map(|(name, document)| InlinePolicy {
+                            name: name.clone(),
+                            document: document.clone(),
+                        })
+                        .collect(),
+                    attached: role.attached.clone(),
+                    boundary: role.boundary.clone(),
+                })
+                .collect();
+            // As IAM does: the account's customer-managed policies, and the AWS-managed ones
+            // attached in it (one used only as a boundary is not listed).
+            let attached: std::collections::BTreeSet<&String> =
+                roles.iter().flat_map(|r| &r.attached).collect();
+            let policies: Vec<ManagedPolicy> = if scope == SnapshotScope::RolesAndPolicies {
+                world
+                    .policies
+                    .iter()
+                    .filter(|(arn, _)| in_account(arn) || attached.contains(arn))
+                    .map(|(arn, (name, document))| ManagedPolicy {
+                        arn: arn.clone(),
+                        name: name.clone(),
+                        aws_managed: arn.contains(":iam::aws:policy/"),
+                        version: "v1".to_owned(),
+                        document: document.clone(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let start: usize = marker.as_deref().map_or(0, |m| m.parse().unwrap_or(0));
+            let end = (start + world.page_size.max(1)).min(roles.len() + policies.len());
+            let mut page = AuthorizationPage::default();
+            for index in start..end {
+                match roles.get(index) {
+                    Some(role) => page.roles.push(role.clone()),
+                    None => page.policies.push(policies[index - roles.len()].clone()),
+                }
+            }
+            if end < roles.len() + policies.len() {
+                page.marker = Some(end.to_string());
+            }
+            if marker.is_none() {
+                world.reading.insert(account.to_owned());
+                world.most_reading = world.most_reading.max(world.reading.len());
+            }
+            if page.marker.is_none() {
+                world.reading.remove(account);
+            }
+            page
+        };
+        // A network call: other tasks (other accounts' reads) run meanwhile.
+        tokio::task::yield_now().await;
+        Ok(page)
+    }
+
+    async fn managed_policy(&self, account: &str, policy_arn: &str) -> AwsResult<ManagedPolicy> {
+        let world = self.call_in(account, "iam:GetPolicy")?;
+        let (name, document) = world
+            .policies
+            .get(policy_arn)
+            .ok_or_else(|| not_found(format!("iam:GetPolicy {policy_arn}")))?;
+        Ok(ManagedPolicy {
+            arn: policy_arn.to_owned(),
+            name: name.clone(),
+            aws_managed: policy_arn.contains(":iam::aws:policy/"),
+            version: "v1".to_owned(),
+            document: document.clone(),
+        })
     }
 
     async fn role_summary(&self, _account: &str, role_arn: &str) -> AwsResult<RoleSummary> {
@@ -988,9 +1143,21 @@ pub fn config(extra: &str) -> Config {
 
 impl TestEngine {
     pub fn new(extra_config: &str) -> TestEngine {
+        TestEngine::with(config(extra_config))
+    }
+
+    /// An engine with the whole configuration `text` (no [`BASE_CONFIG`]).
+    pub fn from_text(text: &str) -> TestEngine {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut config = crate::config::parse_in(text, &root)
+            .unwrap_or_else(|e| panic!("test configuration: {e:?}\n{text}"));
+        config.text = text.to_owned();
+        TestEngine::with(config)
+    }
+
+    fn with(mut config: Config) -> TestEngine {
         let fake = Fake::new();
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut config = config(extra_config);
         config.state.dir = dir.path().join("state");
         let state = State::open(&config.state.dir, &LockOwner::this_process()).expect("the state");
         TestEngine {

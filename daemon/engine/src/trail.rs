@@ -89,7 +89,7 @@ pub fn with_lookup_event(text: &str, mut sink: impl FnMut(&Event<'_>)) {
 }
 
 /// One LookupEvents page, in its turn: the request waits for the next of the account and
-/// region's shared slots ([`crate::guard::LookupPace`]), so mining and trial watches together
+/// region's shared slots ([`crate::guard::Pace`]), so mining and trial watches together
 /// stay within AWS's 2 requests per second.
 pub async fn lookup_page<P: crate::ports::Ports>(
     engine: &crate::Engine<P>,
@@ -99,7 +99,12 @@ pub async fn lookup_page<P: crate::ports::Ports>(
     end_ms: i64,
     token: Option<String>,
 ) -> crate::ports::AwsResult<crate::ports::LookupPage> {
-    let wait = engine.pace.reserve(account, region, engine.now());
+    let wait = engine.pace.reserve(
+        crate::guard::Quota::LookupEvents,
+        account,
+        region,
+        engine.now(),
+    );
     if !wait.is_zero() {
         engine.ports.sleep(wait).await;
     }

@@ -224,6 +224,7 @@ mod tests {
             catalog: "test".to_owned(),
             lookback_days: 90,
             status: crate::plan::PlanStatus::Proposed,
+            accounts: Vec::new(),
             roles,
         }
     }

@@ -302,7 +302,24 @@ pub struct Plan {
     pub catalog: String,
     pub lookback_days: u32,
     pub status: PlanStatus,
+    /// How each account was read, when the plan read whole accounts (absent in plans of
+    /// named roles, and in plans made before whittle read accounts whole).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<AccountRead>,
     pub roles: Vec<RolePlan>,
+}
+
+/// How one configured account was read for a plan: one snapshot of the account, or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRead {
+    /// The account's name in the configuration.
+    pub account: String,
+    /// When its snapshot was read (RFC 3339, UTC); absent when the read failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<String>,
+    /// Why the account could not be read; none of its roles is in the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Plan {
@@ -319,6 +336,11 @@ pub struct RolePlan {
     pub status: RoleStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When the role's policies (`current`) were read from IAM (RFC 3339, UTC): its
+    /// account's snapshot, or the role's own read. Absent in plans made before it was
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<String>,
     /// Days between the first event of the role in the usage store and the plan.
     pub observed_days: u32,
     pub current: RolePolicies,
@@ -338,6 +360,7 @@ impl RolePlan {
             role_arn: current.role_arn.clone(),
             status: RoleStatus::Error,
             error: Some(error),
+            read_at: None,
             observed_days: 0,
             current: current.clone(),
             proposal: Proposal::default(),
@@ -639,6 +662,7 @@ pub fn propose(
         role_arn: current.role_arn.clone(),
         status: RoleStatus::NoChange,
         error: None,
+        read_at: None,
         observed_days,
         current: current.clone(),
         proposal: Proposal::default(),

@@ -502,6 +502,7 @@ fn plans_render_in_every_format() {
         catalog: "test".to_owned(),
         lookback_days: 90,
         status: PlanStatus::Proposed,
+        accounts: Vec::new(),
         roles: vec![plan_for(&current, &used, &settings())],
     };
     assert!(plan.has_changes());

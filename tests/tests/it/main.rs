@@ -1,6 +1,7 @@
 //! whittle's integration tests: the real binary and the AWS SDK against the local emulator.
 //! One test binary (ripgrep style); each module covers one capability.
 
+mod accounts;
 mod cli;
 mod daemon;
 mod emulator;

@@ -7,7 +7,9 @@
 //! one IAM enforces. Deletes and detaches of something already gone succeed, so a journaled
 //! step retried after a crash finishes.
 
-use whittle_engine::ports::{AwsErrorKind, AwsResult, RoleSummary};
+use whittle_engine::ports::{
+    AuthorizationPage, AwsErrorKind, AwsResult, RoleDetail, RoleSummary, SnapshotScope,
+};
 use whittle_planner::plan::{InlinePolicy, ManagedPolicy, RolePolicies};
 
 use super::errors::{failed, kind, other};
@@ -123,6 +125,104 @@ impl Aws {
             inline,
             managed,
             boundary,
+        })
+    }
+
+    /// One page of iam:GetAccountAuthorizationDetails: roles (with tags, inline policies, the
+    /// attached policies' ARNs and the boundary's) and, for [`SnapshotScope::RolesAndPolicies`],
+    /// the account's managed policies at their default versions.
+    ///
+    /// AWS (IAM API reference, GetAccountAuthorizationDetails): `Filter` takes `Role`,
+    /// `LocalManagedPolicy` (customer-managed) and `AWSManagedPolicy`; `MaxItems` is 1 to
+    /// 1,000 (default 100) and IAM may return fewer with `IsTruncated` set, so paging follows
+    /// `IsTruncated`/`Marker` only; `PolicyVersionList` holds every version of a policy, the
+    /// enforced one marked `IsDefaultVersion`; every document is URL-encoded (RFC 3986).
+    pub async fn authorization_details(
+        &self,
+        account: &str,
+        scope: SnapshotScope,
+        marker: Option<String>,
+    ) -> AwsResult<AuthorizationPage> {
+        use aws_sdk_iam::types::EntityType;
+        let mut request = self
+            .iam(account)?
+            .get_account_authorization_details()
+            .filter(EntityType::Role)
+            .max_items(1000)
+            .set_marker(marker);
+        if scope == SnapshotScope::RolesAndPolicies {
+            request = request
+                .filter(EntityType::LocalManagedPolicy)
+                .filter(EntityType::AwsManagedPolicy);
+        }
+        let out = request
+            .send()
+            .await
+            .map_err(|e| failed(&e, "iam:GetAccountAuthorizationDetails", self.endpoint()))?;
+        let mut roles = Vec::new();
+        for role in out.role_detail_list() {
+            let Some(arn) = role.arn() else { continue };
+            let mut inline: Vec<InlinePolicy> = role
+                .role_policy_list()
+                .iter()
+                .map(|p| InlinePolicy {
+                    name: p.policy_name().unwrap_or_default().to_owned(),
+                    document: p.policy_document().map(decode).unwrap_or_default(),
+                })
+                .collect();
+            inline.sort_by(|a, b| a.name.cmp(&b.name));
+            roles.push(RoleDetail {
+                summary: RoleSummary {
+                    arn: arn.to_owned(),
+                    path: role.path().unwrap_or("/").to_owned(),
+                    tags: role
+                        .tags()
+                        .iter()
+                        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                        .collect(),
+                },
+                inline,
+                attached: role
+                    .attached_managed_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn().map(str::to_owned))
+                    .collect(),
+                boundary: role
+                    .permissions_boundary()
+                    .and_then(|b| b.permissions_boundary_arn())
+                    .map(str::to_owned),
+            });
+        }
+        let mut policies = Vec::new();
+        for policy in out.policies() {
+            let Some(arn) = policy.arn() else { continue };
+            let default = policy
+                .policy_version_list()
+                .iter()
+                .find(|v| v.is_default_version());
+            // A policy listed without its default version cannot be planned from this page;
+            // leaving it out makes the engine read it on its own.
+            let Some(default) = default else { continue };
+            policies.push(ManagedPolicy {
+                arn: arn.to_owned(),
+                // The name is the ARN's last part (after the policy's path).
+                name: policy
+                    .policy_name()
+                    .unwrap_or_else(|| arn.rsplit('/').next().unwrap_or_default())
+                    .to_owned(),
+                aws_managed: arn.contains(":iam::aws:policy/"),
+                version: default.version_id().unwrap_or("v1").to_owned(),
+                document: default.document().map(decode).unwrap_or_default(),
+            });
+        }
+        Ok(AuthorizationPage {
+            roles,
+            policies,
+            marker: if out.is_truncated() {
+                out.marker().map(str::to_owned)
+            } else {
+                None
+            },
         })
     }
 

@@ -22,7 +22,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sts::config::SharedCredentialsProvider;
 use whittle_engine::config::{AccountConfig, AwsConfig, Config};
-use whittle_engine::ports::{AwsResult, Identity, RoleSummary};
+use whittle_engine::ports::{AwsResult, Identity};
 
 pub use errors::{describe, done_if_gone};
 use errors::{failed, other};
@@ -77,43 +77,6 @@ impl Aws {
             arn: out.arn().unwrap_or_default().to_owned(),
             user_id: out.user_id().unwrap_or_default().to_owned(),
         })
-    }
-
-    /// Every IAM role of the account, with its tags.
-    pub async fn list_roles(&self, account: &str) -> AwsResult<Vec<RoleSummary>> {
-        let iam = aws_sdk_iam::Client::new(self.sdk(account)?);
-        let endpoint = self.endpoint();
-        let mut roles = Vec::new();
-        let mut pages = iam.list_roles().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| failed(&e, "iam:ListRoles", endpoint))?;
-            for role in page.roles() {
-                roles.push(RoleSummary {
-                    arn: role.arn().to_owned(),
-                    path: role.path().to_owned(),
-                    tags: BTreeMap::new(),
-                });
-            }
-        }
-        // ListRoles does not return tags (AWS documents that only GetRole and ListRoleTags
-        // do), so each role's tags take one more paginated call.
-        for role in &mut roles {
-            let name = whittle_planner::targets::role_name(&role.arn).to_owned();
-            let mut pages = iam
-                .list_role_tags()
-                .role_name(&name)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page =
-                    page.map_err(|e| failed(&e, &format!("iam:ListRoleTags {name}"), endpoint))?;
-                for tag in page.tags() {
-                    role.tags
-                        .insert(tag.key().to_owned(), tag.value().to_owned());
-                }
-            }
-        }
-        Ok(roles)
     }
 }
 

@@ -155,6 +155,11 @@ pub struct AwsConfig {
     /// How long one API call may take in all, retries included.
     #[serde(default = "default_operation_timeout")]
     pub operation_timeout: HumanDuration,
+    /// How many accounts `discover` and `plan` read at the same time (one
+    /// iam:GetAccountAuthorizationDetails read each); each account's calls keep their own
+    /// pace and back-off, so this bounds the connections and memory in use at once.
+    #[serde(default = "default_concurrent_accounts")]
+    pub concurrent_accounts: usize,
     /// The accounts whittle works in.
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
@@ -169,6 +174,7 @@ impl Default for AwsConfig {
             max_attempts: default_max_attempts(),
             connect_timeout: default_connect_timeout(),
             operation_timeout: default_operation_timeout(),
+            concurrent_accounts: default_concurrent_accounts(),
             accounts: Vec::new(),
         }
     }
@@ -565,6 +571,9 @@ fn default_region() -> String {
 }
 fn default_max_attempts() -> u32 {
     3
+}
+fn default_concurrent_accounts() -> usize {
+    4
 }
 fn default_connect_timeout() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(3))

@@ -654,6 +654,12 @@ fn cross_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
             "max_attempts must be at least 1".to_owned(),
         ));
     }
+    if config.aws.concurrent_accounts == 0 {
+        found.push((
+            vec![Key("aws"), Key("concurrent_accounts")],
+            "concurrent_accounts must be at least 1".to_owned(),
+        ));
+    }
     if config.target_selector().is_empty() {
         found.push((
             vec![Key("targets")],

@@ -8,7 +8,6 @@
 //! are streamed record by record through flate2 instead, so memory stays bounded by
 //! `workers × stream_above` whatever the corpus or file size.
 
-use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

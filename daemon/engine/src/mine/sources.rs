@@ -6,9 +6,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::info;
 use whittle_planner::mapping::Mapper;
 use whittle_planner::trail::{Event, PrincipalKind, Record, format_time, parse_time};
 use whittle_planner::usage::Aggregate;
@@ -25,14 +24,6 @@ use crate::records::{LastAccessed, TimeCheckpoint};
 /// minutes"), so a window ending now may still gain events. Ids seen in the overlap are
 /// remembered, so an event is never counted twice.
 const LOOKUP_OVERLAP_MS: i64 = 15 * 60 * 1000;
-/// Pauses after a ThrottlingException before the region is left for the next run.
-const LOOKUP_BACKOFF: [Duration; 5] = [
-    Duration::from_secs(1),
-    Duration::from_secs(2),
-    Duration::from_secs(4),
-    Duration::from_secs(8),
-    Duration::from_secs(16),
-];
 /// LookupEvents only holds the last 90 days.
 const LOOKUP_HORIZON_MS: i64 = 90 * 86_400_000;
 
@@ -364,30 +355,31 @@ pub(super) async fn lookup_events<P: Ports>(
         let location = format!("lookup-events {account}/{region}");
         let mut index = 0u64;
         let finished = 'pages: loop {
-            let mut attempt = 0;
-            let page = loop {
-                match crate::trail::lookup_page(run.ctx, account, region, start, end, token.clone())
-                    .await
-                {
-                    Ok(page) => break page,
-                    Err(error) if error.kind == AwsErrorKind::Throttled => {
-                        let message = error.message;
-                        let Some(pause) = LOOKUP_BACKOFF.get(attempt) else {
-                            failures.push(format!(
-                                "{region}: throttled {} times ({message}); the next run resumes from the checkpoint",
-                                attempt + 1
-                            ));
-                            break 'pages false;
-                        };
-                        warn!(account = %account, region = %region, pause = ?pause, "LookupEvents throttled; backing off");
-                        run.ctx.ports.sleep(*pause).await;
-                        attempt += 1;
+            let cancelled = || run.cancel.is_cancelled();
+            let page = crate::guard::paced(
+                &*run.ctx.ports,
+                &run.ctx.pace,
+                (crate::guard::Quota::LookupEvents, account, region),
+                &cancelled,
+                || {
+                    run.ctx
+                        .ports
+                        .lookup_events(account, region, start, end, token.clone())
+                },
+            )
+            .await;
+            let page = match page {
+                Ok(page) => page,
+                Err(error) if error.kind == AwsErrorKind::Throttled => {
+                    if !run.cancel.is_cancelled() {
+                        failures.push(format!(
+                            "{region}: {}; the next run resumes from the checkpoint",
+                            error.message
+                        ));
                     }
-                    Err(error) => return Err(error.into()),
-                }
-                if run.cancel.is_cancelled() {
                     break 'pages false;
                 }
+                Err(error) => return Err(error.into()),
             };
             report.new_inputs += 1;
             for text in &page.events {
@@ -681,7 +673,7 @@ mod tests {
             });
             let _ = tx.send(listing.map_err(|e| e.to_string()));
         });
-        rx.recv_timeout(Duration::from_secs(20))
+        rx.recv_timeout(std::time::Duration::from_secs(20))
             .expect("listing finished instead of blocking")
             .expect("the listing succeeds")
     }

@@ -2,6 +2,7 @@
 //! `crate::testing`: what a user relies on from `plan`, `apply`, `rollback`, `trial`,
 //! `rotate`, the reconcile pass and `status`, with a clock the tests move.
 
+mod accounts;
 mod apply;
 mod reconcile;
 mod rotate;
