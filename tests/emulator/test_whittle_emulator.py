@@ -650,14 +650,16 @@ class LagFromEnvironmentTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.emu = Emulator(WHITTLE_EMULATOR_LOOKUP_LAG_SECONDS="1.5", WHITTLE_EMULATOR_DELIVERY_LAG_SECONDS="0")
+        # 4 s: long enough that the first lookup below comes before it ends even on a loaded
+        # machine (1.5 s did not, with two cores building).
+        cls.emu = Emulator(WHITTLE_EMULATOR_LOOKUP_LAG_SECONDS="4", WHITTLE_EMULATOR_DELIVERY_LAG_SECONDS="0")
 
     @classmethod
     def tearDownClass(cls):
         cls.emu.close()
 
     def test_lookup_lags_while_delivery_does_not(self):
-        self.assertEqual(self.emu.get("/whittle-emulator/visibility-lag"), {"lookup_seconds": 1.5, "delivery_seconds": 0.0})
+        self.assertEqual(self.emu.get("/whittle-emulator/visibility-lag"), {"lookup_seconds": 4.0, "delivery_seconds": 0.0})
         s3 = self.emu.client("s3")
         s3.create_bucket(Bucket="env-trail")
         ct = self.emu.client("cloudtrail")
@@ -671,12 +673,12 @@ class LagFromEnvironmentTest(unittest.TestCase):
         records = [r for k in keys for r in json.loads(gzip.decompress(
             s3.get_object(Bucket="env-trail", Key=k.split("/", 3)[3])["Body"].read()))["Records"]]
         self.assertIn("GetCallerIdentity", [r["eventName"] for r in records])
-        time.sleep(max(0, called + 1.6 - time.time()))
+        time.sleep(max(0, called + 4.1 - time.time()))
         self.assertEqual(len(ct.lookup_events(LookupAttributes=lookup)["Events"]), 1)
         # A reset keeps the start-up lags.
         self.emu.post("/whittle-emulator/visibility-lag", {"lookup_seconds": 0})
         self.emu.post("/whittle-emulator/reset")
-        self.assertEqual(self.emu.get("/whittle-emulator/visibility-lag")["lookup_seconds"], 1.5)
+        self.assertEqual(self.emu.get("/whittle-emulator/visibility-lag")["lookup_seconds"], 4.0)
 
 class ForkServerTest(unittest.TestCase):
     """fork_server.py, which the Rust harness starts its emulators with: each forked emulator is
