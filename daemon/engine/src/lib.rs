@@ -29,6 +29,7 @@ pub mod ports;
 pub mod reconcile;
 pub mod records;
 pub mod rotate;
+pub mod self_policy;
 pub mod status;
 pub mod targets;
 pub mod time;
