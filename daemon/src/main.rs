@@ -165,6 +165,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Rollback(args) => state_command(&cli, args.to_command()),
         Command::Rotate(args) => state_command(&cli, args.to_command()),
+        Command::SelfPolicy(args) => {
+            let mut config = config::load(&cli.global.config)?;
+            cli.global.apply(&mut config)?;
+            self_policy_command(&config, args)
+        }
         Command::Policy(PolicyCommand::Eval(args)) => {
             // Offline: needs neither the configuration nor AWS.
             policy::eval_command(args)?;
@@ -175,6 +180,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(iam_data_command(config, command))
         }
     }
+}
+
+/// `whittle self-policy`: offline, from the configuration and its playbooks.
+fn self_policy_command(config: &Config, args: &cli::SelfPolicyArgs) -> anyhow::Result<ExitCode> {
+    use whittle_engine::self_policy;
+    let playbooks = self_policy::Playbooks::load(config)?;
+    let policies = match &args.account {
+        Some(name) => vec![self_policy::for_account(config, &playbooks, name)?],
+        None => self_policy::self_policy(config, &playbooks)?,
+    };
+    for note in self_policy::notes(config) {
+        eprintln!("note: {note}");
+    }
+    let text = match args.format {
+        cli::SelfPolicyFormat::Json => self_policy::render_json(&policies),
+        cli::SelfPolicyFormat::Terraform => self_policy::render_terraform(&policies),
+        cli::SelfPolicyFormat::Cloudformation => self_policy::render_cloudformation(&policies),
+    };
+    outln!("{}", text.trim_end())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Opens the state directory for a command that runs to completion.

@@ -743,6 +743,66 @@ fn rotation_statements(
     }
 }
 
+/// Where a policy goes, for the comments of the IaC forms.
+fn placement(policy: &HolderPolicy) -> String {
+    match (&policy.holder, &policy.account_id) {
+        (Holder::Account(name), Some(id)) => format!("whittle's role in account {name} ({id})"),
+        (Holder::Account(name), None) => format!("whittle's role in account {name}"),
+        (Holder::Base, _) => {
+            "the base credentials' role (it assumes each account's role_arn)".to_owned()
+        }
+    }
+}
+
+/// JSON: one policy's document as IAM takes it (`aws iam put-role-policy
+/// --policy-document`), or, for several, `{"policies": [{holder, account_id, name,
+/// document}]}`.
+pub fn render_json(policies: &[HolderPolicy]) -> String {
+    match policies {
+        [one] => one.document.to_pretty(),
+        many => serde_json::to_string_pretty(&serde_json::json!({ "policies": many }))
+            .unwrap_or_default(),
+    }
+}
+
+/// Terraform: one `aws_iam_role_policy` per policy on `aws_iam_role.whittle` (the role the
+/// README's install section defines), through the planner's IaC renderer.
+pub fn render_terraform(policies: &[HolderPolicy]) -> String {
+    let mut out = String::from(
+        "# whittle self-policy: the permissions whittle needs for this configuration.\n# Attach to the role whittle runs as (aws_iam_role.whittle); regenerate when the configuration changes.\n",
+    );
+    for policy in policies {
+        out.push_str(&format!("\n# On {}\n", placement(policy)));
+        out.push_str(&whittle_planner::plan::render::terraform_role_policy(
+            &whittle_planner::plan::render::terraform_identifier(&[&policy.name]),
+            &policy.name,
+            "aws_iam_role.whittle.id",
+            &policy.document,
+        ));
+        out.push('\n');
+    }
+    out
+}
+
+/// CloudFormation (YAML): one `AWS::IAM::RolePolicy` per policy on the template's
+/// `WhittleRole`, through the planner's IaC renderer.
+pub fn render_cloudformation(policies: &[HolderPolicy]) -> String {
+    let mut out = String::from(
+        "# whittle self-policy: the permissions whittle needs for this configuration.\n# Add to the Resources of the template that defines WhittleRole (the role whittle runs as).\nResources:\n",
+    );
+    for policy in policies {
+        out.push_str(&format!("  # On {}\n", placement(policy)));
+        out.push_str(&whittle_planner::plan::render::cloudformation_role_policy(
+            &whittle_planner::plan::render::cloudformation_logical_id(&[&policy.name, "Policy"]),
+            "!Ref WhittleRole",
+            &policy.name,
+            &policy.document,
+        ));
+        out.push('\n');
+    }
+    out
+}
+
 /// What the user should know that the documents cannot say (printed to stderr).
 pub fn notes(config: &Config) -> Vec<String> {
     let mut notes = Vec::new();

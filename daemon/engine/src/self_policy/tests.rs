@@ -309,3 +309,21 @@ fn one_account_is_selected_by_name() {
         Err(SelfPolicyError::UnknownAccount(_))
     ));
 }
+
+#[test]
+fn the_forms_carry_the_same_documents() {
+    let text = std::fs::read_to_string(root().join("config.toml")).expect("config.toml");
+    let all = policies(&text);
+    let json: Value = serde_json::from_str(&render_json(&all)).expect("JSON");
+    assert_eq!(json, all[0].document.to_value(), "one policy: the bare document");
+    let terraform = render_terraform(&all);
+    assert!(terraform.contains("resource \"aws_iam_role_policy\" \"whittle_staging\""));
+    assert!(terraform.contains("role   = aws_iam_role.whittle.id"));
+    assert!(terraform.contains("\"Sid\": \"RotateSecrets\""));
+    let cloudformation = render_cloudformation(&all);
+    assert!(cloudformation.contains("WhittleStagingPolicy:\n    Type: AWS::IAM::RolePolicy"));
+    assert!(cloudformation.contains("RoleName: !Ref WhittleRole"));
+    let two = [all[0].clone(), all[0].clone()];
+    let json: Value = serde_json::from_str(&render_json(&two)).expect("JSON");
+    assert_eq!(json["policies"][1]["holder"], json!({"kind": "account", "account": "staging"}));
+}
