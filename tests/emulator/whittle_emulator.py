@@ -1021,10 +1021,12 @@ class Extension:
             S3_DENIAL.message = None
             CURRENT.request = (described[2], described[3], described[4],
                                parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)) if described else None
+            CURRENT.body = body
             try:
                 status, headers, out = self.handle(environ, body, described)
             finally:
                 CURRENT.request = None
+                CURRENT.body = None
             if described:
                 access_key, region, service, action, params = described
                 code, message = error_of(status, out)
@@ -1075,6 +1077,12 @@ class Extension:
             code, message = error_of(status, out)
             code = JSON_ERROR_CODES.get(code, code)
             return json_response(status, {"__type": code, "message": message or code}, code)
+        if described and status in (401, 403) and described[2] not in ("s3",) and b"<Errors><Error>" in out:
+            # moto wraps query-protocol errors (IAM, STS) in <Errors>, which the SDK's awsQuery
+            # parser does not read (it then sees a bare 403 without the message naming the
+            # action); AWS answers <ErrorResponse><Error>…</Error><RequestId/></ErrorResponse>.
+            out = out.replace(b"<Errors><Error>", b"<Error>").replace(b"</Error></Errors>", b"</Error><RequestId>" + str(uuid.uuid4()).encode() + b"</RequestId>")
+            return status, headers, out
         return status, headers, out
 
     def call_moto(self, environ):
@@ -1511,6 +1519,21 @@ def patch_policy_evaluation():
             self._raise_access_denied()
 
     access_control.IAMRequestBase.check_action_permitted = check_action_permitted
+
+    original_request = access_control.IAMRequestBase._create_aws_request
+
+    def _create_aws_request(self):
+        # moto rebuilds a form-encoded body from its parsed fields to check the signature
+        # (werkzeug has consumed the stream), encoding a space as `+` where the SDK sent
+        # `%20`: a correctly signed IAM call with a space in a policy document failed with
+        # SignatureDoesNotMatch. AWS checks the signature over the bytes sent; so does this.
+        request = original_request(self)
+        body = getattr(CURRENT, "body", None)
+        if body and self._method == "POST" and not self._headers.get("X-Amz-Target"):
+            request.data = body
+        return request
+
+    access_control.IAMRequestBase._create_aws_request = _create_aws_request
 
     def _raise_access_denied(self):
         # AWS names the action, the resource and why (IAM User Guide, "Troubleshoot access
