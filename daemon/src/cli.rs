@@ -255,6 +255,12 @@ pub struct PlanArgs {
     /// Only this target role (repeatable); default: every target of every account.
     #[arg(long = "role", value_name = "ARN")]
     pub roles: Vec<String>,
+    /// whittle's own permissions instead of the targets': compare what `whittle self-policy`
+    /// grants with what whittle's own principal (in each account: the role of its session, or
+    /// its user) used in the mined trail, and name the statements it did not use in the
+    /// look-back. Exits 0 when every statement was used, 2 when some were not.
+    #[arg(long = "self", conflicts_with = "roles")]
+    pub own: bool,
     /// Output: text (a coloured diff on a terminal), json (docs/plan-schema.md), markdown
     /// (a pull-request comment), or terraform / cloudformation / serverless snippets.
     #[arg(long, value_enum, default_value = "text")]

@@ -548,6 +548,10 @@ class AuthModeTest(WithEmulator):
             c["s3"].list_objects_v2(Bucket="trail", Prefix="AWSLogs/123456789012/")
             denied(lambda: c["s3"].list_objects_v2(Bucket="trail", Prefix="other/"), "s3:ListBucket")
             denied(lambda: c["s3"].list_objects_v2(Bucket="trail"), "s3:ListBucket")
+            # Calls the extension answers itself are checked too.
+            denied(lambda: self.emu.client("cloudtrail", **as_scoped).lookup_events(), "cloudtrail:LookupEvents")
+            denied(lambda: c["iam"].generate_service_last_accessed_details(Arn="arn:aws:iam::123456789012:role/app-plain"),
+                   "iam:GenerateServiceLastAccessedDetails")
         finally:
             self.emu.post("/moto-api/reset-auth", b"inf", content_type="text/plain")
 

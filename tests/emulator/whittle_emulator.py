@@ -1049,6 +1049,13 @@ class Extension:
                 if environ.get("HTTP_X_AMZ_TARGET"):
                     return json_response(fault["status"], {"__type": fault["code"], "message": fault["message"]}, fault["code"])
                 return query_error(fault["code"], fault["message"], fault["status"])
+            intercepted = (service == "cloudtrail" and action == "LookupEvents") or (
+                service == "iam" and action in ("SimulatePrincipalPolicy", "SimulateCustomPolicy",
+                                                "GenerateServiceLastAccessedDetails", "GetServiceLastAccessedDetails"))
+            if intercepted:
+                refused = authorize_intercepted(environ, body, described)
+                if refused:
+                    return refused
             if service == "cloudtrail" and action == "LookupEvents":
                 account_id = identity_for(access_key)["accountId"]
                 # The request as sent (the recorded parameters are camelCased for CloudTrail).
@@ -1152,6 +1159,40 @@ class Extension:
             self.recorder.reset()
             return json_response(200, {"reset": True})
         return json_response(404, {"error": f"unknown control {method} {path}"})
+
+
+def authorize_intercepted(environ, body, described):
+    """In auth mode, checks a call the extension answers itself (moto never sees it) as moto
+    checks the calls it answers: the signature, then the caller's policies. None when allowed,
+    else the error response in the call's protocol."""
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.iam.access_control import IAMRequest
+
+    if ActionAuthenticatorMixin.request_count < settings.INITIAL_NO_AUTH_ACTION_COUNT:
+        ActionAuthenticatorMixin.request_count += 1
+        return None
+    access_key, region, service, action, params = described
+    headers = {"-".join(w.capitalize() for w in k[5:].split("_")): v for k, v in environ.items() if k.startswith("HTTP_")}
+    headers["Authorization"] = environ.get("HTTP_AUTHORIZATION", "")
+    for key, name in (("CONTENT_TYPE", "Content-Type"), ("CONTENT_LENGTH", "Content-Length")):
+        if environ.get(key):
+            headers[name] = environ[key]
+    path = environ.get("PATH_INFO", "/") + (("?" + environ["QUERY_STRING"]) if environ.get("QUERY_STRING") else "")
+    json_protocol = bool(environ.get("HTTP_X_AMZ_TARGET"))
+    try:
+        request = IAMRequest(account_id=identity_for(access_key)["accountId"], method=environ["REQUEST_METHOD"],
+                             path=path, data=params, body=body, headers=headers, action=action)
+        request.check_signature()
+        request.check_action_permitted("*")
+    except Exception as error:  # moto's auth errors are HTTPExceptions carrying the XML body
+        status = getattr(error, "code", 403)
+        code, message = error_of(status, str(getattr(error, "description", "")).encode())
+        if json_protocol:
+            code = JSON_ERROR_CODES.get(code, code)
+            return json_response(status, {"__type": code, "message": message or code}, code)
+        return query_error(code, message or code, status)
+    return None
 
 
 def patch_secretsmanager():

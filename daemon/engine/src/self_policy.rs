@@ -803,6 +803,95 @@ pub fn render_cloudformation(policies: &[HolderPolicy]) -> String {
     out
 }
 
+/// `whittle plan --self`: one statement of whittle's own policy against what whittle's
+/// principal used in the mined trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatementUse {
+    pub sid: String,
+    /// A Deny grants nothing, so it is never "unused": it is listed as such.
+    pub deny: bool,
+    /// Each action of the statement with its calls in the look-back (0: not seen).
+    pub actions: Vec<(String, u64)>,
+}
+
+impl StatementUse {
+    pub fn used(&self) -> bool {
+        self.deny || self.actions.iter().any(|(_, count)| *count > 0)
+    }
+}
+
+/// One holder's policy against its principal's usage.
+#[derive(Debug, Clone, Serialize)]
+pub struct SelfPlan {
+    pub name: String,
+    /// whittle's principal there (a role for an assumed role's session, else the user).
+    pub principal: String,
+    pub statements: Vec<StatementUse>,
+}
+
+/// Compares each statement of `policy` with `used` (action, in IAM's spelling -> calls in the
+/// look-back, as `whittle usage` reports them for whittle's principal). Actions compare
+/// case-insensitively, as IAM matches them.
+pub fn compare(policy: &HolderPolicy, principal: &str, used: &BTreeMap<String, u64>) -> SelfPlan {
+    let used: BTreeMap<String, u64> = used
+        .iter()
+        .map(|(action, count)| (action.to_ascii_lowercase(), *count))
+        .collect();
+    let statements = policy
+        .document
+        .statements()
+        .iter()
+        .map(|statement| StatementUse {
+            sid: statement.sid.clone().unwrap_or_default(),
+            deny: statement.effect == Effect::Deny,
+            actions: statement
+                .action
+                .iter()
+                .flat_map(OneOrMany::iter)
+                .map(|action| {
+                    let count = used.get(&action.to_ascii_lowercase()).copied().unwrap_or(0);
+                    (action.clone(), count)
+                })
+                .collect(),
+        })
+        .collect();
+    SelfPlan {
+        name: policy.name.clone(),
+        principal: principal.to_owned(),
+        statements,
+    }
+}
+
+/// The text of `whittle plan --self`.
+pub fn render_self_plans(plans: &[SelfPlan], lookback_days: u32) -> String {
+    let mut out = String::new();
+    for plan in plans {
+        let unused = plan.statements.iter().filter(|s| !s.used()).count();
+        out.push_str(&format!(
+            "{} for {}: {} of {} statements unused in the last {lookback_days} days\n",
+            plan.name,
+            plan.principal,
+            unused,
+            plan.statements.len()
+        ));
+        for statement in &plan.statements {
+            let detail = if statement.deny {
+                "a Deny (protects roles; never used by design)".to_owned()
+            } else {
+                statement
+                    .actions
+                    .iter()
+                    .map(|(action, count)| format!("{action} ({count})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mark = if statement.used() { "used  " } else { "UNUSED" };
+            out.push_str(&format!("  {mark} {:<28} {detail}\n", statement.sid));
+        }
+    }
+    out
+}
+
 /// What the user should know that the documents cannot say (printed to stderr).
 pub fn notes(config: &Config) -> Vec<String> {
     let mut notes = Vec::new();

@@ -69,13 +69,20 @@ struct Outcome {
     /// Whether whittle's credentials were refused a change of the protected break-glass
     /// role (which the seed tags `whittle:managed` and the target patterns match).
     protected_refused: bool,
+    /// `whittle usage` of whittle's own user, and `whittle plan --self`, after it all.
+    own_usage: String,
+    plan_self: String,
 }
 
 /// The demo against a fresh emulator, whittle running as a user whose only policy is
 /// `policy`: rotation, mining, usage, plan, apply and rollback, a trial that rolls back, a
 /// trial that passes, apply. Stops at the first workflow that fails.
 async fn run_demo(policy: &Value) -> Outcome {
-    let emulator = Emulator::start(&[("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")]);
+    // Trail files delivered every second: a trial settles once they show its window's end.
+    let emulator = Emulator::start(&[
+        ("MOTO_IAM_LOAD_MANAGED_POLICIES", "true"),
+        ("WHITTLE_EMULATOR_DELIVERY_SECONDS", "1"),
+    ]);
     let ws = Workspace::new();
     let config = demo_config(&ws, &emulator.url);
     let config = config.to_str().expect("utf-8 path").to_owned();
@@ -181,9 +188,17 @@ async fn run_demo(policy: &Value) -> Outcome {
         let plan = plan_id(&run(&["plan", "--config", c, "--role", orders], 2)?);
         run(&["trial", "--config", c, "--playbook", &trial, &plan], 0)?;
         run(&["apply", "--config", c, &plan], 0)?;
-        Ok::<(), String>(())
+        // Eating our own cooking: whittle's calls are in the trail like anyone's.
+        emulator.post_json("/whittle-emulator/deliver", &serde_json::json!({}));
+        run(&["mine", "--config", c, "--no-progress"], 0)?;
+        let usage = run(&["usage", "--config", c, "--role", &format!("arn:aws:iam::123456789012:user/{USER}")], 0)?;
+        let plan_self = run(&["plan", "--config", c, "--self"], 0)?;
+        Ok::<(String, String), String>((usage, plan_self))
     };
-    let failure = workflows.await.err();
+    let (failure, own_usage, plan_self) = match workflows.await {
+        Ok((usage, plan_self)) => (None, usage, plan_self),
+        Err(failure) => (Some(failure), String::new(), String::new()),
+    };
 
     let as_whittle = aws_sdk_iam::Client::new(&emulator.sdk_config_with(&key_id, &secret, None).await);
     let protected_refused = as_whittle
@@ -197,6 +212,8 @@ async fn run_demo(policy: &Value) -> Outcome {
     Outcome {
         failure,
         protected_refused,
+        own_usage,
+        plan_self,
     }
 }
 
@@ -216,6 +233,21 @@ async fn the_demo_runs_under_exactly_the_generated_policy() {
     assert!(
         outcome.protected_refused,
         "whittle's credentials could change the protected break-glass role"
+    );
+    // whittle's own principal is mined like any other, and every statement was used.
+    assert!(
+        outcome.own_usage.contains(&format!("user/{USER}"))
+            && outcome.own_usage.contains("secretsmanager:PutSecretValue")
+            && outcome.own_usage.contains("iam:PutRolePermissionsBoundary"),
+        "whittle's own usage:\n{}",
+        outcome.own_usage
+    );
+    assert!(
+        outcome.plan_self.starts_with(&format!(
+            "whittle-staging for arn:aws:iam::123456789012:user/{USER}: 0 of "
+        )),
+        "plan --self:\n{}",
+        outcome.plan_self
     );
     eprintln!("self-policy: the demo under the whole policy in {:.0?}", started.elapsed());
 }

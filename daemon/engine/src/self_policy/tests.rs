@@ -327,3 +327,35 @@ fn the_forms_carry_the_same_documents() {
     let json: Value = serde_json::from_str(&render_json(&two)).expect("JSON");
     assert_eq!(json["policies"][1]["holder"], json!({"kind": "account", "account": "staging"}));
 }
+
+#[test]
+fn plan_self_names_the_statements_whittle_did_not_use() {
+    let policy = policies(BASE).remove(0);
+    let used: BTreeMap<String, u64> = [
+        ("iam:ListRoles".to_owned(), 3),
+        ("IAM:GETROLE".to_owned(), 1),
+        ("iam:GetPolicy".to_owned(), 2),
+        ("s3:GetObject".to_owned(), 9),
+    ]
+    .into_iter()
+    .collect();
+    let plan = compare(&policy, "arn:aws:iam::123456789012:role/whittle", &used);
+    let unused: Vec<&str> = plan
+        .statements
+        .iter()
+        .filter(|s| !s.used())
+        .map(|s| s.sid.as_str())
+        .collect();
+    assert_eq!(unused, ["PlanReadTargetPolicies", "ApplyChangeTargetRoles"]);
+    let read_roles = &plan.statements[1];
+    assert_eq!(
+        read_roles.actions,
+        [("iam:GetRole".to_owned(), 1), ("iam:ListRoleTags".to_owned(), 0)]
+    );
+    let text = render_self_plans(&[plan], 90);
+    assert!(text.starts_with(
+        "whittle-staging for arn:aws:iam::123456789012:role/whittle: 2 of 6 statements unused in the last 90 days\n"
+    ));
+    assert!(text.contains("  UNUSED ApplyChangeTargetRoles"));
+    assert!(text.contains("  used   ProtectedRolesNeverChange    a Deny"));
+}
