@@ -421,8 +421,8 @@ async fn plan_self_command(config: Config) -> anyhow::Result<ExitCode> {
             .caller_identity(account)
             .await
             .map_err(|e| anyhow::anyhow!("account `{account}`: {e}"))?;
-        let principal = whittle_planner::targets::role_arn_of_caller(&identity.arn)
-            .unwrap_or(identity.arn);
+        let principal =
+            whittle_planner::targets::role_arn_of_caller(&identity.arn).unwrap_or(identity.arn);
         principals.insert(account.to_owned(), principal);
     }
     let wanted: Vec<String> = principals.values().cloned().collect();
@@ -432,8 +432,13 @@ async fn plan_self_command(config: Config) -> anyhow::Result<ExitCode> {
                 roles: wanted,
                 since_ms: 0,
             };
-            client::ask_daemon(&adapters, &daemon, "/usage", Some(serde_json::to_vec(&query)?))
-                .await?
+            client::ask_daemon(
+                &adapters,
+                &daemon,
+                "/usage",
+                Some(serde_json::to_vec(&query)?),
+            )
+            .await?
         }
         None => {
             let engine = engine(config.clone(), false).await?;
@@ -460,9 +465,7 @@ async fn plan_self_command(config: Config) -> anyhow::Result<ExitCode> {
         "{}",
         self_policy::render_self_plans(&plans, report.lookback_days)
     )?;
-    let unused = plans
-        .iter()
-        .any(|p| p.statements.iter().any(|s| !s.used()));
+    let unused = plans.iter().any(|p| p.statements.iter().any(|s| !s.used()));
     Ok(if unused {
         ExitCode::from(2)
     } else {

@@ -22,8 +22,8 @@ use whittle_planner::policy::document::VERSION_2012;
 use whittle_planner::policy::{
     ConditionBlock, ConditionValue, Effect, OneOrMany, PolicyDocument, Statement,
 };
-use whittle_playbooks::rotation::{Playbook, RandomSource};
 use whittle_playbooks::rotation::machine::Store;
+use whittle_playbooks::rotation::{Playbook, RandomSource};
 use whittle_playbooks::trial::TrialPlaybook;
 
 use crate::config::{AccountConfig, Config, SourceKind};
@@ -137,16 +137,17 @@ pub fn self_policy(
     }
     // adapters/aws/mod.rs `account_config`: an account with `role_arn` is reached through
     // aws_config's AssumeRoleProvider (sts:AssumeRole) from the base credentials.
-    let roles: Vec<String> = accounts
-        .iter()
-        .filter_map(|a| a.role_arn.clone())
-        .collect();
+    let roles: Vec<String> = accounts.iter().filter_map(|a| a.role_arn.clone()).collect();
     if !roles.is_empty() {
         out.push(HolderPolicy {
             holder: Holder::Base,
             account_id: None,
             name: "whittle-assume-roles".to_owned(),
-            document: document(vec![allow("AssumeAccountRoles", &["sts:AssumeRole"], roles)]),
+            document: document(vec![allow(
+                "AssumeAccountRoles",
+                &["sts:AssumeRole"],
+                roles,
+            )]),
         });
     }
     for policy in &out {
@@ -242,10 +243,8 @@ fn partition(region: &str) -> &'static str {
 }
 
 fn allow(sid: &str, actions: &[&str], resources: Vec<String>) -> Statement {
-    let mut statement = Statement::allow(
-        actions.iter().map(|a| (*a).to_owned()).collect(),
-        resources,
-    );
+    let mut statement =
+        Statement::allow(actions.iter().map(|a| (*a).to_owned()).collect(), resources);
     statement.sid = Some(sid.to_owned());
     statement
 }
@@ -256,12 +255,7 @@ fn condition(operator: &str, key: &str, values: Vec<String>) -> ConditionBlock {
     block
 }
 
-fn add_condition(
-    block: &mut ConditionBlock,
-    operator: &str,
-    key: &str,
-    values: Vec<String>,
-) {
+fn add_condition(block: &mut ConditionBlock, operator: &str, key: &str, values: Vec<String>) {
     block.entry(operator.to_owned()).or_default().insert(
         key.to_owned(),
         OneOrMany::from_vec(
@@ -357,7 +351,11 @@ fn account_statements(
     // Discovery (targets.rs, every workflow that picks roles): adapters/aws/mod.rs
     // `list_roles` calls iam:ListRoles (no resource type: `*`) and iam:ListRoleTags per role;
     // iam.rs `role_summary` calls iam:GetRole for a role named on the command line.
-    out.push(allow("DiscoverListRoles", &["iam:ListRoles"], vec!["*".to_owned()]));
+    out.push(allow(
+        "DiscoverListRoles",
+        &["iam:ListRoles"],
+        vec!["*".to_owned()],
+    ));
     out.push(allow(
         "DiscoverReadRoles",
         &["iam:GetRole", "iam:ListRoleTags"],
@@ -419,7 +417,11 @@ fn account_statements(
                     vec![format!("arn:{}:s3:::{bucket}", scope.partition)],
                 );
                 // `s3:prefix` is the listing's prefix parameter (S3's condition keys).
-                list.condition = Some(condition("StringLike", "s3:prefix", vec![format!("{logs}*")]));
+                list.condition = Some(condition(
+                    "StringLike",
+                    "s3:prefix",
+                    vec![format!("{logs}*")],
+                ));
                 out.push(list);
                 out.push(allow(
                     &format!("MineReadTrail{name}"),
@@ -708,7 +710,11 @@ fn rotation_statements(
         out.push(allow("RotateKmsKeys", kms, dedup(key_arns)));
     }
     if !aliases.is_empty() {
-        let mut by_alias = allow("RotateKmsAliases", kms, vec![scope.arn("kms", true, "key/*")]);
+        let mut by_alias = allow(
+            "RotateKmsAliases",
+            kms,
+            vec![scope.arn("kms", true, "key/*")],
+        );
         by_alias.condition = Some(condition(
             "ForAnyValue:StringEquals",
             "kms:ResourceAliases",
@@ -903,7 +909,11 @@ pub fn notes(config: &Config) -> Vec<String> {
             ));
         }
     }
-    if config.rotation.iter().any(|r| r.store == Store::SecretsManager) {
+    if config
+        .rotation
+        .iter()
+        .any(|r| r.store == Store::SecretsManager)
+    {
         notes.push("a secret encrypted with a customer managed KMS key also needs kms:Decrypt and kms:GenerateDataKey on that key".to_owned());
     }
     notes

@@ -105,11 +105,16 @@ async fn run_demo(policy: &Value) -> Outcome {
             .expect("a credential")
             .to_owned()
     };
-    let (operator_key, operator_secret) = (value("AWS_ACCESS_KEY_ID"), value("AWS_SECRET_ACCESS_KEY"));
+    let (operator_key, operator_secret) =
+        (value("AWS_ACCESS_KEY_ID"), value("AWS_SECRET_ACCESS_KEY"));
     emulator.post_json("/whittle-emulator/deliver", &serde_json::json!({}));
 
     let iam = aws_sdk_iam::Client::new(&emulator.sdk_config().await);
-    iam.create_user().user_name(USER).send().await.expect("user");
+    iam.create_user()
+        .user_name(USER)
+        .send()
+        .await
+        .expect("user");
     iam.put_user_policy()
         .user_name(USER)
         .policy_name("self-policy")
@@ -150,7 +155,9 @@ async fn run_demo(policy: &Value) -> Outcome {
             .expect("run whittle");
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
         let denied = format!("user/{USER} is not authorized to perform");
-        if out.status.code() != Some(expected) || stdout.contains(&denied) || stderr.contains(&denied)
+        if out.status.code() != Some(expected)
+            || stdout.contains(&denied)
+            || stderr.contains(&denied)
         {
             return Err(format!(
                 "whittle {} exited {:?} (expected {expected})\n{stdout}\n{stderr}",
@@ -179,7 +186,13 @@ async fn run_demo(policy: &Value) -> Outcome {
         run(&["apply", "--config", c, &plan, "--force"], 0)?;
         run(&["rollback", "--config", c, "--role", orders], 0)?;
         run(
-            &["rollback", "--config", c, "--role", "arn:aws:iam::123456789012:role/app-billing"],
+            &[
+                "rollback",
+                "--config",
+                c,
+                "--role",
+                "arn:aws:iam::123456789012:role/app-billing",
+            ],
             0,
         )?;
         let plan = plan_id(&run(&["plan", "--config", c, "--role", orders], 2)?);
@@ -191,7 +204,16 @@ async fn run_demo(policy: &Value) -> Outcome {
         // Eating our own cooking: whittle's calls are in the trail like anyone's.
         emulator.post_json("/whittle-emulator/deliver", &serde_json::json!({}));
         run(&["mine", "--config", c, "--no-progress"], 0)?;
-        let usage = run(&["usage", "--config", c, "--role", &format!("arn:aws:iam::123456789012:user/{USER}")], 0)?;
+        let usage = run(
+            &[
+                "usage",
+                "--config",
+                c,
+                "--role",
+                &format!("arn:aws:iam::123456789012:user/{USER}"),
+            ],
+            0,
+        )?;
         let plan_self = run(&["plan", "--config", c, "--self"], 0)?;
         Ok::<(String, String), String>((usage, plan_self))
     };
@@ -200,7 +222,8 @@ async fn run_demo(policy: &Value) -> Outcome {
         Err(failure) => (Some(failure), String::new(), String::new()),
     };
 
-    let as_whittle = aws_sdk_iam::Client::new(&emulator.sdk_config_with(&key_id, &secret, None).await);
+    let as_whittle =
+        aws_sdk_iam::Client::new(&emulator.sdk_config_with(&key_id, &secret, None).await);
     let protected_refused = as_whittle
         .put_role_policy()
         .role_name("app-break-glass")
@@ -220,7 +243,10 @@ async fn run_demo(policy: &Value) -> Outcome {
 fn actions(statement: &Value) -> Vec<String> {
     match &statement["Action"] {
         Value::String(one) => vec![one.clone()],
-        Value::Array(many) => many.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect(),
+        Value::Array(many) => many
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -229,7 +255,10 @@ fn actions(statement: &Value) -> Vec<String> {
 async fn the_demo_runs_under_exactly_the_generated_policy() {
     let started = Instant::now();
     let outcome = run_demo(&generated_policy()).await;
-    assert_eq!(outcome.failure, None, "a workflow failed under the whole policy");
+    assert_eq!(
+        outcome.failure, None,
+        "a workflow failed under the whole policy"
+    );
     assert!(
         outcome.protected_refused,
         "whittle's credentials could change the protected break-glass role"
@@ -249,7 +278,10 @@ async fn the_demo_runs_under_exactly_the_generated_policy() {
         "plan --self:\n{}",
         outcome.plan_self
     );
-    eprintln!("self-policy: the demo under the whole policy in {:.0?}", started.elapsed());
+    eprintln!(
+        "self-policy: the demo under the whole policy in {:.0?}",
+        started.elapsed()
+    );
 }
 
 #[test]

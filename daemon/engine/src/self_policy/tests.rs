@@ -156,7 +156,8 @@ fn features_left_off_grant_nothing() {
 
 #[test]
 fn playbooks_and_sources_add_exactly_their_services() {
-    let trial = std::env::temp_dir().join(format!("whittle-self-policy-{}.toml", std::process::id()));
+    let trial =
+        std::env::temp_dir().join(format!("whittle-self-policy-{}.toml", std::process::id()));
     std::fs::write(
         &trial,
         "kind = \"trial\"\n[exercise]\ninvoke = { function = \"orders\" }\n[signals]\nerror_metric = { function = \"orders\" }\n",
@@ -219,8 +220,10 @@ enabled = false
     assert_eq!(base.holder, Holder::Base);
     assert_eq!(
         statements(base),
-        [json!({"Sid": "AssumeAccountRoles", "Effect": "Allow", "Action": "sts:AssumeRole",
-                "Resource": "arn:aws:iam::123456789012:role/whittle"})]
+        [
+            json!({"Sid": "AssumeAccountRoles", "Effect": "Allow", "Action": "sts:AssumeRole",
+                "Resource": "arn:aws:iam::123456789012:role/whittle"})
+        ]
     );
 
     // Tags alone select: every role of the account, the tag required to exist.
@@ -256,7 +259,11 @@ enabled = false
     // nothing; an account without an id is scoped to any account (`*`).
     let prod_sids = sids(prod);
     assert!(prod_sids.contains(&"LookupEvents".to_owned()));
-    assert!(!prod_sids.iter().any(|s| s.starts_with("Trial") || s.starts_with("Rotate")));
+    assert!(
+        !prod_sids
+            .iter()
+            .any(|s| s.starts_with("Trial") || s.starts_with("Rotate"))
+    );
     assert_eq!(
         statement(prod, "DiscoverReadRoles")["Resource"],
         "arn:aws:iam::*:role/*"
@@ -315,7 +322,11 @@ fn the_forms_carry_the_same_documents() {
     let text = std::fs::read_to_string(root().join("config.toml")).expect("config.toml");
     let all = policies(&text);
     let json: Value = serde_json::from_str(&render_json(&all)).expect("JSON");
-    assert_eq!(json, all[0].document.to_value(), "one policy: the bare document");
+    assert_eq!(
+        json,
+        all[0].document.to_value(),
+        "one policy: the bare document"
+    );
     let terraform = render_terraform(&all);
     assert!(terraform.contains("resource \"aws_iam_role_policy\" \"whittle_staging\""));
     assert!(terraform.contains("role   = aws_iam_role.whittle.id"));
@@ -325,7 +336,10 @@ fn the_forms_carry_the_same_documents() {
     assert!(cloudformation.contains("RoleName: !Ref WhittleRole"));
     let two = [all[0].clone(), all[0].clone()];
     let json: Value = serde_json::from_str(&render_json(&two)).expect("JSON");
-    assert_eq!(json["policies"][1]["holder"], json!({"kind": "account", "account": "staging"}));
+    assert_eq!(
+        json["policies"][1]["holder"],
+        json!({"kind": "account", "account": "staging"})
+    );
 }
 
 #[test]
@@ -350,7 +364,10 @@ fn plan_self_names_the_statements_whittle_did_not_use() {
     let read_roles = &plan.statements[1];
     assert_eq!(
         read_roles.actions,
-        [("iam:GetRole".to_owned(), 1), ("iam:ListRoleTags".to_owned(), 0)]
+        [
+            ("iam:GetRole".to_owned(), 1),
+            ("iam:ListRoleTags".to_owned(), 0)
+        ]
     );
     let text = render_self_plans(&[plan], 90);
     assert!(text.starts_with(
