@@ -3,8 +3,9 @@
 # account, runs `whittle daemon` against it on a fast schedule (discover the roles, mine the
 # trail the emulator delivers to S3), shows `whittle status`, then what each role really used
 # (`whittle usage`), the least-privilege plan made from it, and that plan applied and rolled
-# back (`whittle plan`, `apply --force`, `rollback`). Then, with the emulator checking every
-# call against IAM (auth mode), a trial of the plan in staging: the orders function is denied
+# back (`whittle plan`, `apply --force`, `rollback`). whittle runs as a user holding only the
+# policy `whittle self-policy` prints, and the emulator checks every call against IAM (auth
+# mode) from the start. Then a trial of the plan in staging: the orders function is denied
 # an action it needs only now and then, whittle sees the denial and rolls the role back; the
 # next plan keeps that action, passes its trial and is applied without --force.
 # Needs no AWS account. Run from anywhere; DEMO_SECONDS (default 60) sets how long the daemon runs.
@@ -44,9 +45,10 @@ echo "    emulator at $endpoint" >&2
 
 echo "==> seeding a staging account" >&2
 "$root/.venv-moto/bin/python" "$root/tests/emulator/seed_demo.py" "$endpoint" "$work/operator.env" >&2
-# whittle runs as the seeded operator user (allowed everything), as it would in staging.
-# shellcheck disable=SC1091
-. "$work/operator.env"
+# The seeded operator (allowed everything) runs the workload the trial exercises; whittle
+# itself runs as a user holding only what `whittle self-policy` prints (below).
+operator_key="$(sed -n 's/^export AWS_ACCESS_KEY_ID=//p' "$work/operator.env")"
+operator_secret="$(sed -n 's/^export AWS_SECRET_ACCESS_KEY=//p' "$work/operator.env")"
 
 # The demo's configuration: the shipped example, pointed at the emulator, on a fast schedule.
 config="$work/config.toml"
@@ -69,6 +71,29 @@ export AWS_REGION=us-east-1
 
 echo "==> whittle validate" >&2
 "$whittle" validate --config "$config"
+
+echo "==> whittle self-policy: the IAM permissions this configuration needs, one statement per feature" >&2
+"$whittle" self-policy --config "$config" --account staging > "$work/whittle-policy.json"
+grep '"Sid"' "$work/whittle-policy.json" >&2
+echo "==> whittle runs as a user holding only that policy; auth mode on: the emulator checks every call against IAM policies and boundaries" >&2
+"$root/.venv-moto/bin/python" - "$endpoint" "$work/whittle-policy.json" "$work/whittle.env" <<'PY'
+import sys
+
+import boto3
+
+endpoint, policy, out = sys.argv[1:]
+iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                   aws_access_key_id="testing", aws_secret_access_key="testing")
+iam.create_user(UserName="whittle")
+with open(policy) as document:
+    iam.put_user_policy(UserName="whittle", PolicyName="whittle-staging", PolicyDocument=document.read())
+key = iam.create_access_key(UserName="whittle")["AccessKey"]
+with open(out, "w") as env:
+    env.write(f"export AWS_ACCESS_KEY_ID={key['AccessKeyId']}\nexport AWS_SECRET_ACCESS_KEY={key['SecretAccessKey']}\n")
+PY
+# shellcheck disable=SC1091
+. "$work/whittle.env"
+"$root/.venv-moto/bin/python" -c "import urllib.request,sys; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/moto-api/reset-auth', data=b'0', method='POST', headers={'Content-Type': 'text/plain'}))" "$endpoint"
 
 echo "==> whittle rotate --dry-run: what is due, and each step a rotation would take (changes nothing)" >&2
 "$whittle" rotate --config "$config" --dry-run
@@ -112,16 +137,15 @@ echo "==> whittle apply $plan_id --force (no trial yet), then whittle rollback" 
 "$whittle" rollback --config "$config" --role arn:aws:iam::123456789012:role/app-orders
 "$whittle" rollback --config "$config" --role arn:aws:iam::123456789012:role/app-billing
 
-echo "==> auth mode on: the emulator now checks every call against IAM policies and boundaries" >&2
-"$root/.venv-moto/bin/python" -c "import urllib.request,sys; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/moto-api/reset-auth', data=b'0', method='POST', headers={'Content-Type': 'text/plain'}))" "$endpoint"
 cat > "$work/trial.toml" <<TRIAL
-# The demo's trial: 20 s window, denials checked every 2 s, the orders function as exercise.
+# The demo's trial: 20 s window, denials checked every 2 s, the orders function (run by the
+# operator, who may assume its role) as exercise.
 kind = "trial"
 window = "20s"
 detection_interval = "2s"
 dead_man = "10m"
 [exercise]
-command = ["$root/.venv-moto/bin/python", "$root/tests/emulator/demo_workload.py", "$endpoint"]
+command = ["env", "AWS_ACCESS_KEY_ID=$operator_key", "AWS_SECRET_ACCESS_KEY=$operator_secret", "$root/.venv-moto/bin/python", "$root/tests/emulator/demo_workload.py", "$endpoint"]
 timeout = "60s"
 TRIAL
 orders=arn:aws:iam::123456789012:role/app-orders
@@ -147,3 +171,12 @@ grep -q "Window ended; settling until CloudTrail shows all of it" "$work/trial.l
 "$whittle" apply --config "$config" "$plan_id"
 echo "==> whittle status: trials, plans, changes, rotations" >&2
 "$whittle" status --config "$config" | sed -n '/^trials/,$p'
+
+echo "==> eating our own cooking: whittle's own calls, mined like any principal's, against what self-policy grants" >&2
+"$root/.venv-moto/bin/python" -c "import urllib.request,sys; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/whittle-emulator/deliver', data=b'{}', method='POST', headers={'Content-Type': 'application/json'}))" "$endpoint"
+"$whittle" mine --config "$config" --no-progress
+"$whittle" usage --config "$config" --role arn:aws:iam::123456789012:user/whittle | head -n 12
+# `whittle plan --self` exits 2 when a statement went unused in the look-back.
+code=0
+"$whittle" plan --config "$config" --self || code=$?
+[ "$code" -eq 0 ] || [ "$code" -eq 2 ] || { echo "demo: whittle plan --self exited $code" >&2; exit 1; }

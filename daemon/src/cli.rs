@@ -186,6 +186,20 @@ pub enum Command {
     /// whittle is killed. Exits 0 when every selected rotation rotated or was not due, 1 when
     /// one was parked (the old value stays in use), refused or failed.
     Rotate(RotateArgs),
+    /// Print the IAM policies whittle itself needs for this configuration, one per account.
+    ///
+    /// Derived from what the configuration (and the playbooks it names) turns on, one
+    /// statement per feature, each with a Sid naming it: IAM reads for discovery and
+    /// planning; role changes only on the target roles (the ARN patterns as resources, the
+    /// tags as iam:ResourceTag conditions) and never on protected roles (an explicit Deny);
+    /// the trail bucket and prefix, LookupEvents, Athena and last-accessed jobs for the
+    /// configured mining sources; trial boundaries in staging accounts (Lambda and
+    /// CloudWatch only when the trial playbook invokes a function or reads its error metric);
+    /// exactly the configured secrets, parameters and KMS keys for rotation; and
+    /// sts:AssumeRole on the accounts' role_arn for the base credentials. Offline: reads the
+    /// configuration only. Attach the output to the role whittle runs as (README, "Install").
+    #[command(name = "self-policy")]
+    SelfPolicy(SelfPolicyArgs),
     /// IAM policies offline (no configuration or AWS needed).
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -241,6 +255,12 @@ pub struct PlanArgs {
     /// Only this target role (repeatable); default: every target of every account.
     #[arg(long = "role", value_name = "ARN")]
     pub roles: Vec<String>,
+    /// whittle's own permissions instead of the targets': compare what `whittle self-policy`
+    /// grants with what whittle's own principal (in each account: the role of its session, or
+    /// its user) used in the mined trail, and name the statements it did not use in the
+    /// look-back. Exits 0 when every statement was used, 2 when some were not.
+    #[arg(long = "self", conflicts_with = "roles")]
+    pub own: bool,
     /// Output: text (a coloured diff on a terminal), json (docs/plan-schema.md), markdown
     /// (a pull-request comment), or terraform / cloudformation / serverless snippets.
     #[arg(long, value_enum, default_value = "text")]
@@ -285,6 +305,26 @@ pub enum PlanFormat {
     Terraform,
     Cloudformation,
     Serverless,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SelfPolicyArgs {
+    /// Only the policy of this account (a name from [[aws.accounts]]); with --format json
+    /// the output is then the bare policy document.
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    /// json (the policy document; several are wrapped in {"policies": [...]}), terraform
+    /// (aws_iam_role_policy on aws_iam_role.whittle) or cloudformation (AWS::IAM::RolePolicy
+    /// on WhittleRole).
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: SelfPolicyFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SelfPolicyFormat {
+    Json,
+    Terraform,
+    Cloudformation,
 }
 
 #[derive(Debug, Clone, Args)]

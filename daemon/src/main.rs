@@ -161,6 +161,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(&cli)?;
             runtime()?.block_on(usage_command(config, args))
         }
+        Command::Plan(args) if args.own => {
+            let config = load(&cli)?;
+            runtime()?.block_on(plan_self_command(config))
+        }
         Command::Plan(args) => match &args.output_dir {
             Some(dir) => plan_to_files(&cli, args.to_command()?, dir),
             None => state_command(&cli, args.to_command()?),
@@ -172,6 +176,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Rollback(args) => state_command(&cli, args.to_command()),
         Command::Rotate(args) => state_command(&cli, args.to_command()),
+        Command::SelfPolicy(args) => {
+            let mut config = config::load(&cli.global.config)?;
+            cli.global.apply(&mut config)?;
+            self_policy_command(&config, args)
+        }
         Command::Policy(PolicyCommand::Eval(args)) => {
             // Offline: needs neither the configuration nor AWS.
             policy::eval_command(args)?;
@@ -182,6 +191,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(iam_data_command(config, command))
         }
     }
+}
+
+/// `whittle self-policy`: offline, from the configuration and its playbooks.
+fn self_policy_command(config: &Config, args: &cli::SelfPolicyArgs) -> anyhow::Result<ExitCode> {
+    use whittle_engine::self_policy;
+    let playbooks = self_policy::Playbooks::load(config)?;
+    let policies = match &args.account {
+        Some(name) => vec![self_policy::for_account(config, &playbooks, name)?],
+        None => self_policy::self_policy(config, &playbooks)?,
+    };
+    for note in self_policy::notes(config) {
+        eprintln!("note: {note}");
+    }
+    let text = match args.format {
+        cli::SelfPolicyFormat::Json => self_policy::render_json(&policies),
+        cli::SelfPolicyFormat::Terraform => self_policy::render_terraform(&policies),
+        cli::SelfPolicyFormat::Cloudformation => self_policy::render_cloudformation(&policies),
+    };
+    outln!("{}", text.trim_end())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Opens the state directory for a command that runs to completion.
@@ -382,6 +411,73 @@ async fn usage_command(config: Config, args: &UsageArgs) -> anyhow::Result<ExitC
         OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `whittle plan --self`: whittle's own policy against what its principal used.
+async fn plan_self_command(config: Config) -> anyhow::Result<ExitCode> {
+    use whittle_engine::ports::Iam as _;
+    use whittle_engine::self_policy::{self, Holder};
+    let playbooks = self_policy::Playbooks::load(&config)?;
+    let policies = self_policy::self_policy(&config, &playbooks)?;
+    let adapters = Adapters::new(&config).await?;
+    // whittle's principal in each account, as the trail names it: the role behind an assumed
+    // role's session, else the user (or root) itself.
+    let mut principals = std::collections::BTreeMap::new();
+    for account in config.account_names() {
+        let identity = adapters
+            .caller_identity(account)
+            .await
+            .map_err(|e| anyhow::anyhow!("account `{account}`: {e}"))?;
+        let principal =
+            whittle_planner::targets::role_arn_of_caller(&identity.arn).unwrap_or(identity.arn);
+        principals.insert(account.to_owned(), principal);
+    }
+    let wanted: Vec<String> = principals.values().cloned().collect();
+    let report: whittle_planner::usage::UsageReport = match DaemonLink::of(&config.state.dir) {
+        Some(daemon) => {
+            let query = UsageQuery {
+                roles: wanted,
+                since_ms: 0,
+            };
+            client::ask_daemon(
+                &adapters,
+                &daemon,
+                "/usage",
+                Some(serde_json::to_vec(&query)?),
+            )
+            .await?
+        }
+        None => {
+            let engine = engine(config.clone(), false).await?;
+            whittle_engine::usage::build(&engine, &wanted, 0)?
+        }
+    };
+    let mut plans = Vec::new();
+    for policy in &policies {
+        // The base credentials' policy (sts:AssumeRole) is used before any account's: its
+        // calls are the base principal's, which the trail of the accounts does not show.
+        let Holder::Account(account) = &policy.holder else {
+            continue;
+        };
+        let principal = &principals[account];
+        let used = report
+            .roles
+            .iter()
+            .filter(|r| &r.arn == principal)
+            .flat_map(|r| r.actions.iter().map(|a| (a.action.clone(), a.count)))
+            .collect();
+        plans.push(self_policy::compare(policy, principal, &used));
+    }
+    out!(
+        "{}",
+        self_policy::render_self_plans(&plans, report.lookback_days)
+    )?;
+    let unused = plans.iter().any(|p| p.statements.iter().any(|s| !s.used()));
+    Ok(if unused {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn iam_data_command(config: Config, command: &IamDataCommand) -> anyhow::Result<ExitCode> {

@@ -477,6 +477,85 @@ class AuthModeTest(WithEmulator):
         self.assertEqual(admin_event["userIdentity"]["type"], "IAMUser")
 
 
+    def test_auth_mode_checks_resource_arns_and_conditions_as_iam_does(self):
+        """A policy scoped as `whittle self-policy` scopes it: by secret, parameter and key
+        ARN, by role tag, by the boundary set, by alias and by listing prefix; moto alone
+        matched such statements against "*" (never) and ignored or inverted the conditions."""
+        iam = self.emu.client("iam")
+        trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]})
+        iam.create_role(RoleName="app-tagged", AssumeRolePolicyDocument=trust, Tags=[{"Key": "whittle:managed", "Value": "true"}])
+        iam.create_role(RoleName="app-plain", AssumeRolePolicyDocument=trust)
+        iam.create_role(RoleName="app-break-glass", AssumeRolePolicyDocument=trust, Tags=[{"Key": "whittle:managed", "Value": "true"}])
+        sm = self.emu.client("secretsmanager")
+        sm.create_secret(Name="demo/key", SecretString="a")
+        sm.create_secret(Name="demo/other", SecretString="b")
+        ssm = self.emu.client("ssm")
+        ssm.put_parameter(Name="/app/db", Value="x", Type="String")
+        ssm.put_parameter(Name="/app/other", Value="y", Type="String")
+        kms = self.emu.client("kms")
+        mine = kms.create_key()["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName="alias/rotation", TargetKeyId=mine)
+        other = kms.create_key()["KeyMetadata"]["KeyId"]
+        s3 = self.emu.client("s3")
+        s3.create_bucket(Bucket="trail")
+        policy = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+             "Resource": "arn:aws:secretsmanager:us-east-1:123456789012:secret:demo/key-??????"},
+            {"Effect": "Allow", "Action": "ssm:GetParameter", "Resource": "arn:aws:ssm:us-east-1:123456789012:parameter/app/db"},
+            {"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "arn:aws:kms:us-east-1:123456789012:key/*",
+             "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/rotation"}}},
+            {"Effect": "Allow", "Action": "iam:PutRolePolicy", "Resource": "arn:aws:iam::*:role/app-*",
+             "Condition": {"StringEquals": {"iam:ResourceTag/whittle:managed": "true"}}},
+            {"Effect": "Allow", "Action": "iam:PutRolePermissionsBoundary", "Resource": "arn:aws:iam::*:role/app-*",
+             "Condition": {"ArnLike": {"iam:PermissionsBoundary": "arn:aws:iam::123456789012:policy/whittle-*"}}},
+            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::trail",
+             "Condition": {"StringLike": {"s3:prefix": "AWSLogs/*"}}},
+            {"Effect": "Deny", "Action": "iam:PutRolePolicy", "Resource": "arn:aws:iam::*:role/app-break-glass*"},
+        ]}
+        iam.create_user(UserName="scoped")
+        iam.put_user_policy(UserName="scoped", PolicyName="p", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="scoped")["AccessKey"]
+        for name in ("whittle-t1", "other"):
+            iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        self.emu.post("/moto-api/reset-auth", b"0", content_type="text/plain")
+        try:
+            as_scoped = dict(key=key["AccessKeyId"], secret=key["SecretAccessKey"])
+            c = {name: self.emu.client(name, **as_scoped) for name in ("secretsmanager", "ssm", "kms", "iam", "s3")}
+            document = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]})
+
+            def denied(call, action):
+                with self.assertRaises(ClientError) as caught:
+                    call()
+                message = caught.exception.response["Error"]["Message"]
+                self.assertIn(f"not authorized to perform: {action}", message)
+                return message
+
+            c["secretsmanager"].get_secret_value(SecretId="demo/key")
+            denied(lambda: c["secretsmanager"].get_secret_value(SecretId="demo/other"), "secretsmanager:GetSecretValue")
+            c["ssm"].get_parameter(Name="/app/db")
+            denied(lambda: c["ssm"].get_parameter(Name="/app/other"), "ssm:GetParameter")
+            c["kms"].encrypt(KeyId="alias/rotation", Plaintext=b"v")
+            c["kms"].encrypt(KeyId=mine, Plaintext=b"v")
+            denied(lambda: c["kms"].encrypt(KeyId=other, Plaintext=b"v"), "kms:Encrypt")
+            c["iam"].put_role_policy(RoleName="app-tagged", PolicyName="p", PolicyDocument=document)
+            message = denied(lambda: c["iam"].put_role_policy(RoleName="app-plain", PolicyName="p", PolicyDocument=document), "iam:PutRolePolicy")
+            self.assertIn("on resource: arn:aws:iam::123456789012:role/app-plain because no identity-based policy allows", message)
+            message = denied(lambda: c["iam"].put_role_policy(RoleName="app-break-glass", PolicyName="p", PolicyDocument=document), "iam:PutRolePolicy")
+            self.assertIn("with an explicit deny", message)
+            c["iam"].put_role_permissions_boundary(RoleName="app-plain", PermissionsBoundary="arn:aws:iam::123456789012:policy/whittle-t1")
+            denied(lambda: c["iam"].put_role_permissions_boundary(RoleName="app-plain", PermissionsBoundary="arn:aws:iam::123456789012:policy/other"),
+                   "iam:PutRolePermissionsBoundary")
+            c["s3"].list_objects_v2(Bucket="trail", Prefix="AWSLogs/123456789012/")
+            denied(lambda: c["s3"].list_objects_v2(Bucket="trail", Prefix="other/"), "s3:ListBucket")
+            denied(lambda: c["s3"].list_objects_v2(Bucket="trail"), "s3:ListBucket")
+            # Calls the extension answers itself are checked too.
+            denied(lambda: self.emu.client("cloudtrail", **as_scoped).lookup_events(), "cloudtrail:LookupEvents")
+            denied(lambda: c["iam"].generate_service_last_accessed_details(Arn="arn:aws:iam::123456789012:role/app-plain"),
+                   "iam:GenerateServiceLastAccessedDetails")
+        finally:
+            self.emu.post("/moto-api/reset-auth", b"inf", content_type="text/plain")
+
     def test_s3_sub_resource_denials_name_the_action_aws_checks(self):
         self.emu.post("/moto-api/reset-auth", b"inf", content_type="text/plain")
         iam = self.emu.client("iam")

@@ -1022,7 +1022,14 @@ class Extension:
                 self.recorder.reset()
             described = describe_request(environ, body)
             S3_DENIAL.message = None
-            status, headers, out = self.handle(environ, body, described)
+            CURRENT.request = (described[2], described[3], described[4],
+                               parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)) if described else None
+            CURRENT.body = body
+            try:
+                status, headers, out = self.handle(environ, body, described)
+            finally:
+                CURRENT.request = None
+                CURRENT.body = None
             if described:
                 access_key, region, service, action, params = described
                 code, message = error_of(status, out)
@@ -1045,6 +1052,13 @@ class Extension:
                 if environ.get("HTTP_X_AMZ_TARGET"):
                     return json_response(fault["status"], {"__type": fault["code"], "message": fault["message"]}, fault["code"])
                 return query_error(fault["code"], fault["message"], fault["status"])
+            intercepted = (service == "cloudtrail" and action == "LookupEvents") or (
+                service == "iam" and action in ("SimulatePrincipalPolicy", "SimulateCustomPolicy",
+                                                "GenerateServiceLastAccessedDetails", "GetServiceLastAccessedDetails"))
+            if intercepted:
+                refused = authorize_intercepted(environ, body, described)
+                if refused:
+                    return refused
             if service == "cloudtrail" and action == "LookupEvents":
                 account_id = identity_for(access_key)["accountId"]
                 # The request as sent (the recorded parameters are camelCased for CloudTrail).
@@ -1073,6 +1087,12 @@ class Extension:
             code, message = error_of(status, out)
             code = JSON_ERROR_CODES.get(code, code)
             return json_response(status, {"__type": code, "message": message or code}, code)
+        if described and status in (401, 403) and described[2] not in ("s3",) and b"<Errors><Error>" in out:
+            # moto wraps query-protocol errors (IAM, STS) in <Errors>, which the SDK's awsQuery
+            # parser does not read (it then sees a bare 403 without the message naming the
+            # action); AWS answers <ErrorResponse><Error>…</Error><RequestId/></ErrorResponse>.
+            out = out.replace(b"<Errors><Error>", b"<Error>").replace(b"</Error></Errors>", b"</Error><RequestId>" + str(uuid.uuid4()).encode() + b"</RequestId>")
+            return status, headers, out
         return status, headers, out
 
     def call_moto(self, environ):
@@ -1149,6 +1169,40 @@ class Extension:
         return json_response(404, {"error": f"unknown control {method} {path}"})
 
 
+def authorize_intercepted(environ, body, described):
+    """In auth mode, checks a call the extension answers itself (moto never sees it) as moto
+    checks the calls it answers: the signature, then the caller's policies. None when allowed,
+    else the error response in the call's protocol."""
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.iam.access_control import IAMRequest
+
+    if ActionAuthenticatorMixin.request_count < settings.INITIAL_NO_AUTH_ACTION_COUNT:
+        ActionAuthenticatorMixin.request_count += 1
+        return None
+    access_key, region, service, action, params = described
+    headers = {"-".join(w.capitalize() for w in k[5:].split("_")): v for k, v in environ.items() if k.startswith("HTTP_")}
+    headers["Authorization"] = environ.get("HTTP_AUTHORIZATION", "")
+    for key, name in (("CONTENT_TYPE", "Content-Type"), ("CONTENT_LENGTH", "Content-Length")):
+        if environ.get(key):
+            headers[name] = environ[key]
+    path = environ.get("PATH_INFO", "/") + (("?" + environ["QUERY_STRING"]) if environ.get("QUERY_STRING") else "")
+    json_protocol = bool(environ.get("HTTP_X_AMZ_TARGET"))
+    try:
+        request = IAMRequest(account_id=identity_for(access_key)["accountId"], method=environ["REQUEST_METHOD"],
+                             path=path, data=params, body=body, headers=headers, action=action)
+        request.check_signature()
+        request.check_action_permitted("*")
+    except Exception as error:  # moto's auth errors are HTTPExceptions carrying the XML body
+        status = getattr(error, "code", 403)
+        code, message = error_of(status, str(getattr(error, "description", "")).encode())
+        if json_protocol:
+            code = JSON_ERROR_CODES.get(code, code)
+            return json_response(status, {"__type": code, "message": message or code}, code)
+        return query_error(code, message or code, status)
+    return None
+
+
 def patch_secretsmanager():
     """Moving AWSCURRENT must also move moto's default version (GetSecretValue without a stage
     and the AWSPREVIOUS bookkeeping of a later PutSecretValue both follow it)."""
@@ -1201,79 +1255,301 @@ def patch_native_rotation():
     SecretsManagerBackend.rotate_secret = rotate_secret
 
 
-def _boundary_allows(document, action, resource):
-    """A permissions boundary's verdict: "deny", "allow" or None (no statement applies)."""
-    import fnmatch
+# --- auth mode: IAM's policy evaluation --------------------------------------------------------
+#
+# moto 5.2.5 checks identity policies against the resource "*" for every service but IAM roles,
+# sts:AssumeRole and S3, so a statement scoped to an ARN never matches there; it evaluates only
+# StringEquals conditions, treats a key missing from the request as a match, and denies outright
+# when an Allow statement's condition fails. whittle's own policy (`whittle self-policy`) is
+# scoped by ARNs and conditions, so auth mode evaluates identity policies and permissions
+# boundaries here instead, as IAM does ("Policy evaluation logic"; "IAM JSON policy elements:
+# Condition operators"): the request's real resource ARN for the services whittle calls
+# (request_resource), a request context with the condition keys whittle's policies use
+# (request_context), every condition operator but IP and binary ones, IAM's rules for missing
+# keys, and an explicit Deny in any policy winning. Role trust policies stay moto's.
 
-    if isinstance(document, str):
-        document = json.loads(document)
-    statements = document.get("Statement", [])
-    if isinstance(statements, dict):
-        statements = [statements]
-    now = datetime.datetime.now(datetime.timezone.utc)
+# The request being handled by this thread: (service, action, params, query), for the check.
+CURRENT = threading.local()
 
-    def listed(value):
-        return value if isinstance(value, list) else [value]
 
-    def when(text):
-        text = str(text)
-        if text.isdigit():
-            return datetime.datetime.fromtimestamp(int(text), datetime.timezone.utc)
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+def _listed(value):
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
 
-    def condition_holds(condition):
-        for operator, keys in (condition or {}).items():
-            base = operator.replace("IfExists", "")
-            for key, values in keys.items():
-                if key.lower() not in ("aws:currenttime", "aws:epochtime") or not base.startswith("Date"):
-                    return False
-                tests = {
-                    "DateGreaterThan": lambda v: now > when(v),
-                    "DateGreaterThanEquals": lambda v: now >= when(v),
-                    "DateLessThan": lambda v: now < when(v),
-                    "DateLessThanEquals": lambda v: now <= when(v),
-                    "DateEquals": lambda v: now == when(v),
-                    "DateNotEquals": lambda v: now != when(v),
-                }
-                test = tests.get(base)
-                if test is None or not any(test(v) for v in listed(values)):
-                    return False
-        return True
 
-    def matches(patterns, value, fold):
-        value = value.lower() if fold else value
-        return any(fnmatch.fnmatchcase(value, p.lower() if fold else p) for p in listed(patterns))
+def _glob(pattern, value, fold=False):
+    """IAM's wildcards: `*` any run of characters, `?` one character; nothing else special."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.IGNORECASE | re.DOTALL if fold else re.DOTALL) is not None
 
+
+def _arn_like(pattern, value):
+    """ArnLike: the six colon-separated parts matched one by one (a part's wildcards stay in it)."""
+    p, v = pattern.split(":", 5), value.split(":", 5)
+    return len(p) == len(v) == 6 and all(_glob(a, b) for a, b in zip(p, v))
+
+
+def _when(text):
+    text = str(text)
+    if re.fullmatch(r"-?\d+", text):
+        return datetime.datetime.fromtimestamp(int(text), datetime.timezone.utc)
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _compare(operator, value, expected):
+    """One context value against one policy value, under a positive operator."""
+    expected = str(expected).lower() if isinstance(expected, bool) else str(expected)
+    if operator == "StringEquals":
+        return value == expected
+    if operator == "StringEqualsIgnoreCase":
+        return value.lower() == expected.lower()
+    if operator == "StringLike":
+        return _glob(expected, value)
+    if operator in ("ArnEquals", "ArnLike"):
+        return _arn_like(expected, value)
+    if operator == "Bool":
+        return value.lower() == expected.lower()
+    if operator.startswith("Numeric"):
+        a, b = float(value), float(expected)
+        return {"NumericEquals": a == b, "NumericLessThan": a < b, "NumericLessThanEquals": a <= b,
+                "NumericGreaterThan": a > b, "NumericGreaterThanEquals": a >= b}[operator]
+    if operator.startswith("Date"):
+        a, b = _when(value), _when(expected)
+        return {"DateEquals": a == b, "DateLessThan": a < b, "DateLessThanEquals": a <= b,
+                "DateGreaterThan": a > b, "DateGreaterThanEquals": a >= b}[operator]
+    raise ValueError(f"the emulator does not evaluate the condition operator {operator}")
+
+
+NEGATED = {
+    "StringNotEquals": "StringEquals", "StringNotEqualsIgnoreCase": "StringEqualsIgnoreCase",
+    "StringNotLike": "StringLike", "NumericNotEquals": "NumericEquals", "DateNotEquals": "DateEquals",
+    "ArnNotEquals": "ArnEquals", "ArnNotLike": "ArnLike",
+}
+
+
+def condition_holds(operator, key, expected, context):
+    """One operator/key pair of a Condition block, with IAM's rules for a key the request lacks."""
+    qualifier, _, base = operator.rpartition(":")
+    if_exists = base.endswith("IfExists") and base != "IfExists"
+    base = base[: -len("IfExists")] if if_exists else base
+    present = context.get(key.lower())
+    values = _listed(present)
+    expected = _listed(expected)
+    if base == "Null":
+        absent = not values
+        return any(str(e).lower() == ("true" if absent else "false") for e in expected)
+    negated = base in NEGATED
+    positive = NEGATED.get(base, base)
+    if not values:
+        # Missing: ...IfExists passes; ForAllValues is vacuously true; ForAnyValue has nothing
+        # to match; a plain negated operator is true, a plain positive one false.
+        if if_exists:
+            return True
+        if qualifier == "ForAllValues":
+            return True
+        if qualifier == "ForAnyValue":
+            return False
+        return negated
+
+    def one(value):
+        matched = any(_compare(positive, str(value), e) for e in expected)
+        return not matched if negated else matched
+
+    if qualifier == "ForAllValues":
+        return all(one(v) for v in values)
+    if qualifier == "ForAnyValue":
+        return any(one(v) for v in values)
+    matched = any(any(_compare(positive, str(v), e) for e in expected) for v in values)
+    return not matched if negated else matched
+
+
+def statement_applies(statement, action, resource, context):
+    if "Action" in statement:
+        if not any(_glob(a, action, fold=True) for a in _listed(statement["Action"])):
+            return False
+    elif any(_glob(a, action, fold=True) for a in _listed(statement.get("NotAction"))):
+        return False
+    if "Resource" in statement:
+        if not any(_glob(r, resource) for r in _listed(statement["Resource"])):
+            return False
+    elif "NotResource" in statement:
+        if any(_glob(r, resource) for r in _listed(statement["NotResource"])):
+            return False
+    for operator, keys in (statement.get("Condition") or {}).items():
+        for key, expected in keys.items():
+            if not condition_holds(operator, key, expected, context):
+                return False
+    return True
+
+
+def policy_verdict(documents, action, resource, context):
+    """"deny" (an explicit Deny applies), "allow" (an Allow applies and no Deny), or None."""
     verdict = None
-    for statement in statements:
-        if "Action" in statement:
-            action_ok = matches(statement["Action"], action, True)
-        else:
-            action_ok = not matches(statement.get("NotAction", []), action, True)
-        if "Resource" in statement:
-            resource_ok = matches(statement["Resource"], resource, False) or "*" in listed(statement["Resource"])
-        elif "NotResource" in statement:
-            resource_ok = not matches(statement["NotResource"], resource, False)
-        else:
-            resource_ok = True
-        if not (action_ok and resource_ok and condition_holds(statement.get("Condition"))):
-            continue
-        if statement.get("Effect") == "Deny":
-            return "deny"
-        verdict = "allow"
+    for document in documents:
+        if isinstance(document, str):
+            document = json.loads(document)
+        for statement in _listed(document.get("Statement")):
+            if statement_applies(statement, action, resource, context):
+                if statement.get("Effect") == "Deny":
+                    return "deny"
+                verdict = "allow"
     return verdict
 
 
-def patch_permissions_boundaries():
-    """Enforce the caller's permissions boundary on top of moto's identity-policy check."""
+def _boundary_allows(document, action, resource, context=None):
+    """A permissions boundary's verdict: "deny", "allow" or None (no statement applies)."""
+    return policy_verdict([document], action, resource, context or base_context())
+
+
+def _document_of(policy):
+    """The JSON text of what moto's collect_policies returns (a managed policy, an inline one)."""
+    if isinstance(policy, str):
+        return policy
+    if isinstance(policy, dict):
+        return policy["policy_document"]
+    return next(v.document for v in policy.versions if v.is_default)
+
+
+def base_context():
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return {"aws:currenttime": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "aws:epochtime": str(int(now.timestamp()))}
+
+
+def _param(params, *names):
+    """A request parameter by name; the recording camelCases them (`secretId`), so any case."""
+    lowered = {str(k).lower(): v for k, v in params.items()}
+    for name in names:
+        value = lowered.get(name.lower())
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if value:
+            return value
+    return None
+
+
+def request_resource(account_id, region, service, action, params, resource):
+    """The ARN AWS authorizes a request of whittle's services against, where moto says "*"."""
+    if resource != "*":
+        return resource
+    partition = "aws"
+    try:
+        if service == "iam":
+            from moto.iam.models import iam_backends
+            iam = iam_backends[account_id][partition]
+            explicit = _param(params, "PolicyArn", "Arn")
+            if explicit:
+                return explicit
+            if action == "CreatePolicy" and _param(params, "PolicyName"):
+                path = _param(params, "Path") or "/"
+                return f"arn:{partition}:iam::{account_id}:policy{path}{_param(params, 'PolicyName')}"
+            user = _param(params, "UserName")
+            if not user and _param(params, "AccessKeyId"):
+                key_id = _param(params, "AccessKeyId")
+                user = next((u.name for u in iam.users.values()
+                             if any(k.access_key_id == key_id for k in u.access_keys)), None)
+            if user:
+                try:
+                    return iam.get_user(user).arn
+                except Exception:
+                    return f"arn:{partition}:iam::{account_id}:user/{user}"
+        if service == "secretsmanager" and _param(params, "SecretId"):
+            from moto.secretsmanager.models import secretsmanager_backends
+            secret_id = _param(params, "SecretId")
+            found = secretsmanager_backends[account_id][region].secrets.get(secret_id)
+            if found is not None:
+                return found.arn
+            return secret_id if secret_id.startswith("arn:") else f"arn:{partition}:secretsmanager:{region}:{account_id}:secret:{secret_id}"
+        if service == "ssm" and _param(params, "Name"):
+            name = _param(params, "Name")
+            if name.startswith("arn:"):
+                return name
+            name = name.split(":", 1)[0]  # a `name:label` or `name:version` selector
+            return f"arn:{partition}:ssm:{region}:{account_id}:parameter{name if name.startswith('/') else '/' + name}"
+        if service == "kms" and _param(params, "KeyId"):
+            from moto.kms.models import kms_backends
+            try:
+                return kms_backends[account_id][region].describe_key(_param(params, "KeyId")).arn
+            except Exception:
+                return "*"
+        if service == "lambda" and _param(params, "functionName"):
+            name = _param(params, "functionName")
+            return name if name.startswith("arn:") else f"arn:{partition}:lambda:{region}:{account_id}:function:{name}"
+        if service == "athena" and action in ("StartQueryExecution", "GetQueryExecution", "GetQueryResults", "StopQueryExecution"):
+            workgroup = _param(params, "WorkGroup")
+            if not workgroup and _param(params, "QueryExecutionId"):
+                from moto.athena.models import athena_backends
+                execution = athena_backends[account_id][region].executions.get(_param(params, "QueryExecutionId"))
+                workgroup = getattr(getattr(execution, "workgroup", None), "name", None) or getattr(execution, "workgroup", None)
+            return f"arn:{partition}:athena:{region}:{account_id}:workgroup/{workgroup if isinstance(workgroup, str) else 'primary'}"
+    except Exception:
+        return resource
+    return resource
+
+
+def request_context(account_id, region, service, action, params, query, resource):
+    """The condition keys of a request that whittle's policies use (besides the time):
+    iam:ResourceTag/* and aws:ResourceTag/* of a role, iam:PermissionsBoundary, iam:PolicyARN,
+    s3:prefix and s3:delimiter of a listing, kms:ResourceAliases and kms:RequestAlias."""
+    context = base_context()
+    try:
+        if ":iam::" in resource and ":role/" in resource:
+            from moto.iam.models import iam_backends
+            role = iam_backends[account_id]["aws"].get_role_by_arn(resource)
+            # moto keeps a role's tags as a list of {"Key", "Value"} (a dict of them elsewhere).
+            tags = role.tags.values() if isinstance(role.tags, dict) else (role.tags or [])
+            for tag in tags:
+                key, value = tag["Key"], tag["Value"]
+                context[f"iam:resourcetag/{key}".lower()] = value
+                context[f"aws:resourcetag/{key}".lower()] = value
+    except Exception:
+        pass
+    if service == "iam":
+        if _param(params, "PermissionsBoundary"):
+            context["iam:permissionsboundary"] = _param(params, "PermissionsBoundary")
+        if _param(params, "PolicyArn") and action in ("AttachRolePolicy", "DetachRolePolicy", "AttachUserPolicy", "DetachUserPolicy"):
+            context["iam:policyarn"] = _param(params, "PolicyArn")
+    if service == "s3":
+        for key in ("prefix", "delimiter"):
+            if query.get(key):
+                context[f"s3:{key}"] = query[key][0]
+    if service == "kms" and resource.startswith("arn:") and ":key/" in resource:
+        try:
+            from moto.kms.models import kms_backends
+            key = kms_backends[account_id][region].keys[resource.split(":key/")[1]]
+            context["kms:resourcealiases"] = sorted(key.aliases)
+        except Exception:
+            pass
+        if str(_param(params, "KeyId") or "").startswith("alias/"):
+            context["kms:requestalias"] = _param(params, "KeyId")
+    return context
+
+
+def patch_policy_evaluation():
+    """Auth mode evaluates identity policies and permissions boundaries as IAM does (above)."""
+    from moto.core.exceptions import AccessDeniedError
     from moto.iam import access_control
 
-    original = access_control.IAMRequestBase.check_action_permitted
-
     def check_action_permitted(self, resource):
-        original(self, resource)
-        if self._action == "sts:GetCallerIdentity":
+        if self._action == "sts:GetCallerIdentity":  # needs no permission, even under a Deny
             return
+        current = getattr(CURRENT, "request", None) or (None, None, {}, {})
+        service, action, params, query = current
+        action = action or self._action.split(":", 1)[1]
+        resource = request_resource(self.account_id, self._region, self._service, action, params, resource)
+        self._whittle_resource = resource
+        self._whittle_boundary = False
+        self._whittle_explicit = False
+        context = request_context(self.account_id, self._region, self._service, action, params, query, resource)
+        documents = [_document_of(p) for p in self._access_key.collect_policies()]
+        verdict = policy_verdict(documents, self._action, resource, context)
+        if verdict == "deny":
+            self._whittle_explicit = True
+            self._raise_access_denied()
+        if verdict != "allow":
+            self._raise_access_denied()
+        if self._is_assuming_role_operation(resource) and not self._check_role_trust_relationship(resource):
+            self._raise_access_denied()
         key = self._access_key
         backend = key.backend
         arn = None
@@ -1286,13 +1562,47 @@ def patch_permissions_boundaries():
             arn = None
         if not arn:
             return
-        policy = backend.get_policy(arn)
-        document = next(v.document for v in policy.versions if v.is_default)
-        if _boundary_allows(document, self._action, resource) != "allow":
-            self._whittle_boundary = True  # for the denial message (patch_s3_authorization)
+        document = _document_of(backend.get_policy(arn))
+        if policy_verdict([document], self._action, resource, context) != "allow":
+            self._whittle_boundary = True
             self._raise_access_denied()
 
     access_control.IAMRequestBase.check_action_permitted = check_action_permitted
+
+    original_request = access_control.IAMRequestBase._create_aws_request
+
+    def _create_aws_request(self):
+        # moto rebuilds a form-encoded body from its parsed fields to check the signature
+        # (werkzeug has consumed the stream), encoding a space as `+` where the SDK sent
+        # `%20`: a correctly signed IAM call with a space in a policy document failed with
+        # SignatureDoesNotMatch. AWS checks the signature over the bytes sent; so does this.
+        request = original_request(self)
+        body = getattr(CURRENT, "body", None)
+        if body and self._method == "POST" and not self._headers.get("X-Amz-Target"):
+            request.data = body
+        return request
+
+    access_control.IAMRequestBase._create_aws_request = _create_aws_request
+
+    def _raise_access_denied(self):
+        # AWS names the action, the resource and why (IAM User Guide, "Troubleshoot access
+        # denied error messages"); whittle reports the action from this message.
+        raise AccessDeniedError(user_arn=self._access_key.arn, action=denial_text(self))
+
+    access_control.IAMRequest._raise_access_denied = _raise_access_denied
+
+
+def denial_text(request):
+    """`ACTION on resource: RESOURCE because …`, after `User: ARN is not authorized to perform: `."""
+    action = request._action
+    resource = getattr(request, "_whittle_resource", "*")
+    if getattr(request, "_whittle_explicit", False):
+        why = "with an explicit deny in an identity-based policy"
+    elif getattr(request, "_whittle_boundary", False):
+        why = f"because no permissions boundary allows the {action} action"
+    else:
+        why = f"because no identity-based policy allows the {action} action"
+    return f"{action} on resource: {resource} {why}"
 
 
 # The message of the S3 denial raised while the current request was handled (same thread).
@@ -1311,7 +1621,6 @@ def patch_s3_authorization():
     denies every S3 call with a bare "Access Denied". The action is set only for the check:
     moto's own dispatch and response serialisation keep the Action value they had."""
     from moto.iam import access_control
-    from moto.iam.access_control import IAMPolicy, PermissionResult
     from moto.s3.exceptions import BucketAccessDeniedError, S3AccessDeniedError, S3ClientError
     from moto.s3.responses import S3Response
 
@@ -1342,25 +1651,11 @@ def patch_s3_authorization():
             S3ClientError.__init__(self, "AccessDenied", message)
             self.bucket_name = bucket
 
-    def check_action_permitted(self, resource):
-        self._whittle_resource = resource
-        self._whittle_boundary = False
-        return access_control.IAMRequestBase.check_action_permitted(self, resource)
-
     def _raise_access_denied(self):
         action = self._action
         resource = getattr(self, "_whittle_resource", "*")
-        explicit = any(
-            IAMPolicy(p).is_action_permitted(action, resource) == PermissionResult.DENIED
-            for p in self._access_key.collect_policies()
-        )
-        if explicit:
-            why = "with an explicit deny in an identity-based policy"
-        elif getattr(self, "_whittle_boundary", False):
-            why = f"because no permissions boundary allows the {action} action"
-        else:
-            why = f"because no identity-based policy allows the {action} action"
-        message = f'User: {self._access_key.arn} is not authorized to perform: {action} on resource: "{resource}" {why}'
+        text = denial_text(self).replace(f"on resource: {resource}", f'on resource: "{resource}"', 1)
+        message = f"User: {self._access_key.arn} is not authorized to perform: {text}"
         # A HEAD answer has no body to carry the message; the recording takes it from here.
         S3_DENIAL.message = message
         if "BucketName" in self._data:
@@ -1369,7 +1664,6 @@ def patch_s3_authorization():
         error.message = message
         raise error
 
-    access_control.S3IAMRequest.check_action_permitted = check_action_permitted
     access_control.S3IAMRequest._raise_access_denied = _raise_access_denied
 
 
@@ -1523,7 +1817,7 @@ def patch_moto():
     patch_secretsmanager()
     patch_inactive_access_keys()
     patch_native_rotation()
-    patch_permissions_boundaries()
+    patch_policy_evaluation()
     patch_s3_authorization()
     patch_authorization_details()
     _PATCHED = True

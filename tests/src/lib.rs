@@ -32,7 +32,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The emulator's Python: `WHITTLE_EMULATOR_PYTHON`, or the repository's venv.
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     std::env::var_os("WHITTLE_EMULATOR_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".venv-moto/bin/python"))

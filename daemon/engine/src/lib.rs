@@ -31,6 +31,7 @@ pub mod ports;
 pub mod reconcile;
 pub mod records;
 pub mod rotate;
+pub mod self_policy;
 pub mod snapshot;
 pub mod status;
 pub mod targets;

@@ -618,19 +618,37 @@ pub fn terraform(plan: &Plan) -> String {
             );
         }
         for put in &role.proposal.put_inline {
-            // `${` starts an interpolation in HCL strings; policy variables need `$${`.
-            let json = put.document.to_pretty().replace("${", "$${");
-            let _ = writeln!(
-                out,
-                "resource \"aws_iam_role_policy\" \"{}\" {{\n  name   = \"{}\"\n  role   = \"{}\"\n  policy = <<-EOT\n{}\n  EOT\n}}",
-                identifier(&[name, &put.name], "__"),
-                put.name,
-                name,
-                indent(&json, "    ")
-            );
+            out.push_str(&terraform_role_policy(
+                &identifier(&[name, &put.name], "__"),
+                &put.name,
+                &format!("\"{name}\""),
+                &put.document,
+            ));
+            out.push('\n');
         }
     }
     out
+}
+
+/// One `aws_iam_role_policy` resource: `role` is an HCL expression (a quoted name, or a
+/// reference such as `aws_iam_role.whittle.id`). Plans and `whittle self-policy` share it.
+pub fn terraform_role_policy(
+    resource: &str,
+    name: &str,
+    role: &str,
+    document: &PolicyDocument,
+) -> String {
+    // `${` starts an interpolation in HCL strings; policy variables need `$${`.
+    let json = document.to_pretty().replace("${", "$${");
+    format!(
+        "resource \"aws_iam_role_policy\" \"{resource}\" {{\n  name   = \"{name}\"\n  role   = {role}\n  policy = <<-EOT\n{}\n  EOT\n}}",
+        indent(&json, "    ")
+    )
+}
+
+/// A Terraform resource name from parts: letters, digits and `_`.
+pub fn terraform_identifier(parts: &[&str]) -> String {
+    identifier(parts, "_")
 }
 
 fn indent(text: &str, prefix: &str) -> String {
@@ -656,17 +674,37 @@ pub fn cloudformation(plan: &Plan) -> String {
             let _ = writeln!(out, "  # remove {arn} from the role's ManagedPolicyArns");
         }
         for put in &role.proposal.put_inline {
-            let _ = writeln!(
-                out,
-                "  {}:\n    Type: AWS::IAM::RolePolicy\n    Properties:\n      RoleName: {}\n      PolicyName: {}\n      PolicyDocument:\n{}",
-                camel(&[name, &put.name, "Policy"]),
-                yaml_string(name),
-                yaml_string(&put.name),
-                indent(&put.document.to_pretty(), "        ")
-            );
+            out.push_str(&cloudformation_role_policy(
+                &camel(&[name, &put.name, "Policy"]),
+                &yaml_string(name),
+                &put.name,
+                &put.document,
+            ));
+            out.push('\n');
         }
     }
     out
+}
+
+/// One `AWS::IAM::RolePolicy` resource of a template's `Resources`, indented for it: `role`
+/// is a YAML value (a quoted name, or `!Ref WhittleRole`). Plans and `whittle self-policy`
+/// share it.
+pub fn cloudformation_role_policy(
+    logical_id: &str,
+    role: &str,
+    name: &str,
+    document: &PolicyDocument,
+) -> String {
+    format!(
+        "  {logical_id}:\n    Type: AWS::IAM::RolePolicy\n    Properties:\n      RoleName: {role}\n      PolicyName: {}\n      PolicyDocument:\n{}",
+        yaml_string(name),
+        indent(&document.to_pretty(), "        ")
+    )
+}
+
+/// A CloudFormation logical id from parts: alphanumeric, each part capitalised.
+pub fn cloudformation_logical_id(parts: &[&str]) -> String {
+    camel(parts)
 }
 
 /// A YAML scalar: JSON strings are valid YAML.

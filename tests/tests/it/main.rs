@@ -8,5 +8,6 @@ mod emulator;
 mod mining;
 mod plan;
 mod rotation;
+mod self_policy;
 mod support;
 mod trial;
