@@ -9,6 +9,7 @@
 //!
 //! The AWS-facing parts (listing S3, LookupEvents, Athena) stay in the daemon.
 
+pub mod benchgen;
 pub mod catalog;
 pub mod mapping;
 pub mod plan;

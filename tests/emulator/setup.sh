@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs the local AWS emulator (moto, pinned) into .venv-moto at the repository root.
-# Idempotent: a venv that already has the pinned version is left as it is.
+# Installs the local AWS emulator (moto and the Python packages of its extension, pinned in
+# requirements.txt) into .venv-moto at the repository root.
+# Idempotent: a venv already installed from the same requirements is left as it is.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="$root/.venv-moto"
-pin="moto[server]==5.2.5"
+requirements="$root/tests/emulator/requirements.txt"
+pin="$(sha256sum "$requirements" | cut -d' ' -f1)"
 marker="$venv/.whittle-pin"
 
 if [ -x "$venv/bin/python" ] && [ "$(cat "$marker" 2>/dev/null)" = "$pin" ]; then
@@ -15,7 +17,7 @@ if [ -z "$python" ]; then
   echo "setup: python3 is missing; install it (Debian: apt-get install python3 python3-venv)" >&2
   exit 1
 fi
-echo "setup: installing $pin into $venv (about a minute, once)" >&2
+echo "setup: installing tests/emulator/requirements.txt into $venv (about a minute, once)" >&2
 if ! "$python" -m venv "$venv" 2>/dev/null; then
   # Debian's python3 ships venv separately.
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
@@ -27,5 +29,5 @@ if ! "$python" -m venv "$venv" 2>/dev/null; then
     exit 1
   fi
 fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check "$pin"
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
 echo "$pin" > "$marker"
