@@ -151,6 +151,11 @@ pub enum Command {
     /// Show jobs, their last and next runs, unfinished journals and discovered targets. Asks
     /// the running daemon when there is one, otherwise reads the state directory.
     Status(StatusArgs),
+    /// List each account's roles and Lambda functions once, as the `discover` job does: the
+    /// target roles (and protected ones, with why) for mining and planning, and which
+    /// functions run under which role, so that `whittle usage` shows a shared role's usage
+    /// per function. Read-only on AWS. Exits 1 when an account could not be read.
+    Discover,
     /// Mine CloudTrail into the usage store: the [mining] sources, or one local directory.
     ///
     /// Incremental: a file, S3 object or time window read by an earlier run is not read again.

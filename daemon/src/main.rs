@@ -157,6 +157,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(status_command(config, args))
         }
         Command::Mine(args) => state_command(&cli, args.to_command()),
+        Command::Discover => state_command(&cli, StateCommand::Discover),
         Command::Usage(args) => {
             let config = load(&cli)?;
             runtime()?.block_on(usage_command(config, args))

@@ -21,6 +21,10 @@ use crate::trail::{Event, PrincipalKind, Record, RequestParameters, day_of, form
 pub const MAX_RESOURCES_PER_ACTION: usize = 32;
 /// Session names remembered per principal.
 pub const MAX_SESSIONS: usize = 64;
+/// Sessions whose actions are kept one by one per principal (see
+/// [`PrincipalUsage::by_session`]); the calls of any further session go to `other_sessions`.
+/// More than the 100 functions a service rarely exceeds, few enough to bound memory.
+pub const MAX_FUNCTION_SESSIONS: usize = 128;
 /// Located warnings kept per run (the count of skipped records is always exact).
 pub const MAX_WARNINGS: usize = 100;
 
@@ -161,6 +165,18 @@ pub struct PrincipalUsage {
     /// Secret id or parameter name -> last read (GetSecretValue, GetParameter(s)).
     #[serde(default)]
     pub secrets_read: BTreeMap<String, i64>,
+    /// Session name -> action -> use, for the sessions of a role whose name can be a Lambda
+    /// function's (Lambda names the execution role's session after the function; see
+    /// [`may_be_function_session`]), at most [`MAX_FUNCTION_SESSIONS`], the first seen kept.
+    /// Which of them really are functions is known only from discovery, at report and plan
+    /// time. Denials are not split by session.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_session: BTreeMap<String, BTreeMap<String, ActionUsage>>,
+    /// Action -> use under every other session of a role (names no function can have, or
+    /// sessions beyond the bound), without resources: what stays on a shared role when its
+    /// functions get roles of their own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub other_sessions: BTreeMap<String, ActionUsage>,
 }
 
 impl PrincipalUsage {
@@ -172,6 +188,8 @@ impl PrincipalUsage {
             denied: BTreeMap::new(),
             unmapped: BTreeMap::new(),
             secrets_read: BTreeMap::new(),
+            by_session: BTreeMap::new(),
+            other_sessions: BTreeMap::new(),
         }
     }
 
@@ -190,6 +208,18 @@ impl PrincipalUsage {
             let mine = self.secrets_read.entry(secret.clone()).or_insert(*t);
             *mine = (*mine).max(*t);
         }
+        for (session, actions) in &other.by_session {
+            let room = self.by_session.len() < MAX_FUNCTION_SESSIONS;
+            match self.by_session.get_mut(session) {
+                Some(mine) => merge_actions(mine, actions),
+                None if room => {
+                    self.by_session.insert(session.clone(), actions.clone());
+                }
+                // No room: its calls count as another session's, without resources.
+                None => merge_actions(&mut self.other_sessions, &without_resources(actions)),
+            }
+        }
+        merge_actions(&mut self.other_sessions, &other.other_sessions);
     }
 
     /// Drops everything last seen before `cutoff_ms`. Returns whether anything is left.
@@ -208,6 +238,18 @@ impl PrincipalUsage {
         });
         self.sessions.retain(|_, t| *t >= cutoff_ms);
         self.secrets_read.retain(|_, t| *t >= cutoff_ms);
+        let age = |map: &mut BTreeMap<String, ActionUsage>| {
+            map.retain(|_, u| {
+                u.counts.age_out(cutoff_day);
+                u.resources.retain(|_, t| *t >= cutoff_ms);
+                !u.counts.is_empty()
+            });
+        };
+        self.by_session.retain(|_, actions| {
+            age(actions);
+            !actions.is_empty()
+        });
+        age(&mut self.other_sessions);
         !(self.actions.is_empty() && self.denied.is_empty() && self.unmapped.is_empty())
     }
 
@@ -228,6 +270,55 @@ fn merge_actions(into: &mut BTreeMap<String, ActionUsage>, from: &BTreeMap<Strin
     for (action, u) in from {
         into.entry(action.clone()).or_default().merge(u);
     }
+}
+
+fn without_resources(actions: &BTreeMap<String, ActionUsage>) -> BTreeMap<String, ActionUsage> {
+    actions
+        .iter()
+        .map(|(a, u)| {
+            let mut u = u.clone();
+            u.resources.clear();
+            u.resources_truncated = false;
+            (a.clone(), u)
+        })
+        .collect()
+}
+
+/// Whether a role session name can be a Lambda function's. Lambda names the session of a
+/// function's execution role after the function (`assumed-role/ROLE/FUNCTION`), and function
+/// names are 1 to 64 of `[A-Za-z0-9_-]` (Lambda API reference, CreateFunction
+/// `FunctionName`). Names that other services and SDKs give sessions are excluded where they
+/// are recognisable: EC2 instance ids (instance profiles), ECS task ids (32 hex digits), and
+/// the SDKs' default names (`botocore-session-1700000000`, `aws-go-sdk-…`, …). The rest is
+/// decided by discovery: the functions Lambda lists with this role.
+pub fn may_be_function_session(name: &str) -> bool {
+    let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return false;
+    }
+    if let Some(id) = name.strip_prefix("i-")
+        && (id.len() == 8 || id.len() == 17)
+        && hex(id)
+    {
+        return false;
+    }
+    if name.len() == 32 && hex(name) {
+        return false;
+    }
+    const SDK_DEFAULTS: [&str; 6] = [
+        "botocore-session-",
+        "aws-go-sdk-",
+        "aws-sdk-java-",
+        "aws-sdk-js-",
+        "aws-sdk-rust-",
+        "Boto3Session-",
+    ];
+    !SDK_DEFAULTS.iter().any(|p| name.starts_with(p)) && !name.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn add_session(sessions: &mut BTreeMap<String, i64>, session: &str, time_ms: i64) {
@@ -327,6 +418,8 @@ struct PrincipalAgg {
     denied: HashMap<String, ActionUsage>,
     unmapped: HashMap<String, UnmappedUsage>,
     secrets_read: BTreeMap<String, i64>,
+    by_session: HashMap<Box<str>, HashMap<ActionId, ActionUsage>>,
+    other_sessions: HashMap<ActionId, ActionUsage>,
 }
 
 /// What one worker aggregated from its share of the events.
@@ -503,6 +596,40 @@ impl Aggregate {
                     let usage = agg.actions.entry(*id).or_default();
                     record_use(usage, &event, first_ms, last_ms, count, &self.resources);
                 }
+                if event.kind == PrincipalKind::Role {
+                    let session = event.session.as_deref().filter(|session| {
+                        agg.by_session.contains_key(*session)
+                            || (agg.by_session.len() < MAX_FUNCTION_SESSIONS
+                                && may_be_function_session(session))
+                    });
+                    if let Some(session) = session
+                        && !agg.by_session.contains_key(session)
+                    {
+                        agg.by_session.insert(session.into(), HashMap::new());
+                    }
+                    let per_session = session.and_then(|session| agg.by_session.get_mut(session));
+                    match per_session {
+                        Some(per_session) => {
+                            for id in actions {
+                                let usage = per_session.entry(*id).or_default();
+                                record_use(
+                                    usage,
+                                    &event,
+                                    first_ms,
+                                    last_ms,
+                                    count,
+                                    &self.resources,
+                                );
+                            }
+                        }
+                        None => {
+                            for id in actions {
+                                let usage = agg.other_sessions.entry(*id).or_default();
+                                record_use(usage, &event, first_ms, last_ms, count, &[]);
+                            }
+                        }
+                    }
+                }
                 if let Some(params) = params {
                     record_secret_reads(agg, &event, params, last_ms);
                 }
@@ -554,6 +681,28 @@ impl Aggregate {
                 let m = mine.secrets_read.entry(s).or_insert(t);
                 *m = (*m).max(t);
             }
+            for (session, actions) in theirs.by_session {
+                let room = mine.by_session.len() < MAX_FUNCTION_SESSIONS;
+                let into = match mine.by_session.get_mut(&session) {
+                    Some(into) => into,
+                    None if room => mine.by_session.entry(session).or_default(),
+                    // No room: its calls count as another session's, without resources.
+                    None => {
+                        for (id, mut u) in actions {
+                            u.resources.clear();
+                            u.resources_truncated = false;
+                            mine.other_sessions.entry(id).or_default().merge(&u);
+                        }
+                        continue;
+                    }
+                };
+                for (id, u) in actions {
+                    into.entry(id).or_default().merge(&u);
+                }
+            }
+            for (id, u) in theirs.other_sessions {
+                mine.other_sessions.entry(id).or_default().merge(&u);
+            }
         }
     }
 
@@ -571,6 +720,18 @@ impl Aggregate {
             usage.denied = agg.denied.into_iter().collect();
             usage.unmapped = agg.unmapped.into_iter().collect();
             usage.secrets_read = agg.secrets_read;
+            let named = |actions: HashMap<ActionId, ActionUsage>| -> BTreeMap<String, ActionUsage> {
+                actions
+                    .into_iter()
+                    .map(|(id, u)| (catalog.action(id).name.clone(), u))
+                    .collect()
+            };
+            usage.by_session = agg
+                .by_session
+                .into_iter()
+                .map(|(session, actions)| (session.into_string(), named(actions)))
+                .collect();
+            usage.other_sessions = named(agg.other_sessions);
             out.insert(principal.into_string(), usage);
         }
         (out, self.stats)
@@ -785,6 +946,24 @@ pub struct RoleReport {
     /// IAM's last-accessed data, when mining fetched it for this role.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_accessed: Option<LastAccessedReport>,
+    /// Per session whose name can be a Lambda function's: what it used. `function` is set
+    /// for the sessions that discovery matched to a function of this role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub session_usage: Vec<SessionReport>,
+    /// What calls under every other session used (no resources are kept for them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_sessions: Vec<ActionReport>,
+}
+
+/// What one session of a role used.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionReport {
+    pub session: String,
+    /// The ARN of the Lambda function of this name whose execution role is this role, when
+    /// discovery listed one.
+    #[serde(default)]
+    pub function: Option<String>,
+    pub actions: Vec<ActionReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -874,30 +1053,31 @@ impl RoleReport {
     ) -> Option<RoleReport> {
         let since_day = day_of(since_ms);
         let counted = |c: &Counted| c.since(since_day).filter(|(_, _, last)| *last >= since_ms);
-        let actions: Vec<ActionReport> = usage
-            .actions
-            .iter()
-            .filter_map(|(action, u)| {
-                let (count, first, last) = counted(&u.counts)?;
-                Some(ActionReport {
-                    action: action.clone(),
-                    access_level: catalog
-                        .lookup(action)
-                        .map(|id| catalog.action(id).level.to_string()),
-                    count,
-                    first_seen: format_time(first),
-                    last_seen: format_time(last),
-                    resources: u
-                        .resources
-                        .iter()
-                        .filter(|(_, t)| **t >= since_ms)
-                        .map(|(r, _)| r.clone())
-                        .collect(),
-                    resources_truncated: u.resources_truncated,
-                    sample_event_id: u.sample_event_id.clone(),
+        let action_reports = |map: &BTreeMap<String, ActionUsage>| -> Vec<ActionReport> {
+            map.iter()
+                .filter_map(|(action, u)| {
+                    let (count, first, last) = counted(&u.counts)?;
+                    Some(ActionReport {
+                        action: action.clone(),
+                        access_level: catalog
+                            .lookup(action)
+                            .map(|id| catalog.action(id).level.to_string()),
+                        count,
+                        first_seen: format_time(first),
+                        last_seen: format_time(last),
+                        resources: u
+                            .resources
+                            .iter()
+                            .filter(|(_, t)| **t >= since_ms)
+                            .map(|(r, _)| r.clone())
+                            .collect(),
+                        resources_truncated: u.resources_truncated,
+                        sample_event_id: u.sample_event_id.clone(),
+                    })
                 })
-            })
-            .collect();
+                .collect()
+        };
+        let actions = action_reports(&usage.actions);
         let denied: Vec<DeniedReport> = usage
             .denied
             .iter()
@@ -948,6 +1128,17 @@ impl RoleReport {
                 })
                 .collect(),
             last_accessed: None,
+            session_usage: usage
+                .by_session
+                .iter()
+                .map(|(session, actions)| SessionReport {
+                    session: session.clone(),
+                    function: None,
+                    actions: action_reports(actions),
+                })
+                .filter(|s| !s.actions.is_empty())
+                .collect(),
+            other_sessions: action_reports(&usage.other_sessions),
         })
     }
 }
@@ -987,6 +1178,168 @@ mod tests {
     }
 
     const ROLE: &str = "arn:aws:iam::111122223333:role/app-orders";
+
+    /// A record of `role` under the session `session`.
+    fn record_as(session: &str, time: &str, source: &str, name: &str, extra: &str) -> String {
+        record("app-orders", time, source, name, extra).replace("sess-app-orders", session)
+    }
+
+    #[test]
+    fn sessions_that_can_be_functions_keep_their_own_actions_and_the_rest_are_pooled() {
+        let records = vec![
+            record_as(
+                "orders-read",
+                "2026-11-20T10:00:00Z",
+                "s3.amazonaws.com",
+                "GetObject",
+                r#","requestParameters":{"bucketName":"orders","key":"in/1.json"}"#,
+            ),
+            record_as(
+                "orders_write",
+                "2026-11-20T11:00:00Z",
+                "dynamodb.amazonaws.com",
+                "PutItem",
+                r#","requestParameters":{"tableName":"orders"}"#,
+            ),
+            record_as(
+                "orders-read",
+                "2026-11-21T10:00:00Z",
+                "dynamodb.amazonaws.com",
+                "GetItem",
+                r#","requestParameters":{"tableName":"orders"}"#,
+            ),
+            // An EC2 instance profile's session and an SDK's default name: not functions.
+            record_as(
+                "i-0123456789abcdef0",
+                "2026-11-21T11:00:00Z",
+                "sqs.amazonaws.com",
+                "SendMessage",
+                r#","requestParameters":{"queueUrl":"https://sqs.eu-west-1.amazonaws.com/111122223333/q"}"#,
+            ),
+            record_as(
+                "botocore-session-1700000000",
+                "2026-11-21T12:00:00Z",
+                "dynamodb.amazonaws.com",
+                "PutItem",
+                r#","requestParameters":{"tableName":"orders"}"#,
+            ),
+        ];
+        let (usage, _) = aggregate(&records, 0);
+        let role = &usage[ROLE];
+        let per: BTreeMap<&str, Vec<&str>> = role
+            .by_session
+            .iter()
+            .map(|(s, a)| (s.as_str(), a.keys().map(String::as_str).collect()))
+            .collect();
+        assert_eq!(
+            per,
+            BTreeMap::from([
+                ("orders-read", vec!["dynamodb:GetItem", "s3:GetObject"]),
+                ("orders_write", vec!["dynamodb:PutItem"]),
+            ])
+        );
+        assert_eq!(
+            role.by_session["orders-read"]["s3:GetObject"]
+                .resources
+                .keys()
+                .collect::<Vec<_>>(),
+            ["arn:aws:s3:::orders/in/1.json"]
+        );
+        assert_eq!(
+            role.other_sessions.keys().collect::<Vec<_>>(),
+            ["dynamodb:PutItem", "sqs:SendMessage"]
+        );
+        assert!(role.other_sessions.values().all(|u| u.resources.is_empty()));
+        // The role's own view still has every call.
+        assert_eq!(role.actions.len(), 4);
+        assert_eq!(
+            role.actions["dynamodb:PutItem"]
+                .counts
+                .since(0)
+                .map(|c| c.0),
+            Some(2)
+        );
+
+        let report = RoleReport::build(ROLE, role, 0, Catalog::embedded()).expect("report");
+        let sessions: Vec<&str> = report
+            .session_usage
+            .iter()
+            .map(|s| s.session.as_str())
+            .collect();
+        assert_eq!(sessions, ["orders-read", "orders_write"]);
+        assert_eq!(report.other_sessions.len(), 2);
+        // Aged out with the rest: only the 21st is left.
+        let mut aged = role.clone();
+        assert!(aged.age_out(t("2026-11-21T00:00:00Z")));
+        assert_eq!(aged.by_session.keys().collect::<Vec<_>>(), ["orders-read"]);
+    }
+
+    #[test]
+    fn sessions_kept_one_by_one_are_bounded_per_role_in_every_merge() {
+        let records: Vec<String> = (0..MAX_FUNCTION_SESSIONS + 5)
+            .map(|i| {
+                record_as(
+                    &format!("fn-{i:03}"),
+                    "2026-11-20T10:00:00Z",
+                    "sqs.amazonaws.com",
+                    "SendMessage",
+                    "",
+                )
+            })
+            .collect();
+        let (usage, _) = aggregate(&records, 0);
+        let role = &usage[ROLE];
+        assert_eq!(role.by_session.len(), MAX_FUNCTION_SESSIONS);
+        assert_eq!(
+            role.other_sessions["sqs:SendMessage"]
+                .counts
+                .since(0)
+                .map(|c| c.0),
+            Some(5)
+        );
+        // Merging runs keeps the bound; the overflow's calls are pooled, not lost.
+        let (later, _) = aggregate(
+            &[record_as(
+                "late-function",
+                "2026-11-22T10:00:00Z",
+                "sqs.amazonaws.com",
+                "SendMessage",
+                "",
+            )],
+            0,
+        );
+        let mut merged = role.clone();
+        merged.merge(&later[ROLE]);
+        assert_eq!(merged.by_session.len(), MAX_FUNCTION_SESSIONS);
+        assert!(!merged.by_session.contains_key("late-function"));
+        assert_eq!(
+            merged.other_sessions["sqs:SendMessage"]
+                .counts
+                .since(0)
+                .map(|c| c.0),
+            Some(6)
+        );
+    }
+
+    #[test]
+    fn function_session_names_are_told_from_other_services_names() {
+        for name in ["orders-api-dev-createOrder", "f", "A_b-9", &"x".repeat(64)] {
+            assert!(may_be_function_session(name), "{name}");
+        }
+        for name in [
+            "",
+            &"x".repeat(65),
+            "jane@example.com",
+            "i-0123456789abcdef0",
+            "i-12345678",
+            "0123456789abcdef0123456789abcdef",
+            "botocore-session-1700000000",
+            "aws-go-sdk-1700000000123",
+            "1700000000",
+        ] {
+            assert!(!may_be_function_session(name), "{name}");
+        }
+    }
 
     #[test]
     fn counts_actions_per_role_with_resources_and_sessions() {

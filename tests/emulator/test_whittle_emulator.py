@@ -447,6 +447,26 @@ class AuthModeTest(WithEmulator):
         finally:
             self.emu.post("/moto-api/reset-auth", b"inf", content_type="text/plain")
 
+    def test_signed_lambda_calls_are_checked_against_the_policy_not_refused_as_unsigned(self):
+        # moto checked a Lambda GET's signature over its headers, not the empty body sent:
+        # every signed ListFunctions was SignatureDoesNotMatch, whatever the policy.
+        iam = self.emu.client("iam")
+        for name, action in (("lister", "lambda:ListFunctions"), ("other", "sts:GetCallerIdentity")):
+            iam.create_user(UserName=name)
+            iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]}))
+        lister = iam.create_access_key(UserName="lister")["AccessKey"]
+        other = iam.create_access_key(UserName="other")["AccessKey"]
+        self.emu.post("/moto-api/reset-auth", b"0", content_type="text/plain")
+        try:
+            functions = self.emu.client("lambda", lister["AccessKeyId"], lister["SecretAccessKey"]).list_functions()
+            self.assertEqual(functions["Functions"], [])
+            with self.assertRaises(ClientError) as caught:
+                self.emu.client("lambda", other["AccessKeyId"], other["SecretAccessKey"]).list_functions()
+            self.assertEqual(caught.exception.response["Error"]["Code"], "AccessDeniedException")
+        finally:
+            self.emu.post("/moto-api/reset-auth", b"inf", content_type="text/plain")
+
     def test_denial_is_recorded_and_readable(self):
         iam = self.emu.client("iam")
         admin_policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}

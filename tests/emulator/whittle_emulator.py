@@ -110,6 +110,8 @@ JSON_ERROR_CODES = {
     "InvalidClientTokenId": "UnrecognizedClientException",
     "SignatureDoesNotMatch": "InvalidSignatureException",
 }
+# Services of the REST-JSON protocol whose calls the tests make (their errors are JSON).
+REST_JSON_SERVICES = {"lambda"}
 SERVICE_NAMES = {
     "s3": "Amazon S3", "iam": "AWS Identity and Access Management", "sts": "AWS Security Token Service",
     "secretsmanager": "AWS Secrets Manager", "ssm": "AWS Systems Manager", "kms": "AWS Key Management Service",
@@ -1081,9 +1083,11 @@ class Extension:
                     code = "NoSuchEntity" if "not found" in str(error).lower() or "cannot be found" in str(error).lower() else "InvalidInput"
                     return query_error(code, str(error), 404 if code == "NoSuchEntity" else 400)
         status, headers, out = self.call_moto(environ)
-        if described and status in (401, 403) and environ.get("HTTP_X_AMZ_TARGET") and out.lstrip().startswith(b"<"):
-            # moto answers auth failures as query-protocol XML even for JSON services; the SDK
-            # cannot read a code from that, so reshape it as the JSON protocol does.
+        json_protocol = environ.get("HTTP_X_AMZ_TARGET") or (described and described[2] in REST_JSON_SERVICES)
+        if described and status in (401, 403) and json_protocol and out.lstrip().startswith(b"<"):
+            # moto answers auth failures as query-protocol XML even for JSON and REST-JSON
+            # services; the SDK cannot read a code from that, so reshape it as the JSON
+            # protocols do (the code in `__type` and in the x-amzn-ErrorType header).
             code, message = error_of(status, out)
             code = JSON_ERROR_CODES.get(code, code)
             return json_response(status, {"__type": code, "message": message or code}, code)
@@ -1575,10 +1579,14 @@ def patch_policy_evaluation():
         # moto rebuilds a form-encoded body from its parsed fields to check the signature
         # (werkzeug has consumed the stream), encoding a space as `+` where the SDK sent
         # `%20`: a correctly signed IAM call with a space in a policy document failed with
-        # SignatureDoesNotMatch. AWS checks the signature over the bytes sent; so does this.
+        # SignatureDoesNotMatch. For REST-JSON services (Lambda) it passes the request's
+        # headers as the data of a GET, so every signed ListFunctions failed. AWS checks the
+        # signature over the bytes sent; so does this (S3 signs its payload hash in a header
+        # and JSON-protocol bodies reach moto unchanged: both are left to moto).
         request = original_request(self)
         body = getattr(CURRENT, "body", None)
-        if body and self._method == "POST" and not self._headers.get("X-Amz-Target"):
+        if (body is not None and not self._headers.get("X-Amz-Target")
+                and not isinstance(self, access_control.S3IAMRequest)):
             request.data = body
         return request
 

@@ -257,6 +257,13 @@ impl Athena for Adapters {
 }
 
 impl Workload for Adapters {
+    async fn list_functions(
+        &self,
+        account: &str,
+    ) -> AwsResult<Vec<whittle_engine::ports::FunctionSummary>> {
+        self.aws.list_functions(account).await
+    }
+
     async fn invoke_function(&self, account: &str, function: &str, payload: &str) -> AwsResult<()> {
         self.aws.invoke_function(account, function, payload).await
     }

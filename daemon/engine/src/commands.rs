@@ -107,6 +107,8 @@ pub struct RotateCommand {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "command", content = "args", rename_all = "kebab-case")]
 pub enum StateCommand {
+    /// `whittle discover`: the discover job, once.
+    Discover,
     Mine(MineCommand),
     Plan(PlanCommand),
     Apply(ApplyCommand),
@@ -121,7 +123,7 @@ impl StateCommand {
         match self {
             StateCommand::Apply(_) | StateCommand::Rollback(_) => true,
             StateCommand::Rotate(args) => !args.dry_run,
-            StateCommand::Mine(_) | StateCommand::Plan(_) => false,
+            StateCommand::Discover | StateCommand::Mine(_) | StateCommand::Plan(_) => false,
         }
     }
 }
@@ -208,6 +210,19 @@ pub async fn run<P: Ports>(
     cancel: &CancellationToken,
 ) -> anyhow::Result<Output> {
     match command {
+        StateCommand::Discover => Ok(match crate::jobs::discover(engine, cancel).await {
+            Ok(summary) => Output {
+                stdout: format!("{}\n", summary.replace("; ", "\n")),
+                exit_code: 0,
+            },
+            Err(error) => {
+                tracing::error!(error = %crate::one_line(&error), "Discovery failed");
+                Output {
+                    stdout: String::new(),
+                    exit_code: 1,
+                }
+            }
+        }),
         StateCommand::Mine(args) => mine_command(engine, args, terminal, cancel).await,
         StateCommand::Plan(PlanCommand::Show {
             id,

@@ -7,7 +7,7 @@ use tracing::{info, warn};
 
 use crate::Engine;
 use crate::ports::Ports;
-use crate::records::{JobName, RoleInventory, StoredPlan, TrialRecord};
+use crate::records::{FunctionInventory, JobName, RoleInventory, StoredPlan, TrialRecord};
 use crate::rotate::ReportOutcome;
 
 /// Runs one job.
@@ -138,10 +138,13 @@ async fn check_aws<P: Ports>(
 }
 
 /// Reads each account's roles (accounts at once, up to `[aws] concurrent_accounts`),
-/// classifies them with the target selector and stores each inventory. An account that
-/// cannot be read keeps its last inventory and fails the run, named, after the others are
-/// stored. Read-only on AWS.
-async fn discover<P: Ports>(
+/// classifies them with the target selector and stores each inventory, then lists the
+/// account's Lambda functions (whose sessions `whittle usage` and the planner tell apart on
+/// a shared role). An account that cannot be read keeps its last inventory and fails the
+/// run, named, after the others are stored; functions that cannot be listed keep their last
+/// list and are only warned about, so that a role without lambda:ListFunctions still
+/// discovers its targets. Read-only on AWS. `whittle discover` runs it once.
+pub async fn discover<P: Ports>(
     engine: &Engine<P>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<String> {
@@ -149,14 +152,33 @@ async fn discover<P: Ports>(
         return Ok(String::new());
     }
     let inventories = engine.state.tree::<RoleInventory>()?;
+    let function_lists = engine.state.tree::<FunctionInventory>()?;
     let mut summaries = Vec::new();
     let mut failed = Vec::new();
     let reads = crate::targets::read_all(engine, crate::ports::SnapshotScope::Roles).await;
     for (account, read) in reads {
         match read {
             Ok((inventory, _)) => {
+                let functions = match engine.ports.list_functions(&account).await {
+                    Ok(functions) => {
+                        let listed = format!(", {} function(s)", functions.len());
+                        function_lists.put(
+                            &account,
+                            &FunctionInventory {
+                                account: account.clone(),
+                                listed_at: engine.now(),
+                                functions,
+                            },
+                        )?;
+                        listed
+                    }
+                    Err(error) => {
+                        warn!(account, %error, "Functions not listed");
+                        ", functions not listed".to_owned()
+                    }
+                };
                 summaries.push(format!(
-                    "{account}: {} target(s), {} protected, {} not selected",
+                    "{account}: {} target(s), {} protected, {} not selected{functions}",
                     inventory.targets.len(),
                     inventory.protected.len(),
                     inventory.not_selected

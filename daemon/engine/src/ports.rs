@@ -257,8 +257,25 @@ pub trait Athena: Send + Sync {
     ) -> impl Future<Output = AwsResult<Vec<Vec<Option<String>>>>> + Send;
 }
 
-/// The workload a trial exercises and watches: Lambda and CloudWatch.
+/// A Lambda function as lambda:ListFunctions lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FunctionSummary {
+    pub name: String,
+    pub arn: String,
+    /// The execution role's ARN: the role whose sessions carry the function's name.
+    pub role: String,
+    /// Changes with every update of the function's code or configuration (`RevisionId`).
+    pub revision: Option<String>,
+}
+
+/// The workload a trial exercises and watches, and the functions discovery lists: Lambda
+/// and CloudWatch.
 pub trait Workload: Send + Sync {
+    /// Every function of the account in whittle's region (lambda:ListFunctions, paged).
+    fn list_functions(
+        &self,
+        account: &str,
+    ) -> impl Future<Output = AwsResult<Vec<FunctionSummary>>> + Send;
     /// Invokes a function synchronously; an error names a function error too.
     fn invoke_function(
         &self,

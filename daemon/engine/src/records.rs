@@ -606,6 +606,21 @@ impl Record for RoleInventory {
     type Key = String;
 }
 
+/// The Lambda functions the last `discover` run listed in one account, for telling which
+/// sessions of a role are its functions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionInventory {
+    pub account: String,
+    pub listed_at: Timestamp,
+    pub functions: Vec<crate::ports::FunctionSummary>,
+}
+
+impl Record for FunctionInventory {
+    const TREE: &'static str = "function_inventory";
+    const VERSION: u16 = 1;
+    type Key = String;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

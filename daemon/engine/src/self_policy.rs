@@ -362,6 +362,14 @@ fn account_statements(
         &["iam:GetRole"],
         all_roles.clone(),
     ));
+    // jobs.rs `discover` (and `whittle discover`): iam.rs `list_functions` calls
+    // lambda:ListFunctions, which supports no resource-level permissions (`*`), to tell a
+    // shared role's sessions apart by function.
+    out.push(allow(
+        "DiscoverListFunctions",
+        &["lambda:ListFunctions"],
+        vec!["*".to_owned()],
+    ));
     // Planning, apply, trial snapshots: iam.rs `role_policies` (ListRolePolicies,
     // GetRolePolicy, ListAttachedRolePolicies on the target) and `managed_policy` (GetPolicy,
     // GetPolicyVersion on any policy attached to it: the account's or AWS's own).

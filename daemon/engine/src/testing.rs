@@ -108,6 +108,8 @@ pub struct World {
     /// Function -> error data points (time ms, count).
     pub lambda_errors: BTreeMap<String, Vec<(i64, f64)>>,
     pub invocations: Vec<String>,
+    /// The Lambda functions ListFunctions lists.
+    pub functions: Vec<crate::ports::FunctionSummary>,
     /// What the workload does when exercised (`run(["exercise", ...])` or an invocation).
     pub workload: Vec<Call>,
     /// Calls the workload makes by itself (live traffic) when the clock reaches their time.
@@ -800,6 +802,13 @@ impl Athena for Fake {
 }
 
 impl Workload for Fake {
+    async fn list_functions(
+        &self,
+        _account: &str,
+    ) -> AwsResult<Vec<crate::ports::FunctionSummary>> {
+        Ok(self.call("lambda:ListFunctions")?.functions.clone())
+    }
+
     async fn invoke_function(
         &self,
         _account: &str,

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::Engine;
 use crate::ports::Ports;
-use crate::records::{LastAccessed, StoredUsage};
+use crate::records::{FunctionInventory, LastAccessed, StoredUsage};
 use whittle_planner::trail::parse_time;
 use whittle_planner::usage::{LastAccessedReport, RoleReport, UsageReport};
 
@@ -35,6 +35,14 @@ pub fn build<P: Ports>(
     crate::mine::fold_pending(engine)?;
     let usage = state.tree::<StoredUsage>()?;
     let last_accessed = state.tree::<LastAccessed>()?;
+    // (execution role, function name) -> function ARN, from the last discovery.
+    let mut functions = std::collections::HashMap::new();
+    for item in state.tree::<FunctionInventory>()?.iter() {
+        let (_, inventory) = item?;
+        for f in inventory.functions {
+            functions.insert((f.role, f.name), f.arn);
+        }
+    }
     let mut roles = Vec::new();
     let wanted = |arn: &str| only.is_empty() || only.iter().any(|o| o == arn);
     for item in usage.iter() {
@@ -46,6 +54,11 @@ pub fn build<P: Ports>(
             report.last_accessed = last_accessed.get(&arn)?.map(|l| {
                 LastAccessedReport::build(i64::try_from(l.fetched_at.0).unwrap_or(0), &l.services)
             });
+            for session in &mut report.session_usage {
+                session.function = functions
+                    .get(&(arn.clone(), session.session.clone()))
+                    .cloned();
+            }
             roles.push(report);
         }
     }
@@ -205,6 +218,7 @@ pub fn render_text(report: &UsageReport) -> String {
                 );
             }
         }
+        render_functions(&mut out, role);
         if let Some(last) = &role.last_accessed {
             let services: Vec<String> = last
                 .services
@@ -223,4 +237,42 @@ pub fn render_text(report: &UsageReport) -> String {
         }
     }
     out
+}
+
+/// A shared role's functions (the sessions discovery matched to a function of the role) and
+/// what each used; then what every other session used, counted together. Nothing when no
+/// function of the role is known (run `whittle discover`).
+fn render_functions(out: &mut String, role: &RoleReport) {
+    let functions: Vec<_> = role
+        .session_usage
+        .iter()
+        .filter(|s| s.function.is_some())
+        .collect();
+    if functions.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  functions ({}):", functions.len());
+    for f in &functions {
+        let _ = writeln!(out, "    {}  ({} actions)", f.session, f.actions.len());
+        for a in &f.actions {
+            let _ = writeln!(out, "      {}  {}  last {}", a.action, a.count, a.last_seen);
+        }
+    }
+    // Sessions that are no function of this role pool with the other sessions.
+    let mut others: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    let pooled = role
+        .session_usage
+        .iter()
+        .filter(|s| s.function.is_none())
+        .flat_map(|s| &s.actions)
+        .chain(&role.other_sessions);
+    for a in pooled {
+        *others.entry(a.action.as_str()).or_default() += a.count;
+    }
+    if !others.is_empty() {
+        let _ = writeln!(out, "    other sessions  ({} actions)", others.len());
+        for (action, count) in others {
+            let _ = writeln!(out, "      {action}  {count}");
+        }
+    }
 }

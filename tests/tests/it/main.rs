@@ -5,6 +5,7 @@ mod accounts;
 mod cli;
 mod daemon;
 mod emulator;
+mod functions;
 mod mining;
 mod plan;
 mod rotation;

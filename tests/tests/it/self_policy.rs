@@ -178,6 +178,7 @@ async fn run_demo(policy: &Value) -> Outcome {
     let c = config.as_str();
     let orders = "arn:aws:iam::123456789012:role/app-orders";
     let workflows = async {
+        run(&["discover", "--config", c], 0)?;
         run(&["rotate", "--config", c, "--now"], 0)?;
         run(&["status", "--config", c, "--check-aws"], 0)?;
         run(&["mine", "--config", c, "--no-progress"], 0)?;

@@ -446,6 +446,36 @@ impl Aws {
         )
     }
 
+    /// Every function of the account in the region of its SDK configuration.
+    /// ListFunctions pages with `Marker` / `NextMarker` (at most 50 a page) and returns only
+    /// the unpublished version of each function unless `FunctionVersion=ALL` is asked, which
+    /// is what a function's current execution role is (Lambda API reference, ListFunctions).
+    pub async fn list_functions(
+        &self,
+        account: &str,
+    ) -> AwsResult<Vec<whittle_engine::ports::FunctionSummary>> {
+        let lambda = aws_sdk_lambda::Client::new(self.sdk(account)?);
+        let mut pages = lambda.list_functions().into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| failed(&e, "lambda:ListFunctions", self.endpoint()))?;
+            for f in page.functions() {
+                let (Some(name), Some(arn), Some(role)) =
+                    (f.function_name(), f.function_arn(), f.role())
+                else {
+                    continue;
+                };
+                out.push(whittle_engine::ports::FunctionSummary {
+                    name: name.to_owned(),
+                    arn: arn.to_owned(),
+                    role: role.to_owned(),
+                    revision: f.revision_id().map(str::to_owned),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Invokes a Lambda function synchronously; Err names a function error.
     pub async fn invoke_function(
         &self,

@@ -62,6 +62,7 @@ fn the_example_configuration_grants_each_feature_it_turns_on() {
         [
             "DiscoverReadAccount",
             "DiscoverReadRoles",
+            "DiscoverListFunctions",
             "PlanReadTargetPolicies",
             "PlanReadManagedPolicies",
             "ApplyChangeTargetRoles",
@@ -122,9 +123,11 @@ fn the_example_configuration_grants_each_feature_it_turns_on() {
             "arn:aws:iam::123456789012:role/aws-service-role/*"
         ])
     );
-    // Nothing for Lambda or CloudWatch: no playbook invokes a function or reads a metric.
+    // Lambda only to list functions, no CloudWatch: no playbook invokes a function or reads
+    // a metric.
     let text = policy.document.to_compact();
-    assert!(!text.contains("lambda:") && !text.contains("cloudwatch:"));
+    assert_eq!(text.matches("lambda:").count(), 1, "{text}");
+    assert!(!text.contains("lambda:Invoke") && !text.contains("cloudwatch:"));
     assert!(!text.contains("\"Action\":\"*\"") && !text.contains(":*\""));
 }
 
@@ -136,6 +139,7 @@ fn features_left_off_grant_nothing() {
         [
             "DiscoverReadAccount",
             "DiscoverReadRoles",
+            "DiscoverListFunctions",
             "PlanReadTargetPolicies",
             "PlanReadManagedPolicies",
             "ApplyChangeTargetRoles",
@@ -348,6 +352,7 @@ fn plan_self_names_the_statements_whittle_did_not_use() {
     let used: BTreeMap<String, u64> = [
         ("iam:GetAccountAuthorizationDetails".to_owned(), 3),
         ("IAM:GETROLE".to_owned(), 1),
+        ("lambda:ListFunctions".to_owned(), 1),
         ("iam:GetPolicy".to_owned(), 2),
         ("s3:GetObject".to_owned(), 9),
     ]
@@ -375,7 +380,7 @@ fn plan_self_names_the_statements_whittle_did_not_use() {
     );
     let text = render_self_plans(&[plan], 90);
     assert!(text.starts_with(
-        "whittle-staging for arn:aws:iam::123456789012:role/whittle: 2 of 6 statements unused in the last 90 days\n"
+        "whittle-staging for arn:aws:iam::123456789012:role/whittle: 2 of 7 statements unused in the last 90 days\n"
     ));
     assert!(text.contains("  UNUSED ApplyChangeTargetRoles"));
     assert!(text.contains("  used   ProtectedRolesNeverChange    a Deny"));

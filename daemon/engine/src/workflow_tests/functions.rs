@@ -1,0 +1,174 @@
+//! A role that several Lambda functions share: mining keeps each function's own use, the
+//! `discover` job lists which functions run under which role, and `whittle usage` tells the
+//! role's functions apart from its other sessions.
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::{EVENTS_SOURCE, mine};
+use crate::ports::FunctionSummary;
+use crate::records::{FunctionInventory, RoleInventory};
+use crate::testing::{ACCOUNT_ID, TestEngine};
+
+/// A call by `role_name` under the session `session`, as CloudTrail records a Lambda
+/// function's (the session is the function's name).
+fn call(t: &TestEngine, role_name: &str, session: &str, source: &str, name: &str) {
+    let mut world = t.fake.world();
+    world.next_id += 1;
+    let record = json!({
+        "eventVersion": "1.08",
+        "eventTime": crate::time::format(world.now),
+        "eventSource": source,
+        "eventName": name,
+        "awsRegion": "us-east-1",
+        "eventID": format!("event-{}", world.next_id),
+        "recipientAccountId": ACCOUNT_ID,
+        "userIdentity": {
+            "type": "AssumedRole",
+            "arn": format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role_name}/{session}"),
+            "accountId": ACCOUNT_ID,
+            "sessionContext": {"sessionIssuer": {"type": "Role",
+                "arn": format!("arn:aws:iam::{ACCOUNT_ID}:role/{role_name}")}},
+        },
+    });
+    let at = world.now.as_millis_i64();
+    world.events.push((at, record.to_string()));
+}
+
+fn function(name: &str, role_name: &str) -> FunctionSummary {
+    FunctionSummary {
+        name: name.to_owned(),
+        arn: format!("arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:{name}"),
+        role: format!("arn:aws:iam::{ACCOUNT_ID}:role/{role_name}"),
+        revision: Some(format!("rev-{name}")),
+    }
+}
+
+#[tokio::test]
+async fn usage_shows_a_shared_roles_functions_apart_from_its_other_sessions() {
+    let t = TestEngine::new(EVENTS_SOURCE);
+    let shared = t
+        .fake
+        .add_role("orders-service", &[("whittle", "managed")], &[]);
+    t.fake.world().functions = vec![
+        function("orders-read", "orders-service"),
+        function("orders-write", "orders-service"),
+        // The same name under another role is not this role's function.
+        function("orders-batch", "batch"),
+    ];
+    call(
+        &t,
+        "orders-service",
+        "orders-read",
+        "s3.amazonaws.com",
+        "GetObject",
+    );
+    call(
+        &t,
+        "orders-service",
+        "orders-read",
+        "dynamodb.amazonaws.com",
+        "GetItem",
+    );
+    call(
+        &t,
+        "orders-service",
+        "orders-write",
+        "dynamodb.amazonaws.com",
+        "PutItem",
+    );
+    call(
+        &t,
+        "orders-service",
+        "orders-batch",
+        "sqs.amazonaws.com",
+        "SendMessage",
+    );
+    call(
+        &t,
+        "orders-service",
+        "i-0123456789abcdef0",
+        "sqs.amazonaws.com",
+        "ReceiveMessage",
+    );
+    mine(&t.engine).await;
+
+    let summary = crate::jobs::discover(&t.engine, &CancellationToken::new())
+        .await
+        .expect("discovery");
+    assert!(summary.contains("3 function(s)"), "{summary}");
+
+    let report = crate::usage::build(&t.engine, std::slice::from_ref(&shared), 0).expect("usage");
+    let role = &report.roles[0];
+    let sessions: Vec<(&str, Option<&str>, Vec<&str>)> = role
+        .session_usage
+        .iter()
+        .map(|s| {
+            (
+                s.session.as_str(),
+                s.function.as_deref(),
+                s.actions.iter().map(|a| a.action.as_str()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sessions,
+        [
+            ("orders-batch", None, vec!["sqs:SendMessage"]),
+            (
+                "orders-read",
+                Some("arn:aws:lambda:us-east-1:111111111111:function:orders-read"),
+                vec!["dynamodb:GetItem", "s3:GetObject"]
+            ),
+            (
+                "orders-write",
+                Some("arn:aws:lambda:us-east-1:111111111111:function:orders-write"),
+                vec!["dynamodb:PutItem"]
+            ),
+        ]
+    );
+    let text = crate::usage::render_text(&report);
+    assert!(
+        text.contains("  functions (2):\n    orders-read  (2 actions)"),
+        "{text}"
+    );
+    // Not a function of this role, and the instance's session: pooled.
+    assert!(
+        text.contains(
+            "    other sessions  (2 actions)\n      sqs:ReceiveMessage  1\n      sqs:SendMessage  1"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn discovery_without_lambda_access_still_stores_the_targets() {
+    let t = TestEngine::new("");
+    t.fake
+        .add_role("orders-service", &[("whittle", "managed")], &[]);
+    t.fake
+        .world()
+        .faults
+        .insert("lambda:ListFunctions".to_owned(), 1);
+    let summary = crate::jobs::discover(&t.engine, &CancellationToken::new())
+        .await
+        .expect("discovery");
+    assert!(summary.contains("functions not listed"), "{summary}");
+    let state = &t.engine.state;
+    assert!(
+        state
+            .tree::<RoleInventory>()
+            .expect("tree")
+            .get(&"staging".to_owned())
+            .expect("read")
+            .is_some()
+    );
+    assert!(
+        state
+            .tree::<FunctionInventory>()
+            .expect("tree")
+            .get(&"staging".to_owned())
+            .expect("read")
+            .is_none()
+    );
+}

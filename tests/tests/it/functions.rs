@@ -1,0 +1,208 @@
+//! A role that several Lambda functions share, against the emulator: `whittle discover`
+//! lists the functions (lambda:ListFunctions), `whittle mine` keeps what each function's
+//! session used, and `whittle usage --role` shows each function apart from the role's
+//! other sessions.
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const ROLE: &str = "svc-shared";
+const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/svc-shared";
+/// The smallest valid zip archive (an empty one): the emulator does not run the code.
+const EMPTY_ZIP: [u8; 22] = [
+    0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+/// Credentials of the shared role under the session `session`, as Lambda gives a function.
+async fn session_of(
+    emulator: &whittle_tests::Emulator,
+    admin: &aws_config::SdkConfig,
+    session: &str,
+) -> aws_config::SdkConfig {
+    let creds = aws_sdk_sts::Client::new(admin)
+        .assume_role()
+        .role_arn(ROLE_ARN)
+        .role_session_name(session)
+        .send()
+        .await
+        .expect("assume role")
+        .credentials
+        .expect("credentials");
+    emulator
+        .sdk_config_with(
+            creds.access_key_id(),
+            creds.secret_access_key(),
+            Some(creds.session_token()),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_shows_what_each_function_of_a_shared_role_used() {
+    let emulator = whittle_tests::Emulator::start(&[]);
+    let root = emulator.sdk_config().await;
+    let iam = aws_sdk_iam::Client::new(&root);
+    let (admin_id, admin_secret) = admin_user(&iam).await;
+    let admin = emulator
+        .sdk_config_with(&admin_id, &admin_secret, None)
+        .await;
+    create_role(&iam, ROLE, &[("whittle:managed", "true")]).await;
+    let lambda = aws_sdk_lambda::Client::new(&root);
+    for name in ["svc-read", "svc-write", "svc-list"] {
+        lambda
+            .create_function()
+            .function_name(name)
+            .runtime(aws_sdk_lambda::types::Runtime::Python312)
+            .handler("app.handler")
+            .role(ROLE_ARN)
+            .code(
+                aws_sdk_lambda::types::FunctionCode::builder()
+                    .zip_file(aws_sdk_lambda::primitives::Blob::new(EMPTY_ZIP.to_vec()))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("function");
+    }
+    let s3 = |sdk: &aws_config::SdkConfig| {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(sdk)
+                .force_path_style(true)
+                .build(),
+        )
+    };
+    s3(&root)
+        .create_bucket()
+        .bucket("svc-trail")
+        .send()
+        .await
+        .expect("bucket");
+    aws_sdk_ssm::Client::new(&root)
+        .put_parameter()
+        .name("/svc/endpoint")
+        .value("https://svc.internal")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .expect("parameter");
+    start_trail(&root, "svc-trail", "svc-trail").await;
+
+    // Each function does its own part; an EC2 instance shares the role too.
+    let read = session_of(&emulator, &admin, "svc-read").await;
+    aws_sdk_ssm::Client::new(&read)
+        .get_parameter()
+        .name("/svc/endpoint")
+        .send()
+        .await
+        .expect("GetParameter");
+    let write = session_of(&emulator, &admin, "svc-write").await;
+    aws_sdk_ssm::Client::new(&write)
+        .put_parameter()
+        .name("/svc/endpoint")
+        .value("https://svc-2.internal")
+        .overwrite(true)
+        .send()
+        .await
+        .expect("PutParameter");
+    let list = session_of(&emulator, &admin, "svc-list").await;
+    s3(&list).list_buckets().send().await.expect("ListBuckets");
+    let instance = session_of(&emulator, &admin, "i-0123456789abcdef0").await;
+    aws_sdk_kms::Client::new(&instance)
+        .list_keys()
+        .send()
+        .await
+        .expect("ListKeys");
+    emulator.post_json("/whittle-emulator/deliver", &json!({}));
+
+    let ws = Workspace::new();
+    let config = ws.emulator_config(&emulator.url, "svc");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).expect("config")
+            + r#"
+[mining]
+last_accessed = false
+[[mining.sources]]
+name = "trail"
+kind = "s3"
+account = "staging"
+bucket = "svc-trail"
+"#,
+    )
+    .expect("config");
+    let c = config.to_str().expect("utf-8");
+    let out = whittle(&["--config", c, "mine", "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = whittle(&["--config", c, "discover"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("3 function(s)"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = whittle(&[
+        "--config", c, "usage", "--role", ROLE_ARN, "--format", "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("usage JSON");
+    let role = &report["roles"][0];
+    let per_session: Vec<(String, Value, Vec<String>)> = role["session_usage"]
+        .as_array()
+        .expect("session_usage")
+        .iter()
+        .map(|s| {
+            (
+                s["session"].as_str().unwrap_or_default().to_owned(),
+                s["function"].clone(),
+                s["actions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a["action"].as_str().map(str::to_owned))
+                    .collect(),
+            )
+        })
+        .collect();
+    let function = |name: &str| {
+        json!(format!(
+            "arn:aws:lambda:us-east-1:123456789012:function:{name}"
+        ))
+    };
+    assert_eq!(
+        per_session,
+        [
+            (
+                "svc-list".to_owned(),
+                function("svc-list"),
+                vec!["s3:ListAllMyBuckets".to_owned()]
+            ),
+            (
+                "svc-read".to_owned(),
+                function("svc-read"),
+                vec!["ssm:GetParameter".to_owned()]
+            ),
+            (
+                "svc-write".to_owned(),
+                function("svc-write"),
+                vec!["ssm:PutParameter".to_owned()]
+            ),
+        ]
+    );
+    let others: Vec<&str> = role["other_sessions"]
+        .as_array()
+        .expect("other_sessions")
+        .iter()
+        .filter_map(|a| a["action"].as_str())
+        .collect();
+    assert_eq!(others, ["kms:ListKeys"]);
+
+    let out = whittle(&["--config", c, "usage", "--role", ROLE_ARN]);
+    let shown = text(&out.stdout);
+    assert!(shown.contains("  functions (3):"), "{shown}");
+    assert!(
+        shown.contains("    other sessions  (1 actions)\n      kms:ListKeys  1"),
+        "{shown}"
+    );
+}
