@@ -33,6 +33,7 @@ pub mod records;
 pub mod rotate;
 pub mod self_policy;
 pub mod snapshot;
+pub mod split;
 pub mod status;
 pub mod targets;
 pub mod time;

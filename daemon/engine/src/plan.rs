@@ -132,6 +132,7 @@ pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow:
                     risks: Vec::new(),
                     notes: Vec::new(),
                     inline_size: 0,
+                    split: None,
                 }
             }
         };
@@ -141,6 +142,7 @@ pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow:
         }
         roles.push(role_plan);
     }
+    crate::split::split_shared_roles(state, &mut roles, &settings, &catalog)?;
     let plan = Plan {
         schema: PLAN_SCHEMA,
         id: new_id("plan", engine.now()),

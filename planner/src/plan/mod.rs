@@ -24,6 +24,7 @@
 
 pub mod diff;
 pub mod render;
+pub mod split;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -352,6 +353,9 @@ pub struct RolePlan {
     pub notes: Vec<String>,
     /// The size of the role's inline policies after the change, whitespace not counted.
     pub inline_size: usize,
+    /// One role per function, when several Lambda functions share this role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<split::SplitProposal>,
 }
 
 impl RolePlan {
@@ -369,6 +373,7 @@ impl RolePlan {
             risks: Vec::new(),
             notes: Vec::new(),
             inline_size: 0,
+            split: None,
         }
     }
 
@@ -671,6 +676,7 @@ pub fn propose(
         risks: Vec::new(),
         notes,
         inline_size: 0,
+        split: None,
     };
     if observed.is_none() || observed_days < settings.min_observation_days {
         plan.status = RoleStatus::NotShrunk;

@@ -229,6 +229,9 @@ pub fn text(plan: &Plan, colour: bool) -> String {
                 kept.reason.as_str()
             );
         }
+        if let Some(split) = &role.split {
+            out.push_str(&split.text());
+        }
         if role.status != RoleStatus::Changes {
             continue;
         }
@@ -420,6 +423,9 @@ fn role_section(plan: &Plan, role: &RolePlan, folded: bool) -> String {
     if role.status == RoleStatus::Error {
         return out;
     }
+    if let Some(split) = &role.split {
+        out.push_str(&split.markdown());
+    }
     if !role.removed.is_empty() {
         // service -> level -> (count, names)
         let mut by_service: std::collections::BTreeMap<
@@ -566,7 +572,7 @@ fn role_section(plan: &Plan, role: &RolePlan, folded: bool) -> String {
 }
 
 /// An identifier for IaC: letters, digits and `_` (Terraform) or alphanumerics (CFN).
-fn identifier(parts: &[&str], separator: &str) -> String {
+pub(super) fn identifier(parts: &[&str], separator: &str) -> String {
     parts
         .iter()
         .map(|p| {
@@ -578,7 +584,7 @@ fn identifier(parts: &[&str], separator: &str) -> String {
         .join(separator)
 }
 
-fn camel(parts: &[&str]) -> String {
+pub(super) fn camel(parts: &[&str]) -> String {
     parts
         .iter()
         .flat_map(|p| p.split(|c: char| !c.is_ascii_alphanumeric()))
@@ -627,7 +633,17 @@ pub fn terraform(plan: &Plan) -> String {
             out.push('\n');
         }
     }
+    for (role, split) in splits(plan) {
+        out.push_str(&split.terraform(crate::targets::role_name(&role.role_arn)));
+    }
     out
+}
+
+/// The roles with a split proposal, whatever their own status.
+fn splits(plan: &Plan) -> impl Iterator<Item = (&RolePlan, &super::split::SplitProposal)> {
+    plan.roles
+        .iter()
+        .filter_map(|r| r.split.as_ref().map(|s| (r, s)))
 }
 
 /// One `aws_iam_role_policy` resource: `role` is an HCL expression (a quoted name, or a
@@ -651,7 +667,7 @@ pub fn terraform_identifier(parts: &[&str]) -> String {
     identifier(parts, "_")
 }
 
-fn indent(text: &str, prefix: &str) -> String {
+pub(super) fn indent(text: &str, prefix: &str) -> String {
     text.lines()
         .map(|l| format!("{prefix}{l}"))
         .collect::<Vec<_>>()
@@ -683,6 +699,10 @@ pub fn cloudformation(plan: &Plan) -> String {
             out.push('\n');
         }
     }
+    for (role, split) in splits(plan) {
+        let _ = writeln!(out, "  # one role per function of {}", role.role_arn);
+        out.push_str(&split.cloudformation());
+    }
     out
 }
 
@@ -708,7 +728,7 @@ pub fn cloudformation_logical_id(parts: &[&str]) -> String {
 }
 
 /// A YAML scalar: JSON strings are valid YAML.
-fn yaml_string(s: &str) -> String {
+pub(super) fn yaml_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
@@ -737,6 +757,10 @@ pub fn serverless(plan: &Plan) -> String {
                 }
             }
         }
+    }
+    for (role, split) in splits(plan) {
+        let _ = writeln!(out, "\n# {}", role.role_arn);
+        out.push_str(&split.serverless());
     }
     out
 }

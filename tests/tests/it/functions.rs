@@ -1,7 +1,7 @@
 //! A role that several Lambda functions share, against the emulator: `whittle discover`
 //! lists the functions (lambda:ListFunctions), `whittle mine` keeps what each function's
-//! session used, and `whittle usage --role` shows each function apart from the role's
-//! other sessions.
+//! session used, `whittle usage --role` shows each function apart from the role's other
+//! sessions, and `whittle plan` proposes one role per function.
 
 use serde_json::{Value, json};
 
@@ -39,7 +39,7 @@ async fn session_of(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn usage_shows_what_each_function_of_a_shared_role_used() {
+async fn a_shared_roles_functions_are_shown_apart_and_planned_one_role_each() {
     let emulator = whittle_tests::Emulator::start(&[]);
     let root = emulator.sdk_config().await;
     let iam = aws_sdk_iam::Client::new(&root);
@@ -48,6 +48,13 @@ async fn usage_shows_what_each_function_of_a_shared_role_used() {
         .sdk_config_with(&admin_id, &admin_secret, None)
         .await;
     create_role(&iam, ROLE, &[("whittle:managed", "true")]).await;
+    iam.put_role_policy()
+        .role_name(ROLE)
+        .policy_name("svc")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ssm:GetParameter","ssm:PutParameter","s3:ListAllMyBuckets","kms:ListKeys","sqs:*"],"Resource":"*"}]}"#)
+        .send()
+        .await
+        .expect("the shared policy");
     let lambda = aws_sdk_lambda::Client::new(&root);
     for name in ["svc-read", "svc-write", "svc-list"] {
         lambda
@@ -128,6 +135,8 @@ name = "trail"
 kind = "s3"
 account = "staging"
 bucket = "svc-trail"
+[planner]
+min_observation_days = 0
 "#,
     )
     .expect("config");
@@ -204,5 +213,58 @@ bucket = "svc-trail"
     assert!(
         shown.contains("    other sessions  (1 actions)\n      kms:ListKeys  1"),
         "{shown}"
+    );
+
+    // The plan: one role per function with exactly what it used; the instance's call
+    // stays on the shared role.
+    let out = whittle(&["--config", c, "plan", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    let role = plan["roles"]
+        .as_array()
+        .expect("roles")
+        .iter()
+        .find(|r| r["role_arn"] == ROLE_ARN)
+        .expect("the shared role");
+    let split: Vec<(String, Vec<String>)> = role["split"]["functions"]
+        .as_array()
+        .expect("a split")
+        .iter()
+        .map(|f| {
+            (
+                f["role_name"].as_str().unwrap_or_default().to_owned(),
+                f["kept"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|k| k["action"].as_str().map(str::to_owned))
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        split,
+        [
+            (
+                "svc-shared-svc-list".to_owned(),
+                vec!["s3:ListAllMyBuckets".to_owned()]
+            ),
+            (
+                "svc-shared-svc-read".to_owned(),
+                vec!["ssm:GetParameter".to_owned()]
+            ),
+            (
+                "svc-shared-svc-write".to_owned(),
+                vec!["ssm:PutParameter".to_owned()]
+            ),
+        ]
+    );
+    assert_eq!(role["split"]["shared_keeps"], json!(["kms:ListKeys"]));
+    let id = plan["id"].as_str().expect("plan id");
+    let out = whittle(&["--config", c, "plan", "show", id, "--format", "serverless"]);
+    let serverless = text(&out.stdout);
+    assert!(
+        serverless.contains("  svc-read:\n    iamRoleStatementsName: svc-shared-svc-read\n"),
+        "{serverless}"
     );
 }

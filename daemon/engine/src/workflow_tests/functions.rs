@@ -172,3 +172,96 @@ async fn discovery_without_lambda_access_still_stores_the_targets() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn a_plan_proposes_one_role_per_discovered_function_of_a_shared_role() {
+    let t = TestEngine::new(EVENTS_SOURCE);
+    let shared = t.fake.add_role(
+        "orders-service",
+        &[("whittle", "managed")],
+        &[(
+            "svc",
+            &super::allow(&[
+                "s3:GetObject",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "sqs:SendMessage",
+            ]),
+        )],
+    );
+    t.fake.world().functions = vec![
+        function("orders-read", "orders-service"),
+        function("orders-write", "orders-service"),
+    ];
+    call(
+        &t,
+        "orders-service",
+        "orders-read",
+        "s3.amazonaws.com",
+        "GetObject",
+    );
+    call(
+        &t,
+        "orders-service",
+        "orders-read",
+        "dynamodb.amazonaws.com",
+        "GetItem",
+    );
+    call(
+        &t,
+        "orders-service",
+        "orders-write",
+        "dynamodb.amazonaws.com",
+        "PutItem",
+    );
+    call(
+        &t,
+        "orders-service",
+        "i-0123456789abcdef0",
+        "sqs.amazonaws.com",
+        "SendMessage",
+    );
+    mine(&t.engine).await;
+
+    // Before discovery no function is known: no split.
+    let plan = super::plan(&t.engine).await;
+    assert!(plan.roles[0].split.is_none());
+
+    crate::jobs::discover(&t.engine, &CancellationToken::new())
+        .await
+        .expect("discovery");
+    let plan = super::plan(&t.engine).await;
+    let role = plan
+        .roles
+        .iter()
+        .find(|r| r.role_arn == shared)
+        .expect("the shared role");
+    let split = role.split.as_ref().expect("a split proposal");
+    let per: Vec<(&str, Vec<&str>, Option<&str>)> = split
+        .functions
+        .iter()
+        .map(|f| {
+            (
+                f.role_name.as_str(),
+                f.kept.iter().map(|k| k.action.as_str()).collect(),
+                f.revision.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        per,
+        [
+            (
+                "orders-service-orders-read",
+                vec!["dynamodb:GetItem", "s3:GetObject"],
+                Some("rev-orders-read")
+            ),
+            (
+                "orders-service-orders-write",
+                vec!["dynamodb:PutItem"],
+                Some("rev-orders-write")
+            ),
+        ]
+    );
+    assert_eq!(split.shared_keeps, ["sqs:SendMessage"]);
+}

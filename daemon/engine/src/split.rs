@@ -1,0 +1,69 @@
+//! The split proposal of `whittle plan`: for a target role that two or more Lambda functions
+//! share (as the last `discover` listed them), one role per function from what each
+//! function's session used (the planner's `plan::split`). Reads the state only.
+
+use std::collections::{BTreeSet, HashMap};
+
+use whittle_planner::catalog::Catalog;
+use whittle_planner::plan::split::{FunctionUse, propose_split};
+use whittle_planner::plan::{RolePlan, Settings};
+use whittle_planner::trail::PrincipalKind;
+use whittle_planner::usage::PrincipalUsage;
+use whittle_state::State;
+
+use crate::ports::FunctionSummary;
+use crate::records::{FunctionInventory, NeededActions, StoredUsage};
+
+/// Adds a split proposal to each role of `roles` that discovered functions share.
+pub fn split_shared_roles(
+    state: &State,
+    roles: &mut [RolePlan],
+    settings: &Settings,
+    catalog: &Catalog,
+) -> anyhow::Result<()> {
+    // Execution role -> its functions, from the last discovery of every account.
+    let mut by_role: HashMap<String, Vec<FunctionSummary>> = HashMap::new();
+    for item in state.tree::<FunctionInventory>()?.iter() {
+        let (_, inventory) = item?;
+        for f in inventory.functions {
+            by_role.entry(f.role.clone()).or_default().push(f);
+        }
+    }
+    if by_role.is_empty() {
+        return Ok(());
+    }
+    let usage = state.tree::<StoredUsage>()?;
+    let needed = state.tree::<NeededActions>()?;
+    for role in roles.iter_mut() {
+        let Some(functions) = by_role.get(&role.role_arn) else {
+            continue;
+        };
+        let Some(StoredUsage { usage: stored, .. }) = usage.get(&role.role_arn)? else {
+            continue;
+        };
+        let mut uses = Vec::new();
+        let mut others: BTreeSet<String> = stored.other_sessions.keys().cloned().collect();
+        for (session, actions) in &stored.by_session {
+            match functions.iter().find(|f| &f.name == session) {
+                Some(f) => {
+                    let mut usage = PrincipalUsage::new(PrincipalKind::Role);
+                    usage.actions = actions.clone();
+                    uses.push(FunctionUse {
+                        name: &f.name,
+                        arn: &f.arn,
+                        revision: f.revision.as_deref(),
+                        usage,
+                    });
+                }
+                // A session named like a function that is not one of this role's.
+                None => others.extend(actions.keys().cloned()),
+            }
+        }
+        let needed: Vec<String> = needed
+            .get(&role.role_arn)?
+            .map(|n| n.actions.into_keys().collect())
+            .unwrap_or_default();
+        role.split = propose_split(role, &uses, &others, &needed, settings, catalog);
+    }
+    Ok(())
+}
