@@ -66,14 +66,17 @@ CREATE EXTERNAL TABLE IF NOT EXISTS {table} (
         clientprovidedhostheader: STRING>
 )
 PARTITIONED BY (
+    `account` STRING,
     `region` STRING,
     `timestamp` STRING)
 ROW FORMAT SERDE 'org.apache.hive.hcatalog.data.JsonSerDe'
 STORED AS INPUTFORMAT 'com.amazon.emr.cloudtrail.CloudTrailInputFormat'
 OUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'
-LOCATION 's3://{bucket}/AWSLogs/{account}/CloudTrail/'
+LOCATION 's3://{bucket}/AWSLogs/'
 TBLPROPERTIES (
     'projection.enabled' = 'true',
+    'projection.account.type' = 'enum',
+    'projection.account.values' = '{accounts}',
     'projection.region.type' = 'enum',
     'projection.region.values' = '{regions}',
     'projection.timestamp.type' = 'date',
@@ -81,5 +84,5 @@ TBLPROPERTIES (
     'projection.timestamp.interval' = '1',
     'projection.timestamp.interval.unit' = 'DAYS',
     'projection.timestamp.range' = '2020/01/01,NOW',
-    'storage.location.template' = 's3://{bucket}/AWSLogs/{account}/CloudTrail/${region}/${timestamp}'
+    'storage.location.template' = 's3://{bucket}/AWSLogs/${account}/CloudTrail/${region}/${timestamp}'
 )

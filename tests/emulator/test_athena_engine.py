@@ -19,7 +19,7 @@ def table_ddl(table="cloudtrail", bucket="trail-bucket", regions="us-east-1,eu-w
     with open(os.path.join(HERE, "cloudtrail_table.sql")) as f:
         text = f.read()
     return (text.replace("{table}", table).replace("{bucket}", bucket)
-            .replace("{account}", ACCOUNT).replace("{regions}", regions))
+            .replace("{accounts}", ACCOUNT).replace("{regions}", regions))
 
 
 def record(time_, name, role="app", session="fn", error=None, region="us-east-1", event_id=None):
