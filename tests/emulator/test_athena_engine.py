@@ -125,6 +125,9 @@ class AthenaEngineTest(unittest.TestCase):
         self.assertEqual(self.rows(qid)[1], ["2"])  # ap-south-1 is not a projected region
         self.assertEqual(execution["Statistics"]["DataScannedInBytes"],
                          self.sizes[("us-east-1", "2026/11/21")] + self.sizes[("eu-west-1", "2026/11/21")])
+        qid, execution, _ = self.query("SELECT count(*) AS n FROM cloudtrail WHERE \"timestamp\" = '2020/01/01'")
+        self.assertEqual(self.rows(qid)[1], ["0"])
+        self.assertEqual(execution["Statistics"]["DataScannedInBytes"], 0)
         qid, execution, _ = self.query("SELECT count(*) AS n FROM cloudtrail")
         self.assertEqual(self.rows(qid)[1], ["5"])
         self.assertEqual(execution["Statistics"]["DataScannedInBytes"],
