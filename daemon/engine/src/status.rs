@@ -9,8 +9,8 @@ use whittle_state::{State, Timestamp};
 use crate::config::Config;
 use crate::ports::Identity;
 use crate::records::{
-    AthenaRun, ChangeRecord, ChangeStatus, JobHistory, JobRun, RoleInventory, RotationOutcome, RotationRecord,
-    StoredPlan, StoredUsage, TrialRecord, TrialStatus,
+    AthenaRun, ChangeRecord, ChangeStatus, JobHistory, JobRun, RoleInventory, RotationOutcome,
+    RotationRecord, StoredPlan, StoredUsage, TrialRecord, TrialStatus,
 };
 use crate::time::format;
 

@@ -23,9 +23,9 @@ use whittle_state::{Clock, LockOwner, State, Timestamp};
 use crate::Engine;
 use crate::config::Config;
 use crate::ports::{
-    Athena, AthenaQuery, AthenaResult, AuthorizationPage, AwsError, AwsErrorKind, AwsResult, Iam, Identity,
-    LookupEvents, LookupPage, OrgParent, OrgPolicySummary, Organizations, RoleDetail, SecretPorts,
-    SnapshotScope, TrailStore, Web, WebRequest, Workload,
+    Athena, AthenaQuery, AthenaResult, AuthorizationPage, AwsError, AwsErrorKind, AwsResult, Iam,
+    Identity, LookupEvents, LookupPage, OrgParent, OrgPolicySummary, Organizations, RoleDetail,
+    SecretPorts, SnapshotScope, TrailStore, Web, WebRequest, Workload,
 };
 
 /// The account every test works in.

@@ -157,7 +157,11 @@ async fn athena_and_file_mining_give_the_same_usage_and_runs_scan_only_new_parti
     let admin = emulator.sdk_config().await;
     let s3 = s3_client(&admin);
     for bucket in [BUCKET, RESULTS] {
-        s3.create_bucket().bucket(bucket).send().await.expect("bucket");
+        s3.create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("bucket");
     }
     // Four days of trail ending before today: 6,000 events of 40 roles in 3 accounts and 2
     // regions, with IAM users, AWS service events, denials and data events.
@@ -196,12 +200,17 @@ async fn athena_and_file_mining_give_the_same_usage_and_runs_scan_only_new_parti
     // An injected mistake first: a misspelt partition column fails the query as Athena
     // words it, and nothing reaches the usage store or the checkpoint.
     let bad_ws = Workspace::new();
-    let bad = config(&bad_ws, &emulator, &athena_source("cloudtrail_logs", "timestmp"));
+    let bad = config(
+        &bad_ws,
+        &emulator,
+        &athena_source("cloudtrail_logs", "timestmp"),
+    );
     let out = run(&bad, &["mine", "--format", "json"]);
     let report: Value = serde_json::from_slice(&out.stdout).expect("mine report");
     let error = report["sources"][0]["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("COLUMN_NOT_FOUND") && error.contains("Column 'timestmp' cannot be resolved"),
+        error.contains("COLUMN_NOT_FOUND")
+            && error.contains("Column 'timestmp' cannot be resolved"),
         "{report}"
     );
     assert_eq!(out.status.code(), Some(1), "nothing was read: exit 1");
@@ -210,7 +219,11 @@ async fn athena_and_file_mining_give_the_same_usage_and_runs_scan_only_new_parti
     assert!(status["usage"]["athena"].is_null(), "{status}");
     // A table that does not exist fails the same way.
     let missing_ws = Workspace::new();
-    let missing = config(&missing_ws, &emulator, &athena_source("cloudtrail_logz", "timestamp"));
+    let missing = config(
+        &missing_ws,
+        &emulator,
+        &athena_source("cloudtrail_logz", "timestamp"),
+    );
     let out = run(&missing, &["mine", "--format", "json"]);
     let report: Value = serde_json::from_slice(&out.stdout).expect("mine report");
     assert!(
@@ -227,12 +240,17 @@ async fn athena_and_file_mining_give_the_same_usage_and_runs_scan_only_new_parti
     let by_athena = mine(&athena);
     assert_eq!(by_files["stats"]["files"], corpus.files.len(), "{by_files}");
     // The first run reads every day of the look-back: every file is scanned once.
-    assert_eq!(by_athena["sources"][0]["bytes_scanned"], uploaded, "{by_athena}");
+    assert_eq!(
+        by_athena["sources"][0]["bytes_scanned"], uploaded,
+        "{by_athena}"
+    );
     let expected = comparable_usage(&files);
     let roles = expected["roles"].as_array().expect("roles");
     assert!(roles.len() >= 40, "{} principals", roles.len());
     assert!(
-        roles.iter().any(|r| !r["denied"].as_array().expect("denied").is_empty()),
+        roles
+            .iter()
+            .any(|r| !r["denied"].as_array().expect("denied").is_empty()),
         "the corpus has denials"
     );
     assert_eq!(comparable_usage(&athena), expected);

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultConfiguration};
 use aws_sdk_iam::types::{AccessAdvisorUsageGranularityType, JobStatusType};
-use whittle_engine::ports::{AthenaQuery, AthenaResult, AwsError, AwsErrorKind, AwsResult, LookupPage};
+use whittle_engine::ports::{
+    AthenaQuery, AthenaResult, AwsError, AwsErrorKind, AwsResult, LookupPage,
+};
 use whittle_planner::usage::ServiceLastAccessed;
 
 use super::Aws;

@@ -522,7 +522,10 @@ fn athena_sql(source: &SourceConfig, window: AthenaWindow) -> anyhow::Result<Str
     };
     let literal = |what: &str, value: &str| -> anyhow::Result<String> {
         if value.contains('\'') {
-            anyhow::bail!("source `{}`: {what} `{value}` contains a quote", source.name);
+            anyhow::bail!(
+                "source `{}`: {what} `{value}` contains a quote",
+                source.name
+            );
         }
         Ok(format!("'{value}'"))
     };
@@ -684,8 +687,7 @@ fn athena_row(row: &[Option<String>]) -> Result<AthenaRow<'_>, String> {
             .and_then(parse_time)
             .ok_or_else(|| format!("{} is not an ISO 8601 time", ATHENA_COLUMNS[i]))
     };
-    let (kind, principal, session) =
-        principal_of_identity(col(0).unwrap_or(""), col(1), col(2));
+    let (kind, principal, session) = principal_of_identity(col(0).unwrap_or(""), col(1), col(2));
     let count = col(9)
         .and_then(|c| c.parse::<u64>().ok())
         .ok_or("calls is not a number")?;
@@ -967,17 +969,26 @@ mod tests {
         // It ends before midnight: only day0's partition.
         let day = |ms: i64| format_time(ms)[..10].replace('-', "/");
         assert_eq!(second.partitions(), (day(day0), day(day0)));
-        let third = AthenaWindow::new(Some(second.end_ms), day0 - 9 * DAY, day0 + DAY + 20 * MINUTE, delay)
-            .expect("window");
+        let third = AthenaWindow::new(
+            Some(second.end_ms),
+            day0 - 9 * DAY,
+            day0 + DAY + 20 * MINUTE,
+            delay,
+        )
+        .expect("window");
         assert_eq!(third.partitions(), (day(day0), day(day0 + DAY)));
         // A window ending exactly at midnight does not name the next day.
-        let midnight = AthenaWindow::new(Some(second.end_ms), 0, day0 + DAY + delay, delay)
-            .expect("window");
+        let midnight =
+            AthenaWindow::new(Some(second.end_ms), 0, day0 + DAY + delay, delay).expect("window");
         assert_eq!(midnight.partitions(), (day(day0), day(day0)));
         // Nothing new within the same second, and a checkpoint older than the look-back
         // starts at the cutoff.
-        assert_eq!(AthenaWindow::new(Some(third.end_ms), 0, third.end_ms + delay + 999, delay), None);
-        let aged = AthenaWindow::new(Some(day0), day0 + DAY, day0 + 3 * DAY, delay).expect("window");
+        assert_eq!(
+            AthenaWindow::new(Some(third.end_ms), 0, third.end_ms + delay + 999, delay),
+            None
+        );
+        let aged =
+            AthenaWindow::new(Some(day0), day0 + DAY, day0 + 3 * DAY, delay).expect("window");
         assert_eq!(aged.start_ms, day0 + DAY);
     }
 
