@@ -42,6 +42,13 @@ What it adds to moto 5.2.5 (see ../../../shared/EMULATOR.md for the measured gap
   because no identity-based policy allows the s3:ACTION action` (or `with an explicit deny in an
   identity-based policy`, `because no permissions boundary allows …`), in the response and in
   the recorded errorMessage (for a body-less HEAD denial, in the recording only).
+- Athena executes the SQL it is sent (athena_engine.py): a `CREATE EXTERNAL TABLE` run through
+  StartQueryExecution registers a table (AWS's CloudTrail table, partition projection), and a
+  SELECT is transpiled from Trino to DuckDB and run over the trail files under the table's
+  location in S3, reading only the partitions its WHERE clause allows; GetQueryExecution
+  reports QUEUED/RUNNING/SUCCEEDED/FAILED with Athena's error messages and DataScannedInBytes,
+  results are CSV at the output location, paged by GetQueryResults. While results seeded
+  through moto's `/moto-api/static/athena/query-results` wait, moto answers (fault tests).
 - IAM GetAccountAuthorizationDetails pages (MaxItems, Marker, IsTruncated; moto answers all at
   once) and lists only the AWS-managed policies in use, as AWS does.
 - Control endpoints under /whittle-emulator/: POST seed-iam (thousands of roles and policies
