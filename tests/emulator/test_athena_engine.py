@@ -67,7 +67,7 @@ class AthenaEngineTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.emulator.proc.kill()
+        cls.emulator.close()
 
     @classmethod
     def query(cls, sql, database="default", output="s3://results/q/"):
