@@ -947,6 +947,14 @@ account = "prod"
 database = "d"
 table = "t"
 output_location = "athena-results"
+regions = ["us-east-1"]
+
+[[mining.sources]]
+name = "events"
+kind = "lookup-events"
+account = "staging"
+delivery_delay_minutes = 5
+region_partition = "region"
 
 [[mining.sources]]
 name = "recent"
@@ -960,7 +968,10 @@ kind = "lookup-everything"
             "22:10: `bucket` does not apply to kind = \"directory\"",
             "27:11: account `prod` is not one of the [[aws.accounts]] names",
             "30:19: `athena-results` is not an S3 URL",
-            "34:8: unknown variant `lookup-everything`",
+            "31:11: kind = \"athena\" reads `regions` through the table's region partition: set `region_partition` too",
+            "37:26: `delivery_delay_minutes` does not apply to kind = \"lookup-events\"",
+            "38:20: `region_partition` does not apply to kind = \"lookup-events\"",
+            "42:8: unknown variant `lookup-everything`",
         ];
         assert_eq!(found.len(), expect.len(), "{found:#?}");
         for (found, expected) in found.iter().zip(expect) {
