@@ -295,13 +295,26 @@ impl<'a> Record<'a> {
 fn principal_of<'r>(
     identity: &'r UserIdentity<'_>,
 ) -> (PrincipalKind, Option<Cow<'r, str>>, Option<Cow<'r, str>>) {
-    let kind = identity.kind.as_deref().unwrap_or("");
-    let arn = identity.arn.as_deref();
     let issuer = identity
         .session_context
         .as_ref()
         .and_then(|c| c.session_issuer.as_ref())
         .and_then(|i| i.arn.as_deref());
+    principal_of_identity(
+        identity.kind.as_deref().unwrap_or(""),
+        identity.arn.as_deref(),
+        issuer,
+    )
+}
+
+/// The principal kind, principal and session of an identity given as its `type`, `arn` and
+/// `sessionContext.sessionIssuer.arn`: what [`Record::event`] derives, for callers that read
+/// those three fields elsewhere (the Athena source reads them as query columns).
+pub fn principal_of_identity<'r>(
+    kind: &str,
+    arn: Option<&'r str>,
+    issuer: Option<&'r str>,
+) -> (PrincipalKind, Option<Cow<'r, str>>, Option<Cow<'r, str>>) {
     match kind {
         "AssumedRole" => {
             let session = arn

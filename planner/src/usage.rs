@@ -479,11 +479,13 @@ impl Aggregate {
     }
 
     /// Adds calls already aggregated elsewhere (an Athena result row): `count` calls of one
-    /// operation by one principal between `first_ms` and `last_ms`.
-    #[allow(clippy::too_many_arguments)]
+    /// operation by one principal between `first_ms` and `last_ms`, of the record type
+    /// `event_type` (`AwsApiCall`, `AwsServiceEvent`, …) when known. Request parameters and
+    /// `resources` are not part of such a row, so no resource or secret read is recorded.
     pub fn add_aggregated(
         &mut self,
         event: Event<'_>,
+        event_type: Option<&str>,
         count: u64,
         last_ms: i64,
         mapper: &mut Mapper<'_>,
@@ -493,7 +495,7 @@ impl Aggregate {
         self.add(
             Input {
                 event,
-                event_type: None,
+                event_type,
                 count,
                 last_ms,
             },

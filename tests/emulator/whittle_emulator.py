@@ -42,6 +42,13 @@ What it adds to moto 5.2.5 (see ../../../shared/EMULATOR.md for the measured gap
   because no identity-based policy allows the s3:ACTION action` (or `with an explicit deny in an
   identity-based policy`, `because no permissions boundary allows …`), in the response and in
   the recorded errorMessage (for a body-less HEAD denial, in the recording only).
+- Athena executes the SQL it is sent (athena_engine.py): a `CREATE EXTERNAL TABLE` run through
+  StartQueryExecution registers a table (AWS's CloudTrail table, partition projection), and a
+  SELECT is transpiled from Trino to DuckDB and run over the trail files under the table's
+  location in S3, reading only the partitions its WHERE clause allows; GetQueryExecution
+  reports QUEUED/RUNNING/SUCCEEDED/FAILED with Athena's error messages and DataScannedInBytes,
+  results are CSV at the output location, paged by GetQueryResults. While results seeded
+  through moto's `/moto-api/static/athena/query-results` wait, moto answers (fault tests).
 - IAM GetAccountAuthorizationDetails pages (MaxItems, Marker, IsTruncated; moto answers all at
   once) and lists only the AWS-managed policies in use, as AWS does.
 - Control endpoints under /whittle-emulator/: POST seed-iam (thousands of roles and policies
@@ -82,6 +89,8 @@ import uuid
 import xml.sax.saxutils
 from urllib.parse import parse_qs, unquote, urlparse
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import athena_engine  # noqa: E402  (beside this file; it imports duckdb and sqlglot lazily)
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
@@ -1022,6 +1031,7 @@ class Extension:
         else:
             if path == "/moto-api/reset":
                 self.recorder.reset()
+                athena_engine.reset()
             described = describe_request(environ, body)
             S3_DENIAL.message = None
             CURRENT.request = (described[2], described[3], described[4],
@@ -1061,6 +1071,10 @@ class Extension:
                 refused = authorize_intercepted(environ, body, described)
                 if refused:
                     return refused
+            if service == "athena" and action in ATHENA_ACTIONS:
+                handled = athena_call(environ, body, described)
+                if handled:
+                    return handled
             if service == "cloudtrail" and action == "LookupEvents":
                 account_id = identity_for(access_key)["accountId"]
                 # The request as sent (the recorded parameters are camelCased for CloudTrail).
@@ -1169,8 +1183,58 @@ class Extension:
             return json_response(200, self.recorder.lags())
         if action == "reset" and method == "POST":
             self.recorder.reset()
+            athena_engine.reset()
             return json_response(200, {"reset": True})
         return json_response(404, {"error": f"unknown control {method} {path}"})
+
+
+ATHENA_ACTIONS = ("StartQueryExecution", "GetQueryExecution", "GetQueryResults", "StopQueryExecution")
+
+
+def athena_seeded(account_id, region):
+    """Whether results were seeded through moto's API for this account and region: the fault
+    tests seed them, and then moto answers the query as before (seeded results win)."""
+    from moto.athena.models import athena_backends
+    try:
+        return bool(athena_backends[account_id][region].query_results_queue)
+    except KeyError:
+        return False
+
+
+def athena_call(environ, body, described):
+    """Answers an Athena call with athena_engine (the SQL is executed), or None to let moto
+    answer it: a query started while seeded results wait, and every call about such a query."""
+    access_key, region, service, action, params = described
+    account_id = identity_for(access_key)["accountId"]
+    request = json.loads(body or b"{}")
+    if action == "StartQueryExecution":
+        if athena_seeded(account_id, region):
+            return None
+    elif not athena_engine.owns(request.get("QueryExecutionId", "")):
+        return None
+    refused = authorize_intercepted(environ, body, described)
+    if refused:
+        return refused
+    if action == "StartQueryExecution":
+        status, doc = athena_engine.start(account_id, region, request, athena_workgroup_output(account_id, region, request.get("WorkGroup")))
+    elif action == "GetQueryExecution":
+        status, doc = 200, athena_engine.describe(request["QueryExecutionId"])
+    elif action == "GetQueryResults":
+        status, doc = athena_engine.results(request["QueryExecutionId"], request)
+    else:
+        status, doc = athena_engine.stop(request["QueryExecutionId"])
+    return json_response(status, doc, doc.get("__type"))
+
+
+def athena_workgroup_output(account_id, region, name):
+    """The output location configured on a workgroup in moto, if any."""
+    from moto.athena.models import athena_backends
+    try:
+        workgroup = athena_backends[account_id][region].work_groups.get(name or "primary")
+        config = getattr(workgroup, "configuration", None) or {}
+        return (config.get("ResultConfiguration") or {}).get("OutputLocation")
+    except (KeyError, AttributeError):
+        return None
 
 
 def authorize_intercepted(environ, body, described):
@@ -1481,6 +1545,8 @@ def request_resource(account_id, region, service, action, params, resource):
             return name if name.startswith("arn:") else f"arn:{partition}:lambda:{region}:{account_id}:function:{name}"
         if service == "athena" and action in ("StartQueryExecution", "GetQueryExecution", "GetQueryResults", "StopQueryExecution"):
             workgroup = _param(params, "WorkGroup")
+            if not workgroup and athena_engine.owns(_param(params, "QueryExecutionId") or ""):
+                workgroup = athena_engine.EXECUTIONS[_param(params, "QueryExecutionId")]["workgroup"]
             if not workgroup and _param(params, "QueryExecutionId"):
                 from moto.athena.models import athena_backends
                 execution = athena_backends[account_id][region].executions.get(_param(params, "QueryExecutionId"))

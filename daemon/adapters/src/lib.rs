@@ -24,9 +24,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use whittle_engine::Config;
 use whittle_engine::ports::{
-    Athena, AthenaQuery, AuthorizationPage, AwsResult, Iam, Identity, LookupEvents, LookupPage,
-    ManagedPolicy, OrgParent, OrgPolicySummary, Organizations, RolePolicies, RoleSummary,
-    ServiceLastAccessed, SnapshotScope, TrailStore, Web, WebRequest, Workload,
+    Athena, AthenaQuery, AthenaResult, AuthorizationPage, AwsResult, Iam, Identity, LookupEvents,
+    LookupPage, ManagedPolicy, OrgParent, OrgPolicySummary, Organizations, RolePolicies,
+    RoleSummary, ServiceLastAccessed, SnapshotScope, TrailStore, Web, WebRequest, Workload,
 };
 use whittle_state::{Clock, Timestamp};
 
@@ -251,7 +251,7 @@ impl Athena for Adapters {
         account: &str,
         query: &AthenaQuery,
         cancelled: &(dyn Fn() -> bool + Sync),
-    ) -> AwsResult<Vec<Vec<Option<String>>>> {
+    ) -> AwsResult<AthenaResult> {
         self.aws.athena_query(account, query, cancelled).await
     }
 }

@@ -244,17 +244,26 @@ pub struct AthenaQuery {
     pub columns: Vec<String>,
 }
 
+/// What a finished Athena query returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AthenaResult {
+    /// The rows, header row removed, each a list of nullable strings.
+    pub rows: Vec<Vec<Option<String>>>,
+    /// The bytes the query read (`Statistics.DataScannedInBytes`): what Athena bills.
+    pub bytes_scanned: u64,
+}
+
 /// Athena.
 pub trait Athena: Send + Sync {
-    /// Runs one query to completion and returns its rows (header row removed), each a list
-    /// of nullable strings. `cancelled` is polled between status checks; when it says yes
-    /// the query is stopped and an error returned.
+    /// Runs one query to completion and returns its rows and the bytes it scanned. A query
+    /// that fails returns an error carrying Athena's reason. `cancelled` is polled between
+    /// status checks; when it says yes the query is stopped and an error returned.
     fn athena_query(
         &self,
         account: &str,
         query: &AthenaQuery,
         cancelled: &(dyn Fn() -> bool + Sync),
-    ) -> impl Future<Output = AwsResult<Vec<Vec<Option<String>>>>> + Send;
+    ) -> impl Future<Output = AwsResult<AthenaResult>> + Send;
 }
 
 /// A Lambda function as lambda:ListFunctions lists it.

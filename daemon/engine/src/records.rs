@@ -852,6 +852,30 @@ impl Record for TimeCheckpoint {
     type Key = String;
 }
 
+/// The last run of an Athena source, keyed by the source's name: what it read and what it
+/// cost (`whittle status` shows it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AthenaRun {
+    pub at: Timestamp,
+    /// The window of event times read, `[start, end)`, in ms.
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    /// The date partitions the query named, first and last (`yyyy/MM/dd`), when the source
+    /// has a `date_partition`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<(String, String)>,
+    /// `Statistics.DataScannedInBytes` of the query: what Athena billed.
+    pub bytes_scanned: u64,
+    /// Result rows read.
+    pub rows: u64,
+}
+
+impl Record for AthenaRun {
+    const TREE: &'static str = "athena_runs";
+    const VERSION: u16 = 1;
+    type Key = String;
+}
+
 /// IAM's last-accessed data for one role, keyed by role ARN.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastAccessed {

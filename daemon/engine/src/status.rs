@@ -9,8 +9,8 @@ use whittle_state::{State, Timestamp};
 use crate::config::Config;
 use crate::ports::Identity;
 use crate::records::{
-    ChangeRecord, ChangeStatus, JobHistory, JobRun, RoleInventory, RotationOutcome, RotationRecord,
-    StoredPlan, StoredUsage, TrialRecord, TrialStatus,
+    AthenaRun, ChangeRecord, ChangeStatus, JobHistory, JobRun, RoleInventory, RotationOutcome,
+    RotationRecord, StoredPlan, StoredUsage, TrialRecord, TrialStatus,
 };
 use crate::time::format;
 
@@ -154,6 +154,22 @@ pub struct UsageSummary {
     pub principals: usize,
     /// Trail log files (local or S3) mined so far.
     pub mined_files: u64,
+    /// The last run of each Athena source, by source name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub athena: Vec<AthenaRunView>,
+}
+
+/// The last run of one Athena source: the window it read and what it cost.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AthenaRunView {
+    pub source: String,
+    pub at: String,
+    /// The event times read, `[window_start, window_end)`.
+    pub window_start: String,
+    pub window_end: String,
+    /// `Statistics.DataScannedInBytes` of the query: what Athena billed for it.
+    pub bytes_scanned: u64,
+    pub rows: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -375,6 +391,20 @@ pub fn build(
         usage: UsageSummary {
             principals: state.tree::<StoredUsage>()?.len(),
             mined_files: crate::mine::mined_file_count(state)?,
+            athena: state
+                .tree::<AthenaRun>()?
+                .iter()
+                .map(|item| {
+                    item.map(|(source, run)| AthenaRunView {
+                        source,
+                        at: format(run.at),
+                        window_start: whittle_planner::trail::format_time(run.window_start_ms),
+                        window_end: whittle_planner::trail::format_time(run.window_end_ms),
+                        bytes_scanned: run.bytes_scanned,
+                        rows: run.rows,
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         },
         plans,
         changes,
@@ -445,6 +475,13 @@ pub fn render_text(report: &StatusReport) -> String {
         "\nusage: {} principal(s) from {} mined trail file(s); `whittle usage` shows them",
         report.usage.principals, report.usage.mined_files
     );
+    for run in &report.usage.athena {
+        let _ = writeln!(
+            out,
+            "  athena source {}: last run {}, read {} to {}, {} row(s), {} bytes scanned",
+            run.source, run.at, run.window_start, run.window_end, run.rows, run.bytes_scanned
+        );
+    }
     if !report.trials.is_empty() {
         let _ = writeln!(
             out,

@@ -23,9 +23,9 @@ use whittle_state::{Clock, LockOwner, State, Timestamp};
 use crate::Engine;
 use crate::config::Config;
 use crate::ports::{
-    Athena, AthenaQuery, AuthorizationPage, AwsError, AwsErrorKind, AwsResult, Iam, Identity,
-    LookupEvents, LookupPage, OrgParent, OrgPolicySummary, Organizations, RoleDetail, SecretPorts,
-    SnapshotScope, TrailStore, Web, WebRequest, Workload,
+    Athena, AthenaQuery, AthenaResult, AuthorizationPage, AwsError, AwsErrorKind, AwsResult, Iam,
+    Identity, LookupEvents, LookupPage, OrgParent, OrgPolicySummary, Organizations, RoleDetail,
+    SecretPorts, SnapshotScope, TrailStore, Web, WebRequest, Workload,
 };
 
 /// The account every test works in.
@@ -105,6 +105,10 @@ pub struct World {
     /// How long after its call an event becomes visible to LookupEvents (CloudTrail's delay).
     pub lookup_lag: Duration,
     pub athena_rows: Vec<Vec<Option<String>>>,
+    /// What each Athena query reports as scanned.
+    pub athena_bytes_scanned: u64,
+    /// The SQL of every Athena query run, in order.
+    pub athena_queries: Vec<String>,
     /// Function -> error data points (time ms, count).
     pub lambda_errors: BTreeMap<String, Vec<(i64, f64)>>,
     pub invocations: Vec<String>,
@@ -793,11 +797,15 @@ impl Athena for Fake {
     async fn athena_query(
         &self,
         _account: &str,
-        _query: &AthenaQuery,
+        query: &AthenaQuery,
         _cancelled: &(dyn Fn() -> bool + Sync),
-    ) -> AwsResult<Vec<Vec<Option<String>>>> {
-        let world = self.call("athena:StartQueryExecution")?;
-        Ok(world.athena_rows.clone())
+    ) -> AwsResult<AthenaResult> {
+        let mut world = self.call("athena:StartQueryExecution")?;
+        world.athena_queries.push(query.sql.clone());
+        Ok(AthenaResult {
+            rows: world.athena_rows.clone(),
+            bytes_scanned: world.athena_bytes_scanned,
+        })
     }
 }
 

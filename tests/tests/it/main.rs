@@ -2,6 +2,7 @@
 //! One test binary (ripgrep style); each module covers one capability.
 
 mod accounts;
+mod athena;
 mod cli;
 mod daemon;
 mod emulator;

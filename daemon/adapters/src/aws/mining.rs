@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultConfiguration};
 use aws_sdk_iam::types::{AccessAdvisorUsageGranularityType, JobStatusType};
-use whittle_engine::ports::{AthenaQuery, AwsError, AwsErrorKind, AwsResult, LookupPage};
+use whittle_engine::ports::{
+    AthenaQuery, AthenaResult, AwsError, AwsErrorKind, AwsResult, LookupPage,
+};
 use whittle_planner::usage::ServiceLastAccessed;
 
 use super::Aws;
@@ -166,14 +168,15 @@ impl Aws {
         }
     }
 
-    /// Runs one Athena query to completion and returns its rows (header row removed),
-    /// each a list of nullable strings. `cancelled` is polled between status checks.
+    /// Runs one Athena query to completion and returns its rows (header row removed), each
+    /// a list of nullable strings, and the bytes it scanned. `cancelled` is polled between
+    /// status checks.
     pub async fn athena_query(
         &self,
         account: &str,
         query: &AthenaQuery,
         cancelled: &(dyn Fn() -> bool + Sync),
-    ) -> AwsResult<Vec<Vec<Option<String>>>> {
+    ) -> AwsResult<AthenaResult> {
         let athena = aws_sdk_athena::Client::new(self.sdk(account)?);
         let endpoint = self.endpoint();
         let mut start = athena
@@ -203,7 +206,7 @@ impl Aws {
         // Poll with a growing pause: a small query ends in seconds, an organization-wide one
         // in minutes.
         let mut pause = Duration::from_millis(200);
-        loop {
+        let bytes_scanned = loop {
             let out = athena
                 .get_query_execution()
                 .query_execution_id(&id)
@@ -212,7 +215,16 @@ impl Aws {
                 .map_err(|e| failed(&e, &format!("athena:GetQueryExecution {id}"), endpoint))?;
             let status = out.query_execution().and_then(|q| q.status());
             match status.and_then(|s| s.state()) {
-                Some(QueryExecutionState::Succeeded) => break,
+                // GetQueryExecution's `Statistics.DataScannedInBytes` is "the number of bytes
+                // in the data that was queried" (Athena API reference, QueryExecutionStatistics):
+                // what a query is billed for.
+                Some(QueryExecutionState::Succeeded) => {
+                    break out
+                        .query_execution()
+                        .and_then(|q| q.statistics())
+                        .and_then(|s| s.data_scanned_in_bytes())
+                        .map_or(0, |b| u64::try_from(b).unwrap_or(0));
+                }
                 Some(state @ (QueryExecutionState::Failed | QueryExecutionState::Cancelled)) => {
                     return Err(other(format!(
                         "Athena query {id} {}: {}",
@@ -236,7 +248,7 @@ impl Aws {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(5));
-        }
+        };
         let mut rows = Vec::new();
         let mut pages = athena
             .get_query_results()
@@ -265,7 +277,10 @@ impl Aws {
                 }
             }
         }
-        Ok(rows)
+        Ok(AthenaResult {
+            rows,
+            bytes_scanned,
+        })
     }
 
     /// IAM's last-accessed data for one role, at action level where AWS tracks it.

@@ -409,6 +409,8 @@ impl SourceConfig {
             workgroup: None,
             output_location: None,
             date_partition: None,
+            region_partition: None,
+            delivery_delay_minutes: None,
         }
     }
 }
@@ -446,7 +448,8 @@ pub struct SourceConfig {
     /// s3: the key prefix the trail writes under (before `AWSLogs/`), if any.
     #[serde(default)]
     pub prefix: Option<String>,
-    /// lookup-events: the regions to query (default: the `[aws]` region).
+    /// lookup-events: the regions to query (default: the `[aws]` region). athena: with
+    /// `region_partition`, the regions whose partitions the query reads (default: all).
     #[serde(default)]
     pub regions: Vec<String>,
     /// athena: the database and table of the CloudTrail table.
@@ -464,6 +467,15 @@ pub struct SourceConfig {
     /// table has one; the query then reads only the look-back window's partitions.
     #[serde(default)]
     pub date_partition: Option<String>,
+    /// athena: the partition-projection column holding the region, if the table has one;
+    /// with `regions` the query then reads only those regions' partitions.
+    #[serde(default)]
+    pub region_partition: Option<String>,
+    /// athena: how long CloudTrail may take to deliver an event's log file, in minutes
+    /// (default 15). Each run reads up to this long before now, so an event delivered late
+    /// is still read by the next run instead of falling behind the checkpoint.
+    #[serde(default)]
+    pub delivery_delay_minutes: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

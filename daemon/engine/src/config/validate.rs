@@ -526,7 +526,7 @@ fn source_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
                 ),
             ));
         }
-        let present: [(&'static str, bool, &[crate::config::SourceKind]); 10] = [
+        let present: [(&'static str, bool, &[crate::config::SourceKind]); 12] = [
             ("path", source.path.is_some(), &[Directory]),
             (
                 "account",
@@ -535,7 +535,11 @@ fn source_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
             ),
             ("bucket", source.bucket.is_some(), &[S3]),
             ("prefix", source.prefix.is_some(), &[S3]),
-            ("regions", !source.regions.is_empty(), &[LookupEvents]),
+            (
+                "regions",
+                !source.regions.is_empty(),
+                &[LookupEvents, Athena],
+            ),
             ("database", source.database.is_some(), &[Athena]),
             ("table", source.table.is_some(), &[Athena]),
             ("workgroup", source.workgroup.is_some(), &[Athena]),
@@ -545,6 +549,16 @@ fn source_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
                 &[Athena],
             ),
             ("date_partition", source.date_partition.is_some(), &[Athena]),
+            (
+                "region_partition",
+                source.region_partition.is_some(),
+                &[Athena],
+            ),
+            (
+                "delivery_delay_minutes",
+                source.delivery_delay_minutes.is_some(),
+                &[Athena],
+            ),
         ];
         for (key, set, kinds) in present {
             if set && !kinds.contains(&kind) {
@@ -582,6 +596,12 @@ fn source_checks(config: &Config) -> Vec<(Vec<Seg>, String)> {
             found.push((
                 at("account"),
                 format!("account `{account}` is not one of the [[aws.accounts]] names"),
+            ));
+        }
+        if kind == Athena && !source.regions.is_empty() && source.region_partition.is_none() {
+            found.push((
+                at("regions"),
+                "kind = \"athena\" reads `regions` through the table's region partition: set `region_partition` too".to_owned(),
             ));
         }
         if let Some(location) = &source.output_location
@@ -927,6 +947,14 @@ account = "prod"
 database = "d"
 table = "t"
 output_location = "athena-results"
+regions = ["us-east-1"]
+
+[[mining.sources]]
+name = "events"
+kind = "lookup-events"
+account = "staging"
+delivery_delay_minutes = 5
+region_partition = "region"
 
 [[mining.sources]]
 name = "recent"
@@ -940,7 +968,10 @@ kind = "lookup-everything"
             "22:10: `bucket` does not apply to kind = \"directory\"",
             "27:11: account `prod` is not one of the [[aws.accounts]] names",
             "30:19: `athena-results` is not an S3 URL",
-            "34:8: unknown variant `lookup-everything`",
+            "31:11: kind = \"athena\" reads `regions` through the table's region partition: set `region_partition` too",
+            "37:26: `delivery_delay_minutes` does not apply to kind = \"lookup-events\"",
+            "38:20: `region_partition` does not apply to kind = \"lookup-events\"",
+            "42:8: unknown variant `lookup-everything`",
         ];
         assert_eq!(found.len(), expect.len(), "{found:#?}");
         for (found, expected) in found.iter().zip(expect) {

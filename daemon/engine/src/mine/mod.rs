@@ -61,6 +61,9 @@ pub struct SourceReport {
     pub new_inputs: u64,
     /// Inputs skipped because an earlier run read them.
     pub already_mined: u64,
+    /// athena: the bytes the query scanned (`DataScannedInBytes`, what Athena bills).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_scanned: Option<u64>,
     pub stats: Stats,
     /// Set when the source failed; other sources still ran.
     pub error: Option<String>,
@@ -300,10 +303,14 @@ pub fn render_text(report: &MineReport) -> String {
         let status = match &source.error {
             Some(error) => format!("failed: {error}"),
             None => format!(
-                "{} new, {} already mined, {} events",
+                "{} new, {} already mined, {} events{}",
                 source.new_inputs,
                 source.already_mined,
-                source.stats.events()
+                source.stats.events(),
+                source
+                    .bytes_scanned
+                    .map(|b| format!(", {b} bytes scanned by Athena"))
+                    .unwrap_or_default()
             ),
         };
         out.push_str(&format!("{} ({}): {status}\n", source.name, source.kind));

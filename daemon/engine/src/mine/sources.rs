@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tracing::info;
 use whittle_planner::mapping::Mapper;
-use whittle_planner::trail::{Event, PrincipalKind, Record, format_time, parse_time};
+use whittle_planner::trail::{Event, Record, format_time, parse_time, principal_of_identity};
 use whittle_planner::usage::Aggregate;
 use whittle_state::WriteBatch;
 
@@ -17,7 +17,7 @@ use super::files::not_regular;
 use super::{Blob, Progress, Run, SourceReport, decode_parallel};
 use crate::config::SourceConfig;
 use crate::ports::{AthenaQuery, AwsErrorKind, Ports};
-use crate::records::{LastAccessed, TimeCheckpoint};
+use crate::records::{AthenaRun, LastAccessed, TimeCheckpoint};
 
 /// How far back LookupEvents re-reads past its checkpoint: CloudTrail delivers an event to
 /// LookupEvents up to about 15 minutes after it happened (AWS: "typically within 15
@@ -441,27 +441,76 @@ pub(super) async fn lookup_events<P: Ports>(
     Ok(())
 }
 
-/// The columns of the Athena query, in order.
-const ATHENA_COLUMNS: [&str; 13] = [
-    "principal_type",
-    "principal",
-    "session",
+/// The columns of the Athena query, in order. The identity is read as its three fields
+/// (type, ARN, session issuer) so that the principal and session are derived by the same
+/// code as for a log file record ([`principal_of_identity`]).
+const ATHENA_COLUMNS: [&str; 15] = [
+    "identity_type",
+    "identity_arn",
+    "session_issuer",
     "event_source",
     "event_name",
+    "event_type",
     "error_code",
     "denied_action",
     "day",
     "calls",
     "first_seen",
     "last_seen",
+    "sample_event_id",
     "region",
     "account",
 ];
 
-/// The aggregating query: one row per principal, session, operation, outcome and day. The
-/// aggregation runs in Athena; whittle reads a few thousand rows, not the trail. `eventtime`
-/// is ISO 8601 text in the CloudTrail table, so string comparison orders it.
-fn athena_sql(source: &SourceConfig, start_ms: i64, end_ms: i64) -> anyhow::Result<String> {
+/// How long CloudTrail may take to deliver a log file when the source does not say. AWS:
+/// "CloudTrail typically delivers logs within an average of about 5 minutes of an API call.
+/// This time is not guaranteed."; three times that leaves room for the slow tail.
+const DEFAULT_DELIVERY_DELAY_MINUTES: u32 = 15;
+
+/// The time window an Athena run reads: `[start_ms, end_ms)`, both on whole seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AthenaWindow {
+    start_ms: i64,
+    end_ms: i64,
+}
+
+impl AthenaWindow {
+    /// The window after `checkpoint` (the previous run's end), or from the look-back cutoff,
+    /// to `delivery_delay` before now; `None` when it is empty. `eventtime` holds whole
+    /// seconds, so both ends are whole seconds: the start is rounded up (an event in the
+    /// second before the cutoff is older than the look-back), the end down, and the next
+    /// run starts exactly where this one ended, so no event is read twice or skipped.
+    fn new(
+        checkpoint: Option<i64>,
+        cutoff_ms: i64,
+        now_ms: i64,
+        delivery_delay_ms: i64,
+    ) -> Option<AthenaWindow> {
+        let start_ms = match checkpoint {
+            // A checkpoint is the end of an earlier window: a whole second already.
+            Some(until) if until >= cutoff_ms => until,
+            _ => (cutoff_ms + 999).div_euclid(1000) * 1000,
+        };
+        let end_ms = (now_ms - delivery_delay_ms).div_euclid(1000) * 1000;
+        (start_ms < end_ms).then_some(AthenaWindow { start_ms, end_ms })
+    }
+
+    /// The first and last UTC day the window touches, as the date partition spells them
+    /// (`yyyy/MM/dd`, the format of CloudTrail's key layout and AWS's projection DDL).
+    fn partitions(&self) -> (String, String) {
+        let day = |ms: i64| format_time(ms)[..10].replace('-', "/");
+        (day(self.start_ms), day(self.end_ms - 1))
+    }
+}
+
+/// The aggregating query: one row per identity, operation, outcome and day, with the count,
+/// first and last time and the smallest event id (the sample a file run keeps). The
+/// aggregation runs in Athena; whittle reads a few thousand rows, not the trail.
+/// `eventtime` is ISO 8601 text with whole seconds (`2026-11-20T10:00:00Z`) in CloudTrail's
+/// table, so comparing it as a string with bounds in the same form orders it exactly. The
+/// date (and region) partition predicates let Athena read only the window's partitions:
+/// with partition projection it lists only the locations of the values they allow.
+fn athena_sql(source: &SourceConfig, window: AthenaWindow) -> anyhow::Result<String> {
     let quote = |what: &str, name: &str| -> anyhow::Result<String> {
         if name.is_empty() || name.contains('"') {
             anyhow::bail!(
@@ -471,28 +520,51 @@ fn athena_sql(source: &SourceConfig, start_ms: i64, end_ms: i64) -> anyhow::Resu
         }
         Ok(format!("\"{name}\""))
     };
+    let literal = |what: &str, value: &str| -> anyhow::Result<String> {
+        if value.contains('\'') {
+            anyhow::bail!(
+                "source `{}`: {what} `{value}` contains a quote",
+                source.name
+            );
+        }
+        Ok(format!("'{value}'"))
+    };
     let database = quote("database", source.database.as_deref().unwrap_or_default())?;
     let table = quote("table", source.table.as_deref().unwrap_or_default())?;
-    let (start, end) = (format_time(start_ms), format_time(end_ms));
-    let partition = match &source.date_partition {
-        Some(column) => format!(
-            " AND {} >= '{}'",
-            quote("date_partition", column)?,
-            start[..10].replace('-', "/")
-        ),
-        None => String::new(),
-    };
+    let (start, end) = (format_time(window.start_ms), format_time(window.end_ms));
+    let mut partitions = String::new();
+    if let Some(column) = &source.date_partition {
+        let (first, last) = window.partitions();
+        let column = quote("date_partition", column)?;
+        partitions.push_str(&format!(
+            " AND {column} >= '{first}' AND {column} <= '{last}'"
+        ));
+    }
+    if let Some(column) = &source.region_partition
+        && !source.regions.is_empty()
+    {
+        let regions = source
+            .regions
+            .iter()
+            .map(|r| literal("region", r))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        partitions.push_str(&format!(
+            " AND {} IN ({})",
+            quote("region_partition", column)?,
+            regions.join(", ")
+        ));
+    }
     Ok(format!(
-        "SELECT useridentity.type AS principal_type, \
-COALESCE(useridentity.sessioncontext.sessionissuer.arn, useridentity.arn) AS principal, \
-CASE WHEN useridentity.type = 'AssumedRole' THEN element_at(split(useridentity.arn, '/'), -1) END AS session, \
-eventsource AS event_source, eventname AS event_name, errorcode AS error_code, \
-regexp_extract(errormessage, 'perform: ([A-Za-z0-9-]+:[A-Za-z0-9*]+)', 1) AS denied_action, \
+        "SELECT useridentity.type AS identity_type, useridentity.arn AS identity_arn, \
+useridentity.sessioncontext.sessionissuer.arn AS session_issuer, \
+eventsource AS event_source, eventname AS event_name, eventtype AS event_type, errorcode AS error_code, \
+regexp_extract(errormessage, 'perform: ([A-Za-z0-9_*:-]+)', 1) AS denied_action, \
 substr(eventtime, 1, 10) AS day, count(*) AS calls, min(eventtime) AS first_seen, max(eventtime) AS last_seen, \
-awsregion AS region, recipientaccountid AS account \
+min(eventid) AS sample_event_id, awsregion AS region, \
+COALESCE(recipientaccountid, useridentity.accountid) AS account \
 FROM {database}.{table} \
-WHERE eventtime >= '{start}' AND eventtime < '{end}'{partition} \
-GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 12, 13"
+WHERE eventtime >= '{start}' AND eventtime < '{end}'{partitions} \
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 14, 15"
     ))
 }
 
@@ -511,11 +583,17 @@ pub(super) async fn athena<P: Ports>(
     };
     let checkpoints = run.ctx.state.tree::<TimeCheckpoint>()?;
     let key = source.name.clone();
-    let start = checkpoints
-        .get(&key)?
-        .map_or(run.cutoff_ms, |c| c.until_ms.max(run.cutoff_ms));
-    let end = run.now_ms;
-    let sql = athena_sql(source, start, end)?;
+    let delay_ms = i64::from(
+        source
+            .delivery_delay_minutes
+            .unwrap_or(DEFAULT_DELIVERY_DELAY_MINUTES),
+    ) * 60_000;
+    let checkpoint = checkpoints.get(&key)?.map(|c| c.until_ms);
+    let Some(window) = AthenaWindow::new(checkpoint, run.cutoff_ms, run.now_ms, delay_ms) else {
+        info!(source = %source.name, "Nothing new to read since the last run");
+        return Ok(());
+    };
+    let sql = athena_sql(source, window)?;
     let cancel = run.cancel.clone();
     let query = AthenaQuery {
         sql,
@@ -524,20 +602,28 @@ pub(super) async fn athena<P: Ports>(
         output_location: output.clone(),
         columns: ATHENA_COLUMNS.iter().map(|c| (*c).to_owned()).collect(),
     };
-    let rows = run
+    // A failed query (a wrong table or column, a denial) returns here, before anything is
+    // written: the usage store and the checkpoint stay as they were.
+    let result = run
         .ctx
         .ports
         .athena_query(account, &query, &move || cancel.is_cancelled())
         .await?;
+    report.bytes_scanned = Some(result.bytes_scanned);
     let mut aggregate = Aggregate::new();
     let mut mapper = Mapper::new(run.catalog()?);
     let location = format!("athena {}", source.name);
-    for (index, row) in rows.iter().enumerate() {
+    for (index, row) in result.rows.iter().enumerate() {
         report.new_inputs += 1;
         match athena_row(row) {
-            Ok((event, count, last_ms)) => {
-                aggregate.add_aggregated(event, count, last_ms, &mut mapper, run.cutoff_ms);
-            }
+            Ok(row) => aggregate.add_aggregated(
+                row.event,
+                row.event_type,
+                row.count,
+                row.last_ms,
+                &mut mapper,
+                run.cutoff_ms,
+            ),
             Err(reason) => {
                 aggregate.stats.records += 1;
                 aggregate.stats.skip(&location, index as u64, &reason);
@@ -548,17 +634,41 @@ pub(super) async fn athena<P: Ports>(
     batch.put::<TimeCheckpoint>(
         &key,
         &TimeCheckpoint {
-            until_ms: end,
+            until_ms: window.end_ms,
             recent_ids: Vec::new(),
+        },
+    )?;
+    batch.put::<AthenaRun>(
+        &key,
+        &AthenaRun {
+            at: run.ctx.now(),
+            window_start_ms: window.start_ms,
+            window_end_ms: window.end_ms,
+            partitions: source.date_partition.as_ref().map(|_| window.partitions()),
+            bytes_scanned: result.bytes_scanned,
+            rows: result.rows.len() as u64,
         },
     )?;
     let stats = run.commit(aggregate, batch)?;
     report.stats.merge(&stats);
+    info!(
+        source = %source.name,
+        rows = result.rows.len(),
+        bytes_scanned = result.bytes_scanned,
+        "Athena query read"
+    );
     Ok(())
 }
 
-/// One result row as an event standing for `calls` calls.
-fn athena_row(row: &[Option<String>]) -> Result<(Event<'_>, u64, i64), String> {
+/// One result row: an event standing for `count` calls between its time and `last_ms`.
+struct AthenaRow<'r> {
+    event: Event<'r>,
+    event_type: Option<&'r str>,
+    count: u64,
+    last_ms: i64,
+}
+
+fn athena_row(row: &[Option<String>]) -> Result<AthenaRow<'_>, String> {
     let col = |i: usize| {
         row.get(i)
             .and_then(|v| v.as_deref())
@@ -577,27 +687,30 @@ fn athena_row(row: &[Option<String>]) -> Result<(Event<'_>, u64, i64), String> {
             .and_then(parse_time)
             .ok_or_else(|| format!("{} is not an ISO 8601 time", ATHENA_COLUMNS[i]))
     };
-    let kind = PrincipalKind::of_identity_type(col(0).unwrap_or(""));
-    let count = col(8)
+    let (kind, principal, session) = principal_of_identity(col(0).unwrap_or(""), col(1), col(2));
+    let count = col(9)
         .and_then(|c| c.parse::<u64>().ok())
         .ok_or("calls is not a number")?;
     let event = Event {
-        time_ms: time(9)?,
+        time_ms: time(10)?,
         source: Cow::Borrowed(col(3).ok_or("no event_source")?),
         name: Cow::Borrowed(col(4).ok_or("no event_name")?),
-        region: col(11).map(Cow::Borrowed),
-        account: col(12).map(Cow::Borrowed),
+        region: col(13).map(Cow::Borrowed),
+        account: col(14).map(Cow::Borrowed),
         kind,
-        principal: col(1)
-            .filter(|_| !matches!(kind, PrincipalKind::Service | PrincipalKind::Unknown))
-            .map(Cow::Borrowed),
-        session: col(2).map(Cow::Borrowed),
-        event_id: None,
-        error_code: col(5).map(Cow::Borrowed),
+        principal,
+        session,
+        event_id: col(12).map(Cow::Borrowed),
+        error_code: col(6).map(Cow::Borrowed),
         // The query extracts the denied action; the aggregate reads it from a message.
-        error_message: col(6).map(|a| Cow::Owned(format!("not authorized to perform: {a}"))),
+        error_message: col(7).map(|a| Cow::Owned(format!("not authorized to perform: {a}"))),
     };
-    Ok((event, count, time(10)?))
+    Ok(AthenaRow {
+        event,
+        event_type: col(5),
+        count,
+        last_ms: time(11)?,
+    })
 }
 
 /// Refreshes IAM's last-accessed data for every target role of every account (from the
@@ -775,49 +888,142 @@ mod tests {
     }
 
     #[test]
-    fn athena_rows_become_events() {
-        let row: Vec<Option<String>> = [
+    fn athena_rows_become_events_with_the_file_path_principal() {
+        let row = |identity: [&str; 3]| -> Vec<Option<String>> {
+            identity
+                .iter()
+                .copied()
+                .chain([
+                    "s3.amazonaws.com",
+                    "GetObject",
+                    "AwsApiCall",
+                    "AccessDenied",
+                    "s3:GetObject",
+                    "2026-11-20",
+                    "42",
+                    "2026-11-20T01:00:00Z",
+                    "2026-11-20T23:00:00Z",
+                    "e-1",
+                    "us-east-1",
+                    "1",
+                ])
+                .map(|s| (!s.is_empty()).then(|| s.to_owned()))
+                .collect()
+        };
+        let issued = row([
             "AssumedRole",
-            "arn:aws:iam::1:role/app",
-            "fn",
-            "s3.amazonaws.com",
-            "GetObject",
-            "",
-            "",
-            "2026-11-20",
-            "42",
-            "2026-11-20T01:00:00Z",
-            "2026-11-20T23:00:00Z",
-            "us-east-1",
-            "1",
-        ]
-        .iter()
-        .map(|s| Some((*s).to_owned()))
-        .collect();
-        let (event, count, last) = athena_row(&row).expect("row");
-        assert_eq!(count, 42);
-        assert_eq!(event.principal.as_deref(), Some("arn:aws:iam::1:role/app"));
-        assert_eq!(event.error_code, None);
-        assert_eq!(last, parse_time("2026-11-20T23:00:00Z").expect("time"));
-        assert!(athena_row(&row[..5]).is_err());
+            "arn:aws:sts::1:assumed-role/app/fn",
+            "arn:aws:iam::1:role/path/app",
+        ]);
+        let parsed = athena_row(&issued).expect("row");
+        assert_eq!(parsed.count, 42);
+        assert_eq!(
+            parsed.event.principal.as_deref(),
+            Some("arn:aws:iam::1:role/path/app")
+        );
+        assert_eq!(parsed.event.session.as_deref(), Some("fn"));
+        assert_eq!(parsed.event.event_id.as_deref(), Some("e-1"));
+        assert_eq!(parsed.event_type, Some("AwsApiCall"));
+        assert_eq!(
+            parsed.event.error_message.as_deref(),
+            Some("not authorized to perform: s3:GetObject")
+        );
+        assert_eq!(
+            parsed.last_ms,
+            parse_time("2026-11-20T23:00:00Z").expect("time")
+        );
+        // Without a session issuer the role comes from the session ARN, as for a log record.
+        let bare = row(["AssumedRole", "arn:aws:sts::1:assumed-role/app/fn", ""]);
+        assert_eq!(
+            athena_row(&bare).expect("row").event.principal.as_deref(),
+            Some("arn:aws:iam::1:role/app")
+        );
+        let service = row(["AWSService", "", ""]);
+        assert_eq!(athena_row(&service).expect("row").event.principal, None);
+        assert!(athena_row(&issued[..5]).is_err());
+    }
+
+    const DAY: i64 = 86_400_000;
+    const MINUTE: i64 = 60_000;
+
+    #[test]
+    fn athena_windows_follow_each_other_exactly_and_lag_delivery() {
+        let day0 = 20_000 * DAY;
+        let delay = 15 * MINUTE;
+        // First run: from the look-back cutoff (rounded up to a second) to 15 min ago.
+        let first = AthenaWindow::new(None, day0 - 10 * DAY + 1, day0 + 10 * 60 * MINUTE, delay)
+            .expect("window");
+        assert_eq!(first.start_ms, day0 - 10 * DAY + 1000);
+        assert_eq!(first.end_ms, day0 + 9 * 60 * MINUTE + 45 * MINUTE);
+        // The next run starts exactly where the first ended; an end in the middle of a second
+        // is rounded down, so the next run reads that second.
+        let second = AthenaWindow::new(
+            Some(first.end_ms),
+            day0 - 9 * DAY,
+            day0 + DAY + 10 * MINUTE + 500,
+            delay,
+        )
+        .expect("window");
+        assert_eq!(second.start_ms, first.end_ms);
+        assert_eq!(second.end_ms, day0 + DAY - 5 * MINUTE);
+        // It ends before midnight: only day0's partition.
+        let day = |ms: i64| format_time(ms)[..10].replace('-', "/");
+        assert_eq!(second.partitions(), (day(day0), day(day0)));
+        let third = AthenaWindow::new(
+            Some(second.end_ms),
+            day0 - 9 * DAY,
+            day0 + DAY + 20 * MINUTE,
+            delay,
+        )
+        .expect("window");
+        assert_eq!(third.partitions(), (day(day0), day(day0 + DAY)));
+        // A window ending exactly at midnight does not name the next day.
+        let midnight =
+            AthenaWindow::new(Some(second.end_ms), 0, day0 + DAY + delay, delay).expect("window");
+        assert_eq!(midnight.partitions(), (day(day0), day(day0)));
+        // Nothing new within the same second, and a checkpoint older than the look-back
+        // starts at the cutoff.
+        assert_eq!(
+            AthenaWindow::new(Some(third.end_ms), 0, third.end_ms + delay + 999, delay),
+            None
+        );
+        let aged =
+            AthenaWindow::new(Some(day0), day0 + DAY, day0 + 3 * DAY, delay).expect("window");
+        assert_eq!(aged.start_ms, day0 + DAY);
     }
 
     #[test]
-    fn athena_sql_quotes_identifiers_and_bounds_time() {
+    fn athena_sql_quotes_identifiers_bounds_time_and_prunes_partitions() {
         let mut source = SourceConfig::directory("a".to_owned(), PathBuf::new());
         source.database = Some("db".to_owned());
         source.table = Some("trail".to_owned());
         source.date_partition = Some("timestamp".to_owned());
-        let sql = athena_sql(&source, 0, 86_400_000).expect("sql");
+        source.region_partition = Some("region".to_owned());
+        source.regions = vec!["us-east-1".to_owned(), "eu-west-1".to_owned()];
+        let window = AthenaWindow {
+            start_ms: 12 * 3_600_000,
+            end_ms: DAY + 3_600_000,
+        };
+        let sql = athena_sql(&source, window).expect("sql");
         assert!(sql.contains("FROM \"db\".\"trail\""), "{sql}");
         assert!(
             sql.contains(
-                "eventtime >= '1970-01-01T00:00:00Z' AND eventtime < '1970-01-02T00:00:00Z'"
+                "eventtime >= '1970-01-01T12:00:00Z' AND eventtime < '1970-01-02T01:00:00Z'"
             ),
             "{sql}"
         );
-        assert!(sql.contains("\"timestamp\" >= '1970/01/01'"), "{sql}");
+        assert!(
+            sql.contains("\"timestamp\" >= '1970/01/01' AND \"timestamp\" <= '1970/01/02'"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("\"region\" IN ('us-east-1', 'eu-west-1')"),
+            "{sql}"
+        );
+        source.regions = vec!["x' OR '1'='1".to_owned()];
+        assert!(athena_sql(&source, window).is_err());
+        source.regions.clear();
         source.table = Some("x\" OR 1=1 --".to_owned());
-        assert!(athena_sql(&source, 0, 1).is_err());
+        assert!(athena_sql(&source, window).is_err());
     }
 }

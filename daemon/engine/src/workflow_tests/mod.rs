@@ -4,6 +4,7 @@
 
 mod accounts;
 mod apply;
+mod athena;
 mod functions;
 mod reconcile;
 mod rotate;
