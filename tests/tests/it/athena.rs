@@ -141,11 +141,16 @@ fn comparable_usage(config: &Path) -> Value {
     usage["generated_at"] = Value::Null;
     for role in usage["roles"].as_array_mut().expect("roles") {
         role["secrets_read"] = Value::Null;
-        for list in ["actions", "denied"] {
-            for action in role[list].as_array_mut().expect("actions") {
+        let strip = |list: &mut Value| {
+            for action in list.as_array_mut().into_iter().flatten() {
                 action["resources"] = Value::Null;
                 action["resources_truncated"] = Value::Null;
             }
+        };
+        strip(&mut role["actions"]);
+        strip(&mut role["denied"]);
+        for session in role["session_usage"].as_array_mut().into_iter().flatten() {
+            strip(&mut session["actions"]);
         }
     }
     usage
