@@ -7,6 +7,7 @@ mod daemon;
 mod emulator;
 mod mining;
 mod plan;
+mod report;
 mod rotation;
 mod self_policy;
 mod support;
