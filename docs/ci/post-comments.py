@@ -14,7 +14,8 @@ The settings come from the environment the CI system sets:
 - GitHub Actions: GITHUB_TOKEN (the job's `github.token`, with `pull-requests: write`),
   GITHUB_REPOSITORY, GITHUB_API_URL; the pull request's number from `--number`.
 - GitLab CI: GITLAB_TOKEN (a project access token with the `api` scope: CI_JOB_TOKEN cannot
-  write notes), CI_API_V4_URL, CI_PROJECT_ID, CI_MERGE_REQUEST_IID.
+  write notes: gitlab.com/gitlab-org/gitlab/-/issues/464591), CI_API_V4_URL, CI_PROJECT_ID,
+  CI_MERGE_REQUEST_IID.
 The token is sent in a header only; it is never printed, and is masked in any error text.
 Standard library only, so it runs on any runner with Python 3.8+.
 """
