@@ -148,6 +148,9 @@ fn account_of(arn: &str) -> &str {
     arn.split(':').nth(4).unwrap_or_default()
 }
 
+/// Removed actions by (evidence, service): actions per access level, and their names.
+type Grouped<'a> = BTreeMap<(&'a str, &'a str), (BTreeMap<&'a str, usize>, Vec<&'a str>)>;
+
 fn role<'a>(role: &'a RolePlan, tables: &mut Tables) -> Role<'a> {
     let k = role
         .kept
@@ -168,7 +171,7 @@ fn role<'a>(role: &'a RolePlan, tables: &mut Tables) -> Role<'a> {
         .collect();
     // Removed actions grouped by evidence, then service (the order the Markdown lists them
     // in), each group's access levels counted and its first names kept.
-    let mut grouped: BTreeMap<(&str, &str), (BTreeMap<&str, usize>, Vec<&str>)> = BTreeMap::new();
+    let mut grouped: Grouped = BTreeMap::new();
     for removed in &role.removed {
         let (service, name) = split_action(&removed.action);
         let (levels, names) = grouped
@@ -363,6 +366,17 @@ mod tests {
         }
     }
 
+    /// An entry of a table of JSON texts (`groups`, `lists`), decoded.
+    fn entry(
+        data: &serde_json::Value,
+        table: &str,
+        index: &serde_json::Value,
+    ) -> serde_json::Value {
+        let index = index.as_u64().expect("an index") as usize;
+        let text = data[table][index].as_str().expect("a JSON text");
+        serde_json::from_str(text).expect("JSON")
+    }
+
     /// The JSON between the data element's tags.
     fn data_of(page: &str) -> serde_json::Value {
         let open = r#"<script type="application/json" id="plan-data">"#;
@@ -415,17 +429,13 @@ mod tests {
         // Removed groups and kept entries name their service through the tables.
         let index = |v: &serde_json::Value| v.as_u64().expect("an index") as usize;
         let services = &data["services"];
-        let group: serde_json::Value =
-            serde_json::from_str(data["groups"][index(&role["r"][0])].as_str().unwrap())
-                .expect("a group");
+        let group = entry(&data, "groups", &role["r"][0]);
         assert_eq!(services[index(&group[0])], "iam");
         assert_eq!(data["text"][index(&group[1])], "not used in 90 days");
         assert_eq!(data["text"][index(&group[2][0][0])], "Write");
         assert_eq!(group[3], serde_json::json!(["PassRole"]));
         assert_eq!(services[index(&role["k"][0][0])], "s3");
-        let risks: serde_json::Value =
-            serde_json::from_str(data["lists"][index(&role["risks"])].as_str().unwrap())
-                .expect("a list");
+        let risks = entry(&data, "lists", &role["risks"]);
         assert_eq!(data["text"][index(&risks[0])], "removes 1 Write action(s)");
         assert_eq!(role["flags"], 1);
         // The deleted policy: its document before, nothing after.
@@ -454,8 +464,7 @@ mod tests {
         assert_eq!(data["roles"][0]["r"], data["roles"][1]["r"]);
         assert_eq!(data["roles"][0]["risks"], data["roles"][1]["risks"]);
         assert_eq!(data["roles"][1]["account"], "210987654321");
-        let group: serde_json::Value =
-            serde_json::from_str(data["groups"][0].as_str().unwrap()).expect("a group");
+        let group = entry(&data, "groups", &0.into());
         assert_eq!(group[2][0][1], 30, "every removed action counted");
         assert_eq!(group[3].as_array().map(Vec::len), Some(NAMES_PER_GROUP));
         assert_eq!(group[4], 30 - NAMES_PER_GROUP);
