@@ -267,7 +267,8 @@ pub struct PlanArgs {
     #[arg(long = "self", conflicts_with = "roles")]
     pub own: bool,
     /// Output: text (a coloured diff on a terminal), json (docs/plan-schema.md), markdown
-    /// (a pull-request comment), or terraform / cloudformation / serverless snippets.
+    /// (a pull-request comment), html (one self-contained report page), or terraform /
+    /// cloudformation / serverless snippets.
     #[arg(long, value_enum, default_value = "text")]
     pub format: PlanFormat,
     /// Markdown: the most bytes of one comment (GitHub's limit by default). A bigger plan is
@@ -275,7 +276,8 @@ pub struct PlanArgs {
     #[arg(long, global = true, value_name = "BYTES", default_value_t = 65_536)]
     pub max_bytes: usize,
     /// Markdown: write the parts to DIR/plan-1.md, plan-2.md, … and print their paths
-    /// (otherwise the parts go to stdout, separated by `<!-- whittle: next part -->`).
+    /// (otherwise the parts go to stdout, separated by `<!-- whittle: next part -->`);
+    /// HTML: write DIR/plan.html.
     #[arg(long, global = true, value_name = "DIR")]
     pub output_dir: Option<std::path::PathBuf>,
 }
@@ -300,6 +302,15 @@ pub enum PlanCommand {
         #[arg(long, value_enum, default_value = "text")]
         format: PlanFormat,
     },
+    /// Render a plan saved as JSON (`whittle plan --format json > plan.json`) in any format,
+    /// offline: needs neither AWS, the configuration nor the state. CI keeps the JSON as an
+    /// artifact and renders Markdown and HTML from it. Exits as `whittle plan` would have.
+    Render {
+        /// The plan's JSON file (docs/plan-schema.md).
+        file: std::path::PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: PlanFormat,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -310,6 +321,7 @@ pub enum PlanFormat {
     Terraform,
     Cloudformation,
     Serverless,
+    Html,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -572,6 +584,7 @@ impl From<PlanFormat> for whittle_engine::commands::PlanFormat {
             PlanFormat::Terraform => Self::Terraform,
             PlanFormat::Cloudformation => Self::Cloudformation,
             PlanFormat::Serverless => Self::Serverless,
+            PlanFormat::Html => Self::Html,
         }
     }
 }
@@ -613,12 +626,29 @@ impl PlanArgs {
                 new: new.clone(),
                 format: (*format).into(),
             },
+            Some(PlanCommand::Render { .. }) => {
+                anyhow::bail!("`whittle plan render` reads a file, not the state")
+            }
             None => PlanWire::Make {
                 roles: self.roles.clone(),
                 format: self.format.into(),
                 max_bytes: Some(self.max_bytes),
             },
         }))
+    }
+}
+
+impl PlanArgs {
+    /// The format the output is in, for naming the file `--output-dir` writes.
+    pub fn output_format(&self) -> PlanFormat {
+        match &self.show {
+            Some(
+                PlanCommand::Show { format, .. }
+                | PlanCommand::Diff { format, .. }
+                | PlanCommand::Render { format, .. },
+            ) => *format,
+            None => self.format,
+        }
     }
 }
 

@@ -166,10 +166,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(&cli)?;
             runtime()?.block_on(plan_self_command(config))
         }
-        Command::Plan(args) => match &args.output_dir {
-            Some(dir) => plan_to_files(&cli, args.to_command()?, dir),
-            None => state_command(&cli, args.to_command()?),
-        },
+        Command::Plan(args) => {
+            let output = match &args.show {
+                // Offline: needs neither the configuration, the state nor AWS.
+                Some(cli::PlanCommand::Render { file, format }) => {
+                    let plan = whittle_engine::commands::read_plan_file(file)?;
+                    whittle_engine::commands::render_plan(
+                        &plan,
+                        (*format).into(),
+                        Some(args.max_bytes),
+                        Terminal {
+                            color: std::io::stdout().is_terminal(),
+                            progress: false,
+                        },
+                    )?
+                }
+                _ => run_state_command(&cli, args.to_command()?)?,
+            };
+            match &args.output_dir {
+                Some(dir) => plan_to_files(output, args.output_format(), dir),
+                None => {
+                    out!("{}", output.stdout)?;
+                    Ok(ExitCode::from(output.exit_code))
+                }
+            }
+        }
         Command::Apply(args) => state_command(&cli, args.to_command()),
         Command::Trial(args) => {
             let config = load(&cli)?;
@@ -239,14 +260,21 @@ async fn engine(config: Config, reconcile_first: bool) -> anyhow::Result<Engine<
 }
 
 /// `whittle plan --output-dir DIR`: each Markdown part (or the one output of another format)
-/// in its own file, `plan-1.md`, `plan-2.md`, …; their paths on stdout.
+/// in its own file, `plan-1.md`, `plan-2.md`, …, or the HTML report in `plan.html`; their
+/// paths on stdout.
 fn plan_to_files(
-    cli: &Cli,
-    command: StateCommand,
+    output: whittle_engine::commands::Output,
+    format: cli::PlanFormat,
     dir: &std::path::Path,
 ) -> anyhow::Result<ExitCode> {
-    let output = run_state_command(cli, command)?;
     std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    if format == cli::PlanFormat::Html {
+        let path = dir.join("plan.html");
+        std::fs::write(&path, &output.stdout)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        outln!("{}", path.display())?;
+        return Ok(ExitCode::from(output.exit_code));
+    }
     for (i, part) in output
         .stdout
         .split(whittle_engine::commands::MARKDOWN_PART_SEPARATOR)

@@ -34,6 +34,8 @@ pub enum PlanFormat {
     Terraform,
     Cloudformation,
     Serverless,
+    /// One self-contained HTML page (`whittle_planner::plan::html`).
+    Html,
 }
 
 /// `whittle mine`.
@@ -244,7 +246,9 @@ pub async fn run<P: Ports>(
                 PlanFormat::Json => json(&changes)?,
                 PlanFormat::Markdown => diff::markdown(&changes),
                 PlanFormat::Text => diff::text(&changes),
-                other => anyhow::bail!("`plan diff` writes text, json or markdown, not {other:?}"),
+                other => anyhow::bail!(
+                    "`plan diff` writes text, json or markdown, not {other:?}; `whittle plan show ID --format html` renders one plan as HTML"
+                ),
             };
             Ok(Output {
                 stdout,
@@ -344,6 +348,7 @@ pub fn render_plan(
         PlanFormat::Terraform => render::terraform(plan),
         PlanFormat::Cloudformation => render::cloudformation(plan),
         PlanFormat::Serverless => render::serverless(plan),
+        PlanFormat::Html => whittle_planner::plan::html::html(plan),
     };
     let exit_code =
         if !unread.is_empty() || plan.roles.iter().any(|r| r.status == RoleStatus::Error) {
@@ -354,6 +359,65 @@ pub fn render_plan(
             0
         };
     Ok(Output { stdout, exit_code })
+}
+
+/// Why a file could not be read as a plan (`whittle plan render FILE`).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFileError {
+    #[error(
+        "cannot read {path}: {source}; give the path of a plan saved with `whittle plan --format json > plan.json`"
+    )]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not a whittle plan ({reason}); give the output of `whittle plan --format json` or `whittle plan show ID --format json` (docs/plan-schema.md)"
+    )]
+    NotAPlan { path: PathBuf, reason: String },
+    #[error(
+        "{path} is a plan of schema {schema}, newer than this whittle reads ({known}); render it with the whittle that made it"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        schema: u64,
+        known: u32,
+    },
+}
+
+/// Reads a plan saved as JSON (`whittle plan --format json`, docs/plan-schema.md), for
+/// rendering it again without AWS or the state: CI keeps the JSON and renders Markdown and
+/// HTML from it.
+pub fn read_plan_file(
+    path: &std::path::Path,
+) -> Result<whittle_planner::plan::Plan, PlanFileError> {
+    use whittle_planner::plan::{PLAN_SCHEMA, Plan};
+    let text = std::fs::read_to_string(path).map_err(|source| PlanFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let not_a_plan = |reason: String| PlanFileError::NotAPlan {
+        path: path.to_owned(),
+        reason,
+    };
+    // The schema first: a newer plan may not parse as this one, and saying so is the
+    // useful answer. Only the number is decoded (the rest skipped): a plan of thousands of
+    // roles is gigabytes, read once more below straight into the plan.
+    #[derive(Deserialize)]
+    struct Schema {
+        schema: Option<u64>,
+    }
+    let Schema { schema } =
+        serde_json::from_str(&text).map_err(|e| not_a_plan(format!("not a JSON object: {e}")))?;
+    match schema {
+        None => Err(not_a_plan("no `schema` number at the top level".to_owned())),
+        Some(schema) if schema > u64::from(PLAN_SCHEMA) => Err(PlanFileError::NewerSchema {
+            path: path.to_owned(),
+            schema,
+            known: PLAN_SCHEMA,
+        }),
+        Some(_) => serde_json::from_str::<Plan>(&text).map_err(|e| not_a_plan(e.to_string())),
+    }
 }
 
 async fn apply_command<P: Ports>(

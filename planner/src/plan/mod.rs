@@ -23,6 +23,7 @@
 //!   role whose proposal would turn an allow into a deny gets an error, not a plan.
 
 pub mod diff;
+pub mod html;
 pub mod render;
 pub mod split;
 

@@ -9,18 +9,20 @@ use super::{Plan, PolicyDocument, RolePlan, RoleStatus};
 const SUMMARISE_ABOVE: usize = 8;
 
 /// One policy's change, as the renderers show it.
-struct Change {
+pub(super) struct Change {
     /// `inline NAME` or a managed policy ARN.
-    title: String,
-    before: Option<String>,
-    after: Option<String>,
+    pub(super) title: String,
+    /// The document before and after, pretty-printed; `None` when the policy is created or
+    /// goes.
+    pub(super) before: Option<String>,
+    pub(super) after: Option<String>,
 }
 
 fn pretty_text(text: &str) -> String {
     PolicyDocument::from_iam(text).map_or_else(|_| text.to_owned(), |d| d.to_pretty())
 }
 
-fn changes(role: &RolePlan) -> Vec<Change> {
+pub(super) fn changes(role: &RolePlan) -> Vec<Change> {
     let mut out = Vec::new();
     for name in &role.proposal.delete_inline {
         let before = role
@@ -398,7 +400,7 @@ pub fn markdown_parts(plan: &Plan, max_bytes: usize) -> Vec<String> {
 }
 
 /// Write and permissions-management removals are the ones a reviewer must see.
-fn is_risky(level: &str) -> bool {
+pub(super) fn is_risky(level: &str) -> bool {
     level == "Write" || level.starts_with("Permissions")
 }
 

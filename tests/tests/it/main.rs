@@ -9,6 +9,7 @@ mod emulator;
 mod functions;
 mod mining;
 mod plan;
+mod report;
 mod rotation;
 mod self_policy;
 mod support;

@@ -295,6 +295,36 @@ async fn plan_keeps_what_the_workload_used_and_apply_then_rollback_restores_exac
         "{markdown}"
     );
     assert!(markdown.contains("```diff"));
+    // The same plan saved as JSON renders offline, from the file alone, as the stored plan
+    // does: CI keeps the JSON and renders Markdown and HTML from it.
+    let (code, html, stderr) = run(config, &["plan", "show", &plan_id, "--format", "html"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains(ROLE_ARN));
+    let (_, saved, _) = run(config, &["plan", "show", &plan_id, "--format", "json"]);
+    let file = config.with_file_name("saved-plan.json");
+    std::fs::write(&file, saved).expect("write the plan JSON");
+    let rendered = whittle(&[
+        "plan",
+        "render",
+        file.to_str().expect("utf-8"),
+        "--format",
+        "html",
+    ]);
+    assert_eq!(
+        rendered.status.code(),
+        Some(2),
+        "{}",
+        text(&rendered.stderr)
+    );
+    assert_eq!(text(&rendered.stdout), html);
+    let rendered = whittle(&[
+        "plan",
+        "render",
+        file.to_str().expect("utf-8"),
+        "--format",
+        "markdown",
+    ]);
+    assert_eq!(text(&rendered.stdout), markdown);
 
     // Before the apply, in auth mode, the role may still call what the plan removes.
     emulator.enable_auth();
