@@ -362,6 +362,7 @@ mod tests {
                 risks: vec!["removes 1 Write action(s)".to_owned()],
                 notes: Vec::new(),
                 inline_size: 0,
+                split: None,
             }],
         }
     }
