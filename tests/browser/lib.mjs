@@ -81,7 +81,11 @@ export async function serve(file) {
   await new Promise((done) => server.listen(0, "127.0.0.1", done));
   return {
     url: `http://127.0.0.1:${server.address().port}/report.html`,
-    close: () => new Promise((done) => server.close(done)),
+    // The page's keep-alive connection would hold close() until it times out.
+    close: () => new Promise((done) => {
+      server.close(done);
+      server.closeAllConnections();
+    }),
   };
 }
 
