@@ -170,6 +170,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let output = match &args.show {
                 // Offline: needs neither the configuration, the state nor AWS.
                 Some(cli::PlanCommand::Render { file, format }) => {
+                    if !args.roles.is_empty() {
+                        anyhow::bail!(
+                            "--role chooses the roles of a new plan; `whittle plan render FILE` renders the file whole"
+                        );
+                    }
                     let plan = whittle_engine::commands::read_plan_file(file)?;
                     whittle_engine::commands::render_plan(
                         &plan,

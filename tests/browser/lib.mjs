@@ -81,7 +81,11 @@ export async function serve(file) {
   await new Promise((done) => server.listen(0, "127.0.0.1", done));
   return {
     url: `http://127.0.0.1:${server.address().port}/report.html`,
-    close: () => new Promise((done) => server.close(done)),
+    // The page's keep-alive connection would hold close() until it times out.
+    close: () => new Promise((done) => {
+      server.close(done);
+      server.closeAllConnections();
+    }),
   };
 }
 
@@ -95,14 +99,12 @@ export async function open(context, url) {
     if (message.type() === "error") seen.errors.push(`console: ${message.text()}`);
   });
   page.on("pageerror", (error) => seen.errors.push(`page: ${error.message}`));
-  await page.route("**/*", (route) => {
-    if (route.request().url() === url) return route.continue();
-    seen.requests.push(route.request().url());
-    return route.abort();
-  });
+  // Every request is seen (even one the route does not catch), and every one but the
+  // page's own is refused.
   page.on("request", (request) => {
-    if (request.url() !== url && !seen.requests.includes(request.url())) seen.requests.push(request.url());
+    if (request.url() !== url) seen.requests.push(request.url());
   });
+  await page.route("**/*", (route) => (route.request().url() === url ? route.continue() : route.abort()));
   const started = performance.now();
   await page.goto(url, { waitUntil: "load" });
   await page.locator("#roles tbody tr.role").first().waitFor();

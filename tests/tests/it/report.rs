@@ -117,6 +117,16 @@ fn a_file_that_is_not_a_plan_is_refused_saying_what_to_give() {
         stderr.contains("is a plan of schema 7, newer than this whittle reads (1)"),
         "{stderr}"
     );
+    let plan = demo_plan(dir.path());
+    let out = whittle(&[
+        "plan",
+        "--role",
+        "arn:aws:iam::123456789012:role/app-orders",
+        "render",
+        plan.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("renders the file whole"));
     let missing = dir.path().join("missing.json");
     let stderr = text(&render(&missing, &[]).stderr);
     assert!(
