@@ -89,28 +89,42 @@ pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow:
     let usage = state.tree::<StoredUsage>()?;
     let last_accessed = state.tree::<LastAccessed>()?;
     let needed = state.tree::<NeededActions>()?;
-    let mut roles = Vec::new();
+    // Every role's evidence read from the store first, then all roles planned together:
+    // each distinct policy document is parsed and expanded once (an AWS-managed policy on
+    // thousands of roles), and the roles are spread over every core.
+    let mut evidence = Vec::with_capacity(reads.len());
+    for read in &reads {
+        if read.current.is_err() {
+            continue;
+        }
+        let needed: Vec<String> = needed
+            .get(&read.arn)?
+            .map(|n| n.actions.into_keys().collect())
+            .unwrap_or_default();
+        evidence.push((usage.get(&read.arn)?, last_accessed.get(&read.arn)?, needed));
+    }
+    let inputs: Vec<plan::RoleInput<'_>> = reads
+        .iter()
+        .filter_map(|read| Some((read, read.current.as_ref().ok()?)))
+        .zip(&evidence)
+        .map(|((read, current), (usage, last, needed))| plan::RoleInput {
+            current,
+            evidence: Evidence {
+                usage: usage.as_ref().map(|u| &u.usage),
+                last_accessed: last.as_ref().map_or(&[], |l| l.services.as_slice()),
+                needed,
+                organization: levels.get(read.account.as_str()).map_or(&[], Vec::as_slice),
+            },
+        })
+        .collect();
+    let mut planned = plan::plan_roles(&inputs, &settings, &catalog).into_iter();
+    drop(inputs);
+    let mut roles = Vec::with_capacity(reads.len());
     for read in reads {
         let mut role_plan = match read.current {
-            Ok(current) => {
-                let usage = usage.get(&read.arn)?;
-                let last = last_accessed.get(&read.arn)?;
-                let needed: Vec<String> = needed
-                    .get(&read.arn)?
-                    .map(|n| n.actions.into_keys().collect())
-                    .unwrap_or_default();
-                plan::propose(
-                    &current,
-                    &Evidence {
-                        usage: usage.as_ref().map(|u| &u.usage),
-                        last_accessed: last.as_ref().map_or(&[], |l| l.services.as_slice()),
-                        needed: &needed,
-                        organization: levels.get(read.account.as_str()).map_or(&[], Vec::as_slice),
-                    },
-                    &settings,
-                    &catalog,
-                )
-            }
+            Ok(_) => planned
+                .next()
+                .context("the planner returned fewer plans than roles")?,
             Err(error) => {
                 warn!(role = %read.arn, %error, "Cannot read the role's policies");
                 RolePlan {
@@ -128,7 +142,7 @@ pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow:
                     },
                     proposal: plan::Proposal::default(),
                     kept: Vec::new(),
-                    removed: Vec::new(),
+                    removed: plan::Removed::default(),
                     risks: Vec::new(),
                     notes: Vec::new(),
                     inline_size: 0,
