@@ -42,7 +42,8 @@ pub enum AccessLevel {
 }
 
 impl AccessLevel {
-    fn parse(text: &str) -> Option<AccessLevel> {
+    /// The catalog file's spelling back to the level.
+    pub fn parse(text: &str) -> Option<AccessLevel> {
         Some(match text {
             "List" => AccessLevel::List,
             "Read" => AccessLevel::Read,

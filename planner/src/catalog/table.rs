@@ -6,6 +6,18 @@ use std::collections::BTreeSet;
 
 use super::{AccessLevel, ActionSet, Catalog};
 
+impl ActionTable {
+    /// The actions' names, in id order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The actions' access levels, in id order.
+    pub fn levels(&self) -> &[AccessLevel] {
+        &self.levels
+    }
+}
+
 /// A catalog's actions grouped per service, as plans list removed actions: services in
 /// byte order of their prefix, each service's actions in byte order of their names (the
 /// catalog's id order, so each service is one range of ids). Built once per catalog and
@@ -35,30 +47,48 @@ pub(crate) struct ServiceRow {
 impl ActionTable {
     pub(crate) fn new(catalog: &Catalog) -> ActionTable {
         let actions = catalog.actions();
+        ActionTable::from_parts(
+            actions.iter().map(|a| a.name.clone()).collect(),
+            actions.iter().map(|a| a.level).collect(),
+        )
+        .unwrap_or_else(|_| unreachable!("a catalog's actions are sorted by name"))
+    }
+
+    /// A table from its actions' names (sorted in byte order, as a catalog holds them) and
+    /// levels, as a stored plan keeps them.
+    pub fn from_parts(names: Vec<String>, levels: Vec<AccessLevel>) -> Result<ActionTable, String> {
+        if names.len() != levels.len() {
+            return Err(format!(
+                "{} action names but {} access levels",
+                names.len(),
+                levels.len()
+            ));
+        }
+        if !names.is_sorted() {
+            return Err("the action names are not sorted".to_owned());
+        }
         let prefix_of = |i: usize| -> &str {
-            let name = &actions[i].name;
+            let name = &names[i];
             name.split_once(':').map_or(name.as_str(), |(s, _)| s)
         };
         let mut services = Vec::new();
         let mut lo = 0;
-        while lo < actions.len() {
+        while lo < names.len() {
             let prefix = prefix_of(lo);
             let mut hi = lo + 1;
-            while hi < actions.len() && prefix_of(hi) == prefix {
+            while hi < names.len() && prefix_of(hi) == prefix {
                 hi += 1;
             }
-            let levels: BTreeSet<String> = actions[lo..hi]
-                .iter()
-                .map(|a| a.level.to_string())
-                .collect();
+            let level_names: BTreeSet<String> =
+                levels[lo..hi].iter().map(|l| l.to_string()).collect();
             services.push(ServiceRow {
                 prefix: prefix.to_owned(),
                 lo: lo as u32,
                 hi: hi as u32,
-                levels: levels.into_iter().collect::<Vec<_>>().join(", "),
-                level_bits: actions[lo..hi]
+                levels: level_names.into_iter().collect::<Vec<_>>().join(", "),
+                level_bits: levels[lo..hi]
                     .iter()
-                    .fold(0, |bits, a| bits | (1 << a.level as u8)),
+                    .fold(0, |bits, l| bits | (1 << *l as u8)),
             });
             lo = hi;
         }
@@ -74,20 +104,20 @@ impl ActionTable {
         ]
         .into_iter()
         .map(|level| {
-            let mut set = catalog.empty_set();
-            for (i, a) in actions.iter().enumerate() {
-                if a.level == level {
+            let mut set = ActionSet::empty(names.len());
+            for (i, l) in levels.iter().enumerate() {
+                if *l == level {
                     set.insert(super::ActionId(i as u32));
                 }
             }
             (level, set)
         })
         .collect();
-        ActionTable {
-            names: actions.iter().map(|a| a.name.clone()).collect(),
-            levels: actions.iter().map(|a| a.level).collect(),
+        Ok(ActionTable {
+            names,
+            levels,
             services,
             with_level,
-        }
+        })
     }
 }

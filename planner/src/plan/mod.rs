@@ -26,6 +26,7 @@ pub mod cache;
 pub mod diff;
 pub mod removed;
 pub mod render;
+pub mod stored;
 
 use std::collections::{BTreeMap, BTreeSet};
 

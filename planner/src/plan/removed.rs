@@ -20,10 +20,11 @@ use crate::catalog::{AccessLevel, ActionId, ActionSet, ActionTable};
 
 /// The evidence shown with every removed action of a role: one sentence for most
 /// services, another for those IAM's last-accessed data saw.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemovedEvidence {
     pub default: String,
     /// Service prefix -> its evidence, where it differs from `default`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub by_service: BTreeMap<String, String>,
 }
 
@@ -46,6 +47,17 @@ enum Repr {
         table: Arc<ActionTable>,
         actions: ActionSet,
         evidence: Arc<RemovedEvidence>,
+    },
+}
+
+/// The two forms a [`Removed`] is held in, for the stored plan (`plan::stored`).
+#[derive(Debug)]
+pub enum RemovedParts<'a> {
+    Listed(&'a [RemovedAction]),
+    Set {
+        table: &'a Arc<ActionTable>,
+        actions: &'a ActionSet,
+        evidence: &'a Arc<RemovedEvidence>,
     },
 }
 
@@ -94,6 +106,22 @@ impl Removed {
             actions,
             evidence,
         })
+    }
+
+    /// How the entries are held.
+    pub fn parts(&self) -> RemovedParts<'_> {
+        match &self.0 {
+            Repr::Listed(list) => RemovedParts::Listed(list),
+            Repr::Set {
+                table,
+                actions,
+                evidence,
+            } => RemovedParts::Set {
+                table,
+                actions,
+                evidence,
+            },
+        }
     }
 
     /// The entries without copying their text: per service in prefix order, `service:*`

@@ -758,3 +758,59 @@ fn the_optimised_planner_matches_the_reference_on_the_bench_roles() {
         }
     }
 }
+
+/// A plan stored (schema 2) and read back is the same plan, field by field and as JSON,
+/// while each shared document, removed set's action names and risk sentence is kept once.
+#[test]
+fn a_stored_plan_reads_back_the_same_and_shares_what_roles_have_in_common() {
+    use crate::benchgen::bench_roles;
+    use stored::StoredPlan;
+    let catalog = Catalog::embedded();
+    let roles = bench_roles(catalog, 30, NOW, 5);
+    let inputs: Vec<RoleInput<'_>> = roles
+        .iter()
+        .map(|r| RoleInput {
+            current: &r.policies,
+            evidence: Evidence {
+                usage: Some(&r.usage),
+                ..Evidence::default()
+            },
+        })
+        .collect();
+    let mut planned = plan_roles(&inputs, &settings(), catalog);
+    // A role as an older plan holds it (its removed actions listed) and a failed one.
+    planned[0].removed = planned[0].removed.to_vec().into();
+    planned.push(RolePlan::failed(&roles[1].policies, "no access".to_owned()));
+    let plan = Plan {
+        schema: PLAN_SCHEMA,
+        id: "plan-1".to_owned(),
+        created_at: "2026-11-18T00:00:00Z".to_owned(),
+        catalog: catalog.version.to_string(),
+        lookback_days: 90,
+        status: PlanStatus::Proposed,
+        accounts: Vec::new(),
+        roles: planned,
+    };
+    let stored = StoredPlan::from_plan(&plan);
+    // Three shapes: two inline documents and the managed one.
+    assert_eq!(stored.documents.len(), 3);
+    let text = serde_json::to_string(&stored).expect("JSON");
+    let back: StoredPlan = serde_json::from_str(&text).expect("parses");
+    let read = back.into_plan().expect("a plan");
+    assert_eq!(read, plan);
+    assert_eq!(
+        serde_json::to_value(&read).expect("JSON"),
+        serde_json::to_value(&plan).expect("JSON")
+    );
+    assert_eq!(
+        render::text(&read, false),
+        render::text(&plan, false),
+        "renders the same"
+    );
+    let full = serde_json::to_string(&plan).expect("JSON").len();
+    assert!(
+        text.len() * 10 < full,
+        "stored {} bytes, schema 1 {full} bytes",
+        text.len()
+    );
+}
