@@ -281,7 +281,7 @@ fn policies_in(world: &World, role_arn: &str) -> Option<RolePolicies> {
                 name: name.clone(),
                 aws_managed: arn.contains(":iam::aws:policy/"),
                 version: "v1".to_owned(),
-                document: document.clone(),
+                document: document.as_str().into(),
             })
     };
     Some(RolePolicies {
@@ -292,7 +292,7 @@ fn policies_in(world: &World, role_arn: &str) -> Option<RolePolicies> {
             .iter()
             .map(|(name, document)| InlinePolicy {
                 name: name.clone(),
-                document: document.clone(),
+                document: document.as_str().into(),
             })
             .collect(),
         managed: role.attached.iter().filter_map(managed).collect(),
@@ -490,7 +490,7 @@ impl Iam for Fake {
                         .iter()
                         .map(|(name, document)| InlinePolicy {
                             name: name.clone(),
-                            document: document.clone(),
+                            document: document.as_str().into(),
                         })
                         .collect(),
                     attached: role.attached.clone(),
@@ -511,7 +511,7 @@ impl Iam for Fake {
                         name: name.clone(),
                         aws_managed: arn.contains(":iam::aws:policy/"),
                         version: "v1".to_owned(),
-                        document: document.clone(),
+                        document: document.as_str().into(),
                     })
                     .collect()
             } else {
@@ -554,7 +554,7 @@ impl Iam for Fake {
             name: name.clone(),
             aws_managed: policy_arn.contains(":iam::aws:policy/"),
             version: "v1".to_owned(),
-            document: document.clone(),
+            document: document.as_str().into(),
         })
     }
 

@@ -100,7 +100,8 @@ pub const UNOBSERVABLE: &[(&str, &str)] = &[
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InlinePolicy {
     pub name: String,
-    pub document: String,
+    /// Shared text: a plan of thousands of roles holds each distinct document once.
+    pub document: Arc<str>,
 }
 
 /// An attached managed policy (or the permissions boundary), its default version.
@@ -110,7 +111,8 @@ pub struct ManagedPolicy {
     pub name: String,
     pub aws_managed: bool,
     pub version: String,
-    pub document: String,
+    /// Shared text: the same managed policy on thousands of roles is held once.
+    pub document: Arc<str>,
 }
 
 /// Everything that grants or limits a role's permissions, as read from IAM.

@@ -284,10 +284,10 @@ impl StoredPlan {
             .into_iter()
             .map(|(k, v)| (k, Arc::from(v)))
             .collect();
-        let document = |key: &str| -> Result<String, String> {
+        let document = |key: &str| -> Result<Arc<str>, String> {
             documents
                 .get(key)
-                .map(|d| d.to_string())
+                .cloned()
                 .ok_or_else(|| format!("no document {key} in the plan"))
         };
         let texts: Vec<Arc<str>> = self.texts.into_iter().map(Arc::from).collect();

@@ -41,7 +41,7 @@ fn role(inline: &[(&str, &str)], managed: &[(&str, bool, &str)]) -> RolePolicies
             .iter()
             .map(|(name, doc)| InlinePolicy {
                 name: (*name).to_owned(),
-                document: (*doc).to_owned(),
+                document: (*doc).into(),
             })
             .collect(),
         managed: managed
@@ -51,7 +51,7 @@ fn role(inline: &[(&str, &str)], managed: &[(&str, bool, &str)]) -> RolePolicies
                 name: arn.rsplit('/').next().unwrap_or_default().to_owned(),
                 aws_managed: *aws,
                 version: "v1".to_owned(),
-                document: (*doc).to_owned(),
+                document: (*doc).into(),
             })
             .collect(),
         boundary: None,
@@ -470,7 +470,7 @@ fn deny_only_policies_and_boundaries_stay() {
             name: "boundary".to_owned(),
             aws_managed: false,
             version: "v1".to_owned(),
-            document: r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#.to_owned(),
+            document: r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#.into(),
         }),
         ..role(
             &[
@@ -497,9 +497,12 @@ fn deny_only_policies_and_boundaries_stay() {
 fn same_as_compares_parsed_documents() {
     let a = role(&[("app", BROAD)], &[]);
     let mut b = a.clone();
-    b.inline[0].document = PolicyDocument::parse(BROAD).expect("parses").to_pretty();
+    b.inline[0].document = PolicyDocument::parse(BROAD)
+        .expect("parses")
+        .to_pretty()
+        .into();
     assert!(a.same_as(&b));
-    b.inline[0].document = BROAD.replace("sqs:*", "sns:*");
+    b.inline[0].document = BROAD.replace("sqs:*", "sns:*").into();
     assert!(!a.same_as(&b));
 }
 
