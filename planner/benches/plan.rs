@@ -14,8 +14,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 use whittle_planner::benchgen::{BenchRole, Shape, bench_roles};
 use whittle_planner::catalog::Catalog;
+use whittle_planner::plan::stored::StoredPlan;
 use whittle_planner::plan::{
-    Evidence, PlanCache, RoleInput, RoleStatus, Settings, plan_roles, propose_cached,
+    Evidence, PLAN_SCHEMA, Plan, PlanCache, PlanStatus, RoleInput, RoleStatus, Settings,
+    plan_roles, propose_cached,
 };
 
 fn number(args: &mut impl Iterator<Item = String>, flag: &str) -> usize {
@@ -108,6 +110,27 @@ fn run(roles: usize) {
         .iter()
         .filter(|p| p.status == RoleStatus::Changes)
         .count();
+    // The plan as the state stores it and reads it back (`whittle plan show`, `status`).
+    let plan = Plan {
+        schema: PLAN_SCHEMA,
+        id: "plan-bench".to_owned(),
+        created_at: "2026-12-03T00:00:00Z".to_owned(),
+        catalog: catalog.version.to_string(),
+        lookback_days: settings.lookback_days,
+        status: PlanStatus::Proposed,
+        accounts: Vec::new(),
+        roles: plans,
+    };
+    let start = Instant::now();
+    let stored = serde_json::to_vec(&StoredPlan::from_plan(&plan)).expect("JSON");
+    let store_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let start = Instant::now();
+    let read = serde_json::from_slice::<StoredPlan>(&stored)
+        .expect("parses")
+        .into_plan()
+        .expect("a plan");
+    let load_ms = start.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(read.roles.len(), plan.roles.len());
     let fastest = rows
         .iter()
         .map(|(_, n, _, s, _)| s / *n as f64)
@@ -127,7 +150,11 @@ fn run(roles: usize) {
     }
     println!(
         "| all, one plan | {} | {changed} | {all_seconds:.2} s | {:.3} ms | | |",
-        plans.len(),
-        all_seconds * 1000.0 / plans.len().max(1) as f64
+        plan.roles.len(),
+        all_seconds * 1000.0 / plan.roles.len().max(1) as f64
+    );
+    println!(
+        "\nstored form: {:.1} MB, written in {store_ms:.0} ms, read back in {load_ms:.0} ms",
+        stored.len() as f64 / 1e6
     );
 }

@@ -441,11 +441,28 @@ impl Catalog {
         }
     }
 
-    /// [`Catalog::expand`] as a set.
+    /// [`Catalog::expand`] as a set. `*` and `service:*`, the most common patterns of broad
+    /// policies, are answered without matching each action.
     pub fn expand_set(&self, pattern: &str) -> ActionSet {
+        if pattern.bytes().all(|b| b == b'*') && !pattern.is_empty() {
+            return self.full_set();
+        }
         let mut set = self.empty_set();
-        for id in self.expand(pattern) {
-            set.insert(id);
+        match pattern.split_once(':') {
+            Some((service, rest))
+                if !rest.is_empty()
+                    && rest.bytes().all(|b| b == b'*')
+                    && !service.contains(['*', '?']) =>
+            {
+                for id in self.service_actions(service) {
+                    set.insert(*id);
+                }
+            }
+            _ => {
+                for id in self.expand(pattern) {
+                    set.insert(id);
+                }
+            }
         }
         set
     }

@@ -63,9 +63,7 @@ pub(crate) fn granted_by(statement: &Statement, catalog: &Catalog) -> ActionSet 
     let expand = |patterns: &OneOrMany<String>| -> ActionSet {
         let mut set = catalog.empty_set();
         for pattern in patterns.iter() {
-            for id in catalog.expand(pattern) {
-                set.insert(id);
-            }
+            set.union_with(&catalog.expand_set(pattern));
         }
         set
     };
@@ -96,6 +94,9 @@ pub struct PlanCache<'c> {
 
 impl<'c> PlanCache<'c> {
     pub fn new(catalog: &'c Catalog) -> PlanCache<'c> {
+        // The catalog's table of removed actions is built here, once per catalog, rather than
+        // by whichever role first removes something.
+        drop(catalog.table());
         PlanCache {
             catalog,
             documents: Mutex::new(HashMap::new()),

@@ -505,10 +505,19 @@ pub fn plan_roles(
     settings: &Settings,
     catalog: &Catalog,
 ) -> Vec<RolePlan> {
-    let cache = PlanCache::new(catalog);
+    plan_roles_cached(roles, settings, &PlanCache::new(catalog))
+}
+
+/// [`plan_roles`] through a cache the caller keeps, so that roles planned a batch at a time
+/// (their evidence read a batch at a time) still expand each document once.
+pub fn plan_roles_cached(
+    roles: &[RoleInput<'_>],
+    settings: &Settings,
+    cache: &PlanCache<'_>,
+) -> Vec<RolePlan> {
     roles
         .par_iter()
-        .map(|role| propose_cached(role.current, &role.evidence, settings, &cache))
+        .map(|role| propose_cached(role.current, &role.evidence, settings, cache))
         .collect()
 }
 

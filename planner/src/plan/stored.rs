@@ -12,7 +12,7 @@
 //! - per role, `removed` as either `{"set": {"actions": BASE64, "evidence": {...}}}`, a
 //!   bitset over `actions` (little-endian 64-bit words) with the evidence per service, or
 //!   `{"list": [...]}` as in schema 1 (plans read from older records);
-//! - `texts`: each distinct risk sentence once; a role's `risks` are indices into it.
+//! - `texts`: each distinct risk sentence once; a role's `risks` are runs of it.
 //!
 //! [`StoredPlan::from_plan`] and [`StoredPlan::into_plan`] convert without loss: the plan read
 //! back renders and serialises exactly as the plan stored. `docs/plan-schema.md` describes
@@ -79,8 +79,9 @@ pub struct StoredRole {
     pub proposal: Proposal,
     pub kept: Vec<KeptAction>,
     pub removed: StoredRemoved,
-    /// Indices into the plan's `texts`.
-    pub risks: Vec<u32>,
+    /// The risk sentences as runs of the plan's `texts`: `[first index, count]` (a policy's
+    /// wildcard risks, shared by every role it is attached to, are one run).
+    pub risks: Vec<[u32; 2]>,
     pub notes: Vec<String>,
     pub inline_size: usize,
 }
@@ -223,16 +224,17 @@ impl StoredPlan {
                 // `whittle plan`) is kept as its list.
                 _ => StoredRemoved::List(role.removed.to_vec()),
             };
-            let risks = role
-                .risks
-                .iter()
-                .map(|risk| {
-                    *text_index.entry(risk).or_insert_with(|| {
-                        texts.push(risk.to_string());
-                        (texts.len() - 1) as u32
-                    })
-                })
-                .collect();
+            let mut risks: Vec<[u32; 2]> = Vec::new();
+            for risk in &role.risks {
+                let index = *text_index.entry(risk).or_insert_with(|| {
+                    texts.push(risk.to_string());
+                    (texts.len() - 1) as u32
+                });
+                match risks.last_mut() {
+                    Some([first, count]) if *first + *count == index => *count += 1,
+                    _ => risks.push([index, 1]),
+                }
+            }
             roles.push(StoredRole {
                 role_arn: role.role_arn.clone(),
                 status: role.status,
@@ -355,13 +357,13 @@ impl StoredPlan {
             let risks = role
                 .risks
                 .iter()
-                .map(|i| {
+                .map(|&[first, count]| {
                     texts
-                        .get(*i as usize)
-                        .cloned()
-                        .ok_or_else(|| format!("no risk text {i} in the plan"))
+                        .get(first as usize..(first as usize).saturating_add(count as usize))
+                        .ok_or_else(|| format!("no risk texts {first}+{count} in the plan"))
                 })
-                .collect::<Result<_, String>>()?;
+                .collect::<Result<Vec<_>, String>>()?
+                .concat();
             roles.push(RolePlan {
                 role_arn: role.role_arn,
                 status: role.status,
