@@ -1,13 +1,14 @@
 //! The planning benchmark:
-//! `cargo bench -p whittle-planner --bench plan [-- --roles N] [--threads T]`.
+//! `cargo bench -p whittle-planner --bench plan [-- --roles N] [--threads T] [--store]`.
 //!
 //! Plans N seeded roles (default 2,000) of the shapes in [`whittle_planner::benchgen`], with
 //! the embedded IAM catalog, on T threads (default: every core), as `whittle plan` does
 //! ([`plan_roles`]: each distinct document parsed and expanded once, roles planned in
 //! parallel), and reports the time per shape, the slowest role of each shape, and all roles
 //! planned together (the pure planning cost: reading policies from IAM is network-bound and
-//! not measured here). Each proposal goes through the evaluator's safety check. Prints a
-//! Markdown table for BENCHMARKS.md.
+//! not measured here). Each proposal goes through the evaluator's safety check. With
+//! `--store`, also the plan's stored form (`plan::stored`): its size and the time to write
+//! and read it back. Prints a Markdown table for BENCHMARKS.md.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -32,11 +33,13 @@ fn number(args: &mut impl Iterator<Item = String>, flag: &str) -> usize {
 fn main() {
     let mut roles: usize = 2_000;
     let mut threads: usize = 0;
+    let mut store = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--roles" => roles = number(&mut args, "--roles"),
             "--threads" => threads = number(&mut args, "--threads"),
+            "--store" => store = true,
             _ => {}
         }
     }
@@ -48,7 +51,7 @@ fn main() {
             eprintln!("cannot start {threads} threads: {e}");
             std::process::exit(2)
         });
-    pool.install(|| run(roles));
+    pool.install(|| run(roles, store));
 }
 
 fn evidence(role: &BenchRole) -> Evidence<'_> {
@@ -58,7 +61,7 @@ fn evidence(role: &BenchRole) -> Evidence<'_> {
     }
 }
 
-fn run(roles: usize) {
+fn run(roles: usize, store: bool) {
     let started = Instant::now();
     let catalog = Catalog::embedded();
     let catalog_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -121,16 +124,19 @@ fn run(roles: usize) {
         accounts: Vec::new(),
         roles: plans,
     };
-    let start = Instant::now();
-    let stored = serde_json::to_vec(&StoredPlan::from_plan(&plan)).expect("JSON");
-    let store_ms = start.elapsed().as_secs_f64() * 1000.0;
-    let start = Instant::now();
-    let read = serde_json::from_slice::<StoredPlan>(&stored)
-        .expect("parses")
-        .into_plan()
-        .expect("a plan");
-    let load_ms = start.elapsed().as_secs_f64() * 1000.0;
-    assert_eq!(read.roles.len(), plan.roles.len());
+    let stored = store.then(|| {
+        let start = Instant::now();
+        let stored = serde_json::to_vec(&StoredPlan::from_plan(&plan)).expect("JSON");
+        let store_ms = start.elapsed().as_secs_f64() * 1000.0;
+        let start = Instant::now();
+        let read = serde_json::from_slice::<StoredPlan>(&stored)
+            .expect("parses")
+            .into_plan()
+            .expect("a plan");
+        let load_ms = start.elapsed().as_secs_f64() * 1000.0;
+        assert_eq!(read.roles.len(), plan.roles.len());
+        (stored.len(), store_ms, load_ms)
+    });
     let fastest = rows
         .iter()
         .map(|(_, n, _, s, _)| s / *n as f64)
@@ -153,8 +159,10 @@ fn run(roles: usize) {
         plan.roles.len(),
         all_seconds * 1000.0 / plan.roles.len().max(1) as f64
     );
-    println!(
-        "\nstored form: {:.1} MB, written in {store_ms:.0} ms, read back in {load_ms:.0} ms",
-        stored.len() as f64 / 1e6
-    );
+    if let Some((bytes, store_ms, load_ms)) = stored {
+        println!(
+            "\nstored form: {:.1} MB, written in {store_ms:.0} ms, read back in {load_ms:.0} ms",
+            bytes as f64 / 1e6
+        );
+    }
 }

@@ -18,7 +18,7 @@ pub mod service_reference;
 pub mod set;
 mod table;
 
-pub use set::ActionSet;
+pub use set::{ActionSet, SetMinus};
 pub use table::ActionTable;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -20,8 +20,9 @@ pub struct Expanded {
     /// Per statement (in document order): the catalog actions an Allow grants; empty for a
     /// Deny.
     pub grants: Vec<ActionSet>,
-    /// Everything the document's Allow statements grant.
-    pub granted: ActionSet,
+    /// Everything the document's Allow statements grant (shared with the roles' removed
+    /// sets).
+    pub granted: Arc<ActionSet>,
     /// Explicit (wildcard-free) actions of Allow statements that the catalog does not know,
     /// in document order.
     pub unknown: Vec<String>,
@@ -51,7 +52,7 @@ impl Expanded {
         Expanded {
             document,
             grants,
-            granted,
+            granted: Arc::new(granted),
             unknown,
         }
     }

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{AccessLevel, ActionId, ActionSet, Catalog};
+use crate::catalog::{AccessLevel, ActionId, ActionSet, Catalog, SetMinus};
 use crate::policy::rules::resource_account;
 use crate::policy::{
     Context, Decision, Effect, NamedPolicy, OneOrMany, PolicyDocument, Request, Statement,
@@ -547,10 +547,19 @@ pub fn propose_cached(
     let cutoff_day = u32::try_from(cutoff_ms.div_euclid(DAY_MS)).unwrap_or(0);
 
     // Everything the current identity policies grant (Allow statements, expanded).
-    let mut granted = catalog.empty_set();
+    // A role with one policy shares its document's set with every other role that has it.
+    let granted: Arc<ActionSet> = match parsed.identity.as_slice() {
+        [(_, only)] => only.granted.clone(),
+        all => {
+            let mut union = catalog.empty_set();
+            for (_, expanded) in all {
+                union.union_with(&expanded.granted);
+            }
+            Arc::new(union)
+        }
+    };
     let mut notes = Vec::new();
     for (name, expanded) in &parsed.identity {
-        granted.union_with(&expanded.granted);
         for action in &expanded.unknown {
             notes.push(format!(
                 "{name} grants `{action}`, which is not in the IAM action catalog ({}): whittle cannot see it used, so it stays only where {name} is left as written",
@@ -707,10 +716,6 @@ pub fn propose_cached(
         .keys()
         .filter_map(|name| catalog.lookup(name).map(|id| (id, name.clone())))
         .collect();
-    let mut kept_set = catalog.empty_set();
-    for (id, _) in &kept_ids {
-        kept_set.insert(*id);
-    }
 
     // The observation window.
     let observed = evidence.usage.and_then(PrincipalUsage::observed);
@@ -719,8 +724,7 @@ pub fn propose_cached(
     });
 
     // Removed: granted but not kept, summarised per service when a whole service goes.
-    let mut removed_set = granted;
-    removed_set.difference_with(&kept_set);
+    let removed_set = SetMinus::new(granted, kept_ids.iter().map(|(id, _)| *id).collect());
     let removed = removed_actions(removed_set, catalog, settings, evidence);
     let mut risks = risk_notes(&removed, &parsed, cache);
 
@@ -927,7 +931,7 @@ fn narrow(
 /// Granted but not kept: the set, with the evidence per service a reviewer reads with
 /// each removed action.
 fn removed_actions(
-    removed: ActionSet,
+    removed: SetMinus,
     catalog: &Catalog,
     settings: &Settings,
     evidence: &Evidence<'_>,

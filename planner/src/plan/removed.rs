@@ -4,7 +4,8 @@
 //! A role granted ReadOnlyAccess that used twenty actions loses ~9,000; as a list of
 //! [`RemovedAction`]s that is ~1 MB a role, and a plan of 10,000 such roles would not fit in
 //! the daemon's memory. The planner therefore keeps what a role loses as a set over the
-//! catalog's actions (2.8 KB whatever its size) with the evidence per service, and the list
+//! catalog's actions — what its policies grant, a set shared by every role with the same
+//! documents, less the few actions it keeps — with the evidence per service, and the list
 //! a reviewer reads — every removed action (or `service:*` when a whole service goes), its
 //! access level and its evidence — is derived from it when a plan is rendered or written as
 //! JSON. Plans read back from JSON hold the list as written.
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::RemovedAction;
-use crate::catalog::{AccessLevel, ActionId, ActionSet, ActionTable};
+use crate::catalog::{AccessLevel, ActionId, ActionTable, SetMinus};
 
 /// The evidence shown with every removed action of a role: one sentence for most
 /// services, another for those IAM's last-accessed data saw.
@@ -45,7 +46,7 @@ enum Repr {
     /// As the planner made it.
     Set {
         table: Arc<ActionTable>,
-        actions: ActionSet,
+        actions: SetMinus,
         evidence: Arc<RemovedEvidence>,
     },
 }
@@ -56,7 +57,7 @@ pub enum RemovedParts<'a> {
     Listed(&'a [RemovedAction]),
     Set {
         table: &'a Arc<ActionTable>,
-        actions: &'a ActionSet,
+        actions: &'a SetMinus,
         evidence: &'a Arc<RemovedEvidence>,
     },
 }
@@ -98,7 +99,7 @@ impl Removed {
     /// its service.
     pub fn from_set(
         table: Arc<ActionTable>,
-        actions: ActionSet,
+        actions: SetMinus,
         evidence: Arc<RemovedEvidence>,
     ) -> Removed {
         Removed(Repr::Set {
@@ -196,10 +197,12 @@ impl Removed {
                 .map(|r| r.actions)
                 .sum(),
             Repr::Set { table, actions, .. } => {
-                let mut of_level = actions.clone();
-                if let Some((_, set)) = table.with_level.iter().find(|(l, _)| *l == level) {
-                    of_level.intersect_with(set);
-                }
+                let Some((_, with_level)) = table.with_level.iter().find(|(l, _)| *l == level)
+                else {
+                    return 0;
+                };
+                let mut base_level = (*actions.base).clone();
+                base_level.intersect_with(with_level);
                 table
                     .services
                     .iter()
@@ -212,7 +215,7 @@ impl Removed {
                                 0
                             }
                         } else {
-                            of_level.count_range(row.lo, row.hi)
+                            actions.count_range_filtered(&base_level, with_level, row.lo, row.hi)
                         }
                     })
                     .sum()

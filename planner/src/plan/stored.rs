@@ -9,8 +9,10 @@
 //!   (lower-case hex); a role's policies name the key instead of holding the text;
 //! - `actions`: the catalog actions the roles' removed sets index (names in id order, and
 //!   one letter per action for its access level), once;
-//! - per role, `removed` as either `{"set": {"actions": BASE64, "evidence": {...}}}`, a
-//!   bitset over `actions` (little-endian 64-bit words) with the evidence per service, or
+//! - `sets`: what roles' policies grant, each distinct set once, as bitsets over `actions`
+//!   (base64 of little-endian 64-bit words);
+//! - per role, `removed` as either `{"set": {"base": N, "except": [ids], "evidence": {...}}}`,
+//!   the set `N` less the actions the role keeps, with the evidence per service, or
 //!   `{"list": [...]}` as in schema 1 (plans read from older records);
 //! - `texts`: each distinct risk sentence once; a role's `risks` are runs of it.
 //!
@@ -31,7 +33,7 @@ use super::{
     AccountRead, InlinePolicy, KeptAction, ManagedPolicy, Plan, PlanStatus, Proposal, Removed,
     RemovedAction, RemovedEvidence, RolePlan, RolePolicies, RoleStatus,
 };
-use crate::catalog::{AccessLevel, ActionSet, ActionTable};
+use crate::catalog::{AccessLevel, ActionId, ActionSet, ActionTable, SetMinus};
 
 /// The schema number of the stored form.
 pub const STORED_PLAN_SCHEMA: u32 = 2;
@@ -52,6 +54,10 @@ pub struct StoredPlan {
     /// The actions removed sets index, when a role has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actions: Option<StoredActions>,
+    /// What roles' policies grant, each distinct set once: base64 of the bitset's
+    /// little-endian 64-bit words over `actions`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sets: Vec<String>,
     /// Risk sentences, each once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub texts: Vec<String>,
@@ -112,9 +118,11 @@ pub struct StoredManaged {
 #[serde(rename_all = "snake_case")]
 pub enum StoredRemoved {
     List(Vec<RemovedAction>),
+    /// The actions of the plan's set `base` (what the role's policies grant) but the ids
+    /// `except` (what it keeps).
     Set {
-        /// Base64 of the bitset's little-endian 64-bit words, over the plan's `actions`.
-        actions: String,
+        base: u32,
+        except: Vec<u32>,
         evidence: RemovedEvidence,
     },
 }
@@ -182,6 +190,8 @@ impl StoredPlan {
     pub fn from_plan(plan: &Plan) -> StoredPlan {
         let mut documents = Documents::default();
         let mut table: Option<&Arc<ActionTable>> = None;
+        let mut sets: Vec<String> = Vec::new();
+        let mut set_index: HashMap<&[u64], u32> = HashMap::new();
         let mut texts: Vec<String> = Vec::new();
         let mut text_index: HashMap<&str, u32> = HashMap::new();
         let mut roles = Vec::with_capacity(plan.roles.len());
@@ -210,13 +220,24 @@ impl StoredPlan {
                     evidence,
                 } if table.is_none_or(|t| Arc::ptr_eq(t, own) || t.names() == own.names()) => {
                     table.get_or_insert(own);
-                    let bytes: Vec<u8> = actions
-                        .words()
-                        .iter()
-                        .flat_map(|w| w.to_le_bytes())
-                        .collect();
+                    let base = match set_index.get(actions.base.words()) {
+                        Some(i) => *i,
+                        None => {
+                            let bytes: Vec<u8> = actions
+                                .base
+                                .words()
+                                .iter()
+                                .flat_map(|w| w.to_le_bytes())
+                                .collect();
+                            sets.push(BASE64.encode(bytes));
+                            let i = (sets.len() - 1) as u32;
+                            set_index.insert(actions.base.words(), i);
+                            i
+                        }
+                    };
                     StoredRemoved::Set {
-                        actions: BASE64.encode(bytes),
+                        base,
+                        except: actions.except().iter().map(|id| id.0).collect(),
                         evidence: (**evidence).clone(),
                     }
                 }
@@ -263,6 +284,7 @@ impl StoredPlan {
                 names: t.names().to_vec(),
                 levels: t.levels().iter().map(|l| level_letter(*l)).collect(),
             }),
+            sets,
             texts,
             roles,
         }
@@ -293,6 +315,28 @@ impl StoredPlan {
                 .ok_or_else(|| format!("no document {key} in the plan"))
         };
         let texts: Vec<Arc<str>> = self.texts.into_iter().map(Arc::from).collect();
+        let words = table.as_ref().map_or(0, |t| t.names().len().div_ceil(64));
+        let sets: Vec<Arc<ActionSet>> = self
+            .sets
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let bytes = BASE64
+                    .decode(text)
+                    .map_err(|e| format!("set {i} of the plan: {e}"))?;
+                if bytes.len() != words * 8 {
+                    return Err(format!(
+                        "set {i} of the plan: {} bytes for {words} words of actions",
+                        bytes.len()
+                    ));
+                }
+                let words = bytes
+                    .chunks(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+                    .collect();
+                Ok(Arc::new(ActionSet::from_words(words)))
+            })
+            .collect::<Result<_, String>>()?;
         let mut roles = Vec::with_capacity(self.roles.len());
         for role in self.roles {
             let managed = |m: StoredManaged| -> Result<ManagedPolicy, String> {
@@ -328,30 +372,23 @@ impl StoredPlan {
             };
             let removed = match role.removed {
                 StoredRemoved::List(list) => Removed::from(list),
-                StoredRemoved::Set { actions, evidence } => {
+                StoredRemoved::Set {
+                    base,
+                    except,
+                    evidence,
+                } => {
                     let table = table
                         .clone()
                         .ok_or("a removed set but no `actions` in the plan")?;
-                    let bytes = BASE64
-                        .decode(actions)
-                        .map_err(|e| format!("removed actions of {}: {e}", role.role_arn))?;
-                    let words: Vec<u64> = bytes
-                        .chunks(8)
-                        .map(|c| {
-                            let mut word = [0u8; 8];
-                            word[..c.len()].copy_from_slice(c);
-                            u64::from_le_bytes(word)
-                        })
-                        .collect();
-                    if words.len() != table.names().len().div_ceil(64) {
-                        return Err(format!(
-                            "removed actions of {}: {} words for {} actions",
-                            role.role_arn,
-                            words.len(),
-                            table.names().len()
-                        ));
-                    }
-                    Removed::from_set(table, ActionSet::from_words(words), Arc::new(evidence))
+                    let base = sets
+                        .get(base as usize)
+                        .cloned()
+                        .ok_or_else(|| format!("no set {base} in the plan"))?;
+                    Removed::from_set(
+                        table,
+                        SetMinus::new(base, except.into_iter().map(ActionId).collect()),
+                        Arc::new(evidence),
+                    )
                 }
             };
             let risks = role
