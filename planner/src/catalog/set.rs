@@ -33,7 +33,7 @@ impl ActionSet {
             words: vec![u64::MAX; actions.div_ceil(64)],
         };
         if let Some(last) = set.words.last_mut()
-            && actions % 64 != 0
+            && !actions.is_multiple_of(64)
         {
             *last = (1u64 << (actions % 64)) - 1;
         }

@@ -90,8 +90,11 @@ pub struct PlanCache<'c> {
     documents: Mutex<HashMap<Arc<str>, Parsed>>,
     /// (policy name, document) -> the risks of replacing its wildcards; the document by
     /// its address in `documents`, which holds it for the cache's life.
-    wildcard_risks: Mutex<HashMap<(String, usize), Arc<[Arc<str>]>>>,
+    wildcard_risks: Mutex<HashMap<(String, usize), Risks>>,
 }
+
+/// Risk sentences shared by the roles a policy is attached to.
+type Risks = Arc<[Arc<str>]>;
 
 impl<'c> PlanCache<'c> {
     pub fn new(catalog: &'c Catalog) -> PlanCache<'c> {
@@ -125,7 +128,7 @@ impl<'c> PlanCache<'c> {
 
     /// What a reviewer is told when a plan replaces the wildcards and `NotAction`s of the
     /// policy `name` with explicit actions, one sentence each, made once per policy.
-    pub fn wildcard_risks(&self, name: &str, expanded: &Arc<Expanded>) -> Arc<[Arc<str>]> {
+    pub fn wildcard_risks(&self, name: &str, expanded: &Arc<Expanded>) -> Risks {
         let key = (name.to_owned(), Arc::as_ptr(expanded) as usize);
         let mut risks = self
             .wildcard_risks
