@@ -35,6 +35,10 @@ use super::{
 };
 use crate::catalog::{AccessLevel, ActionId, ActionSet, ActionTable, SetMinus};
 
+/// Plans removing at most this many actions in all list them instead of storing sets and
+/// the catalog's action table.
+const LIST_BELOW: usize = 20_000;
+
 /// The schema number of the stored form.
 pub const STORED_PLAN_SCHEMA: u32 = 2;
 
@@ -190,6 +194,10 @@ impl StoredPlan {
     pub fn from_plan(plan: &Plan) -> StoredPlan {
         let mut documents = Documents::default();
         let mut table: Option<&Arc<ActionTable>> = None;
+        // The action table costs as much as listing ~20,000 removed actions: a plan that
+        // removes fewer in all lists them, as schema 1 does, and is stored without it.
+        let removes: usize = plan.roles.iter().map(|r| r.removed.actions()).sum();
+        let use_sets = removes > LIST_BELOW;
         let mut sets: Vec<String> = Vec::new();
         let mut set_index: HashMap<&[u64], u32> = HashMap::new();
         let mut texts: Vec<String> = Vec::new();
@@ -218,7 +226,9 @@ impl StoredPlan {
                     table: own,
                     actions,
                     evidence,
-                } if table.is_none_or(|t| Arc::ptr_eq(t, own) || t.names() == own.names()) => {
+                } if use_sets
+                    && table.is_none_or(|t| Arc::ptr_eq(t, own) || t.names() == own.names()) =>
+                {
                     table.get_or_insert(own);
                     let base = match set_index.get(actions.base.words()) {
                         Some(i) => *i,

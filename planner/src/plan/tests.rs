@@ -810,6 +810,15 @@ fn a_stored_plan_reads_back_the_same_and_shares_what_roles_have_in_common() {
         render::text(&plan, false),
         "renders the same"
     );
+    assert!(stored.actions.is_some() && !stored.sets.is_empty());
+    // A plan removing few actions lists them and carries no action table.
+    let small = Plan {
+        roles: plan.roles[1..2].to_vec(),
+        ..plan.clone()
+    };
+    let stored_small = StoredPlan::from_plan(&small);
+    assert!(stored_small.actions.is_none() && stored_small.sets.is_empty());
+    assert_eq!(stored_small.into_plan().expect("a plan"), small);
     let full = serde_json::to_string(&plan).expect("JSON").len();
     assert!(
         text.len() * 10 < full,
