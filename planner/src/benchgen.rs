@@ -107,6 +107,7 @@ pub fn bench_roles(catalog: &Catalog, roles: usize, now_ms: i64, seed: u64) -> V
                     .collect(),
             ),
         };
+        let shared: std::sync::Arc<str> = document.into();
         for i in 0..roles / Shape::ALL.len() {
             let arn = format!("arn:aws:iam::123456789012:role/bench-{}-{i}", shape.label())
                 .replace(' ', "-");
@@ -126,9 +127,10 @@ pub fn bench_roles(catalog: &Catalog, roles: usize, now_ms: i64, seed: u64) -> V
                 inline: if managed {
                     Vec::new()
                 } else {
+                    // Each role's inline policy is its own text, as IAM returns it per role.
                     vec![InlinePolicy {
                         name: "app".to_owned(),
-                        document: document.to_owned(),
+                        document: document.into(),
                     }]
                 },
                 managed: if managed {
@@ -137,7 +139,9 @@ pub fn bench_roles(catalog: &Catalog, roles: usize, now_ms: i64, seed: u64) -> V
                         name: "ReadOnlyAccess".to_owned(),
                         aws_managed: true,
                         version: "v1".to_owned(),
-                        document: document.to_owned(),
+                        // One text for every role, as an account snapshot holds a managed
+                        // policy once.
+                        document: shared.clone(),
                     }]
                 } else {
                     Vec::new()

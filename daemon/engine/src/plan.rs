@@ -89,59 +89,78 @@ pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow:
     let usage = state.tree::<StoredUsage>()?;
     let last_accessed = state.tree::<LastAccessed>()?;
     let needed = state.tree::<NeededActions>()?;
-    let mut roles = Vec::new();
-    for read in reads {
-        let mut role_plan = match read.current {
-            Ok(current) => {
-                let usage = usage.get(&read.arn)?;
-                let last = last_accessed.get(&read.arn)?;
-                let needed: Vec<String> = needed
-                    .get(&read.arn)?
-                    .map(|n| n.actions.into_keys().collect())
-                    .unwrap_or_default();
-                plan::propose(
-                    &current,
-                    &Evidence {
-                        usage: usage.as_ref().map(|u| &u.usage),
-                        last_accessed: last.as_ref().map_or(&[], |l| l.services.as_slice()),
-                        needed: &needed,
-                        organization: levels.get(read.account.as_str()).map_or(&[], Vec::as_slice),
-                    },
-                    &settings,
-                    &catalog,
-                )
+    // Roles are planned a batch at a time, each batch across every core: a batch's evidence
+    // is read from the store first (a principal's mined usage can be large, so not all of
+    // it at once), and one cache serves every batch, so each distinct policy document is
+    // parsed and expanded once per plan (an AWS-managed policy on thousands of roles).
+    const BATCH: usize = 512;
+    let cache = plan::PlanCache::new(&catalog);
+    let mut roles = Vec::with_capacity(reads.len());
+    for batch in reads.chunks(BATCH) {
+        let mut evidence = Vec::with_capacity(batch.len());
+        for read in batch {
+            if read.current.is_err() {
+                continue;
             }
-            Err(error) => {
-                warn!(role = %read.arn, %error, "Cannot read the role's policies");
-                RolePlan {
-                    role_arn: read.arn.clone(),
-                    status: RoleStatus::Error,
-                    error: Some(error),
-                    read_at: None,
-                    observed_days: 0,
-                    current: RolePolicies {
-                        role_arn: read.arn.clone(),
-                        role_name: whittle_planner::targets::role_name(&read.arn).to_owned(),
-                        inline: Vec::new(),
-                        managed: Vec::new(),
-                        boundary: None,
-                    },
-                    proposal: plan::Proposal::default(),
-                    kept: Vec::new(),
-                    removed: Vec::new(),
-                    risks: Vec::new(),
-                    notes: Vec::new(),
-                    inline_size: 0,
-                    split: None,
-                }
-            }
-        };
-        role_plan.read_at = Some(format_time(read.read_at.as_millis_i64()));
-        if let Some(error) = &role_plan.error {
-            warn!(role = %read.arn, %error, "Role not planned");
+            let needed: Vec<String> = needed
+                .get(&read.arn)?
+                .map(|n| n.actions.into_keys().collect())
+                .unwrap_or_default();
+            evidence.push((usage.get(&read.arn)?, last_accessed.get(&read.arn)?, needed));
         }
-        roles.push(role_plan);
+        let inputs: Vec<plan::RoleInput<'_>> = batch
+            .iter()
+            .filter_map(|read| Some((read, read.current.as_ref().ok()?)))
+            .zip(&evidence)
+            .map(|((read, current), (usage, last, needed))| plan::RoleInput {
+                current,
+                evidence: Evidence {
+                    usage: usage.as_ref().map(|u| &u.usage),
+                    last_accessed: last.as_ref().map_or(&[], |l| l.services.as_slice()),
+                    needed,
+                    organization: levels.get(read.account.as_str()).map_or(&[], Vec::as_slice),
+                },
+            })
+            .collect();
+        let mut planned = plan::plan_roles_cached(&inputs, &settings, &cache).into_iter();
+        for read in batch {
+            let mut role_plan = match &read.current {
+                Ok(_) => planned
+                    .next()
+                    .context("the planner returned fewer plans than roles")?,
+                Err(error) => {
+                    warn!(role = %read.arn, %error, "Cannot read the role's policies");
+                    RolePlan {
+                        role_arn: read.arn.clone(),
+                        status: RoleStatus::Error,
+                        error: Some(error.clone()),
+                        read_at: None,
+                        observed_days: 0,
+                        current: RolePolicies {
+                            role_arn: read.arn.clone(),
+                            role_name: whittle_planner::targets::role_name(&read.arn).to_owned(),
+                            inline: Vec::new(),
+                            managed: Vec::new(),
+                            boundary: None,
+                        },
+                        proposal: plan::Proposal::default(),
+                        kept: Vec::new(),
+                        removed: plan::Removed::default(),
+                        risks: Vec::new(),
+                        notes: Vec::new(),
+                        inline_size: 0,
+                        split: None,
+                    }
+                }
+            };
+            role_plan.read_at = Some(format_time(read.read_at.as_millis_i64()));
+            if let Some(error) = &role_plan.error {
+                warn!(role = %read.arn, %error, "Role not planned");
+            }
+            roles.push(role_plan);
+        }
     }
+    drop(reads);
     crate::split::split_shared_roles(state, &mut roles, &settings, &catalog)?;
     let plan = Plan {
         schema: PLAN_SCHEMA,

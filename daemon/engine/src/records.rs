@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use whittle_planner::plan::{Plan, RolePolicies};
+use whittle_planner::plan::{Plan, RolePolicies, stored};
 use whittle_playbooks::trial::{Mode, OnRestart};
 use whittle_state::{JournalEntry, Record, RecordKey, State, StateError, Timestamp};
 
@@ -169,15 +169,45 @@ pub fn open_trials(
         }))
 }
 
-/// A stored plan, keyed by its id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
+/// A stored plan, keyed by its id. Version 2 is the planner's stored form
+/// (`whittle_planner::plan::stored`: each shared document, removed-action table and risk
+/// sentence once); version 1 was the plan as `whittle plan --format json` writes it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredPlan(pub Plan);
+
+impl Serialize for StoredPlan {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        stored::StoredPlan::from_plan(&self.0).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredPlan {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<StoredPlan, D::Error> {
+        stored::StoredPlan::deserialize(deserializer)?
+            .into_plan()
+            .map(StoredPlan)
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 impl Record for StoredPlan {
     const TREE: &'static str = "plans";
-    const VERSION: u16 = 1;
+    const VERSION: u16 = 2;
     type Key = String;
+
+    fn upgrade(version: u16, data: serde_json::Value) -> Result<serde_json::Value, String> {
+        match version {
+            1 => {
+                let plan: Plan = serde_json::from_value(data)
+                    .map_err(|e| format!("a version-1 plan that does not parse: {e}"))?;
+                serde_json::to_value(stored::StoredPlan::from_plan(&plan))
+                    .map_err(|e| e.to_string())
+            }
+            _ => Err(format!(
+                "no upgrade path from plan record version {version}"
+            )),
+        }
+    }
 }
 
 /// Actions a failed trial recorded as needed by a role (keyed by role ARN): the next plan
@@ -640,11 +670,33 @@ mod tests {
                 "kept": [], "removed": [], "risks": [], "notes": [], "inline_size": 0
             }]
         });
-        let plan: StoredPlan = serde_json::from_value(older.clone()).expect("an older plan");
+        let upgraded = StoredPlan::upgrade(1, older.clone()).expect("upgrades");
+        let plan: StoredPlan = serde_json::from_value(upgraded).expect("an older plan");
         assert!(plan.0.accounts.is_empty());
         assert_eq!(plan.0.roles[0].read_at, None);
-        // Written back, it has the same fields: nothing is invented for it.
-        assert_eq!(serde_json::to_value(&plan).expect("JSON"), older);
+        // Written back as a plan, it has the same fields: nothing is invented for it.
+        assert_eq!(serde_json::to_value(&plan.0).expect("JSON"), older);
+    }
+
+    /// A plan stored by whittle before the stored form (record version 1: the plan as
+    /// `whittle plan --format json` writes it, committed in `testdata/plan-record-v1.json`)
+    /// upgrades to the same plan, and is stored again in the new form.
+    #[test]
+    fn a_version_1_plan_record_still_loads() {
+        let older: serde_json::Value =
+            serde_json::from_str(include_str!("testdata/plan-record-v1.json")).expect("JSON");
+        let upgraded = StoredPlan::upgrade(1, older.clone()).expect("upgrades");
+        assert_eq!(upgraded["schema"], 2);
+        let plan: StoredPlan = serde_json::from_value(upgraded).expect("reads");
+        assert_eq!(serde_json::to_value(&plan.0).expect("JSON"), older);
+        assert_eq!(plan.0.roles[0].removed.actions(), 59);
+
+        let dir = tempfile::tempdir().expect("dir");
+        let state = open(dir.path());
+        let plans = state.tree::<StoredPlan>().expect("tree");
+        plans.put(&plan.0.id, &plan).expect("stored");
+        let again = plans.get(&plan.0.id).expect("reads").expect("present");
+        assert_eq!(again, plan);
     }
 
     fn open(dir: &std::path::Path) -> State {

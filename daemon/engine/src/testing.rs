@@ -287,7 +287,7 @@ fn policies_in(world: &World, role_arn: &str) -> Option<RolePolicies> {
                 name: name.clone(),
                 aws_managed: arn.contains(":iam::aws:policy/"),
                 version: "v1".to_owned(),
-                document: document.clone(),
+                document: document.as_str().into(),
             })
     };
     Some(RolePolicies {
@@ -298,7 +298,7 @@ fn policies_in(world: &World, role_arn: &str) -> Option<RolePolicies> {
             .iter()
             .map(|(name, document)| InlinePolicy {
                 name: name.clone(),
-                document: document.clone(),
+                document: document.as_str().into(),
             })
             .collect(),
         managed: role.attached.iter().filter_map(managed).collect(),
@@ -496,7 +496,7 @@ impl Iam for Fake {
                         .iter()
                         .map(|(name, document)| InlinePolicy {
                             name: name.clone(),
-                            document: document.clone(),
+                            document: document.as_str().into(),
                         })
                         .collect(),
                     attached: role.attached.clone(),
@@ -517,7 +517,7 @@ impl Iam for Fake {
                         name: name.clone(),
                         aws_managed: arn.contains(":iam::aws:policy/"),
                         version: "v1".to_owned(),
-                        document: document.clone(),
+                        document: document.as_str().into(),
                     })
                     .collect()
             } else {
@@ -560,7 +560,7 @@ impl Iam for Fake {
             name: name.clone(),
             aws_managed: policy_arn.contains(":iam::aws:policy/"),
             version: "v1".to_owned(),
-            document: document.clone(),
+            document: document.as_str().into(),
         })
     }
 

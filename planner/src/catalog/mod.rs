@@ -15,10 +15,15 @@
 //! as before and simply has no operations.
 
 pub mod service_reference;
+pub mod set;
+mod table;
+
+pub use set::{ActionSet, SetMinus};
+pub use table::ActionTable;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 
@@ -37,7 +42,8 @@ pub enum AccessLevel {
 }
 
 impl AccessLevel {
-    fn parse(text: &str) -> Option<AccessLevel> {
+    /// The catalog file's spelling back to the level.
+    pub fn parse(text: &str) -> Option<AccessLevel> {
         Some(match text {
             "List" => AccessLevel::List,
             "Read" => AccessLevel::Read,
@@ -46,6 +52,14 @@ impl AccessLevel {
             "Permissions" => AccessLevel::Permissions,
             _ => return None,
         })
+    }
+
+    /// How plans and people name the level (as `Display` writes it).
+    pub fn label(self) -> &'static str {
+        match self {
+            AccessLevel::Permissions => "Permissions management",
+            other => other.as_str(),
+        }
     }
 
     /// The catalog file's spelling.
@@ -62,10 +76,7 @@ impl AccessLevel {
 
 impl fmt::Display for AccessLevel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AccessLevel::Permissions => "Permissions management",
-            other => other.as_str(),
-        })
+        f.write_str(self.label())
     }
 }
 
@@ -177,6 +188,8 @@ pub struct Catalog {
     by_operation: HashMap<(String, String), usize>,
     /// `operation` lines left out (an action not in the catalog).
     dropped_operations: usize,
+    /// Built on first use by [`Catalog::table`].
+    table: OnceLock<Arc<ActionTable>>,
 }
 
 impl Catalog {
@@ -287,6 +300,17 @@ impl Catalog {
                 reason: "no actions".to_owned(),
             });
         }
+        // Ids in name order (byte order, as Rust orders strings; the generator writes the
+        // file so): the actions of a service are then one range of ids, and a set of ids
+        // iterates in the order plans list actions.
+        if !actions.is_sorted_by(|a, b| a.name <= b.name) {
+            actions.sort_by(|a, b| a.name.cmp(&b.name));
+            by_lower_name = actions
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (a.name.to_ascii_lowercase(), ActionId(i as u32)))
+                .collect();
+        }
         let mut by_service: HashMap<String, Vec<ActionId>> = HashMap::new();
         for (index, action) in actions.iter().enumerate() {
             let prefix = action.name.split(':').next().unwrap_or_default();
@@ -337,6 +361,7 @@ impl Catalog {
         }
         Ok(Catalog {
             version,
+            table: OnceLock::new(),
             actions,
             by_lower_name,
             services,
@@ -390,7 +415,8 @@ impl Catalog {
         &self.actions[id.0 as usize]
     }
 
-    /// Every action, in catalog order.
+    /// Every action, in catalog order: sorted by name in byte order (as a `BTreeSet<String>`
+    /// of the names would be), whatever the order of the file.
     pub fn actions(&self) -> &[Action] {
         &self.actions
     }
@@ -413,6 +439,49 @@ impl Catalog {
                 .filter(matches)
                 .collect(),
         }
+    }
+
+    /// [`Catalog::expand`] as a set. `*` and `service:*`, the most common patterns of broad
+    /// policies, are answered without matching each action.
+    pub fn expand_set(&self, pattern: &str) -> ActionSet {
+        if pattern.bytes().all(|b| b == b'*') && !pattern.is_empty() {
+            return self.full_set();
+        }
+        let mut set = self.empty_set();
+        match pattern.split_once(':') {
+            Some((service, rest))
+                if !rest.is_empty()
+                    && rest.bytes().all(|b| b == b'*')
+                    && !service.contains(['*', '?']) =>
+            {
+                for id in self.service_actions(service) {
+                    set.insert(*id);
+                }
+            }
+            _ => {
+                for id in self.expand(pattern) {
+                    set.insert(id);
+                }
+            }
+        }
+        set
+    }
+
+    /// The actions grouped per service as plans list them, built once.
+    pub fn table(&self) -> Arc<ActionTable> {
+        self.table
+            .get_or_init(|| Arc::new(ActionTable::new(self)))
+            .clone()
+    }
+
+    /// An empty set over this catalog's actions.
+    pub fn empty_set(&self) -> ActionSet {
+        ActionSet::empty(self.actions.len())
+    }
+
+    /// Every action of this catalog as a set.
+    pub fn full_set(&self) -> ActionSet {
+        ActionSet::full(self.actions.len())
     }
 
     /// The actions of one service (prefix in any case), in catalog order.

@@ -56,14 +56,12 @@ pub fn compare(old: &Plan, new: &Plan) -> PlanDiff {
             diff.roles_added.push(role.role_arn.clone());
             continue;
         };
-        let removed_before: BTreeSet<&str> =
-            before.removed.iter().map(|r| r.action.as_str()).collect();
+        let removed_before: BTreeSet<String> = before.removed.iter().map(|r| r.action).collect();
         let kept_before: BTreeSet<&str> = before.kept.iter().map(|k| k.action.as_str()).collect();
         let newly_removed: Vec<RemovedAction> = role
             .removed
             .iter()
-            .filter(|r| !removed_before.contains(r.action.as_str()))
-            .cloned()
+            .filter(|r| !removed_before.contains(&r.action))
             .collect();
         let newly_kept: Vec<KeptAction> = role
             .kept
@@ -245,7 +243,7 @@ mod tests {
         role.status = RoleStatus::Changes;
         role.error = None;
         role.kept = kept_actions;
-        role.removed = removed_actions;
+        role.removed = removed_actions.into();
         role
     }
 

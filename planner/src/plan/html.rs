@@ -132,8 +132,8 @@ struct Tables {
 }
 
 impl Tables {
-    fn list(&mut self, items: &[String]) -> usize {
-        let indexes: Vec<usize> = items.iter().map(|i| self.text.add(i)).collect();
+    fn list(&mut self, items: &[impl AsRef<str>]) -> usize {
+        let indexes: Vec<usize> = items.iter().map(|i| self.text.add(i.as_ref())).collect();
         let json = serde_json::to_string(&indexes).unwrap_or_default();
         self.lists.add(&json)
     }
@@ -171,13 +171,12 @@ fn role<'a>(role: &'a RolePlan, tables: &mut Tables) -> Role<'a> {
         .collect();
     // Removed actions grouped by evidence, then service (the order the Markdown lists them
     // in), each group's access levels counted and its first names kept.
+    let entries: Vec<_> = role.removed.entries().collect();
     let mut grouped: Grouped = BTreeMap::new();
-    for removed in &role.removed {
+    for removed in &entries {
         let (service, name) = split_action(&removed.action);
-        let (levels, names) = grouped
-            .entry((removed.evidence.as_str(), service))
-            .or_default();
-        *levels.entry(removed.access_level.as_str()).or_default() += removed.actions;
+        let (levels, names) = grouped.entry((removed.evidence, service)).or_default();
+        *levels.entry(removed.access_level).or_default() += removed.actions;
         names.push(name);
     }
     let r = grouped
@@ -207,7 +206,7 @@ fn role<'a>(role: &'a RolePlan, tables: &mut Tables) -> Role<'a> {
             )
         })
         .collect();
-    let removed: usize = role.removed.iter().map(|r| r.actions).sum();
+    let removed = role.removed.actions();
     Role {
         arn: &role.role_arn,
         account: account_of(&role.role_arn),
@@ -222,10 +221,9 @@ fn role<'a>(role: &'a RolePlan, tables: &mut Tables) -> Role<'a> {
             .count(),
         kept: role.kept.len(),
         removed,
-        risky: role
-            .removed
+        risky: entries
             .iter()
-            .filter(|r| is_risky(&r.access_level))
+            .filter(|r| is_risky(r.access_level))
             .map(|r| r.actions)
             .sum(),
         risks: tables.list(&role.risks),
@@ -335,7 +333,7 @@ mod tests {
                     role_name: "app".to_owned(),
                     inline: vec![InlinePolicy {
                         name: "app".to_owned(),
-                        document: document.to_owned(),
+                        document: document.into(),
                     }],
                     managed: Vec::new(),
                     boundary: None,
@@ -358,8 +356,9 @@ mod tests {
                     actions: 1,
                     access_level: "Write".to_owned(),
                     evidence: "not used in 90 days".to_owned(),
-                }],
-                risks: vec!["removes 1 Write action(s)".to_owned()],
+                }]
+                .into(),
+                risks: vec!["removes 1 Write action(s)".into()],
                 notes: Vec::new(),
                 inline_size: 0,
                 split: None,
@@ -455,7 +454,8 @@ mod tests {
                 access_level: "List".to_owned(),
                 evidence: "not used in 90 days".to_owned(),
             })
-            .collect();
+            .collect::<Vec<_>>()
+            .into();
         let mut other = plan.roles[0].clone();
         other.role_arn = "arn:aws:iam::210987654321:role/other".to_owned();
         plan.roles.push(other);

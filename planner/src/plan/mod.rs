@@ -22,23 +22,32 @@
 //!   observed resource is evaluated against the current and the proposed policies, and a
 //!   role whose proposal would turn an allow into a deny gets an error, not a plan.
 
+pub mod cache;
 pub mod diff;
 pub mod html;
+pub mod removed;
 pub mod render;
 pub mod split;
+pub mod stored;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::sync::Arc;
+
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{AccessLevel, Catalog};
+use crate::catalog::{AccessLevel, ActionId, ActionSet, Catalog, SetMinus};
 use crate::policy::rules::resource_account;
 use crate::policy::{
     Context, Decision, Effect, NamedPolicy, OneOrMany, PolicyDocument, Request, Statement,
-    evaluate, named, organization_closes,
+    evaluate, organization_closes,
 };
 use crate::trail::format_time;
 use crate::usage::{PrincipalUsage, ServiceLastAccessed};
+use cache::Expanded;
+pub use cache::PlanCache;
+pub use removed::{Removed, RemovedEvidence, RemovedRef};
 
 /// The JSON schema version of plans (`docs/plan-schema.md`).
 pub const PLAN_SCHEMA: u32 = 1;
@@ -93,7 +102,8 @@ pub const UNOBSERVABLE: &[(&str, &str)] = &[
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InlinePolicy {
     pub name: String,
-    pub document: String,
+    /// Shared text: a plan of thousands of roles holds each distinct document once.
+    pub document: Arc<str>,
 }
 
 /// An attached managed policy (or the permissions boundary), its default version.
@@ -103,7 +113,8 @@ pub struct ManagedPolicy {
     pub name: String,
     pub aws_managed: bool,
     pub version: String,
-    pub document: String,
+    /// Shared text: the same managed policy on thousands of roles is held once.
+    pub document: Arc<str>,
 }
 
 /// Everything that grants or limits a role's permissions, as read from IAM.
@@ -348,9 +359,11 @@ pub struct RolePlan {
     pub current: RolePolicies,
     pub proposal: Proposal,
     pub kept: Vec<KeptAction>,
-    pub removed: Vec<RemovedAction>,
-    /// What a reviewer should look at twice.
-    pub risks: Vec<String>,
+    /// Listed in JSON as `RemovedAction`s; see [`Removed`].
+    pub removed: Removed,
+    /// What a reviewer should look at twice (shared text: the same policy attached to
+    /// thousands of roles gives each the same sentences).
+    pub risks: Vec<Arc<str>>,
     pub notes: Vec<String>,
     /// The size of the role's inline policies after the change, whitespace not counted.
     pub inline_size: usize,
@@ -370,7 +383,7 @@ impl RolePlan {
             current: current.clone(),
             proposal: Proposal::default(),
             kept: Vec::new(),
-            removed: Vec::new(),
+            removed: Removed::default(),
             risks: Vec::new(),
             notes: Vec::new(),
             inline_size: 0,
@@ -432,17 +445,43 @@ fn parse(text: &str, name: &str) -> Result<PolicyDocument, String> {
     PolicyDocument::from_iam(text).map_err(|e| format!("policy {name}: {e}"))
 }
 
-/// The current identity policies of a role and its boundary, parsed.
+/// The current identity policies of a role and its boundary, parsed and expanded (shared
+/// with every role of the plan that has the same documents).
 struct Parsed {
-    identity: Vec<(String, PolicyDocument)>,
-    boundary: Option<(String, PolicyDocument)>,
+    identity: Vec<(String, Arc<Expanded>)>,
+    boundary: Option<(String, Arc<Expanded>)>,
 }
 
-fn parse_current(current: &RolePolicies) -> Result<Parsed, String> {
+impl Parsed {
+    fn named(&self) -> Vec<NamedPolicy<'_>> {
+        self.identity
+            .iter()
+            .map(|(name, e)| NamedPolicy {
+                name,
+                document: &e.document,
+            })
+            .collect()
+    }
+
+    fn document(&self, name: &str) -> Option<&Arc<Expanded>> {
+        self.identity
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| e)
+    }
+}
+
+fn parse_current(current: &RolePolicies, cache: &PlanCache<'_>) -> Result<Parsed, String> {
+    let parse = |text: &str, name: &str| {
+        cache
+            .document(text)
+            .map_err(|e| format!("policy {name}: {e}"))
+    };
     let mut identity = Vec::new();
     for inline in &current.inline {
-        let doc = parse(&inline.document, &format!("inline {}", inline.name))?;
-        identity.push((format!("inline {}", inline.name), doc));
+        let name = format!("inline {}", inline.name);
+        let doc = parse(&inline.document, &name)?;
+        identity.push((name, doc));
     }
     for managed in &current.managed {
         identity.push((managed.arn.clone(), parse(&managed.document, &managed.arn)?));
@@ -457,28 +496,35 @@ fn parse_current(current: &RolePolicies) -> Result<Parsed, String> {
     Ok(Parsed { identity, boundary })
 }
 
-/// The catalog actions an Allow statement grants.
-fn granted_by(statement: &Statement, catalog: &Catalog) -> BTreeSet<String> {
-    let expand = |patterns: &OneOrMany<String>| -> BTreeSet<String> {
-        patterns
-            .iter()
-            .flat_map(|p| catalog.expand(p))
-            .map(|id| catalog.action(id).name.clone())
-            .collect()
-    };
-    match (&statement.action, &statement.not_action) {
-        (Some(actions), _) => expand(actions),
-        (None, Some(not)) => {
-            let excluded = expand(not);
-            catalog
-                .actions()
-                .iter()
-                .map(|a| a.name.clone())
-                .filter(|a| !excluded.contains(a))
-                .collect()
-        }
-        (None, None) => BTreeSet::new(),
-    }
+/// One role to plan with [`plan_roles`].
+#[derive(Debug, Clone, Copy)]
+pub struct RoleInput<'a> {
+    pub current: &'a RolePolicies,
+    pub evidence: Evidence<'a>,
+}
+
+/// Plans many roles on every thread of the current rayon pool, sharing each distinct
+/// document's parse and expansion through one [`PlanCache`]; the plans come back in the
+/// order of `roles`, each the same as [`propose`] would make.
+pub fn plan_roles(
+    roles: &[RoleInput<'_>],
+    settings: &Settings,
+    catalog: &Catalog,
+) -> Vec<RolePlan> {
+    plan_roles_cached(roles, settings, &PlanCache::new(catalog))
+}
+
+/// [`plan_roles`] through a cache the caller keeps, so that roles planned a batch at a time
+/// (their evidence read a batch at a time) still expand each document once.
+pub fn plan_roles_cached(
+    roles: &[RoleInput<'_>],
+    settings: &Settings,
+    cache: &PlanCache<'_>,
+) -> Vec<RolePlan> {
+    roles
+        .par_iter()
+        .map(|role| propose_cached(role.current, &role.evidence, settings, cache))
+        .collect()
 }
 
 /// Plans one role.
@@ -488,7 +534,18 @@ pub fn propose(
     settings: &Settings,
     catalog: &Catalog,
 ) -> RolePlan {
-    let parsed = match parse_current(current) {
+    propose_cached(current, evidence, settings, &PlanCache::new(catalog))
+}
+
+/// Plans one role, with documents parsed and expanded through `cache`.
+pub fn propose_cached(
+    current: &RolePolicies,
+    evidence: &Evidence<'_>,
+    settings: &Settings,
+    cache: &PlanCache<'_>,
+) -> RolePlan {
+    let catalog = cache.catalog();
+    let parsed = match parse_current(current, cache) {
         Ok(parsed) => parsed,
         Err(error) => return RolePlan::failed(current, error),
     };
@@ -496,23 +553,32 @@ pub fn propose(
     let cutoff_day = u32::try_from(cutoff_ms.div_euclid(DAY_MS)).unwrap_or(0);
 
     // Everything the current identity policies grant (Allow statements, expanded).
-    let mut granted = BTreeSet::new();
-    let mut notes = Vec::new();
-    for (name, doc) in &parsed.identity {
-        for statement in doc.statements() {
-            if statement.effect == Effect::Allow {
-                granted.extend(granted_by(statement, catalog));
-                for action in statement.action.iter().flat_map(OneOrMany::iter) {
-                    if !action.contains(['*', '?']) && catalog.lookup(action).is_none() {
-                        notes.push(format!(
-                            "{name} grants `{action}`, which is not in the IAM action catalog ({}): whittle cannot see it used, so it stays only where {name} is left as written",
-                            catalog.version
-                        ));
-                    }
-                }
+    // A role with one policy shares its document's set with every other role that has it.
+    let granted: Arc<ActionSet> = match parsed.identity.as_slice() {
+        [(_, only)] => only.granted.clone(),
+        all => {
+            let mut union = catalog.empty_set();
+            for (_, expanded) in all {
+                union.union_with(&expanded.granted);
             }
+            Arc::new(union)
+        }
+    };
+    let mut notes = Vec::new();
+    for (name, expanded) in &parsed.identity {
+        for action in &expanded.unknown {
+            notes.push(format!(
+                "{name} grants `{action}`, which is not in the IAM action catalog ({}): whittle cannot see it used, so it stays only where {name} is left as written",
+                catalog.version
+            ));
         }
     }
+    // Whether the action, spelled as the catalog spells it, is granted.
+    let is_granted = |action: &str| -> bool {
+        catalog
+            .lookup(action)
+            .is_some_and(|id| granted.contains(id) && catalog.action(id).name == action)
+    };
 
     // What stays, and why (the first reason found wins, in the order of KeepReason).
     let mut kept: BTreeMap<String, KeptAction> = BTreeMap::new();
@@ -539,7 +605,7 @@ pub fn propose(
                 continue;
             };
             used_services.insert(service_of(action).to_owned());
-            if !granted.contains(action) {
+            if !is_granted(action) {
                 notes.push(format!(
                     "`{action}` was used but no identity policy of the role grants it (allowed by a resource policy, or granted since); nothing is added"
                 ));
@@ -557,16 +623,14 @@ pub fn propose(
         for (action, last) in &service.actions {
             if *last >= cutoff_ms
                 && let Some(id) = catalog.lookup(action)
+                && granted.contains(id)
             {
-                let name = &catalog.action(id).name;
-                if granted.contains(name) {
-                    keep(
-                        &mut kept,
-                        name,
-                        KeepReason::LastAccessed,
-                        format!("IAM last accessed {}", format_time(*last)),
-                    );
-                }
+                keep(
+                    &mut kept,
+                    &catalog.action(id).name,
+                    KeepReason::LastAccessed,
+                    format!("IAM last accessed {}", format_time(*last)),
+                );
             }
         }
         // Service-level data only: IAM saw the service used but not which action. If the
@@ -583,30 +647,32 @@ pub fn propose(
                 .last_authenticated_ms
                 .map(format_time)
                 .unwrap_or_default();
-            for action in granted.iter().filter(|a| a.starts_with(&prefix)) {
-                keep(
-                    &mut kept,
-                    action,
-                    KeepReason::LastAccessed,
-                    format!(
-                        "IAM last accessed the service {} at {last} without action detail, and the trail shows none of its actions",
-                        service.namespace
-                    ),
-                );
+            for &id in catalog.service_actions(&service.namespace) {
+                let action = &catalog.action(id).name;
+                if granted.contains(id) && action.starts_with(&prefix) {
+                    keep(
+                        &mut kept,
+                        action,
+                        KeepReason::LastAccessed,
+                        format!(
+                            "IAM last accessed the service {} at {last} without action detail, and the trail shows none of its actions",
+                            service.namespace
+                        ),
+                    );
+                }
             }
         }
     }
     for action in evidence.needed {
-        if let Some(id) = catalog.lookup(action) {
-            let name = &catalog.action(id).name;
-            if granted.contains(name) {
-                keep(
-                    &mut kept,
-                    name,
-                    KeepReason::Needed,
-                    "recorded as needed by a failed trial".to_owned(),
-                );
-            }
+        if let Some(id) = catalog.lookup(action)
+            && granted.contains(id)
+        {
+            keep(
+                &mut kept,
+                &catalog.action(id).name,
+                KeepReason::Needed,
+                "recorded as needed by a failed trial".to_owned(),
+            );
         }
     }
     // An action kept without evidence of use that the organization's SCPs close grants
@@ -625,7 +691,7 @@ pub fn propose(
     for pattern in &settings.keep {
         for id in catalog.expand(pattern) {
             let name = &catalog.action(id).name;
-            if granted.contains(name)
+            if granted.contains(id)
                 && !kept.contains_key(name)
                 && !closed(name, &format!("[planner] keep `{pattern}`"))
             {
@@ -640,9 +706,7 @@ pub fn propose(
     }
     if settings.keep_unobservable {
         for (action, why) in UNOBSERVABLE {
-            if granted.contains(*action)
-                && !kept.contains_key(*action)
-                && !closed(action, "unobservable")
+            if is_granted(action) && !kept.contains_key(*action) && !closed(action, "unobservable")
             {
                 keep(
                     &mut kept,
@@ -653,6 +717,11 @@ pub fn propose(
             }
         }
     }
+    // Every kept action is a granted catalog action, spelled as the catalog spells it.
+    let kept_ids: Vec<(ActionId, String)> = kept
+        .keys()
+        .filter_map(|name| catalog.lookup(name).map(|id| (id, name.clone())))
+        .collect();
 
     // The observation window.
     let observed = evidence.usage.and_then(PrincipalUsage::observed);
@@ -661,8 +730,9 @@ pub fn propose(
     });
 
     // Removed: granted but not kept, summarised per service when a whole service goes.
-    let removed = removed_actions(&granted, &kept, catalog, settings, evidence);
-    let mut risks = risk_notes(&removed, &parsed);
+    let removed_set = SetMinus::new(granted, kept_ids.iter().map(|(id, _)| *id).collect());
+    let removed = removed_actions(removed_set, catalog, settings, evidence);
+    let mut risks = risk_notes(&removed, &parsed, cache);
 
     let mut plan = RolePlan {
         role_arn: current.role_arn.clone(),
@@ -672,7 +742,7 @@ pub fn propose(
         observed_days,
         current: current.clone(),
         proposal: Proposal::default(),
-        kept: kept.values().cloned().collect(),
+        kept: kept.into_values().collect(),
         removed,
         risks: Vec::new(),
         notes,
@@ -682,11 +752,12 @@ pub fn propose(
     if observed.is_none() || observed_days < settings.min_observation_days {
         plan.status = RoleStatus::NotShrunk;
         risks.push(match observed {
-            None => "no CloudTrail usage recorded for this role: not shrunk (mine its trail first)".to_owned(),
+            None => "no CloudTrail usage recorded for this role: not shrunk (mine its trail first)".into(),
             Some(_) => format!(
                 "observed for {observed_days} day(s), fewer than [planner] min_observation_days = {}: not shrunk",
                 settings.min_observation_days
-            ),
+            )
+            .into(),
         });
         plan.risks = risks;
         plan.inline_size = current_inline_size(&parsed);
@@ -700,15 +771,13 @@ pub fn propose(
         (!use_.resources_truncated && !use_.resources.is_empty())
             .then(|| use_.resources.keys().cloned().collect())
     };
-    let kept_names: BTreeSet<String> = kept.keys().cloned().collect();
     let mut proposal = Proposal::default();
     for inline in &current.inline {
-        let name = format!("inline {}", inline.name);
-        let Some((_, doc)) = parsed.identity.iter().find(|(n, _)| *n == name) else {
+        let Some(expanded) = parsed.document(&format!("inline {}", inline.name)) else {
             continue;
         };
-        match narrow(doc, &kept_names, settings, catalog, &usage_resources) {
-            Some(narrowed) if narrowed == *doc => {}
+        match narrow(expanded, &kept_ids, settings, catalog, &usage_resources) {
+            Some(narrowed) if narrowed == expanded.document => {}
             Some(narrowed) => proposal.put_inline.push(ProposedInline {
                 name: inline.name.clone(),
                 document: narrowed,
@@ -717,11 +786,11 @@ pub fn propose(
         }
     }
     for managed in &current.managed {
-        let Some((_, doc)) = parsed.identity.iter().find(|(n, _)| *n == managed.arn) else {
+        let Some(expanded) = parsed.document(&managed.arn) else {
             continue;
         };
-        match narrow(doc, &kept_names, settings, catalog, &usage_resources) {
-            Some(narrowed) if narrowed == *doc => {}
+        match narrow(expanded, &kept_ids, settings, catalog, &usage_resources) {
+            Some(narrowed) if narrowed == expanded.document => {}
             narrowed => {
                 proposal.detach.push(managed.arn.clone());
                 if let Some(document) = narrowed {
@@ -736,7 +805,7 @@ pub fn propose(
     plan.proposal = proposal;
 
     // IAM's size limit, then the safety check.
-    if let Err(error) = fit_size(&mut plan, catalog) {
+    if let Err(error) = fit_size(&mut plan, &parsed, catalog) {
         return RolePlan::failed(current, error);
     }
     if let Err(error) = check_never_denies_used(&plan, &parsed, evidence, cutoff_day) {
@@ -774,14 +843,15 @@ fn inline_name_for(managed_name: &str, current: &RolePolicies) -> String {
     name
 }
 
-/// The narrowed document, or None when nothing of it stays.
+/// The narrowed document, or None when nothing of it stays. `kept` is sorted by name.
 fn narrow(
-    doc: &PolicyDocument,
-    kept: &BTreeSet<String>,
+    expanded: &Expanded,
+    kept: &[(ActionId, String)],
     settings: &Settings,
     catalog: &Catalog,
     usage_resources: &dyn Fn(&str) -> Option<Vec<String>>,
 ) -> Option<PolicyDocument> {
+    let doc = &expanded.document;
     let mut pool: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut in_place = Vec::new();
     // True while nothing this document grants is dropped or re-scoped: it is then kept as
@@ -790,13 +860,16 @@ fn narrow(
     // Every Deny stays, even in a policy whose allows all go: it may guard what another
     // policy allows.
     let mut denies = Vec::new();
-    for statement in doc.statements() {
+    for (statement, granted) in doc.statements().iter().zip(&expanded.grants) {
         if statement.effect == Effect::Deny {
             denies.push(statement.clone());
             continue;
         }
-        let granted = granted_by(statement, catalog);
-        let stays: Vec<String> = granted.intersection(kept).cloned().collect();
+        let stays: Vec<String> = kept
+            .iter()
+            .filter(|(id, _)| granted.contains(*id))
+            .map(|(_, name)| name.clone())
+            .collect();
         untouched &= stays.len() == granted.len();
         if stays.is_empty() {
             continue;
@@ -862,110 +935,62 @@ fn narrow(
     })
 }
 
+/// Granted but not kept: the set, with the evidence per service a reviewer reads with
+/// each removed action.
 fn removed_actions(
-    granted: &BTreeSet<String>,
-    kept: &BTreeMap<String, KeptAction>,
+    removed: SetMinus,
     catalog: &Catalog,
     settings: &Settings,
     evidence: &Evidence<'_>,
-) -> Vec<RemovedAction> {
-    let mut by_service: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
-    let mut granted_per_service: BTreeMap<&str, usize> = BTreeMap::new();
-    for action in granted {
-        *granted_per_service.entry(service_of(action)).or_default() += 1;
-        if !kept.contains_key(action) {
-            by_service
-                .entry(service_of(action))
-                .or_default()
-                .push(action);
-        }
-    }
-    let last_accessed = |service: &str| -> String {
-        match evidence
-            .last_accessed
-            .iter()
-            .find(|s| s.namespace == service)
-            .and_then(|s| s.last_authenticated_ms)
-        {
-            Some(ms) => format!("service last accessed {}", format_time(ms)),
-            None if evidence.last_accessed.is_empty() => "last accessed: no data".to_owned(),
-            None => "last accessed: never".to_owned(),
-        }
-    };
+) -> Removed {
     let window = format!("not seen in {} days of trail", settings.lookback_days);
-    let mut out = Vec::new();
-    for (service, actions) in by_service {
-        let all_of_service = catalog.service_actions(service).len();
-        let granted_of_service = granted_per_service.get(service).copied().unwrap_or(0);
-        if actions.len() > 1
-            && actions.len() == all_of_service
-            && granted_of_service == actions.len()
+    let default = if evidence.last_accessed.is_empty() {
+        format!("{window}; last accessed: no data")
+    } else {
+        format!("{window}; last accessed: never")
+    };
+    // The first record of a service decides, as a lookup by namespace finds it.
+    let mut seen = BTreeSet::new();
+    let mut by_service = BTreeMap::new();
+    for service in evidence.last_accessed {
+        if seen.insert(service.namespace.as_str())
+            && let Some(ms) = service.last_authenticated_ms
         {
-            let levels: BTreeSet<String> = actions
-                .iter()
-                .filter_map(|a| catalog.lookup(a))
-                .map(|id| catalog.action(id).level.to_string())
-                .collect();
-            out.push(RemovedAction {
-                action: format!("{service}:*"),
-                actions: actions.len(),
-                access_level: levels.into_iter().collect::<Vec<_>>().join(", "),
-                evidence: format!("{window}; {}", last_accessed(service)),
-            });
-            continue;
-        }
-        for action in actions {
-            out.push(RemovedAction {
-                action: action.clone(),
-                actions: 1,
-                access_level: catalog
-                    .lookup(action)
-                    .map(|id| catalog.action(id).level.to_string())
-                    .unwrap_or_default(),
-                evidence: format!("{window}; {}", last_accessed(service)),
-            });
+            by_service.insert(
+                service.namespace.clone(),
+                format!("{window}; service last accessed {}", format_time(ms)),
+            );
         }
     }
-    out
+    Removed::from_set(
+        catalog.table(),
+        removed,
+        Arc::new(RemovedEvidence {
+            default,
+            by_service,
+        }),
+    )
 }
 
-fn risk_notes(removed: &[RemovedAction], parsed: &Parsed) -> Vec<String> {
-    let mut risks = Vec::new();
-    let count_level = |level: &str| -> usize {
-        removed
-            .iter()
-            .filter(|r| r.access_level.split(", ").any(|l| l == level))
-            .map(|r| r.actions)
-            .sum()
-    };
-    let writes = count_level("Write");
+fn risk_notes(removed: &Removed, parsed: &Parsed, cache: &PlanCache<'_>) -> Vec<Arc<str>> {
+    let mut risks: Vec<Arc<str>> = Vec::new();
+    let writes = removed.count_level(AccessLevel::Write);
     if writes > 0 {
-        risks.push(format!("removes {writes} Write action(s)"));
+        risks.push(format!("removes {writes} Write action(s)").into());
     }
-    let permissions = count_level(&AccessLevel::Permissions.to_string());
+    let permissions = removed.count_level(AccessLevel::Permissions);
     if permissions > 0 {
-        risks.push(format!(
-            "removes {permissions} {} action(s)",
-            AccessLevel::Permissions
-        ));
+        risks.push(
+            format!(
+                "removes {permissions} {} action(s)",
+                AccessLevel::Permissions
+            )
+            .into(),
+        );
     }
-    for (name, doc) in &parsed.identity {
-        for statement in doc.statements() {
-            if statement.effect != Effect::Allow {
-                continue;
-            }
-            for action in statement.action.iter().flat_map(OneOrMany::iter) {
-                if action.contains(['*', '?']) && !removed.is_empty() {
-                    risks.push(format!(
-                        "replaces the wildcard `{action}` of {name} with explicit actions"
-                    ));
-                }
-            }
-            if statement.not_action.is_some() && !removed.is_empty() {
-                risks.push(format!(
-                    "replaces a NotAction statement of {name} with explicit actions"
-                ));
-            }
+    if !removed.is_empty() {
+        for (name, expanded) in &parsed.identity {
+            risks.extend(cache.wildcard_risks(name, expanded).iter().cloned());
         }
     }
     risks.dedup();
@@ -977,16 +1002,47 @@ fn current_inline_size(parsed: &Parsed) -> usize {
         .identity
         .iter()
         .filter(|(name, _)| name.starts_with("inline "))
-        .map(|(_, doc)| doc.to_compact().len())
+        .map(|(_, expanded)| expanded.document.to_compact().len())
         .sum()
+}
+
+/// The role's policies after the proposal, as [`RolePlan::proposed_documents`] names them,
+/// the unchanged ones taken from `parsed` rather than parsed again.
+fn proposed_named<'p>(plan: &'p RolePlan, parsed: &'p Parsed) -> Vec<(String, &'p PolicyDocument)> {
+    let mut out = Vec::new();
+    for inline in &plan.current.inline {
+        if plan.proposal.delete_inline.contains(&inline.name)
+            || plan
+                .proposal
+                .put_inline
+                .iter()
+                .any(|p| p.name == inline.name)
+        {
+            continue;
+        }
+        let name = format!("inline {}", inline.name);
+        if let Some(expanded) = parsed.document(&name) {
+            out.push((name, &expanded.document));
+        }
+    }
+    for put in &plan.proposal.put_inline {
+        out.push((format!("inline {}", put.name), &put.document));
+    }
+    for managed in &plan.current.managed {
+        if !plan.proposal.detach.contains(&managed.arn)
+            && let Some(expanded) = parsed.document(&managed.arn)
+        {
+            out.push((managed.arn.clone(), &expanded.document));
+        }
+    }
+    out
 }
 
 /// Meets IAM's inline size limit by compacting action lists into wildcards that match only
 /// kept actions (proved against the catalog), or fails naming the size.
-fn fit_size(plan: &mut RolePlan, catalog: &Catalog) -> Result<(), String> {
+fn fit_size(plan: &mut RolePlan, parsed: &Parsed, catalog: &Catalog) -> Result<(), String> {
     let size = |plan: &RolePlan| -> Result<usize, String> {
-        Ok(plan
-            .proposed_documents()?
+        Ok(proposed_named(plan, parsed)
             .iter()
             .filter(|(name, _)| name.starts_with("inline "))
             .map(|(_, doc)| doc.to_compact().len())
@@ -1095,10 +1151,20 @@ fn check_never_denies_used(
     let Some(usage) = evidence.usage else {
         return Ok(());
     };
-    let proposed = plan.proposed_documents()?;
-    let boundary = named(parsed.boundary.as_slice());
-    let before = named(&parsed.identity);
-    let after = named(&proposed);
+    let proposed = proposed_named(plan, parsed);
+    let boundary: Vec<NamedPolicy<'_>> = parsed
+        .boundary
+        .iter()
+        .map(|(name, e)| NamedPolicy {
+            name,
+            document: &e.document,
+        })
+        .collect();
+    let before = parsed.named();
+    let after: Vec<NamedPolicy<'_>> = proposed
+        .iter()
+        .map(|(name, document)| NamedPolicy { name, document })
+        .collect();
     let context = Context::partial();
     for (action, use_) in &usage.actions {
         if use_.counts.since(cutoff_day).is_none() {
@@ -1135,5 +1201,7 @@ fn check_never_denies_used(
     Ok(())
 }
 
+#[cfg(test)]
+mod reference;
 #[cfg(test)]
 mod tests;

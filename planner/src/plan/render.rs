@@ -115,7 +115,7 @@ fn diff(change: &Change) -> Vec<(char, String)> {
 
 fn status_line(role: &RolePlan) -> String {
     let kept = role.kept.len();
-    let removed: usize = role.removed.iter().map(|r| r.actions).sum();
+    let removed = role.removed.actions();
     match role.status {
         RoleStatus::Changes => {
             format!("{kept} action(s) kept, {removed} removed")
@@ -168,8 +168,9 @@ pub fn text(plan: &Plan, colour: bool) -> String {
             continue;
         }
         // Long lists are summarised per service here; JSON and Markdown list every action.
+        let removed_list = role.removed.to_vec();
         let mut by_service: Vec<(&str, Vec<&super::RemovedAction>)> = Vec::new();
-        for removed in &role.removed {
+        for removed in &removed_list {
             let service = removed.action.split(':').next().unwrap_or_default();
             match by_service.last_mut() {
                 Some((s, list)) if *s == service => list.push(removed),
@@ -310,8 +311,8 @@ pub fn markdown_parts(plan: &Plan, max_bytes: usize) -> Vec<String> {
     // removals first; rows beyond half the budget are left to the roles' own sections.
     let risky = |role: &RolePlan| -> usize {
         role.removed
-            .iter()
-            .filter(|r| is_risky(&r.access_level))
+            .entries()
+            .filter(|r| is_risky(r.access_level))
             .map(|r| r.actions)
             .sum()
     };
@@ -324,7 +325,7 @@ pub fn markdown_parts(plan: &Plan, max_bytes: usize) -> Vec<String> {
     let room = max_bytes / 2;
     let mut listed = 0;
     for role in &order {
-        let removed: usize = role.removed.iter().map(|r| r.actions).sum();
+        let removed = role.removed.actions();
         let status = match role.status {
             RoleStatus::Changes => "changes",
             RoleStatus::NoChange => "no change",
@@ -429,12 +430,13 @@ fn role_section(plan: &Plan, role: &RolePlan, folded: bool) -> String {
         out.push_str(&split.markdown());
     }
     if !role.removed.is_empty() {
+        let removed_list = role.removed.to_vec();
         // service -> level -> (count, names)
         let mut by_service: std::collections::BTreeMap<
             &str,
             std::collections::BTreeMap<&str, (usize, Vec<&str>)>,
         > = Default::default();
-        for r in &role.removed {
+        for r in &removed_list {
             let (service, name) = r.action.split_once(':').unwrap_or((&r.action, ""));
             let entry = by_service
                 .entry(service)
@@ -466,14 +468,14 @@ fn role_section(plan: &Plan, role: &RolePlan, folded: bool) -> String {
         }
         let _ = writeln!(out);
         if folded {
-            let removed: usize = role.removed.iter().map(|r| r.actions).sum();
+            let removed = role.removed.actions();
             let _ = writeln!(
                 out,
                 "<details><summary>every removed action ({removed}) and its evidence</summary>\n"
             );
             let mut by_evidence: std::collections::BTreeMap<&str, Vec<&super::RemovedAction>> =
                 Default::default();
-            for r in &role.removed {
+            for r in &removed_list {
                 by_evidence.entry(r.evidence.as_str()).or_default().push(r);
             }
             for (evidence, list) in by_evidence {

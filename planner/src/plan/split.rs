@@ -448,7 +448,7 @@ mod tests {
                 document: r#"{"Version":"2012-10-17","Statement":[
                   {"Effect":"Allow","Action":["ssm:GetParameter","ssm:PutParameter","s3:ListAllMyBuckets","kms:ListKeys"],"Resource":"*"},
                   {"Effect":"Deny","Action":"ssm:DeleteParameter","Resource":"*"}]}"#
-                    .to_owned(),
+                    .into(),
             }],
             managed: Vec::new(),
             boundary: None,

@@ -1,4 +1,5 @@
 use super::*;
+use crate::policy::named;
 use crate::trail::PrincipalKind;
 use crate::usage::ActionUsage;
 
@@ -40,7 +41,7 @@ fn role(inline: &[(&str, &str)], managed: &[(&str, bool, &str)]) -> RolePolicies
             .iter()
             .map(|(name, doc)| InlinePolicy {
                 name: (*name).to_owned(),
-                document: (*doc).to_owned(),
+                document: (*doc).into(),
             })
             .collect(),
         managed: managed
@@ -50,15 +51,34 @@ fn role(inline: &[(&str, &str)], managed: &[(&str, bool, &str)]) -> RolePolicies
                 name: arn.rsplit('/').next().unwrap_or_default().to_owned(),
                 aws_managed: *aws,
                 version: "v1".to_owned(),
-                document: (*doc).to_owned(),
+                document: (*doc).into(),
             })
             .collect(),
         boundary: None,
     }
 }
 
+/// [`propose`], checked against the planner as it was before plan caches and bitsets
+/// ([`super::reference`]): the same plan, field by field, as parsed JSON.
+fn checked_propose(
+    current: &RolePolicies,
+    evidence: &Evidence<'_>,
+    settings: &Settings,
+    catalog: &Catalog,
+) -> RolePlan {
+    let plan = propose(current, evidence, settings, catalog);
+    let reference = super::reference::propose(current, evidence, settings, catalog);
+    assert_eq!(
+        serde_json::to_value(&plan).expect("JSON"),
+        serde_json::to_value(&reference).expect("JSON"),
+        "the plan of {} differs from the reference planner's",
+        current.role_arn
+    );
+    plan
+}
+
 fn plan_for(current: &RolePolicies, usage: &PrincipalUsage, settings: &Settings) -> RolePlan {
-    propose(
+    checked_propose(
         current,
         &Evidence {
             usage: Some(usage),
@@ -215,7 +235,7 @@ fn briefly_observed_roles_are_reported_not_shrunk() {
             .any(|r| r.contains("min_observation_days"))
     );
 
-    let unseen = propose(
+    let unseen = checked_propose(
         &current,
         &Evidence::default(),
         &settings(),
@@ -243,7 +263,7 @@ fn unobservable_keep_list_needed_and_last_accessed_actions_stay_with_their_reaso
         actions: vec![("ses:SendEmail".to_owned(), NOW - 5 * DAY_MS)],
     }];
     let needed = ["SNS:subscribe".to_owned()];
-    let plan = propose(
+    let plan = checked_propose(
         &current,
         &Evidence {
             usage: Some(&used),
@@ -272,8 +292,8 @@ fn unobservable_keep_list_needed_and_last_accessed_actions_stay_with_their_reaso
     settings.keep_unobservable = false;
     settings.keep.clear();
     let plan = plan_for(&current, &used, &settings);
-    let removed: Vec<&str> = plan.removed.iter().map(|r| r.action.as_str()).collect();
-    assert!(removed.contains(&"iam:PassRole"), "{removed:?}");
+    let removed: Vec<String> = plan.removed.iter().map(|r| r.action).collect();
+    assert!(removed.contains(&"iam:PassRole".to_owned()), "{removed:?}");
 }
 
 #[test]
@@ -293,7 +313,7 @@ fn service_level_last_accessed_keeps_the_service_unless_the_trail_explains_it() 
             actions: Vec::new(),
         },
     ];
-    let plan = propose(
+    let plan = checked_propose(
         &current,
         &Evidence {
             usage: Some(&used),
@@ -450,7 +470,7 @@ fn deny_only_policies_and_boundaries_stay() {
             name: "boundary".to_owned(),
             aws_managed: false,
             version: "v1".to_owned(),
-            document: r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#.to_owned(),
+            document: r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#.into(),
         }),
         ..role(
             &[
@@ -477,9 +497,12 @@ fn deny_only_policies_and_boundaries_stay() {
 fn same_as_compares_parsed_documents() {
     let a = role(&[("app", BROAD)], &[]);
     let mut b = a.clone();
-    b.inline[0].document = PolicyDocument::parse(BROAD).expect("parses").to_pretty();
+    b.inline[0].document = PolicyDocument::parse(BROAD)
+        .expect("parses")
+        .to_pretty()
+        .into();
     assert!(a.same_as(&b));
-    b.inline[0].document = BROAD.replace("sqs:*", "sns:*");
+    b.inline[0].document = BROAD.replace("sqs:*", "sns:*").into();
     assert!(!a.same_as(&b));
 }
 
@@ -636,7 +659,7 @@ fn what_the_scps_close_is_not_kept_without_evidence() {
     let mut settings = settings();
     settings.keep = vec!["ssm:GetParameter".to_owned()];
     let propose_with = |organization: &[Vec<NamedPolicy<'_>>]| {
-        propose(
+        checked_propose(
             &current,
             &Evidence {
                 usage: Some(&used),
@@ -685,5 +708,121 @@ fn what_the_scps_close_is_not_kept_without_evidence() {
     assert_eq!(
         decide(&with, "iam:PassRole", "arn:aws:iam::123456789012:role/x"),
         Decision::ImplicitlyDenied
+    );
+}
+
+/// The bench's roles (every shape, several seeds) with evidence of every kind planned the
+/// optimised way, alone and many at once, give exactly the reference planner's plans.
+#[test]
+fn the_optimised_planner_matches_the_reference_on_the_bench_roles() {
+    use crate::benchgen::bench_roles;
+    let catalog = Catalog::embedded();
+    let mut settings = settings();
+    settings.keep = vec!["ssm:GetParameter*".to_owned()];
+    for (seed, scope) in [(1, false), (2, true), (3, false)] {
+        settings.scope_resources = scope;
+        let roles = bench_roles(catalog, 12, NOW, seed);
+        let last_accessed = vec![
+            ServiceLastAccessed {
+                namespace: "sqs".to_owned(),
+                last_authenticated_ms: Some(NOW - 3 * DAY_MS),
+                actions: Vec::new(),
+            },
+            ServiceLastAccessed {
+                namespace: "ec2".to_owned(),
+                last_authenticated_ms: None,
+                actions: vec![("ec2:DescribeInstances".to_owned(), NOW - DAY_MS)],
+            },
+        ];
+        let needed = vec!["s3:PutObject".to_owned(), "iam:GetRole".to_owned()];
+        let evidence: Vec<Evidence<'_>> = roles
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Evidence {
+                usage: (i % 4 != 3).then_some(&r.usage),
+                last_accessed: if i % 2 == 0 { &last_accessed } else { &[] },
+                needed: &needed,
+                organization: &[],
+            })
+            .collect();
+        let inputs: Vec<RoleInput<'_>> = roles
+            .iter()
+            .zip(&evidence)
+            .map(|(r, e)| RoleInput {
+                current: &r.policies,
+                evidence: *e,
+            })
+            .collect();
+        let together = plan_roles(&inputs, &settings, catalog);
+        assert_eq!(together.len(), roles.len());
+        for (input, plan) in inputs.iter().zip(&together) {
+            let alone = checked_propose(input.current, &input.evidence, &settings, catalog);
+            assert_eq!(plan, &alone, "{}", input.current.role_arn);
+        }
+    }
+}
+
+/// A plan stored (schema 2) and read back is the same plan, field by field and as JSON,
+/// while each shared document, removed set's action names and risk sentence is kept once.
+#[test]
+fn a_stored_plan_reads_back_the_same_and_shares_what_roles_have_in_common() {
+    use crate::benchgen::bench_roles;
+    use stored::StoredPlan;
+    let catalog = Catalog::embedded();
+    let roles = bench_roles(catalog, 30, NOW, 5);
+    let inputs: Vec<RoleInput<'_>> = roles
+        .iter()
+        .map(|r| RoleInput {
+            current: &r.policies,
+            evidence: Evidence {
+                usage: Some(&r.usage),
+                ..Evidence::default()
+            },
+        })
+        .collect();
+    let mut planned = plan_roles(&inputs, &settings(), catalog);
+    // A role as an older plan holds it (its removed actions listed) and a failed one.
+    planned[0].removed = planned[0].removed.to_vec().into();
+    planned.push(RolePlan::failed(&roles[1].policies, "no access".to_owned()));
+    let plan = Plan {
+        schema: PLAN_SCHEMA,
+        id: "plan-1".to_owned(),
+        created_at: "2026-11-18T00:00:00Z".to_owned(),
+        catalog: catalog.version.to_string(),
+        lookback_days: 90,
+        status: PlanStatus::Proposed,
+        accounts: Vec::new(),
+        roles: planned,
+    };
+    let stored = StoredPlan::from_plan(&plan);
+    // Three shapes: two inline documents and the managed one.
+    assert_eq!(stored.documents.len(), 3);
+    let text = serde_json::to_string(&stored).expect("JSON");
+    let back: StoredPlan = serde_json::from_str(&text).expect("parses");
+    let read = back.into_plan().expect("a plan");
+    assert_eq!(read, plan);
+    assert_eq!(
+        serde_json::to_value(&read).expect("JSON"),
+        serde_json::to_value(&plan).expect("JSON")
+    );
+    assert_eq!(
+        render::text(&read, false),
+        render::text(&plan, false),
+        "renders the same"
+    );
+    assert!(stored.actions.is_some() && !stored.sets.is_empty());
+    // A plan removing few actions lists them and carries no action table.
+    let small = Plan {
+        roles: plan.roles[1..2].to_vec(),
+        ..plan.clone()
+    };
+    let stored_small = StoredPlan::from_plan(&small);
+    assert!(stored_small.actions.is_none() && stored_small.sets.is_empty());
+    assert_eq!(stored_small.into_plan().expect("a plan"), small);
+    let full = serde_json::to_string(&plan).expect("JSON").len();
+    assert!(
+        text.len() * 10 < full,
+        "stored {} bytes, schema 1 {full} bytes",
+        text.len()
     );
 }

@@ -169,7 +169,7 @@ fn policies(
             .iter()
             .map(|(name, document)| InlinePolicy {
                 name: (*name).to_owned(),
-                document: (*document).to_owned(),
+                document: (*document).into(),
             })
             .collect(),
         managed: managed
@@ -179,7 +179,7 @@ fn policies(
                 name: arn.rsplit('/').next().unwrap_or_default().to_owned(),
                 aws_managed: arn.starts_with("arn:aws:iam::aws:"),
                 version: "v1".to_owned(),
-                document: (*document).to_owned(),
+                document: (*document).into(),
             })
             .collect(),
         boundary: None,

@@ -91,7 +91,7 @@ impl Aws {
                 .map_err(|e| failed(&e, &what("GetRolePolicy"), endpoint))?;
             inline.push(InlinePolicy {
                 name: policy_name,
-                document: decode(out.policy_document()),
+                document: decode(out.policy_document()).into(),
             });
         }
         inline.sort_by(|a, b| a.name.cmp(&b.name));
@@ -167,7 +167,7 @@ impl Aws {
                 .iter()
                 .map(|p| InlinePolicy {
                     name: p.policy_name().unwrap_or_default().to_owned(),
-                    document: p.policy_document().map(decode).unwrap_or_default(),
+                    document: p.policy_document().map(decode).unwrap_or_default().into(),
                 })
                 .collect();
             inline.sort_by(|a, b| a.name.cmp(&b.name));
@@ -212,7 +212,7 @@ impl Aws {
                     .to_owned(),
                 aws_managed: arn.contains(":iam::aws:policy/"),
                 version: default.version_id().unwrap_or("v1").to_owned(),
-                document: default.document().map(decode).unwrap_or_default(),
+                document: default.document().map(decode).unwrap_or_default().into(),
             });
         }
         Ok(AuthorizationPage {
@@ -264,7 +264,7 @@ impl Aws {
             // AWS-managed policies live in the `aws` account namespace.
             aws_managed: arn.contains(":iam::aws:policy/"),
             version,
-            document,
+            document: document.into(),
         })
     }
 
