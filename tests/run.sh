@@ -5,37 +5,54 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# Suites that do not need a fresh build run beside the ones that do, each into its own log,
+# printed when it ends: the Python suites beside the cargo build, the browser tests beside the
+# Rust tests (which mostly wait on emulators and schedules). Any failure fails the run, after
+# everything has finished.
+logs="$(mktemp -d)"
+failed=0
+finish() { # NAME PID
+  if wait "$2"; then
+    cat "$logs/$1"
+  else
+    cat "$logs/$1" >&2
+    echo "tests/run.sh: $1 failed (its output above)" >&2
+    failed=1
+  fi
+}
 # Chromium (apt-get, when missing) and playwright-core (npm ci) install in the background,
 # overlapping the emulator's setup and the cargo build; waited for before the browser tests.
-browser_log="$(mktemp)"
-"$root/tests/browser/setup.sh" >"$browser_log" 2>&1 &
+"$root/tests/browser/setup.sh" >"$logs/browser-setup" 2>&1 &
 browser_setup=$!
 "$root/tests/emulator/setup.sh"
 # A clean build gains nothing from incremental compilation's bookkeeping.
 if [ "${CI:-}" = true ]; then
   export CARGO_INCREMENTAL=0
 fi
-# The emulator's own tests first: the Rust integration tests stand on it.
-"$root/.venv-moto/bin/python" -m unittest discover -s "$root/tests/emulator"
-# The CI recipe: post-comments.py against a stand-in comment API, and yamllint on the YAML.
-"$root/.venv-moto/bin/python" -m unittest discover -s "$root/tests/ci"
+# The emulator's own tests (the Rust integration tests stand on it) and the CI recipe's
+# (post-comments.py against a stand-in comment API, yamllint on the YAML).
+(
+  "$root/.venv-moto/bin/python" -m unittest discover -s "$root/tests/emulator"
+  "$root/.venv-moto/bin/python" -m unittest discover -s "$root/tests/ci"
+) >"$logs/python" 2>&1 &
+python_tests=$!
 # The integration tests run the real binary, which `cargo test` does not build for another
 # package's tests. It is built with every workspace test target in one resolution of
 # features: `cargo build -p whittle` alone resolves dependency features without the test
 # targets' dev-dependencies (proptest turns on features of getrandom and regex-syntax),
 # which made `cargo test --workspace` build the whole AWS SDK a second time.
 cargo build --workspace --bins --tests
+finish python "$python_tests"
+finish browser-setup "$browser_setup"
 # The HTML report in Chromium: needs the whittle and plan-fixture binaries just built.
-if ! wait "$browser_setup"; then
-  cat "$browser_log" >&2
-  echo "tests/browser/setup.sh failed (its output above)" >&2
-  exit 1
-fi
-(cd "$root/tests/browser" && node --test)
+(cd "$root/tests/browser" && node --test) >"$logs/browser" 2>&1 &
+browser_tests=$!
 # Eight tests at once (cargo's default is one per core: 2 on CI). The integration tests mostly
 # wait (on the emulator, on daemons' schedules, on trial windows), so on 2 cores 8 keep both
 # busy; more only queue for the CPU and stretch the tests that check timing (measured: 6, 8
 # and 10 about equal, 12 and 16 slower). It applies to every test binary; the unit tests take
 # the same time with it. A test's own cases run at most 4 at once (WHITTLE_TEST_CASES_AT_ONCE).
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-8}"
-cargo test --workspace
+cargo test --workspace || failed=1
+finish browser "$browser_tests"
+exit "$failed"
