@@ -10,8 +10,14 @@ use crate::ports::FunctionSummary;
 use crate::records::{FunctionInventory, RoleInventory};
 use crate::testing::{ACCOUNT_ID, TestEngine};
 
-/// A call by `role_name` under the session `session`, as CloudTrail records a Lambda
-/// function's (the session is the function's name).
+/// Calls by the role `orders-service`, each `(session, event source, event name)`, as
+/// CloudTrail records a Lambda function's (the session is the function's name).
+fn calls(t: &TestEngine, calls: &[(&str, &str, &str)]) {
+    for (session, source, name) in calls {
+        call(t, "orders-service", session, source, name);
+    }
+}
+
 fn call(t: &TestEngine, role_name: &str, session: &str, source: &str, name: &str) {
     let mut world = t.fake.world();
     world.next_id += 1;
@@ -56,40 +62,15 @@ async fn usage_shows_a_shared_roles_functions_apart_from_its_other_sessions() {
         // The same name under another role is not this role's function.
         function("orders-batch", "batch"),
     ];
-    call(
+    calls(
         &t,
-        "orders-service",
-        "orders-read",
-        "s3.amazonaws.com",
-        "GetObject",
-    );
-    call(
-        &t,
-        "orders-service",
-        "orders-read",
-        "dynamodb.amazonaws.com",
-        "GetItem",
-    );
-    call(
-        &t,
-        "orders-service",
-        "orders-write",
-        "dynamodb.amazonaws.com",
-        "PutItem",
-    );
-    call(
-        &t,
-        "orders-service",
-        "orders-batch",
-        "sqs.amazonaws.com",
-        "SendMessage",
-    );
-    call(
-        &t,
-        "orders-service",
-        "i-0123456789abcdef0",
-        "sqs.amazonaws.com",
-        "ReceiveMessage",
+        &[
+            ("orders-read", "s3.amazonaws.com", "GetObject"),
+            ("orders-read", "dynamodb.amazonaws.com", "GetItem"),
+            ("orders-write", "dynamodb.amazonaws.com", "PutItem"),
+            ("orders-batch", "sqs.amazonaws.com", "SendMessage"),
+            ("i-0123456789abcdef0", "sqs.amazonaws.com", "ReceiveMessage"),
+        ],
     );
     mine(&t.engine).await;
 
@@ -193,33 +174,14 @@ async fn a_plan_proposes_one_role_per_discovered_function_of_a_shared_role() {
         function("orders-read", "orders-service"),
         function("orders-write", "orders-service"),
     ];
-    call(
+    calls(
         &t,
-        "orders-service",
-        "orders-read",
-        "s3.amazonaws.com",
-        "GetObject",
-    );
-    call(
-        &t,
-        "orders-service",
-        "orders-read",
-        "dynamodb.amazonaws.com",
-        "GetItem",
-    );
-    call(
-        &t,
-        "orders-service",
-        "orders-write",
-        "dynamodb.amazonaws.com",
-        "PutItem",
-    );
-    call(
-        &t,
-        "orders-service",
-        "i-0123456789abcdef0",
-        "sqs.amazonaws.com",
-        "SendMessage",
+        &[
+            ("orders-read", "s3.amazonaws.com", "GetObject"),
+            ("orders-read", "dynamodb.amazonaws.com", "GetItem"),
+            ("orders-write", "dynamodb.amazonaws.com", "PutItem"),
+            ("i-0123456789abcdef0", "sqs.amazonaws.com", "SendMessage"),
+        ],
     );
     mine(&t.engine).await;
 
