@@ -127,9 +127,27 @@ async fn main() {
     );
     let files_run = run_whittle(&whittle, &by_files, "whittle mine, s3 source (2 workers)");
     let athena_run = run_whittle(&whittle, &by_athena, "whittle mine, athena source");
-    let same = comparable_usage(&whittle, &by_files) == comparable_usage(&whittle, &by_athena);
+    let (from_files, from_athena) = (
+        comparable_usage(&whittle, &by_files),
+        comparable_usage(&whittle, &by_athena),
+    );
+    let same = from_files == from_athena;
     if !same {
-        fail("the Athena source's usage differs from the s3 source's");
+        let (a, b) = (
+            work.path().join("usage-s3.json"),
+            work.path().join("usage-athena.json"),
+        );
+        for (path, usage) in [(&a, &from_files), (&b, &from_athena)] {
+            let _ = std::fs::write(
+                path,
+                serde_json::to_string_pretty(usage).unwrap_or_default(),
+            );
+        }
+        fail(&format!(
+            "the Athena source's usage differs from the s3 source's: compare {} and {}",
+            a.display(),
+            b.display()
+        ));
     }
 
     // One more day: today's files, a thousandth of the corpus, then the incremental run.
@@ -334,17 +352,7 @@ fn comparable_usage(whittle: &Path, config: &Path) -> Value {
         .args(["usage", "--format", "json"])
         .output()
         .unwrap_or_else(|e| fail(&format!("whittle usage: {e}")));
-    let mut usage: Value =
+    let usage: Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| fail(&format!("usage json: {e}")));
-    usage["generated_at"] = Value::Null;
-    for role in usage["roles"].as_array_mut().into_iter().flatten() {
-        role["secrets_read"] = Value::Null;
-        for list in ["actions", "denied"] {
-            for action in role[list].as_array_mut().into_iter().flatten() {
-                action["resources"] = Value::Null;
-                action["resources_truncated"] = Value::Null;
-            }
-        }
-    }
-    usage
+    whittle_tests::source_independent_usage(usage)
 }

@@ -373,3 +373,27 @@ pub fn whittle_binary() -> PathBuf {
     );
     binary
 }
+
+/// `whittle usage --format json` (parsed) without what docs/athena.md documents as
+/// source-specific, so that the usage mined from log files and through Athena compare equal:
+/// the Athena query carries no `resources` (of actions, denials and per-session actions) and
+/// no request parameters (secrets read), and `generated_at` is the time of the call.
+pub fn source_independent_usage(mut usage: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    usage["generated_at"] = Value::Null;
+    let strip = |list: &mut Value| {
+        for action in list.as_array_mut().into_iter().flatten() {
+            action["resources"] = Value::Null;
+            action["resources_truncated"] = Value::Null;
+        }
+    };
+    for role in usage["roles"].as_array_mut().into_iter().flatten() {
+        role["secrets_read"] = Value::Null;
+        strip(&mut role["actions"]);
+        strip(&mut role["denied"]);
+        for session in role["session_usage"].as_array_mut().into_iter().flatten() {
+            strip(&mut session["actions"]);
+        }
+    }
+    usage
+}

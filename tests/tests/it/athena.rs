@@ -137,23 +137,8 @@ fn mine(config: &Path) -> Value {
 fn comparable_usage(config: &Path) -> Value {
     let out = run(config, &["usage", "--format", "json"]);
     assert!(out.status.success(), "usage: {}", text(&out.stderr));
-    let mut usage: Value = serde_json::from_slice(&out.stdout).expect("usage json");
-    usage["generated_at"] = Value::Null;
-    for role in usage["roles"].as_array_mut().expect("roles") {
-        role["secrets_read"] = Value::Null;
-        let strip = |list: &mut Value| {
-            for action in list.as_array_mut().into_iter().flatten() {
-                action["resources"] = Value::Null;
-                action["resources_truncated"] = Value::Null;
-            }
-        };
-        strip(&mut role["actions"]);
-        strip(&mut role["denied"]);
-        for session in role["session_usage"].as_array_mut().into_iter().flatten() {
-            strip(&mut session["actions"]);
-        }
-    }
-    usage
+    let usage: Value = serde_json::from_slice(&out.stdout).expect("usage json");
+    whittle_tests::source_independent_usage(usage)
 }
 
 #[tokio::test(flavor = "multi_thread")]
