@@ -247,6 +247,12 @@ impl Fake {
         world.now = end;
     }
 
+    /// An allowed call (`service:Operation`) of `role_arn` under `session`, as CloudTrail
+    /// records it.
+    pub fn record_session_call(&self, role_arn: &str, session: &str, action: &str) {
+        record_session_event(&mut self.world(), role_arn, session, action, "", false);
+    }
+
     /// The role's policies as IAM would return them now.
     pub fn policies_of(&self, role_arn: &str) -> Option<RolePolicies> {
         let world = self.world();
@@ -348,9 +354,21 @@ fn allows(world: &World, call: &Call) -> bool {
     evaluation.decision == Decision::Allowed
 }
 
-/// Records a call of `role_arn` (an assumed-role session) as CloudTrail would, denied or not;
+/// Records a call of `role_arn` under the session `fn` as CloudTrail would, denied or not;
 /// `resource` is empty for a call on no particular resource.
 fn record_event(world: &mut World, role_arn: &str, action: &str, resource: &str, denied: bool) {
+    record_session_event(world, role_arn, "fn", action, resource, denied);
+}
+
+/// [`record_event`] under the session `session` (Lambda names it after the function).
+fn record_session_event(
+    world: &mut World,
+    role_arn: &str,
+    session: &str,
+    action: &str,
+    resource: &str,
+    denied: bool,
+) {
     world.next_id += 1;
     let (service, name) = action.split_once(':').unwrap_or((action, ""));
     let role_name = role_arn.rsplit('/').next().unwrap_or_default();
@@ -364,7 +382,7 @@ fn record_event(world: &mut World, role_arn: &str, action: &str, resource: &str,
         "recipientAccountId": ACCOUNT_ID,
         "userIdentity": {
             "type": "AssumedRole",
-            "arn": format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role_name}/fn"),
+            "arn": format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role_name}/{session}"),
             "accountId": ACCOUNT_ID,
             "sessionContext": {"sessionIssuer": {"type": "Role", "arn": role_arn}},
         },
@@ -375,7 +393,7 @@ fn record_event(world: &mut World, role_arn: &str, action: &str, resource: &str,
     if denied {
         record["errorCode"] = json!("AccessDenied");
         record["errorMessage"] = json!(format!(
-            "User: arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role_name}/fn is not authorized to perform: {action} on resource: {resource}"
+            "User: arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role_name}/{session} is not authorized to perform: {action} on resource: {resource}"
         ));
     }
     let at = world.now.as_millis_i64();

@@ -2,7 +2,6 @@
 //! `discover` job lists which functions run under which role, and `whittle usage` tells the
 //! role's functions apart from its other sessions.
 
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{EVENTS_SOURCE, mine};
@@ -10,35 +9,13 @@ use crate::ports::FunctionSummary;
 use crate::records::{FunctionInventory, RoleInventory};
 use crate::testing::{ACCOUNT_ID, TestEngine};
 
-/// Calls by the role `orders-service`, each `(session, event source, event name)`, as
-/// CloudTrail records a Lambda function's (the session is the function's name).
-fn calls(t: &TestEngine, calls: &[(&str, &str, &str)]) {
-    for (session, source, name) in calls {
-        call(t, "orders-service", session, source, name);
+/// Calls by the role `orders-service`, each `(session, action)`, as CloudTrail records a
+/// Lambda function's (the session is the function's name).
+fn calls(t: &TestEngine, calls: &[(&str, &str)]) {
+    let role = format!("arn:aws:iam::{ACCOUNT_ID}:role/orders-service");
+    for (session, action) in calls {
+        t.fake.record_session_call(&role, session, action);
     }
-}
-
-fn call(t: &TestEngine, role_name: &str, session: &str, source: &str, name: &str) {
-    let mut world = t.fake.world();
-    world.next_id += 1;
-    let record = json!({
-        "eventVersion": "1.08",
-        "eventTime": crate::time::format(world.now),
-        "eventSource": source,
-        "eventName": name,
-        "awsRegion": "us-east-1",
-        "eventID": format!("event-{}", world.next_id),
-        "recipientAccountId": ACCOUNT_ID,
-        "userIdentity": {
-            "type": "AssumedRole",
-            "arn": format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role_name}/{session}"),
-            "accountId": ACCOUNT_ID,
-            "sessionContext": {"sessionIssuer": {"type": "Role",
-                "arn": format!("arn:aws:iam::{ACCOUNT_ID}:role/{role_name}")}},
-        },
-    });
-    let at = world.now.as_millis_i64();
-    world.events.push((at, record.to_string()));
 }
 
 fn function(name: &str, role_name: &str) -> FunctionSummary {
@@ -65,11 +42,11 @@ async fn usage_shows_a_shared_roles_functions_apart_from_its_other_sessions() {
     calls(
         &t,
         &[
-            ("orders-read", "s3.amazonaws.com", "GetObject"),
-            ("orders-read", "dynamodb.amazonaws.com", "GetItem"),
-            ("orders-write", "dynamodb.amazonaws.com", "PutItem"),
-            ("orders-batch", "sqs.amazonaws.com", "SendMessage"),
-            ("i-0123456789abcdef0", "sqs.amazonaws.com", "ReceiveMessage"),
+            ("orders-read", "s3:GetObject"),
+            ("orders-read", "dynamodb:GetItem"),
+            ("orders-write", "dynamodb:PutItem"),
+            ("orders-batch", "sqs:SendMessage"),
+            ("i-0123456789abcdef0", "sqs:ReceiveMessage"),
         ],
     );
     mine(&t.engine).await;
@@ -177,10 +154,10 @@ async fn a_plan_proposes_one_role_per_discovered_function_of_a_shared_role() {
     calls(
         &t,
         &[
-            ("orders-read", "s3.amazonaws.com", "GetObject"),
-            ("orders-read", "dynamodb.amazonaws.com", "GetItem"),
-            ("orders-write", "dynamodb.amazonaws.com", "PutItem"),
-            ("i-0123456789abcdef0", "sqs.amazonaws.com", "SendMessage"),
+            ("orders-read", "s3:GetObject"),
+            ("orders-read", "dynamodb:GetItem"),
+            ("orders-write", "dynamodb:PutItem"),
+            ("i-0123456789abcdef0", "sqs:SendMessage"),
         ],
     );
     mine(&t.engine).await;
