@@ -736,6 +736,21 @@ pub(super) fn yaml_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
+/// `document`'s statements as items of a YAML list indented by `indent` (JSON flow style,
+/// which YAML reads as it is), for serverless.yml's `iamRoleStatements`.
+pub(super) fn yaml_statements(out: &mut String, document: &PolicyDocument, indent: &str) {
+    for statement in document.statements() {
+        let json = serde_json::to_string_pretty(statement).unwrap_or_default();
+        let mut lines = json.lines();
+        if let Some(first) = lines.next() {
+            let _ = writeln!(out, "{indent}- {first}");
+        }
+        for line in lines {
+            let _ = writeln!(out, "{indent}  {line}");
+        }
+    }
+}
+
 /// serverless.yml: the role's statements for `iamRoleStatements` (Serverless Framework v3 and
 /// later: `provider.iam.role.statements`).
 pub fn serverless(plan: &Plan) -> String {
@@ -749,17 +764,8 @@ pub fn serverless(plan: &Plan) -> String {
             continue;
         };
         let _ = writeln!(out, "iamRoleStatements:");
-        for (_, document) in documents {
-            for statement in document.statements() {
-                let json = serde_json::to_string_pretty(statement).unwrap_or_default();
-                let mut lines = json.lines();
-                if let Some(first) = lines.next() {
-                    let _ = writeln!(out, "  - {first}");
-                }
-                for line in lines {
-                    let _ = writeln!(out, "    {line}");
-                }
-            }
+        for (_, document) in &documents {
+            yaml_statements(&mut out, document, "  ");
         }
     }
     for (role, split) in splits(plan) {

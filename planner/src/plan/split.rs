@@ -383,16 +383,7 @@ data \"aws_iam_role\" \"{shared}\" {{\n  name = \"{shared_name}\"\n}}\n"
                 f.function, f.role_name
             );
             for inline in &f.inline {
-                for statement in inline.document.statements() {
-                    let json = serde_json::to_string_pretty(statement).unwrap_or_default();
-                    let mut lines = json.lines();
-                    if let Some(first) = lines.next() {
-                        let _ = writeln!(out, "      - {first}");
-                    }
-                    for line in lines {
-                        let _ = writeln!(out, "        {line}");
-                    }
-                }
+                super::render::yaml_statements(&mut out, &inline.document, "      ");
             }
             if !f.managed.is_empty() {
                 let _ = writeln!(
@@ -410,32 +401,13 @@ data \"aws_iam_role\" \"{shared}\" {{\n  name = \"{shared_name}\"\n}}\n"
 mod tests {
     use super::*;
     use crate::plan::InlinePolicy;
-    use crate::trail::PrincipalKind;
-    use crate::usage::ActionUsage;
+    use crate::plan::tests::{settings, usage};
 
-    const NOW: i64 = 1_795_000_000_000; // 2026-11-18
-    const DAY_MS: i64 = 86_400_000;
-
-    fn settings() -> Settings {
-        Settings {
-            lookback_days: 90,
-            min_observation_days: 14,
-            scope_resources: false,
-            keep: Vec::new(),
-            keep_unobservable: true,
-            now_ms: NOW,
-        }
-    }
-
+    /// What one session used: `actions`, `days_ago` days before the tests' now.
     fn used(actions: &[&str], days_ago: i64) -> PrincipalUsage {
-        let mut usage = PrincipalUsage::new(PrincipalKind::Role);
-        for action in actions {
-            let t = NOW - days_ago * DAY_MS;
-            let mut u = ActionUsage::default();
-            u.counts.add(t, t, 2);
-            usage.actions.insert((*action).to_owned(), u);
-        }
-        usage
+        let list: Vec<(&str, i64, &[&str])> =
+            actions.iter().map(|a| (*a, days_ago, &[][..])).collect();
+        usage(&list)
     }
 
     /// A service's role shared by three functions, a Deny on it, and what they did.

@@ -3,10 +3,10 @@ use crate::policy::named;
 use crate::trail::PrincipalKind;
 use crate::usage::ActionUsage;
 
-const NOW: i64 = 1_795_000_000_000; // 2026-11-18
+pub(super) const NOW: i64 = 1_795_000_000_000; // 2026-11-18
 const ROLE: &str = "arn:aws:iam::123456789012:role/app-orders";
 
-fn settings() -> Settings {
+pub(super) fn settings() -> Settings {
     Settings {
         lookback_days: 90,
         min_observation_days: 14,
@@ -18,7 +18,7 @@ fn settings() -> Settings {
 }
 
 /// Usage with each action used `days_ago` days before NOW on the given resources.
-fn usage(actions: &[(&str, i64, &[&str])]) -> PrincipalUsage {
+pub(super) fn usage(actions: &[(&str, i64, &[&str])]) -> PrincipalUsage {
     let mut usage = PrincipalUsage::new(PrincipalKind::Role);
     for (action, days_ago, resources) in actions {
         let t = NOW - days_ago * DAY_MS;
