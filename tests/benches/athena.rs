@@ -20,6 +20,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use serde_json::Value;
+use whittle_tests::athena::{create_cloudtrail_table, upload};
+use whittle_tests::s3_client;
 use whittle_tests::trailgen::{CorpusSpec, generate};
 use whittle_tests::{Emulator, repo_root};
 
@@ -86,11 +88,7 @@ async fn main() {
 
     let emulator = Emulator::start(&[]);
     let admin = emulator.sdk_config().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&admin)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3_client(&admin);
     for bucket in [BUCKET, RESULTS] {
         s3.create_bucket()
             .bucket(bucket)
@@ -99,14 +97,18 @@ async fn main() {
             .unwrap_or_else(|e| fail(&format!("create bucket: {e}")));
     }
     let started = Instant::now();
-    upload(&s3, &corpus_dir, &files).await;
+    upload(&s3, BUCKET, &corpus_dir, &files)
+        .await
+        .unwrap_or_else(|e| fail(&e));
     eprintln!("uploaded in {:.1} s", started.elapsed().as_secs_f64());
     let accounts: Vec<String> = std::fs::read_dir(corpus_dir.join("AWSLogs"))
         .unwrap_or_else(|e| fail(&format!("accounts: {e}")))
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    create_table(&admin, &accounts.join(",")).await;
+    create_cloudtrail_table(&admin, BUCKET, RESULTS, &accounts.join(","))
+        .await
+        .unwrap_or_else(|e| fail(&e));
 
     let work = tempfile::tempdir().unwrap_or_else(|e| fail(&format!("tempdir: {e}")));
     let by_files = write_config(
@@ -162,7 +164,9 @@ async fn main() {
         },
     )
     .unwrap_or_else(|e| fail(&format!("generate: {e}")));
-    upload(&s3, &fresh_dir, &fresh.files).await;
+    upload(&s3, BUCKET, &fresh_dir, &fresh.files)
+        .await
+        .unwrap_or_else(|e| fail(&e));
     std::thread::sleep(std::time::Duration::from_millis(2_000));
     let again = run_whittle(
         &whittle,
@@ -227,53 +231,6 @@ fn list(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
-}
-
-/// Puts every file under `root` into the trail bucket at its relative path, 8 at a time.
-async fn upload(s3: &aws_sdk_s3::Client, root: &Path, files: &[PathBuf]) {
-    let mut tasks = tokio::task::JoinSet::new();
-    for chunk in files.chunks(files.len().div_ceil(8).max(1)) {
-        let (s3, root, chunk) = (s3.clone(), root.to_path_buf(), chunk.to_vec());
-        tasks.spawn(async move {
-            for file in chunk {
-                let key = file
-                    .strip_prefix(&root)
-                    .unwrap_or(&file)
-                    .to_string_lossy()
-                    .into_owned();
-                let body = std::fs::read(&file).unwrap_or_else(|e| fail(&format!("read: {e}")));
-                s3.put_object()
-                    .bucket(BUCKET)
-                    .key(key)
-                    .body(body.into())
-                    .send()
-                    .await
-                    .unwrap_or_else(|e| fail(&format!("put object: {e}")));
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
-}
-
-async fn create_table(config: &aws_config::SdkConfig, accounts: &str) {
-    let ddl = std::fs::read_to_string(repo_root().join("tests/emulator/cloudtrail_table.sql"))
-        .unwrap_or_else(|e| fail(&format!("DDL: {e}")))
-        .replace("{table}", "cloudtrail_logs")
-        .replace("{bucket}", BUCKET)
-        .replace("{accounts}", accounts)
-        .replace("{regions}", "us-east-1,eu-west-1");
-    let athena = aws_sdk_athena::Client::new(config);
-    athena
-        .start_query_execution()
-        .query_string(ddl)
-        .result_configuration(
-            aws_sdk_athena::types::ResultConfiguration::builder()
-                .output_location(format!("s3://{RESULTS}/ddl/"))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap_or_else(|e| fail(&format!("create table: {e}")));
 }
 
 fn write_config(path: &Path, state: &Path, endpoint: &str, source: &str) -> PathBuf {

@@ -15,6 +15,7 @@
 //! emulator also exits by itself when this process goes: the fork server when its stdin, held
 //! by this process, closes, and its emulators with it; an emulator of its own likewise.
 
+pub mod athena;
 pub mod trailgen;
 
 use std::io::{BufRead, BufReader, Write};
@@ -290,6 +291,32 @@ impl Emulator {
             .await
     }
 
+    /// SDK configuration acting as `role_arn` under the session name `session`, assumed
+    /// with the credentials of `caller` (in auth mode its policies and the role's trust
+    /// policy must allow it).
+    pub async fn assume_role(
+        &self,
+        caller: &aws_config::SdkConfig,
+        role_arn: &str,
+        session: &str,
+    ) -> aws_config::SdkConfig {
+        let creds = aws_sdk_sts::Client::new(caller)
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name(session)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("assume {role_arn} as {session}: {e:?}"))
+            .credentials
+            .unwrap_or_else(|| panic!("AssumeRole of {role_arn} returned no credentials"));
+        self.sdk_config_with(
+            creds.access_key_id(),
+            creds.secret_access_key(),
+            Some(creds.session_token()),
+        )
+        .await
+    }
+
     /// SDK configuration with the emulator's default (root) test credentials.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         self.sdk_config_with("testing", "testing", None).await
@@ -396,4 +423,13 @@ pub fn source_independent_usage(mut usage: serde_json::Value) -> serde_json::Val
         }
     }
     usage
+}
+
+/// An S3 client for the emulator (path-style addressing).
+pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    )
 }

@@ -234,20 +234,11 @@ async fn a_plan_of_whole_accounts_proposes_what_reading_each_role_proposes() {
     seed(emulator, accounts, 6);
     // A managed policy with a newer default version: both reads take the default.
     let sdk = emulator.sdk_config().await;
-    let creds = aws_sdk_sts::Client::new(&sdk)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{}:role/seeder", ACCOUNTS[0].1))
-        .role_session_name("seeder")
-        .send()
-        .await
-        .expect("assume role")
-        .credentials
-        .expect("credentials");
     let in_account = emulator
-        .sdk_config_with(
-            creds.access_key_id(),
-            creds.secret_access_key(),
-            Some(creds.session_token()),
+        .assume_role(
+            &sdk,
+            &format!("arn:aws:iam::{}:role/seeder", ACCOUNTS[0].1),
+            "seeder",
         )
         .await;
     aws_sdk_iam::Client::new(&in_account)

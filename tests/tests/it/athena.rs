@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use whittle_tests::athena::{create_cloudtrail_table, upload};
+use whittle_tests::s3_client;
 use whittle_tests::trailgen::{CorpusSpec, generate};
 
 use crate::support::*;
@@ -13,82 +15,6 @@ use crate::support::*;
 const BUCKET: &str = "ath-trail";
 const RESULTS: &str = "ath-results";
 const DAY_MS: i64 = 86_400_000;
-
-fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(true)
-            .build(),
-    )
-}
-
-/// Uploads every file under `root` to the trail bucket under its relative path (the files
-/// are laid out as CloudTrail delivers them); returns the bytes uploaded.
-async fn upload(s3: &aws_sdk_s3::Client, root: &Path, files: &[PathBuf]) -> u64 {
-    let mut bytes = 0;
-    for file in files {
-        let key = file
-            .strip_prefix(root)
-            .expect("under the root")
-            .to_string_lossy()
-            .into_owned();
-        let body = std::fs::read(file).expect("read trail file");
-        bytes += body.len() as u64;
-        s3.put_object()
-            .bucket(BUCKET)
-            .key(key)
-            .body(body.into())
-            .send()
-            .await
-            .expect("put trail file");
-    }
-    bytes
-}
-
-/// Creates AWS's CloudTrail table (partition projection by account, region and day) through
-/// StartQueryExecution, as a user runs the DDL of docs/athena.md.
-async fn create_table(config: &aws_config::SdkConfig, accounts: &str) {
-    let ddl = std::fs::read_to_string(
-        whittle_tests::repo_root().join("tests/emulator/cloudtrail_table.sql"),
-    )
-    .expect("DDL")
-    .replace("{table}", "cloudtrail_logs")
-    .replace("{bucket}", BUCKET)
-    .replace("{accounts}", accounts)
-    .replace("{regions}", "us-east-1,eu-west-1");
-    let athena = aws_sdk_athena::Client::new(config);
-    let id = athena
-        .start_query_execution()
-        .query_string(ddl)
-        .query_execution_context(
-            aws_sdk_athena::types::QueryExecutionContext::builder()
-                .database("default")
-                .build(),
-        )
-        .result_configuration(
-            aws_sdk_athena::types::ResultConfiguration::builder()
-                .output_location(format!("s3://{RESULTS}/ddl/"))
-                .build(),
-        )
-        .send()
-        .await
-        .expect("start DDL")
-        .query_execution_id
-        .expect("query id");
-    let state = athena
-        .get_query_execution()
-        .query_execution_id(id)
-        .send()
-        .await
-        .expect("DDL state")
-        .query_execution
-        .and_then(|q| q.status)
-        .and_then(|s| s.state);
-    assert_eq!(
-        state,
-        Some(aws_sdk_athena::types::QueryExecutionState::Succeeded)
-    );
-}
 
 fn config(ws: &Workspace, emulator: &Emulator, source: &str) -> PathBuf {
     let config = ws.emulator_config(&emulator.url, "ath");
@@ -166,13 +92,17 @@ async fn athena_and_file_mining_give_the_same_usage_and_runs_scan_only_new_parti
         ..CorpusSpec::new(6_000, today_ms - 60_000)
     };
     let corpus = generate(&tmp.path().join("old"), &spec).expect("corpus");
-    let uploaded = upload(&s3, &corpus.root, &corpus.files).await;
+    let uploaded = upload(&s3, BUCKET, &corpus.root, &corpus.files)
+        .await
+        .expect("upload");
     let accounts: Vec<String> = std::fs::read_dir(corpus.root.join("AWSLogs"))
         .expect("accounts")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(accounts.len(), 3);
-    create_table(&admin, &accounts.join(",")).await;
+    create_cloudtrail_table(&admin, BUCKET, RESULTS, &accounts.join(","))
+        .await
+        .expect("the CloudTrail table");
 
     let files_ws = Workspace::new();
     let files = config(
@@ -256,7 +186,9 @@ async fn athena_and_file_mining_give_the_same_usage_and_runs_scan_only_new_parti
     };
     // A corpus of zero days puts every event at its end time, after the first runs' window.
     let fresh = generate(&tmp.path().join("new"), &fresh_spec).expect("corpus");
-    let new_bytes = upload(&s3, &fresh.root, &fresh.files).await;
+    let new_bytes = upload(&s3, BUCKET, &fresh.root, &fresh.files)
+        .await
+        .expect("upload");
     // The events are stamped a second ahead: wait until they are in the past.
     std::thread::sleep(std::time::Duration::from_millis(2_500));
     mine(&files);

@@ -61,20 +61,11 @@ async fn denied_assumed_role_call_is_recorded_for_the_role() {
     let admin = emulator
         .sdk_config_with(&admin_id, &admin_secret, None)
         .await;
-    let assumed = aws_sdk_sts::Client::new(&admin)
-        .assume_role()
-        .role_arn("arn:aws:iam::123456789012:role/orders-fn")
-        .role_session_name("orders-fn-session")
-        .send()
-        .await
-        .expect("assume role")
-        .credentials
-        .expect("credentials");
     let workload = emulator
-        .sdk_config_with(
-            assumed.access_key_id(),
-            assumed.secret_access_key(),
-            Some(assumed.session_token()),
+        .assume_role(
+            &admin,
+            "arn:aws:iam::123456789012:role/orders-fn",
+            "orders-fn-session",
         )
         .await;
 
@@ -278,22 +269,7 @@ async fn iam_simulation_and_last_accessed_work() {
     );
 
     // Use the role, then ask when it was last used.
-    let assumed = aws_sdk_sts::Client::new(&config)
-        .assume_role()
-        .role_arn(arn)
-        .role_session_name("s")
-        .send()
-        .await
-        .expect("assume")
-        .credentials
-        .expect("credentials");
-    let as_role = emulator
-        .sdk_config_with(
-            assumed.access_key_id(),
-            assumed.secret_access_key(),
-            Some(assumed.session_token()),
-        )
-        .await;
+    let as_role = emulator.assume_role(&config, &arn, "s").await;
     aws_sdk_sts::Client::new(&as_role)
         .get_caller_identity()
         .send()

@@ -75,21 +75,7 @@ async fn run_workload(emulator: &Emulator, prefix: &str) -> Workload {
         .await
         .expect("role policy");
     let role_arn = format!("arn:aws:iam::123456789012:role/{role_name}");
-    let assumed = aws_sdk_sts::Client::new(&admin)
-        .assume_role()
-        .role_arn(&role_arn)
-        .role_session_name("worker-fn")
-        .send()
-        .await
-        .expect("assume role");
-    let creds = assumed.credentials().expect("credentials");
-    let worker = emulator
-        .sdk_config_with(
-            creds.access_key_id(),
-            creds.secret_access_key(),
-            Some(creds.session_token()),
-        )
-        .await;
+    let worker = emulator.assume_role(&admin, &role_arn, "worker-fn").await;
     let s3w = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&worker)
             .force_path_style(true)

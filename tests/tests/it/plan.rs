@@ -34,29 +34,6 @@ async fn role_policies(iam: &aws_sdk_iam::Client) -> (BTreeMap<String, Value>, B
     (inline, attached)
 }
 
-/// SDK clients acting as the role (assumed with the admin user's key, valid in auth mode).
-async fn as_role(
-    emulator: &whittle_tests::Emulator,
-    admin: &aws_config::SdkConfig,
-) -> aws_config::SdkConfig {
-    let creds = aws_sdk_sts::Client::new(admin)
-        .assume_role()
-        .role_arn(ROLE_ARN)
-        .role_session_name("app-fn")
-        .send()
-        .await
-        .expect("assume role")
-        .credentials
-        .expect("credentials");
-    emulator
-        .sdk_config_with(
-            creds.access_key_id(),
-            creds.secret_access_key(),
-            Some(creds.session_token()),
-        )
-        .await
-}
-
 /// What the application does: objects in and out, a listing, a parameter read.
 async fn workload(role: &aws_config::SdkConfig) -> Result<(), String> {
     let s3 = aws_sdk_s3::Client::from_conf(
@@ -179,7 +156,7 @@ async fn seeded(emulator: &whittle_tests::Emulator) -> Seeded {
         .expect("parameter");
     start_trail(&root, "plan-trail", "plan-trail").await;
 
-    let role = as_role(emulator, &admin).await;
+    let role = emulator.assume_role(&admin, ROLE_ARN, "app-fn").await;
     workload(&role)
         .await
         .expect("the workload runs with the broad policies");
@@ -328,7 +305,7 @@ async fn plan_keeps_what_the_workload_used_and_apply_then_rollback_restores_exac
 
     // Before the apply, in auth mode, the role may still call what the plan removes.
     emulator.enable_auth();
-    let role = as_role(emulator, admin).await;
+    let role = emulator.assume_role(admin, ROLE_ARN, "app-fn").await;
     aws_sdk_ssm::Client::new(&role)
         .describe_parameters()
         .send()
@@ -365,7 +342,7 @@ async fn plan_keeps_what_the_workload_used_and_apply_then_rollback_restores_exac
 
     // The applied policies, enforced: the workload still works; an unused action is denied.
     emulator.enable_auth();
-    let role = as_role(emulator, admin).await;
+    let role = emulator.assume_role(admin, ROLE_ARN, "app-fn").await;
     workload(&role)
         .await
         .expect("the workload keeps working with the applied least-privilege policies");

@@ -1442,22 +1442,9 @@ async fn known_consumers_that_read_the_new_key_end_the_grace_period_early() {
     );
     let k = svc_key_in_secret(&iam, &sm).await;
     create_role(&iam, "reader", &[]).await;
-    let creds = aws_sdk_sts::Client::new(&root)
-        .assume_role()
-        .role_arn("arn:aws:iam::123456789012:role/reader")
-        .role_session_name("reader-fn")
-        .send()
-        .await
-        .expect("assume")
-        .credentials
-        .expect("credentials");
     let reader = aws_sdk_secretsmanager::Client::new(
         &emulator
-            .sdk_config_with(
-                creds.access_key_id(),
-                creds.secret_access_key(),
-                Some(creds.session_token()),
-            )
+            .assume_role(&root, "arn:aws:iam::123456789012:role/reader", "reader-fn")
             .await,
     );
     let read = || async {
