@@ -269,7 +269,7 @@ async fn iam_simulation_and_last_accessed_work() {
     );
 
     // Use the role, then ask when it was last used.
-    let as_role = emulator.assume_role(&config, &arn, "s").await;
+    let as_role = emulator.assume_role(&config, arn, "s").await;
     aws_sdk_sts::Client::new(&as_role)
         .get_caller_identity()
         .send()
