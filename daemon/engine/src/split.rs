@@ -14,14 +14,10 @@ use whittle_state::State;
 use crate::ports::FunctionSummary;
 use crate::records::{FunctionInventory, NeededActions, StoredUsage};
 
-/// Adds a split proposal to each role of `roles` that discovered functions share.
-pub fn split_shared_roles(
+/// Execution role ARN -> its functions, from the last discovery of every account.
+pub fn discovered_functions(
     state: &State,
-    roles: &mut [RolePlan],
-    settings: &Settings,
-    catalog: &Catalog,
-) -> anyhow::Result<()> {
-    // Execution role -> its functions, from the last discovery of every account.
+) -> anyhow::Result<HashMap<String, Vec<FunctionSummary>>> {
     let mut by_role: HashMap<String, Vec<FunctionSummary>> = HashMap::new();
     for item in state.tree::<FunctionInventory>()?.iter() {
         let (_, inventory) = item?;
@@ -29,6 +25,17 @@ pub fn split_shared_roles(
             by_role.entry(f.role.clone()).or_default().push(f);
         }
     }
+    Ok(by_role)
+}
+
+/// Adds a split proposal to each role of `roles` that discovered functions share.
+pub fn split_shared_roles(
+    state: &State,
+    roles: &mut [RolePlan],
+    settings: &Settings,
+    catalog: &Catalog,
+) -> anyhow::Result<()> {
+    let by_role = discovered_functions(state)?;
     if by_role.is_empty() {
         return Ok(());
     }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::Engine;
 use crate::ports::Ports;
-use crate::records::{FunctionInventory, LastAccessed, StoredUsage};
+use crate::records::{LastAccessed, StoredUsage};
 use whittle_planner::trail::parse_time;
 use whittle_planner::usage::{LastAccessedReport, RoleReport, UsageReport};
 
@@ -35,14 +35,7 @@ pub fn build<P: Ports>(
     crate::mine::fold_pending(engine)?;
     let usage = state.tree::<StoredUsage>()?;
     let last_accessed = state.tree::<LastAccessed>()?;
-    // (execution role, function name) -> function ARN, from the last discovery.
-    let mut functions = std::collections::HashMap::new();
-    for item in state.tree::<FunctionInventory>()?.iter() {
-        let (_, inventory) = item?;
-        for f in inventory.functions {
-            functions.insert((f.role, f.name), f.arn);
-        }
-    }
+    let functions = crate::split::discovered_functions(state)?;
     let mut roles = Vec::new();
     let wanted = |arn: &str| only.is_empty() || only.iter().any(|o| o == arn);
     for item in usage.iter() {
@@ -54,10 +47,12 @@ pub fn build<P: Ports>(
             report.last_accessed = last_accessed.get(&arn)?.map(|l| {
                 LastAccessedReport::build(i64::try_from(l.fetched_at.0).unwrap_or(0), &l.services)
             });
+            let of_role = functions.get(&arn).map_or(&[][..], Vec::as_slice);
             for session in &mut report.session_usage {
-                session.function = functions
-                    .get(&(arn.clone(), session.session.clone()))
-                    .cloned();
+                session.function = of_role
+                    .iter()
+                    .find(|f| f.name == session.session)
+                    .map(|f| f.arn.clone());
             }
             roles.push(report);
         }

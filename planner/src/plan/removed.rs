@@ -182,11 +182,6 @@ impl Removed {
         }
     }
 
-    /// How many entries the list has.
-    pub fn len(&self) -> usize {
-        self.entries().count()
-    }
-
     /// How many catalog actions of `level` go: the actions of entries whose access levels
     /// include it (a `service:*` entry counts whole).
     pub fn count_level(&self, level: AccessLevel) -> usize {
