@@ -1202,6 +1202,4 @@ fn check_never_denies_used(
 }
 
 #[cfg(test)]
-mod reference;
-#[cfg(test)]
 mod tests;
