@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 use whittle_tests::athena::{create_cloudtrail_table, upload};
+use whittle_tests::bench::{fail, list, rss_of, size, timed};
 use whittle_tests::s3_client;
 use whittle_tests::trailgen::{CorpusSpec, generate};
 use whittle_tests::{Emulator, repo_root};
@@ -207,32 +208,6 @@ async fn main() {
     );
 }
 
-fn fail(message: &str) -> ! {
-    eprintln!("bench: {message}");
-    std::process::exit(1)
-}
-
-fn size(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-fn list(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn write_config(path: &Path, state: &Path, endpoint: &str, source: &str) -> PathBuf {
     let text = format!(
         r#"[aws]
@@ -258,14 +233,7 @@ last_accessed = false
 }
 
 fn whittle_command(whittle: &Path) -> Command {
-    let gnu_time = Path::new("/usr/bin/time");
-    let mut command = if gnu_time.exists() {
-        let mut command = Command::new(gnu_time);
-        command.arg("-f").arg("RSS_KB=%M").arg(whittle);
-        command
-    } else {
-        Command::new(whittle)
-    };
+    let mut command = timed(whittle);
     command
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing");
@@ -291,12 +259,7 @@ fn run_whittle(whittle: &Path, config: &Path, label: &str) -> Measure {
     Measure {
         label: label.to_owned(),
         seconds,
-        rss_mb: stderr
-            .lines()
-            .rev()
-            .find_map(|l| l.strip_prefix("RSS_KB="))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .map(|kb| kb / 1024.0),
+        rss_mb: rss_of(&stderr),
         report,
     }
 }

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use whittle_tests::bench::{fail, list, rss_of, size, timed};
 use whittle_tests::repo_root;
 use whittle_tests::trailgen::{CorpusSpec, generate};
 
@@ -154,55 +155,6 @@ fn main() {
     );
 }
 
-fn fail(message: &str) -> ! {
-    eprintln!("bench: {message}");
-    std::process::exit(1)
-}
-
-fn size(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-fn list(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Wraps a command in GNU time for its peak RSS when /usr/bin/time is there.
-fn timed(program: &Path, args: &[String]) -> (Command, bool) {
-    let gnu_time = Path::new("/usr/bin/time");
-    if gnu_time.exists() {
-        let mut command = Command::new(gnu_time);
-        command.arg("-f").arg("RSS_KB=%M").arg(program).args(args);
-        (command, true)
-    } else {
-        let mut command = Command::new(program);
-        command.args(args);
-        (command, false)
-    }
-}
-
-fn rss_of(stderr: &str) -> Option<f64> {
-    stderr
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("RSS_KB="))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-}
-
 /// `gzip -dc` over every file, in batches of 1,000 files per process (an argument list of
 /// 20,000 paths is too long for exec); the time is the sum, the RSS the largest.
 fn gzip_floor(files: &[PathBuf]) -> Measure {
@@ -212,7 +164,8 @@ fn gzip_floor(files: &[PathBuf]) -> Measure {
         let args: Vec<String> = std::iter::once("-dc".to_owned())
             .chain(batch.iter().map(|f| f.to_string_lossy().into_owned()))
             .collect();
-        let (mut command, _) = timed(Path::new("/usr/bin/gzip"), &args);
+        let mut command = timed(Path::new("/usr/bin/gzip"));
+        command.args(&args);
         command.stdout(std::process::Stdio::null());
         let started = Instant::now();
         let out = command
@@ -266,7 +219,8 @@ fn run_whittle(whittle: &Path, config: &Path, corpus: &Path, label: &str) -> Mea
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
-    let (mut command, _) = timed(whittle, &args);
+    let mut command = timed(whittle);
+    command.args(&args);
     command
         .env("AWS_ACCESS_KEY_ID", "bench")
         .env("AWS_SECRET_ACCESS_KEY", "bench");

@@ -16,6 +16,7 @@
 //! by this process, closes, and its emulators with it; an emulator of its own likewise.
 
 pub mod athena;
+pub mod bench;
 pub mod trailgen;
 
 use std::io::{BufRead, BufReader, Write};
