@@ -391,19 +391,30 @@ impl RolePlan {
         }
     }
 
-    /// The role's policies after the proposal, named as output shows them.
-    pub fn proposed_documents(&self) -> Result<Vec<(String, PolicyDocument)>, String> {
-        let mut out = Vec::new();
-        for inline in &self.current.inline {
-            if self.proposal.delete_inline.contains(&inline.name)
-                || self
+    /// The current inline policies the proposal neither deletes nor overwrites.
+    fn untouched_inline(&self) -> impl Iterator<Item = &InlinePolicy> {
+        self.current.inline.iter().filter(|inline| {
+            !self.proposal.delete_inline.contains(&inline.name)
+                && !self
                     .proposal
                     .put_inline
                     .iter()
                     .any(|p| p.name == inline.name)
-            {
-                continue;
-            }
+        })
+    }
+
+    /// The managed policies the proposal leaves attached.
+    fn attached_managed(&self) -> impl Iterator<Item = &ManagedPolicy> {
+        self.current
+            .managed
+            .iter()
+            .filter(|m| !self.proposal.detach.contains(&m.arn))
+    }
+
+    /// The role's policies after the proposal, named as output shows them.
+    pub fn proposed_documents(&self) -> Result<Vec<(String, PolicyDocument)>, String> {
+        let mut out = Vec::new();
+        for inline in self.untouched_inline() {
             out.push((
                 format!("inline {}", inline.name),
                 parse(&inline.document, &inline.name)?,
@@ -412,10 +423,8 @@ impl RolePlan {
         for put in &self.proposal.put_inline {
             out.push((format!("inline {}", put.name), put.document.clone()));
         }
-        for managed in &self.current.managed {
-            if !self.proposal.detach.contains(&managed.arn) {
-                out.push((managed.arn.clone(), parse(&managed.document, &managed.arn)?));
-            }
+        for managed in self.attached_managed() {
+            out.push((managed.arn.clone(), parse(&managed.document, &managed.arn)?));
         }
         Ok(out)
     }
@@ -1010,16 +1019,7 @@ fn current_inline_size(parsed: &Parsed) -> usize {
 /// the unchanged ones taken from `parsed` rather than parsed again.
 fn proposed_named<'p>(plan: &'p RolePlan, parsed: &'p Parsed) -> Vec<(String, &'p PolicyDocument)> {
     let mut out = Vec::new();
-    for inline in &plan.current.inline {
-        if plan.proposal.delete_inline.contains(&inline.name)
-            || plan
-                .proposal
-                .put_inline
-                .iter()
-                .any(|p| p.name == inline.name)
-        {
-            continue;
-        }
+    for inline in plan.untouched_inline() {
         let name = format!("inline {}", inline.name);
         if let Some(expanded) = parsed.document(&name) {
             out.push((name, &expanded.document));
@@ -1028,10 +1028,8 @@ fn proposed_named<'p>(plan: &'p RolePlan, parsed: &'p Parsed) -> Vec<(String, &'
     for put in &plan.proposal.put_inline {
         out.push((format!("inline {}", put.name), &put.document));
     }
-    for managed in &plan.current.managed {
-        if !plan.proposal.detach.contains(&managed.arn)
-            && let Some(expanded) = parsed.document(&managed.arn)
-        {
+    for managed in plan.attached_managed() {
+        if let Some(expanded) = parsed.document(&managed.arn) {
             out.push((managed.arn.clone(), &expanded.document));
         }
     }

@@ -100,10 +100,9 @@ async fn a_shared_roles_functions_are_shown_apart_and_planned_one_role_each() {
 
     let ws = Workspace::new();
     let config = ws.emulator_config(&emulator.url, "svc");
-    std::fs::write(
+    ws.append_config(
         &config,
-        std::fs::read_to_string(&config).expect("config")
-            + r#"
+        r#"
 [mining]
 last_accessed = false
 [[mining.sources]]
@@ -114,8 +113,7 @@ bucket = "svc-trail"
 [planner]
 min_observation_days = 0
 "#,
-    )
-    .expect("config");
+    );
     let c = config.to_str().expect("utf-8");
     let out = whittle(&["--config", c, "mine", "--no-progress"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -164,10 +164,9 @@ async fn seeded(emulator: &whittle_tests::Emulator) -> Seeded {
 
     let ws = Workspace::new();
     let config = ws.emulator_config(&emulator.url, "plan");
-    std::fs::write(
+    ws.append_config(
         &config,
-        std::fs::read_to_string(&config).expect("config")
-            + r#"
+        r#"
 [mining]
 last_accessed = false
 [[mining.sources]]
@@ -180,8 +179,7 @@ bucket = "plan-trail"
 min_observation_days = 0
 keep = ["sqs:GetQueueUrl"]
 "#,
-    )
-    .expect("config");
+    );
     let (code, _, stderr) = run(&config, &["mine", "--no-progress"]);
     assert_eq!(code, 0, "{stderr}");
     Seeded {

@@ -32,6 +32,13 @@ impl Workspace {
         path
     }
 
+    /// Adds `text` (more tables) at the end of the configuration file `config`.
+    pub fn append_config(&self, config: &Path, text: &str) {
+        let mut written = std::fs::read_to_string(config).expect("config");
+        written.push_str(text);
+        std::fs::write(config, written).expect("config");
+    }
+
     /// A config for the emulator with fast schedules and roles matching `prefix`.
     pub fn emulator_config(&self, endpoint: &str, prefix: &str) -> PathBuf {
         self.write_config(&format!(
