@@ -25,8 +25,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use whittle_engine::Config;
 use whittle_engine::ports::{
     Athena, AthenaQuery, AthenaResult, AuthorizationPage, AwsResult, Iam, Identity, LookupEvents,
-    LookupPage, ManagedPolicy, OrgParent, OrgPolicySummary, Organizations, RolePolicies,
-    RoleSummary, ServiceLastAccessed, SnapshotScope, TrailStore, Web, WebRequest, Workload,
+    LookupPage, ManagedPolicy, NewRole, OrgParent, OrgPolicySummary, Organizations, RoleDefinition,
+    RolePolicies, RoleSummary, ServiceLastAccessed, SnapshotScope, TrailStore, Web, WebRequest,
+    Workload,
 };
 use whittle_state::{Clock, Timestamp};
 
@@ -107,6 +108,18 @@ impl Iam for Adapters {
 
     async fn role_policies(&self, account: &str, role_arn: &str) -> AwsResult<RolePolicies> {
         self.aws.role_policies(account, role_arn).await
+    }
+
+    async fn role_definition(&self, account: &str, role_arn: &str) -> AwsResult<RoleDefinition> {
+        self.aws.role_definition(account, role_arn).await
+    }
+
+    async fn create_role(&self, account: &str, role: &NewRole<'_>) -> AwsResult<String> {
+        self.aws.create_role(account, role).await
+    }
+
+    async fn delete_role(&self, account: &str, role_arn: &str) -> AwsResult<()> {
+        self.aws.delete_role(account, role_arn).await
     }
 
     async fn put_role_policy(
@@ -262,6 +275,26 @@ impl Workload for Adapters {
         account: &str,
     ) -> AwsResult<Vec<whittle_engine::ports::FunctionSummary>> {
         self.aws.list_functions(account).await
+    }
+
+    async fn function_configuration(
+        &self,
+        account: &str,
+        function: &str,
+    ) -> AwsResult<whittle_engine::ports::FunctionSummary> {
+        self.aws.function_configuration(account, function).await
+    }
+
+    async fn set_function_role(
+        &self,
+        account: &str,
+        function: &str,
+        role_arn: &str,
+        revision: Option<&str>,
+    ) -> AwsResult<Option<String>> {
+        self.aws
+            .set_function_role(account, function, role_arn, revision)
+            .await
     }
 
     async fn invoke_function(&self, account: &str, function: &str, payload: &str) -> AwsResult<()> {

@@ -493,6 +493,28 @@ async fn rollback_command<P: Ports>(
             };
         }
     }
+    if let Some(id) = args
+        .change_id
+        .as_deref()
+        .filter(|id| id.starts_with("split-"))
+    {
+        let record = crate::switch::rollback(engine, id).await?;
+        return Ok(done(match args.format {
+            OutputFormat::Text => format!(
+                "moved the functions of split {id} ({}) back to {} and deleted their roles (plan {})\n",
+                record
+                    .intent
+                    .functions
+                    .iter()
+                    .map(|f| f.function.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                record.intent.shared_role_arn,
+                record.intent.plan_id
+            ),
+            OutputFormat::Json => json(&record)?,
+        }));
+    }
     let change = plan::rollback(engine, args.change_id.as_deref(), args.role.as_deref()).await?;
     Ok(done(match args.format {
         OutputFormat::Text => format!(
@@ -586,6 +608,7 @@ mod tests {
             signal: None,
             settle_until: None,
             evidence: None,
+            split: false,
         };
         let roles = ["arn:aws:iam::1:role/r".to_owned()];
         let since = whittle_state::Timestamp(0);

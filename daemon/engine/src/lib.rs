@@ -35,6 +35,7 @@ pub mod self_policy;
 pub mod snapshot;
 pub mod split;
 pub mod status;
+pub mod switch;
 pub mod targets;
 pub mod time;
 pub mod trail;

@@ -26,7 +26,7 @@ use crate::organization::{Level, OrganizationReader};
 use crate::ports::{Iam, Ports, SnapshotScope};
 use crate::records::{
     ChangeRecord, ChangeStatus, JournalKind, LastAccessed, NeededActions, RestoreIntent,
-    StoredPlan, StoredUsage, TrialStatus, open_trials,
+    SplitRecord, StoredPlan, StoredUsage, TrialStatus, open_trials,
 };
 use crate::time::new_id;
 
@@ -348,7 +348,7 @@ pub async fn apply<P: Ports>(
         .collect();
     let changing: Vec<String> = chosen
         .iter()
-        .filter(|r| r.status == RoleStatus::Changes)
+        .filter(|r| r.status == RoleStatus::Changes || r.split.is_some())
         .map(|r| r.role_arn.clone())
         .collect();
     let limit = engine.config.planner.max_roles_per_apply as usize;
@@ -365,6 +365,12 @@ pub async fn apply<P: Ports>(
         .filter_map(|item| item.ok().map(|(_, t)| t))
         .filter(|t| t.plan_id == plan.id)
         .collect();
+    let splits: Vec<SplitRecord> = state
+        .tree::<SplitRecord>()?
+        .iter()
+        .filter_map(|item| item.ok().map(|(_, s)| s))
+        .filter(|s| s.intent.plan_id == plan.id && s.status == ChangeStatus::Applied)
+        .collect();
     let mut outcomes = Vec::new();
     for role in &chosen {
         let skip = |outcome: ApplyOutcome, detail: String| RoleOutcome {
@@ -373,7 +379,23 @@ pub async fn apply<P: Ports>(
             detail,
             change_id: None,
         };
+        // The split first: it is made from the role's policies as the plan saw them.
+        if let Some(split) = &role.split {
+            let done = splits
+                .iter()
+                .find(|s| s.intent.shared_role_arn == role.role_arn);
+            outcomes.push(match done {
+                Some(done) => skip(
+                    ApplyOutcome::Skipped,
+                    format!("split already applied ({})", done.intent.id),
+                ),
+                None => apply_split(engine, &plan, role, split, &verdicts).await,
+            });
+        }
         if role.status != RoleStatus::Changes {
+            if role.split.is_some() {
+                continue;
+            }
             outcomes.push(skip(
                 ApplyOutcome::Skipped,
                 format!("nothing to apply ({})", role.status.as_str()),
@@ -438,6 +460,57 @@ pub async fn apply<P: Ports>(
         state.flush()?;
     }
     Ok(outcomes)
+}
+
+/// Applies the split of one role (each function moved to a role of its own) in its turn.
+async fn apply_split<P: Ports>(
+    engine: &Engine<P>,
+    plan: &Plan,
+    role: &RolePlan,
+    split: &whittle_planner::plan::split::SplitProposal,
+    verdicts: &[(String, Result<String, String>)],
+) -> RoleOutcome {
+    let outcome = |outcome: ApplyOutcome, detail: String, change_id: Option<String>| RoleOutcome {
+        role_arn: role.role_arn.clone(),
+        outcome,
+        detail,
+        change_id,
+    };
+    let account = match verdicts.iter().find(|(arn, _)| *arn == role.role_arn) {
+        Some((_, Ok(account))) => account.clone(),
+        Some((_, Err(reason))) => {
+            return outcome(ApplyOutcome::Failed, format!("refused: {reason}"), None);
+        }
+        None => return outcome(ApplyOutcome::Skipped, "not selected".to_owned(), None),
+    };
+    let turn = engine.turns.wait(Subject::Role(&role.role_arn)).await;
+    let applied = async {
+        refuse_during_trial(&engine.state, &role.role_arn)?;
+        crate::switch::apply(engine, &plan.id, role, split, &account, &turn).await
+    }
+    .await;
+    match applied {
+        Ok(record) => outcome(
+            ApplyOutcome::Applied,
+            format!(
+                "split: {} function(s) moved to roles of their own ({})",
+                record.intent.functions.len(),
+                record
+                    .intent
+                    .functions
+                    .iter()
+                    .map(|f| format!("{} -> {}", f.function, f.role_name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some(record.intent.id),
+        ),
+        Err(error) => {
+            let error = crate::one_line(&error);
+            warn!(role = %role.role_arn, %error, "Split failed");
+            outcome(ApplyOutcome::Failed, error, None)
+        }
+    }
 }
 
 /// Applies one role's proposal under a journal; on a failure part-way the role is restored

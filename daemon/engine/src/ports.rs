@@ -27,6 +27,13 @@ pub enum AwsErrorKind {
     Throttled,
     /// The caller may not make the call.
     AccessDenied,
+    /// The entity changed since the caller read it: a `RevisionId` that no longer matches
+    /// (Lambda's `PreconditionFailedException`).
+    Stale,
+    /// Not possible yet, possible soon: a role IAM has not yet made assumable by Lambda
+    /// (`InvalidParameterValueException` on a role switch), or a function whose last update
+    /// is still in progress (`ResourceConflictException`). Retried by the caller.
+    NotReady,
     /// Anything else: no connection, a timeout, another service error.
     Other,
 }
@@ -93,6 +100,29 @@ pub struct AuthorizationPage {
     pub marker: Option<String>,
 }
 
+/// A role as iam:GetRole describes it: what a role made in its image copies.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RoleDefinition {
+    pub arn: String,
+    pub path: String,
+    /// The trust policy (`AssumeRolePolicyDocument`), URL-decoded.
+    pub trust_policy: String,
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// The permissions boundary's ARN.
+    pub boundary: Option<String>,
+}
+
+/// A role to create (iam:CreateRole, with its tags and boundary in the same call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRole<'a> {
+    pub name: &'a str,
+    pub path: &'a str,
+    pub trust_policy: &'a str,
+    pub tags: &'a std::collections::BTreeMap<String, String>,
+    pub boundary: Option<&'a str>,
+    pub description: &'a str,
+}
+
 /// IAM and STS: identities, roles and their policies, last-accessed data.
 pub trait Iam: Send + Sync {
     /// sts:GetCallerIdentity with the account's credentials.
@@ -103,6 +133,25 @@ pub trait Iam: Send + Sync {
         account: &str,
         role_arn: &str,
     ) -> impl Future<Output = AwsResult<RoleSummary>> + Send;
+    /// The role's path, trust policy, tags and boundary (iam:GetRole).
+    fn role_definition(
+        &self,
+        account: &str,
+        role_arn: &str,
+    ) -> impl Future<Output = AwsResult<RoleDefinition>> + Send;
+    /// Creates a role; returns its ARN. An existing role of that name is `AlreadyExists`
+    /// (never taken over: the caller decides whether it is its own, by its tags).
+    fn create_role(
+        &self,
+        account: &str,
+        role: &NewRole<'_>,
+    ) -> impl Future<Output = AwsResult<String>> + Send;
+    /// Deletes a role that has no policies left; one already gone counts as deleted.
+    fn delete_role(
+        &self,
+        account: &str,
+        role_arn: &str,
+    ) -> impl Future<Output = AwsResult<()>> + Send;
     /// Everything that grants or limits the role's permissions: inline policies, attached
     /// managed policies and the boundary, each managed one at its default version, documents
     /// URL-decoded.
@@ -285,6 +334,23 @@ pub trait Workload: Send + Sync {
         &self,
         account: &str,
     ) -> impl Future<Output = AwsResult<Vec<FunctionSummary>>> + Send;
+    /// One function's configuration (lambda:GetFunctionConfiguration): its role and
+    /// `RevisionId`.
+    fn function_configuration(
+        &self,
+        account: &str,
+        function: &str,
+    ) -> impl Future<Output = AwsResult<FunctionSummary>> + Send;
+    /// Sets the function's execution role (lambda:UpdateFunctionConfiguration); with
+    /// `revision`, only if the function is still at that `RevisionId` (else `Stale`). Returns
+    /// the function's new `RevisionId`. A role IAM has not yet made assumable is `NotReady`.
+    fn set_function_role(
+        &self,
+        account: &str,
+        function: &str,
+        role_arn: &str,
+        revision: Option<&str>,
+    ) -> impl Future<Output = AwsResult<Option<String>>> + Send;
     /// Invokes a function synchronously; an error names a function error too.
     fn invoke_function(
         &self,

@@ -71,6 +71,9 @@ async fn recover<P: Ports>(engine: &Engine<P>, entry: &JournalEntry) -> anyhow::
         }
         Some(JournalKind::Trial) => crate::trial::recover(engine, entry).await,
         Some(JournalKind::Rotation) => crate::rotate::recover(engine, entry).await,
+        Some(JournalKind::Split | JournalKind::SplitRollback) => {
+            crate::switch::recover(engine, entry).await
+        }
         None => anyhow::bail!("journal kind `{}` is unknown to this build", entry.kind),
     }
 }

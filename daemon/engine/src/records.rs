@@ -87,14 +87,21 @@ pub enum JournalKind {
     Trial,
     /// A rotation (the playbooks crate writes these).
     Rotation,
+    /// `whittle apply` giving the functions of a shared role roles of their own; its intent
+    /// (a [`SplitIntent`]) names every role it may create and every function it may switch.
+    Split,
+    /// `whittle rollback` of an applied split.
+    SplitRollback,
 }
 
 impl JournalKind {
-    pub const ALL: [JournalKind; 4] = [
+    pub const ALL: [JournalKind; 6] = [
         JournalKind::Apply,
         JournalKind::Rollback,
         JournalKind::Trial,
         JournalKind::Rotation,
+        JournalKind::Split,
+        JournalKind::SplitRollback,
     ];
 
     /// The kind as the journal stores it.
@@ -104,6 +111,8 @@ impl JournalKind {
             JournalKind::Rollback => "rollback",
             JournalKind::Trial => "trial",
             JournalKind::Rotation => whittle_playbooks::rotation::machine::ROTATION_JOURNAL,
+            JournalKind::Split => "split",
+            JournalKind::SplitRollback => "split-rollback",
         }
     }
 
@@ -153,6 +162,89 @@ pub struct TrialIntent {
     /// Calls of the role the window must show; None: at least one, or an exercise that ran.
     #[serde(default)]
     pub min_role_calls: Option<u64>,
+    /// A trial of the role's split: the functions switched to roles of their own, watched
+    /// under those roles, and switched back at the end. None: a trial of the role's own
+    /// tightening.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitIntent>,
+}
+
+/// One function of a split: the role it gets, and its `RevisionId` when the plan was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitFunction {
+    pub function: String,
+    pub function_arn: String,
+    pub role_name: String,
+    pub role_arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+}
+
+/// What a split's apply, rollback or trial journals as its intent, before any change: enough
+/// to undo it with nothing else from the state (switch every listed function that runs under
+/// its new role back to the shared role, then delete every listed role that carries the
+/// split's tag).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitIntent {
+    /// The split's id (`split-…`), the value of the `whittle:split` tag on the roles it makes.
+    pub id: String,
+    pub plan_id: String,
+    pub account: String,
+    pub shared_role_arn: String,
+    pub functions: Vec<SplitFunction>,
+}
+
+/// One split of a shared role (an apply), keyed by its id; `whittle rollback ID` undoes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitRecord {
+    pub intent: SplitIntent,
+    pub started_at: Timestamp,
+    pub status: ChangeStatus,
+    /// Why it was rolled back, when it failed part-way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The revisions whittle itself gave a function by switching its role, keyed by the
+/// function's ARN: each `(from, to)`, the latest last. Lambda gives a function a new
+/// `RevisionId` on every configuration change, whittle's own too, so a trial of a split
+/// (switch, then switch back) moves every function past the revision its plan saw; an apply
+/// follows these to tell whittle's own changes from another deploy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionRevisions {
+    pub made: Vec<(String, String)>,
+}
+
+impl FunctionRevisions {
+    /// How many are kept per function (a trial makes two).
+    pub const KEEP: usize = 32;
+
+    /// Whether whittle's own switches lead from revision `from` to `to`.
+    pub fn leads(&self, from: &str, to: &str) -> bool {
+        let mut at = from;
+        for _ in 0..=self.made.len() {
+            if at == to {
+                return true;
+            }
+            match self.made.iter().rev().find(|(f, _)| f == at) {
+                Some((_, next)) => at = next,
+                None => return false,
+            }
+        }
+        false
+    }
+}
+
+impl Record for FunctionRevisions {
+    const TREE: &'static str = "function-revisions";
+    const VERSION: u16 = 1;
+    type Key = String;
+}
+
+impl Record for SplitRecord {
+    const TREE: &'static str = "splits";
+    const VERSION: u16 = 1;
+    type Key = String;
 }
 
 /// The running trials: their unfinished journals, with the intents read.
@@ -395,6 +487,10 @@ pub struct TrialRecord {
     /// What the watch saw, once it ended without a failure signal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<Evidence>,
+    /// A trial of the role's split (its functions on roles of their own), not of its own
+    /// tightening.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub split: bool,
 }
 
 impl Record for TrialRecord {

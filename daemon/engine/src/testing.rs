@@ -24,8 +24,8 @@ use crate::Engine;
 use crate::config::Config;
 use crate::ports::{
     Athena, AthenaQuery, AthenaResult, AuthorizationPage, AwsError, AwsErrorKind, AwsResult, Iam,
-    Identity, LookupEvents, LookupPage, OrgParent, OrgPolicySummary, Organizations, RoleDetail,
-    SecretPorts, SnapshotScope, TrailStore, Web, WebRequest, Workload,
+    Identity, LookupEvents, LookupPage, NewRole, OrgParent, OrgPolicySummary, Organizations,
+    RoleDefinition, RoleDetail, SecretPorts, SnapshotScope, TrailStore, Web, WebRequest, Workload,
 };
 
 /// The account every test works in.
@@ -33,12 +33,17 @@ pub const ACCOUNT_ID: &str = "111111111111";
 /// whittle's own identity there.
 pub const WHITTLE_ARN: &str = "arn:aws:iam::111111111111:user/whittle";
 
+/// The trust policy of a role the fake creates without one: Lambda may assume it.
+const LAMBDA_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+
 /// 2026-11-24T10:00:00Z, where every test's clock starts.
 pub const START: Timestamp = Timestamp(1_795_514_400_000);
 
 #[derive(Debug, Clone, Default)]
 pub struct Role {
     pub path: String,
+    /// The trust policy; empty reads as Lambda's.
+    pub trust: String,
     pub tags: BTreeMap<String, String>,
     pub inline: BTreeMap<String, String>,
     pub attached: Vec<String>,
@@ -88,6 +93,15 @@ pub struct Call {
     pub resource: String,
 }
 
+/// One call a Lambda function makes, as its execution role at the time of the call (Lambda
+/// names the session after the function).
+#[derive(Debug, Clone)]
+pub struct FunctionCall {
+    pub function: String,
+    pub action: String,
+    pub resource: String,
+}
+
 /// Everything in the fake account.
 #[derive(Debug, Default)]
 pub struct World {
@@ -116,6 +130,8 @@ pub struct World {
     pub functions: Vec<crate::ports::FunctionSummary>,
     /// What the workload does when exercised (`run(["exercise", ...])` or an invocation).
     pub workload: Vec<Call>,
+    /// What the workload's functions do when exercised, each as its role of the moment.
+    pub function_workload: Vec<FunctionCall>,
     /// Calls the workload makes by itself (live traffic) when the clock reaches their time.
     pub scheduled: Vec<(Timestamp, Call)>,
     pub secrets: BTreeMap<String, Secret>,
@@ -196,6 +212,7 @@ impl Fake {
             arn.clone(),
             Role {
                 path: "/".to_owned(),
+                trust: String::new(),
                 tags: tags
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -273,6 +290,35 @@ impl Fake {
             record_event(
                 &mut world,
                 &call.role_arn,
+                &call.action,
+                &call.resource,
+                !allowed,
+            );
+        }
+        for call in world.function_workload.clone() {
+            let Some(role_arn) = world
+                .functions
+                .iter()
+                .find(|f| f.name == call.function)
+                .map(|f| f.role.clone())
+            else {
+                continue;
+            };
+            let allowed = allows(
+                &world,
+                &Call {
+                    role_arn: role_arn.clone(),
+                    action: call.action.clone(),
+                    resource: call.resource.clone(),
+                },
+            );
+            if !allowed {
+                denied += 1;
+            }
+            record_session_event(
+                &mut world,
+                &role_arn,
+                &call.function,
                 &call.action,
                 &call.resource,
                 !allowed,
@@ -595,6 +641,64 @@ impl Iam for Fake {
         })
     }
 
+    async fn role_definition(&self, account: &str, role_arn: &str) -> AwsResult<RoleDefinition> {
+        let world = self.call_in(account, "iam:GetRole")?;
+        let role = world
+            .roles
+            .get(role_arn)
+            .ok_or_else(|| not_found(format!("iam:GetRole {role_arn}")))?;
+        Ok(RoleDefinition {
+            arn: role_arn.to_owned(),
+            path: role.path.clone(),
+            trust_policy: if role.trust.is_empty() {
+                LAMBDA_TRUST.to_owned()
+            } else {
+                role.trust.clone()
+            },
+            tags: role.tags.clone(),
+            boundary: role.boundary.clone(),
+        })
+    }
+
+    async fn create_role(&self, account: &str, new: &NewRole<'_>) -> AwsResult<String> {
+        let mut world = self.call_in(account, "iam:CreateRole")?;
+        let id = Fake::account_id(&world, account);
+        let arn = format!("arn:aws:iam::{id}:role{}{}", new.path, new.name);
+        if world.roles.contains_key(&arn) {
+            return Err(AwsError::new(
+                AwsErrorKind::AlreadyExists,
+                format!("iam:CreateRole {}: EntityAlreadyExists", new.name),
+            ));
+        }
+        world.roles.insert(
+            arn.clone(),
+            Role {
+                path: new.path.to_owned(),
+                trust: new.trust_policy.to_owned(),
+                tags: new.tags.clone(),
+                inline: BTreeMap::new(),
+                attached: Vec::new(),
+                boundary: new.boundary.map(str::to_owned),
+            },
+        );
+        Ok(arn)
+    }
+
+    async fn delete_role(&self, account: &str, role_arn: &str) -> AwsResult<()> {
+        let mut world = self.call_in(account, "iam:DeleteRole")?;
+        if let Some(role) = world.roles.get(role_arn)
+            && (!role.inline.is_empty() || !role.attached.is_empty())
+        {
+            // IAM: DeleteConflict, "Cannot delete entity, must delete policies first."
+            return Err(AwsError::new(
+                AwsErrorKind::Other,
+                format!("iam:DeleteRole {role_arn}: DeleteConflict"),
+            ));
+        }
+        world.roles.remove(role_arn);
+        Ok(())
+    }
+
     async fn role_policies(&self, _account: &str, role_arn: &str) -> AwsResult<RolePolicies> {
         let world = self.call("iam:GetRole")?;
         policies_in(&world, role_arn).ok_or_else(|| not_found(format!("iam:GetRole {role_arn}")))
@@ -833,6 +937,56 @@ impl Workload for Fake {
         _account: &str,
     ) -> AwsResult<Vec<crate::ports::FunctionSummary>> {
         Ok(self.call("lambda:ListFunctions")?.functions.clone())
+    }
+
+    async fn function_configuration(
+        &self,
+        account: &str,
+        function: &str,
+    ) -> AwsResult<crate::ports::FunctionSummary> {
+        let world = self.call_in(account, "lambda:GetFunctionConfiguration")?;
+        world
+            .functions
+            .iter()
+            .find(|f| f.name == function)
+            .cloned()
+            .ok_or_else(|| not_found(format!("lambda:GetFunctionConfiguration {function}")))
+    }
+
+    async fn set_function_role(
+        &self,
+        account: &str,
+        function: &str,
+        role_arn: &str,
+        revision: Option<&str>,
+    ) -> AwsResult<Option<String>> {
+        let mut world = self.call_in(account, "lambda:UpdateFunctionConfiguration")?;
+        if !world.roles.contains_key(role_arn) {
+            return Err(AwsError::new(
+                AwsErrorKind::NotReady,
+                format!(
+                    "lambda:UpdateFunctionConfiguration {function}: the role cannot be assumed by Lambda"
+                ),
+            ));
+        }
+        world.next_id += 1;
+        let next = format!("rev-{}", world.next_id);
+        let f = world
+            .functions
+            .iter_mut()
+            .find(|f| f.name == function)
+            .ok_or_else(|| not_found(format!("lambda:UpdateFunctionConfiguration {function}")))?;
+        if revision.is_some() && f.revision.as_deref() != revision {
+            return Err(AwsError::new(
+                AwsErrorKind::Stale,
+                format!(
+                    "lambda:UpdateFunctionConfiguration {function}: PreconditionFailedException"
+                ),
+            ));
+        }
+        f.role = role_arn.to_owned();
+        f.revision = Some(next.clone());
+        Ok(Some(next))
     }
 
     async fn invoke_function(

@@ -103,7 +103,7 @@ pub fn roles_to_try(
     let chosen: Vec<RolePlan> = plan
         .roles
         .iter()
-        .filter(|r| r.status == RoleStatus::Changes)
+        .filter(|r| r.status == RoleStatus::Changes || r.split.is_some())
         .filter(|r| roles.is_empty() || roles.contains(&r.role_arn))
         .cloned()
         .collect();
@@ -137,11 +137,21 @@ pub async fn run<P: Ports>(
     let verdicts = crate::targets::classify(engine, &arns).await?;
     let mut records = Vec::new();
     for (role, (_, verdict)) in chosen.iter().zip(verdicts) {
-        let record = match verdict {
-            Ok(account) => trial_role(engine, &plan, role, &account, playbook).await?,
-            Err(reason) => refused(engine, &plan, role, "", playbook.mode, reason)?,
+        let account = match verdict {
+            Ok(account) => account,
+            Err(reason) => {
+                records.push(refused(engine, &plan, role, "", playbook.mode, reason)?);
+                continue;
+            }
         };
-        records.push(record);
+        // The split first: it is made from the role's policies as the plan saw them, which a
+        // passed `replace` trial of the role's tightening would have changed.
+        if let Some(split) = &role.split {
+            records.push(trial_split(engine, &plan, role, split, &account, playbook).await?);
+        }
+        if role.status == RoleStatus::Changes {
+            records.push(trial_role(engine, &plan, role, &account, playbook).await?);
+        }
     }
     mark_trialled_when_all_passed(engine, plan_id)?;
     Ok(records)
@@ -170,6 +180,7 @@ fn refused<P: Ports>(
         signal: None,
         settle_until: None,
         evidence: None,
+        split: false,
     };
     engine
         .state
@@ -179,6 +190,111 @@ fn refused<P: Ports>(
     Ok(record)
 }
 
+/// Why a trial of `role` in `account` may not begin, if it may not: a trial already running
+/// on the role, an account that is not a staging account, or credentials in another account.
+async fn staging_refusal<P: Ports>(
+    engine: &Engine<P>,
+    role: &RolePlan,
+    account: &str,
+) -> anyhow::Result<Option<String>> {
+    let (config, state) = (&*engine.config, &*engine.state);
+    if let Some((_, running)) = open_trials(state)?.find(|(_, i)| i.role_arn == role.role_arn) {
+        return Ok(Some(format!(
+            "trial {} is already running on the role",
+            running.trial_id
+        )));
+    }
+    // Staging only: the account is listed, and the credentials really are in it.
+    if !config.trial.staging_accounts.iter().any(|a| a == account) {
+        return Ok(Some(format!(
+            "account `{account}` is not in [trial] staging_accounts ({}): trials change roles only in staging",
+            config.trial.staging_accounts.join(", ")
+        )));
+    }
+    let identity = crate::targets::identity(engine, account).await?;
+    let role_account = role.role_arn.split(':').nth(4).unwrap_or_default();
+    if identity.account != role_account {
+        return Ok(Some(format!(
+            "the credentials for `{account}` are in account {} but the role is in {role_account}",
+            identity.account
+        )));
+    }
+    Ok(None)
+}
+
+/// A trial's intent, journalled before its change: the playbook's settings and the role's
+/// snapshot.
+fn trial_intent(
+    state: &State,
+    plan: &Plan,
+    role: &RolePlan,
+    account: &str,
+    playbook: &TrialPlaybook,
+    trial_id: &str,
+    before: whittle_planner::plan::RolePolicies,
+) -> anyhow::Result<TrialIntent> {
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 4);
+    Ok(TrialIntent {
+        trial_id: trial_id.to_owned(),
+        plan_id: plan.id.clone(),
+        account: account.to_owned(),
+        role_arn: role.role_arn.clone(),
+        mode: playbook.mode,
+        on_restart: playbook.on_restart,
+        policy_name: format!("whittle-{trial_id}"),
+        before,
+        window_ms: millis(playbook.window),
+        detection_interval_ms: millis(playbook.detection_interval),
+        max_denials: playbook.max_denials,
+        error_metric: playbook.error_metric.clone(),
+        known_events: state
+            .tree::<TrialRecord>()?
+            .iter()
+            .filter_map(|item| item.ok().map(|(_, t)| t))
+            .filter(|t| t.role_arn == role.role_arn)
+            .flat_map(|t| t.denied.into_iter().map(|d| d.event_id))
+            .collect(),
+        max_settle_ms: millis(playbook.max_settle),
+        pass_without_complete_evidence: playbook.pass_without_complete_evidence,
+        min_role_calls: playbook.min_role_calls,
+        split: None,
+    })
+}
+
+/// Stores the record of a trial that begins now, and journals its intent.
+fn begin<P: Ports>(
+    engine: &Engine<P>,
+    intent: &TrialIntent,
+) -> anyhow::Result<(JournalId, TrialRecord)> {
+    let state = &*engine.state;
+    let record = TrialRecord {
+        id: intent.trial_id.clone(),
+        plan_id: intent.plan_id.clone(),
+        role_arn: intent.role_arn.clone(),
+        account: intent.account.clone(),
+        mode: intent.mode,
+        started_at: engine.now(),
+        ended_at: None,
+        status: TrialStatus::Running,
+        reason: None,
+        denied: Vec::new(),
+        signal: None,
+        settle_until: None,
+        evidence: None,
+        split: intent.split.is_some(),
+    };
+    state.tree::<TrialRecord>()?.put(&record.id, &record)?;
+    let journal = state.journal_begin(
+        JournalKind::Trial.as_str(),
+        &intent.role_arn,
+        serde_json::to_value(intent)?,
+        engine.now(),
+    )?;
+    engine.ports.after_step("trial:begin");
+    info!(role = %intent.role_arn, trial = %intent.trial_id, mode = ?intent.mode, split = intent.split.is_some(), "Trial starts");
+    Ok((journal, record))
+}
+
 async fn trial_role<P: Ports>(
     engine: &Engine<P>,
     plan: &Plan,
@@ -186,31 +302,13 @@ async fn trial_role<P: Ports>(
     account: &str,
     playbook: &TrialPlaybook,
 ) -> anyhow::Result<TrialRecord> {
-    let (config, state, ports) = (&*engine.config, &*engine.state, &*engine.ports);
+    let (state, ports) = (&*engine.state, &*engine.ports);
     let refuse = |reason: String| refused(engine, plan, role, account, playbook.mode, reason);
     // The role's turn until the trial's change is in place: an apply or rollback of the same
     // role waits, and then finds the trial running.
     let turn = engine.turns.wait(Subject::Role(&role.role_arn)).await;
-    if let Some((_, running)) = open_trials(state)?.find(|(_, i)| i.role_arn == role.role_arn) {
-        return refuse(format!(
-            "trial {} is already running on the role",
-            running.trial_id
-        ));
-    }
-    // Staging only: the account is listed, and the credentials really are in it.
-    if !config.trial.staging_accounts.iter().any(|a| a == account) {
-        return refuse(format!(
-            "account `{account}` is not in [trial] staging_accounts ({}): trials change roles only in staging",
-            config.trial.staging_accounts.join(", ")
-        ));
-    }
-    let identity = crate::targets::identity(engine, account).await?;
-    let role_account = role.role_arn.split(':').nth(4).unwrap_or_default();
-    if identity.account != role_account {
-        return refuse(format!(
-            "the credentials for `{account}` are in account {} but the role is in {role_account}",
-            identity.account
-        ));
+    if let Some(reason) = staging_refusal(engine, role, account).await? {
+        return refuse(reason);
     }
     let now = ports.role_policies(account, &role.role_arn).await?;
     if !now.same_as(&role.current) {
@@ -240,55 +338,8 @@ async fn trial_role<P: Ports>(
         }
         Mode::Replace => None,
     };
-    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 4);
-    let intent = TrialIntent {
-        trial_id: trial_id.clone(),
-        plan_id: plan.id.clone(),
-        account: account.to_owned(),
-        role_arn: role.role_arn.clone(),
-        mode: playbook.mode,
-        on_restart: playbook.on_restart,
-        policy_name: format!("whittle-{trial_id}"),
-        before: now,
-        window_ms: millis(playbook.window),
-        detection_interval_ms: millis(playbook.detection_interval),
-        max_denials: playbook.max_denials,
-        error_metric: playbook.error_metric.clone(),
-        known_events: state
-            .tree::<TrialRecord>()?
-            .iter()
-            .filter_map(|item| item.ok().map(|(_, t)| t))
-            .filter(|t| t.role_arn == role.role_arn)
-            .flat_map(|t| t.denied.into_iter().map(|d| d.event_id))
-            .collect(),
-        max_settle_ms: millis(playbook.max_settle),
-        pass_without_complete_evidence: playbook.pass_without_complete_evidence,
-        min_role_calls: playbook.min_role_calls,
-    };
-    let record = TrialRecord {
-        id: trial_id.clone(),
-        plan_id: plan.id.clone(),
-        role_arn: role.role_arn.clone(),
-        account: account.to_owned(),
-        mode: playbook.mode,
-        started_at,
-        ended_at: None,
-        status: TrialStatus::Running,
-        reason: None,
-        denied: Vec::new(),
-        signal: None,
-        settle_until: None,
-        evidence: None,
-    };
-    state.tree::<TrialRecord>()?.put(&record.id, &record)?;
-    let journal = state.journal_begin(
-        JournalKind::Trial.as_str(),
-        &role.role_arn,
-        serde_json::to_value(&intent)?,
-        engine.now(),
-    )?;
-    engine.ports.after_step("trial:begin");
-    info!(role = %role.role_arn, trial = %trial_id, mode = ?playbook.mode, "Trial starts");
+    let intent = trial_intent(state, plan, role, account, playbook, &trial_id, now)?;
+    let (journal, record) = begin(engine, &intent)?;
 
     // Apply.
     let applied = async {
@@ -331,9 +382,79 @@ async fn trial_role<P: Ports>(
         anyhow::Ok(())
     }
     .await;
+    watch_and_conclude(engine, journal, &intent, record, playbook, applied, turn).await
+}
+
+/// Tries the split of a shared role: each function switched to a role of its own (created
+/// for the trial), exercised and watched under those roles, then switched back and the roles
+/// deleted whatever the verdict (`whittle apply` puts a passed split in place for good).
+/// Denials of a function's role are recorded as needed by the shared role, so the next plan
+/// keeps them for every function and the shared role.
+async fn trial_split<P: Ports>(
+    engine: &Engine<P>,
+    plan: &Plan,
+    role: &RolePlan,
+    split: &whittle_planner::plan::split::SplitProposal,
+    account: &str,
+    playbook: &TrialPlaybook,
+) -> anyhow::Result<TrialRecord> {
+    let state = &*engine.state;
+    let refuse = |reason: String| {
+        let mut record = refused(engine, plan, role, account, playbook.mode, reason)?;
+        record.split = true;
+        state.tree::<TrialRecord>()?.put(&record.id, &record)?;
+        anyhow::Ok(record)
+    };
+    let turn = engine.turns.wait(Subject::Role(&role.role_arn)).await;
+    if let Some(reason) = staging_refusal(engine, role, account).await? {
+        return refuse(reason);
+    }
+    let prepared = match crate::switch::prepare(engine, &plan.id, role, split, account).await {
+        Ok(prepared) => prepared,
+        Err(error) => return refuse(crate::one_line(&error)),
+    };
+    let trial_id = new_id("trial", engine.now());
+    let mut intent = trial_intent(
+        state,
+        plan,
+        role,
+        account,
+        playbook,
+        &trial_id,
+        role.current.clone(),
+    )?;
+    intent.split = Some(prepared.intent.clone());
+    let (journal, record) = begin(engine, &intent)?;
+    let applied = async {
+        crate::switch::put_in_place(engine, journal, &prepared, split).await?;
+        state.journal_step(
+            journal,
+            "applied",
+            json!({ "split": prepared.intent.id }),
+            engine.now(),
+        )?;
+        engine.ports.after_step("trial:applied");
+        anyhow::Ok(())
+    }
+    .await;
+    watch_and_conclude(engine, journal, &intent, record, playbook, applied, turn).await
+}
+
+/// A trial from its apply on: undone if the apply failed; else exercised and watched until
+/// the verdict (or a `whittle rollback` of the trial), which is journalled and concluded.
+async fn watch_and_conclude<P: Ports>(
+    engine: &Engine<P>,
+    journal: JournalId,
+    intent: &TrialIntent,
+    record: TrialRecord,
+    playbook: &TrialPlaybook,
+    applied: anyhow::Result<()>,
+    turn: Turn,
+) -> anyhow::Result<TrialRecord> {
+    let state = &*engine.state;
     if let Err(error) = applied {
         let reason = format!("the apply failed: {}", crate::one_line(&error));
-        undo(engine, &intent, &turn).await?;
+        undo(engine, intent, &turn).await?;
         return finish(
             engine,
             journal,
@@ -351,11 +472,11 @@ async fn trial_role<P: Ports>(
 
     // Exercise and watch, until the verdict or a `whittle rollback` of the trial.
     let open = || !ended(state, journal);
-    let verdict = watch(engine, &intent, applied_at, Some(&playbook.exercise), open).await;
-    let turn = engine.turns.wait(Subject::Role(&role.role_arn)).await;
+    let verdict = watch(engine, intent, applied_at, Some(&playbook.exercise), open).await;
+    let turn = engine.turns.wait(Subject::Role(&intent.role_arn)).await;
     if !open() {
         // Rolled back by hand meanwhile: that rollback restored the role and ended the trial.
-        info!(role = %role.role_arn, trial = %record.id, "Trial ended by a rollback by hand");
+        info!(role = %intent.role_arn, trial = %record.id, "Trial ended by a rollback by hand");
         return stored_record(state, &record.id);
     }
     state.journal_step(
@@ -365,7 +486,7 @@ async fn trial_role<P: Ports>(
         engine.now(),
     )?;
     engine.ports.after_step("trial:verdict");
-    conclude(engine, journal, &intent, verdict, &turn).await
+    conclude(engine, journal, intent, verdict, &turn).await
 }
 
 /// Ends a trial on its verdict. A pass removes the trial boundary (policies a `replace` trial
@@ -384,7 +505,11 @@ async fn conclude<P: Ports>(
     let outcome = match verdict {
         Ok(evidence) => {
             let outcome = judge(intent, evidence);
-            if outcome.status != TrialStatus::Passed || intent.mode == Mode::Boundary {
+            // A split is always taken back: its trial is evidence, `whittle apply` the change.
+            if outcome.status != TrialStatus::Passed
+                || intent.mode == Mode::Boundary
+                || intent.split.is_some()
+            {
                 undo(engine, intent, turn).await?;
             }
             outcome
@@ -814,9 +939,11 @@ async fn run_exercise<P: Ports>(
 /// of the account.
 struct TrailWatch {
     catalog: std::borrow::Cow<'static, whittle_planner::catalog::Catalog>,
-    /// The configured account's name, and the trial's role.
+    /// The configured account's name, the trial's role, and the roles whose calls are the
+    /// trial's evidence: the role itself, or the roles of a split's functions.
     account: String,
     intent_role: String,
+    watched: HashSet<String>,
     known_events: HashSet<String>,
     /// CloudTrail times are to the second: events from the second of the apply on.
     since_ms: i64,
@@ -846,6 +973,10 @@ impl TrailWatch {
             catalog: crate::iam_data::catalog(engine.state.dir())?,
             account: intent.account.clone(),
             intent_role: intent.role_arn.clone(),
+            watched: match &intent.split {
+                Some(split) => split.functions.iter().map(|f| f.role_arn.clone()).collect(),
+                None => HashSet::from([intent.role_arn.clone()]),
+            },
             known_events: intent.known_events.iter().cloned().collect(),
             since_ms: i64::try_from(since.0 / 1000 * 1000).unwrap_or(0),
             read_files: HashSet::new(),
@@ -890,7 +1021,10 @@ impl TrailWatch {
     /// Takes in one event of a source; returns its time.
     fn see(&mut self, event: &Event<'_>) -> i64 {
         let id = event.event_id.as_deref().unwrap_or_default();
-        if event.principal.as_deref() != Some(self.intent_role.as_str())
+        if !event
+            .principal
+            .as_deref()
+            .is_some_and(|p| self.watched.contains(p))
             || event.time_ms < self.since_ms
             || self.known_events.contains(id)
         {
@@ -1080,6 +1214,9 @@ async fn undo<P: Ports>(
     turn: &Turn,
 ) -> anyhow::Result<()> {
     let ports = &*engine.ports;
+    if let Some(split) = &intent.split {
+        return crate::switch::undo(engine, split).await;
+    }
     match intent.mode {
         Mode::Boundary => {
             let now = ports
@@ -1148,17 +1285,18 @@ fn mark_trialled_when_all_passed<P: Ports>(
         .filter_map(|item| item.ok().map(|(_, t)| t))
         .filter(|t| t.plan_id == plan_id)
         .collect();
-    let all_passed = plan
-        .roles
-        .iter()
-        .filter(|r| r.status == RoleStatus::Changes)
-        .all(|r| {
-            trials
-                .iter()
-                .filter(|t| t.role_arn == r.role_arn)
-                .max_by_key(|t| t.started_at)
-                .is_some_and(|t| t.status == TrialStatus::Passed)
-        });
+    // The latest trial of each change (a role's tightening, a role's split) passed.
+    let passed = |role: &str, split: bool| {
+        trials
+            .iter()
+            .filter(|t| t.role_arn == role && t.split == split)
+            .max_by_key(|t| t.started_at)
+            .is_some_and(|t| t.status == TrialStatus::Passed)
+    };
+    let all_passed = plan.roles.iter().all(|r| {
+        (r.status != RoleStatus::Changes || passed(&r.role_arn, false))
+            && (r.split.is_none() || passed(&r.role_arn, true))
+    });
     if all_passed && plan.status == PlanStatus::Proposed {
         plan.status = PlanStatus::Trialled;
         plans.put(&plan.id.clone(), &StoredPlan(plan))?;

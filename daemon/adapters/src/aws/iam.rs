@@ -8,7 +8,8 @@
 //! step retried after a crash finishes.
 
 use whittle_engine::ports::{
-    AuthorizationPage, AwsErrorKind, AwsResult, RoleDetail, RoleSummary, SnapshotScope,
+    AuthorizationPage, AwsError, AwsErrorKind, AwsResult, FunctionSummary, NewRole, RoleDefinition,
+    RoleDetail, RoleSummary, SnapshotScope,
 };
 use whittle_planner::plan::{InlinePolicy, ManagedPolicy, RolePolicies};
 
@@ -50,6 +51,88 @@ impl Aws {
                 .map(|t| (t.key().to_owned(), t.value().to_owned()))
                 .collect(),
         })
+    }
+
+    /// The role's path, trust policy (URL-decoded), tags and boundary.
+    pub async fn role_definition(
+        &self,
+        account: &str,
+        role_arn: &str,
+    ) -> AwsResult<RoleDefinition> {
+        let name = role_name(role_arn);
+        let out = self
+            .iam(account)?
+            .get_role()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(|e| failed(&e, &format!("iam:GetRole {name}"), self.endpoint()))?;
+        let role = out
+            .role()
+            .ok_or_else(|| other(format!("iam:GetRole {name} returned no role")))?;
+        Ok(RoleDefinition {
+            arn: role.arn().to_owned(),
+            path: role.path().to_owned(),
+            trust_policy: decode(role.assume_role_policy_document().unwrap_or_default()),
+            tags: role
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                .collect(),
+            boundary: role
+                .permissions_boundary()
+                .and_then(|b| b.permissions_boundary_arn())
+                .map(str::to_owned),
+        })
+    }
+
+    /// Creates a role with its tags and boundary in one call (iam:CreateRole; the tags need
+    /// iam:TagRole too). An existing role of the name is `AlreadyExists`.
+    pub async fn create_role(&self, account: &str, role: &NewRole<'_>) -> AwsResult<String> {
+        let tags = role
+            .tags
+            .iter()
+            .map(|(key, value)| {
+                aws_sdk_iam::types::Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build()
+                    .map_err(|e| other(format!("tag {key}: {e}")))
+            })
+            .collect::<AwsResult<Vec<_>>>()?;
+        let out = self
+            .iam(account)?
+            .create_role()
+            .role_name(role.name)
+            .path(role.path)
+            .assume_role_policy_document(role.trust_policy)
+            .description(role.description)
+            .set_tags(Some(tags))
+            .set_permissions_boundary(role.boundary.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| {
+                failed(
+                    &e,
+                    &format!("iam:CreateRole {}", role.name),
+                    self.endpoint(),
+                )
+            })?;
+        Ok(out.role().map(|r| r.arn().to_owned()).unwrap_or_default())
+    }
+
+    /// Deletes a role without policies; one already gone counts as deleted.
+    pub async fn delete_role(&self, account: &str, role_arn: &str) -> AwsResult<()> {
+        let name = role_name(role_arn);
+        done_if_gone(
+            self.iam(account)?
+                .delete_role()
+                .role_name(name)
+                .send()
+                .await,
+            &format!("iam:DeleteRole {name}"),
+            self.endpoint(),
+        )
     }
 
     /// Everything that grants or limits the role's permissions.
@@ -474,6 +557,74 @@ impl Aws {
             }
         }
         Ok(out)
+    }
+
+    /// One function's configuration: its role and `RevisionId`.
+    pub async fn function_configuration(
+        &self,
+        account: &str,
+        function: &str,
+    ) -> AwsResult<FunctionSummary> {
+        let lambda = aws_sdk_lambda::Client::new(self.sdk(account)?);
+        let out = lambda
+            .get_function_configuration()
+            .function_name(function)
+            .send()
+            .await
+            .map_err(|e| {
+                failed(
+                    &e,
+                    &format!("lambda:GetFunctionConfiguration {function}"),
+                    self.endpoint(),
+                )
+            })?;
+        Ok(FunctionSummary {
+            name: out.function_name().unwrap_or(function).to_owned(),
+            arn: out.function_arn().unwrap_or_default().to_owned(),
+            role: out.role().unwrap_or_default().to_owned(),
+            revision: out.revision_id().map(str::to_owned),
+        })
+    }
+
+    /// Sets a function's execution role, only at `revision` when given; returns the new
+    /// `RevisionId`. From the Lambda API reference, UpdateFunctionConfiguration:
+    /// `PreconditionFailedException` (412) when `RevisionId` is not the function's latest
+    /// (`Stale`); `ResourceConflictException` while a previous update is in progress, and
+    /// `InvalidParameterValueException` ("The role defined for the function cannot be
+    /// assumed by Lambda.") for a role IAM has not yet propagated — the only parameter sent
+    /// is the role, so both are `NotReady` and retried by the engine.
+    pub async fn set_function_role(
+        &self,
+        account: &str,
+        function: &str,
+        role_arn: &str,
+        revision: Option<&str>,
+    ) -> AwsResult<Option<String>> {
+        use aws_sdk_lambda::operation::update_function_configuration::UpdateFunctionConfigurationError as E;
+        let lambda = aws_sdk_lambda::Client::new(self.sdk(account)?);
+        let out = lambda
+            .update_function_configuration()
+            .function_name(function)
+            .role(role_arn)
+            .set_revision_id(revision.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| {
+                let error = failed(
+                    &e,
+                    &format!("lambda:UpdateFunctionConfiguration {function}"),
+                    self.endpoint(),
+                );
+                let kind = match e.as_service_error() {
+                    Some(E::PreconditionFailedException(_)) => AwsErrorKind::Stale,
+                    Some(
+                        E::ResourceConflictException(_) | E::InvalidParameterValueException(_),
+                    ) => AwsErrorKind::NotReady,
+                    _ => error.kind,
+                };
+                AwsError::new(kind, error.message)
+            })?;
+        Ok(out.revision_id().map(str::to_owned))
     }
 
     /// Invokes a Lambda function synchronously; Err names a function error.

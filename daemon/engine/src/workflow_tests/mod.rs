@@ -8,6 +8,7 @@ mod athena;
 mod functions;
 mod reconcile;
 mod rotate;
+mod split;
 mod trial;
 
 use tokio_util::sync::CancellationToken;
