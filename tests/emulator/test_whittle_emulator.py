@@ -81,6 +81,41 @@ class ExtensionTest(WithEmulator):
     def setUp(self):
         self.emu.post("/moto-api/reset")
 
+    def test_a_function_role_switch_checks_the_revision_and_the_role_as_lambda_does(self):
+        # moto kept a function's RevisionId for life, ignored a stale one, and took any role.
+        import io
+        import zipfile
+        iam, lam = self.emu.client("iam"), self.emu.client("lambda")
+        trust = json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+        shared = iam.create_role(RoleName="shared", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+        own = iam.create_role(RoleName="own", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as z:
+            z.writestr("app.py", "def handler(event, context): return {}\n")
+        lam.create_function(FunctionName="fn", Runtime="python3.12", Handler="app.handler", Role=shared,
+                            Code={"ZipFile": code.getvalue()})
+        planned = lam.get_function_configuration(FunctionName="fn")["RevisionId"]
+        updated = lam.update_function_configuration(FunctionName="fn", Role=own, RevisionId=planned)
+        self.assertEqual(updated["Role"], own)
+        self.assertNotEqual(updated["RevisionId"], planned)
+        self.assertEqual(lam.get_function_configuration(FunctionName="fn")["RevisionId"], updated["RevisionId"])
+        with self.assertRaises(ClientError) as caught:
+            lam.update_function_configuration(FunctionName="fn", Role=shared, RevisionId=planned)
+        self.assertEqual(caught.exception.response["Error"]["Code"], "PreconditionFailedException")
+        self.assertEqual(caught.exception.response["ResponseMetadata"]["HTTPStatusCode"], 412)
+        with self.assertRaises(ClientError) as caught:
+            lam.update_function_configuration(FunctionName="fn", Role="arn:aws:iam::123456789012:role/gone")
+        self.assertEqual(caught.exception.response["Error"]["Code"], "InvalidParameterValueException")
+        self.assertIn("cannot be assumed by Lambda", caught.exception.response["Error"]["Message"])
+        self.emu.post("/whittle-emulator/role-propagation", json.dumps({"seconds": 60}).encode())
+        young = iam.create_role(RoleName="young", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+        with self.assertRaises(ClientError) as caught:
+            lam.update_function_configuration(FunctionName="fn", Role=young)
+        self.assertEqual(caught.exception.response["Error"]["Code"], "InvalidParameterValueException")
+        self.emu.post("/whittle-emulator/role-propagation", json.dumps({"seconds": 0}).encode())
+        self.assertEqual(lam.update_function_configuration(FunctionName="fn", Role=young)["Role"], young)
+
     def test_calls_are_recorded_and_looked_up_without_secret_values(self):
         sm = self.emu.client("secretsmanager")
         sm.create_secret(Name="api/key", SecretString="s3cr3t-value")

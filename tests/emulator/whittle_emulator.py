@@ -51,6 +51,12 @@ What it adds to moto 5.2.5 (see ../../../shared/EMULATOR.md for the measured gap
   through moto's `/moto-api/static/athena/query-results` wait, moto answers (fault tests).
 - IAM GetAccountAuthorizationDetails pages (MaxItems, Marker, IsTruncated; moto answers all at
   once) and lists only the AWS-managed policies in use, as AWS does.
+- Lambda functions have a RevisionId; UpdateFunctionConfiguration checks it (412 PreconditionFailedException),
+  gives the function a new RevisionId on every update, and refuses a role that does not exist
+  or is younger than the role propagation time (env WHITTLE_EMULATOR_ROLE_PROPAGATION_SECONDS,
+  default 0; POST /whittle-emulator/role-propagation {"seconds": N}) with
+  InvalidParameterValueException "The role defined for the function cannot be assumed by
+  Lambda.", as Lambda does.
 - Control endpoints under /whittle-emulator/: POST seed-iam (thousands of roles and policies
   in one request, straight into moto's backend), POST events (inject records), GET events (every
   record, visible or not), POST deliver (deliver due log files now), POST faults (fail or delay
@@ -1181,7 +1187,17 @@ class Extension:
                 return json_response(400, {"error": "lookup_seconds and delivery_seconds must be numbers >= 0"})
             self.recorder.set_lags(lookup, delivery)
             return json_response(200, self.recorder.lags())
+        if action == "role-propagation" and method == "POST":
+            try:
+                seconds = float((doc or {}).get("seconds"))
+            except (TypeError, ValueError):
+                seconds = -1.0
+            if not 0 <= seconds < float("inf"):
+                return json_response(400, {"error": "seconds must be a number >= 0"})
+            ROLE_PROPAGATION["seconds"] = seconds
+            return json_response(200, ROLE_PROPAGATION)
         if action == "reset" and method == "POST":
+            ROLE_PROPAGATION["seconds"] = _start_propagation()
             self.recorder.reset()
             athena_engine.reset()
             return json_response(200, {"reset": True})
@@ -1883,6 +1899,72 @@ def seed_iam(doc):
     return {"policies": len(doc.get("policies", [])), "roles": len(doc.get("roles", []))}
 
 
+def _start_propagation():
+    return float(os.environ.get("WHITTLE_EMULATOR_ROLE_PROPAGATION_SECONDS") or 0)
+
+
+# How long a new role takes to become assumable by Lambda (seconds); POST
+# /whittle-emulator/role-propagation {"seconds": N} sets it, a reset restores the start-up value.
+ROLE_PROPAGATION = {"seconds": _start_propagation()}
+
+
+def patch_lambda_configuration():
+    """Every function has a `RevisionId` (GetFunctionConfiguration, ListFunctions), and
+    UpdateFunctionConfiguration works as Lambda's: a `RevisionId` that is not the function's
+    latest is refused (412 PreconditionFailedException), every update gives the function a new
+    RevisionId, and a role that does not exist, or was created less than
+    WHITTLE_EMULATOR_ROLE_PROPAGATION_SECONDS ago (IAM's propagation to Lambda; default 0),
+    "cannot be assumed by Lambda" (InvalidParameterValueException). moto 5.2.5 checks none of
+    these, and gives functions no RevisionId at all."""
+    from moto.awslambda.exceptions import InvalidParameterValueException, PreconditionFailedException
+    from moto.awslambda.models import LambdaBackend
+    from moto.iam.exceptions import NotFoundException as IAMNotFoundException
+    from moto.iam.models import iam_backends
+
+    from moto.awslambda.models import LambdaFunction
+
+    def revision_of(fn):
+        if not getattr(fn, "whittle_revision", None):
+            fn.whittle_revision = str(uuid.uuid4())
+        return fn.whittle_revision
+
+    configuration = LambdaFunction.get_configuration
+
+    def get_configuration(self, *args, **kwargs):
+        config = configuration(self, *args, **kwargs)
+        config["RevisionId"] = revision_of(self)
+        return config
+
+    LambdaFunction.get_configuration = get_configuration
+    original = LambdaBackend.update_function_configuration
+
+    def update_function_configuration(self, function_name, qualifier, body):
+        fn = self.get_function(function_name, qualifier)
+        revision = body.get("RevisionId")
+        if revision and revision != revision_of(fn):
+            raise PreconditionFailedException(
+                "The Revision Id provided does not match the latest Revision Id. "
+                "Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
+        role_arn = body.get("Role")
+        if role_arn:
+            account_id = role_arn.split(":")[4]
+            try:
+                role = iam_backends[account_id]["aws"].get_role_by_arn(role_arn)
+            except IAMNotFoundException:
+                role = None
+            propagation = ROLE_PROPAGATION["seconds"]
+            young = role is not None and (
+                datetime.datetime.now(datetime.timezone.utc) - role.create_date.replace(tzinfo=datetime.timezone.utc)
+            ).total_seconds() < propagation
+            if role is None or young:
+                raise InvalidParameterValueException("The role defined for the function cannot be assumed by Lambda.")
+        original(self, function_name, qualifier, body)
+        fn.whittle_revision = str(uuid.uuid4())
+        return fn.get_configuration()
+
+    LambdaBackend.update_function_configuration = update_function_configuration
+
+
 def patch_moto():
     """Applies the patches to moto, once per process (a forked emulator inherits them)."""
     global _PATCHED
@@ -1894,6 +1976,7 @@ def patch_moto():
     patch_policy_evaluation()
     patch_s3_authorization()
     patch_authorization_details()
+    patch_lambda_configuration()
     _PATCHED = True
 
 
