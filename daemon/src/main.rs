@@ -382,8 +382,9 @@ async fn trial_command(config: Config, args: &TrialArgs) -> anyhow::Result<ExitC
         OutputFormat::Text => {
             for r in &records {
                 outln!(
-                    "{} {} (trial {}){}",
+                    "{} {}{} (trial {}){}",
                     r.status.as_str(),
+                    if r.split { "split of " } else { "" },
                     r.role_arn,
                     r.id,
                     r.reason

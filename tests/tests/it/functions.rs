@@ -10,7 +10,7 @@ use crate::support::*;
 const ROLE: &str = "svc-shared";
 const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/svc-shared";
 /// The smallest valid zip archive (an empty one): the emulator does not run the code.
-const EMPTY_ZIP: [u8; 22] = [
+pub(crate) const EMPTY_ZIP: [u8; 22] = [
     0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 ];
 

@@ -12,5 +12,6 @@ mod plan;
 mod report;
 mod rotation;
 mod self_policy;
+mod split;
 mod support;
 mod trial;
