@@ -126,4 +126,29 @@ denial = {"Records": [{
 urllib.request.urlopen(urllib.request.Request(endpoint + "/whittle-emulator/events", data=json.dumps(denial).encode(),
                                               headers={"Content-Type": "application/json"}))
 
-print("seeded: 5 roles (2 targets, 2 protected, 1 not selected), 1 secret, 1 parameter, 1 trail, workload traffic")
+# A service whose three functions share one role (the Serverless Framework's default), each
+# doing a different part of what the role allows: whittle's plan proposes a role per function.
+catalog_policy = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "arn:aws:s3:::catalog-data/*"},
+    {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"},
+]}
+iam.create_role(RoleName="app-catalog", AssumeRolePolicyDocument=lambda_trust, Tags=managed)
+iam.put_role_policy(RoleName="app-catalog", PolicyName="app-catalog-policy", PolicyDocument=json.dumps(catalog_policy))
+s3.create_bucket(Bucket="catalog-data")
+s3.put_object(Bucket="catalog-data", Key="items.json", Body=b"{}")
+client("sqs").create_queue(QueueName="catalog-audit")
+# The smallest valid zip archive (an empty one): the emulator does not run function code.
+empty_zip = b"PK\x05\x06" + b"\x00" * 18
+for function in ("catalog-read", "catalog-write", "catalog-audit"):
+    client("lambda").create_function(FunctionName=function, Runtime="python3.12", Handler="app.handler",
+                                     Role="arn:aws:iam::123456789012:role/app-catalog", Code={"ZipFile": empty_zip})
+# Each function at work, as its role (function_workload.py stands in for the code Lambda runs).
+import os
+import subprocess
+here = os.path.dirname(os.path.abspath(__file__))
+subprocess.run([sys.executable, os.path.join(here, "function_workload.py"), endpoint,
+                os.path.join(here, "catalog_service.json")], check=True, stdout=subprocess.DEVNULL,
+               env={**os.environ, "AWS_ACCESS_KEY_ID": operator["AccessKeyId"],
+                    "AWS_SECRET_ACCESS_KEY": operator["SecretAccessKey"]})
+
+print("seeded: 6 roles (3 targets, 2 protected, 1 not selected), 3 functions sharing a role, 1 secret, 1 parameter, 1 trail, workload traffic")

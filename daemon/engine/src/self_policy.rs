@@ -413,6 +413,32 @@ fn account_statements(
         ROLE_CHANGES,
         targets.clone(),
     )));
+    // A split (switch.rs `put_in_place`, `undo`), applied or trialled: iam.rs `create_role`
+    // makes each function's role (CreateRole, with its tags: TagRole) under the target
+    // patterns, and `delete_role` removes it again (only roles carrying the target tags,
+    // which the new roles copy from the shared role); its policies go through
+    // ApplyChangeTargetRoles. Switching a function's role needs iam:PassRole on the role
+    // (Lambda API reference, UpdateFunctionConfiguration `Role`; the emulator does not check
+    // it, AWS does). iam.rs `function_configuration` / `set_function_role` on the account's
+    // functions.
+    out.push(allow(
+        "SplitCreateRoles",
+        &["iam:CreateRole", "iam:TagRole", "iam:PassRole"],
+        targets.clone(),
+    ));
+    out.push(with_tags(allow(
+        "SplitDeleteRoles",
+        &["iam:DeleteRole"],
+        targets.clone(),
+    )));
+    out.push(allow(
+        "SplitSwitchFunctions",
+        &[
+            "lambda:GetFunctionConfiguration",
+            "lambda:UpdateFunctionConfiguration",
+        ],
+        vec![function_arn(&scope, "*")],
+    ));
 
     // Mining. Sources of this account.
     let sources: Vec<_> = config
@@ -593,7 +619,9 @@ fn account_statements(
     }
     let mut deny = allow(
         "ProtectedRolesNeverChange",
-        &[ROLE_CHANGES, BOUNDARY_CHANGES].concat(),
+        // A split's role is named after the shared role and a function: never one that a
+        // protected pattern matches either.
+        &[ROLE_CHANGES, BOUNDARY_CHANGES, &["iam:CreateRole", "iam:DeleteRole"]].concat(),
         protected,
     );
     deny.effect = Effect::Deny;

@@ -66,6 +66,9 @@ fn the_example_configuration_grants_each_feature_it_turns_on() {
             "PlanReadTargetPolicies",
             "PlanReadManagedPolicies",
             "ApplyChangeTargetRoles",
+            "SplitCreateRoles",
+            "SplitDeleteRoles",
+            "SplitSwitchFunctions",
             "MineListTrailStagingTrail",
             "MineReadTrailStagingTrail",
             "LookupEvents",
@@ -123,12 +126,23 @@ fn the_example_configuration_grants_each_feature_it_turns_on() {
             "arn:aws:iam::123456789012:role/aws-service-role/*"
         ])
     );
-    // Lambda only to list functions, no CloudWatch: no playbook invokes a function or reads
-    // a metric.
+    // Lambda only to list functions and switch their roles (a split), no CloudWatch: no
+    // playbook invokes a function or reads a metric.
     let text = policy.document.to_compact();
-    assert_eq!(text.matches("lambda:").count(), 1, "{text}");
+    // (Three actions, and the functions' ARNs.)
+    assert_eq!(text.matches("lambda:").count(), 4, "{text}");
     assert!(!text.contains("lambda:Invoke") && !text.contains("cloudwatch:"));
-    assert!(!text.contains("\"Action\":\"*\"") && !text.contains(":*\""));
+    // No service-wide action (`s3:*`, `*`); resources may end in `*` (`function:*`).
+    let wide: Vec<String> = statements(policy)
+        .iter()
+        .flat_map(|st| match &st["Action"] {
+            Value::String(one) => vec![one.clone()],
+            Value::Array(many) => many.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect(),
+            _ => Vec::new(),
+        })
+        .filter(|a| a == "*" || a.ends_with(":*"))
+        .collect();
+    assert!(wide.is_empty(), "{wide:?}");
 }
 
 #[test]
@@ -143,6 +157,9 @@ fn features_left_off_grant_nothing() {
             "PlanReadTargetPolicies",
             "PlanReadManagedPolicies",
             "ApplyChangeTargetRoles",
+            "SplitCreateRoles",
+            "SplitDeleteRoles",
+            "SplitSwitchFunctions",
             "ProtectedRolesNeverChange",
         ],
         "no mining source, no staging account, no rotation"
@@ -365,7 +382,16 @@ fn plan_self_names_the_statements_whittle_did_not_use() {
         .filter(|s| !s.used())
         .map(|s| s.sid.as_str())
         .collect();
-    assert_eq!(unused, ["PlanReadTargetPolicies", "ApplyChangeTargetRoles"]);
+    assert_eq!(
+        unused,
+        [
+            "PlanReadTargetPolicies",
+            "ApplyChangeTargetRoles",
+            "SplitCreateRoles",
+            "SplitDeleteRoles",
+            "SplitSwitchFunctions"
+        ]
+    );
     let managed = plan
         .statements
         .iter()
@@ -380,7 +406,7 @@ fn plan_self_names_the_statements_whittle_did_not_use() {
     );
     let text = render_self_plans(&[plan], 90);
     assert!(text.starts_with(
-        "whittle-staging for arn:aws:iam::123456789012:role/whittle: 2 of 7 statements unused in the last 90 days\n"
+        "whittle-staging for arn:aws:iam::123456789012:role/whittle: 5 of 10 statements unused in the last 90 days\n"
     ));
     assert!(text.contains("  UNUSED ApplyChangeTargetRoles"));
     assert!(text.contains("  used   ProtectedRolesNeverChange    a Deny"));
