@@ -7,7 +7,9 @@
 # policy `whittle self-policy` prints, and the emulator checks every call against IAM (auth
 # mode) from the start. Then a trial of the plan in staging: the orders function is denied
 # an action it needs only now and then, whittle sees the denial and rolls the role back; the
-# next plan keeps that action, passes its trial and is applied without --force.
+# next plan keeps that action, passes its trial and is applied without --force. Last, a
+# service whose three functions share one role: the usage of each function, the plan's split
+# into one role per function (and its serverless.yml), its trial and its apply.
 # Needs no AWS account. Run from anywhere; DEMO_SECONDS (default 60) sets how long the daemon runs.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -116,6 +118,9 @@ echo "==> whittle status (read from the state directory)" >&2
 
 echo "==> whittle usage: what each role really did, mined from the trail files in S3" >&2
 "$whittle" usage --config "$config"
+catalog=arn:aws:iam::123456789012:role/app-catalog
+echo "==> whittle usage --role app-catalog: three functions share one role; what each used, apart" >&2
+"$whittle" usage --config "$config" --role "$catalog"
 echo "==> whittle mine again: incremental, only files delivered since the last run are read" >&2
 "$whittle" mine --config "$config" --no-progress
 
@@ -132,10 +137,13 @@ head -n 8 "$work/review/plan-1.md"
 size="$(wc -c < "$work/review/plan-1.md")"
 echo "    ($size bytes in $(ls "$work/review" | wc -l) part(s))" >&2
 [ "$size" -lt 8192 ] || { echo "demo: the plan's Markdown is $size bytes, over 8 KB" >&2; exit 1; }
-echo "==> whittle apply $plan_id --force (no trial yet), then whittle rollback" >&2
-"$whittle" apply --config "$config" "$plan_id" --force
+echo "==> whittle apply $plan_id --force (no trial yet), then whittle rollback of each change" >&2
+"$whittle" apply --config "$config" "$plan_id" --force | tee "$work/apply.txt"
 "$whittle" rollback --config "$config" --role arn:aws:iam::123456789012:role/app-orders
 "$whittle" rollback --config "$config" --role arn:aws:iam::123456789012:role/app-billing
+split_id="$(grep -o 'undo: whittle rollback split-[^)]*' "$work/apply.txt" | sed 's/^undo: whittle rollback //')"
+[ -n "$split_id" ] || { echo "demo: the apply did not split app-catalog" >&2; exit 1; }
+"$whittle" rollback --config "$config" "$split_id"
 
 cat > "$work/trial.toml" <<TRIAL
 # The demo's trial: 20 s window, denials checked every 2 s, the orders function (run by the
@@ -169,6 +177,26 @@ echo "==> CloudTrail made slow (events visible 8 s after the call): the trial se
 grep -E "settling|Trial finished" "$work/trial.log" >&2
 grep -q "Window ended; settling until CloudTrail shows all of it" "$work/trial.log"
 "$whittle" apply --config "$config" "$plan_id"
+echo "==> one role per function: the plan for app-catalog splits it; its serverless.yml; a trial switches each function to its own role and back; then it is applied" >&2
+expect_changes "$whittle" plan --config "$config" --role "$catalog" > "$work/plan-catalog.txt"
+sed -n '/split:/,$p' "$work/plan-catalog.txt" | head -n 20
+plan_id="$(sed -n 's/^plan \(plan-[^ ]*\) .*/\1/p' "$work/plan-catalog.txt")"
+expect_changes "$whittle" plan --config "$config" show "$plan_id" --format serverless | sed -n '/^functions:/,$p'
+cat > "$work/trial-catalog.toml" <<TRIAL
+# The catalog service's trial: each function's work, run as the function's role of the moment.
+kind = "trial"
+window = "10s"
+detection_interval = "2s"
+dead_man = "10m"
+[exercise]
+command = ["env", "AWS_ACCESS_KEY_ID=$operator_key", "AWS_SECRET_ACCESS_KEY=$operator_secret", "$root/.venv-moto/bin/python", "$root/tests/emulator/function_workload.py", "$endpoint", "$root/tests/emulator/catalog_service.json"]
+timeout = "60s"
+TRIAL
+"$root/.venv-moto/bin/python" -c "import urllib.request,sys; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/whittle-emulator/visibility-lag', data=b'{\"lookup_seconds\": 0}', method='POST', headers={'Content-Type': 'application/json'}))" "$endpoint"
+"$whittle" trial --config "$config" --playbook "$work/trial-catalog.toml" "$plan_id"
+"$whittle" apply --config "$config" "$plan_id"
+echo "    each function now runs under its own role:" >&2
+env AWS_ACCESS_KEY_ID="$operator_key" AWS_SECRET_ACCESS_KEY="$operator_secret" "$root/.venv-moto/bin/python" "$root/tests/emulator/function_workload.py" "$endpoint" "$root/tests/emulator/catalog_service.json"
 echo "==> whittle status: trials, plans, changes, rotations" >&2
 "$whittle" status --config "$config" | sed -n '/^trials/,$p'
 

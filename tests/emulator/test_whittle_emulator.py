@@ -108,6 +108,9 @@ class ExtensionTest(WithEmulator):
             lam.update_function_configuration(FunctionName="fn", Role="arn:aws:iam::123456789012:role/gone")
         self.assertEqual(caught.exception.response["Error"]["Code"], "InvalidParameterValueException")
         self.assertIn("cannot be assumed by Lambda", caught.exception.response["Error"]["Message"])
+        events = self.emu.client("cloudtrail").lookup_events(LookupAttributes=[
+            {"AttributeKey": "EventSource", "AttributeValue": "lambda.amazonaws.com"}])["Events"]
+        self.assertIn("UpdateFunctionConfiguration20150331v2", [e["EventName"] for e in events])
         self.emu.post("/whittle-emulator/role-propagation", json.dumps({"seconds": 60}).encode())
         young = iam.create_role(RoleName="young", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
         with self.assertRaises(ClientError) as caught:

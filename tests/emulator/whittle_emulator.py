@@ -390,6 +390,9 @@ def lambda_operation(method, path):
             return "Invoke", params
         if len(parts) == 3:
             return {"GET": "GetFunction20150331v2", "DELETE": "DeleteFunction20150331"}.get(method, method), params
+        # CloudTrail's names: a PUT of the configuration or code is an Update.
+        if method == "PUT" and parts[3] in ("configuration", "code"):
+            return f"UpdateFunction{parts[3].capitalize()}20150331v2", params
         return f"{method.capitalize()}Function{parts[3].capitalize()}20150331", params
     return f"{method}{path}", {}
 
@@ -1527,6 +1530,14 @@ def request_resource(account_id, region, service, action, params, resource):
             if action == "CreatePolicy" and _param(params, "PolicyName"):
                 path = _param(params, "Path") or "/"
                 return f"arn:{partition}:iam::{account_id}:policy{path}{_param(params, 'PolicyName')}"
+            role = _param(params, "RoleName")
+            if role:
+                # A role that does not exist (yet: CreateRole, or a GetRole that will answer
+                # NoSuchEntity) is authorized against the ARN it would have.
+                try:
+                    return iam.get_role(role).arn
+                except Exception:
+                    return f"arn:{partition}:iam::{account_id}:role{_param(params, 'Path') or '/'}{role}"
             user = _param(params, "UserName")
             if not user and _param(params, "AccessKeyId"):
                 key_id = _param(params, "AccessKeyId")

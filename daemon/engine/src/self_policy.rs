@@ -621,7 +621,12 @@ fn account_statements(
         "ProtectedRolesNeverChange",
         // A split's role is named after the shared role and a function: never one that a
         // protected pattern matches either.
-        &[ROLE_CHANGES, BOUNDARY_CHANGES, &["iam:CreateRole", "iam:DeleteRole"]].concat(),
+        &[
+            ROLE_CHANGES,
+            BOUNDARY_CHANGES,
+            &["iam:CreateRole", "iam:DeleteRole"],
+        ]
+        .concat(),
         protected,
     );
     deny.effect = Effect::Deny;

@@ -336,9 +336,11 @@ pub struct AccountRead {
 }
 
 impl Plan {
-    /// Whether any role would change.
+    /// Whether any role would change, or a shared role would be split among its functions.
     pub fn has_changes(&self) -> bool {
-        self.roles.iter().any(|r| r.status == RoleStatus::Changes)
+        self.roles
+            .iter()
+            .any(|r| r.status == RoleStatus::Changes || r.split.is_some())
     }
 }
 

@@ -1,4 +1,5 @@
-//! `whittle self-policy`, checked rather than guessed: every workflow of the demo runs against
+//! `whittle self-policy`, checked rather than guessed: every workflow of the demo (the split
+//! of a shared role among its functions included) runs against
 //! the emulator in auth mode as a user whose only policy is `self-policy`'s output, and passes;
 //! with any one statement removed, a workflow fails with a denial naming one of its actions
 //! (an explicit Deny, which no workflow needs, is shown to stop a change of a protected role
@@ -144,6 +145,20 @@ async fn run_demo(policy: &Value) -> Outcome {
     )
     .expect("trial playbook");
     let trial = trial.to_str().expect("utf-8 path").to_owned();
+    // The catalog service's trial: its three functions' work, each as its role of the moment.
+    let catalog_trial = ws.path("trial-catalog.toml");
+    std::fs::write(
+        &catalog_trial,
+        format!(
+            "kind = \"trial\"\nwindow = \"4s\"\ndetection_interval = \"1s\"\ndead_man = \"10m\"\n[exercise]\ncommand = [\"env\", \"AWS_ACCESS_KEY_ID={operator_key}\", \"AWS_SECRET_ACCESS_KEY={operator_secret}\", \"{}\", \"{}\", \"{}\", \"{}\"]\ntimeout = \"60s\"\n",
+            python.display(),
+            root.join("tests/emulator/function_workload.py").display(),
+            emulator.url,
+            root.join("tests/emulator/catalog_service.json").display()
+        ),
+    )
+    .expect("trial playbook");
+    let catalog_trial = catalog_trial.to_str().expect("utf-8 path").to_owned();
 
     let (key_id, secret) = (key.access_key_id, key.secret_access_key);
     let run = |args: &[&str], expected: i32| -> Result<String, String> {
@@ -177,6 +192,7 @@ async fn run_demo(policy: &Value) -> Outcome {
     };
     let c = config.as_str();
     let orders = "arn:aws:iam::123456789012:role/app-orders";
+    let catalog = "arn:aws:iam::123456789012:role/app-catalog";
     let workflows = async {
         run(&["discover", "--config", c], 0)?;
         run(&["rotate", "--config", c, "--now"], 0)?;
@@ -184,7 +200,7 @@ async fn run_demo(policy: &Value) -> Outcome {
         run(&["mine", "--config", c, "--no-progress"], 0)?;
         run(&["usage", "--config", c], 0)?;
         let plan = plan_id(&run(&["plan", "--config", c], 2)?);
-        run(&["apply", "--config", c, &plan, "--force"], 0)?;
+        let applied = run(&["apply", "--config", c, &plan, "--force"], 0)?;
         run(&["rollback", "--config", c, "--role", orders], 0)?;
         run(
             &[
@@ -196,11 +212,24 @@ async fn run_demo(policy: &Value) -> Outcome {
             ],
             0,
         )?;
+        // The catalog service's split, undone as the demo does.
+        let split = applied
+            .split("(undo: whittle rollback ")
+            .filter_map(|rest| rest.split(')').next())
+            .find(|id| id.starts_with("split-"))
+            .ok_or_else(|| format!("the apply split no role: {applied}"))?;
+        run(&["rollback", "--config", c, split], 0)?;
         let plan = plan_id(&run(&["plan", "--config", c, "--role", orders], 2)?);
         // The first plan drops dynamodb:DescribeTable, which the workload needs: rolled back.
         run(&["trial", "--config", c, "--playbook", &trial, &plan], 1)?;
         let plan = plan_id(&run(&["plan", "--config", c, "--role", orders], 2)?);
         run(&["trial", "--config", c, "--playbook", &trial, &plan], 0)?;
+        run(&["apply", "--config", c, &plan], 0)?;
+        let plan = plan_id(&run(&["plan", "--config", c, "--role", catalog], 2)?);
+        run(
+            &["trial", "--config", c, "--playbook", &catalog_trial, &plan],
+            0,
+        )?;
         run(&["apply", "--config", c, &plan], 0)?;
         // Eating our own cooking: whittle's calls are in the trail like anyone's.
         emulator.post_json("/whittle-emulator/deliver", &serde_json::json!({}));

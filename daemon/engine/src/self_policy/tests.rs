@@ -137,7 +137,10 @@ fn the_example_configuration_grants_each_feature_it_turns_on() {
         .iter()
         .flat_map(|st| match &st["Action"] {
             Value::String(one) => vec![one.clone()],
-            Value::Array(many) => many.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect(),
+            Value::Array(many) => many
+                .iter()
+                .filter_map(|a| a.as_str().map(str::to_owned))
+                .collect(),
             _ => Vec::new(),
         })
         .filter(|a| a == "*" || a.ends_with(":*"))
