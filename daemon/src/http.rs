@@ -338,14 +338,10 @@ async fn start_trial(
         let playbook =
             whittle_engine::trial::playbook(&engine.config, request.playbook.as_deref())?;
         let plan = whittle_engine::plan::load_plan(&engine.state, &request.plan_id)?;
-        let roles: Vec<String> =
-            whittle_engine::trial::roles_to_try(&engine.config, &plan, &request.roles)?
-                .into_iter()
-                .map(|r| r.role_arn)
-                .collect();
-        anyhow::Ok((playbook, roles))
+        let chosen = whittle_engine::trial::roles_to_try(&engine.config, &plan, &request.roles)?;
+        anyhow::Ok((playbook, TrialAccepted::of(&request.plan_id, &chosen)))
     })();
-    let (playbook, roles) = match checked {
+    let (playbook, accepted) = match checked {
         Ok(checked) => checked,
         Err(e) => {
             return (
@@ -355,10 +351,7 @@ async fn start_trial(
                 .into_response();
         }
     };
-    let accepted = TrialAccepted {
-        plan_id: request.plan_id.clone(),
-        roles: roles.clone(),
-    };
+    let roles = accepted.all_roles();
     let engine = app.engine.clone();
     tokio::spawn(async move {
         // An interrupted trial is rolled back by the next start's reconcile pass.

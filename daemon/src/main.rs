@@ -359,7 +359,7 @@ async fn trial_command(config: Config, args: &TrialArgs) -> anyhow::Result<ExitC
                 "handed to the daemon (pid {}): trial of plan {} on {}; `whittle status` shows the verdicts (or use --wait)",
                 daemon.pid,
                 accepted.plan_id,
-                accepted.roles.join(", ")
+                accepted.all_roles().join(", ")
             )?;
             return Ok(ExitCode::SUCCESS);
         }
@@ -369,7 +369,7 @@ async fn trial_command(config: Config, args: &TrialArgs) -> anyhow::Result<ExitC
             let path = format!("/trials/{}", accepted.plan_id);
             let trials: Vec<TrialRecord> = client::ask_daemon(&web, &daemon, &path, None).await?;
             if let Some(verdicts) =
-                whittle_engine::commands::verdicts(&trials, &accepted.roles, requested_at)
+                whittle_engine::commands::verdicts(&trials, &accepted, requested_at)
             {
                 break verdicts;
             }

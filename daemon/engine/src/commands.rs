@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::plan::ApplyOutcome;
 use crate::ports::Ports;
-use crate::records::{TrialRecord, TrialStatus};
+use crate::records::{ChangeStatus, TrialRecord, TrialStatus};
 use crate::{Engine, mine, plan, rotate, trial};
 
 /// Data formats of most commands.
@@ -179,23 +179,56 @@ pub struct TrialRequest {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TrialAccepted {
     pub plan_id: String,
+    /// The roles whose own tightening is tried.
     pub roles: Vec<String>,
+    /// The roles whose split (one role per function) is tried.
+    #[serde(default)]
+    pub splits: Vec<String>,
 }
 
-/// The latest finished trial of each of `roles` started at or after `since`, if every one
-/// has finished (what `whittle trial --wait` polls `GET /trials/{plan}` for). A trial that
-/// is settling has not finished.
+impl TrialAccepted {
+    /// What a trial of `plan` on the chosen roles will try.
+    pub fn of(plan_id: &str, chosen: &[whittle_planner::plan::RolePlan]) -> TrialAccepted {
+        let arns = |f: fn(&whittle_planner::plan::RolePlan) -> bool| {
+            chosen
+                .iter()
+                .filter(|r| f(r))
+                .map(|r| r.role_arn.clone())
+                .collect()
+        };
+        TrialAccepted {
+            plan_id: plan_id.to_owned(),
+            roles: arns(|r| r.status == whittle_planner::plan::RoleStatus::Changes),
+            splits: arns(|r| r.split.is_some()),
+        }
+    }
+
+    /// Every role tried, for `trial::run`.
+    pub fn all_roles(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.roles.iter().chain(&self.splits).cloned().collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+}
+
+/// The latest finished trial of each accepted role (its split and its own tightening, as
+/// accepted) started at or after `since`, if every one has finished (what
+/// `whittle trial --wait` polls `GET /trials/{plan}` for). A trial that is settling has not
+/// finished.
 pub fn verdicts(
     trials: &[TrialRecord],
-    roles: &[String],
+    accepted: &TrialAccepted,
     since: whittle_state::Timestamp,
 ) -> Option<Vec<TrialRecord>> {
-    roles
-        .iter()
-        .map(|role| {
+    let splits = accepted.splits.iter().map(|role| (role, true));
+    let roles = accepted.roles.iter().map(|role| (role, false));
+    splits
+        .chain(roles)
+        .map(|(role, split)| {
             trials
                 .iter()
-                .filter(|t| &t.role_arn == role && t.started_at >= since)
+                .filter(|t| &t.role_arn == role && t.split == split && t.started_at >= since)
                 .filter(|t| !t.status.is_open())
                 .max_by_key(|t| t.started_at)
                 .cloned()
@@ -493,11 +526,25 @@ async fn rollback_command<P: Ports>(
             };
         }
     }
-    if let Some(id) = args
-        .change_id
-        .as_deref()
-        .filter(|id| id.starts_with("split-"))
-    {
+    // A split, by its id, or the role's latest change when it is a split.
+    let split_id = match (&args.change_id, &args.role) {
+        (Some(id), _) => Some(id.clone()).filter(|id| id.starts_with("split-")),
+        (None, Some(role)) => {
+            let latest_change = engine
+                .state
+                .tree::<crate::records::ChangeRecord>()?
+                .iter()
+                .filter_map(|item| item.ok().map(|(_, c)| c))
+                .filter(|c| &c.role_arn == role && c.status != ChangeStatus::RolledBack)
+                .map(|c| c.started_at)
+                .max();
+            crate::switch::latest_applied(&engine.state, role)?
+                .filter(|split| latest_change.is_none_or(|at| split.started_at > at))
+                .map(|split| split.intent.id)
+        }
+        (None, None) => None,
+    };
+    if let Some(id) = split_id.as_deref() {
         let record = crate::switch::rollback(engine, id).await?;
         return Ok(done(match args.format {
             OutputFormat::Text => format!(
@@ -589,7 +636,7 @@ pub fn same_token(shown: &[u8], token: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::same_token;
+    use super::{TrialAccepted, same_token};
 
     #[test]
     fn a_settling_trial_is_not_a_verdict_yet() {
@@ -610,14 +657,30 @@ mod tests {
             evidence: None,
             split: false,
         };
-        let roles = ["arn:aws:iam::1:role/r".to_owned()];
+        let accepted = TrialAccepted {
+            plan_id: "plan-1".to_owned(),
+            roles: vec!["arn:aws:iam::1:role/r".to_owned()],
+            splits: Vec::new(),
+        };
         let since = whittle_state::Timestamp(0);
         for open in [TrialStatus::Running, TrialStatus::Settling] {
-            assert!(super::verdicts(&[record(open)], &roles, since).is_none());
+            assert!(super::verdicts(&[record(open)], &accepted, since).is_none());
         }
         for done in [TrialStatus::Passed, TrialStatus::Inconclusive] {
-            assert!(super::verdicts(&[record(done)], &roles, since).is_some());
+            assert!(super::verdicts(&[record(done)], &accepted, since).is_some());
         }
+        // A role whose split is tried too: done only when both trials are.
+        let both = TrialAccepted {
+            splits: accepted.roles.clone(),
+            ..accepted
+        };
+        let split = TrialRecord {
+            split: true,
+            ..record(TrialStatus::Passed)
+        };
+        assert!(super::verdicts(std::slice::from_ref(&split), &both, since).is_none());
+        let all = super::verdicts(&[split, record(TrialStatus::Passed)], &both, since);
+        assert_eq!(all.map(|v| v.len()), Some(2));
     }
 
     #[test]

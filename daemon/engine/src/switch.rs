@@ -382,6 +382,20 @@ pub async fn apply<P: Ports>(
     Ok(record)
 }
 
+/// The latest applied split of a shared role, if any.
+pub fn latest_applied(
+    state: &whittle_state::State,
+    shared_role_arn: &str,
+) -> anyhow::Result<Option<SplitRecord>> {
+    Ok(state
+        .tree::<SplitRecord>()?
+        .iter()
+        .filter_map(|item| item.ok().map(|(_, s)| s))
+        .filter(|s| s.intent.shared_role_arn == shared_role_arn)
+        .filter(|s| s.status == ChangeStatus::Applied)
+        .max_by_key(|s| s.started_at))
+}
+
 /// Undoes an applied split (`whittle rollback split-…`) under a journal.
 pub async fn rollback<P: Ports>(engine: &Engine<P>, id: &str) -> anyhow::Result<SplitRecord> {
     let state = &*engine.state;

@@ -200,10 +200,29 @@ async fn a_split_trial_switches_every_function_passes_and_then_apply_and_rollbac
         "{again:?}"
     );
 
-    let record = crate::switch::rollback(&t.engine, &id)
-        .await
-        .expect("rolled back");
-    assert_eq!(record.status, ChangeStatus::RolledBack);
+    // `whittle rollback --role SHARED` undoes the role's latest change: this split.
+    let out = crate::commands::run(
+        &t.engine,
+        &crate::commands::StateCommand::Rollback(crate::commands::RollbackCommand {
+            change_id: None,
+            role: Some(shared.clone()),
+            format: crate::commands::OutputFormat::Text,
+        }),
+        crate::commands::Terminal {
+            color: false,
+            progress: false,
+        },
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("rolled back");
+    assert!(
+        out.stdout
+            .starts_with(&format!("moved the functions of split {id}")),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(splits(&t)[0].status, ChangeStatus::RolledBack);
     assert_eq!(function_roles(&t), functions_before);
     assert_eq!(role_names(&t), roles_before);
     assert_eq!(t.fake.exercise(), 0);
