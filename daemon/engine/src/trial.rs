@@ -140,7 +140,15 @@ pub async fn run<P: Ports>(
         let account = match verdict {
             Ok(account) => account,
             Err(reason) => {
-                records.push(refused(engine, &plan, role, "", playbook.mode, reason)?);
+                records.push(refused(
+                    engine,
+                    &plan,
+                    role,
+                    "",
+                    playbook.mode,
+                    false,
+                    reason,
+                )?);
                 continue;
             }
         };
@@ -163,6 +171,7 @@ fn refused<P: Ports>(
     role: &RolePlan,
     account: &str,
     mode: Mode,
+    split: bool,
     reason: String,
 ) -> anyhow::Result<TrialRecord> {
     warn!(role = %role.role_arn, %reason, "Trial refused before any change");
@@ -180,7 +189,7 @@ fn refused<P: Ports>(
         signal: None,
         settle_until: None,
         evidence: None,
-        split: false,
+        split,
     };
     engine
         .state
@@ -303,7 +312,8 @@ async fn trial_role<P: Ports>(
     playbook: &TrialPlaybook,
 ) -> anyhow::Result<TrialRecord> {
     let (state, ports) = (&*engine.state, &*engine.ports);
-    let refuse = |reason: String| refused(engine, plan, role, account, playbook.mode, reason);
+    let refuse =
+        |reason: String| refused(engine, plan, role, account, playbook.mode, false, reason);
     // The role's turn until the trial's change is in place: an apply or rollback of the same
     // role waits, and then finds the trial running.
     let turn = engine.turns.wait(Subject::Role(&role.role_arn)).await;
@@ -399,12 +409,7 @@ async fn trial_split<P: Ports>(
     playbook: &TrialPlaybook,
 ) -> anyhow::Result<TrialRecord> {
     let state = &*engine.state;
-    let refuse = |reason: String| {
-        let mut record = refused(engine, plan, role, account, playbook.mode, reason)?;
-        record.split = true;
-        state.tree::<TrialRecord>()?.put(&record.id, &record)?;
-        anyhow::Ok(record)
-    };
+    let refuse = |reason: String| refused(engine, plan, role, account, playbook.mode, true, reason);
     let turn = engine.turns.wait(Subject::Role(&role.role_arn)).await;
     if let Some(reason) = staging_refusal(engine, role, account).await? {
         return refuse(reason);

@@ -7,33 +7,30 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-const ROLE: &str = "svc-shared";
-const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/svc-shared";
+pub(crate) const ROLE: &str = "svc-shared";
+pub(crate) const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/svc-shared";
 /// The smallest valid zip archive (an empty one): the emulator does not run the code.
-pub(crate) const EMPTY_ZIP: [u8; 22] = [
+const EMPTY_ZIP: [u8; 22] = [
     0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 ];
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_shared_roles_functions_are_shown_apart_and_planned_one_role_each() {
-    let emulator = whittle_tests::Emulator::start(&[]);
-    let root = emulator.sdk_config().await;
-    let iam = aws_sdk_iam::Client::new(&root);
-    let (admin_id, admin_secret) = admin_user(&iam).await;
-    let admin = emulator
-        .sdk_config_with(&admin_id, &admin_secret, None)
-        .await;
+/// The functions of the service (each does a different part of the shared role's work).
+pub(crate) const FUNCTIONS: [&str; 3] = ["svc-list", "svc-read", "svc-write"];
+
+/// The shared role `svc-shared` (tagged as a target) with `policy`, its three functions, the
+/// parameter they read and write, and a trail logging to the bucket `svc-trail`.
+pub(crate) async fn shared_service(root: &aws_config::SdkConfig, policy: &str) {
+    let iam = aws_sdk_iam::Client::new(root);
     create_role(&iam, ROLE, &[("whittle:managed", "true")]).await;
     iam.put_role_policy()
         .role_name(ROLE)
         .policy_name("svc")
-        // sqs:* goes unused: the shared role itself has something to lose.
-        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ssm:GetParameter","ssm:PutParameter","s3:ListAllMyBuckets","kms:ListKeys","sqs:*"],"Resource":"*"}]}"#)
+        .policy_document(policy)
         .send()
         .await
         .expect("the shared policy");
-    let lambda = aws_sdk_lambda::Client::new(&root);
-    for name in ["svc-read", "svc-write", "svc-list"] {
+    let lambda = aws_sdk_lambda::Client::new(root);
+    for name in FUNCTIONS {
         lambda
             .create_function()
             .function_name(name)
@@ -49,13 +46,13 @@ async fn a_shared_roles_functions_are_shown_apart_and_planned_one_role_each() {
             .await
             .expect("function");
     }
-    whittle_tests::s3_client(&root)
+    whittle_tests::s3_client(root)
         .create_bucket()
         .bucket("svc-trail")
         .send()
         .await
         .expect("bucket");
-    aws_sdk_ssm::Client::new(&root)
+    aws_sdk_ssm::Client::new(root)
         .put_parameter()
         .name("/svc/endpoint")
         .value("https://svc.internal")
@@ -63,7 +60,24 @@ async fn a_shared_roles_functions_are_shown_apart_and_planned_one_role_each() {
         .send()
         .await
         .expect("parameter");
-    start_trail(&root, "svc-trail", "svc-trail").await;
+    start_trail(root, "svc-trail", "svc-trail").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_roles_functions_are_shown_apart_and_planned_one_role_each() {
+    let emulator = whittle_tests::Emulator::start(&[]);
+    let root = emulator.sdk_config().await;
+    let iam = aws_sdk_iam::Client::new(&root);
+    let (admin_id, admin_secret) = admin_user(&iam).await;
+    let admin = emulator
+        .sdk_config_with(&admin_id, &admin_secret, None)
+        .await;
+    // sqs:* goes unused: the shared role itself has something to lose.
+    shared_service(
+        &root,
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ssm:GetParameter","ssm:PutParameter","s3:ListAllMyBuckets","kms:ListKeys","sqs:*"],"Resource":"*"}]}"#,
+    )
+    .await;
 
     // Each function does its own part; an EC2 instance shares the role too.
     let read = emulator.assume_role(&admin, ROLE_ARN, "svc-read").await;

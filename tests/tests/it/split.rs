@@ -11,12 +11,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::functions::EMPTY_ZIP;
+use crate::functions::{FUNCTIONS, ROLE_ARN, shared_service};
 use crate::support::*;
-
-const ROLE: &str = "svc-shared";
-const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/svc-shared";
-const FUNCTIONS: [&str; 3] = ["svc-list", "svc-read", "svc-write"];
 
 /// What each function does (the workload script's spec): a different subset of the role.
 fn work(extra: Option<Value>) -> Value {
@@ -125,46 +121,11 @@ async fn service(emulator: &whittle_tests::Emulator) -> (Service, String) {
     let root = emulator.sdk_config().await;
     let iam = aws_sdk_iam::Client::new(&root);
     let admin = admin_user(&iam).await;
-    create_role(&iam, ROLE, &[("whittle:managed", "true")]).await;
-    iam.put_role_policy()
-        .role_name(ROLE)
-        .policy_name("svc")
-        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ssm:GetParameter","ssm:PutParameter","s3:ListAllMyBuckets"],"Resource":"*"}]}"#)
-        .send()
-        .await
-        .expect("the shared policy");
-    let lambda = aws_sdk_lambda::Client::new(&root);
-    for name in FUNCTIONS {
-        lambda
-            .create_function()
-            .function_name(name)
-            .runtime(aws_sdk_lambda::types::Runtime::Python312)
-            .handler("app.handler")
-            .role(ROLE_ARN)
-            .code(
-                aws_sdk_lambda::types::FunctionCode::builder()
-                    .zip_file(aws_sdk_lambda::primitives::Blob::new(EMPTY_ZIP.to_vec()))
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("function");
-    }
-    whittle_tests::s3_client(&root)
-        .create_bucket()
-        .bucket("svc-trail")
-        .send()
-        .await
-        .expect("bucket");
-    aws_sdk_ssm::Client::new(&root)
-        .put_parameter()
-        .name("/svc/endpoint")
-        .value("https://svc.internal")
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .send()
-        .await
-        .expect("parameter");
-    start_trail(&root, "svc-trail", "svc-trail").await;
+    shared_service(
+        &root,
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ssm:GetParameter","ssm:PutParameter","s3:ListAllMyBuckets"],"Resource":"*"}]}"#,
+    )
+    .await;
     let ws = Workspace::new();
     let config = ws.emulator_config(&emulator.url, "svc");
     let playbook = ws.path("trial.toml");

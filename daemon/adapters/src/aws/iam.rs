@@ -31,25 +31,11 @@ impl Aws {
 
     /// One role with its path and tags (GetRole returns the tags, ListRoles does not).
     pub async fn role_summary(&self, account: &str, role_arn: &str) -> AwsResult<RoleSummary> {
-        let name = role_name(role_arn);
-        let out = self
-            .iam(account)?
-            .get_role()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(|e| failed(&e, &format!("iam:GetRole {name}"), self.endpoint()))?;
-        let role = out
-            .role()
-            .ok_or_else(|| other(format!("iam:GetRole {name} returned no role")))?;
+        let role = self.role_definition(account, role_arn).await?;
         Ok(RoleSummary {
-            arn: role.arn().to_owned(),
-            path: role.path().to_owned(),
-            tags: role
-                .tags()
-                .iter()
-                .map(|t| (t.key().to_owned(), t.value().to_owned()))
-                .collect(),
+            arn: role.arn,
+            path: role.path,
+            tags: role.tags,
         })
     }
 
