@@ -719,11 +719,8 @@ impl SplitProposal {
             for arn in &f.managed {
                 let _ = writeln!(
                     out,
-                    "resource \"aws_iam_role_policy_attachment\" \"{}\" {{\n  role       = aws_iam_role.{id}.name\n  policy_arn = \"{arn}\"\n}}",
-                    format!(
-                        "{id}__{}",
-                        identifier(&[arn.rsplit('/').next().unwrap_or(arn)], "_")
-                    )
+                    "resource \"aws_iam_role_policy_attachment\" \"{id}__{}\" {{\n  role       = aws_iam_role.{id}.name\n  policy_arn = \"{arn}\"\n}}",
+                    identifier(&[arn.rsplit('/').next().unwrap_or(arn)], "_")
                 );
             }
         }
