@@ -6,8 +6,9 @@
 //! planner would make for the shared role if that function were its only caller: the same
 //! policies tightened to what the function used (with every Deny and Condition, the keep
 //! list and the unobservable permissions, each kept with its reason). What the role's other
-//! sessions used stays on the shared role. Nothing here is applied; `whittle plan` shows it
-//! beside the shared role's own tightening.
+//! callers used stays on the shared role, and the proposal's notes say for whom and why
+//! (see [`propose_split`]). Nothing here is applied; `whittle plan` shows it beside the
+//! shared role's own tightening.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -1355,6 +1356,32 @@ mod tests {
         assert_eq!(
             split.serverless().matches("iamRoleStatementsName:").count(),
             120
+        );
+    }
+
+    #[test]
+    fn functions_beyond_minings_bound_of_sessions_stay_shared_and_the_note_says_why() {
+        let function_names: Vec<String> = (0..MAX_FUNCTION_SESSIONS + 2)
+            .map(|i| format!("fn-{i:03}"))
+            .collect();
+        // Mining kept the first 128 functions' sessions one by one, pooled the rest.
+        let sessions: Vec<(&str, &[&str])> = function_names[..MAX_FUNCTION_SESSIONS]
+            .iter()
+            .map(|n| (n.as_str(), &["ssm:GetParameter"][..]))
+            .collect();
+        let (plan, usage) = shared_role(
+            "svc",
+            &["ssm:GetParameter", "ssm:PutParameter"],
+            &sessions,
+            &[("fn-128", &["ssm:PutParameter"])],
+        );
+        let listed_names: Vec<&str> = function_names.iter().map(String::as_str).collect();
+        let split = split_of(&plan, &usage, &names(&listed_names)).expect("a split");
+        assert_eq!(split.functions.len(), MAX_FUNCTION_SESSIONS);
+        assert_eq!(split.shared_keeps, ["ssm:PutParameter"]);
+        assert_eq!(
+            split.notes[0],
+            "2 function(s) listed with this role have no calls of their own in the look-back window (mining keeps the calls of 128 sessions of a role one by one and pools the rest with its other sessions, so some of these may have called) and stay on the shared role: fn-128, fn-129"
         );
     }
 }
