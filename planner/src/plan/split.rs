@@ -413,7 +413,9 @@ fn role_name(shared: &str, function: &str) -> (String, bool) {
 /// Makes `names` unique under `key` (the comparison that counts: IAM's, or an IaC tool's):
 /// each name whose key another name shares is replaced by `rename(i, round)`, with the
 /// round in the hash so that a collision of the hash itself (one in 2^32 per pair) is gone
-/// the round after. Returns which names were replaced.
+/// the round after. Returns which names were replaced. `rename` must hash something that
+/// differs between any two names (a function's ARN, a role name unique in the split), or
+/// two equal inputs would be renamed alike round after round.
 fn make_unique(
     names: &mut [String],
     key: impl Fn(&str) -> String,
