@@ -9,6 +9,9 @@
 //!   (`svc:Describe*`, `svc:Get*`, `svc:List*` for every service, ~1,200 patterns), 20 actions
 //!   used. Every role of this shape carries the same document, as 2,000 roles attached to
 //!   one AWS-managed policy do.
+//!
+//! [`bench_shared_role`] makes a role that several Lambda functions share, with each
+//! function's own use as mining keeps it, for the split proposal's report fixtures.
 
 use std::collections::BTreeSet;
 
@@ -158,6 +161,101 @@ pub fn bench_roles(catalog: &Catalog, roles: usize, now_ms: i64, seed: u64) -> V
     out
 }
 
+/// A role that several Lambda functions share, as mining keeps it: what each function's
+/// session used (`by_session`), and an EC2 instance's calls pooled as another session's.
+#[derive(Debug, Clone)]
+pub struct BenchSharedRole {
+    pub policies: RolePolicies,
+    pub usage: PrincipalUsage,
+    /// The functions, `(name, ARN)`, as discovery lists them with the role.
+    pub functions: Vec<(String, String)>,
+}
+
+/// The role `role_name` of account 123456789012 shared by `functions` (function names) and
+/// an EC2 instance: it is granted `s3:*`, `dynamodb:*` and `sqs:*` (and a Deny), each function
+/// uses two to four of a dozen of those actions, the instance `sqs:ReceiveMessage`; uses fall
+/// between 15 and 60 days before `now_ms`. The same `seed` gives the same role.
+pub fn bench_shared_role(
+    role_name: &str,
+    functions: &[&str],
+    now_ms: i64,
+    seed: u64,
+) -> BenchSharedRole {
+    const POOL: [&str; 12] = [
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:ListBucket",
+        "s3:DeleteObject",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "sqs:SendMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+    ];
+    let mut rng = seed | 1;
+    let mut next = move || {
+        rng ^= rng >> 12;
+        rng ^= rng << 25;
+        rng ^= rng >> 27;
+        rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    let used = |next: &mut dyn FnMut() -> u64, action: &str| {
+        let t = now_ms - ((next() % 45) as i64 + 15) * DAY_MS;
+        let mut u = ActionUsage::default();
+        u.counts.add(t - 10 * DAY_MS, t, 1 + next() % 500);
+        u.sample_event_id = Some(format!("{:016x}", next()));
+        (action.to_owned(), u)
+    };
+    let mut usage = PrincipalUsage::new(PrincipalKind::Role);
+    let mut listed = Vec::with_capacity(functions.len());
+    for name in functions {
+        let count = 2 + (next() % 3) as usize;
+        let mut session = std::collections::BTreeMap::new();
+        while session.len() < count {
+            let pick = POOL[(next() % POOL.len() as u64) as usize];
+            let (action, u) = used(&mut next, pick);
+            session.insert(action, u);
+        }
+        let mut one = PrincipalUsage::new(PrincipalKind::Role);
+        one.actions = session.clone();
+        usage.merge(&one);
+        usage.by_session.insert((*name).to_owned(), session);
+        usage
+            .sessions
+            .insert((*name).to_owned(), now_ms - 15 * DAY_MS);
+        listed.push((
+            (*name).to_owned(),
+            format!("arn:aws:lambda:us-east-1:123456789012:function:{name}"),
+        ));
+    }
+    let instance = "i-0123456789abcdef0";
+    let (action, u) = used(&mut next, "sqs:ReceiveMessage");
+    let mut one = PrincipalUsage::new(PrincipalKind::Role);
+    one.actions.insert(action.clone(), u.clone());
+    usage.merge(&one);
+    usage.other_sessions.insert(action, u);
+    usage
+        .sessions
+        .insert(instance.to_owned(), now_ms - 15 * DAY_MS);
+    BenchSharedRole {
+        policies: RolePolicies {
+            role_arn: format!("arn:aws:iam::123456789012:role/{role_name}"),
+            role_name: role_name.to_owned(),
+            inline: vec![InlinePolicy {
+                name: "service".to_owned(),
+                document: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*","dynamodb:*","sqs:*"],"Resource":"*"},{"Effect":"Deny","Action":"dynamodb:DeleteTable","Resource":"*"}]}"#.into(),
+            }],
+            managed: Vec::new(),
+            boundary: None,
+        },
+        usage,
+        functions: listed,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +277,24 @@ mod tests {
         };
         assert_eq!(used(&a), used(&b));
         assert_ne!(used(&a), used(&bench_roles(catalog, 30, 0, 8)));
+    }
+
+    #[test]
+    fn a_shared_roles_functions_each_have_their_own_use_and_the_same_seed_gives_the_same() {
+        let a = bench_shared_role("svc", &["svc-a", "svc-b", "svc-c"], 0, 7);
+        assert_eq!(a.functions.len(), 3);
+        assert_eq!(a.usage.by_session.len(), 3);
+        assert!(
+            a.usage
+                .by_session
+                .values()
+                .all(|s| (2..=4).contains(&s.len()))
+        );
+        assert_eq!(
+            a.usage.other_sessions.keys().collect::<Vec<_>>(),
+            ["sqs:ReceiveMessage"]
+        );
+        let b = bench_shared_role("svc", &["svc-a", "svc-b", "svc-c"], 0, 7);
+        assert_eq!(a.usage, b.usage);
     }
 }

@@ -284,14 +284,26 @@ fn without_resources(actions: &BTreeMap<String, ActionUsage>) -> BTreeMap<String
         .collect()
 }
 
-/// Whether a role session name can be a Lambda function's. Lambda names the session of a
-/// function's execution role after the function (`assumed-role/ROLE/FUNCTION`), and function
-/// names are 1 to 64 of `[A-Za-z0-9_-]` (Lambda API reference, CreateFunction
-/// `FunctionName`). Names that other services and SDKs give sessions are excluded where they
-/// are recognisable: EC2 instance ids (instance profiles), ECS task ids (32 hex digits), and
-/// the SDKs' default names (`botocore-session-1700000000`, `aws-go-sdk-…`, …). The rest is
-/// decided by discovery: the functions Lambda lists with this role.
-pub fn may_be_function_session(name: &str) -> bool {
+/// Who a role session's name says its caller is, where the name is recognisable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SessionKind {
+    /// An EC2 instance id (`i-` and 8 or 17 hex digits): an instance profile's session.
+    Ec2Instance,
+    /// 32 hex digits: an ECS task id (the task role's session).
+    EcsTask,
+    /// An SDK's default session name (`botocore-session-1700000000`, `aws-go-sdk-…`, …) or
+    /// digits only: a script or a person assuming the role without naming the session.
+    SdkDefault,
+    /// Not a name Lambda can give a session (longer than 64 characters, or characters a
+    /// function name cannot have, such as a person's e-mail address).
+    NotAFunctionName,
+    /// Anything else: a function, or a caller that chose a name a function could have.
+    Other,
+}
+
+/// The kind of caller `name` belongs to. Function names are 1 to 64 of `[A-Za-z0-9_-]`
+/// (Lambda API reference, CreateFunction `FunctionName`).
+pub fn session_kind(name: &str) -> SessionKind {
     let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
     if name.is_empty()
         || name.len() > 64
@@ -299,16 +311,16 @@ pub fn may_be_function_session(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        return false;
+        return SessionKind::NotAFunctionName;
     }
     if let Some(id) = name.strip_prefix("i-")
         && (id.len() == 8 || id.len() == 17)
         && hex(id)
     {
-        return false;
+        return SessionKind::Ec2Instance;
     }
     if name.len() == 32 && hex(name) {
-        return false;
+        return SessionKind::EcsTask;
     }
     const SDK_DEFAULTS: [&str; 6] = [
         "botocore-session-",
@@ -318,7 +330,20 @@ pub fn may_be_function_session(name: &str) -> bool {
         "aws-sdk-rust-",
         "Boto3Session-",
     ];
-    !SDK_DEFAULTS.iter().any(|p| name.starts_with(p)) && !name.bytes().all(|b| b.is_ascii_digit())
+    if SDK_DEFAULTS.iter().any(|p| name.starts_with(p)) || name.bytes().all(|b| b.is_ascii_digit())
+    {
+        return SessionKind::SdkDefault;
+    }
+    SessionKind::Other
+}
+
+/// Whether a role session name can be a Lambda function's. Lambda names the session of a
+/// function's execution role after the function (`assumed-role/ROLE/FUNCTION`). Names that
+/// other services and SDKs give sessions are excluded where they are recognisable (see
+/// [`session_kind`]). The rest is decided by discovery: the functions Lambda lists with
+/// this role.
+pub fn may_be_function_session(name: &str) -> bool {
+    session_kind(name) == SessionKind::Other
 }
 
 fn add_session(sessions: &mut BTreeMap<String, i64>, session: &str, time_ms: i64) {

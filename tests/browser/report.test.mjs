@@ -42,8 +42,8 @@ describe("the demo-like plan's report", () => {
   test("renders every role with no console or page errors", async () => {
     const all = await rows(page);
     assert.deepEqual(all.map((r) => r.name).sort(),
-      ["app-batch", "app-orders", "app-reports", "ci-deployer", "metrics-reader"]);
-    assert.equal(await shown(page), "5 of 5 role(s)");
+      ["app-batch", "app-orders", "app-reports", "ci-deployer", "metrics-reader", "orders-service"]);
+    assert.equal(await shown(page), "6 of 6 role(s)");
     const orders = all.find((r) => r.name === "app-orders");
     assert.equal(orders.used, 6);
     assert.equal(orders.granted, orders.kept + orders.removed);
@@ -77,12 +77,15 @@ describe("the demo-like plan's report", () => {
     await page.selectOption("#service", { label: "cloudwatch" });
     assert.deepEqual((await rows(page)).map((r) => r.name), ["metrics-reader"]);
     await page.selectOption("#service", { label: "s3" });
-    assert.deepEqual((await rows(page)).map((r) => r.name).sort(), ["app-batch", "app-orders", "app-reports"]);
+    assert.deepEqual((await rows(page)).map((r) => r.name).sort(),
+      ["app-batch", "app-orders", "app-reports", "orders-service"]);
     await page.selectOption("#service", "");
     await page.selectOption("#risk", "not-shrunk");
     assert.deepEqual((await rows(page)).map((r) => r.name), ["app-batch"]);
+    await page.selectOption("#risk", "split");
+    assert.deepEqual((await rows(page)).map((r) => r.name), ["orders-service"]);
     await page.selectOption("#risk", "");
-    assert.equal(await shown(page), "5 of 5 role(s)");
+    assert.equal(await shown(page), "6 of 6 role(s)");
   });
 
   test("expanding a role shows its evidence and policy diff", async () => {
@@ -105,7 +108,79 @@ describe("the demo-like plan's report", () => {
     assert.deepEqual(seen.errors, []);
   });
 
+  test("a shared role shows each function's new role, what it keeps and loses, and the split's IaC", async () => {
+    const row = page.locator("#roles tbody tr.role", { hasText: "orders-service" });
+    assert.match(await row.locator(".split-badge").textContent(), /^split ×3$/);
+    await row.locator("button.expand").click();
+    const detail = page.locator("#roles tbody tr.detail", { has: page.locator("section.split") });
+    await detail.waitFor();
+    const section = detail.locator("section.split");
+    assert.match(await section.locator("h3").textContent(), /One role per function \(3 functions share this role\)/);
+    const functions = await section.locator("table.split-functions tbody tr").evaluateAll((trs) =>
+      trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+    assert.deepEqual(functions.map((f) => [f[0], f[1]]), [
+      ["orders-api", "orders-service-orders-api"],
+      ["orders-report", "orders-service-orders-report"],
+      ["orders-worker", "orders-service-orders-worker"],
+    ]);
+    for (const [, , keeps, loses] of functions) {
+      // What the function used, with the reason, and what the shared role keeps that it
+      // does not: the instance's sqs:ReceiveMessage at least.
+      assert.match(keeps, /^(\w+:\w+ \(used\)(, )?)+$/);
+      assert.match(loses, /^\d+: .*sqs:ReceiveMessage/);
+    }
+    assert.match(await section.locator("p.stays").textContent(), /sqs:ReceiveMessage/);
+    assert.match(await section.locator("ul.split-notes").textContent(),
+      /callers that are not functions \(1 EC2 instance session \(i-0123456789abcdef0\)\)/);
+    // The IaC tabs: Terraform first, then each on a click.
+    const tab = (label) => section.locator(".tabs button", { hasText: label });
+    const iac = section.locator("pre.iac");
+    assert.equal(await tab("Terraform").getAttribute("aria-selected"), "true");
+    assert.match(await iac.textContent(), /resource "aws_iam_role" "orders_service_orders_api"/);
+    await tab("CloudFormation").click();
+    assert.equal(await tab("Terraform").getAttribute("aria-selected"), "false");
+    assert.match(await iac.textContent(), /OrdersServiceOrdersWorkerRole:\n {4}Type: AWS::IAM::Role/);
+    await tab("serverless.yml").click();
+    assert.match(await iac.textContent(), /orders-report:\n {4}iamRoleStatementsName: orders-service-orders-report/);
+    // The shared role's own evidence is still there.
+    assert.ok((await detail.locator("table.kept tbody tr").count()) > 0);
+    await row.locator("button.expand").click();
+    assert.deepEqual(seen.errors, []);
+  });
+
   test("makes no network request", () => {
+    assert.deepEqual(seen.requests, []);
+  });
+});
+
+describe("a role that 120 functions share", () => {
+  let server;
+  let page;
+  let seen;
+  before(async () => {
+    server = await serve(report("shared-120", ["--shared-functions", "120"]));
+    ({ page, seen } = await open(browser.context, server.url));
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  test("lists every function with its own role, and no two roles alike", async () => {
+    const row = page.locator("#roles tbody tr.role", { hasText: "orders-service" });
+    assert.match(await row.locator(".split-badge").textContent(), /^split ×120$/);
+    await row.locator("button.expand").click();
+    const table = page.locator("section.split table.split-functions");
+    await table.waitFor();
+    const functions = await table.locator("tbody tr").evaluateAll((trs) =>
+      trs.map((tr) => [tr.children[0].textContent, tr.children[1].textContent]));
+    assert.equal(functions.length, 120);
+    assert.deepEqual(functions[7], ["orders-handler-007", "orders-service-orders-handler-007"]);
+    assert.equal(new Set(functions.map((f) => f[1])).size, 120);
+    const serverless = page.locator("section.split .tabs button", { hasText: "serverless.yml" });
+    await serverless.click();
+    const iac = await page.locator("section.split pre.iac").textContent();
+    assert.equal(iac.match(/iamRoleStatementsName:/g).length, 120);
+    assert.deepEqual(seen.errors, []);
     assert.deepEqual(seen.requests, []);
   });
 });

@@ -2,13 +2,11 @@
 //! share (as the last `discover` listed them), one role per function from what each
 //! function's session used (the planner's `plan::split`). Reads the state only.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use whittle_planner::catalog::Catalog;
-use whittle_planner::plan::split::{FunctionUse, propose_split};
+use whittle_planner::plan::split::{ListedFunction, propose_split};
 use whittle_planner::plan::{RolePlan, Settings};
-use whittle_planner::trail::PrincipalKind;
-use whittle_planner::usage::PrincipalUsage;
 use whittle_state::State;
 
 use crate::ports::FunctionSummary;
@@ -28,7 +26,9 @@ pub fn discovered_functions(
     Ok(by_role)
 }
 
-/// Adds a split proposal to each role of `roles` that discovered functions share.
+/// Adds a split proposal to each role of `roles` that discovered functions share. The
+/// planner matches the role's sessions to the functions listed with it and says who stays on
+/// the shared role (`plan::split::propose_split`).
 pub fn split_shared_roles(
     state: &State,
     roles: &mut [RolePlan],
@@ -48,29 +48,19 @@ pub fn split_shared_roles(
         let Some(StoredUsage { usage: stored, .. }) = usage.get(&role.role_arn)? else {
             continue;
         };
-        let mut uses = Vec::new();
-        let mut others: BTreeSet<String> = stored.other_sessions.keys().cloned().collect();
-        for (session, actions) in &stored.by_session {
-            match functions.iter().find(|f| &f.name == session) {
-                Some(f) => {
-                    let mut usage = PrincipalUsage::new(PrincipalKind::Role);
-                    usage.actions = actions.clone();
-                    uses.push(FunctionUse {
-                        name: &f.name,
-                        arn: &f.arn,
-                        revision: f.revision.as_deref(),
-                        usage,
-                    });
-                }
-                // A session named like a function that is not one of this role's.
-                None => others.extend(actions.keys().cloned()),
-            }
-        }
+        let listed: Vec<ListedFunction<'_>> = functions
+            .iter()
+            .map(|f| ListedFunction {
+                name: &f.name,
+                arn: &f.arn,
+                revision: f.revision.as_deref(),
+            })
+            .collect();
         let needed: Vec<String> = needed
             .get(&role.role_arn)?
             .map(|n| n.actions.into_keys().collect())
             .unwrap_or_default();
-        role.split = propose_split(role, &uses, &others, &needed, settings, catalog);
+        role.split = propose_split(role, &stored, &listed, &needed, settings, catalog);
     }
     Ok(())
 }

@@ -13,6 +13,11 @@
 //! [`NAMES_PER_GROUP`] per service and evidence, and each policy change is the pair of
 //! documents before and after (the script computes the line diff of the one role being
 //! expanded).
+//!
+//! A role that several Lambda functions share carries its split proposal: per function its
+//! new role, what it keeps (with the reason) and what it loses compared with the shared
+//! role, what stays on the shared role, the notes, and the split's Terraform,
+//! CloudFormation and serverless.yml, which the script shows in tabs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -58,7 +63,7 @@ struct Data<'a> {
     services: Table,
     /// Access levels, keep reasons, evidence, notes and risks.
     text: Table,
-    /// Policy documents, pretty-printed.
+    /// Policy documents, pretty-printed, and the IaC of split proposals.
     docs: Table,
     /// Removed actions of one service with one evidence, each group as JSON
     /// `[service, evidence, [[access level, actions]...], [names...], names not listed]`:
@@ -108,7 +113,34 @@ struct Role<'a> {
     r: Vec<usize>,
     /// Policy changes: `[title, document before, document after]` (null: none).
     c: Vec<(String, Option<usize>, Option<usize>)>,
+    /// The split proposal, when functions share the role.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    s: Option<Split<'a>>,
 }
+
+/// A split proposal as the page shows it.
+#[derive(Serialize)]
+struct Split<'a> {
+    /// Per function `[function, function ARN, role name, the name it would have had (null
+    /// when it has it), kept, loses]`; kept as `[service, name, reason]` (service and reason
+    /// as indexes), loses as action names.
+    f: Vec<SplitFunction<'a>>,
+    /// What stays on the shared role.
+    keeps: &'a [String],
+    /// Index into `lists`.
+    notes: usize,
+    /// Terraform, CloudFormation and serverless.yml: indexes into `docs`.
+    iac: [usize; 3],
+}
+
+type SplitFunction<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Vec<(usize, &'a str, usize)>,
+    &'a [String],
+);
 
 type Kept<'a> = (
     usize,
@@ -206,6 +238,41 @@ fn role<'a>(role: &'a RolePlan, tables: &mut Tables) -> Role<'a> {
             )
         })
         .collect();
+    let s = role.split.as_ref().map(|split| Split {
+        f: split
+            .functions
+            .iter()
+            .map(|f| {
+                (
+                    f.function.as_str(),
+                    f.function_arn.as_str(),
+                    f.role_name.as_str(),
+                    f.full_role_name.as_deref(),
+                    f.kept
+                        .iter()
+                        .map(|k| {
+                            let (service, name) = split_action(&k.action);
+                            (
+                                tables.services.add(service),
+                                name,
+                                tables.text.add(k.reason.as_str()),
+                            )
+                        })
+                        .collect(),
+                    f.loses.as_slice(),
+                )
+            })
+            .collect(),
+        keeps: &split.shared_keeps,
+        notes: tables.list(&split.notes),
+        iac: [
+            tables
+                .docs
+                .add(&split.terraform(crate::targets::role_name(&role.role_arn))),
+            tables.docs.add(&split.cloudformation()),
+            tables.docs.add(&split.serverless()),
+        ],
+    });
     let removed = role.removed.actions();
     Role {
         arn: &role.role_arn,
@@ -232,6 +299,7 @@ fn role<'a>(role: &'a RolePlan, tables: &mut Tables) -> Role<'a> {
         k,
         r,
         c,
+        s,
     }
 }
 
@@ -469,5 +537,91 @@ mod tests {
         assert_eq!(group[2][0][1], 30, "every removed action counted");
         assert_eq!(group[3].as_array().map(Vec::len), Some(NAMES_PER_GROUP));
         assert_eq!(group[4], 30 - NAMES_PER_GROUP);
+    }
+
+    #[test]
+    fn a_split_travels_with_its_functions_notes_and_iac() {
+        use crate::plan::ProposedInline;
+        use crate::plan::split::{FunctionRole, SplitProposal};
+        let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","iam:PassRole"],"Resource":"*"}]}"#;
+        let mut plan = plan_with_document(doc);
+        let kept = plan.roles[0].kept.clone();
+        let function = |name: &str, full: Option<&str>| {
+            FunctionRole {
+            function: name.to_owned(),
+            function_arn: format!("arn:aws:lambda:us-east-1:123456789012:function:{name}"),
+            revision: None,
+            role_name: format!("app-{name}"),
+            full_role_name: full.map(str::to_owned),
+            inline: vec![ProposedInline {
+                name: "app".to_owned(),
+                document: crate::policy::PolicyDocument::parse(
+                    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#,
+                )
+                .expect("a document"),
+            }],
+            managed: Vec::new(),
+            boundary: None,
+            kept: kept.clone(),
+            loses: vec!["sqs:SendMessage".to_owned()],
+        }
+        };
+        plan.roles[0].split = Some(SplitProposal {
+            functions: vec![
+                function("read", None),
+                function("write", Some("app-write-long")),
+            ],
+            shared_keeps: vec!["kms:ListKeys".to_owned()],
+            notes: vec!["the role of write is named app-write".to_owned()],
+        });
+        let data = data_of(&html(&plan));
+        let split = &data["roles"][0]["s"];
+        let index = |v: &serde_json::Value| v.as_u64().expect("an index") as usize;
+        assert_eq!(split["f"].as_array().map(Vec::len), Some(2));
+        let write = &split["f"][1];
+        assert_eq!(
+            (&write[0], &write[2], &write[3]),
+            (
+                &"write".into(),
+                &"app-write".into(),
+                &"app-write-long".into()
+            )
+        );
+        assert!(split["f"][0][3].is_null());
+        assert_eq!(data["services"][index(&write[4][0][0])], "s3");
+        assert_eq!(write[4][0][1], "GetObject");
+        assert_eq!(data["text"][index(&write[4][0][2])], "used");
+        assert_eq!(write[5], serde_json::json!(["sqs:SendMessage"]));
+        assert_eq!(split["keeps"], serde_json::json!(["kms:ListKeys"]));
+        let notes = entry(&data, "lists", &split["notes"]);
+        assert_eq!(
+            data["text"][index(&notes[0])],
+            "the role of write is named app-write"
+        );
+        let iac: Vec<&str> = (0..3)
+            .map(|i| {
+                data["docs"][index(&split["iac"][i])]
+                    .as_str()
+                    .expect("text")
+            })
+            .collect();
+        assert!(
+            iac[0].contains("resource \"aws_iam_role\" \"app_write\""),
+            "{}",
+            iac[0]
+        );
+        assert!(
+            iac[1].contains("AppWriteRole:\n    Type: AWS::IAM::Role"),
+            "{}",
+            iac[1]
+        );
+        assert!(
+            iac[2].contains("iamRoleStatementsName: app-write"),
+            "{}",
+            iac[2]
+        );
+        // A role without a split carries none.
+        let data = data_of(&html(&plan_with_document(doc)));
+        assert!(data["roles"][0].get("s").is_none());
     }
 }

@@ -1,7 +1,7 @@
 // The whittle plan report: reads the plan embedded in #plan-data (see html.rs for its shape)
 // and renders the summary table. Rows are built a batch at a time as they scroll into view,
-// and a role's evidence and policy diff only when it is expanded, so that a plan of
-// thousands of roles opens at once. Every text goes through textContent: nothing of the
+// and a role's evidence, policy diff and split proposal only when it is expanded, so that a
+// plan of thousands of roles opens at once. Every text goes through textContent: nothing of the
 // plan is ever parsed as HTML.
 "use strict";
 (function () {
@@ -111,6 +111,7 @@
       ["flagged", "has risks or notes"],
       ["not-shrunk", "not shrunk or error"],
       ["none", "nothing to look at"],
+      ["split", "one role per function proposed"],
     ]),
     select("service", "service", serviceOptions),
     el("label", null, "search", search),
@@ -152,6 +153,7 @@
       case "flagged": return flags(role) > 0;
       case "not-shrunk": return role.status === "not-shrunk" || role.status === "error";
       case "none": return flags(role) === 0 && role.risky === 0;
+      case "split": return Boolean(role.s);
       default: return true;
     }
   }
@@ -194,7 +196,9 @@
     tr.append(
       el("td", null, button),
       el("td", { className: "mono" }, role.account),
-      el("td", null, el("span", { className: `status status-${role.status}` }, role.status)),
+      el("td", null, el("span", { className: `status status-${role.status}` }, role.status),
+        role.s ? el("span", { className: "split-badge", title: "one role per function proposed" },
+          `split ×${role.s.f.length}`) : null),
       el("td", { className: "num" }, role.granted),
       el("td", { className: "num" }, role.used),
       el("td", { className: "num" }, role.kept),
@@ -252,6 +256,7 @@
       for (const note of notes) list.append(el("li", null, note));
       box.append(list);
     }
+    if (role.s) box.append(split(role.s));
     if (role.k.length) {
       box.append(el("h3", null, `Kept (${role.k.length}) and the evidence`));
       const body = el("tbody");
@@ -295,6 +300,53 @@
         box.append(diff(before === null ? "" : data.docs[before], after === null ? "" : data.docs[after]));
       }
     }
+    return box;
+  }
+
+  // The split proposal: per function its new role, what it keeps and loses compared with the
+  // shared role; what stays on the shared role and the notes; its IaC in tabs.
+  function split(s) {
+    const box = el("section", { className: "split" });
+    box.append(el("h3", null, `One role per function (${s.f.length} functions share this role)`));
+    const body = el("tbody");
+    for (const [fn, arn, roleName, fullName, kept, loses] of s.f) {
+      body.append(el("tr", null,
+        el("td", { className: "mono", title: arn }, fn),
+        el("td", { className: "mono" }, roleName,
+          fullName === null ? null : el("div", { className: "muted renamed" }, `not ${fullName} (see the notes)`)),
+        el("td", { className: "mono" },
+          kept.map(([service, name, reason]) => `${data.services[service]}:${name} (${data.text[reason]})`).join(", ")),
+        el("td", { className: "mono" }, loses.length ? `${loses.length}: ${loses.join(", ")}` : "—"),
+      ));
+    }
+    box.append(el("table", { className: "evidence split-functions" },
+      el("thead", null, el("tr", null, ...["function", "new role", "keeps", "loses compared with the shared role"]
+        .map((h) => el("th", null, h)))), body));
+    if (s.keeps.length) {
+      box.append(el("p", { className: "stays" }, "Stay on the shared role: ",
+        el("span", { className: "mono" }, s.keeps.join(", "))));
+    }
+    const notes = texts(s.notes);
+    if (notes.length) {
+      const list = el("ul", { className: "split-notes" });
+      for (const note of notes) list.append(el("li", null, note));
+      box.append(list);
+    }
+    // The IaC, one tab at a time: built here, the texts are already in the page.
+    const labels = ["Terraform", "CloudFormation", "serverless.yml"];
+    const pre = el("pre", { className: "iac" });
+    const tabs = el("div", { className: "tabs", role: "tablist" });
+    const show = (i) => {
+      for (const [j, tab] of [...tabs.children].entries()) tab.setAttribute("aria-selected", String(i === j));
+      pre.textContent = data.docs[s.iac[i]];
+    };
+    labels.forEach((label, i) => {
+      const tab = el("button", { type: "button", role: "tab" }, label);
+      tab.addEventListener("click", () => show(i));
+      tabs.append(tab);
+    });
+    box.append(tabs, pre);
+    show(0);
     return box;
   }
 

@@ -2,7 +2,7 @@
 //! for the report tests and benchmarks (`tests/browser/`):
 //!
 //! ```text
-//! plan-fixture [--roles N] [--accounts N] [--demo] [--out FILE]
+//! plan-fixture [--roles N] [--accounts N] [--demo] [--shared-functions N] [--out FILE]
 //! ```
 //!
 //! - by default N generated roles (2,000) of the shapes in `whittle_planner::benchgen`
@@ -10,15 +10,20 @@
 //!   planned as `whittle plan` plans it (`propose`, with the embedded catalog);
 //! - `--demo`: a handful of hand-made roles like the demo's staging account (an application
 //!   role with service wildcards, one with an AWS-managed policy, a deployer that loses
-//!   `iam:PassRole`, a role observed too briefly to shrink, one fully used), in two accounts.
+//!   `iam:PassRole`, a role observed too briefly to shrink, one fully used), in two accounts,
+//!   and a role that three Lambda functions and an EC2 instance share, with its split into
+//!   one role per function (`whittle_planner::benchgen::bench_shared_role`);
+//! - `--shared-functions N`: one role shared by N functions (`orders-handler-000`, …) and
+//!   an instance, with its split.
 //!
 //! The plan's time is fixed, so the output is the same on every run.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use whittle_planner::benchgen::bench_roles;
+use whittle_planner::benchgen::{bench_roles, bench_shared_role};
 use whittle_planner::catalog::Catalog;
+use whittle_planner::plan::split::{ListedFunction, propose_split};
 use whittle_planner::plan::{
     Evidence, InlinePolicy, ManagedPolicy, PLAN_SCHEMA, Plan, PlanStatus, RolePlan, RolePolicies,
     Settings, propose,
@@ -43,6 +48,7 @@ struct Args {
     roles: usize,
     accounts: usize,
     demo: bool,
+    shared_functions: Option<usize>,
     out: Option<PathBuf>,
 }
 
@@ -51,6 +57,7 @@ fn args() -> Result<Args, String> {
         roles: 2_000,
         accounts: 4,
         demo: false,
+        shared_functions: None,
         out: None,
     };
     let mut args = std::env::args().skip(1);
@@ -69,10 +76,13 @@ fn args() -> Result<Args, String> {
                 }
             }
             "--demo" => parsed.demo = true,
+            "--shared-functions" => {
+                parsed.shared_functions = Some(number(args.next(), "--shared-functions")?);
+            }
             "--out" => parsed.out = Some(args.next().ok_or("--out needs a file")?.into()),
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: plan-fixture [--roles N] [--accounts N] [--demo] [--out FILE]"
+                    "unknown argument {other}; usage: plan-fixture [--roles N] [--accounts N] [--demo] [--shared-functions N] [--out FILE]"
                 ));
             }
         }
@@ -186,6 +196,30 @@ fn policies(
     }
 }
 
+/// The role `name` shared by `functions` and an EC2 instance, planned, with its split.
+fn shared_role(name: &str, functions: &[&str]) -> RolePlan {
+    let shared = bench_shared_role(name, functions, NOW_MS, 42);
+    let mut role = plan_role(&shared.policies, &shared.usage);
+    let listed: Vec<ListedFunction<'_>> = shared
+        .functions
+        .iter()
+        .map(|(name, arn)| ListedFunction {
+            name,
+            arn,
+            revision: Some("7c1e0f6a-0000-4000-8000-000000000001"),
+        })
+        .collect();
+    role.split = propose_split(
+        &role,
+        &shared.usage,
+        &listed,
+        &[],
+        &settings(),
+        Catalog::embedded(),
+    );
+    role
+}
+
 /// A small plan like the demo's: the roles a staging account and a tooling account hold.
 fn demo() -> Vec<RolePlan> {
     let (staging, tooling) = (ACCOUNTS[0], ACCOUNTS[1]);
@@ -296,6 +330,10 @@ fn demo() -> Vec<RolePlan> {
         plan_role(&deployer, &deployer_used),
         plan_role(&batch, &batch_used),
         plan_role(&metrics, &metrics_used),
+        shared_role(
+            "orders-service",
+            &["orders-api", "orders-worker", "orders-report"],
+        ),
     ]
 }
 
@@ -309,6 +347,13 @@ fn main() -> ExitCode {
     };
     let (id, roles) = if args.demo {
         ("plan-20261124100000-demo".to_owned(), demo())
+    } else if let Some(n) = args.shared_functions {
+        let names: Vec<String> = (0..n).map(|i| format!("orders-handler-{i:03}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        (
+            format!("plan-20261124100000-shared{n}"),
+            vec![shared_role("orders-service", &names)],
+        )
     } else {
         (
             format!("plan-20261124100000-gen{}", args.roles),

@@ -204,3 +204,82 @@ async fn a_plan_proposes_one_role_per_discovered_function_of_a_shared_role() {
     );
     assert_eq!(split.shared_keeps, ["sqs:SendMessage"]);
 }
+
+#[tokio::test]
+async fn a_split_leaves_a_deleted_functions_session_and_the_roles_other_callers_on_the_shared_role()
+{
+    let t = TestEngine::new(EVENTS_SOURCE);
+    let shared = t.fake.add_role(
+        "orders-service",
+        &[("whittle", "managed")],
+        &[(
+            "svc",
+            &super::allow(&[
+                "s3:GetObject",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "sqs:SendMessage",
+                "sqs:ReceiveMessage",
+            ]),
+        )],
+    );
+    t.fake.world().functions = vec![
+        function("orders-read", "orders-service"),
+        function("orders-write", "orders-service"),
+        // A function of another account listed with this role: no role of this account can
+        // be its execution role.
+        FunctionSummary {
+            arn: "arn:aws:lambda:us-east-1:999999999999:function:orders-audit".to_owned(),
+            ..function("orders-audit", "orders-service")
+        },
+    ];
+    calls(
+        &t,
+        &[
+            ("orders-read", "s3:GetObject"),
+            ("orders-write", "dynamodb:PutItem"),
+            // Deleted (or renamed) since: discovery no longer lists it.
+            ("orders-old", "dynamodb:GetItem"),
+            ("i-0123456789abcdef0", "sqs:SendMessage"),
+            ("orders-audit", "sqs:ReceiveMessage"),
+        ],
+    );
+    mine(&t.engine).await;
+    crate::jobs::discover(&t.engine, &CancellationToken::new())
+        .await
+        .expect("discovery");
+
+    let plan = super::plan(&t.engine).await;
+    let role = plan
+        .roles
+        .iter()
+        .find(|r| r.role_arn == shared)
+        .expect("the shared role");
+    let split = role.split.as_ref().expect("a split proposal");
+    let functions: Vec<&str> = split
+        .functions
+        .iter()
+        .map(|f| f.function.as_str())
+        .collect();
+    assert_eq!(functions, ["orders-read", "orders-write"]);
+    assert_eq!(
+        split.shared_keeps,
+        ["dynamodb:GetItem", "sqs:ReceiveMessage", "sqs:SendMessage"]
+    );
+    let notes = split.notes.join("\n");
+    assert!(
+        notes.contains("function orders-audit stays on the shared role: it is in account 999999999999 and the role in account 111111111111"),
+        "{notes}"
+    );
+    assert!(notes.contains("orders-old (dynamodb:GetItem)"), "{notes}");
+    assert!(
+        notes.contains("(1 EC2 instance session (i-0123456789abcdef0)) keep sqs:SendMessage (1 call) on the shared role"),
+        "{notes}"
+    );
+    // The text plan says the same.
+    let text = whittle_planner::plan::render::text(&plan, false);
+    assert!(
+        text.contains("    note: 1 session(s) named like a function"),
+        "{text}"
+    );
+}
