@@ -5,7 +5,7 @@ import { statSync } from "node:fs";
 import { launch, open, report, serve } from "./lib.mjs";
 
 const runs = Number(process.argv[2] || 5);
-const file = report("plan-2000", ["--roles", "2000"]);
+const file = report("plan-2000", ["--roles", "2000"], { direct: true });
 const server = await serve(file);
 const browser = await launch();
 const times = [];

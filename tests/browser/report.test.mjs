@@ -190,7 +190,7 @@ describe("a 2,000-role plan's report", () => {
   let page;
   let seen;
   before(async () => {
-    server = await serve(report("plan-2000", ["--roles", "2000"]));
+    server = await serve(report("plan-2000", ["--roles", "2000"], { direct: true }));
     let openMs;
     ({ page, seen, openMs } = await open(browser.context, server.url));
     // Measured, not asserted: BENCHMARKS.md has the figures (tests/browser/open-time.mjs).

@@ -2,7 +2,7 @@
 //! for the report tests and benchmarks (`tests/browser/`):
 //!
 //! ```text
-//! plan-fixture [--roles N] [--accounts N] [--demo] [--shared-functions N] [--out FILE]
+//! plan-fixture [--roles N] [--accounts N] [--demo] [--shared-functions N] [--html] [--out FILE]
 //! ```
 //!
 //! - by default N generated roles (2,000) of the shapes in `whittle_planner::benchgen`
@@ -15,6 +15,11 @@
 //!   one role per function (`whittle_planner::benchgen::bench_shared_role`);
 //! - `--shared-functions N`: one role shared by N functions (`orders-handler-000`, …) and
 //!   an instance, with its split.
+//!
+//! - `--html`: the plan's HTML report (what `whittle plan render FILE --format html` makes of
+//!   the JSON) instead of the JSON: a 2,000-role plan's JSON is 1.4 GB, which the report tests
+//!   would spend over a minute writing and reading back; the small fixtures go through
+//!   `whittle plan render`.
 //!
 //! The plan's time is fixed, so the output is the same on every run.
 
@@ -49,6 +54,7 @@ struct Args {
     accounts: usize,
     demo: bool,
     shared_functions: Option<usize>,
+    html: bool,
     out: Option<PathBuf>,
 }
 
@@ -58,6 +64,7 @@ fn args() -> Result<Args, String> {
         accounts: 4,
         demo: false,
         shared_functions: None,
+        html: false,
         out: None,
     };
     let mut args = std::env::args().skip(1);
@@ -79,10 +86,11 @@ fn args() -> Result<Args, String> {
             "--shared-functions" => {
                 parsed.shared_functions = Some(number(args.next(), "--shared-functions")?);
             }
+            "--html" => parsed.html = true,
             "--out" => parsed.out = Some(args.next().ok_or("--out needs a file")?.into()),
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: plan-fixture [--roles N] [--accounts N] [--demo] [--shared-functions N] [--out FILE]"
+                    "unknown argument {other}; usage: plan-fixture [--roles N] [--accounts N] [--demo] [--shared-functions N] [--html] [--out FILE]"
                 ));
             }
         }
@@ -370,11 +378,15 @@ fn main() -> ExitCode {
         accounts: Vec::new(),
         roles,
     };
-    let json = match serde_json::to_string(&plan) {
-        Ok(json) => json + "\n",
-        Err(e) => {
-            eprintln!("plan-fixture: {e}");
-            return ExitCode::FAILURE;
+    let json = if args.html {
+        whittle_planner::plan::html::html(&plan)
+    } else {
+        match serde_json::to_string(&plan) {
+            Ok(json) => json + "\n",
+            Err(e) => {
+                eprintln!("plan-fixture: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     };
     let written = match &args.out {
