@@ -21,17 +21,19 @@ finish() { # NAME PID
   fi
 }
 # Chromium (apt-get, when missing) and playwright-core (npm ci) install in the background,
-# overlapping the emulator's setup and the cargo build; waited for before the browser tests.
+# overlapping the cargo build; waited for before the browser tests.
 "$root/tests/browser/setup.sh" >"$logs/browser-setup" 2>&1 &
 browser_setup=$!
-"$root/tests/emulator/setup.sh"
 # A clean build gains nothing from incremental compilation's bookkeeping.
 if [ "${CI:-}" = true ]; then
   export CARGO_INCREMENTAL=0
 fi
-# The emulator's own tests (the Rust integration tests stand on it) and the CI recipe's
-# (post-comments.py against a stand-in comment API, yamllint on the YAML).
+# The emulator's setup (a venv and pip install on a fresh clone: mostly waiting on the
+# network), then its own tests (the Rust integration tests stand on it) and the CI recipe's
+# (post-comments.py against a stand-in comment API, yamllint on the YAML), all beside the
+# cargo build; waited for before the Rust tests, which start emulators.
 (
+  "$root/tests/emulator/setup.sh"
   "$root/.venv-moto/bin/python" -m unittest discover -s "$root/tests/emulator"
   "$root/.venv-moto/bin/python" -m unittest discover -s "$root/tests/ci"
 ) >"$logs/python" 2>&1 &
