@@ -284,12 +284,23 @@ pub struct PlanArgs {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum PlanCommand {
-    /// Render a stored plan again.
+    /// Render a stored plan again. In text and JSON, a plan of more than 100 roles is
+    /// summarised: per role its status, how many actions it loses and keeps and its risks
+    /// counted (JSON: an object with `"summary": true` and `role_summaries`, no `roles`;
+    /// docs/plan-schema.md). `--role ARN` shows chosen roles in full, `--full` every role.
+    /// Markdown, HTML and the IaC formats render every role.
     Show {
         /// The plan id `whittle plan` printed.
         id: String,
         #[arg(long, value_enum, default_value = "text")]
         format: PlanFormat,
+        /// Show only this role of the plan, in full (repeatable).
+        #[arg(long = "role", value_name = "ARN")]
+        roles: Vec<String>,
+        /// Show every role in full, however many the plan has (for 10,000 roles: hundreds of
+        /// megabytes of text, gigabytes of JSON).
+        #[arg(long, conflicts_with = "roles")]
+        full: bool,
     },
     /// What changed between two stored plans: roles added or dropped, actions newly removed
     /// or newly kept (and why), so a review reads only what is new since the last one.
@@ -609,16 +620,23 @@ impl MineArgs {
 impl PlanArgs {
     pub fn to_command(&self) -> anyhow::Result<StateCommand> {
         Ok(StateCommand::Plan(match &self.show {
-            Some(PlanCommand::Show { id, format }) => {
+            Some(PlanCommand::Show {
+                id,
+                format,
+                roles,
+                full,
+            }) => {
                 if !self.roles.is_empty() {
                     anyhow::bail!(
-                        "--role chooses the roles of a new plan; `whittle plan show ID` shows a stored plan whole"
+                        "--role before `show` chooses the roles of a new plan; to show some roles of a stored plan, put it after the id: `whittle plan show ID --role ARN`"
                     );
                 }
                 PlanWire::Show {
                     id: id.clone(),
                     format: (*format).into(),
                     max_bytes: Some(self.max_bytes),
+                    roles: roles.clone(),
+                    full: *full,
                 }
             }
             Some(PlanCommand::Diff { old, new, format }) => PlanWire::Diff {

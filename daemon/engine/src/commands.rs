@@ -66,6 +66,12 @@ pub enum PlanCommand {
         format: PlanFormat,
         #[serde(default)]
         max_bytes: Option<usize>,
+        /// Only these roles of the plan, in full.
+        #[serde(default)]
+        roles: Vec<String>,
+        /// Every role in full, even in a plan that text and JSON would summarise.
+        #[serde(default)]
+        full: bool,
     },
     /// What changed from one stored plan to another.
     Diff {
@@ -263,10 +269,16 @@ pub async fn run<P: Ports>(
             id,
             format,
             max_bytes,
-        }) => render_plan(
-            &plan::load_plan(&engine.state, id)?,
-            *format,
-            *max_bytes,
+            roles,
+            full,
+        }) => show_plan(
+            plan::load_plan(&engine.state, id)?,
+            &ShowOptions {
+                format: *format,
+                max_bytes: *max_bytes,
+                roles,
+                full: *full,
+            },
             terminal,
         ),
         StateCommand::Plan(PlanCommand::Diff { old, new, format }) => {
@@ -344,7 +356,7 @@ pub fn render_plan(
     max_bytes: Option<usize>,
     terminal: Terminal,
 ) -> anyhow::Result<Output> {
-    use whittle_planner::plan::{RoleStatus, render};
+    use whittle_planner::plan::render;
     let unread: Vec<(&str, &str)> = plan
         .accounts
         .iter()
@@ -383,15 +395,75 @@ pub fn render_plan(
         PlanFormat::Serverless => render::serverless(plan),
         PlanFormat::Html => whittle_planner::plan::html::html(plan),
     };
-    let exit_code =
-        if !unread.is_empty() || plan.roles.iter().any(|r| r.status == RoleStatus::Error) {
-            1
-        } else if plan.has_changes() {
-            2
-        } else {
-            0
+    Ok(Output {
+        stdout,
+        exit_code: render_plan_exit_code(plan),
+    })
+}
+
+/// 1 when a role or an account could not be read or planned, else 2 when anything would
+/// change, else 0.
+fn render_plan_exit_code(plan: &whittle_planner::plan::Plan) -> u8 {
+    use whittle_planner::plan::RoleStatus;
+    let unread = plan.accounts.iter().any(|a| a.error.is_some());
+    if unread || plan.roles.iter().any(|r| r.status == RoleStatus::Error) {
+        1
+    } else if plan.has_changes() {
+        2
+    } else {
+        0
+    }
+}
+
+/// What `whittle plan show` was asked for.
+#[derive(Debug)]
+pub struct ShowOptions<'a> {
+    pub format: PlanFormat,
+    pub max_bytes: Option<usize>,
+    /// Only these roles, in full.
+    pub roles: &'a [String],
+    /// Every role in full.
+    pub full: bool,
+}
+
+/// `whittle plan show`: the roles asked for in full; else, in text and JSON, a plan of more
+/// than `summary::SUMMARISE_ABOVE` roles as its summary (its full text or JSON would be
+/// hundreds of megabytes for 10,000 roles); else the whole plan. The exit code is
+/// [`render_plan`]'s, of the roles shown (a summary: of the whole plan).
+pub fn show_plan(
+    mut plan: whittle_planner::plan::Plan,
+    options: &ShowOptions<'_>,
+    terminal: Terminal,
+) -> anyhow::Result<Output> {
+    use whittle_planner::plan::summary;
+    if !options.roles.is_empty() {
+        let missing: Vec<&str> = options
+            .roles
+            .iter()
+            .filter(|arn| !plan.roles.iter().any(|r| &r.role_arn == *arn))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            anyhow::bail!(
+                "plan {} has no role {}: `whittle plan show {}` lists its roles",
+                plan.id,
+                missing.join(", "),
+                plan.id
+            );
+        }
+        plan.roles
+            .retain(|r| options.roles.iter().any(|arn| arn == &r.role_arn));
+    } else if !options.full && plan.roles.len() > summary::SUMMARISE_ABOVE {
+        let summarised = summary::summarise(&plan);
+        let stdout = match options.format {
+            PlanFormat::Text => summary::text(&summarised),
+            PlanFormat::Json => json(&summarised)?,
+            _ => return render_plan(&plan, options.format, options.max_bytes, terminal),
         };
-    Ok(Output { stdout, exit_code })
+        let exit_code = render_plan_exit_code(&plan);
+        return Ok(Output { stdout, exit_code });
+    }
+    render_plan(&plan, options.format, options.max_bytes, terminal)
 }
 
 /// Why a file could not be read as a plan (`whittle plan render FILE`).

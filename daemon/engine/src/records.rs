@@ -302,6 +302,51 @@ impl Record for StoredPlan {
     }
 }
 
+/// What `whittle status` shows of a stored plan, read from the `plans` tree without the rest
+/// of the record: serde skips the documents, removed sets, evidence and every role's detail
+/// unparsed, so a status does not rebuild a 10,000-role plan to count its roles.
+///
+/// A read-only view of [`StoredPlan`]'s records, never stored itself: serialising one fails,
+/// so `put` of a head cannot overwrite a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StoredPlanHead {
+    pub id: String,
+    pub created_at: String,
+    pub status: whittle_planner::plan::PlanStatus,
+    pub roles: Vec<StoredRoleHead>,
+}
+
+/// A stored plan's role as [`StoredPlanHead`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StoredRoleHead {
+    pub status: whittle_planner::plan::RoleStatus,
+}
+
+impl Serialize for StoredPlanHead {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "a plan head is a view of a stored plan and is never stored",
+        ))
+    }
+}
+
+impl Record for StoredPlanHead {
+    const TREE: &'static str = StoredPlan::TREE;
+    const VERSION: u16 = StoredPlan::VERSION;
+    type Key = String;
+
+    /// A version-1 record (the plan as `whittle plan --format json` writes it) has the same
+    /// `id`, `created_at`, `status` and `roles[].status` as the stored form.
+    fn upgrade(version: u16, data: serde_json::Value) -> Result<serde_json::Value, String> {
+        match version {
+            1 => Ok(data),
+            _ => Err(format!(
+                "no upgrade path from plan record version {version}"
+            )),
+        }
+    }
+}
+
 /// Actions a failed trial recorded as needed by a role (keyed by role ARN): the next plan
 /// keeps them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -793,6 +838,46 @@ mod tests {
         plans.put(&plan.0.id, &plan).expect("stored");
         let again = plans.get(&plan.0.id).expect("reads").expect("present");
         assert_eq!(again, plan);
+    }
+
+    /// A plan's head reads what status shows, from plans stored in the current form and in
+    /// version 1, and can never be stored over a plan.
+    #[test]
+    fn a_plan_head_reads_the_ids_status_and_role_statuses_of_a_stored_plan() {
+        let older: serde_json::Value =
+            serde_json::from_str(include_str!("testdata/plan-record-v1.json")).expect("JSON");
+        let plan: StoredPlan =
+            serde_json::from_value(StoredPlan::upgrade(1, older.clone()).expect("upgrades"))
+                .expect("reads");
+        let head: StoredPlanHead =
+            serde_json::from_value(StoredPlanHead::upgrade(1, older).expect("upgrades"))
+                .expect("a version-1 head");
+        let statuses =
+            |head: &StoredPlanHead| -> Vec<_> { head.roles.iter().map(|r| r.status).collect() };
+        let expected: Vec<_> = plan.0.roles.iter().map(|r| r.status).collect();
+        assert_eq!(statuses(&head), expected);
+        assert_eq!(
+            (head.id.as_str(), head.created_at.as_str(), head.status),
+            (
+                plan.0.id.as_str(),
+                plan.0.created_at.as_str(),
+                plan.0.status
+            )
+        );
+
+        let dir = tempfile::tempdir().expect("dir");
+        let state = open(dir.path());
+        state
+            .tree::<StoredPlan>()
+            .expect("tree")
+            .put(&plan.0.id, &plan)
+            .expect("stored");
+        let heads = state.tree::<StoredPlanHead>().expect("tree");
+        let read = heads.get(&plan.0.id).expect("reads").expect("present");
+        assert_eq!(read, head);
+        assert!(heads.put(&plan.0.id, &read).is_err());
+        let again = state.tree::<StoredPlan>().expect("tree").get(&plan.0.id);
+        assert_eq!(again.expect("reads"), Some(plan));
     }
 
     fn open(dir: &std::path::Path) -> State {

@@ -37,12 +37,22 @@ pub fn build<P: Ports>(
     let last_accessed = state.tree::<LastAccessed>()?;
     let functions = crate::split::discovered_functions(state)?;
     let mut roles = Vec::new();
-    let wanted = |arn: &str| only.is_empty() || only.iter().any(|o| o == arn);
-    for item in usage.iter() {
+    // Named principals are read by key: iterating the store decodes (inflates and parses)
+    // every principal's usage, which with 10,000 principals cost half a second for one role.
+    // In key order either way, as the whole store iterates.
+    let named: std::collections::BTreeSet<&String> = only.iter().collect();
+    let records: Box<dyn Iterator<Item = Result<(String, StoredUsage), _>>> = if only.is_empty() {
+        Box::new(usage.iter())
+    } else {
+        Box::new(named.iter().filter_map(|arn| {
+            usage
+                .get(*arn)
+                .transpose()
+                .map(|record| record.map(|r| ((*arn).clone(), r)))
+        }))
+    };
+    for item in records {
         let (arn, StoredUsage { usage: stored, .. }) = item?;
-        if !wanted(&arn) {
-            continue;
-        }
         if let Some(mut report) = RoleReport::build(&arn, &stored, since_ms, &catalog) {
             report.last_accessed = last_accessed.get(&arn)?.map(|l| {
                 LastAccessedReport::build(i64::try_from(l.fetched_at.0).unwrap_or(0), &l.services)

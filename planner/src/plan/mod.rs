@@ -29,6 +29,7 @@ pub mod removed;
 pub mod render;
 pub mod split;
 pub mod stored;
+pub mod summary;
 
 use std::collections::{BTreeMap, BTreeSet};
 

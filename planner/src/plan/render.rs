@@ -168,8 +168,10 @@ pub fn text(plan: &Plan, colour: bool) -> String {
             continue;
         }
         // Long lists are summarised per service here; JSON and Markdown list every action.
-        let removed_list = role.removed.to_vec();
-        let mut by_service: Vec<(&str, Vec<&super::RemovedAction>)> = Vec::new();
+        // Borrowed entries: a role granted ReadOnlyAccess loses ~9,000 actions, and copying
+        // each into an owned `RemovedAction` made rendering thousands of roles slow.
+        let removed_list: Vec<super::RemovedRef<'_>> = role.removed.entries().collect();
+        let mut by_service: Vec<(&str, Vec<&super::RemovedRef<'_>>)> = Vec::new();
         for removed in &removed_list {
             let service = removed.action.split(':').next().unwrap_or_default();
             match by_service.last_mut() {
@@ -193,7 +195,7 @@ pub fn text(plan: &Plan, colour: bool) -> String {
             }
             let mut levels: std::collections::BTreeMap<&str, usize> = Default::default();
             for removed in &list {
-                *levels.entry(removed.access_level.as_str()).or_default() += removed.actions;
+                *levels.entry(removed.access_level).or_default() += removed.actions;
             }
             let _ = writeln!(
                 out,
@@ -207,7 +209,7 @@ pub fn text(plan: &Plan, colour: bool) -> String {
                     .join(", "),
                 list.iter()
                     .take(3)
-                    .map(|r| r.action.as_str())
+                    .map(|r| r.action.as_ref())
                     .collect::<Vec<_>>()
                     .join(", "),
                 list[0].evidence

@@ -716,3 +716,141 @@ async fn plan_reads_the_organizations_scps_and_drops_what_they_close() {
         app["notes"]
     );
 }
+
+/// `whittle plan show` of a plan of more than 100 roles: text and JSON are a summary (one
+/// line or object per role, with the counts the full plan has), `--role ARN` shows that role
+/// exactly as the full plan has it, `--full` the whole plan; an unknown role is named.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_show_summarises_a_large_plan_and_shows_roles_in_full_on_request() {
+    const ROLES: usize = 120;
+    let emulator = &whittle_tests::Emulator::start(&[]);
+    let allow = |actions: &[&str]| {
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]})
+            .to_string()
+    };
+    let roles: Vec<Value> = (0..ROLES)
+        .map(|i| {
+            let actions: &[&str] = if i % 2 == 0 {
+                &["s3:*", "sqs:SendMessage"]
+            } else {
+                &["dynamodb:GetItem", "kms:Decrypt"]
+            };
+            json!({
+                "name": format!("show-app-{i:03}"),
+                "tags": {"whittle:managed": "true"},
+                "inline": {"own": allow(actions)},
+            })
+        })
+        .collect();
+    let answer = emulator.post_json(
+        "/whittle-emulator/seed-iam",
+        &json!({"account": "123456789012", "roles": roles}),
+    );
+    assert_eq!(answer["roles"], ROLES, "{answer}");
+    let ws = Workspace::new();
+    let config = ws.emulator_config(&emulator.url, "show");
+
+    let (code, full, stderr) = run(&config, &["plan", "--format", "json"]);
+    assert!(code == 0 || code == 2, "{stderr}");
+    let full: Value = serde_json::from_str(&full).expect("plan JSON");
+    let id = full["id"].as_str().expect("id").to_owned();
+    let full_roles = full["roles"].as_array().expect("roles");
+    assert_eq!(full_roles.len(), ROLES);
+
+    // JSON: a summary, which a reader of the full schema cannot mistake for a plan.
+    let (shown_code, summary, stderr) = run(&config, &["plan", "show", &id, "--format", "json"]);
+    assert_eq!(shown_code, code, "the same exit code as the plan: {stderr}");
+    let summary: Value = serde_json::from_str(&summary).expect("summary JSON");
+    assert_eq!(summary["summary"], true);
+    assert_eq!(summary["id"], id.as_str());
+    assert!(summary.get("roles").is_none(), "{summary}");
+    let counted: u64 = summary["counts"]
+        .as_object()
+        .expect("counts")
+        .values()
+        .map(|n| n.as_u64().expect("a count"))
+        .sum();
+    assert_eq!(counted, ROLES as u64);
+    let summaries = summary["role_summaries"]
+        .as_array()
+        .expect("role summaries");
+    assert_eq!(summaries.len(), ROLES);
+    for (line, role) in summaries.iter().zip(full_roles) {
+        assert_eq!(line["role_arn"], role["role_arn"]);
+        assert_eq!(line["status"], role["status"]);
+        let removed: u64 = role["removed"]
+            .as_array()
+            .expect("removed")
+            .iter()
+            .map(|r| r["actions"].as_u64().expect("actions"))
+            .sum();
+        assert_eq!(line["removed"], removed, "{line}");
+        assert!(removed > 0, "{line}");
+        assert_eq!(line["kept"], role["kept"].as_array().expect("kept").len());
+        assert_eq!(
+            line["risks"],
+            role["risks"].as_array().expect("risks").len()
+        );
+    }
+
+    // Text: one line per role, and how to see a role in full.
+    let (_, text_summary, _) = run(&config, &["plan", "show", &id]);
+    let first_arn = full_roles[0]["role_arn"].as_str().expect("arn");
+    assert!(text_summary.contains("summary"), "{text_summary}");
+    assert!(text_summary.contains("--role ARN"), "{text_summary}");
+    assert_eq!(
+        text_summary
+            .lines()
+            .filter(|l| l.starts_with("arn:aws:iam::123456789012:role/show-app-"))
+            .count(),
+        ROLES
+    );
+    assert!(
+        !text_summary.contains("--- "),
+        "no policy diff in a summary"
+    );
+
+    // One role in full: exactly that role as the full plan has it.
+    let (_, one, stderr) = run(
+        &config,
+        &["plan", "show", &id, "--role", first_arn, "--format", "json"],
+    );
+    let one: Value = serde_json::from_str(&one).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(
+        one["roles"].as_array().expect("roles"),
+        &[full_roles[0].clone()]
+    );
+    let (_, one_text, _) = run(&config, &["plan", "show", &id, "--role", first_arn]);
+    assert!(
+        one_text.contains(&format!("role {first_arn}")),
+        "{one_text}"
+    );
+    assert!(
+        one_text.contains("s3:"),
+        "the removed actions are shown: {one_text}"
+    );
+
+    // Every role in full.
+    let (_, all, _) = run(
+        &config,
+        &["plan", "show", &id, "--full", "--format", "json"],
+    );
+    let all: Value = serde_json::from_str(&all).expect("plan JSON");
+    assert_eq!(all, full);
+
+    let (code, _, stderr) = run(
+        &config,
+        &[
+            "plan",
+            "show",
+            &id,
+            "--role",
+            "arn:aws:iam::123456789012:role/nope",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("has no role arn:aws:iam::123456789012:role/nope"),
+        "{stderr}"
+    );
+}
