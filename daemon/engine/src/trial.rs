@@ -787,10 +787,21 @@ async fn watch<P: Ports>(
                     watermark = watermark.max(engine.now().0);
                 }
                 Some(detail) => {
-                    // The exercise failed: look at the denials first, they say why.
-                    let _ = trail.poll(engine).await;
+                    // The exercise failed: look at the denials first, they say why; if they
+                    // cannot be read, say so (a trial with no denials listed is then no
+                    // proof that none happened).
+                    let unread = trail
+                        .poll(engine)
+                        .await
+                        .err()
+                        .map_or_else(String::new, |e| {
+                            format!(
+                                "; the role's denials could not be read: {}",
+                                crate::one_line(&e)
+                            )
+                        });
                     return Err(Failure {
-                        reason: format!("the exercise failed: {detail}"),
+                        reason: format!("the exercise failed: {detail}{unread}"),
                         denied: trail.denied.clone(),
                         signal: Some(Signal::Exercise { detail }),
                     });
