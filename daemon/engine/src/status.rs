@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::ports::Identity;
 use crate::records::{
     AthenaRun, ChangeRecord, ChangeStatus, JobHistory, JobRun, RoleInventory, RotationOutcome,
-    RotationRecord, StoredPlanHead, StoredUsage, TrialRecord, TrialStatus,
+    RotationRecord, SplitRecord, StoredPlanHead, StoredUsage, TrialRecord, TrialStatus,
 };
 use crate::time::format;
 
@@ -65,6 +65,9 @@ pub struct TrialSummary {
     /// While settling: until when, at the latest (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle_until: Option<String>,
+    /// A trial of the role's split (its functions on roles of their own).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub split: bool,
 }
 
 /// Where a rotation stands.
@@ -146,6 +149,9 @@ pub struct ChangeSummary {
     pub role_arn: String,
     pub started_at: String,
     pub status: ChangeStatus,
+    /// A split (`split-…`): the functions moved to roles of their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -309,9 +315,23 @@ pub fn build(
                     role_arn: c.role_arn,
                     started_at: format(c.started_at),
                     status: c.status,
+                    functions: Vec::new(),
                 },
             )
         })
+        .chain(newest::<SplitRecord>(state)?.into_iter().map(|s| {
+            (
+                s.started_at,
+                ChangeSummary {
+                    functions: s.intent.functions.into_iter().map(|f| f.function).collect(),
+                    id: s.intent.id,
+                    plan_id: s.intent.plan_id,
+                    role_arn: s.intent.shared_role_arn,
+                    started_at: format(s.started_at),
+                    status: s.status,
+                },
+            )
+        }))
         .collect();
     changes.sort_by_key(|c| std::cmp::Reverse(c.0));
     let changes = changes.into_iter().take(RECENT).map(|(_, c)| c).collect();
@@ -335,6 +355,7 @@ pub fn build(
                 .collect(),
             signal: t.signal,
             settle_until: t.settle_until.map(format),
+            split: t.split,
         })
         .collect();
     let mut rotations = Vec::new();
@@ -499,10 +520,11 @@ pub fn render_text(report: &StatusReport) -> String {
         for t in &report.trials {
             let _ = writeln!(
                 out,
-                "  {}  {}  {}  {} (plan {}){}{}",
+                "  {}  {}  {}  {}{} (plan {}){}{}",
                 t.id,
                 t.started_at,
                 t.status.as_str(),
+                if t.split { "split of " } else { "" },
                 t.role_arn,
                 t.plan_id,
                 t.settle_until
@@ -563,12 +585,17 @@ pub fn render_text(report: &StatusReport) -> String {
         for c in &report.changes {
             let _ = writeln!(
                 out,
-                "  {}  {}  {}  {} (plan {})",
+                "  {}  {}  {}  {} (plan {}){}",
                 c.id,
                 c.started_at,
                 c.status.as_str(),
                 c.role_arn,
-                c.plan_id
+                c.plan_id,
+                if c.functions.is_empty() {
+                    String::new()
+                } else {
+                    format!(": split, {} on roles of their own", c.functions.join(", "))
+                }
             );
         }
     }

@@ -189,6 +189,26 @@ async fn a_split_trial_switches_every_function_passes_and_then_apply_and_rollbac
         "the shared role stays for its other callers"
     );
 
+    // `whittle status` tells the split's trial and the split from the role's own.
+    let status = crate::status::build(&t.engine.config, &t.engine.state, None, t.engine.now())
+        .expect("status");
+    let text = crate::status::render_text(&status);
+    assert!(
+        text.contains(&format!("passed  split of {shared}")),
+        "{text}"
+    );
+    let change = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&id))
+        .unwrap_or_else(|| panic!("the split among the changes: {text}"));
+    assert!(
+        change.contains(&format!("applied  {shared}"))
+            && change.ends_with(
+                ": split, orders-audit, orders-read, orders-write on roles of their own"
+            ),
+        "{change}"
+    );
+
     // Applying again finds it done.
     let again = crate::plan::apply(&t.engine, &plan.id, &[], false)
         .await
