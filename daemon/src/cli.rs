@@ -701,32 +701,3 @@ impl RotateArgs {
         })
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn global_options_work_before_and_after_a_nested_subcommand() {
-        for argv in [
-            &["whittle", "plan", "--config", "c.toml", "show", "plan-1"][..],
-            &["whittle", "--config", "c.toml", "plan", "show", "plan-1"],
-            &["whittle", "plan", "show", "plan-1", "--config", "c.toml"],
-            &[
-                "whittle", "plan", "show", "--state", "s", "plan-1", "--format", "json",
-            ],
-        ] {
-            let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-            let Command::Plan(plan) = &cli.command else {
-                panic!("{argv:?}: not a plan command");
-            };
-            assert!(
-                matches!(&plan.show, Some(PlanCommand::Show { id, .. }) if id == "plan-1"),
-                "{argv:?}"
-            );
-        }
-        let cli = Cli::try_parse_from(["whittle", "plan", "--config", "c.toml", "show", "p"])
-            .expect("parses");
-        assert_eq!(cli.global.config, std::path::PathBuf::from("c.toml"));
-    }
-}

@@ -72,6 +72,37 @@ fn missing_config_is_one_line_naming_the_file() {
     assert!(stderr.contains("--config"), "says what to do: {stderr}");
 }
 
+/// Global options (`--config`, `--state`, `--format`) are taken before or after any
+/// subcommand, nested ones included: each spelling reaches the command, which then reports
+/// the missing configuration by the name it was given (not clap's usage error, exit 2).
+#[test]
+fn global_options_work_before_and_after_a_nested_subcommand() {
+    for argv in [
+        &["plan", "--config", "/nonexistent/c.toml", "show", "plan-1"][..],
+        &["--config", "/nonexistent/c.toml", "plan", "show", "plan-1"],
+        &["plan", "show", "plan-1", "--config", "/nonexistent/c.toml"],
+        &[
+            "plan",
+            "show",
+            "--state",
+            "/nonexistent/s",
+            "plan-1",
+            "--format",
+            "json",
+            "--config",
+            "/nonexistent/c.toml",
+        ],
+    ] {
+        let out = whittle(argv);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{argv:?}: {stderr}");
+        assert!(
+            stderr.contains("/nonexistent/c.toml: cannot read the configuration"),
+            "{argv:?}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn state_dir_precedence_is_flag_then_environment_then_file() {
     let ws = Workspace::new();
