@@ -842,7 +842,8 @@ class ForkServerTest(unittest.TestCase):
 
         self.assertEqual(json.loads(server.stdout.readline()), {"ready": True})
         forked = []
-        for env in ({}, {"WHITTLE_EMULATOR_LOOKUP_LAG_SECONDS": "2"}):
+        for env in ({}, {"WHITTLE_EMULATOR_LOOKUP_LAG_SECONDS": "2",
+                         "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}):
             answer = ask({"start": env})
             emu = Emulator.__new__(Emulator)
             emu.url = answer["url"]
@@ -858,6 +859,12 @@ class ForkServerTest(unittest.TestCase):
             iam.create_user(UserName="u")
             keys.append(iam.create_access_key(UserName="u")["AccessKey"]["AccessKeyId"])
         self.assertNotEqual(keys[0], keys[1], "each forked emulator draws its own identifiers")
+        # The services were warmed up in the fork server, but each emulator's IAM backend is
+        # its own, built with its own settings.
+        sqs_read_only = "arn:aws:iam::aws:policy/AmazonSQSReadOnlyAccess"
+        b.client("iam").get_policy(PolicyArn=sqs_read_only)
+        with self.assertRaises(a.client("iam").exceptions.NoSuchEntityException):
+            a.client("iam").get_policy(PolicyArn=sqs_read_only)
         self.assertEqual(ask({"stop": pid_a}), {"stopped": pid_a})
         self.assertFalse(alive(pid_a))
         self.assertTrue(alive(pid_b))

@@ -1988,10 +1988,53 @@ def patch_moto():
     patch_s3_authorization()
     patch_authorization_details()
     patch_lambda_configuration()
+    patch_managed_policies()
     _PATCHED = True
 
 
 _PATCHED = False
+
+
+def patch_managed_policies():
+    """With MOTO_IAM_LOAD_MANAGED_POLICIES, moto builds the ~1,600 AWS managed policies into
+    every IAM backend it creates, from a JSON string parsed each time (about 0.3 s of CPU), and
+    it creates one backend per partition of an account: looking up an access key's account
+    (every request in auth mode) visits all six partitions. Here the JSON is parsed once (in
+    the fork server, before any emulator is forked), and only the `aws` partition gets the
+    policies: no caller of the emulator uses another partition's ARNs."""
+    from moto.iam import models as iam_models
+
+    parsed = {}
+
+    def init_aws_policies(self):
+        if not iam_models.load_iam_aws_managed_policies() or self.region_name != "aws":
+            return []
+        if not parsed:
+            parsed.update(json.loads(iam_models.aws_managed_policies_data))
+        return [
+            iam_models.AWSManagedPolicy.from_data(name, self.account_id, self.region_name, d)
+            for name, d in parsed.items()
+        ]
+
+    iam_models.IAMBackend._init_aws_policies = init_aws_policies
+    parsed.update(json.loads(iam_models.aws_managed_policies_data))
+
+
+# Each service's Flask application, built before the fork server forks (`prebuild_apps`): moto
+# builds one per service on an emulator's first request to it, loading the service's botocore
+# model, which cost each emulator more CPU than most of its requests did.
+_PREBUILT_APPS = {}
+
+
+def prebuild_apps(services):
+    """Builds each service's application once, for every emulator forked afterwards."""
+    for service in services:
+        _PREBUILT_APPS[service] = create_backend_app(service)
+
+
+def backend_app(service):
+    app = _PREBUILT_APPS.pop(service, None)
+    return app if app is not None else create_backend_app(service)
 
 
 def serve(host, port, announce, watch_stdin):
@@ -2002,7 +2045,7 @@ def serve(host, port, announce, watch_stdin):
         lookup_lag=float(os.environ.get("WHITTLE_EMULATOR_LOOKUP_LAG_SECONDS") or 0),
         delivery_lag=float(os.environ.get("WHITTLE_EMULATOR_DELIVERY_LAG_SECONDS") or 0),
     )
-    app = Extension(DomainDispatcherApplication(create_backend_app), recorder)
+    app = Extension(DomainDispatcherApplication(backend_app), recorder)
     server = make_server(host, port, app, threaded=True)
 
     interval = float(os.environ.get("WHITTLE_EMULATOR_DELIVERY_SECONDS", "5"))
