@@ -21,11 +21,11 @@ with open(spec_path) as f:
     spec = json.load(f)
 region = "us-east-1"
 failed = False
+lambda_client = boto3.client("lambda", endpoint_url=endpoint, region_name=region)
+sts = boto3.client("sts", endpoint_url=endpoint, region_name=region)
 for function, calls in spec.items():
-    role = boto3.client("lambda", endpoint_url=endpoint, region_name=region).get_function_configuration(
-        FunctionName=function)["Role"]
-    creds = boto3.client("sts", endpoint_url=endpoint, region_name=region).assume_role(
-        RoleArn=role, RoleSessionName=function)["Credentials"]
+    role = lambda_client.get_function_configuration(FunctionName=function)["Role"]
+    creds = sts.assume_role(RoleArn=role, RoleSessionName=function)["Credentials"]
     for service, operation, params in calls:
         client = boto3.client(service, endpoint_url=endpoint, region_name=region,
                               aws_access_key_id=creds["AccessKeyId"],
