@@ -1989,6 +1989,7 @@ def patch_moto():
     patch_authorization_details()
     patch_lambda_configuration()
     patch_managed_policies()
+    patch_per_request_costs()
     _PATCHED = True
 
 
@@ -2018,6 +2019,31 @@ def patch_managed_policies():
 
     iam_models.IAMBackend._init_aws_policies = init_aws_policies
     parsed.update(json.loads(iam_models.aws_managed_policies_data))
+
+
+def patch_per_request_costs():
+    """Two costs moto pays again and again for the same answer (found with py-spy on the
+    integration tests' emulators):
+    - its dispatcher lists the moto package's directories (listdir and a stat each) on every
+      request, to tell a service name from a host name: listed once here;
+    - every KMS key gets an RSA-2048 private key, symmetric ones included (tens to hundreds of
+      ms of CPU each). moto uses it only to sign and verify with asymmetric keys, so symmetric
+      keys share one, made once (in the fork server, before any emulator is forked)."""
+    from moto import backends as moto_backends
+    from moto.kms import models as kms_models
+
+    modules = tuple(moto_backends.list_of_moto_modules())
+    moto_backends.list_of_moto_modules = lambda: modules
+
+    generate_private_key = kms_models.generate_private_key
+    shared = generate_private_key("SYMMETRIC_DEFAULT")
+
+    def private_key(key_spec):
+        if key_spec == "SYMMETRIC_DEFAULT":
+            return shared
+        return generate_private_key(key_spec)
+
+    kms_models.generate_private_key = private_key
 
 
 # Each service's Flask application, built before the fork server forks (`prebuild_apps`): moto
