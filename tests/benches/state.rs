@@ -8,7 +8,8 @@
 //! records (`StoredUsage` with its `UsageHead`, `StoredPlan`, `RoleInventory`) and the state's typed API. Then it
 //! times the real `whittle` binary on it, each command `--runs` times (3), with its peak RSS
 //! (GNU time's %M):
-//! 1. with no daemon (the command opens the state itself): `whittle usage` (text and JSON),
+//! 1. with no daemon (the command opens the state itself): `whittle usage` (text and JSON:
+//!    the summary) and `whittle usage --full` (every principal in full, text and JSON),
 //!    `whittle status`, `whittle plan show ID` (text and `--format json`);
 //! 2. with `whittle daemon` holding the state (against the emulator, which it checks its
 //!    credentials with): `GET /healthz`, and the same commands, which the daemon answers;
@@ -150,6 +151,12 @@ fn main() {
         (
             "whittle usage --format json",
             vec!["usage", "--format", "json"],
+        ),
+        // Every principal in full: what `whittle usage` printed before the summary.
+        ("whittle usage --full", vec!["usage", "--full"]),
+        (
+            "whittle usage --full --format json",
+            vec!["usage", "--full", "--format", "json"],
         ),
         ("whittle status", vec!["status"]),
         ("whittle plan show ID", vec!["plan", "show", &plan_id]),

@@ -177,7 +177,6 @@ pub fn build_heads(state: &State) -> anyhow::Result<usize> {
         written += 1;
         if batch.len() >= 2 * FOLD_BATCH {
             state.commit(std::mem::take(&mut batch))?;
-            crate::faults::crash_point("mine:heads");
         }
     }
     batch.put::<UsageHeadsBuilt>(
