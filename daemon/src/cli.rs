@@ -164,6 +164,12 @@ pub enum Command {
     Mine(MineArgs),
     /// Show which IAM actions each principal used, on which resources, and what was denied
     /// or could not be mapped (from the usage store; run `whittle mine` first).
+    ///
+    /// In text and JSON, the usage of more than 100 principals is summarised: per principal
+    /// how many actions it used, how many were denied or unmapped, its sessions and
+    /// functions counted, and when it was first and last seen (JSON: an object with
+    /// `"summary": true` and `principal_summaries`, no `roles`; docs/usage-schema.md).
+    /// `--role ARN` shows chosen principals in full, `--full` every principal.
     Usage(UsageArgs),
     /// Propose least-privilege policies for the target roles, as a stored dry-run plan.
     ///
@@ -238,9 +244,13 @@ pub struct MineArgs {
 
 #[derive(Debug, Args)]
 pub struct UsageArgs {
-    /// Only this principal (a role, user or root ARN; repeatable).
+    /// Only this principal (a role, user or root ARN; repeatable), in full.
     #[arg(long = "role", value_name = "ARN")]
     pub roles: Vec<String>,
+    /// Show every principal in full, however many there are (for 10,000 principals: tens of
+    /// megabytes of text, more of JSON).
+    #[arg(long, conflicts_with_all = ["roles", "unmapped"])]
+    pub full: bool,
     /// Only usage on or after this day (YYYY-MM-DD) or time (RFC 3339).
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,

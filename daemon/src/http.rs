@@ -317,7 +317,7 @@ async fn status_report(Extract(app): Extract<AppState>) -> Response {
 }
 
 async fn usage_report(Extract(app): Extract<AppState>, Json(query): Json<UsageQuery>) -> Response {
-    let report = whittle_engine::usage::build(&app.engine, &query.roles, query.since_ms);
+    let report = whittle_engine::usage::view(&app.engine, &query);
     match report {
         Ok(report) => Json(report).into_response(),
         Err(e) => (

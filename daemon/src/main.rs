@@ -39,6 +39,7 @@ use whittle_engine::commands::{
 };
 use whittle_engine::config::{self, Config};
 use whittle_engine::records::{TrialRecord, TrialStatus};
+use whittle_engine::usage::UsageView;
 use whittle_engine::{Engine, one_line};
 use whittle_state::{LockOwner, State};
 
@@ -418,23 +419,28 @@ async fn usage_command(config: Config, args: &UsageArgs) -> anyhow::Result<ExitC
         .map(whittle_engine::usage::parse_since)
         .transpose()?
         .unwrap_or(0);
+    let query = UsageQuery {
+        roles: args.roles.clone(),
+        since_ms: since,
+        full: args.full,
+        unmapped: args.unmapped,
+    };
     // While a daemon holds the state, it answers; otherwise the state is read directly.
-    let report = match DaemonLink::of(&config.state.dir) {
+    let view: UsageView = match DaemonLink::of(&config.state.dir) {
         Some(daemon) => {
             let web = Adapters::new(&config).await?;
-            let query = UsageQuery {
-                roles: args.roles.clone(),
-                since_ms: since,
-            };
             client::ask_daemon(&web, &daemon, "/usage", Some(serde_json::to_vec(&query)?)).await?
         }
         None => {
             let engine = engine(config, false).await?;
-            whittle_engine::usage::build(&engine, &args.roles, since)?
+            whittle_engine::usage::view(&engine, &query)?
         }
     };
     if args.unmapped {
-        let summary = whittle_engine::usage::unmapped(&report);
+        let UsageView::Report(report) = &view else {
+            anyhow::bail!("the usage of unmapped calls came back as a summary");
+        };
+        let summary = whittle_engine::usage::unmapped(report);
         match OutputFormat::from(args.format) {
             OutputFormat::Text => out!("{}", whittle_engine::usage::render_unmapped(&summary))?,
             OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&summary)?)?,
@@ -442,8 +448,8 @@ async fn usage_command(config: Config, args: &UsageArgs) -> anyhow::Result<ExitC
         return Ok(ExitCode::SUCCESS);
     }
     match OutputFormat::from(args.format) {
-        OutputFormat::Text => out!("{}", whittle_engine::usage::render_text(&report))?,
-        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?)?,
+        OutputFormat::Text => out!("{}", whittle_engine::usage::render_view(&view))?,
+        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&view)?)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -473,6 +479,8 @@ async fn plan_self_command(config: Config) -> anyhow::Result<ExitCode> {
             let query = UsageQuery {
                 roles: wanted,
                 since_ms: 0,
+                full: false,
+                unmapped: false,
             };
             client::ask_daemon(
                 &adapters,

@@ -5,10 +5,11 @@
 //! mined usage (10,000 by default) and one stored plan of the same N roles, from the seeded
 //! roles of `whittle_planner::benchgen` (three shapes in equal numbers, spread over four
 //! accounts), planned with the planner's `plan_roles` and stored through the engine's own
-//! records (`StoredUsage`, `StoredPlan`, `RoleInventory`) and the state's typed API. Then it
+//! records (`StoredUsage` with its `UsageHead`, `StoredPlan`, `RoleInventory`) and the state's typed API. Then it
 //! times the real `whittle` binary on it, each command `--runs` times (3), with its peak RSS
 //! (GNU time's %M):
-//! 1. with no daemon (the command opens the state itself): `whittle usage` (text and JSON),
+//! 1. with no daemon (the command opens the state itself): `whittle usage` (text and JSON:
+//!    the summary) and `whittle usage --full` (every principal in full, text and JSON),
 //!    `whittle status`, `whittle plan show ID` (text and `--format json`);
 //! 2. with `whittle daemon` holding the state (against the emulator, which it checks its
 //!    credentials with): `GET /healthz`, and the same commands, which the daemon answers;
@@ -151,6 +152,12 @@ fn main() {
             "whittle usage --format json",
             vec!["usage", "--format", "json"],
         ),
+        // Every principal in full: what `whittle usage` printed before the summary.
+        ("whittle usage --full", vec!["usage", "--full"]),
+        (
+            "whittle usage --full --format json",
+            vec!["usage", "--full", "--format", "json"],
+        ),
         ("whittle status", vec!["status"]),
         ("whittle plan show ID", vec!["plan", "show", &plan_id]),
         (
@@ -236,6 +243,9 @@ fn build_state(dir: &Path, roles: usize) -> String {
     inputs.sort_by(|a, b| a.policies.role_arn.cmp(&b.policies.role_arn));
     let state = State::open(dir, &LockOwner::this_process())
         .unwrap_or_else(|e| fail(&format!("open {}: {e}", dir.display())));
+    // As whittle's first fold does on a new state: the (empty) store has every head.
+    whittle_engine::mine::build_heads(&state)
+        .unwrap_or_else(|e| fail(&format!("usage heads: {e}")));
     for chunk in inputs.chunks(BATCH) {
         let mut batch = WriteBatch::new();
         for role in chunk {
@@ -243,8 +253,8 @@ fn build_state(dir: &Path, roles: usize) -> String {
                 usage: role.usage.clone(),
                 folded_through: None,
             };
-            batch
-                .put::<StoredUsage>(&role.policies.role_arn, &record)
+            // The usage and its head, as the mining fold writes them.
+            whittle_engine::mine::put_usage(&mut batch, &role.policies.role_arn, &record)
                 .unwrap_or_else(|e| fail(&format!("usage record: {e}")));
         }
         state

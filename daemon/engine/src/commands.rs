@@ -168,6 +168,12 @@ pub struct UsageQuery {
     pub roles: Vec<String>,
     #[serde(default)]
     pub since_ms: i64,
+    /// Every principal in full, however many (`--full`).
+    #[serde(default)]
+    pub full: bool,
+    /// Only the principals with unmapped calls (`--unmapped`).
+    #[serde(default)]
+    pub unmapped: bool,
 }
 
 /// `POST /trial`: what `whittle trial` hands to a running daemon.

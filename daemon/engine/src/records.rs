@@ -999,6 +999,95 @@ impl Record for StoredUsage {
     }
 }
 
+/// One principal's usage at a glance, keyed by its ARN like its [`StoredUsage`]: what the
+/// summary of `whittle usage` prints for many principals, read without inflating and
+/// parsing the whole usage (10,000 principals' usage took 1-2 s to decode).
+///
+/// Written in the same batch as the usage record it describes, wherever one is written or
+/// removed (`mine::store::put_usage`, `remove_usage`), so a crash leaves both or neither.
+/// A state whose usage was written before heads existed gets them all at once, before they
+/// are first read ([`UsageHeadsBuilt`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageHead {
+    pub kind: whittle_planner::trail::PrincipalKind,
+    /// Session names remembered (the report's `sessions`).
+    pub sessions: usize,
+    /// Each used action's last use (ms since the epoch), sorted: how many actions were used
+    /// since any `--since` is a search, as in the full report, where an action counts when
+    /// it was last used on or after `--since`.
+    pub actions: Vec<i64>,
+    /// Each denied action's last denial, sorted.
+    pub denied: Vec<i64>,
+    /// Each unmapped call's last call, sorted.
+    pub unmapped: Vec<i64>,
+    /// Sessions whose calls are kept one by one (names a Lambda function can have) -> the
+    /// last of their calls: those that discovery matched to a function of the role are its
+    /// functions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub function_sessions: BTreeMap<String, i64>,
+    /// The first and last event over all actions, denials and unmapped calls.
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+impl UsageHead {
+    /// The head of `usage`; `None` when it holds nothing (such usage is never stored).
+    pub fn of(usage: &whittle_planner::usage::PrincipalUsage) -> Option<UsageHead> {
+        let (first_seen, last_seen) = usage.observed()?;
+        let last = |counts: &whittle_planner::usage::Counted| counts.0.iter().map(|d| d.3).max();
+        let lasts = |map: &BTreeMap<String, whittle_planner::usage::ActionUsage>| {
+            let mut out: Vec<i64> = map.values().filter_map(|u| last(&u.counts)).collect();
+            out.sort_unstable();
+            out
+        };
+        let mut unmapped: Vec<i64> = usage
+            .unmapped
+            .values()
+            .filter_map(|u| last(&u.counts))
+            .collect();
+        unmapped.sort_unstable();
+        Some(UsageHead {
+            kind: usage.kind,
+            sessions: usage.sessions.len(),
+            actions: lasts(&usage.actions),
+            denied: lasts(&usage.denied),
+            unmapped,
+            function_sessions: usage
+                .by_session
+                .iter()
+                .filter_map(|(session, actions)| {
+                    let last = actions.values().filter_map(|u| last(&u.counts)).max()?;
+                    Some((session.clone(), last))
+                })
+                .collect(),
+            first_seen,
+            last_seen,
+        })
+    }
+}
+
+impl Record for UsageHead {
+    const TREE: &'static str = "usage_heads";
+    const VERSION: u16 = 1;
+    type Key = String;
+}
+
+/// Says that every [`StoredUsage`] has its [`UsageHead`] (key `heads`). A whittle older than
+/// the heads wrote usage without them; the first fold of a newer one builds them all and
+/// then writes this, so a crash while building builds them again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageHeadsBuilt {
+    /// The [`UsageHead`] version they were built at: a later version that needs what an
+    /// upgrade cannot compute builds them again.
+    pub version: u16,
+}
+
+impl Record for UsageHeadsBuilt {
+    const TREE: &'static str = "usage_heads_built";
+    const VERSION: u16 = 1;
+    type Key = String;
+}
+
 /// The usage one commit of a mining run produced (a chunk of files, a LookupEvents window,
 /// an Athena result), keyed by a number that grows with every commit. It is written as one
 /// record, with the checkpoint of its input, then folded into [`StoredUsage`] a few

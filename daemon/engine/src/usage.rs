@@ -1,13 +1,228 @@
 //! `whittle usage`: the usage store as a report (JSON schema 1, docs/usage-schema.md) or as
-//! text for people.
+//! text for people; for more than [`SUMMARISE_ABOVE`] principals, a summary of one line (one
+//! object) per principal.
+//!
+//! The full report of 10,000 principals is 22 MB of text or 72 MB of JSON and takes one to
+//! two seconds to build, because it inflates and parses every principal's usage. The summary
+//! reads only the principals' [`UsageHead`]s, which the mining fold writes beside their usage,
+//! and says how to see any principal in full (`--role ARN`) or all of them (`--full`), as
+//! `whittle plan show` does for a plan of many roles.
 
 use std::fmt::Write as _;
 
+use serde::{Deserialize, Serialize};
+
 use crate::Engine;
+use crate::commands::UsageQuery;
 use crate::ports::Ports;
-use crate::records::{LastAccessed, StoredUsage};
-use whittle_planner::trail::parse_time;
+use crate::records::{LastAccessed, StoredUsage, UsageHead};
+use whittle_planner::trail::{PrincipalKind, format_time, parse_time};
 use whittle_planner::usage::{LastAccessedReport, RoleReport, UsageReport};
+
+/// `whittle usage` summarises the usage of more principals than this (text and JSON), unless
+/// `--full` or `--role` asks for the detail.
+pub const SUMMARISE_ABOVE: usize = 100;
+
+/// What `whittle usage` shows: the report, or its summary. Untagged: each is printed as its
+/// own JSON (a summary has `"summary": true` and `principal_summaries`, a report `roles`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum UsageView {
+    Summary(UsageSummary),
+    Report(UsageReport),
+}
+
+/// The JSON of a summarised usage store (docs/usage-schema.md, "Usage summary"). It has no
+/// `roles` array, so a reader of the full report fails on it instead of reading no usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageSummary {
+    pub schema: u32,
+    /// Always true: this is a summary, not the report.
+    pub summary: bool,
+    pub generated_at: String,
+    pub lookback_days: u32,
+    /// `--since`, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// One per principal with anything in the window, sorted by ARN.
+    pub principal_summaries: Vec<PrincipalSummary>,
+    /// The commands that show principals in full.
+    pub detail: String,
+}
+
+/// One principal of a summary: the counts of the report's lists for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrincipalSummary {
+    pub arn: String,
+    pub kind: PrincipalKind,
+    /// Session names remembered (at most 64).
+    pub sessions: usize,
+    /// Sessions matched to a discovered Lambda function of the role, with calls in the window.
+    pub functions: usize,
+    /// Actions used in the window.
+    pub actions: usize,
+    /// Actions denied in the window.
+    pub denied: usize,
+    /// Calls mapped to no action in the window (by event source and name).
+    pub unmapped: usize,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+/// What `whittle usage` (and a daemon's `POST /usage`) answers: `--role` principals and
+/// `--full` in full; with `--unmapped`, the full report of just the principals whose heads
+/// have unmapped calls; otherwise the summary when more than [`SUMMARISE_ABOVE`] principals
+/// have usage in the window, else their full report (read by key).
+pub fn view<P: Ports>(engine: &Engine<P>, query: &UsageQuery) -> anyhow::Result<UsageView> {
+    if query.full || !query.roles.is_empty() {
+        return Ok(UsageView::Report(build(
+            engine,
+            &query.roles,
+            query.since_ms,
+        )?));
+    }
+    let summary = summarise(engine, query.since_ms)?;
+    if query.unmapped {
+        let arns: Vec<String> = summary
+            .principal_summaries
+            .into_iter()
+            .filter(|p| p.unmapped > 0)
+            .map(|p| p.arn)
+            .collect();
+        return report_of(engine, &arns, query.since_ms).map(UsageView::Report);
+    }
+    if summary.principal_summaries.len() > SUMMARISE_ABOVE {
+        return Ok(UsageView::Summary(summary));
+    }
+    let arns: Vec<String> = summary
+        .principal_summaries
+        .into_iter()
+        .map(|p| p.arn)
+        .collect();
+    report_of(engine, &arns, query.since_ms).map(UsageView::Report)
+}
+
+/// The full report of `arns`, each known to have usage in the window; none is no principal
+/// (not every principal, as an empty `only` means to [`build`]).
+fn report_of<P: Ports>(
+    engine: &Engine<P>,
+    arns: &[String],
+    since_ms: i64,
+) -> anyhow::Result<UsageReport> {
+    if arns.is_empty() {
+        return Ok(UsageReport {
+            schema: 1,
+            generated_at: crate::time::format(engine.now()),
+            lookback_days: engine.config.mining.lookback_days,
+            catalog: crate::iam_data::catalog(engine.state.dir())?
+                .version
+                .to_string(),
+            roles: Vec::new(),
+        });
+    }
+    build(engine, arns, since_ms)
+}
+
+/// The summary of every principal with usage since `since_ms`, from the heads alone.
+pub fn summarise<P: Ports>(engine: &Engine<P>, since_ms: i64) -> anyhow::Result<UsageSummary> {
+    let state = &*engine.state;
+    // The fold also gives a state from an older whittle its heads.
+    crate::mine::fold_pending(engine)?;
+    let functions = crate::split::discovered_functions(state)?;
+    let mut principals = Vec::new();
+    for item in state.tree::<UsageHead>()?.iter() {
+        let (arn, head) = item?;
+        // As in the full report: a principal is listed when anything of it was last seen on
+        // or after `since`, and an entry counts when it was.
+        if head.last_seen < since_ms {
+            continue;
+        }
+        let since = |lasts: &[i64]| lasts.len() - lasts.partition_point(|t| *t < since_ms);
+        let of_role = functions.get(&arn).map_or(&[][..], Vec::as_slice);
+        let functions = head
+            .function_sessions
+            .iter()
+            .filter(|(session, last)| {
+                **last >= since_ms && of_role.iter().any(|f| &f.name == *session)
+            })
+            .count();
+        principals.push(PrincipalSummary {
+            kind: head.kind,
+            sessions: head.sessions,
+            functions,
+            actions: since(&head.actions),
+            denied: since(&head.denied),
+            unmapped: since(&head.unmapped),
+            first_seen: format_time(head.first_seen.max(since_ms)),
+            last_seen: format_time(head.last_seen),
+            arn,
+        });
+    }
+    Ok(UsageSummary {
+        schema: 1,
+        summary: true,
+        generated_at: crate::time::format(engine.now()),
+        lookback_days: engine.config.mining.lookback_days,
+        since: (since_ms > 0).then(|| format_time(since_ms)),
+        principal_summaries: principals,
+        detail: "`whittle usage --role ARN` shows a principal in full (repeatable); `--full` shows every principal".to_owned(),
+    })
+}
+
+/// The summary as text: a header, one line per principal, and how to see principals in full.
+pub fn render_summary(summary: &UsageSummary) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail; the results of writeln! are ignored below.
+    let _ = writeln!(
+        out,
+        "usage of {} principal(s){} (look-back {} days): summary of more than {SUMMARISE_ABOVE} principals",
+        summary.principal_summaries.len(),
+        summary
+            .since
+            .as_deref()
+            .map(|s| format!(" since {s}"))
+            .unwrap_or_default(),
+        summary.lookback_days,
+    );
+    let _ = writeln!(out);
+    let width = summary
+        .principal_summaries
+        .iter()
+        .map(|p| p.arn.len())
+        .max()
+        .unwrap_or(0);
+    for p in &summary.principal_summaries {
+        let _ = write!(
+            out,
+            "{:width$}  {:<4}  {:>4} actions  {:>3} denied",
+            p.arn,
+            p.kind.as_str(),
+            p.actions,
+            p.denied,
+        );
+        if p.unmapped > 0 {
+            let _ = write!(out, "  {} unmapped", p.unmapped);
+        }
+        if p.sessions > 0 {
+            let _ = write!(out, "  {} session(s)", p.sessions);
+        }
+        if p.functions > 0 {
+            let _ = write!(out, "  {} function(s)", p.functions);
+        }
+        let _ = writeln!(out, "  seen {} .. {}", p.first_seen, p.last_seen);
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{}.", summary.detail);
+    out
+}
+
+/// The view as text.
+pub fn render_view(view: &UsageView) -> String {
+    match view {
+        UsageView::Summary(summary) => render_summary(summary),
+        UsageView::Report(report) => render_text(report),
+    }
+}
 
 /// Reads `--since`: a day (`2026-11-01`, midnight UTC) or an RFC 3339 time.
 pub fn parse_since(text: &str) -> anyhow::Result<i64> {

@@ -730,10 +730,12 @@ fn mapping_agrees_with_iamlive_on_the_operations_both_cover() {
         trail.to_str().expect("utf-8"),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // Every principal in full (there are more than a summary shows one line each).
     let out = whittle(&[
         "--config",
         config.to_str().expect("utf-8"),
         "usage",
+        "--full",
         "--format",
         "json",
     ]);
@@ -1072,12 +1074,13 @@ fn mine_dir(config: &Path, trail: &Path, crash: Option<&str>) -> std::process::O
     command.output().expect("run whittle")
 }
 
-/// The whole usage report, without its generation time.
+/// The whole usage report (in full, however many principals), without its generation time.
 fn usage_of(config: &Path) -> Value {
     let out = whittle(&[
         "--config",
         config.to_str().expect("utf-8"),
         "usage",
+        "--full",
         "--format",
         "json",
     ]);
@@ -1239,4 +1242,100 @@ fn a_gib_record_a_fifo_and_dev_zero_are_skipped_in_bounded_memory() {
     );
     let role = usage(&config, "arn:aws:iam::1:role/r");
     assert_eq!(role["actions"][0]["count"], 2, "{role:#}");
+}
+
+/// `whittle usage` with more than 100 principals prints one line (one JSON object) per
+/// principal, read from the heads the mining fold wrote beside the usage, counting exactly
+/// what the full report (`--full`) lists; `--role` shows a principal in full; a running
+/// daemon answers the same summary.
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_of_many_principals_is_one_line_each_and_full_on_request() {
+    let emulator = Emulator::shared();
+    let ws = Workspace::new();
+    let trail = ws.path("trail");
+    let spec = whittle_tests::trailgen::CorpusSpec {
+        events_per_file: 500,
+        roles: 150,
+        ..whittle_tests::trailgen::CorpusSpec::new(3000, chrono::Utc::now().timestamp_millis())
+    };
+    whittle_tests::trailgen::generate(&trail, &spec).expect("generate");
+    let config = config_with(&ws, emulator, "itus", "[mining]\nlast_accessed = false");
+    let cfg = config.to_str().expect("utf-8");
+    let out = mine_dir(&config, &trail, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let full = usage_of(&config);
+    let roles = full["roles"].as_array().expect("roles in full");
+    assert!(roles.len() > 100, "{} principals", roles.len());
+
+    let json_of = |args: &[&str]| -> Value {
+        let out = whittle(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        let mut value: Value = serde_json::from_slice(&out.stdout).expect("json");
+        value["generated_at"] = Value::Null;
+        value
+    };
+    let summary = json_of(&["--config", cfg, "usage", "--format", "json"]);
+    assert_eq!(summary["summary"], true, "{summary:#}");
+    assert_eq!(summary["schema"], 1);
+    assert!(summary["roles"].is_null(), "a summary has no roles");
+    let lines = summary["principal_summaries"]
+        .as_array()
+        .expect("summaries");
+    assert_eq!(lines.len(), roles.len());
+    let count = |role: &Value, key: &str| role[key].as_array().map_or(0, Vec::len);
+    let mut with_denials = 0;
+    for (line, role) in lines.iter().zip(roles) {
+        assert_eq!(line["arn"], role["arn"]);
+        assert_eq!(line["kind"], role["kind"]);
+        assert_eq!(line["first_seen"], role["first_seen"], "{}", role["arn"]);
+        assert_eq!(line["last_seen"], role["last_seen"], "{}", role["arn"]);
+        for key in ["actions", "denied", "unmapped", "sessions"] {
+            assert_eq!(
+                line[key].as_u64(),
+                Some(count(role, key) as u64),
+                "{key} of {}",
+                role["arn"]
+            );
+        }
+        with_denials += usize::from(count(role, "denied") > 0);
+    }
+    assert!(with_denials > 0, "the corpus has denials to count");
+
+    // In text: one line per principal, with its counts, and how to see the detail.
+    let out = whittle(&["--config", cfg, "usage"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let first = &lines[0];
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(first["arn"].as_str().expect("arn")))
+        .unwrap_or_else(|| panic!("no line for {}: {stdout}", first["arn"]));
+    assert!(
+        line.contains(&format!("{} actions", first["actions"])),
+        "{line}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("arn:")).count(),
+        lines.len()
+    );
+    assert!(
+        stdout.contains("`--full` shows every principal"),
+        "{stdout}"
+    );
+
+    // `--role` shows a principal in full, as `--full` does.
+    let arn = roles[7]["arn"].as_str().expect("arn");
+    assert_eq!(usage(&config, arn), roles[7]);
+
+    // A daemon holding the state answers the same summary.
+    let log = ws.path("daemon.log");
+    let mut daemon = spawn_daemon(&config, &log);
+    wait_for_log(&log, "Daemon started");
+    assert_eq!(
+        json_of(&["--config", cfg, "usage", "--format", "json"]),
+        summary
+    );
+    signal(&daemon, "TERM");
+    assert!(wait_exit(&mut daemon, std::time::Duration::from_secs(20)).success());
 }

@@ -10,6 +10,8 @@ mod files;
 mod sources;
 mod store;
 
+pub use store::{build_heads, put_usage, remove_usage};
+
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -277,9 +279,9 @@ fn age_out(state: &State, cutoff_ms: i64, now_ms: i64) -> anyhow::Result<()> {
         let (arn, mut stored) = item?;
         let before = stored.usage.clone();
         if !stored.usage.age_out(cutoff_ms) {
-            batch.remove::<StoredUsage>(&arn);
+            store::remove_usage(&mut batch, &arn);
         } else if stored.usage != before {
-            batch.put::<StoredUsage>(&arn, &stored)?;
+            store::put_usage(&mut batch, &arn, &stored)?;
         }
     }
     batch.put::<UsageMeta>(

@@ -12,6 +12,11 @@
 //! each principal with the id of the last chunk merged into it (`folded_through`), so a fold
 //! that dies half-way and runs again skips the principals that already hold the chunk; a
 //! chunk is deleted only once all its principals are written.
+//!
+//! Each principal's [`UsageHead`] (what `whittle usage` summarises) is written and removed
+//! with its usage, in the same batch ([`put_usage`], [`remove_usage`]): the two never
+//! disagree after a crash. A state written before heads existed gets them from the first
+//! fold ([`build_heads`]).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -19,7 +24,9 @@ use std::sync::Mutex;
 use whittle_planner::usage::PrincipalUsage;
 use whittle_state::{State, WriteBatch};
 
-use crate::records::{MinedFile, MinedFileCount, MinedFolder, PendingUsage, StoredUsage};
+use crate::records::{
+    MinedFile, MinedFileCount, MinedFolder, PendingUsage, StoredUsage, UsageHead, UsageHeadsBuilt,
+};
 
 /// Principals written per transaction by the fold: enough to be quick, few enough that one
 /// transaction stays small.
@@ -78,6 +85,7 @@ fn lock_folding() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn fold_locked(state: &State, cutoff_ms: i64) -> anyhow::Result<usize> {
+    build_heads(state)?;
     let pending = state.tree::<PendingUsage>()?;
     let chunks: Vec<u64> = pending.keys().collect::<Result<_, _>>()?;
     for &id in &chunks {
@@ -112,15 +120,79 @@ fn fold_chunk(state: &State, id: u64, chunk: PendingUsage, cutoff_ms: i64) -> an
             // A principal with nothing left in the look-back window is removed; the chunk
             // replayed after a crash holds nothing newer, so it removes it again.
             if record.usage.age_out(cutoff_ms) {
-                batch.put::<StoredUsage>(&arn, &record)?;
+                put_usage(&mut batch, &arn, &record)?;
             } else {
-                batch.remove::<StoredUsage>(&arn);
+                remove_usage(&mut batch, &arn);
             }
         }
         state.commit(batch)?;
         crate::faults::crash_point("mine:fold");
     }
     Ok(())
+}
+
+/// Puts a principal's usage and its head into `batch`, so they are committed together.
+/// Every write of a [`StoredUsage`] goes through here.
+pub fn put_usage(batch: &mut WriteBatch, arn: &str, record: &StoredUsage) -> anyhow::Result<()> {
+    let arn = arn.to_owned();
+    batch.put::<StoredUsage>(&arn, record)?;
+    match UsageHead::of(&record.usage) {
+        Some(head) => batch.put::<UsageHead>(&arn, &head)?,
+        None => batch.remove::<UsageHead>(&arn),
+    }
+    Ok(())
+}
+
+/// Removes a principal's usage and its head in `batch`.
+pub fn remove_usage(batch: &mut WriteBatch, arn: &str) {
+    let arn = arn.to_owned();
+    batch.remove::<StoredUsage>(&arn);
+    batch.remove::<UsageHead>(&arn);
+}
+
+/// The key of the [`UsageHeadsBuilt`] marker.
+const HEADS_BUILT: &str = "heads";
+
+/// Gives every principal its [`UsageHead`] unless the marker says they all have one: a
+/// state written by a whittle older than the heads holds usage without them. Decodes every
+/// principal's usage once, [`FOLD_BATCH`] per transaction, and writes the marker last, so a
+/// crash half-way builds them again (a head is a function of its usage: writing it twice is
+/// harmless). The caller holds the fold lock, so no principal changes meanwhile. On an empty
+/// store (a new state) it only writes the marker. Returns how many heads it wrote.
+pub fn build_heads(state: &State) -> anyhow::Result<usize> {
+    let marker = state.tree::<UsageHeadsBuilt>()?;
+    let key = HEADS_BUILT.to_owned();
+    if marker
+        .get(&key)?
+        .is_some_and(|m| m.version >= <UsageHead as whittle_state::Record>::VERSION)
+    {
+        return Ok(0);
+    }
+    let usage = state.tree::<StoredUsage>()?;
+    let mut written = 0;
+    let mut batch = WriteBatch::new();
+    for item in usage.iter() {
+        let (arn, record) = item?;
+        put_usage(&mut batch, &arn, &record)?;
+        written += 1;
+        if batch.len() >= 2 * FOLD_BATCH {
+            state.commit(std::mem::take(&mut batch))?;
+        }
+    }
+    batch.put::<UsageHeadsBuilt>(
+        &key,
+        &UsageHeadsBuilt {
+            version: <UsageHead as whittle_state::Record>::VERSION,
+        },
+    )?;
+    state.commit(batch)?;
+    if written > 0 {
+        tracing::info!(
+            principals = written,
+            "Summarised the usage of each principal (a state from an older whittle)"
+        );
+    }
+    Ok(written)
 }
 
 /// Which files of a source are mined, read folder by folder.

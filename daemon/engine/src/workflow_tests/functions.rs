@@ -97,6 +97,14 @@ async fn usage_shows_a_shared_roles_functions_apart_from_its_other_sessions() {
         ),
         "{text}"
     );
+    // The summary of many principals counts the same functions, from the role's head.
+    let summary = crate::usage::summarise(&t.engine, 0).expect("summary");
+    let line = summary
+        .principal_summaries
+        .iter()
+        .find(|p| p.arn == shared)
+        .expect("the shared role");
+    assert_eq!((line.functions, line.sessions), (2, role.sessions.len()));
 }
 
 #[tokio::test]

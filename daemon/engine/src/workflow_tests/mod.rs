@@ -10,6 +10,7 @@ mod reconcile;
 mod rotate;
 mod split;
 mod trial;
+mod usage;
 
 use tokio_util::sync::CancellationToken;
 use whittle_planner::plan::Plan;
