@@ -1,5 +1,5 @@
 //! The state bench: `cargo bench -p whittle-tests --bench state [-- --roles N] [--whittle PATH]
-//! [--runs N] [--keep DIR]`.
+//! [--runs N] [--keep DIR] [--no-digest]`.
 //!
 //! Builds a state directory as a large organization's looks (issue 17, item 3): N principals'
 //! mined usage (10,000 by default) and one stored plan of the same N roles, from the seeded
