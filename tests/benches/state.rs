@@ -1,5 +1,5 @@
 //! The state bench: `cargo bench -p whittle-tests --bench state [-- --roles N] [--whittle PATH]
-//! [--runs N] [--keep DIR]`.
+//! [--runs N] [--keep DIR] [--no-digest]`.
 //!
 //! Builds a state directory as a large organization's looks (issue 17, item 3): N principals'
 //! mined usage (10,000 by default) and one stored plan of the same N roles, from the seeded
@@ -18,20 +18,24 @@
 //! The whittle binary is built in release mode first (what users run); `--whittle PATH`
 //! measures another build instead, e.g. `target/debug/whittle`. Prints a Markdown table for
 //! BENCHMARKS.md. `--keep DIR` builds the state and configuration in DIR and leaves them there
-//! (to profile a command on them).
+//! (to profile a command on them). `--no-digest` stores the plan without its digest, as
+//! whittle did before digests (`plan show` then summarises the whole plan): the "before" of
+//! `plan show`'s figures on the same machine and state.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use whittle_engine::records::{RoleInventory, StoredPlan, StoredUsage};
+use whittle_engine::records::{RoleInventory, StoredPlan, StoredUsage, store_plan};
 use whittle_planner::benchgen::bench_roles;
 use whittle_planner::catalog::Catalog;
 use whittle_planner::plan::{
     AccountRead, Evidence, PLAN_SCHEMA, Plan, PlanStatus, RoleInput, Settings, plan_roles,
 };
 use whittle_state::{LockOwner, State, Timestamp, WriteBatch};
-use whittle_tests::bench::{fail, rss_of, timed};
+use whittle_tests::bench::{
+    cpu_model, fail, free_address, load_average, peak_rss_mb, release_whittle, rss_of,
+    spawn_daemon, stop, wait_for_healthz, whittle_command,
+};
 use whittle_tests::{Emulator, http_request, repo_root};
 
 /// The four accounts the roles are spread over: (configured name, id).
@@ -49,6 +53,7 @@ struct Args {
     runs: usize,
     whittle: Option<PathBuf>,
     keep: Option<PathBuf>,
+    no_digest: bool,
 }
 
 fn args() -> Args {
@@ -57,6 +62,7 @@ fn args() -> Args {
         runs: 3,
         whittle: None,
         keep: None,
+        no_digest: false,
     };
     let mut args = std::env::args().skip(1);
     let number = |value: Option<String>, flag: &str| -> usize {
@@ -82,10 +88,11 @@ fn args() -> Args {
                         .into(),
                 );
             }
+            "--no-digest" => parsed.no_digest = true,
             // `cargo bench` passes `--bench` to every bench binary.
             "--bench" => {}
             other => fail(&format!(
-                "unknown argument {other}; usage: state [--roles N] [--runs N] [--whittle PATH] [--keep DIR]"
+                "unknown argument {other}; usage: state [--roles N] [--runs N] [--whittle PATH] [--keep DIR] [--no-digest]"
             )),
         }
     }
@@ -107,17 +114,7 @@ fn main() {
     let root = repo_root();
     let whittle = match &args.whittle {
         Some(path) => root.join(path),
-        None => {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--release", "-p", "whittle"])
-                .current_dir(&root)
-                .status()
-                .unwrap_or_else(|e| fail(&format!("cargo build: {e}")));
-            if !status.success() {
-                fail("cargo build --release -p whittle failed");
-            }
-            root.join("target/release/whittle")
-        }
+        None => release_whittle(env!("CARGO")),
     };
     let temporary = tempfile::tempdir().unwrap_or_else(|e| fail(&format!("temporary dir: {e}")));
     let work = args
@@ -126,7 +123,7 @@ fn main() {
         .unwrap_or_else(|| temporary.path().to_owned());
     let state_dir = work.join("state");
     let started = Instant::now();
-    let plan_id = build_state(&state_dir, args.roles);
+    let plan_id = build_state(&state_dir, args.roles, !args.no_digest);
     eprintln!(
         "state with {} principals and plan {plan_id} built in {:.1} s ({:.1} MB on disk)",
         args.roles,
@@ -181,26 +178,19 @@ fn main() {
     let daemon_peak = peak_rss_mb(daemon.id());
     stop(&mut daemon);
 
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let cpu = cpu_model();
     println!(
-        "\n{} principals in the usage store, a {}-role plan stored; {}; {}; load average at the end {}",
+        "\n{} principals in the usage store, a {}-role plan stored{}; {}; {}; load average at the end {}",
         args.roles,
         args.roles,
+        if args.no_digest {
+            " without its digest"
+        } else {
+            ""
+        },
         whittle.display(),
         cpu,
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        load_average()
     );
     println!(
         "\n| command | where | fastest | slowest (of {}) | peak RSS | output |",
@@ -228,7 +218,7 @@ fn main() {
 
 /// Writes `roles` principals' usage, the accounts' inventories and one plan of those roles
 /// into a new state at `dir`; returns the plan's id.
-fn build_state(dir: &Path, roles: usize) -> String {
+fn build_state(dir: &Path, roles: usize, digest: bool) -> String {
     let catalog = Catalog::embedded();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -323,10 +313,14 @@ fn build_state(dir: &Path, roles: usize) -> String {
         roles: planned,
     };
     let id = plan.id.clone();
-    state
-        .tree::<StoredPlan>()
-        .and_then(|plans| plans.put(&id, &StoredPlan(plan)))
-        .unwrap_or_else(|e| fail(&format!("store the plan: {e}")));
+    if digest {
+        store_plan(&state, plan).map(drop)
+    } else {
+        state
+            .tree::<StoredPlan>()
+            .and_then(|plans| plans.put(&id, &StoredPlan(plan)))
+    }
+    .unwrap_or_else(|e| fail(&format!("store the plan: {e}")));
     state
         .flush()
         .unwrap_or_else(|e| fail(&format!("flush: {e}")));
@@ -346,33 +340,6 @@ fn config_text(endpoint: &str, state: &Path, listen: &str) -> String {
         state.display()
     ));
     text
-}
-
-/// A loopback address with a port free a moment ago, for the daemon's status endpoint.
-fn free_address() -> String {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| fail(&format!("bind: {e}")));
-    let address = listener
-        .local_addr()
-        .unwrap_or_else(|e| fail(&format!("address: {e}")));
-    address.to_string()
-}
-
-fn whittle_command(program: &Path, config: &Path, args: &[&str]) -> Command {
-    let mut command = timed(program);
-    command
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("WHITTLE_CONFIG")
-        .env_remove("WHITTLE_STATE_DIR")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
-    command
 }
 
 fn measure(whittle: &Path, config: &Path, label: &str, args: &[&str], runs: usize) -> Measure {
@@ -430,73 +397,6 @@ fn measure_healthz(listen: &str, runs: usize) -> Measure {
         rss_mb: None,
         bytes,
     }
-}
-
-fn spawn_daemon(whittle: &Path, config: &Path, log: &Path) -> Child {
-    let log_file = std::fs::File::create(log).unwrap_or_else(|e| fail(&format!("log: {e}")));
-    let mut command = Command::new(whittle);
-    command
-        .args(["daemon", "--config"])
-        .arg(config)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file);
-    command
-        .spawn()
-        .unwrap_or_else(|e| fail(&format!("whittle daemon: {e}")))
-}
-
-/// Waits until the daemon answers `/healthz` (it verifies credentials and opens the state
-/// first).
-fn wait_for_healthz(listen: &str, daemon: &mut Child, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(Some(exit)) = daemon.try_wait() {
-            fail(&format!(
-                "the daemon exited with {exit}: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            ));
-        }
-        if matches!(
-            http_request(listen, "GET", "/healthz", b"", "text/plain"),
-            Ok((200, _))
-        ) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = daemon.kill();
-    fail("the daemon did not answer /healthz within 60 s");
-}
-
-/// A process's peak resident set (VmHWM) in MB, read while it runs.
-fn peak_rss_mb(pid: u32) -> Option<f64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-}
-
-/// SIGTERM, then waits for the daemon to exit (it finishes its step and flushes).
-fn stop(daemon: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = daemon.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = daemon.kill();
-    let _ = daemon.wait();
 }
 
 fn dir_size(dir: &Path) -> u64 {

@@ -1,8 +1,12 @@
 //! What the bench binaries (`tests/benches/`) share: failing with a message, listing a
-//! corpus's files, and running a program under GNU time for its peak memory.
+//! corpus's files, running a program under GNU time for its peak memory, building the release
+//! `whittle`, and running `whittle daemon` and reading its peak memory.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{http_request, repo_root};
 
 /// Ends the bench with `bench: MESSAGE` and exit code 1.
 pub fn fail(message: &str) -> ! {
@@ -54,4 +58,139 @@ pub fn rss_of(stderr: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix("RSS_KB="))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map(|kb| kb / 1024.0)
+}
+
+/// Builds the release `whittle` (what users run) with `cargo` (the bench's `env!("CARGO")`)
+/// and gives its path.
+pub fn release_whittle(cargo: &str) -> PathBuf {
+    let root = repo_root();
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "whittle"])
+        .current_dir(&root)
+        .status()
+        .unwrap_or_else(|e| fail(&format!("cargo build: {e}")));
+    if !status.success() {
+        fail("cargo build --release -p whittle failed");
+    }
+    root.join("target/release/whittle")
+}
+
+/// The CPU's model name as /proc/cpuinfo gives it.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned())
+}
+
+/// The load averages over 1, 5 and 15 minutes.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A loopback address with a port free a moment ago, for the daemon's status endpoint.
+pub fn free_address() -> String {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| fail(&format!("bind: {e}")));
+    let address = listener
+        .local_addr()
+        .unwrap_or_else(|e| fail(&format!("address: {e}")));
+    address.to_string()
+}
+
+/// `program ARGS --config CONFIG` under GNU time ([`timed`]), with the emulator's credentials
+/// and none of the caller's AWS or whittle settings.
+pub fn whittle_command(program: &Path, config: &Path, args: &[&str]) -> Command {
+    let mut command = timed(program);
+    command
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("WHITTLE_CONFIG")
+        .env_remove("WHITTLE_STATE_DIR")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    command
+}
+
+/// `whittle daemon --config CONFIG`, its log in `log`.
+pub fn spawn_daemon(whittle: &Path, config: &Path, log: &Path) -> Child {
+    let log_file = std::fs::File::create(log).unwrap_or_else(|e| fail(&format!("log: {e}")));
+    let mut command = Command::new(whittle);
+    command
+        .args(["daemon", "--config"])
+        .arg(config)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file);
+    command
+        .spawn()
+        .unwrap_or_else(|e| fail(&format!("whittle daemon: {e}")))
+}
+
+/// Waits until the daemon answers `/healthz` (it verifies credentials and opens the state
+/// first).
+pub fn wait_for_healthz(listen: &str, daemon: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(exit)) = daemon.try_wait() {
+            fail(&format!(
+                "the daemon exited with {exit}: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            ));
+        }
+        if matches!(
+            http_request(listen, "GET", "/healthz", b"", "text/plain"),
+            Ok((200, _))
+        ) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = daemon.kill();
+    fail("the daemon did not answer /healthz within 60 s");
+}
+
+/// A process's peak resident set (VmHWM) in MB, read while it runs.
+pub fn peak_rss_mb(pid: u32) -> Option<f64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+}
+
+/// SIGTERM, then waits for the daemon to exit (it finishes its step and flushes).
+pub fn stop(daemon: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = daemon.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
 }

@@ -17,6 +17,7 @@
 
 pub mod athena;
 pub mod bench;
+pub mod scale;
 pub mod trailgen;
 
 use std::io::{BufRead, BufReader, Write};

@@ -277,8 +277,9 @@ pub async fn run<P: Ports>(
             max_bytes,
             roles,
             full,
-        }) => show_plan(
-            plan::load_plan(&engine.state, id)?,
+        }) => show_stored_plan(
+            &engine.state,
+            id,
             &ShowOptions {
                 format: *format,
                 max_bytes: *max_bytes,
@@ -411,10 +412,21 @@ pub fn render_plan(
 /// change, else 0.
 fn render_plan_exit_code(plan: &whittle_planner::plan::Plan) -> u8 {
     use whittle_planner::plan::RoleStatus;
-    let unread = plan.accounts.iter().any(|a| a.error.is_some());
-    if unread || plan.roles.iter().any(|r| r.status == RoleStatus::Error) {
+    plan_exit_code(
+        &plan.accounts,
+        plan.roles.iter().any(|r| r.status == RoleStatus::Error),
+        plan.has_changes(),
+    )
+}
+
+fn plan_exit_code(
+    accounts: &[whittle_planner::plan::AccountRead],
+    role_failed: bool,
+    changes: bool,
+) -> u8 {
+    if role_failed || accounts.iter().any(|a| a.error.is_some()) {
         1
-    } else if plan.has_changes() {
+    } else if changes {
         2
     } else {
         0
@@ -430,6 +442,41 @@ pub struct ShowOptions<'a> {
     pub roles: &'a [String],
     /// Every role in full.
     pub full: bool,
+}
+
+/// `whittle plan show ID` of the state's plan `id`. The summary of a large plan is read from
+/// its digest (`records::StoredPlanDigest`) without decoding the plan; anything else, and a
+/// plan stored before digests were (it has none), is shown from the whole plan by
+/// [`show_plan`], whose summary is the same.
+pub fn show_stored_plan(
+    state: &whittle_state::State,
+    id: &str,
+    options: &ShowOptions<'_>,
+    terminal: Terminal,
+) -> anyhow::Result<Output> {
+    use whittle_planner::plan::summary;
+    let summarised_format = matches!(options.format, PlanFormat::Text | PlanFormat::Json);
+    if options.roles.is_empty() && !options.full && summarised_format {
+        let digest = state
+            .tree::<crate::records::StoredPlanDigest>()?
+            .get(&id.to_owned())?;
+        if let Some(crate::records::StoredPlanDigest(digest)) = digest
+            && digest.roles.len() > summary::SUMMARISE_ABOVE
+        {
+            let summarised = digest.summary();
+            let stdout = match options.format {
+                PlanFormat::Json => json(&summarised)?,
+                _ => summary::text(&summarised),
+            };
+            let role_failed = digest
+                .roles
+                .iter()
+                .any(|r| r.status == whittle_planner::plan::RoleStatus::Error);
+            let exit_code = plan_exit_code(&digest.accounts, role_failed, digest.has_changes());
+            return Ok(Output { stdout, exit_code });
+        }
+    }
+    show_plan(plan::load_plan(state, id)?, options, terminal)
 }
 
 /// `whittle plan show`: the roles asked for in full; else, in text and JSON, a plan of more
@@ -759,6 +806,123 @@ mod tests {
         assert!(super::verdicts(std::slice::from_ref(&split), &both, since).is_none());
         let all = super::verdicts(&[split, record(TrialStatus::Passed)], &both, since);
         assert_eq!(all.map(|v| v.len()), Some(2));
+    }
+
+    /// A plan of more than a hundred roles (the bench's shapes), stored as `whittle plan`
+    /// stores it.
+    fn stored_plan(state: &whittle_state::State) -> whittle_planner::plan::Plan {
+        use whittle_planner::plan::{
+            Evidence, PLAN_SCHEMA, Plan, PlanStatus, RoleInput, Settings, plan_roles,
+        };
+        const NOW_MS: i64 = 1_780_000_000_000;
+        let catalog = whittle_planner::catalog::Catalog::embedded();
+        let inputs = whittle_planner::benchgen::bench_roles(catalog, 105, NOW_MS, 3);
+        let settings = Settings {
+            lookback_days: 90,
+            min_observation_days: 14,
+            scope_resources: false,
+            keep: Vec::new(),
+            keep_unobservable: true,
+            now_ms: NOW_MS,
+        };
+        let role_inputs: Vec<RoleInput<'_>> = inputs
+            .iter()
+            .map(|r| RoleInput {
+                current: &r.policies,
+                evidence: Evidence {
+                    usage: Some(&r.usage),
+                    ..Evidence::default()
+                },
+            })
+            .collect();
+        let plan = Plan {
+            schema: PLAN_SCHEMA,
+            id: "plan-1".to_owned(),
+            created_at: "2026-12-03T10:00:00Z".to_owned(),
+            catalog: catalog.version.to_string(),
+            lookback_days: 90,
+            status: PlanStatus::Proposed,
+            accounts: Vec::new(),
+            roles: plan_roles(&role_inputs, &settings, catalog),
+        };
+        crate::records::store_plan(state, plan).expect("stored")
+    }
+
+    /// `plan show` of a large stored plan prints the plan's own summary (text and JSON, and
+    /// its exit code) from the digest stored with it, without reading the plan; a plan stored
+    /// without a digest (by an older whittle) is summarised from the whole plan, the same.
+    #[test]
+    fn plan_show_summarises_a_stored_plan_from_its_digest() {
+        use super::{PlanFormat, ShowOptions, Terminal, show_plan, show_stored_plan};
+        use crate::records::{StoredPlan, StoredPlanDigest};
+        let dir = tempfile::tempdir().expect("dir");
+        let state = whittle_state::State::open(
+            dir.path(),
+            &whittle_state::LockOwner {
+                pid: 1,
+                status_address: None,
+                token: None,
+            },
+        )
+        .expect("open");
+        let plan = stored_plan(&state);
+        assert!(plan.roles.len() > whittle_planner::plan::summary::SUMMARISE_ABOVE);
+        let terminal = Terminal {
+            color: false,
+            progress: false,
+        };
+        let options = |format| ShowOptions {
+            format,
+            max_bytes: None,
+            roles: &[],
+            full: false,
+        };
+        let formats = [PlanFormat::Text, PlanFormat::Json];
+        let expected: Vec<_> = formats
+            .iter()
+            .map(|f| show_plan(plan.clone(), &options(*f), terminal).expect("shown"))
+            .collect();
+        assert!(expected[1].stdout.contains("\"summary\": true"));
+        assert_eq!(expected[0].exit_code, 2);
+        let shown = |state: &whittle_state::State| -> Vec<_> {
+            formats
+                .iter()
+                .map(|f| show_stored_plan(state, "plan-1", &options(*f), terminal).expect("shown"))
+                .map(|o| (o.stdout, o.exit_code))
+                .collect()
+        };
+        let expected: Vec<_> = expected
+            .into_iter()
+            .map(|o| (o.stdout, o.exit_code))
+            .collect();
+        assert_eq!(shown(&state), expected);
+
+        // Without its plan the digest still answers: the summary never decodes the plan.
+        let plans = state.tree::<StoredPlan>().expect("tree");
+        plans.remove(&plan.id).expect("removed");
+        assert_eq!(shown(&state), expected);
+        // A full view needs the plan.
+        let full = ShowOptions {
+            full: true,
+            ..options(PlanFormat::Json)
+        };
+        assert!(show_stored_plan(&state, "plan-1", &full, terminal).is_err());
+
+        // A plan stored before digests: summarised from the plan itself.
+        plans
+            .put(&plan.id, &StoredPlan(plan.clone()))
+            .expect("stored");
+        let digests = state.tree::<StoredPlanDigest>().expect("tree");
+        digests.remove(&plan.id).expect("removed");
+        assert_eq!(shown(&state), expected);
+
+        // A change of the plan's status is a new write of the plan and of its digest.
+        let mut applied = plan;
+        applied.status = whittle_planner::plan::PlanStatus::Applied;
+        crate::records::store_plan(&state, applied).expect("stored");
+        plans.remove(&"plan-1".to_owned()).expect("removed");
+        let json = &shown(&state)[1].0;
+        assert!(json.contains("\"status\": \"applied\""), "{json}");
     }
 
     #[test]

@@ -172,10 +172,7 @@ pub async fn make_plan<P: Ports>(engine: &Engine<P>, only: &[String]) -> anyhow:
         accounts,
         roles,
     };
-    state
-        .tree::<StoredPlan>()?
-        .put(&plan.id, &StoredPlan(plan.clone()))?;
-    state.flush()?;
+    let plan = crate::records::store_plan(state, plan)?;
     info!(plan = %plan.id, roles = plan.roles.len(), "Plan stored");
     Ok(plan)
 }
@@ -455,9 +452,7 @@ pub async fn apply<P: Ports>(
     }
     if outcomes.iter().any(|o| o.outcome == ApplyOutcome::Applied) {
         plan.status = PlanStatus::Applied;
-        let id = plan.id.clone();
-        state.tree::<StoredPlan>()?.put(&id, &StoredPlan(plan))?;
-        state.flush()?;
+        crate::records::store_plan(state, plan)?;
     }
     Ok(outcomes)
 }

@@ -302,6 +302,37 @@ impl Record for StoredPlan {
     }
 }
 
+/// What `whittle plan show` summarises of a stored plan (`summary::PlanDigest`: per role its
+/// status and counts, tens of bytes), keyed by the plan's id in a tree of its own, so that the
+/// summary of a 10,000-role plan reads about a megabyte instead of inflating and rebuilding
+/// the whole plan (hundreds of megabytes in memory).
+///
+/// Written only by [`store_plan`], in the same transaction as the plan, so the two never
+/// disagree; plans stored before this record existed have none, and `plan show` then
+/// summarises the plan itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPlanDigest(pub whittle_planner::plan::summary::PlanDigest);
+
+impl Record for StoredPlanDigest {
+    const TREE: &'static str = "plan-digests";
+    const VERSION: u16 = 1;
+    type Key = String;
+}
+
+/// Stores `plan` and its digest together (one transaction, flushed): every write of a plan,
+/// the first and each change of its status, goes through here. The plan is taken and given
+/// back rather than borrowed so that storing a 10,000-role plan does not copy it first.
+pub fn store_plan(state: &State, plan: Plan) -> Result<Plan, StateError> {
+    let digest = StoredPlanDigest(whittle_planner::plan::summary::PlanDigest::of(&plan));
+    let id = plan.id.clone();
+    let plan = StoredPlan(plan);
+    let mut batch = whittle_state::WriteBatch::new();
+    batch.put(&id, &plan)?;
+    batch.put(&id, &digest)?;
+    state.commit(batch)?;
+    Ok(plan.0)
+}
+
 /// What `whittle status` shows of a stored plan, read from the `plans` tree without the rest
 /// of the record: serde skips the documents, removed sets, evidence and every role's detail
 /// unparsed, so a status does not rebuild a 10,000-role plan to count its roles.

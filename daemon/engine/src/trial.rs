@@ -1315,8 +1315,7 @@ fn mark_trialled_when_all_passed<P: Ports>(
     });
     if all_passed && plan.status == PlanStatus::Proposed {
         plan.status = PlanStatus::Trialled;
-        plans.put(&plan.id.clone(), &StoredPlan(plan))?;
-        state.flush()?;
+        crate::records::store_plan(state, plan)?;
         info!(
             plan = plan_id,
             "Every changed role passed its trial: the plan is trialled"

@@ -10,6 +10,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use crate::support::*;
+use whittle_tests::scale::allow;
 
 /// The four accounts of the scale test: (configured name, id).
 const ACCOUNTS: [(&str, &str); 4] = [
@@ -21,59 +22,10 @@ const ACCOUNTS: [(&str, &str); 4] = [
 const ROLES_PER_ACCOUNT: usize = 500;
 /// "At most a few dozen IAM calls per account", whatever its number of roles.
 const MAX_IAM_CALLS_PER_ACCOUNT: usize = 36;
-/// A small AWS-managed policy (the emulator's seed loads it into each account).
-const AWS_MANAGED: &str = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole";
-
-fn allow(actions: &[&str]) -> String {
-    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]})
-        .to_string()
-}
-
-/// Seeds `roles` target roles (and one that is not a target) in each account in one request
-/// each: an inline policy per role, two shared customer-managed policies, an AWS-managed one,
-/// and a boundary on every tenth role.
+/// Seeds `roles` target roles in each of `accounts` (`whittle_tests::scale::seed`).
 fn seed(emulator: &Emulator, accounts: &[(&str, &str)], roles: usize) {
-    for (_, id) in accounts {
-        let policy = |name: &str| format!("arn:aws:iam::{id}:policy/{name}");
-        let mut seeded: Vec<Value> = (0..roles)
-            .map(|i| {
-                let mut managed = vec![policy("scale-read")];
-                if i % 3 == 0 {
-                    managed.push(policy("scale-write"));
-                }
-                if i % 2 == 0 {
-                    managed.push(AWS_MANAGED.to_owned());
-                }
-                let actions: &[&str] = match i % 4 {
-                    0 => &["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteTable"],
-                    1 => &["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteQueue"],
-                    2 => &["sns:Publish", "kms:Decrypt"],
-                    _ => &["ssm:GetParameter", "secretsmanager:GetSecretValue"],
-                };
-                json!({
-                    "name": format!("scale-app-{i:04}"),
-                    "tags": {"whittle:managed": "true", "team": format!("t{}", i % 7)},
-                    "inline": {"own": allow(actions)},
-                    "managed": managed,
-                    "boundary": (i % 10 == 0).then(|| policy("scale-fence")),
-                })
-            })
-            .collect();
-        seeded.push(json!({"name": "scale-untagged", "inline": {"x": allow(&["s3:*"])}}));
-        let answer = emulator.post_json(
-            "/whittle-emulator/seed-iam",
-            &json!({
-                "account": id,
-                "policies": [
-                    {"name": "scale-read", "document": allow(&["s3:GetObject", "s3:ListBucket"])},
-                    {"name": "scale-write", "document": allow(&["s3:PutObject", "s3:DeleteObject"])},
-                    {"name": "scale-fence", "document": allow(&["s3:*", "dynamodb:*", "sqs:*", "sns:*", "kms:*", "ssm:*", "secretsmanager:*", "logs:*"])},
-                ],
-                "roles": seeded,
-            }),
-        );
-        assert_eq!(answer["roles"], roles + 1, "{answer}");
-    }
+    let ids: Vec<&str> = accounts.iter().map(|(_, id)| *id).collect();
+    whittle_tests::scale::seed(emulator, &ids, roles);
 }
 
 /// A config for `accounts`, each reached by assuming a role in it (moto switches accounts
