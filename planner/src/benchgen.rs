@@ -16,7 +16,7 @@
 use std::collections::BTreeSet;
 
 use crate::catalog::Catalog;
-use crate::plan::{InlinePolicy, ManagedPolicy, RolePolicies};
+use crate::plan::{Evidence, InlinePolicy, ManagedPolicy, RoleInput, RolePolicies, Settings};
 use crate::trail::PrincipalKind;
 use crate::usage::{ActionUsage, PrincipalUsage};
 
@@ -60,6 +60,34 @@ pub struct BenchRole {
     pub shape: Shape,
     pub policies: RolePolicies,
     pub usage: PrincipalUsage,
+}
+
+impl BenchRole {
+    /// The role as the planner takes it: its policies, with its mined usage as the only
+    /// evidence.
+    pub fn input(&self) -> RoleInput<'_> {
+        RoleInput {
+            current: &self.policies,
+            evidence: Evidence {
+                usage: Some(&self.usage),
+                ..Evidence::default()
+            },
+        }
+    }
+}
+
+/// The settings generated roles are planned with where a test or bench stores them as
+/// `whittle plan` would: the defaults, but a 14-day observation window (the uses fall 15 to
+/// 95 days back), at `now_ms`.
+pub fn bench_settings(now_ms: i64) -> Settings {
+    Settings {
+        lookback_days: 90,
+        min_observation_days: 14,
+        scope_resources: false,
+        keep: Vec::new(),
+        keep_unobservable: true,
+        now_ms,
+    }
 }
 
 /// `roles` roles (rounded down to a multiple of three), the shapes in equal numbers, in

@@ -26,11 +26,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use whittle_engine::records::{RoleInventory, StoredPlan, StoredUsage, store_plan};
-use whittle_planner::benchgen::bench_roles;
+use whittle_planner::benchgen::{BenchRole, bench_roles, bench_settings};
 use whittle_planner::catalog::Catalog;
-use whittle_planner::plan::{
-    AccountRead, Evidence, PLAN_SCHEMA, Plan, PlanStatus, RoleInput, Settings, plan_roles,
-};
+use whittle_planner::plan::{AccountRead, PLAN_SCHEMA, Plan, PlanStatus, RoleInput, plan_roles};
 use whittle_state::{LockOwner, State, Timestamp, WriteBatch};
 use whittle_tests::bench::{
     cpu_model, fail, free_address, load_average, peak_rss_mb, release_whittle, rss_of,
@@ -272,24 +270,8 @@ fn build_state(dir: &Path, roles: usize, digest: bool) -> String {
             .unwrap_or_else(|e| fail(&format!("inventory: {e}")));
     }
     // The settings of the configuration below (the defaults but the observation window).
-    let settings = Settings {
-        lookback_days: 90,
-        min_observation_days: 14,
-        scope_resources: false,
-        keep: Vec::new(),
-        keep_unobservable: true,
-        now_ms,
-    };
-    let role_inputs: Vec<RoleInput<'_>> = inputs
-        .iter()
-        .map(|r| RoleInput {
-            current: &r.policies,
-            evidence: Evidence {
-                usage: Some(&r.usage),
-                ..Evidence::default()
-            },
-        })
-        .collect();
+    let settings = bench_settings(now_ms);
+    let role_inputs: Vec<RoleInput<'_>> = inputs.iter().map(BenchRole::input).collect();
     let read_at = whittle_planner::trail::format_time(now_ms);
     let mut planned = plan_roles(&role_inputs, &settings, catalog);
     for role in &mut planned {

@@ -811,30 +811,13 @@ mod tests {
     /// A plan of more than a hundred roles (the bench's shapes), stored as `whittle plan`
     /// stores it.
     fn stored_plan(state: &whittle_state::State) -> whittle_planner::plan::Plan {
-        use whittle_planner::plan::{
-            Evidence, PLAN_SCHEMA, Plan, PlanStatus, RoleInput, Settings, plan_roles,
-        };
+        use whittle_planner::benchgen::{BenchRole, bench_roles, bench_settings};
+        use whittle_planner::plan::{PLAN_SCHEMA, Plan, PlanStatus, RoleInput, plan_roles};
         const NOW_MS: i64 = 1_780_000_000_000;
         let catalog = whittle_planner::catalog::Catalog::embedded();
-        let inputs = whittle_planner::benchgen::bench_roles(catalog, 105, NOW_MS, 3);
-        let settings = Settings {
-            lookback_days: 90,
-            min_observation_days: 14,
-            scope_resources: false,
-            keep: Vec::new(),
-            keep_unobservable: true,
-            now_ms: NOW_MS,
-        };
-        let role_inputs: Vec<RoleInput<'_>> = inputs
-            .iter()
-            .map(|r| RoleInput {
-                current: &r.policies,
-                evidence: Evidence {
-                    usage: Some(&r.usage),
-                    ..Evidence::default()
-                },
-            })
-            .collect();
+        let inputs = bench_roles(catalog, 105, NOW_MS, 3);
+        let settings = bench_settings(NOW_MS);
+        let role_inputs: Vec<RoleInput<'_>> = inputs.iter().map(BenchRole::input).collect();
         let plan = Plan {
             schema: PLAN_SCHEMA,
             id: "plan-1".to_owned(),

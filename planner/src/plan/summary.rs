@@ -285,9 +285,9 @@ pub fn text(summary: &PlanSummary<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::benchgen::bench_roles;
+    use crate::benchgen::{BenchRole, bench_roles, bench_settings};
     use crate::catalog::Catalog;
-    use crate::plan::{Evidence, PLAN_SCHEMA, RoleInput, RolePlan, Settings, plan_roles};
+    use crate::plan::{PLAN_SCHEMA, RoleInput, RolePlan, plan_roles};
 
     const NOW_MS: i64 = 1_780_000_000_000;
 
@@ -296,24 +296,8 @@ mod tests {
     fn plan() -> Plan {
         let catalog = Catalog::embedded();
         let inputs = bench_roles(catalog, 9, NOW_MS, 7);
-        let settings = Settings {
-            lookback_days: 90,
-            min_observation_days: 14,
-            scope_resources: false,
-            keep: Vec::new(),
-            keep_unobservable: true,
-            now_ms: NOW_MS,
-        };
-        let role_inputs: Vec<RoleInput<'_>> = inputs
-            .iter()
-            .map(|r| RoleInput {
-                current: &r.policies,
-                evidence: Evidence {
-                    usage: Some(&r.usage),
-                    ..Evidence::default()
-                },
-            })
-            .collect();
+        let settings = bench_settings(NOW_MS);
+        let role_inputs: Vec<RoleInput<'_>> = inputs.iter().map(BenchRole::input).collect();
         let mut roles = plan_roles(&role_inputs, &settings, catalog);
         roles.push(RolePlan::failed(
             &inputs[0].policies,

@@ -747,20 +747,11 @@ fn roles_planned_together_are_planned_as_each_alone() {
 /// while each shared document, removed set's action names and risk sentence is kept once.
 #[test]
 fn a_stored_plan_reads_back_the_same_and_shares_what_roles_have_in_common() {
-    use crate::benchgen::bench_roles;
+    use crate::benchgen::{BenchRole, bench_roles};
     use stored::StoredPlan;
     let catalog = Catalog::embedded();
     let roles = bench_roles(catalog, 30, NOW, 5);
-    let inputs: Vec<RoleInput<'_>> = roles
-        .iter()
-        .map(|r| RoleInput {
-            current: &r.policies,
-            evidence: Evidence {
-                usage: Some(&r.usage),
-                ..Evidence::default()
-            },
-        })
-        .collect();
+    let inputs: Vec<RoleInput<'_>> = roles.iter().map(BenchRole::input).collect();
     let mut planned = plan_roles(&inputs, &settings(), catalog);
     // A role as an older plan holds it (its removed actions listed) and a failed one.
     planned[0].removed = planned[0].removed.to_vec().into();
