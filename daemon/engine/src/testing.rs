@@ -407,7 +407,7 @@ fn record_event(world: &mut World, role_arn: &str, action: &str, resource: &str,
 }
 
 /// [`record_event`] under the session `session` (Lambda names it after the function).
-fn record_session_event(
+pub(crate) fn record_session_event(
     world: &mut World,
     role_arn: &str,
     session: &str,

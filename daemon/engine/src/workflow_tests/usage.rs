@@ -5,12 +5,10 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use super::{EVENTS_SOURCE, mine};
 use crate::commands::UsageQuery;
 use crate::records::{StoredUsage, UsageHead, UsageHeadsBuilt};
-use crate::testing::{ACCOUNT_ID, TestEngine};
+use crate::testing::{ACCOUNT_ID, TestEngine, record_session_event};
 use crate::usage::{PrincipalSummary, SUMMARISE_ABOVE, UsageView};
 use whittle_planner::usage::UsageReport;
 
@@ -21,34 +19,7 @@ fn role(i: usize) -> String {
 /// A CloudTrail event of `role_arn` now: `action` allowed, denied (with an AccessDenied
 /// error) or, for a service outside the catalog, unmapped.
 fn event(t: &TestEngine, role_arn: &str, session: &str, action: &str, denied: bool) {
-    let mut world = t.fake.world();
-    world.next_id += 1;
-    let (service, name) = action.split_once(':').expect("service:Operation");
-    let role_name = role_arn.rsplit('/').next().expect("a role name");
-    let caller = format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role_name}/{session}");
-    let mut record = json!({
-        "eventVersion": "1.08",
-        "eventTime": crate::time::format(world.now),
-        "eventSource": format!("{service}.amazonaws.com"),
-        "eventName": name,
-        "awsRegion": "us-east-1",
-        "eventID": format!("event-{}", world.next_id),
-        "recipientAccountId": ACCOUNT_ID,
-        "userIdentity": {
-            "type": "AssumedRole",
-            "arn": caller,
-            "accountId": ACCOUNT_ID,
-            "sessionContext": {"sessionIssuer": {"type": "Role", "arn": role_arn}},
-        },
-    });
-    if denied {
-        record["errorCode"] = json!("AccessDenied");
-        record["errorMessage"] = json!(format!(
-            "User: {caller} is not authorized to perform: {action} on resource: *"
-        ));
-    }
-    let at = world.now.as_millis_i64();
-    world.events.push((at, record.to_string()));
+    record_session_event(&mut t.fake.world(), role_arn, session, action, "", denied);
 }
 
 /// `n` principals, each with its own mix of used, denied and unmapped calls and sessions.
