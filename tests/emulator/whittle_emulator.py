@@ -2005,20 +2005,17 @@ def patch_managed_policies():
     policies: no caller of the emulator uses another partition's ARNs."""
     from moto.iam import models as iam_models
 
-    parsed = {}
+    parsed = json.loads(iam_models.aws_managed_policies_data)
 
     def init_aws_policies(self):
         if not iam_models.load_iam_aws_managed_policies() or self.region_name != "aws":
             return []
-        if not parsed:
-            parsed.update(json.loads(iam_models.aws_managed_policies_data))
         return [
             iam_models.AWSManagedPolicy.from_data(name, self.account_id, self.region_name, d)
             for name, d in parsed.items()
         ]
 
     iam_models.IAMBackend._init_aws_policies = init_aws_policies
-    parsed.update(json.loads(iam_models.aws_managed_policies_data))
 
 
 def patch_per_request_costs():

@@ -102,25 +102,14 @@ pub fn view<P: Ports>(engine: &Engine<P>, query: &UsageQuery) -> anyhow::Result<
     report_of(engine, &arns, query.since_ms).map(UsageView::Report)
 }
 
-/// The full report of `arns`, each known to have usage in the window; none is no principal
-/// (not every principal, as an empty `only` means to [`build`]).
+/// The full report of `arns`, each known to have usage in the window (the pending usage
+/// already folded by [`summarise`]).
 fn report_of<P: Ports>(
     engine: &Engine<P>,
     arns: &[String],
     since_ms: i64,
 ) -> anyhow::Result<UsageReport> {
-    if arns.is_empty() {
-        return Ok(UsageReport {
-            schema: 1,
-            generated_at: crate::time::format(engine.now()),
-            lookback_days: engine.config.mining.lookback_days,
-            catalog: crate::iam_data::catalog(engine.state.dir())?
-                .version
-                .to_string(),
-            roles: Vec::new(),
-        });
-    }
-    build(engine, arns, since_ms)
+    report(engine, Some(arns), since_ms)
 }
 
 /// The summary of every principal with usage since `since_ms`, from the heads alone.
@@ -244,10 +233,19 @@ pub fn build<P: Ports>(
     only: &[String],
     since_ms: i64,
 ) -> anyhow::Result<UsageReport> {
+    crate::mine::fold_pending(engine)?;
+    report(engine, (!only.is_empty()).then_some(only), since_ms)
+}
+
+/// The report of the `only` principals (every one when `None`) from the folded store.
+fn report<P: Ports>(
+    engine: &Engine<P>,
+    only: Option<&[String]>,
+    since_ms: i64,
+) -> anyhow::Result<UsageReport> {
     let state = &*engine.state;
     let lookback_days = engine.config.mining.lookback_days;
     let catalog = crate::iam_data::catalog(state.dir())?;
-    crate::mine::fold_pending(engine)?;
     let usage = state.tree::<StoredUsage>()?;
     let last_accessed = state.tree::<LastAccessed>()?;
     let functions = crate::split::discovered_functions(state)?;
@@ -255,8 +253,8 @@ pub fn build<P: Ports>(
     // Named principals are read by key: iterating the store decodes (inflates and parses)
     // every principal's usage, which with 10,000 principals cost half a second for one role.
     // In key order either way, as the whole store iterates.
-    let named: std::collections::BTreeSet<&String> = only.iter().collect();
-    let records: Box<dyn Iterator<Item = Result<(String, StoredUsage), _>>> = if only.is_empty() {
+    let named: std::collections::BTreeSet<&String> = only.unwrap_or_default().iter().collect();
+    let records: Box<dyn Iterator<Item = Result<(String, StoredUsage), _>>> = if only.is_none() {
         Box::new(usage.iter())
     } else {
         Box::new(named.iter().filter_map(|arn| {
@@ -282,7 +280,7 @@ pub fn build<P: Ports>(
             roles.push(report);
         }
     }
-    for name in only {
+    for name in only.unwrap_or_default() {
         if !roles.iter().any(|r| &r.arn == name) && usage.get(name)?.is_none() {
             tracing::warn!(arn = %name, "No usage recorded for this principal");
         }
