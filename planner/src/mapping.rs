@@ -1488,8 +1488,7 @@ mod oracle {
 
     #[test]
     fn source_prefixes_agree_with_iam_dataset() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/testdata/mapping/cloudtrail_service_mappings.json");
+        let path = crate::tests::shared_testdata("mapping/cloudtrail_service_mappings.json");
         let Ok(text) = std::fs::read_to_string(&path) else {
             eprintln!(
                 "note: {} is absent; skipping the source-prefix oracle",
@@ -1527,9 +1526,7 @@ mod testdata_oracles {
     use super::*;
 
     fn shared(relative: &str) -> Option<PathBuf> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/testdata")
-            .join(relative);
+        let path = crate::tests::shared_testdata(relative);
         if path.exists() {
             Some(path)
         } else {

@@ -540,14 +540,16 @@ async fn a_connection_flood_is_bounded_and_the_endpoint_recovers() {
         let report = status_json(&config)?;
         report["daemon"]["listen"].as_str().map(str::to_owned)
     });
-    let sockets = || {
-        std::fs::read_dir(format!("/proc/{}/fd", daemon.id()))
-            .expect("the daemon's fds")
-            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-            .filter(|target| target.to_string_lossy().starts_with("socket:"))
-            .count()
-    };
-    let before = sockets();
+    let port: u16 = address
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .expect("the listen address's port");
+    // The connections the daemon has accepted on its endpoint, not every socket it holds: its
+    // AWS clients open and pool connections to the emulator whenever a scheduled job runs,
+    // which once took a count of all its sockets one over the bound.
+    let accepted = || accepted_connections(daemon.id(), port);
+    let before = accepted();
     // 200 connections, each with a request head that never ends.
     let flood: Vec<TcpStream> = (0..200)
         .map(|_| {
@@ -557,10 +559,12 @@ async fn a_connection_flood_is_bounded_and_the_endpoint_recovers() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
-    let during = sockets();
+    let during = accepted();
+    // The daemon serves at most 64 connections at once (`MAX_CONNECTIONS`); the rest wait in
+    // the listen backlog, held by the kernel, not by the daemon.
     assert!(
-        during <= before + 64,
-        "the daemon holds {during} sockets with 200 connections open (it held {before} before)"
+        during <= 64 && during > before,
+        "the daemon holds {during} connections with 200 open (it held {before} before)"
     );
     drop(flood);
     let started = std::time::Instant::now();
@@ -573,4 +577,37 @@ async fn a_connection_flood_is_bounded_and_the_endpoint_recovers() {
     );
     signal(&daemon, "TERM");
     assert!(wait_exit(&mut daemon, Duration::from_secs(20)).success());
+}
+
+/// How many established connections process `pid` holds on local TCP port `port` (IPv4 or
+/// IPv6): its fds' socket inodes matched against the kernel's socket tables, whose
+/// `local_address` is `HEXIP:HEXPORT`, `st` the state (`0A` listening) and the tenth column
+/// the inode.
+fn accepted_connections(pid: u32, port: u16) -> usize {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the daemon's fds")
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy();
+            Some(target.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let local_port = format!(":{port:04X}");
+    ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .map(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        })
+        .filter(|columns| {
+            columns.len() > 9
+                && columns[1].ends_with(&local_port)
+                && columns[3] != "0A"
+                && inodes.contains(&columns[9])
+        })
+        .count()
 }
