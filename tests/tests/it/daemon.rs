@@ -589,7 +589,12 @@ fn accepted_connections(pid: u32, port: u16) -> usize {
         .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
         .filter_map(|target| {
             let target = target.to_string_lossy();
-            Some(target.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
         })
         .collect();
     let local_port = format!(":{port:04X}");
@@ -600,7 +605,11 @@ fn accepted_connections(pid: u32, port: u16) -> usize {
             table
                 .lines()
                 .skip(1)
-                .map(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+                .map(|line| {
+                    line.split_whitespace()
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                })
                 .collect::<Vec<_>>()
         })
         .filter(|columns| {
