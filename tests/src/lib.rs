@@ -35,10 +35,69 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The emulator's Python: `WHITTLE_EMULATOR_PYTHON`, or the repository's venv.
-pub fn python() -> PathBuf {
+fn venv_python() -> PathBuf {
     std::env::var_os("WHITTLE_EMULATOR_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".venv-moto/bin/python"))
+}
+
+/// The Python the tests run their scripts with (`python() SCRIPT ARG…`, in a `Command` or in
+/// a playbook's exercise): the emulator's, through `tests/emulator/prewarmed.py`, whose
+/// server has imported boto3 and loaded the AWS models once, so that a script costs its own
+/// calls rather than a third of a second of CPU to start. It is an executable that behaves as
+/// `python` does for a script; `WHITTLE_PREWARMED=0` gives the plain interpreter.
+pub fn python() -> PathBuf {
+    if std::env::var_os("WHITTLE_PREWARMED").is_some_and(|v| v == "0") {
+        return venv_python();
+    }
+    static LAUNCHER: OnceLock<PathBuf> = OnceLock::new();
+    LAUNCHER.get_or_init(start_prewarmed).clone()
+}
+
+/// Starts the prewarmed server, never stopped: it exits (and removes its directory) when its
+/// stdin, held by this process, closes. Returns its launcher.
+fn start_prewarmed() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let python = venv_python();
+    assert_installed(&python);
+    let script = repo_root().join("tests/emulator/prewarmed.py");
+    let dir = std::env::temp_dir().join(format!("whittle-prewarmed-{}", std::process::id()));
+    // A directory of an earlier process with this pid (whose server is gone) is replaced.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a directory for the prewarmed server");
+    let socket = dir.join("socket");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .arg("--serve")
+        .arg(&socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the prewarmed script server");
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut ready)
+        .expect("read the prewarmed server's first line");
+    assert_eq!(ready.trim(), "ready", "the prewarmed script server did not start");
+    // Held open for this process's life (and the child handle with it).
+    std::mem::forget(child);
+    let quote = |path: &Path| format!("'{}'", path.display().to_string().replace('\'', r"'\''"));
+    let launcher = dir.join("python");
+    std::fs::write(
+        &launcher,
+        format!(
+            "#!/bin/sh\nexec {} -I -S {} {} \"$@\"\n",
+            quote(&python),
+            quote(&script),
+            quote(&socket)
+        ),
+    )
+    .expect("write the launcher");
+    std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755))
+        .expect("make the launcher executable");
+    launcher
 }
 
 /// A running emulator.
@@ -87,7 +146,7 @@ impl ForkServer {
     fn get() -> &'static Mutex<ForkServer> {
         static SERVER: OnceLock<Mutex<ForkServer>> = OnceLock::new();
         SERVER.get_or_init(|| {
-            let python = python();
+            let python = venv_python();
             assert_installed(&python);
             let mut child = Command::new(&python)
                 .arg(repo_root().join("tests/emulator/fork_server.py"))
@@ -170,7 +229,7 @@ impl Emulator {
     }
 
     fn spawn(env: &[(&str, &str)]) -> Emulator {
-        let python = python();
+        let python = venv_python();
         assert_installed(&python);
         let mut command = Command::new(&python);
         command

@@ -966,8 +966,13 @@ struct TrailWatch {
     read_files: HashSet<String>,
     /// One entry per denied action of each denial event.
     denied: Vec<DeniedEvent>,
-    /// Ids of the role's events since the apply (denials included).
+    /// Ids of the role's events since the apply's second (denials included): a denial in
+    /// that second fails the trial even if it may have come just before the apply.
     role_events: HashSet<String>,
+    /// Ids of the role's events from the second after the apply's on, the evidence that the
+    /// role was used under the trial's policy: CloudTrail's times are to the second, and a
+    /// call in the apply's second may have come before it.
+    used_events: HashSet<String>,
     /// The latest event time LookupEvents has shown (any principal), in ms.
     lookup_latest: Option<i64>,
     /// The latest event time the trail files have shown; None while none was read. Only
@@ -998,6 +1003,7 @@ impl TrailWatch {
             read_files: HashSet::new(),
             denied: Vec::new(),
             role_events: HashSet::new(),
+            used_events: HashSet::new(),
             lookup_latest: None,
             files_latest: None,
             sources: engine
@@ -1024,7 +1030,7 @@ impl TrailWatch {
     }
 
     fn role_calls(&self) -> u64 {
-        self.role_events.len() as u64
+        self.used_events.len() as u64
     }
 
     /// Whether every watched source has shown an event at or after `time_ms` (its watermark).
@@ -1045,6 +1051,9 @@ impl TrailWatch {
             || self.known_events.contains(id)
         {
             return event.time_ms;
+        }
+        if event.time_ms >= self.since_ms + 1000 {
+            self.used_events.insert(id.to_owned());
         }
         let new = self.role_events.insert(id.to_owned());
         if new

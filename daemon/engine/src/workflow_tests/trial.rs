@@ -346,6 +346,35 @@ async fn a_role_never_called_during_the_window_is_inconclusive_and_not_trialled(
     assert_eq!(records[0].evidence.as_ref().map(|e| e.role_calls), Some(1));
 }
 
+/// CloudTrail's event times are to the second. A call of the role in the second of the apply
+/// may have come before it: no evidence that the role works under the trial's policy.
+#[tokio::test]
+async fn a_call_in_the_second_of_the_apply_but_before_it_is_no_evidence_of_use() {
+    let t = TestEngine::new(EVENTS_SOURCE);
+    let role = occasional_role(&t);
+    mine(&t.engine).await;
+    let plan = plan(&t.engine).await;
+    {
+        let mut world = t.fake.world();
+        // 0.2 s into a second the role calls; the trial applies 0.5 s later, in that second.
+        world.now = whittle_state::Timestamp(world.now.0 / 1000 * 1000 + 1200);
+        crate::testing::record_session_event(
+            &mut world,
+            &role,
+            "fn",
+            "dynamodb:GetItem",
+            TABLE,
+            false,
+        );
+        world.now = whittle_state::Timestamp(world.now.0 + 500);
+    }
+    let records = crate::trial::run(&t.engine, &plan.id, &[], &timed_playbook("", false))
+        .await
+        .expect("a verdict");
+    assert_eq!(records[0].status, TrialStatus::Inconclusive, "{records:?}");
+    assert_eq!(records[0].evidence.as_ref().map(|e| e.role_calls), Some(0));
+}
+
 #[tokio::test]
 async fn a_passing_trial_settles_until_cloudtrail_shows_the_window_then_passes() {
     let t = TestEngine::new(EVENTS_SOURCE);
