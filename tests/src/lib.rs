@@ -80,7 +80,11 @@ fn start_prewarmed() -> PathBuf {
     BufReader::new(child.stdout.take().expect("piped stdout"))
         .read_line(&mut ready)
         .expect("read the prewarmed server's first line");
-    assert_eq!(ready.trim(), "ready", "the prewarmed script server did not start");
+    assert_eq!(
+        ready.trim(),
+        "ready",
+        "the prewarmed script server did not start"
+    );
     // Held open for this process's life (and the child handle with it).
     std::mem::forget(child);
     let quote = |path: &Path| format!("'{}'", path.display().to_string().replace('\'', r"'\''"));
