@@ -17,7 +17,7 @@ if [ -z "$python" ]; then
   echo "setup: python3 is missing; install it (Debian: apt-get install python3 python3-venv)" >&2
   exit 1
 fi
-echo "setup: installing tests/emulator/requirements.txt into $venv (a few seconds, once)" >&2
+echo "setup: installing tests/emulator/requirements.txt into $venv (about ten seconds, once)" >&2
 if ! "$python" -m venv "$venv" 2>/dev/null; then
   # Debian's python3 ships venv separately.
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
@@ -29,13 +29,17 @@ if ! "$python" -m venv "$venv" 2>/dev/null; then
     exit 1
   fi
 fi
-# uv installs the set in a few seconds of CPU where pip took 25 s, all of it beside the cargo
-# build on CI's two cores. It is pinned here, installed by the venv's pip; uv reads
-# SSL_CERT_FILE and, with --system-certs, the system's certificate store, as pip does. Should
-# it fail (a mirror only pip is configured for, say), pip installs the set instead.
+# uv installs the set in 10 s of CPU where pip took 25 s, all of it beside the cargo build on
+# CI's two cores. It is pinned here, installed by the venv's pip; uv reads SSL_CERT_FILE and,
+# with --system-certs, the system's certificate store, as pip does. --compile-bytecode, as pip
+# does by default: where PYTHONDONTWRITEBYTECODE is set (this machine's kind sets it), Python
+# never writes the .pyc files itself, and every emulator and script then compiled moto and
+# boto3 at each start (1.2 s of CPU to import them, against 0.4 s). Should uv fail (a mirror
+# only pip is configured for, say), pip installs the set instead.
 pip=("$venv/bin/pip" install --quiet --disable-pip-version-check)
 if "${pip[@]}" uv==0.13.8 &&
-  "$venv/bin/uv" pip install --quiet --system-certs --python "$venv/bin/python" -r "$requirements"; then
+  "$venv/bin/uv" pip install --quiet --system-certs --compile-bytecode \
+    --python "$venv/bin/python" -r "$requirements"; then
   :
 else
   echo "setup: uv could not install the emulator's packages; installing them with pip" >&2
