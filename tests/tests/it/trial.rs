@@ -432,7 +432,10 @@ async fn a_trial_set_to_resume_is_watched_to_its_end_after_a_restart() {
     let before = s.policies().await;
     s.trial_killed_at(&plan_id, "trial:applied");
     assert!(s.policies().await.1.is_some(), "the trial boundary is on");
-    // Live traffic during the window: the role is used (a quiet role would prove nothing).
+    // Live traffic during the window: the role is used (a quiet role would prove nothing),
+    // from the second after the apply's: CloudTrail's times are to the second, and a call in
+    // the apply's second is no evidence (it may have come before the apply).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(s.workload(&emulator.url, false));
     // Started: after its reconcile pass, and taking signals.
     let (mut daemon, log) = s.daemon("daemon.log", Some("Daemon started"));
