@@ -191,11 +191,32 @@ async fn sigkill_mid_run_then_restart_records_the_run_as_interrupted() {
         "/whittle-emulator/faults",
         &serde_json::json!({"service": "sts", "action": "GetCallerIdentity", "delay_seconds": 15, "count": 1}),
     );
-    let held_job = wait_for(Duration::from_secs(30), "a run to be in progress", || {
+    // The held run: one still running, with the same start, a second and a half after it was
+    // first seen (another job's ordinary run, discover's half a second, once was taken for it
+    // and had ended by the kill).
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let held_job = wait_for(Duration::from_secs(30), "a run to be held", || {
         let report = status_json(&config)?;
-        report["jobs"].as_array()?.iter().find_map(|j| {
-            (j["last_run"]["outcome"] == "running").then(|| j["name"].as_str().map(str::to_owned))
-        })?
+        let running: Vec<(String, String)> = report["jobs"]
+            .as_array()?
+            .iter()
+            .filter(|j| j["last_run"]["outcome"] == "running")
+            .map(|j| {
+                (
+                    j["name"].as_str().unwrap_or_default().to_owned(),
+                    j["last_run"]["started_at"].to_string(),
+                )
+            })
+            .collect();
+        let held = running
+            .iter()
+            .find(|run| seen.contains(run))
+            .map(|run| run.0.clone());
+        if held.is_none() {
+            seen = running;
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        held
     });
     signal(&daemon, "KILL");
     wait_exit(&mut daemon, Duration::from_secs(10));
