@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 use whittle_tests::athena::{create_cloudtrail_table, upload};
-use whittle_tests::bench::{fail, list, rss_of, size, timed};
+use whittle_tests::bench::{fail, list, number, release_whittle, rss_of, size, whittle_command};
 use whittle_tests::s3_client;
 use whittle_tests::trailgen::{CorpusSpec, generate};
 use whittle_tests::{Emulator, repo_root};
@@ -43,22 +43,11 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--events" {
-            events = args
-                .next()
-                .and_then(|n| n.replace('_', "").parse().ok())
-                .unwrap_or_else(|| fail("--events needs a number"));
+            events = number(args.next(), "--events");
         }
     }
     let root = repo_root();
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "whittle"])
-        .current_dir(&root)
-        .status()
-        .unwrap_or_else(|e| fail(&format!("cargo build: {e}")));
-    if !status.success() {
-        fail("cargo build --release -p whittle failed");
-    }
-    let whittle = root.join("target/release/whittle");
+    let whittle = release_whittle(env!("CARGO"));
 
     // The corpus ends before today, so that today's partition holds only the files of the
     // incremental run. It is cached per day (its dates follow the clock).
@@ -232,22 +221,15 @@ last_accessed = false
     path.to_path_buf()
 }
 
-fn whittle_command(whittle: &Path) -> Command {
-    let mut command = timed(whittle);
-    command
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing");
-    command
-}
-
 fn run_whittle(whittle: &Path, config: &Path, label: &str) -> Measure {
     let started = Instant::now();
-    let out = whittle_command(whittle)
-        .arg("--config")
-        .arg(config)
-        .args(["-q", "mine", "--format", "json", "--no-progress"])
-        .output()
-        .unwrap_or_else(|e| fail(&format!("whittle: {e}")));
+    let out = whittle_command(
+        whittle,
+        config,
+        &["-q", "mine", "--format", "json", "--no-progress"],
+    )
+    .output()
+    .unwrap_or_else(|e| fail(&format!("whittle: {e}")));
     let seconds = started.elapsed().as_secs_f64();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let report: Value = serde_json::from_slice(&out.stdout)

@@ -14,10 +14,9 @@
 //! BENCHMARKS.md. The whittle binary is built in release mode first.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
-use whittle_tests::bench::{fail, list, rss_of, size, timed};
+use whittle_tests::bench::{fail, list, number, release_whittle, rss_of, size, timed};
 use whittle_tests::repo_root;
 use whittle_tests::trailgen::{CorpusSpec, generate};
 
@@ -33,22 +32,11 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--events" {
-            events = args
-                .next()
-                .and_then(|n| n.replace('_', "").parse().ok())
-                .unwrap_or_else(|| fail("--events needs a number"));
+            events = number(args.next(), "--events");
         }
     }
     let root = repo_root();
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "whittle"])
-        .current_dir(&root)
-        .status()
-        .unwrap_or_else(|e| fail(&format!("cargo build: {e}")));
-    if !status.success() {
-        fail("cargo build --release -p whittle failed");
-    }
-    let whittle = root.join("target/release/whittle");
+    let whittle = release_whittle(env!("CARGO"));
 
     let today = chrono::Utc::now().format("%Y%m%d").to_string();
     let corpus_dir = root.join(format!("target/bench-corpus/{events}-seed42-{today}"));

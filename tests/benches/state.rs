@@ -31,7 +31,7 @@ use whittle_planner::catalog::Catalog;
 use whittle_planner::plan::{AccountRead, PLAN_SCHEMA, Plan, PlanStatus, RoleInput, plan_roles};
 use whittle_state::{LockOwner, State, Timestamp, WriteBatch};
 use whittle_tests::bench::{
-    cpu_model, fail, free_address, load_average, peak_rss_mb, release_whittle, rss_of,
+    cpu_model, fail, free_address, load_average, number, peak_rss_mb, release_whittle, rss_of,
     spawn_daemon, stop, wait_for_healthz, whittle_command,
 };
 use whittle_tests::{Emulator, http_request, repo_root};
@@ -63,15 +63,10 @@ fn args() -> Args {
         no_digest: false,
     };
     let mut args = std::env::args().skip(1);
-    let number = |value: Option<String>, flag: &str| -> usize {
-        value
-            .and_then(|n| n.replace('_', "").parse().ok())
-            .unwrap_or_else(|| fail(&format!("{flag} needs a number")))
-    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--roles" => parsed.roles = number(args.next(), "--roles"),
-            "--runs" => parsed.runs = number(args.next(), "--runs").max(1),
+            "--runs" => parsed.runs = number::<usize>(args.next(), "--runs").max(1),
             "--whittle" => {
                 parsed.whittle = Some(
                     args.next()

@@ -60,6 +60,13 @@ pub fn rss_of(stderr: &str) -> Option<f64> {
         .map(|kb| kb / 1024.0)
 }
 
+/// A bench's numeric argument (`--roles 10_000`): the value after `flag`, or exit saying so.
+pub fn number<T: std::str::FromStr>(value: Option<String>, flag: &str) -> T {
+    value
+        .and_then(|n| n.replace('_', "").parse().ok())
+        .unwrap_or_else(|| fail(&format!("{flag} needs a number")))
+}
+
 /// Builds the release `whittle` (what users run) with `cargo` (the bench's `env!("CARGO")`)
 /// and gives its path.
 pub fn release_whittle(cargo: &str) -> PathBuf {
