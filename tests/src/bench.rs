@@ -119,18 +119,7 @@ pub fn free_address() -> String {
 /// and none of the caller's AWS or whittle settings.
 pub fn whittle_command(program: &Path, config: &Path, args: &[&str]) -> Command {
     let mut command = timed(program);
-    command
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("WHITTLE_CONFIG")
-        .env_remove("WHITTLE_STATE_DIR")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
+    crate::isolate(command.args(args).arg("--config").arg(config)).env("NO_COLOR", "1");
     command
 }
 

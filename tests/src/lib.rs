@@ -104,6 +104,23 @@ fn start_prewarmed() -> PathBuf {
     launcher
 }
 
+/// `command`, isolated from the caller's AWS and whittle settings: the emulator's test
+/// credentials, no profile, session token, configuration, state directory, endpoint or log
+/// format of the caller's, and no stdin. Every test and bench that runs `whittle` goes
+/// through it.
+pub fn isolate(command: &mut Command) -> &mut Command {
+    command
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("WHITTLE_CONFIG")
+        .env_remove("WHITTLE_STATE_DIR")
+        .env_remove("WHITTLE_AWS_ENDPOINT_URL")
+        .env_remove("WHITTLE_LOG_FORMAT")
+        .stdin(Stdio::null())
+}
+
 /// A running emulator.
 #[derive(Debug)]
 pub struct Emulator {

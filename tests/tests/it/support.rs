@@ -87,17 +87,7 @@ pub fn whittle(args: &[&str]) -> Output {
 
 pub fn command(args: &[&str]) -> Command {
     let mut command = Command::new(whittle_binary());
-    command
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("WHITTLE_CONFIG")
-        .env_remove("WHITTLE_STATE_DIR")
-        .env_remove("WHITTLE_AWS_ENDPOINT_URL")
-        .env_remove("WHITTLE_LOG_FORMAT")
-        .stdin(Stdio::null());
+    whittle_tests::isolate(command.args(args));
     command
 }
 
