@@ -6,15 +6,9 @@ use crate::usage::ActionUsage;
 pub(super) const NOW: i64 = 1_795_000_000_000; // 2026-11-18
 const ROLE: &str = "arn:aws:iam::123456789012:role/app-orders";
 
+/// The defaults with a 14-day observation window, at NOW.
 pub(super) fn settings() -> Settings {
-    Settings {
-        lookback_days: 90,
-        min_observation_days: 14,
-        scope_resources: false,
-        keep: Vec::new(),
-        keep_unobservable: true,
-        now_ms: NOW,
-    }
+    crate::benchgen::bench_settings(NOW)
 }
 
 /// Usage with each action used `days_ago` days before NOW on the given resources.
