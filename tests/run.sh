@@ -28,33 +28,67 @@ browser_setup=$!
 if [ "${CI:-}" = true ]; then
   export CARGO_INCREMENTAL=0
 fi
-# The emulator's setup (a venv and pip install on a fresh clone: mostly waiting on the
-# network), then its own tests (the Rust integration tests stand on it) and the CI recipe's
-# (post-comments.py against a stand-in comment API, yamllint on the YAML), all beside the
-# cargo build; waited for before the Rust tests, which start emulators.
-(
-  "$root/tests/emulator/setup.sh"
-  "$root/.venv-moto/bin/python" -m unittest discover -s "$root/tests/emulator"
-  "$root/.venv-moto/bin/python" -m unittest discover -s "$root/tests/ci"
-) >"$logs/python" 2>&1 &
-python_tests=$!
+# The emulator's setup (a venv and its packages on a fresh clone: mostly waiting on the
+# network) runs beside the cargo build and is waited for before the Rust tests, which start
+# emulators. The Python suites run later, beside the Rust tests: the build keeps both cores
+# busy, while the integration tests mostly wait.
+"$root/tests/emulator/setup.sh" >"$logs/emulator-setup" 2>&1 &
+emulator_setup=$!
 # The integration tests run the real binary, which `cargo test` does not build for another
 # package's tests. It is built with every workspace test target in one resolution of
 # features: `cargo build -p whittle` alone resolves dependency features without the test
 # targets' dev-dependencies (proptest turns on features of getrandom and regex-syntax),
 # which made `cargo test --workspace` build the whole AWS SDK a second time.
 cargo build --workspace --bins --tests
-finish python "$python_tests"
+# The test harnesses `cargo test --workspace` would run (a build with nothing left to do, which
+# lists them): a line each, "package directory<TAB>executable<TAB>what it is". Run here rather
+# than by `cargo test`, which runs one after another, so that the unit tests run beside the
+# integration tests instead of before them.
+harnesses="$(cargo test --workspace --no-run --message-format=json | python3 -c '
+import json, os, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        kind = "integration tests" if m["target"]["kind"] == ["test"] else "unit tests"
+        print(os.path.dirname(m["manifest_path"]), m["executable"], m["target"]["name"] + " " + kind, sep="\t")
+')"
+finish emulator-setup "$emulator_setup"
+# The emulator's own tests (the Rust integration tests stand on it) and the CI recipe's
+# (post-comments.py against a stand-in comment API, yamllint on the YAML).
+(
+  "$root/.venv-moto/bin/python" -m unittest discover -s "$root/tests/emulator"
+  "$root/.venv-moto/bin/python" -m unittest discover -s "$root/tests/ci"
+) >"$logs/python" 2>&1 &
+python_tests=$!
 finish browser-setup "$browser_setup"
 # The HTML report in Chromium: needs the whittle and plan-fixture binaries just built.
 (cd "$root/tests/browser" && node --test) >"$logs/browser" 2>&1 &
 browser_tests=$!
-# Eight tests at once (cargo's default is one per core: 2 on CI). The integration tests mostly
+# Eight tests at once (libtest's default is one per core: 2 on CI). The integration tests mostly
 # wait (on the emulator, on daemons' schedules, on trial windows), so on 2 cores 8 keep both
 # busy; more only queue for the CPU and stretch the tests that check timing (measured: 6, 8
-# and 10 about equal, 12 and 16 slower). It applies to every test binary; the unit tests take
+# and 10 about equal, 12 and 16 slower). It applies to every test harness; the unit tests take
 # the same time with it. A test's own cases run at most 4 at once (WHITTLE_TEST_CASES_AT_ONCE).
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-8}"
-cargo test --workspace || failed=1
+# Each harness runs in its package's directory, as cargo runs it: the integration tests in the
+# background, printed when they end; the unit tests one after another meanwhile.
+integration=()
+while IFS=$'\t' read -r dir exe what; do
+  if [ "$what" = "it integration tests" ]; then
+    (cd "$dir" && "$exe") >"$logs/integration" 2>&1 &
+    integration+=($!)
+  else
+    echo "Running $what (${exe#"$root/"})"
+    (cd "$dir" && "$exe") || failed=1
+  fi
+done <<<"$harnesses"
+if [ "${#integration[@]}" -ne 1 ]; then
+  echo "tests/run.sh: expected one integration test harness (it), found ${#integration[@]}" >&2
+  failed=1
+fi
+for pid in "${integration[@]}"; do
+  finish integration "$pid"
+done
+finish python "$python_tests"
 finish browser "$browser_tests"
 exit "$failed"

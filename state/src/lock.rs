@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 use crate::StateError;
 
 const LOCK_FILE: &str = "whittle.lock";
-/// Retries of a busy lock before reporting its owner: 5 x 20 ms outlasts any `peek`.
-const MOMENTARY_HOLD_RETRIES: u32 = 5;
+/// How long a busy lock is retried before its owner is reported. A `peek` holds it for
+/// microseconds of work, but on a loaded host the peeking process can be descheduled while it
+/// holds it: five retries 20 ms apart (100 ms) were once not enough beside a test suite.
+const MOMENTARY_HOLD_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 const MOMENTARY_HOLD_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Who holds a state directory: written into the lock file for whoever finds it busy.
@@ -69,12 +71,11 @@ impl DirLock {
         // instant. A holder seen once may be only that: try again a few times before
         // concluding the directory is owned, or a starting daemon could read the previous
         // owner's stale record and refuse for nothing.
-        let mut attempts = 0;
+        let deadline = std::time::Instant::now() + MOMENTARY_HOLD_WAIT;
         loop {
             match file.try_lock() {
                 Ok(()) => break,
-                Err(TryLockError::WouldBlock) if attempts < MOMENTARY_HOLD_RETRIES => {
-                    attempts += 1;
+                Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(MOMENTARY_HOLD_PAUSE);
                 }
                 Err(TryLockError::WouldBlock) => {
