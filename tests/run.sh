@@ -5,10 +5,11 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-# Suites that do not need a fresh build run beside the ones that do, each into its own log,
-# printed when it ends: the Python suites beside the cargo build, the browser tests beside the
-# Rust tests (which mostly wait on emulators and schedules). Any failure fails the run, after
-# everything has finished.
+# The cargo build keeps both cores busy, so only set-ups that mostly wait on the network run
+# beside it. The test suites then run side by side, each into its own log printed when it
+# ends: the integration tests (which mostly wait on emulators and schedules), the unit tests,
+# the Python suites and the browser tests. Any failure fails the run, after everything has
+# finished.
 logs="$(mktemp -d)"
 failed=0
 finish() { # NAME PID
