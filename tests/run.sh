@@ -45,13 +45,18 @@ cargo build --workspace --bins --tests
 # lists them): a line each, "package directory<TAB>executable<TAB>what it is". Run here rather
 # than by `cargo test`, which runs one after another, so that the unit tests run beside the
 # integration tests instead of before them.
+# The integration tests come first, so that they start first.
 harnesses="$(cargo test --workspace --no-run --message-format=json | python3 -c '
 import json, os, sys
+found = []
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
-        kind = "integration tests" if m["target"]["kind"] == ["test"] else "unit tests"
-        print(os.path.dirname(m["manifest_path"]), m["executable"], m["target"]["name"] + " " + kind, sep="\t")
+        unit = m["target"]["kind"] != ["test"]
+        what = m["target"]["name"] + (" unit tests" if unit else " integration tests")
+        found.append((unit, os.path.dirname(m["manifest_path"]), m["executable"], what))
+for _, *line in sorted(found):
+    print(*line, sep="\t")
 ')"
 finish emulator-setup "$emulator_setup"
 # The emulator's own tests (the Rust integration tests stand on it) and the CI recipe's
