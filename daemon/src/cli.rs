@@ -179,8 +179,9 @@ pub enum Command {
     /// 2 when changes are proposed, 1 on an error (a role that could not be planned included).
     Plan(PlanArgs),
     /// Apply a stored plan to its roles: only configured targets, never protected roles, at
-    /// most [planner] max_roles_per_apply. A role whose policies changed since the plan is
-    /// refused. Each role's policies are snapshotted first, for `whittle rollback`.
+    /// most [planner] max_roles_per_apply (a split counts each function it moves). A role
+    /// whose policies changed since the plan is refused. Each role's policies are snapshotted
+    /// first, for `whittle rollback`.
     Apply(ApplyArgs),
     /// Try a plan on its staging roles: apply it (as a permissions boundary with a dead-man
     /// statement, or by replacing the policies), exercise the workload, watch for denials, and

@@ -348,11 +348,24 @@ pub async fn apply<P: Ports>(
         .filter(|r| r.status == RoleStatus::Changes || r.split.is_some())
         .map(|r| r.role_arn.clone())
         .collect();
+    // The limit bounds how many roles' permissions one apply changes: a split changes those
+    // of every function it moves to a role of its own, besides the shared role's.
+    let changed_roles: usize = chosen
+        .iter()
+        .map(|r| {
+            usize::from(r.status == RoleStatus::Changes)
+                + r.split.as_ref().map_or(0, |s| s.functions.len())
+        })
+        .sum();
     let limit = engine.config.planner.max_roles_per_apply as usize;
-    if changing.len() > limit {
+    if changed_roles > limit {
+        let splits = if chosen.iter().any(|r| r.split.is_some()) {
+            " (a split counts each function it gives a role of its own)"
+        } else {
+            ""
+        };
         anyhow::bail!(
-            "plan {plan_id} changes {} roles, more than [planner] max_roles_per_apply = {limit}; apply it a few roles at a time with --role",
-            changing.len()
+            "plan {plan_id} changes {changed_roles} roles{splits}, more than [planner] max_roles_per_apply = {limit}; apply it a few roles at a time with --role"
         );
     }
     let verdicts = crate::targets::classify(engine, &changing).await?;

@@ -495,7 +495,8 @@ pub struct PlannerConfig {
     /// on the caller's behalf, the Lambda runtime's logging and tracing).
     #[serde(default = "default_true")]
     pub keep_unobservable: bool,
-    /// The most roles one `whittle apply` changes.
+    /// The most roles one `whittle apply` changes; a split counts each function it gives a
+    /// role of its own.
     #[serde(default = "default_max_roles_per_run")]
     pub max_roles_per_apply: u32,
     /// Per account name (from `[[aws.accounts]]`): the SCP files of its organization chain,

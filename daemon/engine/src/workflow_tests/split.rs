@@ -356,6 +356,39 @@ async fn a_function_deployed_since_the_plan_is_refused_as_stale_before_any_chang
 }
 
 #[tokio::test]
+async fn each_function_a_split_moves_counts_against_max_roles_per_apply() {
+    let mut t = TestEngine::new(EVENTS_SOURCE);
+    let (shared, plan) = service(&t, &["sns:Publish"]).await;
+    let roles_before = role_names(&t);
+    // Three functions get roles of their own, and the shared role's own policies change.
+    let mut config = (*t.engine.config).clone();
+    config.planner.max_roles_per_apply = 3;
+    t.engine = t.engine.with_config(config.clone());
+    let error = crate::plan::apply(&t.engine, &plan.id, &[], true)
+        .await
+        .expect_err("four roles change, the limit is three");
+    assert!(
+        error.to_string().contains(
+            "changes 4 roles (a split counts each function it gives a role of its own), more than [planner] max_roles_per_apply = 3"
+        ),
+        "{error}"
+    );
+    assert_eq!(role_names(&t), roles_before, "nothing created");
+    assert!(splits(&t).is_empty());
+
+    config.planner.max_roles_per_apply = 4;
+    t.engine = t.engine.with_config(config);
+    crate::plan::apply(&t.engine, &plan.id, &[], true)
+        .await
+        .expect("within the limit");
+    assert!(
+        function_roles(&t).values().all(|role| *role != shared),
+        "every function on a role of its own: {:?}",
+        function_roles(&t)
+    );
+}
+
+#[tokio::test]
 async fn a_switch_waits_while_iam_makes_the_new_role_assumable() {
     let t = TestEngine::new(EVENTS_SOURCE);
     let (_, plan) = service(&t, &[]).await;
