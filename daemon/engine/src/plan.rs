@@ -316,6 +316,15 @@ pub struct RoleOutcome {
     pub change_id: Option<String>,
 }
 
+/// What a refusal over a role limit adds when a split is among the roles counted.
+pub(crate) fn split_note(roles: &[RolePlan]) -> &'static str {
+    if roles.iter().any(|r| r.split.is_some()) {
+        " (a split counts each function it gives a role of its own)"
+    } else {
+        ""
+    }
+}
+
 /// Applies a plan's changes, role by role. Refuses an untrialled plan without `force`, a
 /// plan with more changed roles than `[planner] max_roles_per_apply`, a role that is no
 /// longer a target, and a role whose policies changed since the plan (stale).
@@ -348,22 +357,10 @@ pub async fn apply<P: Ports>(
         .filter(|r| r.status == RoleStatus::Changes || r.split.is_some())
         .map(|r| r.role_arn.clone())
         .collect();
-    // The limit bounds how many roles' permissions one apply changes: a split changes those
-    // of every function it moves to a role of its own, besides the shared role's.
-    let changed_roles: usize = chosen
-        .iter()
-        .map(|r| {
-            usize::from(r.status == RoleStatus::Changes)
-                + r.split.as_ref().map_or(0, |s| s.functions.len())
-        })
-        .sum();
+    let changed_roles: usize = chosen.iter().map(RolePlan::roles_changed).sum();
     let limit = engine.config.planner.max_roles_per_apply as usize;
     if changed_roles > limit {
-        let splits = if chosen.iter().any(|r| r.split.is_some()) {
-            " (a split counts each function it gives a role of its own)"
-        } else {
-            ""
-        };
+        let splits = split_note(&chosen);
         anyhow::bail!(
             "plan {plan_id} changes {changed_roles} roles{splits}, more than [planner] max_roles_per_apply = {limit}; apply it a few roles at a time with --role"
         );

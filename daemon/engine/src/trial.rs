@@ -113,12 +113,13 @@ pub fn roles_to_try(
             plan.id
         );
     }
+    let changed_roles: usize = chosen.iter().map(RolePlan::roles_changed).sum();
     let limit = config.targets.max_roles_per_run as usize;
-    if chosen.len() > limit {
+    if changed_roles > limit {
         anyhow::bail!(
-            "plan {} would try {} roles, more than [targets] max_roles_per_run = {limit}; try a few at a time with --role",
+            "plan {} would try {changed_roles} roles{}, more than [targets] max_roles_per_run = {limit}; try a few at a time with --role",
             plan.id,
-            chosen.len()
+            crate::plan::split_note(&chosen),
         );
     }
     Ok(chosen)

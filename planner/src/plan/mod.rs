@@ -376,6 +376,14 @@ pub struct RolePlan {
 }
 
 impl RolePlan {
+    /// How many roles' permissions putting this plan in place changes: the role's own when
+    /// its policies change, and one per function its split gives a role of its own. What
+    /// `[planner] max_roles_per_apply` and `[targets] max_roles_per_run` count.
+    pub fn roles_changed(&self) -> usize {
+        usize::from(self.status == RoleStatus::Changes)
+            + self.split.as_ref().map_or(0, |split| split.functions.len())
+    }
+
     fn failed(current: &RolePolicies, error: String) -> RolePlan {
         RolePlan {
             role_arn: current.role_arn.clone(),

@@ -277,7 +277,8 @@ pub struct TargetsConfig {
     /// role are always protected).
     #[serde(default)]
     pub protected_patterns: Vec<types::Pattern>,
-    /// The most roles one trial run may change.
+    /// The most roles one trial run may change; a split counts each function it gives a role
+    /// of its own.
     #[serde(default = "default_max_roles_per_run")]
     pub max_roles_per_run: u32,
 }

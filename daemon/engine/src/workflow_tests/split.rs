@@ -356,14 +356,24 @@ async fn a_function_deployed_since_the_plan_is_refused_as_stale_before_any_chang
 }
 
 #[tokio::test]
-async fn each_function_a_split_moves_counts_against_max_roles_per_apply() {
+async fn each_function_a_split_moves_counts_against_the_role_limits() {
     let mut t = TestEngine::new(EVENTS_SOURCE);
     let (shared, plan) = service(&t, &["sns:Publish"]).await;
     let roles_before = role_names(&t);
     // Three functions get roles of their own, and the shared role's own policies change.
     let mut config = (*t.engine.config).clone();
     config.planner.max_roles_per_apply = 3;
+    config.targets.max_roles_per_run = 3;
     t.engine = t.engine.with_config(config.clone());
+    let error = crate::trial::run(&t.engine, &plan.id, &[], &playbook())
+        .await
+        .expect_err("a trial of four roles, the limit is three");
+    assert!(
+        error.to_string().contains(
+            "would try 4 roles (a split counts each function it gives a role of its own), more than [targets] max_roles_per_run = 3"
+        ),
+        "{error}"
+    );
     let error = crate::plan::apply(&t.engine, &plan.id, &[], true)
         .await
         .expect_err("four roles change, the limit is three");
