@@ -663,6 +663,15 @@ mod missing_files_tests {
         }
     }
 
+    /// Waits until no sled instance holds the database. A dropped one can still be writing in
+    /// the background (its snapshot too, see `open_sled`), and lets go of its lock on `db/db`
+    /// (flock, which `File::lock` takes too) when it is done. Once, on a loaded machine, the
+    /// database opened whole after the test had deleted its snapshots.
+    fn sled_let_go(dir: &Path) {
+        let file = fs::File::open(dir.join("db").join("db")).expect("sled's database file");
+        file.lock().expect("sled's lock");
+    }
+
     fn snapshots(dir: &Path) -> Vec<PathBuf> {
         fs::read_dir(dir.join("db"))
             .expect("read db")
@@ -675,6 +684,7 @@ mod missing_files_tests {
     }
 
     fn delete_snapshots(dir: &Path) {
+        sled_let_go(dir);
         let snaps = snapshots(dir);
         assert!(!snaps.is_empty(), "sled wrote no snapshot");
         for snap in snaps {

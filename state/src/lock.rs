@@ -68,7 +68,7 @@ impl DirLock {
             .open(&path)
             .map_err(|e| io_err("open the lock file", e))?;
         // `peek` (how `whittle status` finds a running daemon) holds a shared lock for an
-        // instant. A holder seen once may be only that: try again a few times before
+        // instant. A holder seen once may be only that: try again for a moment before
         // concluding the directory is owned, or a starting daemon could read the previous
         // owner's stale record and refuse for nothing.
         let deadline = std::time::Instant::now() + MOMENTARY_HOLD_WAIT;
