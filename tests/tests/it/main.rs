@@ -10,6 +10,7 @@ mod daemon;
 mod demo_self_policy;
 mod emulator;
 mod functions;
+mod layout;
 mod mining;
 mod plan;
 mod report;
