@@ -13,7 +13,7 @@
 //! plan passed, mark the plan trialled. A trial whose role was not used, or whose evidence
 //! stayed incomplete, proves nothing: it is undone and its plan is not marked trialled.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -967,13 +967,9 @@ struct TrailWatch {
     read_files: HashSet<String>,
     /// One entry per denied action of each denial event.
     denied: Vec<DeniedEvent>,
-    /// Ids of the role's events since the apply's second (denials included): a denial in
-    /// that second fails the trial even if it may have come just before the apply.
-    role_events: HashSet<String>,
-    /// Ids of the role's events from the second after the apply's on, the evidence that the
-    /// role was used under the trial's policy: CloudTrail's times are to the second, and a
-    /// call in the apply's second may have come before it.
-    used_events: HashSet<String>,
+    /// The role's events since the apply's second (denials included), id -> time in ms: a
+    /// denial in that second fails the trial even if it may have come just before the apply.
+    role_events: HashMap<String, i64>,
     /// The latest event time LookupEvents has shown (any principal), in ms.
     lookup_latest: Option<i64>,
     /// The latest event time the trail files have shown; None while none was read. Only
@@ -1003,8 +999,7 @@ impl TrailWatch {
             since_ms: i64::try_from(since.0 / 1000 * 1000).unwrap_or(0),
             read_files: HashSet::new(),
             denied: Vec::new(),
-            role_events: HashSet::new(),
-            used_events: HashSet::new(),
+            role_events: HashMap::new(),
             lookup_latest: None,
             files_latest: None,
             sources: engine
@@ -1030,8 +1025,15 @@ impl TrailWatch {
             .len()
     }
 
+    /// The role's calls from the second after the apply's on, the evidence that it was used
+    /// under the trial's policy: CloudTrail's times are to the second, and a call in the
+    /// apply's second may have come before it.
     fn role_calls(&self) -> u64 {
-        self.used_events.len() as u64
+        let used_from = self.since_ms + 1000;
+        self.role_events
+            .values()
+            .filter(|&&t| t >= used_from)
+            .count() as u64
     }
 
     /// Whether every watched source has shown an event at or after `time_ms` (its watermark).
@@ -1053,10 +1055,10 @@ impl TrailWatch {
         {
             return event.time_ms;
         }
-        if event.time_ms >= self.since_ms + 1000 {
-            self.used_events.insert(id.to_owned());
-        }
-        let new = self.role_events.insert(id.to_owned());
+        let new = self
+            .role_events
+            .insert(id.to_owned(), event.time_ms)
+            .is_none();
         if new
             && event
                 .error_code
