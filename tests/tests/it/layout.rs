@@ -59,13 +59,17 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The code of a file that is built outside tests: comments dropped, and nothing from the
-/// first `#[cfg(test)]` on (the test modules come last); a `tests.rs` file is all test.
+/// The code of a file that is built outside tests; a `tests.rs` file is all test.
 fn production_code(path: &Path) -> String {
     if path.file_name().is_some_and(|n| n == "tests.rs") {
         return String::new();
     }
-    let text = std::fs::read_to_string(path).expect("source file");
+    without_tests_and_comments(&std::fs::read_to_string(path).expect("source file"))
+}
+
+/// `text` with its comments dropped, and nothing from the first `#[cfg(test)]` on (the test
+/// modules come last).
+fn without_tests_and_comments(text: &str) -> String {
     let text = text.split("#[cfg(test)]").next().unwrap_or_default();
     text.lines()
         .map(|line| match line.find("//") {
@@ -199,7 +203,7 @@ fn every_crates_modules_stand_in_layers_without_an_import_cycle() {
 fn the_scanner_sees_grouped_imports_and_cycles() {
     let code = "use crate::{Engine, plan::{a, b}, trial};\nuse crate::mine::x;\nlet y = super::rotate::z; // crate::status\n";
     assert_eq!(
-        named_modules(&production_code_of(code), true),
+        named_modules(&without_tests_and_comments(code), true),
         ["Engine", "mine", "plan", "rotate", "trial"]
             .map(str::to_owned)
             .into()
@@ -218,14 +222,6 @@ fn the_scanner_sees_grouped_imports_and_cycles() {
         find_cycle(&graph),
         Some(["a", "b", "c", "a"].map(str::to_owned).to_vec())
     );
-}
-
-/// `production_code` of a text rather than a file.
-fn production_code_of(text: &str) -> String {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("m.rs");
-    std::fs::write(&path, text).expect("write");
-    production_code(&path)
 }
 
 /// The packages `package` depends on, directly or not, as Cargo.lock records them (the
